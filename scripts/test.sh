@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what the tests need (Python extras, Azurite from npm) and run the whole suite.
+# The tests start moto's server, gcp-storage-emulator and Azurite themselves, once per session.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet -e ".[test]"
+if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -x node_modules/.bin/azurite ]; then
+    npm install --no-audit --no-fund --silent
+  fi
+fi
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,204 @@
+"""What every command shares: the app state, output (human / JSON / quiet) and error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config import Paths, ProjectDestination, Settings, load_settings, save_projects
+from ..destinations import Destination, DestinationOptions, open_destination
+from ..errors import ConfigError, SmError
+from ..spool import Spool
+
+
+@dataclass
+class Output:
+    """Decides how results are shown: Rich on a terminal, plain text in a pipe, or JSON.
+
+    Data goes to stdout; diagnostics and progress go to stderr.
+    """
+
+    json_mode: bool = False
+    verbosity: int = 0
+    stdout: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    stderr: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+
+    @property
+    def interactive(self) -> bool:
+        """True when progress bars make sense (stderr is a terminal, not quiet, not JSON)."""
+        return self.stderr.is_terminal and self.verbosity >= 0 and not self.json_mode
+
+    def emit_json(self, document: Any) -> None:
+        """Print one JSON document to stdout."""
+        sys.stdout.write(json.dumps(document, ensure_ascii=False, sort_keys=False) + "\n")
+        sys.stdout.flush()
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Print human-readable data to stdout (never in JSON mode)."""
+        if not self.json_mode:
+            self.stdout.print(*objects, **kwargs)
+
+    def info(self, message: str) -> None:
+        """A diagnostic line on stderr, hidden by -q."""
+        if self.verbosity >= 0:
+            self.stderr.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (always shown)."""
+        self.stderr.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+
+    def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+        """Print a table to stdout."""
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*["" if v is None else str(v) for v in row])
+        self.print(table)
+
+
+@dataclass
+class AppState:
+    """Global options, resolved once per invocation."""
+
+    home: str | None
+    output: Output
+    log_format: str = "text"
+    _settings: Settings | None = None
+
+    @property
+    def paths(self) -> Paths:
+        """The config file and spool paths in use."""
+        return Paths.resolve(self.home)
+
+    def settings(self) -> Settings:
+        """The settings and destinations (read once)."""
+        if self._settings is None:
+            self._settings = load_settings(self.paths.config_file)
+        return self._settings
+
+    def open_spool(self) -> Spool:
+        """The spool of this home."""
+        return Spool.open(home=self.home)
+
+    def project(self, project_id: str) -> ProjectDestination:
+        """A project's saved destination, or a ConfigError naming the next step."""
+        projects = self.settings().projects
+        if project_id not in projects:
+            raise ConfigError(f"project {project_id} has no destination",
+                              hint=f"sm connect URL --project {project_id}")
+        return projects[project_id]
+
+    def save_project(self, project_id: str, destination: ProjectDestination | None) -> None:
+        """Save (or with None, remove) a project's destination in config.toml."""
+        projects = dict(self.settings().projects)
+        if destination is None:
+            projects.pop(project_id, None)
+        else:
+            projects[project_id] = destination
+        save_projects(self.paths.config_file, projects)
+        self._settings = None
+
+
+def options_for(destination: ProjectDestination, *, max_connections: int = 10
+                ) -> DestinationOptions:
+    """Destination options from a saved project destination."""
+    return DestinationOptions(
+        endpoint_url=destination.endpoint_url,
+        region=destination.region,
+        profile=destination.profile,
+        role_arn=destination.role_arn,
+        external_id=destination.external_id,
+        expected_owner=destination.expected_owner,
+        retention_days=destination.retention_days,
+        retention_mode=destination.retention_mode,
+        account_url=destination.account_url,
+        allow_insecure_endpoint=destination.allow_insecure_endpoint,
+        max_connections=max_connections,
+    )
+
+
+def open_project_destination(state: AppState, project_id: str, *, max_connections: int = 10
+                             ) -> Destination:
+    """Open a project's saved destination."""
+    saved = state.project(project_id)
+    return open_destination(saved.url, options_for(saved, max_connections=max_connections))
+
+
+def state_of(ctx: typer.Context) -> AppState:
+    """The AppState the root callback stored on the context."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppState):  # invoked without the root callback (tests)
+        obj = AppState(home=None, output=Output())
+        ctx.find_root().obj = obj
+    return obj
+
+
+def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
+    """Print `Error: …` (and `Try: …`) on stderr and exit."""
+    console = Console(stderr=True, soft_wrap=True)
+    console.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    if hint:
+        console.print(f"Try: {hint}", highlight=False)
+    raise typer.Exit(code)
+
+
+def report_error(exc: SmError) -> NoReturn:
+    """Translate a library error into the one-line CLI form."""
+    if os.environ.get("SM_DEBUG"):
+        raise exc
+    fail(str(exc), hint=exc.hint)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line (`--log-format json`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(document, ensure_ascii=False)
+
+
+def configure_logging(verbosity: int, log_format: str) -> None:
+    """Log `sm.*` to stderr: INFO by default, DEBUG with -v, WARNING with -q."""
+    level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else (
+        logging.WARNING if verbosity == -1 else logging.ERROR)
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%Y-%m-%dT%H:%M:%S%z"))
+    logger = logging.getLogger("sm")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Any:
+    """Register a command whose library errors become `Error: …` lines with exit code 1."""
+
+    def decorate(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **inner: Any) -> Any:
+            try:
+                return func(*args, **inner)
+            except SmError as exc:
+                report_error(exc)
+
+        return app.command(name, **kwargs)(wrapper)
+
+    return decorate

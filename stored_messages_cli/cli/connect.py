@@ -1,0 +1,163 @@
+"""`sm connect`, `sm disconnect`, `sm destinations`: a project's one destination."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from ..checks import FAIL, failed, run_checks
+from ..config import ProjectDestination
+from ..destinations import open_destination
+from ..destinations.base import Check, split_url
+from ..model import MEDIUMS, normalise_reference
+from .common import Output, command, fail, options_for, state_of
+
+CHECK_STYLE = {"pass": "[green]pass[/green]", "warn": "[yellow]warn[/yellow]",
+               "fail": "[red]fail[/red]"}
+
+
+def project_option(value: str) -> str:
+    """Validate a --project value like the ingest rule does."""
+    try:
+        return normalise_reference("project_id", value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def print_checks(out: Output, checks: list[Check], title: str) -> None:
+    """Render pass/warn/fail lines as a table."""
+    out.table(title, ["check", "status", "detail"],
+              [[c.name, CHECK_STYLE.get(c.status, c.status), c.detail] for c in checks])
+
+
+def register(app: typer.Typer) -> None:
+    """Add connect, disconnect and destinations."""
+
+    @command(app, "connect")
+    def connect(
+        ctx: typer.Context,
+        url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH/")],
+        project: Annotated[str, typer.Option("--project", callback=project_option,
+                                             help="Project id whose messages go there.")],
+        medium: Annotated[list[str] | None, typer.Option(
+            "--medium", help="Archive only this medium (repeatable; default all).")] = None,
+        endpoint_url: Annotated[str | None, typer.Option(
+            help="S3-compatible endpoint (https).")] = None,
+        region: Annotated[str | None, typer.Option(help="Bucket region.")] = None,
+        profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
+        role_arn: Annotated[str | None, typer.Option(help="IAM role to assume.")] = None,
+        external_id: Annotated[str | None, typer.Option(
+            help="External id for --role-arn.")] = None,
+        expected_owner: Annotated[str | None, typer.Option(
+            help="Account that must own the bucket (default: the account in --role-arn).")] = None,
+        retention_days: Annotated[int | None, typer.Option(
+            min=1, help="Object-lock retention for every object, in days.")] = None,
+        retention_mode: Annotated[str | None, typer.Option(
+            help="governance or compliance (with --retention-days).")] = None,
+        account_url: Annotated[str | None, typer.Option(
+            help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
+        allow_insecure_endpoint: Annotated[bool, typer.Option(
+            help="Allow a plain-http endpoint on a loopback address (test servers).")] = False,
+    ) -> None:
+        """Verify a destination, then save it as the project's one destination.
+
+        Writes, reads back and deletes a test object under PREFIX/_sm/; nothing is saved
+        unless that works. Example: sm connect s3://acme-archive/messages/ --project 12345
+        """
+        state = state_of(ctx)
+        out = state.output
+        mediums = list(dict.fromkeys(medium or MEDIUMS))
+        for item in mediums:
+            if item not in MEDIUMS:
+                raise typer.BadParameter(f"{item!r}: use email, sms or push",
+                                         param_hint="--medium")
+        if retention_mode and not retention_days:
+            raise typer.BadParameter("needs --retention-days", param_hint="--retention-mode")
+        if retention_mode and retention_mode not in ("governance", "compliance"):
+            raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
+        if external_id and not role_arn:
+            raise typer.BadParameter("needs --role-arn", param_hint="--external-id")
+        if expected_owner is None and role_arn and role_arn.count(":") >= 5:
+            expected_owner = role_arn.split(":")[4] or None
+        scheme = split_url(url)[0]
+        if scheme == "file":
+            from ..destinations.file import ensure_folder
+
+            ensure_folder(url)
+        saved = ProjectDestination(
+            url=url, mediums=mediums, endpoint_url=endpoint_url, region=region, profile=profile,
+            role_arn=role_arn, external_id=external_id, expected_owner=expected_owner,
+            retention_days=retention_days,
+            retention_mode=(retention_mode or "governance") if retention_days else None,
+            account_url=account_url, allow_insecure_endpoint=allow_insecure_endpoint,
+        )
+        destination = open_destination(url, options_for(saved))
+        saved = saved.model_copy(update={"url": destination.url})
+        try:
+            out.info(f"Checking {destination.url} …")
+            checks = run_checks(destination, keep_test_object=bool(retention_days))
+        finally:
+            destination.close()
+        round_trip_failed = [c for c in checks if c.status == FAIL and c.name in
+                             ("write", "read")]
+        if out.json_mode:
+            document = {"project_id": project, "url": destination.url, "mediums": mediums,
+                        "saved": not round_trip_failed,
+                        "checks": [asdict(c) for c in checks]}
+            out.emit_json(document)
+        else:
+            print_checks(out, checks, f"Checks for {destination.url}")
+        if round_trip_failed:
+            fail(f"{destination.url} did not pass the connection test: "
+                 f"{round_trip_failed[0].detail}; nothing was saved",
+                 hint=f"sm policy {destination.url}  (grant those permissions, then connect again)")
+        state.save_project(project, saved)
+        if failed(checks):
+            out.warn("saved, but some safety checks failed; run `sm verify` after fixing them")
+        out.info(f"Project {project} now archives {', '.join(mediums)} to {destination.url}")
+
+    @command(app, "disconnect")
+    def disconnect(
+        ctx: typer.Context,
+        project: Annotated[str, typer.Option("--project", callback=project_option,
+                                             help="Project whose destination to remove.")],
+    ) -> None:
+        """Remove a project's destination; its messages stay in the spool.
+
+        Example: sm disconnect --project 12345
+        """
+        state = state_of(ctx)
+        known = project in state.settings().projects
+        if known:
+            state.save_project(project, None)
+            with state.open_spool() as spool:
+                spool.forget_health(project)
+        if state.output.json_mode:
+            state.output.emit_json({"project_id": project, "removed": known})
+        elif known:
+            state.output.info(f"Project {project} has no destination now; its messages wait"
+                              " in the spool until you connect one.")
+        else:
+            state.output.info(f"Project {project} had no destination; nothing to do.")
+
+    @command(app, "destinations")
+    def destinations(ctx: typer.Context) -> None:
+        """List projects, their destination and archived mediums.
+
+        Example: sm destinations --json
+        """
+        state = state_of(ctx)
+        projects = state.settings().projects
+        rows = [{"project_id": pid, "url": d.url, "mediums": d.mediums,
+                 "endpoint_url": d.endpoint_url, "retention_days": d.retention_days}
+                for pid, d in sorted(projects.items())]
+        if state.output.json_mode:
+            state.output.emit_json(rows)
+            return
+        if not rows:
+            state.output.info("No destinations yet. Try: sm connect URL --project ID")
+            return
+        state.output.table(None, ["project", "destination", "mediums"],
+                           [[r["project_id"], r["url"], ", ".join(r["mediums"])] for r in rows])

@@ -1,0 +1,78 @@
+"""`sm ingest`: read JSON Lines of sent messages and send events into the spool."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+
+from ..spool import IngestReport
+from .common import command, fail, state_of
+
+
+def _lines(stream: BinaryIO) -> Iterator[str]:
+    """Lines as text; a line that is not UTF-8 is passed on with a marker so it is rejected."""
+    for raw in stream:
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield f"\x00not UTF-8 at byte {exc.start}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ingest."""
+
+    @command(app, "ingest")
+    def ingest(
+        ctx: typer.Context,
+        files: Annotated[list[str] | None, typer.Argument(
+            help="JSON Lines files; '-' or nothing reads standard input.")] = None,
+    ) -> None:
+        """Read JSON Lines of messages and send events into the spool.
+
+        Prints accepted / duplicate / rejected counts, and each rejected line with its number
+        and reason; exits 1 if any line was rejected. Example: sm ingest sent-2026-11-27.jsonl
+        """
+        state = state_of(ctx)
+        out = state.output
+        sources = files or ["-"]
+        for name in sources:
+            if name != "-" and not Path(name).is_file():
+                fail(f"{name} does not exist or is not a file", code=2)
+        total = IngestReport()
+        with state.open_spool() as spool:
+            for name in sources:
+                label = "stdin" if name == "-" else name
+                if name == "-":
+                    report = spool.ingest_lines(_lines(sys.stdin.buffer), source=label)
+                else:
+                    with open(name, "rb") as fh:
+                        report = spool.ingest_lines(_lines(fh), source=label)
+                total.accepted += report.accepted
+                total.duplicate += report.duplicate
+                total.rejected += report.rejected
+                total.discarded += report.discarded
+                for error in report.errors:
+                    entry = {"line": error["line"], "reason": error["reason"]}
+                    if len(sources) > 1:
+                        entry["file"] = label
+                    total.errors.append(entry)
+        if out.json_mode:
+            out.emit_json(total.as_dict())
+        else:
+            for error in total.errors:
+                where = f"{error['file']}:" if "file" in error else "line "
+                out.print(f"{where}{error['line']}: {error['reason']}", highlight=False,
+                          markup=False)
+            summary = (f"accepted {total.accepted}, duplicate {total.duplicate},"
+                       f" rejected {total.rejected}")
+            if total.discarded:
+                summary += f" ({total.discarded} accepted as discarded: medium not archived)"
+            out.print(summary, highlight=False)
+        if total.rejected:
+            raise typer.Exit(1)
+
+

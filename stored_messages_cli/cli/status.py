@@ -1,0 +1,98 @@
+"""`sm status`: what the spool holds and how each destination is doing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ..clock import to_rfc3339
+from ..spool import HEALTH_UNKNOWN, STATES
+from .common import command, state_of
+
+
+def status_document(state: Any) -> dict[str, Any]:
+    """The `sm status --json` document (SPEC 6)."""
+    settings = state.settings()
+    with state.open_spool() as spool:
+        summary = spool.status()
+        health = spool.all_health()
+        recent = spool.rejected_lines(limit=20)
+        waiting = spool.projects_with_work()
+    destinations = []
+    for project_id, saved in sorted(settings.projects.items()):
+        known = health.get(project_id)
+        current = known is not None and known.url == saved.url
+        destinations.append({
+            "project_id": project_id,
+            "url": saved.url,
+            "health": known.health if known and current else HEALTH_UNKNOWN,
+            "since": to_rfc3339(known.since) if known and current else None,
+            "next_probe_at": to_rfc3339(known.next_probe_at) if known and current else None,
+            "last_error": known.last_error if known and current else None,
+        })
+    age = summary["oldest_unarchived_age_seconds"]
+    return {
+        "counts": summary["counts"],
+        "retry_reasons": summary["retry_reasons"],
+        "oldest_unarchived_age_seconds": None if age is None else round(age, 3),
+        "next_retry_at": to_rfc3339(summary["next_retry_at"]),
+        "rejected_lines": summary["rejected_lines"],
+        "recent_rejections": [
+            {"source": r["source"], "line": r["line"], "reason": r["reason"],
+             "rejected_at": to_rfc3339(r["rejected_at"])} for r in recent],
+        "destinations": destinations,
+        "projects_without_destination": sorted(set(waiting) - set(settings.projects)),
+    }
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def register(app: typer.Typer) -> None:
+    """Add status."""
+
+    @command(app, "status")
+    def status(
+        ctx: typer.Context,
+        rejections: Annotated[int, typer.Option(
+            min=0, help="How many recent rejected lines to list.")] = 5,
+    ) -> None:
+        """Show counts per state, the oldest unarchived age, destination health and rejections.
+
+        Example: sm --json status
+        """
+        state = state_of(ctx)
+        out = state.output
+        doc = status_document(state)
+        if out.json_mode:
+            out.emit_json(doc)
+            return
+        counts = doc["counts"]
+        out.table("Messages", ["state", "count"], [[s, counts[s]] for s in STATES])
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(doc["retry_reasons"].items()) if k)
+        out.print(f"Oldest unarchived: {_age(doc['oldest_unarchived_age_seconds'])}"
+                  f"   Next retry: {doc['next_retry_at'] or '-'}"
+                  + (f"   Waiting: {reasons}" if reasons else ""), highlight=False)
+        if doc["destinations"]:
+            out.table("Destinations", ["project", "destination", "health", "next probe",
+                                       "last error"],
+                      [[d["project_id"], d["url"], d["health"], d["next_probe_at"] or "-",
+                        d["last_error"] or ""] for d in doc["destinations"]])
+        else:
+            out.print("No destinations yet. Try: sm connect URL --project ID")
+        if doc["projects_without_destination"]:
+            out.print("Waiting for a destination: project(s) "
+                      + ", ".join(doc["projects_without_destination"]), highlight=False)
+        if doc["rejected_lines"]:
+            out.print(f"Rejected lines: {doc['rejected_lines']} (most recent first)",
+                      highlight=False)
+            for r in doc["recent_rejections"][:rejections]:
+                out.print(f"  {r['source']}:{r['line']}: {r['reason']}", highlight=False,
+                          markup=False)
