@@ -178,6 +178,7 @@ def save_projects(config_file: Path, projects: dict[str, ProjectDestination]) ->
     ensure_private_dir(config_file.parent)
     tmp = config_file.with_suffix(".toml.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temp file keeps its old mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("".join(lines))
         fh.flush()

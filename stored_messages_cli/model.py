@@ -33,6 +33,7 @@ RECIPIENT_FIELDS: tuple[str, ...] = ("email", "user_id", "phone_number", "device
 
 MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 REFERENCE_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 RFC3339_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -110,7 +111,7 @@ class EmailContent(_Strict):
     @model_validator(mode="after")
     def _has_body(self) -> EmailContent:
         if self.html is None and self.text is None:
-            raise ValueError("email content needs at least one of html, text")
+            raise ValueError("content needs at least one of html, text (email)")
         return self
 
 
@@ -132,7 +133,7 @@ class PushContent(_Strict):
     @model_validator(mode="after")
     def _has_body(self) -> PushContent:
         if self.title is None and self.body is None and self.payload is None:
-            raise ValueError("push content needs at least one of title, body, payload")
+            raise ValueError("content needs at least one of title, body, payload (push)")
         return self
 
 
@@ -184,24 +185,77 @@ class MessageFields(_Strict):
         return value
 
 
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+    "bool_type": "true or false",
+}
+_UNION_TAGS = {"str": "a string", "int": "an integer", "dict[str,any]": "an object",
+               "list[str]": "an array"}
+
+
 def _reason(exc: ValidationError, prefix: str = "") -> str:
-    """Turn a pydantic error into one short line: `field.path: what is wrong`."""
-    first = exc.errors(include_url=False)[0]
-    path = [prefix] if prefix else []
-    path += ["from" if p == "from_" else str(p) for p in first["loc"]]
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "missing":
+    """Turn a pydantic error into one short line naming the field: `content.subject is required`.
+
+    Types are named in JSON's words (object, array, string, integer), not Python's.
+    """
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    expected: list[str] = []
+    # A union (e.g. `str | int`) reports one error per member, tagged with the member's name.
+    while loc and loc[-1].lower().replace(" ", "") in _UNION_TAGS:
+        expected = [_UNION_TAGS[str(e["loc"][-1]).lower().replace(" ", "")] for e in errors
+                    if len(e["loc"]) == len(loc) and str(e["loc"][-1]).lower().replace(" ", "")
+                    in _UNION_TAGS]
+        loc = loc[:-1]
+    path = ".".join(([prefix] if prefix else []) + ["from" if p == "from_" else p for p in loc])
+    kind = first["type"]
+    if expected:
+        msg = "must be " + " or ".join(dict.fromkeys(expected))
+    elif kind == "missing":
         msg = "is required"
-    elif first["type"] == "literal_error":
-        msg = "must be " + msg.removeprefix("Input should be ")
+    elif kind in _TYPE_WORDS:
+        msg = f"must be {_TYPE_WORDS[kind]}"
+    elif kind == "literal_error":
+        msg = "must be " + str(first["msg"]).removeprefix("Input should be ")
     else:
-        msg = msg.replace("Input should be", "must be")
-    if path and msg.startswith(path[-1] + " "):
-        path = path[:-1]  # the message already names the field
+        msg = str(first["msg"]).removeprefix("Value error, ")
     if not path:
         return msg
-    joiner = " " if msg.startswith(("is ", "must ")) else ": "
-    return f"{'.'.join(path)}{joiner}{msg.replace('a valid ', 'a ')}"
+    if msg.startswith(path.rsplit(".", 1)[-1] + " "):
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        return f"{parent}.{msg}" if parent else msg  # the message already names the field
+    if msg.startswith(("is ", "must ")):
+        return f"{path} {msg}"
+    return f"{path}: {msg}"
+
+
+def _check_json_values(value: Any, path: str = "") -> None:
+    """Reject what JSON or UTF-8 cannot carry, naming the field: NaN/Infinity, lone surrogates."""
+    if isinstance(value, str):
+        if _SURROGATE_RE.search(value):
+            raise InvalidMessage(f"{path or 'message'} contains a lone surrogate"
+                                 " (not valid Unicode)")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidMessage(f"{path or 'message'} must be a finite number"
+                                 " (NaN and Infinity are not JSON)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidMessage(f"{path or 'message'} has a key that is not a string")
+            if _SURROGATE_RE.search(key):
+                raise InvalidMessage(f"{path or 'message'} has a key with a lone surrogate"
+                                     " (not valid Unicode)")
+            _check_json_values(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json_values(item, f"{path}[{index}]")
 
 
 # --------------------------------------------------------------------------- identity and key
@@ -257,7 +311,9 @@ def object_key(
     return f"{prefix}{medium}/{project_id}/{recipient_hash_hex}/{campaign}/{message_id}{KEY_SUFFIX}"
 
 
-def recipient_prefix(medium: str, project_id: str, recipient_hash_hex: str, prefix: str = "") -> str:
+def recipient_prefix(
+    medium: str, project_id: str, recipient_hash_hex: str, prefix: str = "",
+) -> str:
     """The key prefix under which every message to one recipient of a project lies."""
     return f"{prefix}{medium}/{project_id}/{recipient_hash_hex}/"
 
@@ -283,15 +339,18 @@ def parse_key(key: str, prefix: str = "") -> dict[str, str] | None:
 
 
 def canonical_json(document: dict[str, Any]) -> bytes:
-    """UTF-8 JSON with sorted keys and compact separators: one document, one byte string."""
+    """UTF-8 JSON with sorted keys and compact separators: one document, one byte string.
+
+    Raises InvalidMessage naming the field when a value cannot be carried (NaN, Infinity, a
+    lone surrogate).
+    """
     try:
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
         return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidMessage("message contains text that is not valid Unicode (a lone surrogate)") from None
-    except ValueError as exc:
-        raise InvalidMessage(f"message contains a value JSON cannot carry ({exc})") from None
+    except (UnicodeEncodeError, ValueError):
+        _check_json_values(document)
+        raise InvalidMessage("message contains a value JSON cannot carry") from None
 
 
 def gzip_body(payload: bytes) -> bytes:
@@ -311,6 +370,8 @@ class Message:
     recipient_hash: str
     sent_at: datetime | None
     document: dict[str, Any]  # the input with normalised reference ids, no schema_version
+    payload_bytes: bytes  # the archived payload (SPEC 3), encoded once at validation
+    content_sha: str  # hash of everything but the confirmation fields
 
     @property
     def confirmed(self) -> bool:
@@ -325,12 +386,11 @@ class Message:
 
     def content_sha256(self) -> str:
         """Hash of everything but the confirmation fields: equal means the same message."""
-        core = {k: v for k, v in self.document.items() if k not in CONFIRMATION_FIELDS}
-        return sha256_hex(canonical_json(core))
+        return self.content_sha
 
     def payload(self) -> bytes:
         """The exact JSON bytes archived for this message (SPEC 3)."""
-        return payload_bytes(self.document)
+        return self.payload_bytes
 
 
 def payload_bytes(document: dict[str, Any]) -> bytes:
@@ -338,10 +398,16 @@ def payload_bytes(document: dict[str, Any]) -> bytes:
     return canonical_json({**document, "schema_version": SCHEMA_VERSION})
 
 
+def content_sha256(document: dict[str, Any]) -> str:
+    """Hash of a document without its confirmation fields (`sent_at`, `provider`)."""
+    core = {k: v for k, v in document.items() if k not in CONFIRMATION_FIELDS}
+    return sha256_hex(canonical_json(core))
+
+
 def parse_message(raw: Any) -> Message:
     """Validate one sent message (a dict, a pydantic model, or a JSON string).
 
-    Raises InvalidMessage whose text is a one-line reason.
+    Raises InvalidMessage whose text is a one-line reason naming the field.
     """
     if isinstance(raw, BaseModel):
         raw = raw.model_dump(mode="json", by_alias=True, exclude_unset=True)
@@ -359,10 +425,14 @@ def parse_message(raw: Any) -> Message:
     try:
         fields = MessageFields.model_validate(raw)
     except ValidationError as exc:
+        if any(e["type"] == "string_unicode" for e in exc.errors()):
+            _check_json_values(raw)  # names the field holding the lone surrogate
         raise InvalidMessage(_reason(exc)) from None
     try:
         CONTENT_MODELS[fields.medium].model_validate(raw["content"])
     except ValidationError as exc:
+        if any(e["type"] == "string_unicode" for e in exc.errors()):
+            _check_json_values(raw)
         raise InvalidMessage(_reason(exc, "content")) from None
 
     document = {k: v for k, v in raw.items() if k != "schema_version"}
@@ -370,7 +440,8 @@ def parse_message(raw: Any) -> Message:
         if document.get(name) is not None:
             document[name] = str(document[name])
     sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
-    canonical_json(document)  # rejects lone surrogates and NaN at ingest, not at upload
+    # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
+    payload = payload_bytes(document)
     return Message(
         project_id=document["project_id"],
         message_id=document["message_id"],
@@ -380,6 +451,8 @@ def parse_message(raw: Any) -> Message:
         recipient_hash=recipient_hash(document["recipient"]),
         sent_at=sent_at,
         document=document,
+        payload_bytes=payload,
+        content_sha=content_sha256(document),
     )
 
 
@@ -402,6 +475,8 @@ def parse_event(raw: dict[str, Any]) -> SendEvent:
     if kind not in ("sent", "send_failed"):
         raise InvalidMessage("event must be sent or send_failed")
     try:
+        if raw.get("message_id") is None:
+            raise ValueError("message_id is required")
         message_id = check_message_id(raw.get("message_id"))
         if raw.get("project_id") is None:
             raise ValueError("project_id is required")
@@ -413,6 +488,8 @@ def parse_event(raw: dict[str, Any]) -> SendEvent:
         if reason is not None and not isinstance(reason, str):
             raise InvalidMessage("reason must be a string")
         return SendEvent("send_failed", project_id, message_id, reason=reason or "send_failed")
+    if raw.get("sent_at") is None:
+        raise InvalidMessage("sent_at is required on a sent event")
     try:
         sent_at = parse_sent_at(raw.get("sent_at"))
     except ValueError as exc:

@@ -198,10 +198,11 @@ class Spool:
             self._create_schema()
         finally:
             os.umask(old_umask)
-        try:
-            os.chmod(self.path, 0o600)
-        except OSError:
-            pass
+        for suffix in ("", "-wal", "-shm"):  # files made by an older umask are closed too
+            try:
+                os.chmod(f"{self.path}{suffix}", 0o600)
+            except OSError:
+                pass
 
     # ----------------------------------------------------------------------- opening
 
@@ -433,12 +434,12 @@ class Spool:
 
     def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float) -> str:
         content_sha = msg.content_sha256()
+        payload = msg.payload()
         existing = conn.execute(
-            "SELECT id, state, content_sha256, sent_at, final_reason FROM messages"
+            "SELECT id, state, content_sha256, payload_sha256, final_reason FROM messages"
             " WHERE project_id = ? AND message_id = ?", (msg.project_id, msg.message_id),
         ).fetchone()
         if existing is None:
-            payload = msg.payload()
             if not self._archived(msg.project_id, msg.medium):
                 state, final_reason, payload_blob = DISCARDED, MEDIUM_NOT_ARCHIVED, None
             elif msg.confirmed:
@@ -456,23 +457,23 @@ class Spool:
                  now, now if msg.confirmed else None, now, final_reason),
             )
             return DISCARDED if state == DISCARDED else ACCEPTED
-        row_id, state, known_sha, known_sent_at, final_reason = existing
-        if known_sha != content_sha:
-            raise MessageConflict(
-                f"message {msg.message_id} of project {msg.project_id} was recorded before"
-                " with other content; the first copy is kept"
-            )
+        row_id, state, known_content_sha, known_payload_sha, final_reason = existing
+        name = f"message {msg.message_id} of project {msg.project_id}"
+        if known_content_sha != content_sha:
+            raise MessageConflict(f"{name} was recorded before with other content;"
+                                  " the first copy is kept")
         if not msg.confirmed or final_reason == MEDIUM_NOT_ARCHIVED:
-            return DUPLICATE
+            return DUPLICATE  # the same rendered message again, or one never archived
         if state == AWAITING_CONFIRMATION:
             self._confirm_row(conn, row_id, msg.document, now)
             return ACCEPTED
-        if msg.sent_at is not None and known_sent_at == format_utc(msg.sent_at):
+        if state == DISCARDED:
+            raise MessageConflict(f"{name} was discarded ({_discard_words(final_reason)});"
+                                  " it cannot be confirmed now")
+        if known_payload_sha == sha256_hex(payload):
             return DUPLICATE
-        raise MessageConflict(
-            f"message {msg.message_id} of project {msg.project_id} was already"
-            f" {'reported as failed' if state == DISCARDED else 'confirmed with another sent_at'}"
-        )
+        raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
+                              " the first copy is kept")
 
     def _confirm_row(self, conn: sqlite3.Connection, row_id: int, document: dict[str, Any],
                      now: float) -> None:
@@ -507,8 +508,8 @@ class Spool:
             if state == DISCARDED:
                 return DUPLICATE
             raise MessageConflict(
-                f"message {event.message_id} was already confirmed as sent; a send failure"
-                " cannot follow a confirmation")
+                f"message {event.message_id} of project {event.project_id} was already"
+                " confirmed as sent; a send failure cannot follow a confirmation")
         # event == "sent"
         if state == AWAITING_CONFIRMATION:
             document = json.loads(payload)
@@ -520,12 +521,13 @@ class Spool:
             return ACCEPTED
         if state == DISCARDED:
             raise MessageConflict(
-                f"message {event.message_id} was {final_reason or 'discarded'}; it cannot be"
-                " confirmed now")
+                f"message {event.message_id} of project {event.project_id} was discarded"
+                f" ({_discard_words(final_reason)}); it cannot be confirmed now")
         if event.sent_at and known_sent_at == format_utc(event.sent_at):
             return DUPLICATE
         raise MessageConflict(
-            f"message {event.message_id} was already confirmed with another sent_at")
+            f"message {event.message_id} of project {event.project_id} was already confirmed"
+            " with another sent_at; the first confirmation is kept")
 
     def discard_unconfirmed(self, confirm_timeout: float) -> int:
         """Discard messages still awaiting confirmation after `confirm_timeout` seconds."""
@@ -831,6 +833,15 @@ _RELEASE_SET = (
     "state = CASE WHEN next_attempt_at IS NULL THEN 'queued' ELSE 'retry_wait' END,"
     " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
 )
+
+
+def _discard_words(final_reason: str | None) -> str:
+    """A discard reason as words for an error line."""
+    if final_reason == NEVER_CONFIRMED:
+        return "never confirmed within confirm_timeout"
+    if final_reason and final_reason.startswith(SEND_FAILED):
+        return "its send failed"
+    return final_reason or "discarded"
 
 
 def _parse_line(text: str) -> Message | SendEvent | InvalidMessage:

@@ -51,7 +51,7 @@ class FileDestination:
         try:
             if target.exists():
                 return self._existing(key, payload_sha256)
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_folders(target.parent)
             tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -69,6 +69,26 @@ class FileDestination:
             return PutResult(key=key, created=True)
         except OSError as exc:
             raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create `folder` and missing parents (0700), fsyncing each parent that gained one.
+
+        Without the parent fsyncs a power loss could lose a new folder, and the file in it,
+        after the spool had recorded the message as stored.
+        """
+        missing: list[Path] = []
+        probe = folder
+        while not probe.is_dir():
+            missing.append(probe)
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        for created in reversed(missing):
+            try:
+                created.mkdir(mode=0o700)
+            except FileExistsError:  # another writer made it first
+                continue
+            _fsync_dir(created.parent)
 
     def _existing(self, key: str, payload_sha256: str) -> PutResult:
         info = self.head(key)
