@@ -1,0 +1,272 @@
+"""Spool states (SPEC 4): every transition, idempotent recording, bodies leaving, permissions."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli import InvalidMessage, MessageConflict, UnknownMessage
+from stored_messages_cli.archiver import Archiver, ProjectTarget
+from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.destinations.file import FileDestination
+from stored_messages_cli.model import parse_message
+from stored_messages_cli.spool import Retry, Spool, Stored
+
+DAY = 86400.0
+
+
+def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, Any]:
+    """The raw spool row, read over a separate connection (what is on disk)."""
+    conn = sqlite3.connect(spool.path)
+    conn.row_factory = sqlite3.Row
+    found = conn.execute("SELECT * FROM messages WHERE project_id = ? AND message_id = ?",
+                         (project_id, message_id)).fetchone()
+    conn.close()
+    assert found is not None, f"{message_id} is not in the spool"
+    return dict(found)
+
+
+def awaiting(make_message, **overrides: Any) -> dict[str, Any]:
+    message = make_message(**overrides)
+    del message["sent_at"]
+    del message["provider"]
+    return message
+
+
+def archive(spool: Spool, folder: Path, clock) -> Archiver:
+    archiver = Archiver(spool, [ProjectTarget("12345", FileDestination(f"file://{folder}/"))],
+                        clock=clock, concurrency=2)
+    archiver.run(once=True)
+    return archiver
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def test_confirmed_message_is_queued_with_its_exact_payload(spool, make_message) -> None:
+    message = make_message()
+    assert spool.record(message) == "accepted"
+    stored = row(spool, message["message_id"])
+    assert stored["state"] == "queued"
+    assert stored["payload"] == parse_message(message).payload()
+    assert stored["key"] == parse_message(message).key
+
+
+def test_unconfirmed_message_awaits_confirmation(spool, make_message) -> None:
+    message = awaiting(make_message)
+    assert spool.record(message) == "accepted"
+    assert row(spool, message["message_id"])["state"] == "awaiting_confirmation"
+
+
+def test_sent_event_moves_awaiting_to_queued_with_sent_at_and_provider(spool, make_message):
+    message = awaiting(make_message)
+    spool.record(message)
+    provider = {"name": "ses", "message_id": "0100-x"}
+    assert spool.confirm_sent(12345, message["message_id"], sent_at="2026-11-27T17:00:05Z",
+                              provider=provider) == "accepted"
+    stored = row(spool, message["message_id"])
+    assert stored["state"] == "queued"
+    assert stored["payload"] == parse_message(
+        dict(message, sent_at="2026-11-27T17:00:05Z", provider=provider)).payload()
+
+
+def test_re_recording_with_sent_at_moves_awaiting_to_queued(spool, make_message) -> None:
+    message = make_message()
+    spool.record(awaiting(make_message))
+    assert spool.record(message) == "accepted"
+    stored = row(spool, message["message_id"])
+    assert stored["state"] == "queued"
+    assert stored["payload"] == parse_message(message).payload()
+
+
+def test_send_failed_discards_and_drops_the_body(spool, make_message) -> None:
+    message = awaiting(make_message)
+    spool.record(message)
+    assert spool.record_send_failure(12345, message["message_id"], reason="bounced") == "accepted"
+    stored = row(spool, message["message_id"])
+    assert (stored["state"], stored["payload"]) == ("discarded", None)
+    assert stored["final_reason"] == "send_failed: bounced"
+    assert spool.record_send_failure(12345, message["message_id"]) == "duplicate"
+    with pytest.raises(MessageConflict, match="discarded \\(its send failed\\)"):
+        spool.confirm_sent(12345, message["message_id"], sent_at="2026-11-27T17:00:00Z")
+
+
+def test_never_confirmed_is_discarded_after_confirm_timeout(spool, make_message, clock):
+    message = awaiting(make_message)
+    spool.record(message)
+    clock.advance(DAY - 1)
+    assert spool.discard_unconfirmed(DAY) == 0
+    assert row(spool, message["message_id"])["state"] == "awaiting_confirmation"
+    clock.advance(1)
+    assert spool.discard_unconfirmed(DAY) == 1
+    stored = row(spool, message["message_id"])
+    assert (stored["state"], stored["final_reason"], stored["payload"]) == (
+        "discarded", "never_confirmed", None)
+
+
+def test_archiver_discards_the_unconfirmed_and_never_uploads_them(
+        spool, make_message, clock, tmp_path) -> None:
+    spool.record(awaiting(make_message, message_id="late"))
+    clock.advance(DAY + 1)
+    archive(spool, tmp_path / "a", clock)
+    assert row(spool, "late")["state"] == "discarded"
+    assert not (tmp_path / "a").exists() or list((tmp_path / "a").rglob("*.gz")) == []
+
+
+def test_medium_not_archived_is_discarded_at_ingest(sm_home, clock, make_message) -> None:
+    save_projects(sm_home / "config.toml", {"12345": ProjectDestination(
+        url="file:///tmp/x/", mediums=["email"])})
+    with Spool.open(clock=clock) as spool:
+        assert spool.record(make_message("sms")) == "discarded"
+        assert spool.record(make_message("sms")) == "duplicate"
+        assert spool.record(make_message("email")) == "accepted"
+        stored = row(spool, "sms-1")
+        assert (stored["state"], stored["final_reason"], stored["payload"]) == (
+            "discarded", "medium_not_archived", None)
+
+
+def test_project_without_destination_waits_in_queued(spool, make_message, clock, tmp_path):
+    spool.record(make_message(project_id=999))
+    spool.record(make_message())
+    clock.advance(30 * DAY)  # no timeout discards a confirmed message
+    archive(spool, tmp_path / "a", clock)
+    assert row(spool, make_message()["message_id"], "999")["state"] == "queued"
+    assert row(spool, make_message()["message_id"])["state"] == "stored"
+
+
+# ----------------------------------------------------------------------------- idempotence
+
+
+def test_same_message_again_is_a_duplicate(spool, make_message) -> None:
+    assert spool.record(make_message()) == "accepted"
+    assert spool.record(make_message()) == "duplicate"
+    assert spool.record(awaiting(make_message)) == "duplicate"
+
+
+def test_other_content_is_a_conflict_and_the_first_copy_stays(spool, make_message) -> None:
+    first = make_message()
+    spool.record(first)
+    other = make_message()
+    other["content"]["subject"] = "Changed"
+    with pytest.raises(MessageConflict, match="recorded before with other content"):
+        spool.record(other)
+    assert row(spool, first["message_id"])["payload"] == parse_message(first).payload()
+
+
+def test_other_sent_at_after_confirmation_is_a_conflict(spool, make_message) -> None:
+    spool.record(make_message())
+    with pytest.raises(MessageConflict, match="already confirmed"):
+        spool.record(make_message(sent_at="2026-11-27T18:00:00Z"))
+    assert spool.confirm_sent(12345, make_message()["message_id"],
+                              sent_at="2026-11-27T17:00:00Z") == "duplicate"
+    with pytest.raises(MessageConflict, match="already confirmed with another sent_at"):
+        spool.confirm_sent(12345, make_message()["message_id"], sent_at="2026-11-28T17:00:00Z")
+    with pytest.raises(MessageConflict, match="send failure cannot follow"):
+        spool.record_send_failure(12345, make_message()["message_id"])
+
+
+def test_events_for_unknown_messages_are_refused(spool) -> None:
+    with pytest.raises(UnknownMessage, match="no message nope of project 1 was recorded"):
+        spool.confirm_sent(1, "nope", sent_at="2026-11-27T17:00:00Z")
+    with pytest.raises(UnknownMessage):
+        spool.record_send_failure(1, "nope")
+
+
+def test_record_many_is_all_or_nothing(spool, make_message) -> None:
+    good = [make_message(message_id=f"m{i}") for i in range(3)]
+    bad = dict(make_message(message_id="bad"), medium="fax")
+    with pytest.raises(InvalidMessage, match="^message 3: medium must be"):
+        spool.record_many([*good, bad])
+    assert spool.status()["counts"]["queued"] == 0
+    assert spool.record_many(good) == ["accepted"] * 3
+    assert spool.status()["counts"]["queued"] == 3
+
+
+# ----------------------------------------------------------------------------- archiving
+
+
+def test_stored_drops_the_body_and_keeps_hash_key_and_index(
+        spool, make_message, clock, tmp_path) -> None:
+    message = make_message()
+    spool.record(message)
+    archive(spool, tmp_path / "a", clock)
+    stored = row(spool, message["message_id"])
+    payload = parse_message(message).payload()
+    assert stored["state"] == "stored"
+    assert stored["payload"] is None
+    assert stored["stored_key"] == parse_message(message).key
+    assert stored["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert gzip.decompress((tmp_path / "a" / stored["stored_key"]).read_bytes()) == payload
+    index = sqlite3.connect(spool.path).execute(
+        "SELECT key FROM archive_index WHERE message_id = ?", (message["message_id"],)).fetchall()
+    assert index == [(stored["stored_key"],)]
+
+
+def test_lapsed_lease_returns_to_queued_and_nothing_is_deleted_on_claim(
+        spool, make_message, clock) -> None:
+    spool.record(make_message())
+    claimed = spool.claim("other-host:1:abc", "12345", 10, lease_seconds=300)
+    assert [c.message_id for c in claimed] == [make_message()["message_id"]]
+    assert row(spool, claimed[0].message_id)["state"] == "in_flight"
+    assert row(spool, claimed[0].message_id)["payload"] == claimed[0].payload
+    clock.advance(299)
+    assert spool.release_expired_leases() == 0
+    clock.advance(1)
+    assert spool.release_expired_leases() == 1
+    assert row(spool, claimed[0].message_id)["state"] == "queued"
+
+
+def test_a_dead_local_owner_loses_its_lease_at_once(spool, make_message) -> None:
+    import socket
+
+    spool.record(make_message())
+    spool.claim(f"{socket.gethostname()}:999999999:abc", "12345", 10, lease_seconds=300)
+    assert spool.release_expired_leases() == 1
+
+
+def test_a_failed_attempt_waits_in_retry_wait(spool, make_message, clock) -> None:
+    spool.record(make_message())
+    claimed = spool.claim("me", "12345", 1, lease_seconds=60)[0]
+    spool.settle("me", [Retry(claimed.row_id, "rate_limited", clock.now() + 5, "SlowDown")])
+    stored = row(spool, claimed.message_id)
+    assert (stored["state"], stored["retry_reason"], stored["next_attempt_at"]) == (
+        "retry_wait", "rate_limited", clock.now() + 5)
+    assert spool.claim("me", "12345", 1, lease_seconds=60) == []
+    clock.advance(5)
+    again = spool.claim("me", "12345", 1, lease_seconds=60)
+    assert [c.row_id for c in again] == [claimed.row_id]
+    spool.settle("me", [Stored(claimed.row_id, claimed.key, "file:///x/")])
+    assert row(spool, claimed.message_id)["state"] == "stored"
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def test_spool_and_config_are_owner_only(sm_home, clock, make_message) -> None:
+    with Spool.open(clock=clock) as spool:
+        spool.record(make_message())
+        save_projects(sm_home / "config.toml", {})
+        for name in ("spool.db", "spool.db-wal", "spool.db-shm", "config.toml"):
+            mode = stat.S_IMODE((sm_home / name).stat().st_mode)
+            assert mode == 0o600, f"{name} is {oct(mode)}"
+        assert stat.S_IMODE(sm_home.stat().st_mode) == 0o700
+
+
+def test_spool_is_wal_with_full_sync(spool) -> None:
+    assert spool.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert spool.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_recorded_message_is_on_disk_when_record_returns(spool, make_message) -> None:
+    spool.record(make_message())
+    other = sqlite3.connect(spool.path)
+    assert other.execute("SELECT state FROM messages").fetchall() == [("queued",)]
+    payload = json.loads(other.execute("SELECT payload FROM messages").fetchone()[0])
+    assert payload["schema_version"] == 1
