@@ -381,7 +381,17 @@ class Spool:
         report = IngestReport()
         batch: list[tuple[int, str, Message | SendEvent | InvalidMessage]] = []
         for number, raw in enumerate(lines, start=1):
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            if isinstance(raw, bytes):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    # Kept readable for the operator; never accepted with replaced characters.
+                    text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+                    batch.append((number, text, InvalidMessage(
+                        f"not valid UTF-8 (bad byte at column {exc.start + 1})")))
+                    continue
+            else:
+                text = raw
             text = text.rstrip("\r\n")
             if not text.strip():
                 continue
@@ -671,28 +681,72 @@ class Spool:
                  " window", now, project_id, RETRY_WAIT, retry_window, now)).rowcount
 
     def reschedule_unreachable(self, project_id: str, next_attempt_at: float) -> int:
-        """Point every message waiting on an unreachable destination at its next probe."""
+        """Bring every message waiting on an unreachable destination forward to `next_attempt_at`.
+
+        Only ever earlier: a message already due stays due (a `--once` pass started before
+        the probe succeeded still takes it).
+        """
+        now = self.clock.now()
         with self._write() as conn:
             return conn.execute(
-                "UPDATE messages SET next_attempt_at = ? WHERE project_id = ? AND state = ?"
+                "UPDATE messages SET next_attempt_at = MIN(COALESCE(next_attempt_at, ?), ?),"
+                " updated_at = ? WHERE project_id = ? AND state = ?"
                 " AND retry_reason = 'unreachable'",
-                (next_attempt_at, project_id, RETRY_WAIT)).rowcount
+                (next_attempt_at, next_attempt_at, now, project_id, RETRY_WAIT)).rowcount
 
     def hold_for_destination(self, project_id: str, next_attempt_at: float) -> int:
-        """Park a project's queued and unreachable-waiting messages behind its next probe.
+        """Park every waiting message of a project behind its destination's next probe.
 
-        Queued messages held back this way count the hold as their first failure, so they
-        expire on the same rule as the ones that were tried.
+        Queued and rate-limited messages join the unreachable ones: the destination is down,
+        so they wait on the same probe. Those held here for the first time count the hold as
+        their first failure, so they expire on the same rule as the ones that were tried.
         """
         now = self.clock.now()
         with self._write() as conn:
             return conn.execute(
                 "UPDATE messages SET state = ?, retry_reason = 'unreachable',"
                 " first_failure_at = COALESCE(first_failure_at, ?), next_attempt_at = ?,"
-                " updated_at = ? WHERE project_id = ? AND (state = ? OR (state = ?"
-                " AND retry_reason = 'unreachable'))",
+                " updated_at = ? WHERE project_id = ? AND state IN (?, ?)",
                 (RETRY_WAIT, now, next_attempt_at, now, project_id, QUEUED, RETRY_WAIT),
             ).rowcount
+
+    def claim_among(
+        self,
+        owner: str,
+        project_id: str,
+        row_ids: Iterable[int],
+        limit: int,
+        *,
+        lease_seconds: float,
+        due_by: float | None = None,
+    ) -> list[ClaimedMessage]:
+        """Like `claim`, but only among `row_ids` (the messages `sm replay` made due)."""
+        now = self.clock.now()
+        due_by = now if due_by is None else due_by
+        ids = json.dumps(sorted(set(row_ids)))
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, project_id, message_id, key, payload, payload_sha256, attempts,"
+                " first_failure_at, retry_reason FROM messages"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND project_id = ?"
+                " AND (state = ? OR (state = ? AND next_attempt_at <= ?))"
+                " ORDER BY id LIMIT ?",
+                (ids, project_id, QUEUED, RETRY_WAIT, due_by, limit)).fetchall()
+            if rows:
+                marks = ",".join("?" * len(rows))
+                conn.execute(
+                    f"UPDATE messages SET state = ?, lease_owner = ?, lease_expires_at = ?,"
+                    f" updated_at = ? WHERE id IN ({marks})",
+                    (IN_FLIGHT, owner, now + lease_seconds, now, *[r[0] for r in rows]))
+        return [ClaimedMessage(*r) for r in rows]
+
+    def outcomes_of(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Where the given messages stand now: ids, state, retry reason, final reason, error."""
+        ids = json.dumps(sorted(set(row_ids)))
+        return [dict(r) for r in self._read(
+            "SELECT project_id, message_id, state, retry_reason, final_reason, last_error,"
+            " next_attempt_at FROM messages WHERE id IN (SELECT value FROM json_each(?))"
+            " ORDER BY id", (ids,))]
 
     def health(self, project_id: str) -> Health | None:
         """The recorded health of a project's destination, if any."""
@@ -846,8 +900,6 @@ def _discard_words(final_reason: str | None) -> str:
 
 def _parse_line(text: str) -> Message | SendEvent | InvalidMessage:
     """One JSON Lines line as a message, an event, or the reason it is rejected."""
-    if text.startswith("\x00not UTF-8"):
-        return InvalidMessage(text[1:])
     try:
         raw = json.loads(text)
     except ValueError as exc:

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 
 from ..spool import IngestReport
 from .common import command, fail, state_of
-
-
-def _lines(stream: BinaryIO) -> Iterator[str]:
-    """Lines as text; a line that is not UTF-8 is passed on with a marker so it is rejected."""
-    for raw in stream:
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield f"\x00not UTF-8 at byte {exc.start}"
 
 
 def register(app: typer.Typer) -> None:
@@ -47,10 +37,10 @@ def register(app: typer.Typer) -> None:
             for name in sources:
                 label = "stdin" if name == "-" else name
                 if name == "-":
-                    report = spool.ingest_lines(_lines(sys.stdin.buffer), source=label)
+                    report = spool.ingest_lines(sys.stdin.buffer, source=label)
                 else:
                     with open(name, "rb") as fh:
-                        report = spool.ingest_lines(_lines(fh), source=label)
+                        report = spool.ingest_lines(fh, source=label)
                 total.accepted += report.accepted
                 total.duplicate += report.duplicate
                 total.rejected += report.rejected

@@ -1,0 +1,145 @@
+"""`sm ingest`: line-numbered rejections, good lines still accepted, rejected lines kept."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.fixtures.core import jsonl
+
+
+def spool_rows(home: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(home / "spool.db")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_bad_lines_are_rejected_by_number_and_good_lines_go_in(cli, sm_home, make_message):
+    lines = [
+        json.dumps(make_message()),                                   # 1 accepted
+        "{not json",                                                  # 2
+        "",                                                           # 3 blank: skipped
+        json.dumps(dict(make_message("sms"), medium="fax")),          # 4
+        json.dumps(make_message("push")),                             # 5 accepted
+        json.dumps({k: v for k, v in make_message("sms").items() if k != "recipient"}),  # 6
+        "[1, 2]",                                                     # 7
+    ]
+    result = cli("--json", "ingest", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "accepted": 2, "duplicate": 0, "rejected": 4, "discarded": 0,
+        "errors": [
+            {"line": 2, "reason": "not valid JSON (Expecting property name enclosed in double"
+                                  " quotes)"},
+            {"line": 4, "reason": "medium must be 'email', 'sms' or 'push'"},
+            {"line": 6, "reason": "recipient is required"},
+            {"line": 7, "reason": "a message must be a JSON object"},
+        ],
+    }
+    assert spool_rows(sm_home, "SELECT message_id, state FROM messages ORDER BY id") == [
+        ("9c438a20d26e4e9f8ad4edea23f811cd", "queued"), ("push-1", "queued")]
+    assert spool_rows(sm_home, "SELECT source, line, reason, raw FROM rejected ORDER BY id") == [
+        ("stdin", 2, "not valid JSON (Expecting property name enclosed in double quotes)",
+         "{not json"),
+        ("stdin", 4, "medium must be 'email', 'sms' or 'push'", lines[3]),
+        ("stdin", 6, "recipient is required", lines[5]),
+        ("stdin", 7, "a message must be a JSON object", "[1, 2]"),
+    ]
+
+
+def test_human_summary_lists_each_rejected_line(cli, make_message) -> None:
+    result = cli("ingest", input=jsonl(make_message()) + "oops\n")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "line 2: not valid JSON (Expecting value)",
+        "accepted 1, duplicate 0, rejected 1",
+    ]
+
+
+def test_rejections_are_shown_by_status(cli, make_message) -> None:
+    cli("ingest", input="nope\n" + jsonl(make_message()))
+    status = json.loads(cli("--json", "status").stdout)
+    assert status["rejected_lines"] == 1
+    assert [(r["source"], r["line"], r["reason"]) for r in status["recent_rejections"]] == [
+        ("stdin", 1, "not valid JSON (Expecting value)")]
+    human = cli("status").stdout
+    assert "Rejected lines: 1" in human
+    assert "stdin:1: not valid JSON (Expecting value)" in human
+
+
+def test_ingesting_a_file_twice_is_idempotent(cli, tmp_path, make_message) -> None:
+    source = tmp_path / "sent.jsonl"
+    source.write_text(jsonl(make_message(), make_message("sms"), make_message("push")))
+    first = cli("--json", "ingest", str(source))
+    assert (first.exit_code, json.loads(first.stdout)["accepted"]) == (0, 3)
+    again = cli("--json", "ingest", str(source))
+    assert again.exit_code == 0
+    assert json.loads(again.stdout) == {"accepted": 0, "duplicate": 3, "rejected": 0,
+                                        "discarded": 0, "errors": []}
+
+
+def test_conflicting_line_is_rejected_and_the_first_copy_kept(cli, sm_home, make_message):
+    first = make_message()
+    other = make_message()
+    other["content"]["subject"] = "Something else"
+    result = cli("--json", "ingest", input=jsonl(first, other))
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["errors"] == [{
+        "line": 2,
+        "reason": "conflict: message 9c438a20d26e4e9f8ad4edea23f811cd of project 12345 was"
+                  " recorded before with other content; the first copy is kept"}]
+    payload = json.loads(spool_rows(sm_home, "SELECT payload FROM messages")[0][0])
+    assert payload["content"]["subject"] == "Your order shipped"
+
+
+def test_events_confirm_and_fail_earlier_lines(cli, sm_home, make_message) -> None:
+    pending = {k: v for k, v in make_message().items() if k not in ("sent_at", "provider")}
+    failing = dict(pending, message_id="will-fail")
+    events = [
+        {"event": "sent", "message_id": pending["message_id"], "project_id": 12345,
+         "sent_at": "2026-11-27T17:00:09Z", "provider": {"name": "ses"}},
+        {"event": "send_failed", "message_id": "will-fail", "project_id": "12345",
+         "reason": "hard bounce"},
+        {"event": "sent", "message_id": "never-recorded", "project_id": 12345,
+         "sent_at": "2026-11-27T17:00:09Z"},
+    ]
+    result = cli("--json", "ingest", input=jsonl(pending, failing, *events))
+    assert json.loads(result.stdout)["errors"] == [{
+        "line": 5,
+        "reason": "no message never-recorded of project 12345 was recorded before this event"}]
+    assert spool_rows(sm_home, "SELECT message_id, state, final_reason FROM messages"
+                               " ORDER BY id") == [
+        (pending["message_id"], "queued", None),
+        ("will-fail", "discarded", "send_failed: hard bounce"),
+    ]
+
+
+def test_line_that_is_not_utf8_is_rejected_with_its_number(cli, tmp_path, make_message):
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(jsonl(make_message()).encode() + b'{"message_id": "\xff"}\n')
+    result = cli("--json", "ingest", str(source))
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["errors"] == [
+        {"line": 2, "reason": "not valid UTF-8 (bad byte at column 17)"}]
+    assert spool_rows(tmp_path / "home", "SELECT raw FROM rejected") == [
+        ('{"message_id": "\\xff"}',)]
+
+
+def test_several_files_name_the_file_of_each_rejection(cli, tmp_path, make_message) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(jsonl(make_message()))
+    b.write_text("\n" + "x\n")
+    result = cli("--json", "ingest", str(a), str(b))
+    doc = json.loads(result.stdout)
+    assert (doc["accepted"], doc["rejected"]) == (1, 1)
+    assert doc["errors"] == [{"line": 2, "reason": "not valid JSON (Expecting value)",
+                              "file": str(b)}]
+
+
+def test_missing_file_is_a_usage_error(cli, tmp_path) -> None:
+    result = cli("ingest", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
