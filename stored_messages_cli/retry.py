@@ -1,14 +1,13 @@
 """The retry policy (SPEC 5), pure: an error gets a class, a class gets a next attempt time.
 
 Classification lives here for every backend. It duck-types the SDKs' exceptions (status
-code, error code, exception name) so this module imports no cloud SDK.
+code, error code, exception name) so this module imports no cloud SDK; a backend that wraps
+an SDK error keeps it as `__cause__`, and the chain is read too.
 """
 
 from __future__ import annotations
 
 import random
-import socket
-import ssl
 from dataclasses import dataclass
 
 RATE_LIMITED = "rate_limited"
@@ -16,11 +15,15 @@ UNREACHABLE = "unreachable"
 CONFLICT = "conflict"
 RETRY_CLASSES: tuple[str, ...] = (RATE_LIMITED, UNREACHABLE)
 
+# Service error codes that mean "slow down" (S3, AWS generally, Azure `ServerBusy`).
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
     "TooManyRequestsException", "SlowDown", "ServerBusy", "RequestThrottled",
-    "ProvisionedThroughputExceededException", "OperationTimedOut_Throttled",
+    "ProvisionedThroughputExceededException", "rateLimitExceeded", "userRateLimitExceeded",
 })
+THROTTLING_STATUS = 429
+# Exception class names that mean the same where no code is attached (google api_core).
+_THROTTLING_NAMES = ("Throttl", "TooManyRequests", "SlowDown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,7 @@ def error_facts(exc: BaseException) -> ErrorFacts:
     code: str | None = None
     response = getattr(exc, "response", None)
     if isinstance(response, dict):  # botocore ClientError
-        code = response.get("Error", {}).get("Code")
+        code = response.get("Error", {}).get("Code") or None
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     for attr in ("status_code", "code"):  # azure HttpResponseError / google api_core
         value = getattr(exc, attr, None)
@@ -55,35 +58,45 @@ def error_facts(exc: BaseException) -> ErrorFacts:
     return ErrorFacts(status if isinstance(status, int) else None, code)
 
 
-def classify(exc: BaseException) -> str:
-    """The retry class of an exception: `rate_limited` or `unreachable` (the default).
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and the ones it was raised from, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
-    Anything not recognised is `unreachable`: it is retried on the slow schedule and
-    eventually expires where an operator sees it; it is never dropped.
+
+def classify(exc: BaseException) -> str:
+    """The retry class of an exception: `rate_limited`, `conflict` or `unreachable`.
+
+    A backend's DestinationError carries the class it was given. Otherwise any throttling
+    sign anywhere in the exception chain makes it `rate_limited`, and everything else is
+    `unreachable`: retried on the slow schedule until it expires where an operator sees it,
+    never dropped.
     """
-    facts = error_facts(exc)
-    if facts.code in THROTTLING_CODES or facts.status == 429:
-        return RATE_LIMITED
-    if _named(exc, "Throttl", "TooManyRequests", "SlowDown"):
-        return RATE_LIMITED
+    given = getattr(exc, "retry_class", None)
+    if isinstance(given, str) and given in (RATE_LIMITED, UNREACHABLE, CONFLICT):
+        return given
+    for link in _chain(exc):
+        facts = error_facts(link)
+        if facts.code in THROTTLING_CODES or facts.status == THROTTLING_STATUS:
+            return RATE_LIMITED
+        names = [cls.__name__ for cls in type(link).__mro__]
+        if any(fragment in name for name in names for fragment in _THROTTLING_NAMES):
+            return RATE_LIMITED
     return UNREACHABLE
 
 
-def _named(exc: BaseException, *fragments: str) -> bool:
-    names = [cls.__name__ for cls in type(exc).__mro__]
-    return any(fragment in name for name in names for fragment in fragments)
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True for errors below HTTP: refused, reset, DNS, TLS, timeouts."""
-    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | ssl.SSLError):
-        return True
-    return _named(exc, "EndpointConnectionError", "ConnectTimeout", "ReadTimeout",
-                  "ConnectionClosedError", "ServiceRequestError", "ConnectionError")
-
-
 def describe(exc: BaseException) -> str:
-    """A short, content-free description of an error for logs and `last_error`."""
+    """A short, content-free description of an error for logs and `last_error`.
+
+    Service errors become `Code / HTTP status`; others `ExceptionName: first line`. Our own
+    errors (SmError) are already written to be shown.
+    """
+    if hasattr(exc, "retry_class") and str(exc):
+        return str(exc).splitlines()[0][:300]
     facts = error_facts(exc)
     if facts.code or facts.status:
         parts = [p for p in (facts.code, f"HTTP {facts.status}" if facts.status else None) if p]
@@ -102,18 +115,30 @@ class RetryPolicy:
     backoff_cap: float = 300.0
 
     def rate_limited_delay(self, attempts: int, rng: random.Random | None = None) -> float:
-        """Exponential backoff with full jitter from `backoff_base`, capped at `backoff_cap`.
+        """Exponential backoff with jitter: 1 s first, doubling, capped at `backoff_cap`.
 
-        `attempts` is how many attempts failed so far (1 for the first failure).
+        `attempts` is how many attempts have failed so far (1 for the first failure). The
+        delay is drawn from the upper half of the current step (`[step/2, step]`, at least
+        `backoff_base`), so waiting senders spread out but never retry at once.
         """
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(0, min(attempts - 1, 30)))
-        pick = (rng or random).uniform(0.5, 1.0)  # keep at least half: no zero-wait storms
-        return max(self.backoff_base * 0.5, ceiling * pick)
+        step = min(self.backoff_cap, self.backoff_base * 2.0 ** max(0, min(attempts - 1, 40)))
+        low = max(self.backoff_base, step / 2)
+        if low >= step:
+            return step
+        return (rng or random).uniform(low, step)
 
-    def next_probe_at(self, now: float) -> float:
-        """When an unreachable destination is tried again."""
-        return now + self.retry_interval
+    def next_slot(self, now: float, previous_slot: float | None = None) -> float:
+        """When an unreachable destination is probed next.
 
-    def expired(self, first_failure_at: float, now: float) -> bool:
-        """True when an unreachable message has waited the whole retry window."""
-        return now >= first_failure_at + self.retry_window
+        Slots stay on the grid of the first one (`previous_slot` + k × interval), so a probe
+        that runs a little late does not push every later slot, and the last slot of the
+        window falls exactly on its end.
+        """
+        if previous_slot is None or previous_slot > now:
+            return now + self.retry_interval
+        missed = int((now - previous_slot) // self.retry_interval)
+        return previous_slot + (missed + 1) * self.retry_interval
+
+    def expires_at(self, first_failure_at: float) -> float:
+        """When an unreachable message has waited the whole retry window."""
+        return first_failure_at + self.retry_window

@@ -1,9 +1,140 @@
-"""Commands of this group are registered here (see cli/app.py)."""
+"""`sm replay`: attempt waiting retries now instead of waiting for their slot."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
+from typing import Annotated, Any
+
 import typer
+
+from ..archiver import Archiver, ProjectTarget
+from ..clock import to_rfc3339
+from ..spool import EXPIRED, FAILED, QUEUED, RETRY_WAIT, STORED
+from .common import command, fail, open_project_destination, state_of
+from .connect import project_option
+from .run import policy_from, progress_for, stop_on_signals
+
+FAILURES_SHOWN = 20
+
+
+def failure_reason(row: dict[str, Any]) -> str:
+    """Why a replayed message is not stored: its retry reason or the kind of final state."""
+    state = row["state"]
+    if state == RETRY_WAIT:
+        return row["retry_reason"] or "unreachable"
+    if state == FAILED:
+        return (row["final_reason"] or "failed").split(":", 1)[0]
+    if state == QUEUED:
+        return "not_attempted"  # stopped by a signal before its turn
+    return state
+
+
+def replay_document(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `sm replay --json` document (see docs/retry.md)."""
+    failures = [row for row in outcomes if row["state"] != STORED]
+    by_reason: dict[str, int] = {}
+    for row in failures:
+        reason = failure_reason(row)
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    return {
+        "replayed": len(outcomes),
+        "stored": len(outcomes) - len(failures),
+        "still_failing": len(failures),
+        "by_reason": dict(sorted(by_reason.items())),
+        "failures": [
+            {"project_id": row["project_id"], "message_id": row["message_id"],
+             "state": row["state"], "reason": failure_reason(row),
+             "error": row["last_error"] if row["state"] != EXPIRED else row["final_reason"],
+             "next_attempt_at": to_rfc3339(row["next_attempt_at"])}
+            for row in failures],
+    }
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add replay."""
+
+    @command(app, "replay")
+    def replay(
+        ctx: typer.Context,
+        project: Annotated[str | None, typer.Option(
+            "--project", callback=lambda v: project_option(v) if v is not None else None,
+            help="Only this project's messages.")] = None,
+        message_id: Annotated[str | None, typer.Option(
+            "--message-id", help="Only this message.")] = None,
+        expired: Annotated[bool, typer.Option(
+            "--expired", help="Also replay expired messages (a fresh retry window).")] = False,
+        failed: Annotated[bool, typer.Option(
+            "--failed", help="Also replay failed messages (e.g. a conflict you resolved).")
+        ] = False,
+        concurrency: Annotated[int | None, typer.Option(
+            min=1, max=256, help="Parallel uploads (default: setting `concurrency`).")] = None,
+    ) -> None:
+        """Attempt waiting retries now (with --expired/--failed those too), report the outcome.
+
+        A destination still marked unreachable gets one probe first; when it fails, the rest
+        keep waiting. Exit 1 if anything still fails. Example: sm replay --expired --project 12345
+        """
+        state = state_of(ctx)
+        out = state.output
+        settings = state.settings()
+        if project is not None and project not in settings.projects:
+            fail(f"project {project} has no destination",
+                 hint=f"sm connect URL --project {project}")
+        project_ids = [project] if project else sorted(settings.projects)
+        if not project_ids:
+            fail("no project has a destination yet; there is nothing to replay to",
+                 hint="sm connect URL --project ID")
+        workers = concurrency or settings.concurrency
+        targets = [ProjectTarget(pid, open_project_destination(state, pid,
+                                                              max_connections=workers))
+                   for pid in project_ids]
+        stop = threading.Event()
+        try:
+            with stop_on_signals(stop, out), state.open_spool() as spool:
+                row_ids: list[int] = []
+                for pid in project_ids:
+                    row_ids += spool.replay(project_id=pid, message_id=message_id,
+                                            include_expired=expired, include_failed=failed)
+                if row_ids:
+                    progress, on_outcome = progress_for(out, "replaying", len(row_ids))
+                    archiver = Archiver(spool, targets, policy=policy_from(settings),
+                                        concurrency=workers,
+                                        lease_seconds=settings.lease_seconds,
+                                        confirm_timeout=settings.confirm_timeout,
+                                        poll_interval=settings.poll_interval, stop=stop,
+                                        on_outcome=on_outcome)
+                    with progress or nullcontext():
+                        archiver.run(once=True, row_ids=row_ids)
+                outcomes = spool.outcomes_of(row_ids)
+        finally:
+            for target in targets:
+                target.destination.close()
+        document = replay_document(outcomes)
+        _print(out, document)
+        if document["still_failing"]:
+            raise typer.Exit(1)
+
+
+def _print(out: Any, document: dict[str, Any]) -> None:
+    if out.json_mode:
+        out.emit_json(document)
+        return
+    if not document["replayed"]:
+        out.print("Nothing to replay (no waiting messages matched; add --expired or --failed"
+                  " for final ones)", highlight=False)
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in document["by_reason"].items())
+    out.print(f"Replayed {document['replayed']}: stored {document['stored']}, still failing"
+              f" {document['still_failing']}" + (f" ({reasons})" if reasons else ""),
+              highlight=False)
+    failures = document["failures"]
+    if failures:
+        out.table("Still failing", ["project", "message", "state", "reason", "next attempt",
+                                    "error"],
+                  [[f["project_id"], f["message_id"], f["state"], f["reason"],
+                    f["next_attempt_at"] or "-", f["error"] or ""]
+                   for f in failures[:FAILURES_SHOWN]])
+        if len(failures) > FAILURES_SHOWN:
+            out.print(f"… and {len(failures) - FAILURES_SHOWN} more (sm --json replay lists"
+                      " them all)", highlight=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
 
 import typer
@@ -40,7 +42,8 @@ def register(app: typer.Typer) -> None:
         workers = concurrency or settings.concurrency
         project_ids = [project] if project else sorted(settings.projects)
         if project and project not in settings.projects:
-            fail(f"project {project} has no destination", hint=f"sm connect URL --project {project}")
+            fail(f"project {project} has no destination",
+                 hint=f"sm connect URL --project {project}")
         if not project_ids:
             fail("no project has a destination yet; messages wait in the spool",
                  hint="sm connect URL --project ID")
@@ -48,24 +51,17 @@ def register(app: typer.Typer) -> None:
                                                               max_connections=workers))
                    for pid in project_ids]
         stop = threading.Event()
-        _install_signal_handlers(stop, out)
-        policy = RetryPolicy(retry_interval=settings.retry_interval,
-                             retry_window=settings.retry_window,
-                             backoff_base=settings.rate_limit_backoff_base,
-                             backoff_cap=settings.rate_limit_backoff_cap)
-        with state.open_spool() as spool:
-            progress, on_outcome = _progress(out, spool.status()["counts"]["queued"] if once
-                                             else None)
-            archiver = Archiver(spool, targets, policy=policy, concurrency=workers,
-                                lease_seconds=settings.lease_seconds,
+        with stop_on_signals(stop, out), state.open_spool() as spool:
+            progress, on_outcome = progress_for(out, "archiving",
+                                                spool.status()["counts"]["queued"] if once
+                                                else None)
+            archiver = Archiver(spool, targets, policy=policy_from(settings),
+                                concurrency=workers, lease_seconds=settings.lease_seconds,
                                 confirm_timeout=settings.confirm_timeout,
                                 poll_interval=settings.poll_interval, stop=stop,
                                 on_outcome=on_outcome)
             try:
-                if progress is not None:
-                    with progress:
-                        report = archiver.run(once=once)
-                else:
+                with progress or nullcontext():
                     report = archiver.run(once=once)
             finally:
                 for target in targets:
@@ -75,28 +71,48 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _install_signal_handlers(stop: threading.Event, out: Any) -> None:
+def policy_from(settings: Any) -> RetryPolicy:
+    """The retry policy the settings describe (`retry_interval`, `retry_window`, backoff)."""
+    return RetryPolicy(retry_interval=settings.retry_interval,
+                       retry_window=settings.retry_window,
+                       backoff_base=settings.rate_limit_backoff_base,
+                       backoff_cap=settings.rate_limit_backoff_cap)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, out: Any) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop` (finish or release in-flight work); a second one exits at once.
+
+    The previous handlers come back afterwards, so an in-process caller keeps its own.
+    """
     if threading.current_thread() is not threading.main_thread():
-        return  # in-process test runners: the caller owns the stop event
+        yield  # not the main thread: the caller owns the stop event
+        return
 
     def handle(signum: int, frame: object) -> None:
         if stop.is_set():
-            os._exit(1)  # second signal: exit at once; leases of this process are reclaimed
+            # Exit now; this process's leases are reclaimed by the next run (dead owner).
+            os._exit(128 + signum)
         stop.set()
         out.info("Stopping: finishing in-flight uploads (signal again to exit at once)")
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _progress(out: Any, total: int | None) -> tuple[Any, Any]:
+def progress_for(out: Any, label: str, total: int | None) -> tuple[Any, Any]:
+    """A progress bar on stderr (only on a terminal) and the callback that advances it."""
     if not out.interactive:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    progress = Progress(TextColumn("[bold]archiving"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[detail]}"), console=out.stderr, transient=True)
-    task = progress.add_task("archive", total=total or None, detail="")
+    task = progress.add_task(label, total=total or None, detail="")
     counts: dict[str, int] = {}
 
     def on_outcome(kind: str) -> None:
