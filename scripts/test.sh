@@ -10,7 +10,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet -e ".[test]"
 if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
-  if [ ! -x node_modules/.bin/azurite ]; then
+  if [ ! -x node_modules/.bin/azurite-blob ]; then
     npm install --no-audit --no-fund --silent
   fi
 fi

@@ -1,0 +1,297 @@
+"""`az://CONTAINER/PREFIX`: Azure Blob Storage, through azure-storage-blob.
+
+The account comes from `--account-url https://ACCOUNT.blob.core.windows.net` with the default
+Azure credential chain (azure-identity), or from `AZURE_STORAGE_CONNECTION_STRING` in the
+environment (never from config.toml). Writes are create-only (`overwrite=False`), carry a
+Content-MD5 the service checks and stores, and `sm_payload_sha256` metadata (Azure metadata
+names are C# identifiers, so no `-`). The SDK is imported only when an `az://` destination is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import (
+    ConfigError,
+    DestinationError,
+    IntegrityError,
+    ObjectConflict,
+    ObjectNotFound,
+    SmError,
+)
+from ..retry import classify, describe, error_facts
+from .base import (
+    PAYLOAD_SHA_METADATA,
+    Check,
+    DestinationOptions,
+    FetchedObject,
+    ObjectInfo,
+    PutResult,
+    check_endpoint,
+    endpoint_check,
+    split_url,
+)
+
+CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+AZURE_META_KEY = PAYLOAD_SHA_METADATA.replace("-", "_")
+CONTENT_TYPE = "application/gzip"
+# The SDK's own quick retries of 5xx and dropped connections; then the archiver's policy takes
+# over. The SDK default (15 s, then 18 s, 24 s) would stall a worker for a minute.
+SDK_RETRY_TOTAL = 2
+SDK_RETRY_BACKOFF = 1
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 30
+
+
+class AzureDestination:
+    """An Azure Blob container and key prefix."""
+
+    def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
+        self.options = options or DestinationOptions()
+        scheme, self.container_name, self.prefix = split_url(url)
+        if scheme != "az":
+            raise ConfigError(f"{url} is not an az:// URL")
+        self.url = f"az://{self.container_name}/{self.prefix}"
+        self._service: Any = None
+        self.account_url = self._make_service().url.rstrip("/")
+        check_endpoint(self.account_url, self.options.allow_insecure_endpoint)
+
+    # ----------------------------------------------------------------------- client
+
+    @property
+    def container(self) -> Any:
+        """The container client (the service client is built on first use)."""
+        return self._make_service().get_container_client(self.container_name)
+
+    def refresh_credentials(self) -> None:
+        """Drop the clients so the next call resolves credentials afresh (before a probe)."""
+        self.close()
+
+    def _make_service(self) -> Any:
+        if self._service is not None:
+            return self._service
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+        settings: dict[str, Any] = {
+            "retry_policy": ExponentialRetry(initial_backoff=SDK_RETRY_BACKOFF, increment_base=2,
+                                             retry_total=SDK_RETRY_TOTAL, random_jitter_range=1),
+            "connection_timeout": CONNECT_TIMEOUT,
+            "read_timeout": READ_TIMEOUT,
+        }
+        account_url = (self.options.account_url or "").rstrip("/") or None
+        connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+        service = None
+        if connection_string:
+            try:
+                service = BlobServiceClient.from_connection_string(connection_string, **settings)
+            except ValueError as exc:
+                raise ConfigError(f"{CONNECTION_STRING_ENV} is not a valid connection string"
+                                  f" ({exc})") from None
+            if account_url and service.url.rstrip("/") != account_url:
+                service = None  # it names another account: --account-url decides
+        if service is None:
+            if not account_url:
+                raise ConfigError(
+                    f"{self.url} needs an account: --account-url or {CONNECTION_STRING_ENV}",
+                    hint=f"sm connect {self.url} --account-url"
+                    " https://ACCOUNT.blob.core.windows.net --project ID")
+            from azure.identity import DefaultAzureCredential
+
+            check_endpoint(account_url, self.options.allow_insecure_endpoint)
+            service = BlobServiceClient(account_url, credential=DefaultAzureCredential(),
+                                        **settings)
+        self._service = service
+        return service
+
+    # ----------------------------------------------------------------------- objects
+
+    def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        """Create-only upload; an existing blob with the same payload hash is success."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import ContentSettings
+
+        md5 = hashlib.md5(body).digest()
+        try:
+            response = self.container.get_blob_client(key).upload_blob(
+                body, length=len(body), overwrite=False,
+                metadata={AZURE_META_KEY: payload_sha256},
+                content_settings=ContentSettings(content_type=CONTENT_TYPE,
+                                                 content_md5=bytearray(md5)),
+                validate_content=True,  # Content-MD5 on the request: the service checks it
+            )
+        except ResourceExistsError as exc:
+            if error_facts(exc).code == "BlobAlreadyExists":
+                return self._existing(key, payload_sha256)
+            raise self._wrap(exc, f"upload of {key}") from exc
+        except SmError:  # a ConfigError from building the client stays as it is
+            raise
+        except Exception as exc:  # HTTP, connection, credentials: all classified, none dropped
+            raise self._wrap(exc, f"upload of {key}") from exc
+        return PutResult(key=key, created=True, version_id=response.get("version_id"))
+
+    def _existing(self, key: str, payload_sha256: str) -> PutResult:
+        info = self.head(key)
+        if info is not None and info.payload_sha256 == payload_sha256:
+            return PutResult(key=key, created=False, version_id=info.version_id)
+        raise ObjectConflict(f"az://{self.container_name}/{key} already exists with other"
+                             " content")
+
+    def get(self, key: str) -> FetchedObject:
+        """Download a blob; the bytes are checked against the Content-MD5 Azure stored."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self.container.get_blob_client(key).download_blob(
+                validate_content=True)
+            body = downloader.readall()
+        except ResourceNotFoundError as exc:
+            if error_facts(exc).code == "BlobNotFound":
+                raise ObjectNotFound(f"az://{self.container_name}/{key} does not exist") from None
+            raise self._wrap(exc, f"download of {key}") from exc
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"download of {key}") from exc
+        info = _info(key, downloader.properties)
+        stored_md5 = downloader.properties.content_settings.content_md5
+        if stored_md5 and bytes(stored_md5) != hashlib.md5(body).digest():
+            raise IntegrityError(f"az://{self.container_name}/{key} does not match its stored"
+                                 " Content-MD5")
+        return FetchedObject(info, body)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Metadata of a blob, or None when it does not exist (a missing container raises)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            properties = self.container.get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError as exc:
+            if error_facts(exc).code == "BlobNotFound":
+                return None
+            raise self._wrap(exc, f"read of {key}") from exc
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"read of {key}") from exc
+        return _info(key, properties)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every blob under `prefix`, in key order, with its `sm` metadata."""
+        try:
+            for item in self.container.list_blobs(name_starts_with=prefix or None,
+                                                  include=["metadata"]):
+                yield _info(item.name, item)
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"listing of {prefix or '/'}") from exc
+
+    def delete(self, key: str) -> None:
+        """Delete a blob (the connect test object); a missing one is fine."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.container.get_blob_client(key).delete_blob()
+        except ResourceNotFoundError as exc:
+            if error_facts(exc).code != "BlobNotFound":
+                raise self._wrap(exc, f"delete of {key}") from exc
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"delete of {key}") from exc
+
+    # ----------------------------------------------------------------------- checks
+
+    def checks(self) -> list[Check]:
+        """Transport, public access, encryption at rest, soft delete and immutability."""
+        results = [endpoint_check(self.account_url)]
+        try:
+            properties = self.container.get_container_properties()
+        except Exception as exc:
+            return [*results, Check("settings", "warn",
+                                    f"cannot read the properties of container"
+                                    f" {self.container_name} ({describe(exc)})")]
+        try:
+            service = self._make_service().get_service_properties()
+            retention = service.get("delete_retention_policy")
+            enabled = bool(retention and retention.enabled)
+            soft_delete_days: int | None = (retention.days or 0) if enabled else 0
+        except Exception:
+            soft_delete_days = None  # reading account settings needs more than data access
+        return [*results, *container_checks(properties, soft_delete_days,
+                                            self.options.retention_days)]
+
+    def close(self) -> None:
+        """Close the HTTP pipeline."""
+        if self._service is not None:
+            self._service.close()
+            self._service = None
+
+    def _wrap(self, exc: Exception, action: str) -> DestinationError:
+        hint = None
+        if type(exc).__name__ in ("ClientAuthenticationError", "CredentialUnavailableError"):
+            hint = ("az login, a managed identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/"
+                    "AZURE_CLIENT_SECRET; the identity needs Storage Blob Data Contributor")
+        return DestinationError(
+            f"{action} in az://{self.container_name} failed: {describe(exc)}",
+            retry_class=classify(exc), hint=hint)
+
+
+def container_checks(properties: Any, soft_delete_days: int | None,
+                     retention_days: int | None) -> list[Check]:
+    """`sm verify` lines from a container's properties (azure.storage.blob.ContainerProperties)."""
+    access = properties.public_access
+    if access:
+        public = Check("public-access", "fail",
+                       f"the container allows anonymous {access}-level read access; set it"
+                       " to private (az storage container set-permission --public-access off)")
+    else:
+        public = Check("public-access", "pass", "the container is private")
+    scope = getattr(properties, "encryption_scope", None)
+    scope_name = getattr(scope, "default_encryption_scope", None)
+    if scope_name and not scope_name.startswith("$account"):
+        encryption = Check("encryption", "pass", f"default encryption scope {scope_name}")
+    else:
+        encryption = Check("encryption", "pass", "Azure Storage encryption at rest (always on)")
+    if soft_delete_days is None:
+        versions = Check("soft-delete", "warn", "cannot read the account's blob soft-delete"
+                         " setting (needs account-level read access)")
+    elif soft_delete_days:
+        versions = Check("soft-delete", "pass",
+                         f"blob soft delete keeps deleted blobs for {soft_delete_days} days")
+    else:
+        versions = Check("soft-delete", "warn", "blob soft delete is off for the account")
+    return [public, encryption, versions, immutability_check(properties, retention_days)]
+
+
+def immutability_check(properties: Any, retention_days: int | None) -> Check:
+    """The container's immutability (WORM) settings against the retention asked for."""
+    policy = bool(getattr(properties, "has_immutability_policy", False))
+    legal_hold = bool(getattr(properties, "has_legal_hold", False))
+    versioned = bool(getattr(properties, "immutable_storage_with_versioning_enabled", False))
+    found = [text for on, text in ((policy, "a time-based immutability policy"),
+                                   (legal_hold, "a legal hold"),
+                                   (versioned, "version-level immutability support")) if on]
+    if not found:
+        if retention_days:
+            return Check("immutability", "fail",
+                         f"{retention_days} days of retention asked, but the container has no"
+                         " immutability policy; add a time-based retention policy to it")
+        return Check("immutability", "warn", "no immutability policy: archived blobs can be"
+                     " deleted by anyone allowed to delete blobs")
+    detail = "the container has " + " and ".join(found)
+    if retention_days and policy:
+        detail += f" (make sure its period is at least {retention_days} days)"
+    return Check("immutability", "pass", detail)
+
+
+def _info(key: str, properties: Any) -> ObjectInfo:
+    raw = properties.metadata or {}
+    metadata = {(PAYLOAD_SHA_METADATA if k.lower() == AZURE_META_KEY else k.lower()): v
+                for k, v in raw.items()}
+    return ObjectInfo(key=key, size=properties.size,
+                      payload_sha256=metadata.get(PAYLOAD_SHA_METADATA),
+                      version_id=getattr(properties, "version_id", None), metadata=metadata)

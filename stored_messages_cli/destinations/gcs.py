@@ -1,0 +1,293 @@
+"""`gs://BUCKET/PREFIX`: Google Cloud Storage, through google-cloud-storage.
+
+Writes are create-only (`if_generation_match=0`) and carry a CRC32C the service checks, plus
+`sm-payload-sha256` metadata. Objects are `application/gzip` with no `Content-Encoding`, so
+GCS never transcodes them and reads return the stored bytes. Credentials come from Application
+Default Credentials; `STORAGE_EMULATOR_HOST` points the client at an emulator (anonymous).
+The SDK is imported only when a `gs://` destination is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
+from ..retry import classify, describe
+from .base import (
+    PAYLOAD_SHA_METADATA,
+    Check,
+    DestinationOptions,
+    FetchedObject,
+    ObjectInfo,
+    PutResult,
+    check_endpoint,
+    endpoint_check,
+    split_url,
+)
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+CONTENT_TYPE = "application/gzip"
+# The SDK's own quick retries (429/5xx/connection) stop after this long; then the archiver's
+# policy takes over. The SDK default (120 s) would stall a worker for two minutes.
+SDK_RETRY_SECONDS = 10.0
+TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+_PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+def emulator_endpoint() -> str | None:
+    """The `STORAGE_EMULATOR_HOST` URL (a bare host:port means http), or None."""
+    host = os.environ.get(EMULATOR_ENV, "").strip()
+    if not host:
+        return None
+    return host if "://" in host else f"http://{host}"
+
+
+class GCSDestination:
+    """A Cloud Storage bucket and key prefix."""
+
+    def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
+        self.options = options or DestinationOptions()
+        scheme, self.bucket_name, self.prefix = split_url(url)
+        if scheme != "gs":
+            raise ConfigError(f"{url} is not a gs:// URL")
+        self.emulator = emulator_endpoint()
+        self.endpoint_url = self.emulator or self.options.endpoint_url
+        check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint)
+        self.url = f"gs://{self.bucket_name}/{self.prefix}"
+        self._client: Any = None
+
+    # ----------------------------------------------------------------------- client
+
+    @property
+    def client(self) -> Any:
+        """The storage client, built on first use (credentials resolve here)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def refresh_credentials(self) -> None:
+        """Drop the client so the next call resolves credentials afresh (before a probe)."""
+        self.close()
+
+    def _make_client(self) -> Any:
+        from google.cloud import storage
+
+        client_options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
+        # project=None: object calls need no project, so ADC without a project id is enough.
+        return storage.Client(project=None, client_options=client_options)
+
+    @property
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(SDK_RETRY_SECONDS)
+
+    def _bucket(self) -> Any:
+        return self.client.bucket(self.bucket_name)
+
+    # ----------------------------------------------------------------------- objects
+
+    def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        """Create-only upload; an existing object with the same payload hash is success."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            blob = self._bucket().blob(key)
+            blob.metadata = {PAYLOAD_SHA_METADATA: payload_sha256}
+            blob.upload_from_string(
+                body, content_type=CONTENT_TYPE, if_generation_match=0, checksum="crc32c",
+                retry=self._retry, timeout=TIMEOUT,
+            )
+        except PreconditionFailed:
+            return self._existing(key, payload_sha256)
+        except Exception as exc:  # HTTP, connection, credentials: all classified, none dropped
+            raise self._wrap(exc, f"upload of {key}") from exc
+        return PutResult(key=key, created=True, version_id=_generation(blob))
+
+    def _existing(self, key: str, payload_sha256: str) -> PutResult:
+        info = self.head(key)
+        if info is not None and info.payload_sha256 == payload_sha256:
+            return PutResult(key=key, created=False, version_id=info.version_id)
+        raise ObjectConflict(f"gs://{self.bucket_name}/{key} already exists with other content")
+
+    def get(self, key: str) -> FetchedObject:
+        """Download the stored bytes as-is; the SDK checks them against the CRC32C GCS holds."""
+        from google.api_core.exceptions import NotFound
+        from google.resumable_media import DataCorruption
+
+        try:
+            blob = self._bucket().blob(key)
+            blob.reload(retry=self._retry, timeout=TIMEOUT)
+            info = _info(blob)
+            # The generation pins the bytes to the metadata just read.
+            body = blob.download_as_bytes(
+                raw_download=True, checksum="crc32c", if_generation_match=blob.generation,
+                retry=self._retry, timeout=TIMEOUT,
+            )
+        except DataCorruption as exc:
+            raise IntegrityError(f"gs://{self.bucket_name}/{key} failed its CRC32C check on"
+                                 " download") from exc
+        except NotFound as exc:
+            if _bucket_missing(exc):
+                raise self._wrap(exc, f"download of {key}") from exc
+            raise ObjectNotFound(f"gs://{self.bucket_name}/{key} does not exist") from None
+        except Exception as exc:
+            raise self._wrap(exc, f"download of {key}") from exc
+        return FetchedObject(info, body)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Metadata of an object, or None when it does not exist (a missing bucket raises)."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            blob = self._bucket().blob(key)
+            blob.reload(retry=self._retry, timeout=TIMEOUT)
+        except NotFound as exc:
+            if _bucket_missing(exc):
+                raise self._wrap(exc, f"read of {key}") from exc
+            return None
+        except Exception as exc:
+            raise self._wrap(exc, f"read of {key}") from exc
+        return _info(blob)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in key order, with its `sm` metadata."""
+        try:
+            for blob in self.client.list_blobs(self.bucket_name, prefix=prefix,
+                                               retry=self._retry, timeout=TIMEOUT):
+                yield _info(blob)
+        except Exception as exc:
+            raise self._wrap(exc, f"listing of {prefix or '/'}") from exc
+
+    def delete(self, key: str) -> None:
+        """Delete an object (the connect test object); a missing one is fine."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._bucket().blob(key).delete(retry=self._retry, timeout=TIMEOUT)
+        except NotFound as exc:
+            if _bucket_missing(exc):
+                raise self._wrap(exc, f"delete of {key}") from exc
+        except Exception as exc:
+            raise self._wrap(exc, f"delete of {key}") from exc
+
+    # ----------------------------------------------------------------------- checks
+
+    def checks(self) -> list[Check]:
+        """Transport, public access, encryption at rest, versioning and retention policy."""
+        results = [endpoint_check(self.endpoint_url)]
+        try:
+            bucket = self.client.get_bucket(self.bucket_name, retry=self._retry,
+                                            timeout=TIMEOUT)
+        except Exception as exc:
+            return [*results, Check("settings", "warn",
+                                    f"cannot read the settings of gs://{self.bucket_name}"
+                                    f" ({describe(exc)}); grant storage.buckets.get to check")]
+        public_members = self._public_members(bucket)
+        return [*results, *bucket_checks(bucket._properties, public_members,
+                                         self.options.retention_days)]
+
+    def _public_members(self, bucket: Any) -> set[str] | None:
+        """Members of allUsers/allAuthenticatedUsers in the bucket IAM policy (None: unknown)."""
+        try:
+            policy = bucket.get_iam_policy(retry=self._retry, timeout=TIMEOUT)
+        except Exception:
+            return None
+        members: set[str] = set()
+        for binding in policy.bindings:
+            members |= set(binding.get("members", ())) & _PUBLIC_MEMBERS
+        return members
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            http = getattr(self._client, "_http_internal", None)
+            if http is not None:
+                http.close()
+            self._client = None
+
+    def _wrap(self, exc: Exception, action: str) -> DestinationError:
+        hint = None
+        if type(exc).__name__ == "DefaultCredentialsError":
+            hint = "gcloud auth application-default login  (or set GOOGLE_APPLICATION_CREDENTIALS)"
+        return DestinationError(f"{action} in gs://{self.bucket_name} failed: {describe(exc)}",
+                                retry_class=classify(exc), hint=hint)
+
+
+def bucket_checks(resource: dict[str, Any], public_members: set[str] | None,
+                  retention_days: int | None) -> list[Check]:
+    """`sm verify` lines from a bucket resource (the JSON API's `storage#bucket`)."""
+    iam = resource.get("iamConfiguration") or {}
+    prevention = iam.get("publicAccessPrevention", "inherited")
+    if public_members:
+        public = Check("public-access", "fail",
+                       "the bucket IAM policy grants access to "
+                       + ", ".join(sorted(public_members)))
+    elif prevention == "enforced":
+        public = Check("public-access", "pass", "public access prevention is enforced")
+    elif public_members is None:
+        public = Check("public-access", "warn",
+                       "public access prevention is not enforced on the bucket and its IAM"
+                       " policy is unreadable; enforce it with gcloud storage buckets update"
+                       " --public-access-prevention")
+    else:
+        public = Check("public-access", "warn",
+                       "not public now, but public access prevention is not enforced on the"
+                       " bucket (an organisation policy may enforce it); enforce it with gcloud"
+                       " storage buckets update --public-access-prevention")
+    kms_key = (resource.get("encryption") or {}).get("defaultKmsKeyName")
+    encryption = Check("encryption", "pass",
+                       f"default customer-managed key {kms_key}" if kms_key
+                       else "Google-managed encryption at rest (always on)")
+    versioning_on = bool((resource.get("versioning") or {}).get("enabled"))
+    soft_delete = int((resource.get("softDeletePolicy") or {}).get("retentionDurationSeconds")
+                      or 0)
+    if versioning_on:
+        versions = Check("versioning", "pass", "object versioning is enabled")
+    elif soft_delete:
+        versions = Check("versioning", "pass",
+                         f"soft delete keeps deleted objects for {soft_delete // 86400} days")
+    else:
+        versions = Check("versioning", "warn", "neither object versioning nor soft delete is on")
+    return [public, encryption, versions, retention_check(resource.get("retentionPolicy"),
+                                                          retention_days)]
+
+
+def retention_check(policy: dict[str, Any] | None, retention_days: int | None) -> Check:
+    """The bucket retention policy against the retention the project asked for."""
+    seconds = int((policy or {}).get("retentionPeriod") or 0)
+    locked = bool((policy or {}).get("isLocked"))
+    if not seconds:
+        if retention_days:
+            return Check("retention", "fail",
+                         f"{retention_days} days of retention asked, but the bucket has no"
+                         " retention policy; set one with gcloud storage buckets update"
+                         f" --retention-period={retention_days}d")
+        return Check("retention", "warn", "no bucket retention policy: archived objects can be"
+                     " deleted by anyone allowed to delete objects")
+    days = seconds / 86400
+    described = f"bucket retention policy of {days:g} days ({'locked' if locked else 'unlocked'})"
+    if retention_days and seconds < retention_days * 86400:
+        return Check("retention", "fail",
+                     f"{described} is shorter than the {retention_days} days asked")
+    if not locked:
+        return Check("retention", "warn", f"{described}: an owner can still remove it;"
+                     " lock it with gcloud storage buckets update --lock-retention-period")
+    return Check("retention", "pass", described)
+
+
+def _info(blob: Any) -> ObjectInfo:
+    metadata = {k.lower(): v for k, v in (blob.metadata or {}).items()}
+    return ObjectInfo(key=blob.name, size=blob.size, payload_sha256=metadata.get(
+        PAYLOAD_SHA_METADATA), version_id=_generation(blob), metadata=metadata)
+
+
+def _generation(blob: Any) -> str | None:
+    return str(blob.generation) if blob.generation is not None else None
+
+
+def _bucket_missing(exc: Exception) -> bool:
+    """GCS says "The specified bucket does not exist." for a missing bucket."""
+    return "bucket does not exist" in str(exc).lower()
