@@ -1,5 +1,6 @@
-"""Destination checks shared by `sm connect` and `sm verify`: a real write, read-back and
-cleanup under `{prefix}_sm/`, then the bucket's own safety checks."""
+"""Destination checks shared by `sm connect` and `sm verify`: the destination's own checks
+(reachable, then its safety settings), and a real write, read-back and cleanup of a test
+object under `{prefix}_sm/`."""
 
 from __future__ import annotations
 
@@ -7,18 +8,23 @@ import secrets
 from datetime import UTC, datetime
 
 from .destinations.base import TEST_OBJECT_FOLDER, Check, Destination
-from .errors import DestinationError, SmError
+from .errors import SmError
 from .model import canonical_json, gzip_body, sha256_hex
 
 FAIL = "fail"
 WARN = "warn"
 PASS = "pass"
 
+# A failure of one of these means the destination cannot take the archive: connect saves
+# nothing. (Other failures, e.g. public access left open, are reported but not blocking.)
+BLOCKING_CHECKS = ("object_lock", "reachable", "write", "read")
+
 
 def test_object_key(destination: Destination) -> str:
     """A fresh key for a connection test object."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{destination.prefix}{TEST_OBJECT_FOLDER}connect-test-{stamp}-{secrets.token_hex(4)}.json.gz"
+    return (f"{destination.prefix}{TEST_OBJECT_FOLDER}connect-test-{stamp}-"
+            f"{secrets.token_hex(4)}.json.gz")
 
 
 def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
@@ -29,38 +35,62 @@ def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
     try:
         destination.put(key, body, sha256_hex(payload))
     except SmError as exc:
-        return [Check("write", FAIL, f"cannot write {key}: {exc}")]
+        return [Check("write", FAIL, f"cannot write the test object: {exc}", hint=exc.hint)]
     results = [Check("write", PASS, f"wrote {key}")]
     try:
         fetched = destination.get(key)
     except SmError as exc:
-        return [*results, Check("read", FAIL, f"cannot read back {key}: {exc}")]
+        return [*results, Check("read", FAIL, f"cannot read the test object back: {exc}",
+                                 hint=exc.hint)]
     if fetched.body != body:
         return [*results, Check("read", FAIL, f"{key} came back with different bytes")]
     results.append(Check("read", PASS, "read back the same bytes"))
     if keep:
-        results.append(Check("cleanup", PASS, f"kept {key} (retention forbids deleting it)"))
+        results.append(Check("cleanup", PASS, f"kept {key} (object lock forbids deleting it)"))
         return results
     try:
         destination.delete(key)
         results.append(Check("cleanup", PASS, "deleted the test object"))
-    except DestinationError as exc:
-        results.append(Check("cleanup", WARN, f"could not delete {key}: {exc}"))
+    except SmError as exc:
+        results.append(Check("cleanup", WARN, f"could not delete {key}: {exc}", hint=exc.hint))
     return results
 
 
 def run_checks(destination: Destination, *, keep_test_object: bool = False) -> list[Check]:
-    """The round trip, then the destination's safety checks (when the round trip worked)."""
-    results = round_trip(destination, keep=keep_test_object)
-    if any(c.status == FAIL for c in results):
-        return results
+    """Every check, in reading order: reachable, write, read, cleanup, then the settings.
+
+    The destination's own checks run first, so an unreachable destination is not written to
+    and a test object is kept (`keep_test_object`, under retention) only when object lock
+    is really on; otherwise it is deleted.
+    """
     try:
-        results.extend(destination.checks())
+        own = list(destination.checks())
     except SmError as exc:
-        results.append(Check("settings", WARN, f"cannot read bucket settings: {exc}"))
-    return results
+        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
+                     hint=exc.hint)]
+    reachable = [c for c in own if c.name == "reachable"]
+    settings = [c for c in own if c.name != "reachable"]
+    if failed(reachable):
+        return reachable
+    lock_missing = any(c.name == "object_lock" and c.status == FAIL for c in settings)
+    trip = round_trip(destination, keep=keep_test_object and not lock_missing)
+    return [*reachable, *trip, *settings]
 
 
 def failed(checks: list[Check]) -> bool:
     """True when any check failed."""
     return any(c.status == FAIL for c in checks)
+
+
+def blocking_failure(checks: list[Check]) -> Check | None:
+    """The failure that stops `sm connect` from saving (the most telling one), if any."""
+    for name in BLOCKING_CHECKS:
+        for check in checks:
+            if check.name == name and check.status == FAIL:
+                return check
+    return None
+
+
+def as_documents(checks: list[Check]) -> list[dict[str, str]]:
+    """Checks in the stable `--json` form: name, status, detail."""
+    return [{"name": c.name, "status": c.status, "detail": c.detail} for c in checks]

@@ -1,9 +1,84 @@
-"""Commands of this group are registered here (see cli/app.py)."""
+"""`sm bucket create`: an S3 bucket with safe defaults for the archive."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from ..aws_setup import BucketRequest, create_bucket
+from ..checks import as_documents, failed
+from ..destinations.base import DestinationOptions
+from ..destinations.s3 import RETENTION_MODES
+from .common import command, fail, state_of
+from .connect import check_identity_options, print_checks
+
+bucket_app = typer.Typer(help="Create and inspect archive buckets.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add the `bucket` command group."""
+    app.add_typer(bucket_app, name="bucket")
+
+    @command(bucket_app, "create")
+    def create(
+        ctx: typer.Context,
+        url: Annotated[str, typer.Argument(help="s3://BUCKET/ (a prefix is ignored here).")],
+        region: Annotated[str | None, typer.Option(help="Region to create the bucket in.")] = None,
+        object_lock: Annotated[bool, typer.Option(
+            "--object-lock", help="Create the bucket with object lock (cannot be undone).")
+        ] = False,
+        retention_days: Annotated[int | None, typer.Option(
+            min=1, help="Default object-lock retention in days (with --object-lock).")] = None,
+        retention_mode: Annotated[str, typer.Option(
+            help="governance or compliance (with --retention-days).")] = "governance",
+        kms_key_id: Annotated[str | None, typer.Option(
+            help="Encrypt with this KMS key (SSE-KMS) instead of SSE-S3.")] = None,
+        endpoint_url: Annotated[str | None, typer.Option(
+            help="S3-compatible endpoint (https).")] = None,
+        profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
+        role_arn: Annotated[str | None, typer.Option(help="IAM role to assume.")] = None,
+        external_id: Annotated[str | None, typer.Option(
+            help="External id for --role-arn.")] = None,
+        expected_owner: Annotated[str | None, typer.Option(
+            help="Account that must own the bucket (default: the account in --role-arn).")] = None,
+        allow_insecure_endpoint: Annotated[bool, typer.Option(
+            help="Allow a plain-http endpoint on a loopback address (test servers).")] = False,
+    ) -> None:
+        """Create an S3 bucket with all public access blocked, default encryption and
+        versioning (and object lock when asked).
+
+        A bucket of yours that exists is reported, and only its missing safe settings are
+        filled in. Example: sm bucket create s3://acme-archive/ --region eu-west-1
+        """
+        state = state_of(ctx)
+        out = state.output
+        if retention_mode not in RETENTION_MODES:
+            raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
+        if retention_days and not object_lock:
+            raise typer.BadParameter("needs --object-lock", param_hint="--retention-days")
+        expected_owner = check_identity_options(role_arn, external_id, expected_owner)
+        options = DestinationOptions(
+            endpoint_url=endpoint_url, region=region, profile=profile, role_arn=role_arn,
+            external_id=external_id, expected_owner=expected_owner,
+            allow_insecure_endpoint=allow_insecure_endpoint)
+        request = BucketRequest(object_lock=object_lock, retention_days=retention_days,
+                                retention_mode=retention_mode, kms_key_id=kms_key_id)
+        report = create_bucket(url, options, request)
+        url_out = f"s3://{report.bucket}/"
+        if out.json_mode:
+            out.emit_json({"bucket": report.bucket, "url": url_out, "region": report.region,
+                           "created": report.created, "applied": report.applied,
+                           "notes": report.notes, "checks": as_documents(report.checks)})
+        else:
+            verb = "Created" if report.created else "Found"
+            out.info(f"{verb} bucket {url_out} in {report.region}")
+            for line in report.applied:
+                out.info(f"  + {line}")
+            for line in report.notes:
+                out.info(f"  {line}")
+            print_checks(out, report.checks, f"Settings of {url_out}")
+        bad = [c for c in report.checks if c.status == "fail"]
+        if failed(report.checks):
+            fail(f"{url_out} is not safe yet: {bad[0].name}: {bad[0].detail}", hint=bad[0].hint)
+        out.info(f"Next: sm policy {url_out}   then   sm connect {url_out} --project ID")

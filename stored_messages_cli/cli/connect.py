@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
-from ..checks import FAIL, failed, run_checks
+from ..checks import as_documents, blocking_failure, failed, run_checks
 from ..config import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
+from ..destinations.s3 import ACCOUNT_ID_RE, RETENTION_MODES, role_account
 from ..model import MEDIUMS, normalise_reference
 from .common import Output, command, fail, options_for, state_of
 
@@ -24,6 +24,21 @@ def project_option(value: str) -> str:
         return normalise_reference("project_id", value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def check_identity_options(role_arn: str | None, external_id: str | None,
+                           expected_owner: str | None) -> str | None:
+    """Validate --role-arn/--external-id/--expected-owner; the owner defaults to the role's
+    account (SPEC 7)."""
+    if external_id and not role_arn:
+        raise typer.BadParameter("needs --role-arn", param_hint="--external-id")
+    if role_arn and role_account(role_arn) is None:
+        raise typer.BadParameter("expected arn:aws:iam::ACCOUNT_ID:role/NAME",
+                                 param_hint="--role-arn")
+    if expected_owner is not None and not ACCOUNT_ID_RE.match(expected_owner):
+        raise typer.BadParameter("expected a 12-digit AWS account id",
+                                 param_hint="--expected-owner")
+    return expected_owner or role_account(role_arn)
 
 
 def print_checks(out: Output, checks: list[Check], title: str) -> None:
@@ -63,8 +78,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Verify a destination, then save it as the project's one destination.
 
-        Writes, reads back and deletes a test object under PREFIX/_sm/; nothing is saved
-        unless that works. Example: sm connect s3://acme-archive/messages/ --project 12345
+        Writes, reads back and deletes (under object lock: keeps) a test object under
+        PREFIX/_sm/, and checks the bucket's safety settings; nothing is saved unless the
+        bucket can take the archive. Example:
+        sm connect s3://acme-archive/messages/ --project 12345 --expected-owner 111122223333
         """
         state = state_of(ctx)
         out = state.output
@@ -75,12 +92,9 @@ def register(app: typer.Typer) -> None:
                                          param_hint="--medium")
         if retention_mode and not retention_days:
             raise typer.BadParameter("needs --retention-days", param_hint="--retention-mode")
-        if retention_mode and retention_mode not in ("governance", "compliance"):
+        if retention_mode and retention_mode not in RETENTION_MODES:
             raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
-        if external_id and not role_arn:
-            raise typer.BadParameter("needs --role-arn", param_hint="--external-id")
-        if expected_owner is None and role_arn and role_arn.count(":") >= 5:
-            expected_owner = role_arn.split(":")[4] or None
+        expected_owner = check_identity_options(role_arn, external_id, expected_owner)
         scheme = split_url(url)[0]
         if scheme == "file":
             from ..destinations.file import ensure_folder
@@ -100,19 +114,18 @@ def register(app: typer.Typer) -> None:
             checks = run_checks(destination, keep_test_object=bool(retention_days))
         finally:
             destination.close()
-        round_trip_failed = [c for c in checks if c.status == FAIL and c.name in
-                             ("write", "read")]
+        refusal = blocking_failure(checks)
         if out.json_mode:
             document = {"project_id": project, "url": destination.url, "mediums": mediums,
-                        "saved": not round_trip_failed,
-                        "checks": [asdict(c) for c in checks]}
+                        "saved": refusal is None, "checks": as_documents(checks)}
             out.emit_json(document)
         else:
             print_checks(out, checks, f"Checks for {destination.url}")
-        if round_trip_failed:
-            fail(f"{destination.url} did not pass the connection test: "
-                 f"{round_trip_failed[0].detail}; nothing was saved",
-                 hint=f"sm policy {destination.url}  (grant those permissions, then connect again)")
+        if refusal is not None:
+            fail(f"{destination.url} failed the {refusal.name} check: {refusal.detail};"
+                 " nothing was saved",
+                 hint=refusal.hint or f"sm policy {destination.url}   # grant these"
+                 " permissions, then connect again")
         state.save_project(project, saved)
         if failed(checks):
             out.warn("saved, but some safety checks failed; run `sm verify` after fixing them")

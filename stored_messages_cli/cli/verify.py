@@ -1,9 +1,110 @@
-"""Commands of this group are registered here (see cli/app.py)."""
+"""`sm verify` (re-check a project's destination and its bucket's safety) and `sm policy`
+(the least-privilege IAM documents to grant)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from typing import Annotated
+
 import typer
+
+from ..aws_setup import identity_policy, trust_policy
+from ..checks import as_documents, failed, run_checks
+from ..destinations.base import Check
+from .common import command, fail, open_project_destination, state_of
+from .connect import print_checks, project_option
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add verify and policy."""
+
+    @command(app, "verify")
+    def verify(
+        ctx: typer.Context,
+        project: Annotated[str | None, typer.Option(
+            "--project", callback=lambda v: project_option(v) if v is not None else None,
+            help="Verify this project only (default: every project).")] = None,
+    ) -> None:
+        """Re-run the destination checks and the bucket's safety checks.
+
+        Writes, reads back and removes (under object lock: keeps) a test object, then checks
+        that all public access is blocked, default encryption, versioning and object lock
+        (when retention is set) and the endpoint's TLS. Exit 1 on any fail.
+        Example: sm --json verify --project 12345
+        """
+        state = state_of(ctx)
+        out = state.output
+        projects = state.settings().projects
+        if project is not None:
+            state.project(project)  # raises with `Try: sm connect …` when unknown
+            chosen = [project]
+        else:
+            chosen = sorted(projects)
+        if not chosen:
+            fail("no project has a destination yet", hint="sm connect URL --project ID")
+        every: list[Check] = []
+        for project_id in chosen:
+            saved = projects[project_id]
+            destination = open_project_destination(state, project_id)
+            try:
+                checks = run_checks(destination, keep_test_object=bool(saved.retention_days))
+            finally:
+                destination.close()
+            if len(chosen) > 1:  # one flat list for --json: say whose each line is
+                checks = [replace(c, detail=f"[project {project_id}] {c.detail}")
+                          for c in checks]
+            every.extend(checks)
+            if not out.json_mode:
+                print_checks(out, checks, f"Project {project_id}: {destination.url}")
+        ok = not failed(every)
+        if out.json_mode:
+            out.emit_json({"ok": ok, "checks": as_documents(every)})
+        if not ok:
+            first = next(c for c in every if c.status == "fail")
+            count = sum(1 for c in every if c.status == "fail")
+            fail(f"{count} check(s) failed; first: {first.name}: {first.detail}",
+                 hint=first.hint)
+        warned = sum(1 for c in every if c.status == "warn")
+        out.info("All checks passed" + (f" ({warned} warning(s))" if warned else "") + ".")
+
+    @command(app, "policy")
+    def policy(
+        ctx: typer.Context,
+        url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX the archiver writes to.")],
+        kms_key_arn: Annotated[str | None, typer.Option(
+            help="KMS key the bucket encrypts with (grants GenerateDataKey and Decrypt).")
+        ] = None,
+        retention: Annotated[bool, typer.Option(
+            "--retention", help="Grant s3:PutObjectRetention (connect --retention-days).")
+        ] = False,
+        region: Annotated[str | None, typer.Option(
+            help="Bucket region (only to pick the aws-cn / aws-us-gov partition).")] = None,
+        trust: Annotated[bool, typer.Option(
+            "--trust", help="Print the role trust policy instead (needs --external-id and"
+            " --principal).")] = False,
+        external_id: Annotated[str | None, typer.Option(
+            help="External id the trust policy requires.")] = None,
+        principal: Annotated[str | None, typer.Option(
+            help="ARN allowed to assume the role (with --trust).")] = None,
+    ) -> None:
+        """Print the least-privilege IAM policy JSON the archiver needs.
+
+        Attach it to the identity (user or role) `sm` runs as. With --trust, print the trust
+        policy of a role that `sm connect --role-arn … --external-id …` assumes.
+        Example: sm policy s3://acme-archive/messages/ --kms-key-arn arn:aws:kms:…:key/…
+        """
+        if trust:
+            if not external_id:
+                raise typer.BadParameter("--trust needs --external-id",
+                                         param_hint="--external-id")
+            if not principal:
+                raise typer.BadParameter("--trust needs --principal", param_hint="--principal")
+            document = trust_policy(principal, external_id)
+        else:
+            if external_id or principal:
+                raise typer.BadParameter("only with --trust",
+                                         param_hint="--external-id/--principal")
+            document = identity_policy(url, kms_key_arn=kms_key_arn, retention=retention,
+                                       region=region)
+        typer.echo(json.dumps(document, indent=None if state_of(ctx).output.json_mode else 2))

@@ -66,6 +66,7 @@ class Check:
     name: str
     status: str  # pass | warn | fail
     detail: str
+    hint: str | None = None  # the next step for a user, shown after a failure
 
 
 class Destination(Protocol):

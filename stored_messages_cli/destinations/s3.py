@@ -1,21 +1,28 @@
 """`s3://BUCKET/PREFIX`: AWS S3 and S3-compatible stores, through boto3.
 
 Writes are create-only (`IfNoneMatch: *`) and carry `ChecksumSHA256` of the object bytes
-and `sm-payload-sha256` metadata. boto3 is imported only when an S3 destination is opened.
+and `sm-payload-sha256` metadata. Every request that accepts it carries the bucket-owner
+condition (`ExpectedBucketOwner`), and with a role the credentials come from STS AssumeRole,
+refreshed by botocore before they expire. boto3 is imported only when an S3 destination is
+opened.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import re
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import ConfigError, DestinationError, ObjectConflict, ObjectNotFound
-from ..retry import classify, describe
+from ..retry import classify, describe, error_facts
 from .base import (
     PAYLOAD_SHA_METADATA,
+    TEST_OBJECT_FOLDER,
     Check,
     DestinationOptions,
     FetchedObject,
@@ -29,11 +36,163 @@ from .base import (
 _META_KEY = PAYLOAD_SHA_METADATA  # boto3 exposes user metadata without the x-amz-meta- prefix
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
+_DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled",
+                           "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                           "InvalidToken"})
+RETRY_MAX_ATTEMPTS = 3
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-zA-Z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+RETENTION_MODES = ("governance", "compliance")
+PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                       "RestrictPublicBuckets")
 
 
-def _error_code(exc: Any) -> str:
+def error_code(exc: Any) -> str:
+    """The S3 error code of a botocore ClientError ('' for other exceptions)."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def role_account(role_arn: str | None) -> str | None:
+    """The 12-digit account of an IAM role ARN, or None when it is not one."""
+    match = ROLE_ARN_RE.match(role_arn or "")
+    return match.group(1) if match else None
+
+
+def timeout_from_env(name: str, default: float) -> float:
+    """Seconds from an environment variable (e.g. SM_S3_READ_TIMEOUT), else `default`."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds")
+    return value
+
+
+def make_session(options: DestinationOptions) -> Any:
+    """A boto3 session for `options`: the standard credential chain (with --profile), or,
+    with --role-arn, refreshable credentials from STS AssumeRole made with that chain.
+
+    The role's credentials are botocore's own `DeferredRefreshableCredentials`: fetched on
+    first use and fetched again by botocore shortly before they expire.
+    """
+    import boto3
+    import botocore.session
+    from botocore.credentials import (
+        AssumeRoleCredentialFetcher,
+        CredentialProvider,
+        CredentialResolver,
+        DeferredRefreshableCredentials,
+    )
+
+    if not options.role_arn:
+        return boto3.session.Session(profile_name=options.profile, region_name=options.region)
+    source = botocore.session.Session(profile=options.profile)
+    if options.region:
+        source.set_config_variable("region", options.region)
+    source_credentials = source.get_credentials()
+    if source_credentials is None:
+        raise ConfigError("no AWS credentials found to assume the role with",
+                          hint="set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID/"
+                          "AWS_SECRET_ACCESS_KEY, then try again")
+    extra_args = {"RoleSessionName": f"sm-{secrets.token_hex(6)}"}
+    if options.external_id:
+        extra_args["ExternalId"] = options.external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=source.create_client, source_credentials=source_credentials,
+        role_arn=options.role_arn, extra_args=extra_args)
+    credentials = DeferredRefreshableCredentials(
+        refresh_using=fetcher.fetch_credentials, method="assume-role")
+
+    class AssumedRoleProvider(CredentialProvider):
+        METHOD = "assume-role"
+
+        def load(self) -> Any:
+            return credentials
+
+    target = botocore.session.Session(profile=options.profile)
+    if options.region:
+        target.set_config_variable("region", options.region)
+    target.register_component("credential_provider",
+                              CredentialResolver(providers=[AssumedRoleProvider()]))
+    return boto3.session.Session(botocore_session=target, region_name=options.region)
+
+
+def make_s3_client(options: DestinationOptions, session: Any = None) -> Any:
+    """An S3 client with standard-mode retries (no retry quota) and the owner condition."""
+    from botocore.config import Config
+
+    session = session or make_session(options)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
+        connect_timeout=timeout_from_env("SM_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        read_timeout=timeout_from_env("SM_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+        max_pool_connections=max(10, options.max_connections),
+        s3={"addressing_style": "path"} if options.endpoint_url else None,
+    )
+    client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    disable_retry_quota(client, RETRY_MAX_ATTEMPTS)
+    if options.expected_owner:
+        add_owner_condition(client, options.expected_owner)
+    return client
+
+
+class _UnlimitedRetryQuota:
+    """A retry quota that never runs dry (see `disable_retry_quota`)."""
+
+    def acquire(self, capacity_amount: int) -> bool:
+        """Always grant the retry."""
+        return True
+
+    def release(self, capacity_amount: int) -> None:
+        """Nothing to give back."""
+
+
+def disable_retry_quota(client: Any, max_attempts: int) -> None:
+    """Keep botocore's standard retry mode but without its client-wide retry quota.
+
+    After a long outage the quota is spent and every later call fails at once without its
+    quick retries; the archiver has its own slow schedule for outages, so the quota only
+    hurts. This swaps the `needs-retry` handler that
+    `botocore.retries.standard.register_retry_handler` installed for one built from the same
+    botocore parts, with a quota that never runs dry.
+    """
+    from botocore.retries import standard
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.unregister(f"needs-retry.{service}", unique_id=f"retry-config-{service}")
+    adapter = standard.RetryEventAdapter()
+    throttling = standard.ThrottlingErrorDetector(adapter)
+    handler = standard.RetryHandler(
+        retry_policy=standard.RetryPolicy(
+            retry_checker=standard.StandardRetryConditions(max_attempts=max_attempts),
+            retry_backoff=standard.ExponentialBackoff(service_name=service,
+                                                      throttling_detector=throttling),
+        ),
+        retry_event_adapter=adapter,
+        retry_quota=standard.RetryQuotaChecker(_UnlimitedRetryQuota(), throttling),
+        service_name=service,
+    )
+    client.meta.events.register(f"needs-retry.{service}", handler.needs_retry,
+                                unique_id=f"retry-config-{service}")
+
+
+def add_owner_condition(client: Any, account: str) -> None:
+    """Send `ExpectedBucketOwner=account` on every S3 operation that accepts it."""
+
+    def add_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ExpectedBucketOwner" in model.input_shape.members:
+            params.setdefault("ExpectedBucketOwner", account)
+
+    client.meta.events.register("before-parameter-build.s3", add_owner,
+                                unique_id="sm-expected-bucket-owner")
 
 
 class S3Destination:
@@ -54,31 +213,16 @@ class S3Destination:
     def client(self) -> Any:
         """The boto3 S3 client, built on first use."""
         if self._client is None:
-            self._client = self._make_client()
+            self._client = make_s3_client(self.options)
         return self._client
 
     def refresh_credentials(self) -> None:
-        """Drop the client so the next call resolves credentials afresh (before a probe)."""
+        """Drop the client so the next call resolves credentials afresh (before a probe).
+
+        A new client means a new session: rotated keys, a changed profile and a fresh
+        AssumeRole are all picked up. In-flight calls keep the old client until they end.
+        """
         self._client = None
-
-    def _make_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        opts = self.options
-        session = boto3.session.Session(profile_name=opts.profile, region_name=opts.region)
-        config = Config(
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=30,
-            max_pool_connections=max(10, opts.max_connections),
-            s3={"addressing_style": "path"} if opts.endpoint_url else None,
-        )
-        return session.client("s3", endpoint_url=opts.endpoint_url, config=config)
-
-    def _owner(self) -> dict[str, str]:
-        owner = self.options.expected_owner
-        return {"ExpectedBucketOwner": owner} if owner else {}
 
     # ----------------------------------------------------------------------- objects
 
@@ -95,11 +239,13 @@ class S3Destination:
         try:
             response = self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*",
-                ChecksumSHA256=checksum, ContentType="application/gzip",
-                Metadata={_META_KEY: payload_sha256}, **self._owner(), **extra,
+                # the algorithm header too: object-lock buckets refuse writes without it
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+                ContentType="application/gzip",
+                Metadata={_META_KEY: payload_sha256}, **extra,
             )
         except ClientError as exc:
-            if _error_code(exc) in _EXISTS_CODES:
+            if error_code(exc) in _EXISTS_CODES:
                 return self._existing(key, payload_sha256)
             raise self._wrap(exc, f"upload of {key}") from exc
         except Exception as exc:  # connection, timeout, TLS: all classified, none dropped
@@ -118,10 +264,10 @@ class S3Destination:
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key,
-                                              ChecksumMode="ENABLED", **self._owner())
+                                              ChecksumMode="ENABLED")
             body = response["Body"].read()
         except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+            if error_code(exc) in _MISSING_CODES:
                 raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
             raise self._wrap(exc, f"download of {key}") from exc
         except Exception as exc:
@@ -133,9 +279,9 @@ class S3Destination:
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.head_object(Bucket=self.bucket, Key=key, **self._owner())
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+            if error_code(exc) in _MISSING_CODES:
                 return None
             raise self._wrap(exc, f"read of {key}") from exc
         except Exception as exc:
@@ -146,7 +292,7 @@ class S3Destination:
         """Every object under `prefix`, in key order."""
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **self._owner()):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     yield ObjectInfo(key=item["Key"], size=item.get("Size"))
         except Exception as exc:
@@ -155,13 +301,147 @@ class S3Destination:
     def delete(self, key: str) -> None:
         """Delete an object (the connect test object)."""
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=key, **self._owner())
+            self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             raise self._wrap(exc, f"delete of {key}") from exc
 
+    # ----------------------------------------------------------------------- checks
+
     def checks(self) -> list[Check]:
-        """Bucket safety checks (extended by the verify command's checks)."""
-        return [endpoint_check(self.options.endpoint_url)]
+        """Reachability, then the bucket's safety settings, as `sm verify` lines.
+
+        Reachability is a one-key listing under `{prefix}_sm/` (HeadBucket would need an
+        unconditioned s3:ListBucket, which the least-privilege policy does not grant).
+        """
+        reachable = self.reachable_check()
+        if reachable.status == "fail":
+            return [reachable]
+        return [reachable, *self.settings_checks()]
+
+    def reachable_check(self) -> Check:
+        """Can the bucket be listed under `{prefix}_sm/` with the owner condition?"""
+        try:
+            response = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=f"{self.prefix}{TEST_OBJECT_FOLDER}", MaxKeys=1)
+        except Exception as exc:
+            error = self._wrap(exc, "listing")
+            return Check("reachable", "fail", f"cannot list s3://{self.bucket}: "
+                         f"{describe(exc)}", hint=error.hint)
+        region = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+            "x-amz-bucket-region")
+        where = f" in {region}" if region else ""
+        return Check("reachable", "pass", f"bucket {self.bucket}{where} answers")
+
+    def settings_checks(self) -> list[Check]:
+        """Owner condition, public access block, default encryption, versioning, object
+        lock (required when retention is configured) and the transport."""
+        return [
+            self._owner_check(),
+            self._public_access_check(),
+            self._encryption_check(),
+            self._versioning_check(),
+            *self._object_lock_checks(),
+            endpoint_check(self.options.endpoint_url),
+        ]
+
+    def _owner_check(self) -> Check:
+        owner = self.options.expected_owner
+        if owner:
+            return Check("owner_condition", "pass",
+                         f"every request requires the bucket to be owned by {owner}")
+        return Check("owner_condition", "warn",
+                     "no expected owner: a same-named bucket in another account would be"
+                     " used too", hint=f"sm connect {self.url} --expected-owner ACCOUNT_ID …")
+
+    def _read_setting(self, call: str, missing_codes: set[str]) -> tuple[str, Any]:
+        """('ok', response) | ('missing', None) | ('unreadable', reason)."""
+        try:
+            return "ok", getattr(self.client, call)(Bucket=self.bucket)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in missing_codes:
+                return "missing", None
+            return "unreadable", describe(exc)
+
+    def _public_access_check(self) -> Check:
+        state, value = self._read_setting("get_public_access_block",
+                                          {"NoSuchPublicAccessBlockConfiguration"})
+        fix = (f"aws s3api put-public-access-block --bucket {self.bucket}"
+               " --public-access-block-configuration BlockPublicAcls=true,"
+               "IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true")
+        if state == "unreadable":
+            return Check("public_access", "warn", f"cannot read the public access block"
+                         f" ({value})", hint=f"sm policy {self.url}")
+        config = (value or {}).get("PublicAccessBlockConfiguration", {})
+        open_flags = [flag for flag in PUBLIC_ACCESS_FLAGS if not config.get(flag)]
+        if not open_flags:
+            return Check("public_access", "pass", "all four public access blocks are on")
+        if state == "missing":
+            detail = "no public access block: the bucket can be made public"
+        else:
+            detail = f"public access not fully blocked ({', '.join(open_flags)} off)"
+        return Check("public_access", "fail",
+                     detail + "; the bucket holds personal data", hint=fix)
+
+    def _encryption_check(self) -> Check:
+        state, value = self._read_setting("get_bucket_encryption",
+                                          {"ServerSideEncryptionConfigurationNotFoundError"})
+        if state == "unreadable":
+            return Check("encryption", "warn", f"cannot read default encryption ({value})",
+                         hint=f"sm policy {self.url}")
+        rules = (value or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        for rule in rules:
+            default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+            algorithm = default.get("SSEAlgorithm")
+            if algorithm == "AES256":
+                return Check("encryption", "pass", "default encryption SSE-S3 (AES256)")
+            if algorithm and algorithm.startswith("aws:kms"):
+                key = default.get("KMSMasterKeyID") or "the AWS managed key"
+                return Check("encryption", "pass", f"default encryption SSE-KMS ({key})")
+        return Check("encryption", "warn", "no default encryption configured",
+                     hint=f"aws s3api put-bucket-encryption --bucket {self.bucket}"
+                     " --server-side-encryption-configuration"
+                     " '{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":"
+                     "{\"SSEAlgorithm\":\"AES256\"}}]}'")
+
+    def _versioning_check(self) -> Check:
+        required = bool(self.options.retention_days)
+        state, value = self._read_setting("get_bucket_versioning", set())
+        if state == "unreadable":
+            return Check("versioning", "fail" if required else "warn",
+                         f"cannot read versioning ({value})", hint=f"sm policy {self.url}")
+        status = (value or {}).get("Status") or "never enabled"
+        if status == "Enabled":
+            return Check("versioning", "pass", "versioning is enabled")
+        return Check("versioning", "fail" if required else "warn",
+                     f"versioning is {status.lower()}: a deleted or replaced object cannot be"
+                     " recovered",
+                     hint=f"aws s3api put-bucket-versioning --bucket {self.bucket}"
+                     " --versioning-configuration Status=Enabled")
+
+    def _object_lock_checks(self) -> list[Check]:
+        required = bool(self.options.retention_days)
+        state, value = self._read_setting("get_object_lock_configuration",
+                                          {"ObjectLockConfigurationNotFoundError"})
+        config = (value or {}).get("ObjectLockConfiguration", {})
+        enabled = config.get("ObjectLockEnabled") == "Enabled"
+        if not required:
+            if enabled:
+                return [Check("object_lock", "pass", f"object lock is on{_default_rule(config)}")]
+            return []
+        if state == "unreadable":
+            return [Check("object_lock", "fail", f"cannot read the object lock configuration"
+                          f" ({value}); retention is configured", hint=f"sm policy {self.url}")]
+        if not enabled:
+            return [Check("object_lock", "fail",
+                          f"retention of {self.options.retention_days} days is configured but"
+                          f" the bucket has no object lock",
+                          hint=f"sm bucket create s3://NEW-BUCKET/ --object-lock --retention-days"
+                          f" {self.options.retention_days}")]
+        mode = (self.options.retention_mode or "governance").lower()
+        return [Check("object_lock", "pass",
+                      f"object lock is on{_default_rule(config)}; every object is kept"
+                      f" {self.options.retention_days} days in {mode} mode")]
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -171,7 +451,32 @@ class S3Destination:
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         return DestinationError(f"{action} in s3://{self.bucket} failed: {describe(exc)}",
-                                retry_class=classify(exc))
+                                retry_class=classify(exc), hint=self.hint_for(exc))
+
+    def hint_for(self, exc: Exception) -> str | None:
+        """The next step for a user who sees `exc` (what to fix, not how to retry)."""
+        facts = error_facts(exc)
+        code = facts.code or ""
+        if code in _NO_BUCKET_CODES:
+            return f"sm bucket create s3://{self.bucket}/"
+        if code in _DENIED_CODES or facts.status == 403:
+            owner = self.options.expected_owner
+            also = (f" (and check that account {owner} owns the bucket: --expected-owner)"
+                    if owner else "")
+            extra = " --retention" if self.options.retention_days else ""
+            return f"sm policy {self.url}{extra}   # attach it to the identity{also}"
+        if facts.status is None and facts.code is None:
+            where = self.options.endpoint_url or "the AWS endpoint"
+            return f"check the network and --endpoint-url ({where} did not answer)"
+        return None
+
+
+def _default_rule(config: dict[str, Any]) -> str:
+    rule = (config.get("Rule") or {}).get("DefaultRetention") or {}
+    if not rule:
+        return ""
+    length = f"{rule['Days']} days" if rule.get("Days") else f"{rule.get('Years')} years"
+    return f" (default retention {rule.get('Mode', '').lower()} {length})"
 
 
 def _info(key: str, response: dict[str, Any], size: int | None) -> ObjectInfo:
