@@ -1,9 +1,349 @@
-"""Commands of this group are registered here (see cli/app.py)."""
+"""`sm find`, `sm fetch`, `sm index rebuild`: answering "what did we send this customer?"."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..archive_index import (
+    DEFAULT_FIND_LIMIT,
+    ArchiveIndex,
+    FindQuery,
+    IndexEntry,
+    parse_time_bound,
+    sort_newest_first,
+)
+from ..destinations import Destination, DestinationOptions, open_destination
+from ..investigate import (
+    PARTS,
+    AmbiguousMessage,
+    RebuildReport,
+    VerifiedMessage,
+    fetch_message,
+    find_remote,
+    rebuild_index,
+)
+from ..model import MEDIUMS, check_message_id, normalise_reference, recipient_hash_candidates
+from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
+from .connect import project_option
+
+FIND_COLUMNS = ["sent_at", "project", "medium", "type", "campaign", "message_id"]
+
+
+def _optional_project(value: str | None) -> str | None:
+    return project_option(value) if value is not None else None
+
+
+def _campaign_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalise_reference("campaign_id", value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _message_id_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_message_id(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _medium_option(value: str | None) -> str | None:
+    if value is not None and value not in MEDIUMS:
+        raise typer.BadParameter(f"{value!r}: use email, sms or push")
+    return value
+
+
+def _part_option(value: str) -> str:
+    if value not in PARTS:
+        raise typer.BadParameter(f"{value!r}: use json, html, text or body")
+    return value
+
+
+def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_time_bound(value, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=name) from None
+
+
+def _search_projects(state: AppState, project: str | None) -> list[str]:
+    """The projects a remote search covers: the one named, else every connected one."""
+    if project is not None:
+        state.project(project)  # a ConfigError naming `sm connect` when it has no destination
+        return [project]
+    projects = sorted(state.settings().projects)
+    if not projects:
+        fail("no project has a destination to search", code=2,
+             hint="sm connect URL --project ID, then sm find --remote --recipient R")
+    return projects
+
+
+def _opener(state: AppState) -> Any:
+    """Opens the destination a message lives in, with its project's saved options."""
+
+    def open_for(project_id: str, url: str | None) -> Destination:
+        if url is None:
+            return open_project_destination(state, project_id)
+        saved = state.settings().projects.get(project_id)
+        return open_destination(url, options_for(saved) if saved else DestinationOptions())
+
+    return open_for
+
+
+def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
+                   limit: int | None) -> None:
+    if out.json_mode:
+        out.emit_json([e.find_result() for e in entries])
+    elif entries:
+        table = Table(show_edge=False, header_style="bold")
+        for column in FIND_COLUMNS:
+            table.add_column(column, no_wrap=True)
+        for e in entries:
+            table.add_row(e.sent_at, e.project_id, e.medium, e.message_type,
+                          e.campaign_id or "-", e.message_id)
+        # In a pipe there is no terminal width to fit: never cut an id or a time short.
+        console = out.stdout if out.stdout.is_terminal else Console(width=1000)
+        console.print(table)
+    noun = "message" if len(entries) == 1 else "messages"
+    out.info(f"{len(entries)} {noun}" if entries else "No stored message matches.")
+    if truncated:
+        out.warn(f"more messages match; showing the newest {limit}. Narrow the search or pass"
+                 " --limit N (0 for all)")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, owner-only: a message is personal data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add find, fetch and the `index` group (rebuild)."""
+
+    @command(app, "find")
+    def find(
+        ctx: typer.Context,
+        recipient: Annotated[str | None, typer.Option(
+            help="Email, user id, phone number or device token (normalised like the key).")
+        ] = None,
+        message_id: Annotated[str | None, typer.Option(
+            "--message-id", callback=_message_id_option, help="A message id.")] = None,
+        campaign: Annotated[str | None, typer.Option(
+            callback=_campaign_option, help="A campaign id.")] = None,
+        project: Annotated[str | None, typer.Option(
+            callback=_optional_project, help="A project id.")] = None,
+        medium: Annotated[str | None, typer.Option(
+            callback=_medium_option, help="email, sms or push.")] = None,
+        since: Annotated[str | None, typer.Option(
+            help="Sent at or after: RFC 3339 time or a date (UTC).")] = None,
+        until: Annotated[str | None, typer.Option(
+            help="Sent at or before: RFC 3339 time, or a date (the whole day, UTC).")] = None,
+        limit: Annotated[int, typer.Option(
+            min=0, help="At most this many, newest first (0: no limit).")] = DEFAULT_FIND_LIMIT,
+        remote: Annotated[bool, typer.Option(
+            "--remote", help="Search the bucket by recipient key prefix, not the local index.")
+        ] = False,
+    ) -> None:
+        """Find stored messages by recipient, id, campaign, project, medium and time.
+
+        Searches the local index; --remote reads the bucket instead (needs --recipient), so a
+        new machine can answer after `sm connect`. Newest first.
+        Example: sm find --recipient ann.lee@example.com --since 2026-11-01
+        """
+        state = state_of(ctx)
+        out = state.output
+        if recipient is not None and not recipient.strip():
+            raise typer.BadParameter("must not be empty", param_hint="--recipient")
+        query = FindQuery(
+            recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
+            message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
+            since=_time_option(since, end_of_day=False, name="--since"),
+            until=_time_option(until, end_of_day=True, name="--until"),
+            limit=limit or None)
+        if not remote:
+            with state.open_spool() as spool:
+                index = ArchiveIndex.of(spool)
+                result = index.find(query)
+                empty_index = not result.entries and index.count() == 0
+            _print_entries(out, result.entries, result.truncated, query.limit)
+            if empty_index and not out.json_mode:
+                out.info("The local index is empty. Try: sm find --remote --recipient R, or"
+                         " sm index rebuild")
+            return
+        if recipient is None:
+            fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
+                 hint="sm find --remote --recipient someone@example.com (or sm index rebuild"
+                      " to search by other fields)")
+        entries: list[IndexEntry] = []
+        failures: list[tuple[str, str]] = []
+        for project_id in _search_projects(state, project):
+            destination = open_project_destination(state, project_id)
+            try:
+                report = find_remote(destination, project_id, query)
+            finally:
+                destination.close()
+            entries.extend(report.entries)
+            failures.extend(report.failures)
+        entries = sort_newest_first(entries)
+        truncated = query.limit is not None and len(entries) > query.limit
+        with state.open_spool() as spool:
+            ArchiveIndex.of(spool).add(entries)  # verified reads: the next fetch is direct
+        _print_entries(out, entries[: query.limit], truncated, query.limit)
+        if failures:
+            for _, reason in failures:
+                out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
+                                 highlight=False)
+            fail(f"{len(failures)} object(s) under this recipient failed verification and are"
+                 " not listed", hint="sm fetch MESSAGE_ID --project ID for the details of one")
+
+    @command(app, "fetch")
+    def fetch(
+        ctx: typer.Context,
+        message_id: Annotated[str, typer.Argument(
+            callback=_message_id_option, help="The message id.")],
+        project: Annotated[str | None, typer.Option(
+            callback=_optional_project,
+            help="The project (needed when the id exists in several).")] = None,
+        output: Annotated[Path | None, typer.Option(
+            "--output", "-o", dir_okay=False, help="Save the part to this file (owner-only).")
+        ] = None,
+        part: Annotated[str, typer.Option(
+            callback=_part_option,
+            help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
+    ) -> None:
+        """Download a stored message, verify it, and print or save one part byte for byte.
+
+        Verifies gzip, sm-payload-sha256 (against the object and the local index) and the
+        store's checksum; exits 1 with "checksum mismatch" if the object was altered.
+        Example: sm fetch 9c438a20d26e4e9f8ad4edea23f811cd --part html --output msg.html
+        """
+        state = state_of(ctx)
+        out = state.output
+        with state.open_spool() as spool:
+            index = ArchiveIndex.of(spool)
+            known = index.entries_for(message_id, project)
+            projects = ([] if known else _search_projects(state, project))
+            if not known:
+                out.info(f"{message_id} is not in the local index; listing the bucket of"
+                         f" project(s) {', '.join(projects)} (slow for large archives)")
+            try:
+                verified = fetch_message(index, message_id, projects=projects,
+                                         open_for=_opener(state), project_id=project)
+            except AmbiguousMessage as exc:
+                fail(str(exc), hint=exc.hint, code=2)
+        data = verified.part(part)
+        _emit_part(out, verified, part, data, output)
+
+    index_app = typer.Typer(name="index", help="The local index of stored messages.",
+                            no_args_is_help=True)
+    app.add_typer(index_app, name="index")
+
+    @command(index_app, "rebuild")
+    def rebuild(
+        ctx: typer.Context,
+        project: Annotated[str | None, typer.Option(
+            callback=_optional_project, help="Only this project (default: all connected).")
+        ] = None,
+        workers: Annotated[int, typer.Option(
+            min=1, max=64, help="Objects read in parallel.")] = 8,
+    ) -> None:
+        """Rebuild the local index of stored messages from the bucket.
+
+        Lists every message key of the project(s), reads and verifies each object not yet
+        indexed under the same key, and indexes it. Resumable, and safe while `sm run` works.
+        Example: sm index rebuild --project 12345
+        """
+        state = state_of(ctx)
+        out = state.output
+        if project is not None:
+            state.project(project)
+        project_ids = [project] if project else sorted(state.settings().projects)
+        if not project_ids:
+            fail("no project has a destination to rebuild from", code=2,
+                 hint="sm connect URL --project ID")
+        reports: list[RebuildReport] = []
+        with state.open_spool() as spool:
+            index = ArchiveIndex.of(spool)
+            for project_id in project_ids:
+                destination = open_project_destination(state, project_id,
+                                                       max_connections=workers)
+                try:
+                    reports.append(_rebuild_one(out, index, destination, project_id, workers))
+                finally:
+                    destination.close()
+        failed = sum(len(r.failures) for r in reports)
+        if out.json_mode:
+            out.emit_json({"projects": [r.as_dict() for r in reports],
+                           "indexed": sum(r.indexed for r in reports), "failed": failed})
+        else:
+            out.table("Index rebuild", ["project", "listed", "already indexed", "indexed",
+                                        "failed"],
+                      [[r.project_id, r.listed, r.already_indexed, r.indexed, len(r.failures)]
+                       for r in reports])
+            for report in reports:
+                for _, reason in report.failures:
+                    out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
+                                 highlight=False)
+        if failed:
+            fail(f"{failed} object(s) failed verification and were not indexed",
+                 hint="sm fetch MESSAGE_ID --project ID for the details of one")
+
+
+def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, project_id: str,
+                 workers: int) -> RebuildReport:
+    """Rebuild one project, with a progress bar on an interactive terminal."""
+    out.info(f"Listing {destination.url} for project {project_id}…")
+    if not out.interactive:
+        return rebuild_index(index, destination, project_id, workers=workers)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=out.stderr,
+                  transient=True) as progress:
+        task = progress.add_task(f"project {project_id}", total=None)
+        return rebuild_index(
+            index, destination, project_id, workers=workers,
+            on_total=lambda total: progress.update(task, total=total),
+            on_read=lambda count: progress.advance(task, count))
+
+
+def _emit_part(out: Output, verified: VerifiedMessage, part: str, data: bytes,
+               output: Path | None) -> None:
+    """Save or print the part's exact bytes, and say what was verified."""
+    entry = verified.entry
+    record: dict[str, Any] = {**entry.find_result(), "version_id": entry.version_id,
+                              "verified": True, "part": part, "bytes": len(data),
+                              "output": str(output) if output else None}
+    if output is not None:
+        try:
+            _write_private(output, data)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
+    if out.json_mode:
+        if output is None:
+            record["content"] = (verified.document if part == "json"
+                                 else data.decode("utf-8"))
+        out.emit_json(record)
+        return
+    out.info(f"Verified {entry.key}: payload SHA-256 {entry.payload_sha256}")
+    if output is not None:
+        out.info(f"Saved the {part} part ({len(data)} bytes) to {output}")
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

@@ -1,0 +1,252 @@
+"""The local index of stored messages: the `archive_index` table of the spool.
+
+The spool writes one row in the same transaction that marks a message stored; this module
+queries those rows (`sm find`, `sm fetch`) and adds rows learnt from the bucket itself
+(`sm index rebuild`, remote finds). Rows hold the recipient hash, never the address.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .model import parse_sent_at
+from .spool import Spool
+
+COLUMNS: tuple[str, ...] = (
+    "project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",
+    "sent_at", "key", "payload_sha256", "version_id", "destination_url", "stored_at",
+)
+# The fields of one `sm find --json` result, in the SPEC's order.
+FIND_FIELDS: tuple[str, ...] = (
+    "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
+    "payload_sha256",
+)
+DEFAULT_FIND_LIMIT = 1000
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The fraction of a second of a stored `sent_at` (`…:SS.ffffffZ` or `…:SSZ`), as a number.
+_SQL_FRACTION = "CAST('0' || rtrim(substr(sent_at, 20), 'Z') AS REAL)"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One stored message as the index knows it (`key` includes the destination prefix)."""
+
+    project_id: str
+    message_id: str
+    medium: str
+    message_type: str
+    campaign_id: str | None
+    recipient_hash: str
+    sent_at: str  # RFC 3339 UTC with `Z`
+    key: str
+    payload_sha256: str | None
+    version_id: str | None = None
+    destination_url: str | None = None
+    stored_at: float | None = None
+
+    def find_result(self) -> dict[str, Any]:
+        """The `sm find --json` object for this message (SPEC 6)."""
+        values = asdict(self)
+        return {name: values[name] for name in FIND_FIELDS}
+
+    def sent_at_moment(self) -> datetime:
+        """`sent_at` as an aware UTC datetime."""
+        return parse_sent_at(self.sent_at)
+
+
+def parse_time_bound(text: str, *, end_of_day: bool = False) -> datetime:
+    """An RFC 3339 time or a plain date (`2026-11-27`) as an aware UTC datetime.
+
+    A plain date means the start of that day (UTC), or with `end_of_day` its last instant, so
+    `--until 2026-11-27` includes the whole day. Raises ValueError with a usage hint.
+    """
+    value = text.strip()
+    if _DATE_RE.fullmatch(value):
+        try:
+            start = datetime.combine(date.fromisoformat(value), day_time.min, UTC)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a valid date ({exc})") from None
+        return start + timedelta(days=1, microseconds=-1) if end_of_day else start
+    try:
+        return parse_sent_at(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use RFC 3339 (2026-11-27T17:00:00Z) or a"
+                         " date (2026-11-27)") from None
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """What `sm find` looks for; every given filter must match (AND).
+
+    `recipient_hashes` are the hashes a recipient term may be stored under
+    (`model.recipient_hash_candidates`). `limit=None` means no limit.
+    """
+
+    recipient_hashes: tuple[str, ...] = ()
+    message_id: str | None = None
+    campaign_id: str | None = None
+    project_id: str | None = None
+    medium: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = DEFAULT_FIND_LIMIT
+
+    def matches(self, entry: IndexEntry) -> bool:
+        """True when `entry` passes every filter (used on rows read from a bucket)."""
+        if self.recipient_hashes and entry.recipient_hash not in self.recipient_hashes:
+            return False
+        for wanted, actual in ((self.message_id, entry.message_id),
+                               (self.campaign_id, entry.campaign_id),
+                               (self.project_id, entry.project_id),
+                               (self.medium, entry.medium)):
+            if wanted is not None and wanted != actual:
+                return False
+        if self.since is not None or self.until is not None:
+            moment = entry.sent_at_moment()
+            if self.since is not None and moment < self.since:
+                return False
+            if self.until is not None and moment > self.until:
+                return False
+        return True
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition and parameters for these filters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.recipient_hashes:
+            clauses.append(f"recipient_hash IN ({','.join('?' * len(self.recipient_hashes))})")
+            params.extend(self.recipient_hashes)
+        for column, wanted in (("message_id", self.message_id),
+                               ("campaign_id", self.campaign_id),
+                               ("project_id", self.project_id), ("medium", self.medium)):
+            if wanted is not None:
+                clauses.append(f"{column} = ?")
+                params.append(wanted)
+        # sent_at is text; `…:00.5Z` sorts before `…:00Z`, so the second is compared as text
+        # (which the sent_at indexes serve) and its fraction as a number.
+        if self.since is not None:
+            second, fraction = _split_second(self.since)
+            clauses.append(f"sent_at >= ? AND (substr(sent_at, 1, 19) > ?"
+                           f" OR {_SQL_FRACTION} >= ?)")
+            params.extend([second, second, fraction])
+        if self.until is not None:
+            second, fraction = _split_second(self.until)
+            clauses.append(f"sent_at <= ? AND (substr(sent_at, 1, 19) < ?"
+                           f" OR {_SQL_FRACTION} <= ?)")
+            params.extend([second + "Z", second, fraction])
+        return (" AND ".join(clauses) or "1"), params
+
+
+def _split_second(moment: datetime) -> tuple[str, float]:
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S"), utc.microsecond / 1_000_000
+
+
+def sort_newest_first(entries: Iterable[IndexEntry]) -> list[IndexEntry]:
+    """The order `sm find` lists messages in: newest `sent_at` first, then project and id."""
+    ordered = sorted(entries, key=lambda e: (e.project_id, e.message_id))
+    return sorted(ordered, key=lambda e: e.sent_at, reverse=True)
+
+
+@dataclass
+class FindResult:
+    """Matching entries, and whether more matched than the limit allowed."""
+
+    entries: list[IndexEntry] = field(default_factory=list)
+    truncated: bool = False
+
+
+class ArchiveIndex:
+    """Reads and adds rows of the `archive_index` table of one spool database.
+
+    Writes are short `BEGIN IMMEDIATE` transactions, like the spool's own, so they interleave
+    with a running `sm run` instead of blocking it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
+        self.conn = conn
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def of(cls, spool: Spool) -> ArchiveIndex:
+        """The index kept in `spool` (which created the table)."""
+        return cls(spool.conn, clock=spool.clock)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _select(self, where: str, params: list[Any], suffix: str = "") -> list[IndexEntry]:
+        sql = f"SELECT {', '.join(COLUMNS)} FROM archive_index WHERE {where} {suffix}"
+        with self._lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        return [IndexEntry(*row) for row in rows]
+
+    def find(self, query: FindQuery) -> FindResult:
+        """Entries matching `query`, newest first, at most `query.limit` of them."""
+        where, params = query.where()
+        suffix = "ORDER BY sent_at DESC, project_id, message_id"
+        if query.limit is not None:
+            suffix += " LIMIT ?"
+            params = [*params, query.limit + 1]  # one more tells whether the list was cut
+        entries = self._select(where, params, suffix)
+        truncated = query.limit is not None and len(entries) > query.limit
+        return FindResult(entries[: query.limit] if truncated else entries, truncated)
+
+    def entries_for(self, message_id: str, project_id: str | None = None) -> list[IndexEntry]:
+        """The entries of one message id (one per project it occurs in)."""
+        if project_id is None:
+            return self._select("message_id = ?", [message_id], "ORDER BY project_id")
+        return self._select("message_id = ? AND project_id = ?", [message_id, project_id])
+
+    def keys_of(self, project_id: str) -> dict[str, str]:
+        """message_id -> key of every indexed message of a project (rebuild skips these)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT message_id, key FROM archive_index WHERE project_id = ?", (project_id,))
+            return dict(rows.fetchall())
+
+    def add(self, entries: Iterable[IndexEntry]) -> int:
+        """Add entries learnt from the bucket in one transaction; returns how many changed.
+
+        A row already indexed under the same key is kept as it is (the spool's row, written
+        when the message was stored, stays authoritative); one under another key is replaced
+        by what the bucket holds now.
+        """
+        now = self.clock.now()
+        rows = [(*(getattr(e, c) for c in COLUMNS[:-1]), e.stored_at or now) for e in entries]
+        if not rows:
+            return 0
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
+        sql = (f"INSERT INTO archive_index ({', '.join(COLUMNS)})"
+               f" VALUES ({', '.join('?' * len(COLUMNS))})"
+               f" ON CONFLICT(project_id, message_id) DO UPDATE SET {updates}"
+               " WHERE archive_index.key IS NOT excluded.key")
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+    def count(self, project_id: str | None = None) -> int:
+        """How many messages the index holds (of one project, or in all)."""
+        where, params = ("project_id = ?", [project_id]) if project_id else ("1", [])
+        with self._lock:
+            return int(self.conn.execute(
+                f"SELECT COUNT(*) FROM archive_index WHERE {where}", params).fetchone()[0])

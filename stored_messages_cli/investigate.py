@@ -1,0 +1,419 @@
+"""Reading the archive back for an investigation: verified reads, remote find, index rebuild.
+
+Every object read is verified before anything is shown: the store's own checksum where it
+has one (S3 `ChecksumSHA256`, checked by the SDK), gzip, `sm-payload-sha256` against the
+payload bytes and against the local index, the payload's canonical encoding, and the key
+against the payload's own ids. Written against the Destination Protocol only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from .archive_index import ArchiveIndex, FindQuery, IndexEntry, sort_newest_first
+from .destinations.base import PAYLOAD_SHA_METADATA, Destination
+from .errors import DestinationError, IntegrityError, ObjectNotFound, SmError
+from .model import (
+    KEY_SUFFIX,
+    MEDIUMS,
+    UNASSOCIATED,
+    canonical_json,
+    format_utc,
+    parse_key,
+    parse_sent_at,
+    recipient_hash,
+    recipient_prefix,
+    sha256_hex,
+)
+
+PARTS: tuple[str, ...] = ("json", "html", "text", "body")
+READ_WORKERS = 8
+INDEX_BATCH = 200
+
+
+class AmbiguousMessage(SmError):
+    """A message id found in more than one project (or under more than one key)."""
+
+    def __init__(self, message: str, *, places: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.places = places
+
+
+class MissingPart(SmError):
+    """The message has no such part (`--part html` of an SMS, say)."""
+
+
+@dataclass(frozen=True)
+class VerifiedMessage:
+    """A message read from the bucket whose bytes passed every check."""
+
+    entry: IndexEntry
+    payload: bytes  # the exact archived payload JSON
+    document: dict[str, Any]
+
+    def part(self, name: str) -> bytes:
+        """The exact bytes of one part: `json` (the payload), `html`, `text` or `body`.
+
+        Text parts are the stored string encoded as UTF-8, nothing added. Raises MissingPart.
+        """
+        if name == "json":
+            return self.payload
+        if name not in PARTS:
+            raise MissingPart(f"unknown part {name!r}; use one of {', '.join(PARTS)}")
+        content = self.document.get("content")
+        value = content.get(name) if isinstance(content, dict) else None
+        if not isinstance(value, str):
+            medium = self.entry.medium
+            have = [p for p in PARTS[1:] if isinstance(content, dict)
+                    and isinstance(content.get(p), str)]
+            raise MissingPart(
+                f"message {self.entry.message_id} ({medium}) has no {name} part",
+                hint=f"sm fetch {self.entry.message_id} --project {self.entry.project_id}"
+                     f" --part {(have or ['json'])[0]}  (parts: {', '.join(['json', *have])})")
+        return value.encode("utf-8")
+
+
+def _mismatch(key: str, detail: str) -> IntegrityError:
+    return IntegrityError(
+        f"checksum mismatch for {key}: {detail}",
+        hint="the object was altered or replaced after it was archived; do not rely on it."
+             " Check the bucket's object versions and access logs")
+
+
+def _not_intact(key: str, detail: str) -> IntegrityError:
+    return IntegrityError(
+        f"integrity check failed for {key}: {detail}",
+        hint="the object was altered or replaced after it was archived; do not rely on it."
+             " Check the bucket's object versions and access logs")
+
+
+def read_verified(destination: Destination, key: str, *,
+                  expected_sha256: str | None = None) -> VerifiedMessage:
+    """Download `key` and verify it; raises IntegrityError naming what does not match.
+
+    `expected_sha256` is the payload hash the local index recorded when the message was
+    stored; without it (a fresh machine) the object's own metadata is all there is.
+    """
+    try:
+        fetched = destination.get(key)
+    except DestinationError as exc:
+        if type(exc.__cause__).__name__ == "FlexibleChecksumError":
+            raise _mismatch(key, "the bytes downloaded do not match the store's checksum"
+                            " of the object") from exc
+        raise
+    try:
+        payload = gzip.decompress(fetched.body)
+    except (OSError, EOFError, zlib.error):
+        raise _mismatch(key, "the object is not valid gzip") from None
+    actual = sha256_hex(payload)
+    recorded = fetched.info.payload_sha256
+    if not recorded:
+        raise _mismatch(key, f"the object has no {PAYLOAD_SHA_METADATA} metadata (payload"
+                        f" SHA-256 is {actual})")
+    if recorded != actual:
+        raise _mismatch(key, f"payload SHA-256 is {actual} but the object's"
+                        f" {PAYLOAD_SHA_METADATA} metadata says {recorded}")
+    if expected_sha256 and expected_sha256 != actual:
+        raise _mismatch(key, f"payload SHA-256 is {actual} but the local index recorded"
+                        f" {expected_sha256} when the message was stored")
+    document = _payload_document(key, payload)
+    entry = _entry_from_payload(destination, key, document, actual, fetched.info.version_id)
+    return VerifiedMessage(entry, payload, document)
+
+
+def _payload_document(key: str, payload: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _not_intact(key, "the payload is not UTF-8 JSON") from None
+    if not isinstance(document, dict):
+        raise _not_intact(key, "the payload is not a JSON object")
+    try:
+        canonical = canonical_json(document)
+    except SmError:
+        canonical = b""
+    if canonical != payload:
+        raise _not_intact(key, "the payload is not in the canonical encoding sm writes"
+                          " (it was re-encoded or edited)")
+    return document
+
+
+def _entry_from_payload(destination: Destination, key: str, document: dict[str, Any],
+                        payload_sha256: str, version_id: str | None) -> IndexEntry:
+    """The index row for a payload, after checking the key names the same message."""
+    parsed = parse_key(key, destination.prefix)
+    if parsed is None:
+        raise _not_intact(key, "the key is not an sm message key")
+    try:
+        rhash = recipient_hash(document.get("recipient") or {})
+        sent_at = format_utc(parse_sent_at(document.get("sent_at")))
+    except (SmError, ValueError) as exc:
+        raise _not_intact(key, f"the payload is not a stored message ({exc})") from None
+    campaign = document.get("campaign_id")
+    claims = {"medium": document.get("medium"), "project_id": document.get("project_id"),
+              "recipient_hash": rhash, "campaign_id": campaign,
+              "message_id": document.get("message_id")}
+    for name, value in claims.items():
+        if parsed[name] != value:
+            shown = UNASSOCIATED if name == "campaign_id" and value is None else value
+            raise _not_intact(key, f"the key says {name} {parsed[name]!r} but the payload"
+                              f" says {shown!r}")
+    message_type = document.get("message_type")
+    if not isinstance(message_type, str):
+        raise _not_intact(key, "the payload has no message_type")
+    return IndexEntry(
+        project_id=parsed["project_id"], message_id=parsed["message_id"],
+        medium=parsed["medium"], message_type=message_type, campaign_id=parsed["campaign_id"],
+        recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
+        version_id=version_id, destination_url=destination.url)
+
+
+# --------------------------------------------------------------------------- parallel reads
+
+
+def read_many(destination: Destination, keys: Iterable[str], *,
+              expected: dict[str, str] | None = None, workers: int = READ_WORKERS,
+              ) -> Iterator[tuple[str, VerifiedMessage | SmError]]:
+    """Read and verify many keys in parallel; yields (key, result or the error) as they finish.
+
+    Integrity failures and objects gone since listing are yielded as errors so one bad
+    object does not hide the others; other destination errors propagate.
+    """
+    expected = expected or {}
+    pending: deque[str] = deque(keys)
+    running: dict[Future[VerifiedMessage], str] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sm-read")
+    try:
+        while pending or running:
+            while pending and len(running) < workers * 2:
+                key = pending.popleft()
+                running[pool.submit(read_verified, destination, key,
+                                    expected_sha256=expected.get(key))] = key
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = running.pop(future)
+                try:
+                    yield key, future.result()
+                except (IntegrityError, ObjectNotFound) as exc:
+                    yield key, exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- remote find
+
+
+@dataclass
+class RemoteFindReport:
+    """What a remote find read: matching messages and objects that failed verification."""
+
+    entries: list[IndexEntry] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    listed: int = 0
+    truncated: bool = False
+
+
+def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
+                mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS
+                ) -> RemoteFindReport:
+    """Find a recipient's messages of one project in the bucket, without the local index.
+
+    Lists `{prefix}{medium}/{project}/{hash}/` for each medium and each hash the recipient
+    term may be stored under, skips keys the id/campaign filters rule out, then reads and
+    verifies each remaining object for `sent_at` and `message_type`. The result is not cut
+    to `query.limit`; the caller merges projects first.
+    """
+    if not query.recipient_hashes:
+        raise ValueError("a remote find needs recipient hashes")
+    keys: list[str] = []
+    report = RemoteFindReport()
+    for medium in mediums:
+        if query.medium is not None and medium != query.medium:
+            continue
+        for rhash in query.recipient_hashes:
+            prefix = recipient_prefix(medium, project_id, rhash, destination.prefix)
+            for info in destination.list(prefix):
+                parsed = parse_key(info.key, destination.prefix)
+                if parsed is None:
+                    continue
+                report.listed += 1
+                if query.message_id is not None and parsed["message_id"] != query.message_id:
+                    continue
+                if query.campaign_id is not None and parsed["campaign_id"] != query.campaign_id:
+                    continue
+                keys.append(info.key)
+    for key, result in read_many(destination, keys, workers=workers):
+        if isinstance(result, VerifiedMessage):
+            if query.matches(result.entry):
+                report.entries.append(result.entry)
+        elif isinstance(result, IntegrityError):
+            report.failures.append((key, str(result)))
+    report.entries = sort_newest_first(report.entries)
+    return report
+
+
+def locate_remote(destination: Destination, project_id: str, message_id: str, *,
+                  mediums: Iterable[str] = MEDIUMS) -> list[str]:
+    """Keys of a message id in one project, found by listing the whole project.
+
+    Costs one list request per 1,000 objects of the project (per medium); it stops at the
+    first match, since a message id is unique within a project.
+    """
+    suffix = f"/{message_id}{KEY_SUFFIX}"
+    for medium in mediums:
+        for info in destination.list(f"{destination.prefix}{medium}/{project_id}/"):
+            if info.key.endswith(suffix):
+                parsed = parse_key(info.key, destination.prefix)
+                if parsed is not None and parsed["message_id"] == message_id:
+                    return [info.key]
+    return []
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+@dataclass
+class RebuildReport:
+    """What `sm index rebuild` did for one project."""
+
+    project_id: str
+    destination_url: str
+    listed: int = 0
+    already_indexed: int = 0
+    indexed: int = 0
+    vanished: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `--json` form."""
+        return {"project_id": self.project_id, "destination": self.destination_url,
+                "listed": self.listed, "already_indexed": self.already_indexed,
+                "indexed": self.indexed, "vanished": self.vanished,
+                "failed": len(self.failures),
+                "failures": [{"key": k, "reason": r} for k, r in self.failures]}
+
+
+def rebuild_index(
+    index: ArchiveIndex,
+    destination: Destination,
+    project_id: str,
+    *,
+    mediums: Iterable[str] = MEDIUMS,
+    workers: int = READ_WORKERS,
+    on_total: Callable[[int], None] | None = None,
+    on_read: Callable[[int], None] | None = None,
+) -> RebuildReport:
+    """Index every message of a project found in the bucket, reading and verifying each.
+
+    Resumable: keys already indexed under the same key are not read again. Rows are written
+    in short transactions of INDEX_BATCH, so an interrupted rebuild keeps what it did and a
+    running `sm run` is never blocked for long. Objects that fail verification are reported,
+    not indexed.
+    """
+    report = RebuildReport(project_id, destination.url)
+    known = index.keys_of(project_id)
+    todo: list[str] = []
+    for medium in mediums:
+        for info in destination.list(f"{destination.prefix}{medium}/{project_id}/"):
+            parsed = parse_key(info.key, destination.prefix)
+            if parsed is None or parsed["project_id"] != project_id:
+                continue
+            report.listed += 1
+            if known.get(parsed["message_id"]) == info.key:
+                report.already_indexed += 1
+            else:
+                todo.append(info.key)
+    if on_total:
+        on_total(len(todo))
+    batch: list[IndexEntry] = []
+    for key, result in read_many(destination, todo, workers=workers):
+        if isinstance(result, VerifiedMessage):
+            batch.append(result.entry)
+            if len(batch) >= INDEX_BATCH:
+                index.add(batch)
+                report.indexed += len(batch)
+                batch = []
+        elif isinstance(result, ObjectNotFound):
+            report.vanished += 1
+        else:
+            report.failures.append((key, str(result)))
+        if on_read:
+            on_read(1)
+    if batch:
+        index.add(batch)
+        report.indexed += len(batch)
+    return report
+
+
+# --------------------------------------------------------------------------- fetch
+
+# (project_id, destination URL recorded in the index or None for the project's own) -> open
+DestinationOpener = Callable[[str, str | None], Destination]
+
+
+def fetch_message(
+    index: ArchiveIndex,
+    message_id: str,
+    *,
+    projects: list[str],
+    open_for: DestinationOpener,
+    project_id: str | None = None,
+) -> VerifiedMessage:
+    """Find a message (index first, else by listing each project's bucket) and read it verified.
+
+    `projects` are the projects to search remotely when the index does not know the id.
+    The same id in several projects raises AmbiguousMessage; a message read from the bucket
+    is added to the index so the next fetch is direct.
+    """
+    entries = index.entries_for(message_id, project_id)
+    if len(entries) > 1:
+        places = [e.project_id for e in entries]
+        raise AmbiguousMessage(
+            f"message id {message_id} exists in projects {', '.join(places)}",
+            places=places, hint=f"sm fetch {message_id} --project {places[0]}")
+    if entries:
+        entry = entries[0]
+        destination = open_for(entry.project_id, entry.destination_url)
+        try:
+            return read_verified(destination, entry.key, expected_sha256=entry.payload_sha256)
+        except ObjectNotFound:
+            raise ObjectNotFound(
+                f"message {message_id} of project {entry.project_id} is in the local index but"
+                f" its object {entry.key} is missing from {destination.url}",
+                hint="check the bucket's object versions and lifecycle rules") from None
+        finally:
+            destination.close()
+    found: list[tuple[str, Destination, str]] = []
+    try:
+        for pid in projects:
+            destination = open_for(pid, None)
+            keys = locate_remote(destination, pid, message_id)
+            if keys:
+                found.append((pid, destination, keys[0]))
+            else:
+                destination.close()
+        if not found:
+            searched = ", ".join(projects) or "none"
+            raise ObjectNotFound(
+                f"message {message_id} is not in the local index nor in the bucket of"
+                f" project(s) {searched}",
+                hint="sm find --remote --recipient RECIPIENT --project ID")
+        if len(found) > 1:
+            places = [pid for pid, _, _ in found]
+            raise AmbiguousMessage(
+                f"message id {message_id} exists in projects {', '.join(places)}",
+                places=places, hint=f"sm fetch {message_id} --project {places[0]}")
+        pid, destination, key = found[0]
+        verified = read_verified(destination, key)
+    finally:
+        for _, destination, _ in found:
+            destination.close()
+    index.add([verified.entry])
+    return verified
