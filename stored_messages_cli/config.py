@@ -6,20 +6,15 @@ config and state folders are used. No credentials are ever written here.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .model import MEDIUMS
@@ -97,46 +92,84 @@ class ProjectDestination(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    """Tunable settings; from `SM_*` environment variables, then `config.toml`, then defaults."""
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
-    model_config = SettingsConfigDict(env_prefix="SM_", extra="ignore")
+    class Settings(BaseSettings):
+        """See `_settings_class`."""
 
-    retry_interval: float = 8 * 3600
-    retry_window: float = 7 * 86400
-    confirm_timeout: float = 24 * 3600
-    lease_seconds: float = 300
-    rate_limit_backoff_base: float = 1.0
-    rate_limit_backoff_cap: float = 300.0
-    concurrency: int = 8
-    poll_interval: float = 1.0
-    log_format: str = "text"
-    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+        retry_interval: float
+        retry_window: float
+        confirm_timeout: float
+        lease_seconds: float
+        rate_limit_backoff_base: float
+        rate_limit_backoff_cap: float
+        concurrency: int
+        poll_interval: float
+        log_format: str
+        projects: dict[str, ProjectDestination]
 
-    @field_validator("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
-                     "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
-                     mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file comes from model_config["toml_file"], bound by load_settings().
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+def __getattr__(name: str) -> Any:
+    """`Settings` is built on first use: pydantic-settings costs ~100 ms to import."""
+    if name == "Settings":
+        return _settings_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _settings_class() -> type[Settings]:
+    from pydantic_settings import (
+        BaseSettings,
+        PydanticBaseSettingsSource,
+        SettingsConfigDict,
+        TomlConfigSettingsSource,
+    )
+
+    class Settings(BaseSettings):
+        """Tunable settings; from `SM_*` environment variables, then `config.toml`, then
+        defaults."""
+
+        model_config = SettingsConfigDict(env_prefix="SM_", extra="ignore")
+
+        retry_interval: float = 8 * 3600
+        retry_window: float = 7 * 86400
+        confirm_timeout: float = 24 * 3600
+        lease_seconds: float = 300
+        rate_limit_backoff_base: float = 1.0
+        rate_limit_backoff_cap: float = 300.0
+        concurrency: int = 8
+        poll_interval: float = 1.0
+        log_format: str = "text"
+        projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+
+        @field_validator("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
+                         "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
+                         mode="before")
+        @classmethod
+        def _duration(cls, value: Any) -> float:
+            return parse_duration(value)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # The TOML file comes from model_config["toml_file"], bound by load_settings().
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return Settings
 
 
 def load_settings(config_file: Path) -> Settings:
     """Read `config_file` (missing is fine) under the environment's `SM_*` overrides."""
+    from pydantic_settings import SettingsConfigDict
 
-    class BoundSettings(Settings):
+    class BoundSettings(_settings_class()):  # type: ignore[misc]
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:
@@ -144,6 +177,29 @@ def load_settings(config_file: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
     except ValueError as exc:
+        first = str(exc).splitlines()
+        raise ConfigError(f"{config_file}: {' '.join(first[:3])}") from None
+
+
+class _Projects(BaseModel):
+    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+
+
+def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
+    """Only the saved destinations of `config_file` (missing is fine).
+
+    Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
+    """
+    try:
+        with config_file.open("rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+    try:
+        return _Projects.model_validate({"projects": document.get("projects", {})}).projects
+    except ValidationError as exc:
         first = str(exc).splitlines()
         raise ConfigError(f"{config_file}: {' '.join(first[:3])}") from None
 

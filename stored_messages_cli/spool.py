@@ -12,14 +12,13 @@ import os
 import socket
 import sqlite3
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from .clock import Clock, SystemClock
 from .config import ensure_private_dir
@@ -237,6 +236,13 @@ class Spool:
         self.close()
 
     def _create_schema(self) -> None:
+        # A spool already at this schema skips sqlite-utils entirely (fast `sm status`); any
+        # edit to this method changes the fingerprint, so the idempotent creation runs again.
+        fingerprint = _code_fingerprint(Spool._create_schema)
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == fingerprint:
+            return
+        import sqlite_utils
+
         db = sqlite_utils.Database(self.conn)
         with self._write():
             db["messages"].create(
@@ -301,6 +307,7 @@ class Spool:
             db["archive_index"].create_index(["message_id"], if_not_exists=True)
             db["archive_index"].create_index(["campaign_id", "sent_at"], if_not_exists=True)
             db["archive_index"].create_index(["sent_at"], if_not_exists=True)
+            self.conn.execute(f"PRAGMA user_version = {fingerprint}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -887,6 +894,14 @@ _RELEASE_SET = (
     "state = CASE WHEN next_attempt_at IS NULL THEN 'queued' ELSE 'retry_wait' END,"
     " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
 )
+
+
+def _code_fingerprint(function: Callable[..., Any]) -> int:
+    """A 31-bit number that changes whenever `function`'s code changes."""
+    code = function.__code__
+    # Set literals compile to frozensets whose repr order varies with the hash seed.
+    consts = [sorted(map(repr, c)) if isinstance(c, frozenset) else c for c in code.co_consts]
+    return zlib.crc32(repr((code.co_code, consts, code.co_names)).encode()) & 0x7FFFFFFF
 
 
 def _discard_words(final_reason: str | None) -> str:

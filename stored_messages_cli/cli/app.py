@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
 from . import bucket, connect, find, ingest, replay, run, status, verify
 from .common import AppState, Output, configure_logging
 
@@ -22,6 +21,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from .. import __version__  # read lazily: importlib.metadata is slow to import
+
         typer.echo(f"sm {__version__}")
         raise typer.Exit()
 

@@ -8,16 +8,19 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Paths, ProjectDestination, Settings, load_settings, save_projects
+from ..config import Paths, ProjectDestination, load_settings, save_projects
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..errors import ConfigError, SmError
 from ..spool import Spool
+
+if TYPE_CHECKING:  # built lazily: pydantic-settings is slow to import
+    from ..config import Settings
 
 
 @dataclass

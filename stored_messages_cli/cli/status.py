@@ -7,20 +7,21 @@ from typing import Annotated, Any
 import typer
 
 from ..clock import to_rfc3339
+from ..config import load_projects
 from ..spool import HEALTH_UNKNOWN, STATES
 from .common import command, state_of
 
 
 def status_document(state: Any) -> dict[str, Any]:
     """The `sm status --json` document (SPEC 6)."""
-    settings = state.settings()
+    projects = load_projects(state.paths.config_file)
     with state.open_spool() as spool:
         summary = spool.status()
         health = spool.all_health()
         recent = spool.rejected_lines(limit=20)
         waiting = spool.projects_with_work()
     destinations = []
-    for project_id, saved in sorted(settings.projects.items()):
+    for project_id, saved in sorted(projects.items()):
         known = health.get(project_id)
         current = known is not None and known.url == saved.url
         destinations.append({
@@ -42,7 +43,7 @@ def status_document(state: Any) -> dict[str, Any]:
             {"source": r["source"], "line": r["line"], "reason": r["reason"],
              "rejected_at": to_rfc3339(r["rejected_at"])} for r in recent],
         "destinations": destinations,
-        "projects_without_destination": sorted(set(waiting) - set(settings.projects)),
+        "projects_without_destination": sorted(set(waiting) - set(projects)),
     }
 
 
