@@ -1,0 +1,91 @@
+"""`sm status`: the JSON document of SPEC 6 and the human view."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from stored_messages_cli.clock import FakeClock
+from stored_messages_cli.spool import Retry, Spool
+from tests.fixtures.core import jsonl
+
+STATES = ["awaiting_confirmation", "queued", "in_flight", "retry_wait", "stored", "expired",
+          "failed", "discarded"]
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def status(cli) -> dict:
+    result = cli("--json", "status")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_empty_spool_has_every_key_of_the_spec(cli) -> None:
+    doc = status(cli)
+    assert doc["counts"] == dict.fromkeys(STATES, 0)
+    assert list(doc["counts"]) == STATES
+    assert doc["oldest_unarchived_age_seconds"] is None
+    assert doc["next_retry_at"] is None
+    assert doc["rejected_lines"] == 0
+    assert doc["destinations"] == []
+
+
+def test_counts_health_and_age_after_a_run(cli, tmp_path: Path, make_message) -> None:
+    archive = tmp_path / "archive"
+    assert cli("connect", f"file://{archive}/", "--project", "12345").exit_code == 0
+    pending = {k: v for k, v in make_message("push").items() if k != "sent_at"}
+    cli("ingest", input=jsonl(make_message(), make_message("sms"), pending))
+    before = status(cli)
+    assert before["counts"]["queued"] == 2
+    assert before["counts"]["awaiting_confirmation"] == 1
+    assert isinstance(before["oldest_unarchived_age_seconds"], float)
+    assert [(d["project_id"], d["url"], d["health"]) for d in before["destinations"]] == [
+        ("12345", f"file://{archive}/", "unknown")]
+    assert cli("run", "--once").exit_code == 0
+    after = status(cli)
+    assert after["counts"] == dict(dict.fromkeys(STATES, 0), stored=2,
+                                   awaiting_confirmation=1)
+    assert after["oldest_unarchived_age_seconds"] is None
+    assert after["destinations"][0]["health"] == "ok"
+
+
+def test_next_retry_is_rfc3339_utc(cli, sm_home: Path, make_message) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    with Spool.open(clock=clock) as spool:
+        spool.record(make_message())
+        claimed = spool.claim("me", "12345", 1, lease_seconds=60)[0]
+        spool.settle("me", [Retry(claimed.row_id, "rate_limited", 1_800_000_030.0, "SlowDown")])
+    doc = status(cli)
+    assert doc["counts"]["retry_wait"] == 1
+    assert doc["next_retry_at"] == "2027-01-15T08:00:30Z"
+    assert RFC3339.fullmatch(doc["next_retry_at"])
+    assert doc["retry_reasons"] == {"rate_limited": 1}
+
+
+def test_messages_of_a_project_without_destination_are_named(cli, make_message) -> None:
+    cli("ingest", input=jsonl(make_message(project_id=777)))
+    doc = status(cli)
+    assert doc["projects_without_destination"] == ["777"]
+    assert "Waiting for a destination: project(s) 777" in cli("status").stdout
+
+
+def test_human_status_shows_every_state(cli) -> None:
+    out = cli("status").stdout
+    for state in STATES:
+        assert state in out
+
+
+def test_recorded_health_of_the_current_destination_is_shown(cli, sm_home, tmp_path) -> None:
+    url = f"file://{tmp_path}/a/"
+    cli("connect", url, "--project", "12345")
+    with Spool.open() as spool:
+        spool.set_health("12345", url, "unreachable", next_probe_at=1_800_028_800.0,
+                         last_error="ConnectionRefused")
+        spool.set_health("999", "s3://old-bucket/", "rate_limited")  # not connected any more
+    doc = status(cli)
+    assert doc["destinations"] == [{
+        "project_id": "12345", "url": url, "health": "unreachable",
+        "since": doc["destinations"][0]["since"], "next_probe_at": "2027-01-15T16:00:00Z",
+        "last_error": "ConnectionRefused"}]
+    assert RFC3339.fullmatch(doc["destinations"][0]["since"])
