@@ -42,6 +42,8 @@ def error_facts(exc: BaseException) -> ErrorFacts:
     if isinstance(response, dict):  # botocore ClientError
         code = response.get("Error", {}).get("Code") or None
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    elif isinstance(getattr(response, "status_code", None), int):  # GCS upload InvalidResponse
+        status = response.status_code
     for attr in ("status_code", "code"):  # azure HttpResponseError / google api_core
         value = getattr(exc, attr, None)
         if status is None and isinstance(value, int) and not isinstance(value, bool):
