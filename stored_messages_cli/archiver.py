@@ -162,11 +162,15 @@ class Archiver:
                         message, seq = pending.pop(future)
                         error = future.exception()
                         finished.append((message, seq, error if error else future.result()))
+                # A failure is settled at once: it may park the destination's backlog.
                 if finished and (len(finished) >= SETTLE_BATCH or not pending or not backlog
+                                 or any(not isinstance(f[2], PutResult) for f in finished)
                                  or time.monotonic() - last_settle >= SETTLE_EVERY):
                     self._settle(finished, probing)
                     finished = []
                     last_settle = time.monotonic()
+                    if not pending and not backlog and not self.stop.is_set():
+                        continue  # a probe that worked made its destination's messages due
                 if not pending and not backlog:
                     if once or self.stop.is_set():
                         break

@@ -747,6 +747,15 @@ class Spool:
                     (IN_FLIGHT, owner, now + lease_seconds, now, *[r[0] for r in rows]))
         return [ClaimedMessage(*r) for r in rows]
 
+    def final_reasons(self) -> dict[str, dict[str, int]]:
+        """Why messages are `expired` or `failed`: counts per reason, per state (for status)."""
+        reasons: dict[str, dict[str, int]] = {}
+        for state, reason, count in self._read(
+                "SELECT state, final_reason, COUNT(*) FROM messages WHERE state IN (?, ?)"
+                " GROUP BY state, final_reason", (EXPIRED, FAILED)):
+            reasons.setdefault(state, {})[reason or state] = count
+        return reasons
+
     def outcomes_of(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
         """Where the given messages stand now: ids, state, retry reason, final reason, error."""
         ids = json.dumps(sorted(set(row_ids)))

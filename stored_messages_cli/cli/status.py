@@ -20,6 +20,7 @@ def status_document(state: Any) -> dict[str, Any]:
         health = spool.all_health()
         recent = spool.rejected_lines(limit=20)
         waiting = spool.projects_with_work()
+        final_reasons = spool.final_reasons()
     destinations = []
     for project_id, saved in sorted(projects.items()):
         known = health.get(project_id)
@@ -36,6 +37,7 @@ def status_document(state: Any) -> dict[str, Any]:
     return {
         "counts": summary["counts"],
         "retry_reasons": summary["retry_reasons"],
+        "final_reasons": final_reasons,
         "oldest_unarchived_age_seconds": None if age is None else round(age, 3),
         "next_retry_at": to_rfc3339(summary["next_retry_at"]),
         "rejected_lines": summary["rejected_lines"],
@@ -81,6 +83,10 @@ def register(app: typer.Typer) -> None:
         out.print(f"Oldest unarchived: {_age(doc['oldest_unarchived_age_seconds'])}"
                   f"   Next retry: {doc['next_retry_at'] or '-'}"
                   + (f"   Waiting: {reasons}" if reasons else ""), highlight=False)
+        for final_state, why in sorted(doc["final_reasons"].items()):
+            for reason, count in sorted(why.items()):
+                out.print(f"{final_state.capitalize()} {count}: {reason}", highlight=False,
+                          markup=False)
         if doc["destinations"]:
             out.table("Destinations", ["project", "destination", "health", "next probe",
                                        "last error"],
