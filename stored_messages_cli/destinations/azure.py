@@ -154,6 +154,9 @@ class AzureDestination:
         except SmError:
             raise
         except Exception as exc:
+            if "MD5 mismatch" in str(exc):  # the SDK's check of the stored or ranged MD5
+                raise IntegrityError(f"az://{self.container_name}/{key} does not match its"
+                                     " stored Content-MD5") from exc
             raise self._wrap(exc, f"download of {key}") from exc
         info = _info(key, downloader.properties)
         stored_md5 = downloader.properties.content_settings.content_md5
