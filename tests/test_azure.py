@@ -204,6 +204,40 @@ def test_a_wrong_account_key_is_unreachable(azurite_endpoint, azure_container,
     destination.close()
 
 
+def test_refresh_credentials_picks_up_a_rotated_connection_string(
+        azurite_endpoint, azure_container, monkeypatch) -> None:
+    wrong = connection_string(azurite_endpoint).replace("AccountKey=Eby8", "AccountKey=Zby8")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    destination = AzureDestination(f"az://{azure_container}/archive/", INSECURE)
+    with pytest.raises(DestinationError):
+        destination.put("archive/k.json.gz", b"x", "0" * 64)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(azurite_endpoint))
+    destination.refresh_credentials()
+    assert destination.put("archive/k.json.gz", b"x", "0" * 64).created
+    destination.close()
+
+
+def test_an_unreachable_container_fails_the_reachable_check_alone(azurite_endpoint) -> None:
+    destination = AzureDestination("az://sm-no-such-container/archive/", INSECURE)
+    checks = destination.checks()
+    assert [(c.name, c.status) for c in checks] == [("reachable", "fail")]
+    assert "ContainerNotFound" in checks[0].detail
+    destination.close()
+
+
+def test_a_container_deleted_after_connect_leaves_the_message_waiting_as_unreachable(
+        cli, azure_service, azure_container, make_message) -> None:
+    url = f"az://{azure_container}/archive/"
+    assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
+    azure_service.delete_container(azure_container)
+    assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    status = json.loads(cli("--json", "status").stdout)
+    assert status["counts"]["retry_wait"] == 1
+    assert status["counts"]["stored"] == 0
+    assert status["destinations"][0]["health"] == "unreachable"
+
+
 def test_a_closed_port_is_unreachable(monkeypatch, no_sdk_retries) -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}/{ACCOUNT}"
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(endpoint))
@@ -244,13 +278,15 @@ def test_a_private_container_passes_and_a_public_one_fails(
         azure_service, azure_destination, azure_container) -> None:
     checks = _by_name(azure_destination.checks())
     assert checks["tls"][0] == "warn"  # plain http to loopback Azurite
-    assert checks["public-access"] == ("pass", "the container is private")
+    assert checks["public_access"] == ("pass", "the container is private")
     assert checks["encryption"][0] == "pass"
     azure_service.get_container_client(azure_container).set_container_access_policy(
         signed_identifiers={}, public_access="blob")
-    checks = _by_name(azure_destination.checks())
-    assert checks["public-access"][0] == "fail"
-    assert "anonymous blob-level read access" in checks["public-access"][1]
+    public = next(c for c in azure_destination.checks() if c.name == "public_access")
+    assert public.status == "fail"
+    assert "anonymous blob-level read access" in public.detail
+    assert public.hint == (f"az storage container set-permission --name {azure_container}"
+                           " --public-access off --account-name devstoreaccount1")
 
 
 def test_soft_delete_is_read_from_the_account(azure_service, azure_destination) -> None:
@@ -260,7 +296,7 @@ def test_soft_delete_is_read_from_the_account(azure_service, azure_destination) 
     azure_service.set_service_properties(delete_retention_policy=RetentionPolicy(True, 14))
     try:
         checks = _by_name(azure_destination.checks())
-        assert checks["soft-delete"] == (
+        assert checks["soft_delete"] == (
             "pass", "blob soft delete keeps deleted blobs for 14 days")
     finally:
         azure_service.set_service_properties(delete_retention_policy=before)
@@ -293,5 +329,5 @@ def test_immutability_as_the_service_reports_it() -> None:
     assert immutability_check(worm, None).status == "pass"
     public = ContainerProperties()
     public.public_access = "container"
-    assert _by_name(container_checks(public, None, None))["public-access"][0] == "fail"
-    assert _by_name(container_checks(public, None, None))["soft-delete"][0] == "warn"
+    assert _by_name(container_checks(public, None, None))["public_access"][0] == "fail"
+    assert _by_name(container_checks(public, None, None))["soft_delete"][0] == "warn"

@@ -201,7 +201,7 @@ def test_checks_pass_on_a_locked_down_bucket(gcs_client, gcs_bucket, gcs_destina
     bucket.patch()
     checks = _by_name(gcs_destination.checks())
     assert checks["tls"][0] == "warn"  # plain http to the loopback emulator
-    assert checks["public-access"] == ("pass", "public access prevention is enforced")
+    assert checks["public_access"] == ("pass", "public access prevention is enforced")
     assert checks["encryption"] == (
         "pass", "default customer-managed key projects/p/locations/us/keyRings/r/cryptoKeys/sm")
     assert checks["versioning"] == ("pass", "object versioning is enabled")
@@ -216,9 +216,33 @@ def test_a_public_iam_binding_fails_the_public_access_check(
     policy = bucket.get_iam_policy()
     policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allUsers"}})
     bucket.set_iam_policy(policy)
-    checks = _by_name(gcs_destination.checks())
-    assert checks["public-access"] == (
-        "fail", "the bucket IAM policy grants access to allUsers")
+    checks = {c.name: c for c in gcs_destination.checks()}
+    assert checks["public_access"].status == "fail"
+    assert checks["public_access"].detail == (
+        "the bucket IAM policy grants access to allUsers; the bucket holds personal data")
+    assert checks["public_access"].hint.startswith(
+        f"gcloud storage buckets remove-iam-policy-binding gs://{gcs_bucket} --member=allUsers")
+
+
+def test_an_unreachable_bucket_fails_the_reachable_check_alone(gcs_emulator) -> None:
+    destination = GCSDestination("gs://sm-no-such-bucket/archive/",
+                                 DestinationOptions(allow_insecure_endpoint=True))
+    checks = destination.checks()
+    assert [(c.name, c.status) for c in checks] == [("reachable", "fail")]
+    assert "HTTP 404" in checks[0].detail
+
+
+def test_a_bucket_deleted_after_connect_leaves_the_message_waiting_as_unreachable(
+        cli, gcs_client, gcs_bucket, make_message) -> None:
+    url = f"gs://{gcs_bucket}/archive/"
+    assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
+    gcs_client.get_bucket(gcs_bucket).delete(force=True)
+    assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    status = json.loads(cli("--json", "status").stdout)
+    assert status["counts"]["retry_wait"] == 1
+    assert status["counts"]["stored"] == 0
+    assert status["destinations"][0]["health"] == "unreachable"
 
 
 def test_connect_with_retention_on_a_bucket_without_a_policy_reports_a_failure(
@@ -242,7 +266,7 @@ def test_retention_rules_on_bucket_resources() -> None:
     assert retention_check(None, None).status == "warn"
     assert retention_check(None, 7).status == "fail"
     resource = {"iamConfiguration": {"publicAccessPrevention": "inherited"}}
-    assert _by_name(bucket_checks(resource, None, None))["public-access"][0] == "warn"
+    assert _by_name(bucket_checks(resource, None, None))["public_access"][0] == "warn"
     assert _by_name(bucket_checks(resource, set(), None))["versioning"][0] == "warn"
 
 

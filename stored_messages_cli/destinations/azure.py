@@ -25,6 +25,7 @@ from ..errors import (
 from ..retry import classify, describe, error_facts
 from .base import (
     PAYLOAD_SHA_METADATA,
+    TEST_OBJECT_FOLDER,
     Check,
     DestinationOptions,
     FetchedObject,
@@ -209,14 +210,19 @@ class AzureDestination:
     # ----------------------------------------------------------------------- checks
 
     def checks(self) -> list[Check]:
-        """Transport, public access, encryption at rest, soft delete and immutability."""
-        results = [endpoint_check(self.account_url)]
+        """Reachability, then public access, encryption at rest, soft delete, immutability
+        and the transport, as `sm verify` lines."""
+        reachable = self.reachable_check()
+        if reachable.status == "fail":
+            return [reachable]
         try:
             properties = self.container.get_container_properties()
         except Exception as exc:
-            return [*results, Check("settings", "warn",
-                                    f"cannot read the properties of container"
-                                    f" {self.container_name} ({describe(exc)})")]
+            return [reachable, Check(
+                "settings", "warn", f"cannot read the properties of container"
+                f" {self.container_name} ({describe(exc)})",
+                hint="grant Storage Blob Data Contributor on the container (or the account)"),
+                endpoint_check(self.account_url)]
         try:
             service = self._make_service().get_service_properties()
             retention = service.get("delete_retention_policy")
@@ -224,8 +230,23 @@ class AzureDestination:
             soft_delete_days: int | None = (retention.days or 0) if enabled else 0
         except Exception:
             soft_delete_days = None  # reading account settings needs more than data access
-        return [*results, *container_checks(properties, soft_delete_days,
-                                            self.options.retention_days)]
+        account = self._make_service().account_name or "ACCOUNT"
+        settings = container_checks(properties, soft_delete_days, self.options.retention_days,
+                                    account=account)
+        return [reachable, *settings, endpoint_check(self.account_url)]
+
+    def reachable_check(self) -> Check:
+        """Can the container be listed under `{prefix}_sm/`?"""
+        try:
+            pages = self.container.list_blobs(
+                name_starts_with=f"{self.prefix}{TEST_OBJECT_FOLDER}", results_per_page=1)
+            next(iter(pages.by_page()), None)
+        except Exception as exc:
+            error = self._wrap(exc, "listing")
+            return Check("reachable", "fail", f"cannot list container {self.container_name}:"
+                         f" {describe(exc)}", hint=error.hint)
+        return Check("reachable", "pass", f"container {self.container_name} at"
+                     f" {self.account_url} answers")
 
     def close(self) -> None:
         """Close the HTTP pipeline."""
@@ -244,50 +265,63 @@ class AzureDestination:
 
 
 def container_checks(properties: Any, soft_delete_days: int | None,
-                     retention_days: int | None) -> list[Check]:
-    """`sm verify` lines from a container's properties (azure.storage.blob.ContainerProperties)."""
+                     retention_days: int | None, *, account: str = "ACCOUNT") -> list[Check]:
+    """`sm verify` lines from a container's properties (azure.storage.blob.ContainerProperties)
+    and the account's blob soft-delete days (None when unreadable)."""
+    name = properties.name or "CONTAINER"
+    on = f"--account-name {account}"
     access = properties.public_access
     if access:
-        public = Check("public-access", "fail",
-                       f"the container allows anonymous {access}-level read access; set it"
-                       " to private (az storage container set-permission --public-access off)")
+        public = Check("public_access", "fail", f"the container allows anonymous {access}-level"
+                       " read access; the container holds personal data",
+                       hint=f"az storage container set-permission --name {name} --public-access"
+                       f" off {on}")
     else:
-        public = Check("public-access", "pass", "the container is private")
-    scope = getattr(properties, "encryption_scope", None)
-    scope_name = getattr(scope, "default_encryption_scope", None)
-    if scope_name and not scope_name.startswith("$account"):
-        encryption = Check("encryption", "pass", f"default encryption scope {scope_name}")
+        public = Check("public_access", "pass", "the container is private")
+    scope = getattr(getattr(properties, "encryption_scope", None), "default_encryption_scope",
+                    None)
+    if scope and not scope.startswith("$account"):
+        encryption = Check("encryption", "pass", f"default encryption scope {scope}")
     else:
         encryption = Check("encryption", "pass", "Azure Storage encryption at rest (always on)")
+    enable = (f"az storage account blob-service-properties update --enable-delete-retention"
+              f" true --delete-retention-days 14 {on}")
     if soft_delete_days is None:
-        versions = Check("soft-delete", "warn", "cannot read the account's blob soft-delete"
-                         " setting (needs account-level read access)")
+        soft_delete = Check("soft_delete", "warn", "cannot read the account's blob soft-delete"
+                            " setting (needs account-level read access)")
     elif soft_delete_days:
-        versions = Check("soft-delete", "pass",
-                         f"blob soft delete keeps deleted blobs for {soft_delete_days} days")
+        soft_delete = Check("soft_delete", "pass",
+                            f"blob soft delete keeps deleted blobs for {soft_delete_days} days")
     else:
-        versions = Check("soft-delete", "warn", "blob soft delete is off for the account")
-    return [public, encryption, versions, immutability_check(properties, retention_days)]
+        soft_delete = Check("soft_delete", "warn", "blob soft delete is off for the account: a"
+                            " deleted blob cannot be recovered", hint=enable)
+    return [public, encryption, soft_delete,
+            immutability_check(properties, retention_days, account=account)]
 
 
-def immutability_check(properties: Any, retention_days: int | None) -> Check:
-    """The container's immutability (WORM) settings against the retention asked for."""
+def immutability_check(properties: Any, retention_days: int | None, *,
+                       account: str = "ACCOUNT") -> Check:
+    """The container's immutability (WORM) settings against the retention configured."""
     policy = bool(getattr(properties, "has_immutability_policy", False))
     legal_hold = bool(getattr(properties, "has_legal_hold", False))
     versioned = bool(getattr(properties, "immutable_storage_with_versioning_enabled", False))
-    found = [text for on, text in ((policy, "a time-based immutability policy"),
-                                   (legal_hold, "a legal hold"),
-                                   (versioned, "version-level immutability support")) if on]
+    found = [text for present, text in ((policy, "a time-based immutability policy"),
+                                        (legal_hold, "a legal hold"),
+                                        (versioned, "version-level immutability support"))
+             if present]
+    create = (f"az storage container immutability-policy create --container-name"
+              f" {properties.name or 'CONTAINER'} --period {retention_days or 30}"
+              f" --account-name {account}")
     if not found:
         if retention_days:
-            return Check("immutability", "fail",
-                         f"{retention_days} days of retention asked, but the container has no"
-                         " immutability policy; add a time-based retention policy to it")
+            return Check("immutability", "fail", f"retention of {retention_days} days is"
+                         " configured but the container has no immutability policy",
+                         hint=create)
         return Check("immutability", "warn", "no immutability policy: archived blobs can be"
-                     " deleted by anyone allowed to delete blobs")
+                     " deleted by anyone allowed to delete blobs", hint=create)
     detail = "the container has " + " and ".join(found)
     if retention_days and policy:
-        detail += f" (make sure its period is at least {retention_days} days)"
+        detail += f" (its period must be at least {retention_days} days)"
     return Check("immutability", "pass", detail)
 
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConfli
 from ..retry import classify, describe
 from .base import (
     PAYLOAD_SHA_METADATA,
+    TEST_OBJECT_FOLDER,
     Check,
     DestinationOptions,
     FetchedObject,
@@ -176,18 +177,36 @@ class GCSDestination:
     # ----------------------------------------------------------------------- checks
 
     def checks(self) -> list[Check]:
-        """Transport, public access, encryption at rest, versioning and retention policy."""
-        results = [endpoint_check(self.endpoint_url)]
+        """Reachability, then public access, encryption at rest, versioning, the retention
+        policy and the transport, as `sm verify` lines."""
+        reachable = self.reachable_check()
+        if reachable.status == "fail":
+            return [reachable]
         try:
             bucket = self.client.get_bucket(self.bucket_name, retry=self._retry,
                                             timeout=TIMEOUT)
         except Exception as exc:
-            return [*results, Check("settings", "warn",
-                                    f"cannot read the settings of gs://{self.bucket_name}"
-                                    f" ({describe(exc)}); grant storage.buckets.get to check")]
-        public_members = self._public_members(bucket)
-        return [*results, *bucket_checks(bucket._properties, public_members,
-                                         self.options.retention_days)]
+            return [reachable, Check(
+                "settings", "warn", f"cannot read the settings of gs://{self.bucket_name}"
+                f" ({describe(exc)})", hint="grant storage.buckets.get and"
+                " storage.buckets.getIamPolicy (roles/storage.legacyBucketReader) to check them"),
+                endpoint_check(self.endpoint_url)]
+        settings = bucket_checks(bucket._properties, self._public_members(bucket),
+                                 self.options.retention_days)
+        return [reachable, *settings, endpoint_check(self.endpoint_url)]
+
+    def reachable_check(self) -> Check:
+        """Can the bucket be listed under `{prefix}_sm/`?"""
+        try:
+            blobs = self.client.list_blobs(self.bucket_name, max_results=1,
+                                           prefix=f"{self.prefix}{TEST_OBJECT_FOLDER}",
+                                           retry=self._retry, timeout=TIMEOUT)
+            list(blobs)
+        except Exception as exc:
+            error = self._wrap(exc, "listing")
+            return Check("reachable", "fail", f"cannot list gs://{self.bucket_name}:"
+                         f" {describe(exc)}", hint=error.hint)
+        return Check("reachable", "pass", f"bucket {self.bucket_name} answers")
 
     def _public_members(self, bucket: Any) -> set[str] | None:
         """Members of allUsers/allAuthenticatedUsers in the bucket IAM policy (None: unknown)."""
@@ -219,62 +238,75 @@ class GCSDestination:
 def bucket_checks(resource: dict[str, Any], public_members: set[str] | None,
                   retention_days: int | None) -> list[Check]:
     """`sm verify` lines from a bucket resource (the JSON API's `storage#bucket`)."""
-    iam = resource.get("iamConfiguration") or {}
-    prevention = iam.get("publicAccessPrevention", "inherited")
+    name = resource.get("name", "BUCKET")
+    return [public_access_check(name, resource, public_members),
+            encryption_check(resource), versioning_check(name, resource),
+            retention_check(resource.get("retentionPolicy"), retention_days, name)]
+
+
+def public_access_check(name: str, resource: dict[str, Any],
+                        public_members: set[str] | None) -> Check:
+    """Fail on public IAM members; pass when public access prevention is enforced."""
+    prevention = (resource.get("iamConfiguration") or {}).get("publicAccessPrevention")
+    enforce = f"gcloud storage buckets update gs://{name} --public-access-prevention"
     if public_members:
-        public = Check("public-access", "fail",
-                       "the bucket IAM policy grants access to "
-                       + ", ".join(sorted(public_members)))
-    elif prevention == "enforced":
-        public = Check("public-access", "pass", "public access prevention is enforced")
-    elif public_members is None:
-        public = Check("public-access", "warn",
-                       "public access prevention is not enforced on the bucket and its IAM"
-                       " policy is unreadable; enforce it with gcloud storage buckets update"
-                       " --public-access-prevention")
-    else:
-        public = Check("public-access", "warn",
-                       "not public now, but public access prevention is not enforced on the"
-                       " bucket (an organisation policy may enforce it); enforce it with gcloud"
-                       " storage buckets update --public-access-prevention")
+        return Check("public_access", "fail", "the bucket IAM policy grants access to "
+                     + ", ".join(sorted(public_members)) + "; the bucket holds personal data",
+                     hint=f"gcloud storage buckets remove-iam-policy-binding gs://{name}"
+                     f" --member={sorted(public_members)[0]} --role=ROLE, then {enforce}")
+    if prevention == "enforced":
+        return Check("public_access", "pass", "public access prevention is enforced")
+    if public_members is None:
+        return Check("public_access", "warn", "public access prevention is not enforced on"
+                     " the bucket and its IAM policy is unreadable", hint=enforce)
+    return Check("public_access", "warn", "not public, but public access prevention is not"
+                 " enforced on the bucket (an organisation policy may enforce it)", hint=enforce)
+
+
+def encryption_check(resource: dict[str, Any]) -> Check:
+    """GCS always encrypts at rest; report the default customer-managed key when set."""
     kms_key = (resource.get("encryption") or {}).get("defaultKmsKeyName")
-    encryption = Check("encryption", "pass",
-                       f"default customer-managed key {kms_key}" if kms_key
-                       else "Google-managed encryption at rest (always on)")
-    versioning_on = bool((resource.get("versioning") or {}).get("enabled"))
+    if kms_key:
+        return Check("encryption", "pass", f"default customer-managed key {kms_key}")
+    return Check("encryption", "pass", "Google-managed encryption at rest (always on)")
+
+
+def versioning_check(name: str, resource: dict[str, Any]) -> Check:
+    """Object versioning, or soft delete, keeps a deleted object recoverable."""
+    if (resource.get("versioning") or {}).get("enabled"):
+        return Check("versioning", "pass", "object versioning is enabled")
     soft_delete = int((resource.get("softDeletePolicy") or {}).get("retentionDurationSeconds")
                       or 0)
-    if versioning_on:
-        versions = Check("versioning", "pass", "object versioning is enabled")
-    elif soft_delete:
-        versions = Check("versioning", "pass",
-                         f"soft delete keeps deleted objects for {soft_delete // 86400} days")
-    else:
-        versions = Check("versioning", "warn", "neither object versioning nor soft delete is on")
-    return [public, encryption, versions, retention_check(resource.get("retentionPolicy"),
-                                                          retention_days)]
+    if soft_delete:
+        return Check("versioning", "pass", f"soft delete keeps deleted objects for"
+                     f" {soft_delete / 86400:g} days")
+    return Check("versioning", "warn", "neither object versioning nor soft delete is on: a"
+                 " deleted object cannot be recovered",
+                 hint=f"gcloud storage buckets update gs://{name} --versioning")
 
 
-def retention_check(policy: dict[str, Any] | None, retention_days: int | None) -> Check:
+def retention_check(policy: dict[str, Any] | None, retention_days: int | None,
+                    name: str = "BUCKET") -> Check:
     """The bucket retention policy against the retention the project asked for."""
     seconds = int((policy or {}).get("retentionPeriod") or 0)
     locked = bool((policy or {}).get("isLocked"))
+    wanted = retention_days or 30
+    set_policy = f"gcloud storage buckets update gs://{name} --retention-period={wanted}d"
     if not seconds:
         if retention_days:
-            return Check("retention", "fail",
-                         f"{retention_days} days of retention asked, but the bucket has no"
-                         " retention policy; set one with gcloud storage buckets update"
-                         f" --retention-period={retention_days}d")
+            return Check("retention", "fail", f"retention of {retention_days} days is"
+                         " configured but the bucket has no retention policy", hint=set_policy)
         return Check("retention", "warn", "no bucket retention policy: archived objects can be"
-                     " deleted by anyone allowed to delete objects")
-    days = seconds / 86400
-    described = f"bucket retention policy of {days:g} days ({'locked' if locked else 'unlocked'})"
+                     " deleted by anyone allowed to delete objects", hint=set_policy)
+    described = (f"bucket retention policy of {seconds / 86400:g} days"
+                 f" ({'locked' if locked else 'unlocked'})")
     if retention_days and seconds < retention_days * 86400:
         return Check("retention", "fail",
-                     f"{described} is shorter than the {retention_days} days asked")
+                     f"{described} is shorter than the {retention_days} days configured",
+                     hint=set_policy)
     if not locked:
-        return Check("retention", "warn", f"{described}: an owner can still remove it;"
-                     " lock it with gcloud storage buckets update --lock-retention-period")
+        return Check("retention", "warn", f"{described}: a bucket owner can still remove it",
+                     hint=f"gcloud storage buckets update gs://{name} --lock-retention-period")
     return Check("retention", "pass", described)
 
 
