@@ -120,7 +120,9 @@ def test_connect_refuses_retention_on_a_bucket_without_object_lock(cli, sm_home,
 
 
 def test_usage_errors_exit_2(cli, sm_home) -> None:
-    assert cli("connect", "s3://b-b-b/", "--project", "1", "--external-id", "x").exit_code == 2
+    assert cli("connect", "s3://b-b-b/", "--project", "1", "--external-id", "xy").exit_code == 2
+    assert cli("connect", "s3://b-b-b/", "--project", "1", "--role-arn",
+               "arn:aws:iam::123456789012:role/r", "--external-id", "x").exit_code == 2
     assert cli("connect", "s3://b-b-b/", "--project", "1", "--expected-owner",
                "12345").exit_code == 2
     assert cli("connect", "s3://b-b-b/", "--project", "1", "--role-arn",

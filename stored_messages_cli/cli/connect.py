@@ -10,7 +10,7 @@ from ..checks import as_documents, blocking_failure, failed, run_checks
 from ..config import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
-from ..destinations.s3 import ACCOUNT_ID_RE, RETENTION_MODES, role_account
+from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
 from ..model import MEDIUMS, normalise_reference
 from .common import Output, command, fail, options_for, state_of
 
@@ -32,6 +32,9 @@ def check_identity_options(role_arn: str | None, external_id: str | None,
     account (SPEC 7)."""
     if external_id and not role_arn:
         raise typer.BadParameter("needs --role-arn", param_hint="--external-id")
+    if external_id and not EXTERNAL_ID_RE.match(external_id):
+        raise typer.BadParameter("2 to 1224 characters of letters, digits and +=,.@:/-",
+                                 param_hint="--external-id")
     if role_arn and role_account(role_arn) is None:
         raise typer.BadParameter("expected arn:aws:iam::ACCOUNT_ID:role/NAME",
                                  param_hint="--role-arn")

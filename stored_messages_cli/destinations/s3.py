@@ -44,6 +44,7 @@ RETRY_MAX_ATTEMPTS = 3
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-zA-Z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 RETENTION_MODES = ("governance", "compliance")
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
@@ -466,8 +467,10 @@ class S3Destination:
             extra = " --retention" if self.options.retention_days else ""
             return f"sm policy {self.url}{extra}   # attach it to the identity{also}"
         if facts.status is None and facts.code is None:
-            where = self.options.endpoint_url or "the AWS endpoint"
-            return f"check the network and --endpoint-url ({where} did not answer)"
+            where = self.options.endpoint_url or "the AWS S3 endpoint"
+            also = " and that STS is reachable to assume --role-arn" if self.options.role_arn \
+                else ""
+            return f"check the network, {where}{also}"
         return None
 
 
