@@ -29,6 +29,7 @@ from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
 from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
+from tests.cloud_pipeline import assert_investigation_works
 from tests.fixtures.azure import ACCOUNT, connection_string
 from tests.fixtures.cloud_faults import CannedReply, canned_server, closed_port
 from tests.fixtures.core import jsonl
@@ -41,8 +42,8 @@ INSECURE = DestinationOptions(allow_insecure_endpoint=True)
 # --------------------------------------------------------------------------- end to end
 
 
-def test_connect_ingest_run_status_store_the_exact_gzip_bytes_in_azure(
-        cli, azure_service, azure_container, make_message) -> None:
+def test_connect_ingest_run_find_fetch_rebuild_store_the_exact_gzip_bytes_in_azure(
+        cli, azure_service, azure_container, make_message, tmp_path) -> None:
     url = f"az://{azure_container}/archive/"
     connected = cli("connect", url, "--project", "12345", "--allow-insecure-endpoint")
     assert connected.exit_code == 0, connected.output
@@ -67,6 +68,8 @@ def test_connect_ingest_run_status_store_the_exact_gzip_bytes_in_azure(
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["stored"] == 1
     assert [(d["url"], d["health"]) for d in status["destinations"]] == [(url, "ok")]
+    assert_investigation_works(cli, url, message, f"archive/{EMAIL_KEY}", payload,
+                               tmp_path / "other-home")
 
 
 def test_destination_reads_back_with_the_sm_metadata_name(azure_destination) -> None:
@@ -225,7 +228,7 @@ def test_an_unreachable_container_fails_the_reachable_check_alone(azurite_endpoi
     destination.close()
 
 
-def test_a_container_deleted_after_connect_leaves_the_message_waiting_as_unreachable(
+def test_a_container_deleted_after_connect_waits_as_unreachable_until_replayed(
         cli, azure_service, azure_container, make_message) -> None:
     url = f"az://{azure_container}/archive/"
     assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
@@ -236,6 +239,11 @@ def test_a_container_deleted_after_connect_leaves_the_message_waiting_as_unreach
     assert status["counts"]["retry_wait"] == 1
     assert status["counts"]["stored"] == 0
     assert status["destinations"][0]["health"] == "unreachable"
+    # the operator restores it and replays instead of waiting 8 hours
+    azure_service.create_container(azure_container)
+    replayed = cli("replay")
+    assert replayed.exit_code == 0, replayed.output
+    assert json.loads(cli("--json", "status").stdout)["counts"]["stored"] == 1
 
 
 def test_a_closed_port_is_unreachable(monkeypatch, no_sdk_retries) -> None:

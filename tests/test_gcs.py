@@ -23,6 +23,7 @@ from stored_messages_cli.destinations.gcs import GCSDestination, bucket_checks, 
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
 from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
+from tests.cloud_pipeline import assert_investigation_works
 from tests.fixtures.cloud_faults import CannedReply, canned_server, closed_port
 from tests.fixtures.core import jsonl
 
@@ -38,8 +39,8 @@ def expected_document(message: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_connect_ingest_run_status_store_the_exact_gzip_bytes_in_gcs(
-        cli, gcs_client, gcs_bucket, make_message) -> None:
+def test_connect_ingest_run_find_fetch_rebuild_store_the_exact_gzip_bytes_in_gcs(
+        cli, gcs_client, gcs_bucket, make_message, tmp_path) -> None:
     url = f"gs://{gcs_bucket}/archive/"
     connected = cli("connect", url, "--project", "12345", "--allow-insecure-endpoint")
     assert connected.exit_code == 0, connected.output
@@ -62,9 +63,9 @@ def test_connect_ingest_run_status_store_the_exact_gzip_bytes_in_gcs(
 
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["stored"] == 1
-    assert status["destinations"] == [{"project_id": "12345", "url": url, "health": "ok",
-                                       **{k: v for k, v in status["destinations"][0].items()
-                                          if k not in ("project_id", "url", "health")}}]
+    assert [(d["url"], d["health"]) for d in status["destinations"]] == [(url, "ok")]
+    assert_investigation_works(cli, url, message, f"archive/{EMAIL_KEY}", payload,
+                               tmp_path / "other-home")
 
 
 def test_destination_reads_back_what_run_stored(gcs_destination, gcs_client) -> None:
@@ -232,7 +233,7 @@ def test_an_unreachable_bucket_fails_the_reachable_check_alone(gcs_emulator) -> 
     assert "HTTP 404" in checks[0].detail
 
 
-def test_a_bucket_deleted_after_connect_leaves_the_message_waiting_as_unreachable(
+def test_a_bucket_deleted_after_connect_waits_as_unreachable_until_replayed(
         cli, gcs_client, gcs_bucket, make_message) -> None:
     url = f"gs://{gcs_bucket}/archive/"
     assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
@@ -243,6 +244,11 @@ def test_a_bucket_deleted_after_connect_leaves_the_message_waiting_as_unreachabl
     assert status["counts"]["retry_wait"] == 1
     assert status["counts"]["stored"] == 0
     assert status["destinations"][0]["health"] == "unreachable"
+    # the operator restores it and replays instead of waiting 8 hours
+    gcs_client.create_bucket(gcs_bucket)
+    replayed = cli("replay")
+    assert replayed.exit_code == 0, replayed.output
+    assert json.loads(cli("--json", "status").stdout)["counts"]["stored"] == 1
 
 
 def test_connect_with_retention_on_a_bucket_without_a_policy_reports_a_failure(
