@@ -160,7 +160,7 @@ class MessageFields(_Strict):
     template_id: str | int | None = None
     journey_id: str | int | None = None
     recipient: Recipient
-    sent_at: str | None = None
+    sent_at: Any = None  # parsed (once) by parse_message: RFC 3339 with an offset
     provider: Provider | None = None
     content: dict[str, Any]
 
@@ -177,12 +177,29 @@ class MessageFields(_Strict):
             return value
         return normalise_reference(info.field_name, value)
 
-    @field_validator("sent_at", mode="before")
-    @classmethod
-    def _check_sent_at(cls, value: Any) -> Any:
-        if value is not None:
-            parse_sent_at(value)
-        return value
+
+
+class EmailMessage(MessageFields):
+    """A whole email message."""
+
+    content: EmailContent  # type: ignore[assignment]
+
+
+class SmsMessage(MessageFields):
+    """A whole SMS message."""
+
+    content: SmsContent  # type: ignore[assignment]
+
+
+class PushMessage(MessageFields):
+    """A whole push message."""
+
+    content: PushContent  # type: ignore[assignment]
+
+
+MESSAGE_MODELS: dict[str, type[MessageFields]] = {
+    "email": EmailMessage, "sms": SmsMessage, "push": PushMessage,
+}
 
 
 _TYPE_WORDS = {
@@ -393,15 +410,56 @@ class Message:
         return self.payload_bytes
 
 
+_encode_object = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                  allow_nan=False).encode
+_encode_string = json.encoder.encode_basestring  # exactly what the encoder does for a str
+
+
+def _encode(value: Any) -> str:
+    # Scalars are encoded directly: building the C encoder per call costs more than the work.
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    return _encode_object(value)
+
+
+def encode_document(document: dict[str, Any]) -> tuple[bytes, str]:
+    """The archived payload bytes of `document` and its content hash, in one encoding pass.
+
+    The payload is exactly `canonical_json({**document, "schema_version": 1})`; the content
+    hash is the SHA-256 of `canonical_json(document without sent_at and provider)`. Each
+    top-level member is encoded once and the two documents are spliced from the same parts
+    (sorted keys, compact separators), so both are byte-identical to encoding them whole.
+    """
+    try:
+        parts = {key: f"{_encode_string(key)}:{_encode(value)}"
+                 for key, value in document.items()}
+        parts["schema_version"] = f'"schema_version":{SCHEMA_VERSION}'
+        keys = sorted(parts)
+        payload = ("{" + ",".join(parts[k] for k in keys) + "}").encode("utf-8")
+        core = ("{" + ",".join(parts[k] for k in keys if k != "schema_version"
+                               and k not in CONFIRMATION_FIELDS) + "}").encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        _check_json_values(document)
+        raise InvalidMessage("message contains a value JSON cannot carry") from None
+    return payload, sha256_hex(core)
+
+
 def payload_bytes(document: dict[str, Any]) -> bytes:
     """The archived payload: the document plus `schema_version`, canonically encoded."""
-    return canonical_json({**document, "schema_version": SCHEMA_VERSION})
+    return encode_document(document)[0]
 
 
 def content_sha256(document: dict[str, Any]) -> str:
     """Hash of a document without its confirmation fields (`sent_at`, `provider`)."""
-    core = {k: v for k, v in document.items() if k not in CONFIRMATION_FIELDS}
-    return sha256_hex(canonical_json(core))
+    return encode_document(document)[1]
 
 
 def parse_message(raw: Any) -> Message:
@@ -422,26 +480,26 @@ def parse_message(raw: Any) -> Message:
         raise InvalidMessage("this is an event, not a message")
     if raw.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise InvalidMessage(f"schema_version must be {SCHEMA_VERSION} when given")
+    medium = raw.get("medium")
+    model = MESSAGE_MODELS.get(medium, MessageFields) if isinstance(medium, str) else (
+        MessageFields)
     try:
-        fields = MessageFields.model_validate(raw)
+        model.model_validate(raw)  # one pass checks the top level and the medium's content
     except ValidationError as exc:
         if any(e["type"] == "string_unicode" for e in exc.errors()):
             _check_json_values(raw)  # names the field holding the lone surrogate
         raise InvalidMessage(_reason(exc)) from None
-    try:
-        CONTENT_MODELS[fields.medium].model_validate(raw["content"])
-    except ValidationError as exc:
-        if any(e["type"] == "string_unicode" for e in exc.errors()):
-            _check_json_values(raw)
-        raise InvalidMessage(_reason(exc, "content")) from None
 
     document = {k: v for k, v in raw.items() if k != "schema_version"}
     for name in REFERENCE_FIELDS:
         if document.get(name) is not None:
             document[name] = str(document[name])
-    sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
+    try:  # checked here, not by a validator, so it is parsed once
+        sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from None
     # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
-    payload = payload_bytes(document)
+    payload, content_sha = encode_document(document)
     return Message(
         project_id=document["project_id"],
         message_id=document["message_id"],
@@ -452,7 +510,7 @@ def parse_message(raw: Any) -> Message:
         sent_at=sent_at,
         document=document,
         payload_bytes=payload,
-        content_sha=content_sha256(document),
+        content_sha=content_sha,
     )
 
 

@@ -350,7 +350,8 @@ class Spool:
                 raise InvalidMessage(f"message {index}: {exc}") from None
         now = self.clock.now()
         with self._write() as conn:
-            return [self._apply_message(conn, item, now) for item in parsed]
+            mediums: dict[str, list[str] | None] = {}
+            return [self._apply_message(conn, item, now, mediums) for item in parsed]
 
     def confirm_sent(
         self,
@@ -417,6 +418,7 @@ class Spool:
     def _ingest_batch(self, batch: list[tuple[int, str, Any]], source: str,
                       report: IngestReport) -> None:
         now = self.clock.now()
+        mediums: dict[str, list[str] | None] = {}
         with self._write() as conn:
             for number, text, item in batch:
                 try:
@@ -425,7 +427,7 @@ class Spool:
                     if isinstance(item, SendEvent):
                         outcome = self._apply_event(conn, item, now)
                     else:
-                        outcome = self._apply_message(conn, item, now)
+                        outcome = self._apply_message(conn, item, now, mediums)
                 except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
                     reason = str(exc)
                     if isinstance(exc, MessageConflict):
@@ -445,35 +447,50 @@ class Spool:
 
     # ----------------------------------------------------------------------- transitions
 
-    def _archived(self, project_id: str, medium: str) -> bool:
-        mediums = self._mediums_for(project_id) if self._mediums_for else None
-        return mediums is None or medium in mediums
+    def _archived(self, project_id: str, medium: str,
+                  mediums: dict[str, list[str] | None] | None = None) -> bool:
+        """True unless the project's destination leaves out this medium.
 
-    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float) -> str:
+        `mediums` caches the lookups of one transaction (the config is read at most once).
+        """
+        if self._mediums_for is None:
+            return True
+        if mediums is None:
+            archived = self._mediums_for(project_id)
+        else:
+            if project_id not in mediums:
+                mediums[project_id] = self._mediums_for(project_id)
+            archived = mediums[project_id]
+        return archived is None or medium in archived
+
+    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
+                       mediums: dict[str, list[str] | None] | None = None) -> str:
         content_sha = msg.content_sha256()
         payload = msg.payload()
+        if not self._archived(msg.project_id, msg.medium, mediums):
+            state, final_reason, payload_blob = DISCARDED, MEDIUM_NOT_ARCHIVED, None
+        elif msg.confirmed:
+            state, final_reason, payload_blob = QUEUED, None, payload
+        else:
+            state, final_reason, payload_blob = AWAITING_CONFIRMATION, None, payload
+        # Insert first and look only on a clash: the common case is one statement.
+        inserted = conn.execute(
+            "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
+            " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
+            " created_at, confirmed_at, updated_at, final_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (project_id, message_id) DO NOTHING",
+            (msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
+             msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
+             state, payload_blob, content_sha, sha256_hex(payload) if msg.confirmed else None,
+             now, now if msg.confirmed else None, now, final_reason),
+        ).rowcount
+        if inserted:
+            return DISCARDED if state == DISCARDED else ACCEPTED
         existing = conn.execute(
             "SELECT id, state, content_sha256, payload_sha256, final_reason FROM messages"
             " WHERE project_id = ? AND message_id = ?", (msg.project_id, msg.message_id),
         ).fetchone()
-        if existing is None:
-            if not self._archived(msg.project_id, msg.medium):
-                state, final_reason, payload_blob = DISCARDED, MEDIUM_NOT_ARCHIVED, None
-            elif msg.confirmed:
-                state, final_reason, payload_blob = QUEUED, None, payload
-            else:
-                state, final_reason, payload_blob = AWAITING_CONFIRMATION, None, payload
-            conn.execute(
-                "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-                " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
-                " created_at, confirmed_at, updated_at, final_reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
-                 msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
-                 state, payload_blob, content_sha, sha256_hex(payload) if msg.confirmed else None,
-                 now, now if msg.confirmed else None, now, final_reason),
-            )
-            return DISCARDED if state == DISCARDED else ACCEPTED
         row_id, state, known_content_sha, known_payload_sha, final_reason = existing
         name = f"message {msg.message_id} of project {msg.project_id}"
         if known_content_sha != content_sha:
