@@ -309,7 +309,8 @@ def immutability_check(properties: Any, retention_days: int | None, *,
                                         (legal_hold, "a legal hold"),
                                         (versioned, "version-level immutability support"))
              if present]
-    create = (f"az storage container immutability-policy create --container-name"
+    create = (f"az storage container immutability-policy create -g RESOURCE_GROUP"
+              f" --container-name"
               f" {properties.name or 'CONTAINER'} --period {retention_days or 30}"
               f" --account-name {account}")
     if not found:
