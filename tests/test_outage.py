@@ -247,3 +247,33 @@ def test_status_and_json_logs_during_an_outage_never_show_an_address(
     human = cli("status")
     assert "unreachable" in human.stdout
     assert status["next_retry_at"] in human.stdout
+
+
+def test_a_new_destination_makes_the_waiting_messages_due(
+        spool, clock, faults, proxied_s3, make_message) -> None:
+    ids = record(spool, make_message, 4)
+    faults.mode = ACCESS_DENIED
+    archiver_for(spool, proxied_s3("old/"), clock).run(once=True)
+    assert states(spool, ids) == {"retry_wait": 4}
+    faults.mode = PASS
+
+    archiver_for(spool, proxied_s3("new/"), clock).run(once=True)  # reconnected elsewhere
+
+    assert states(spool, ids) == {"stored": 4}
+    assert {spool.message_state(PROJECT, i)["stored_key"][:4] for i in ids} == {"new/"}
+
+
+def test_recovery_is_logged_as_a_json_line(cli, faults, s3_bucket, make_message) -> None:
+    connect_through_proxy(cli, faults, s3_bucket)
+    assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
+    faults.mode = ACCESS_DENIED
+    assert cli("run", "--once").exit_code == 0
+    faults.mode = PASS
+
+    result = cli("--log-format", "json", "replay")
+
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert [line["message"] for line in lines if "healthy" in line["message"]] == [
+        f"destination s3://{s3_bucket}/ of project {PROJECT} is healthy again"]
+    assert "ann.lee@example.com" not in result.stderr.lower()
