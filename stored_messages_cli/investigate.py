@@ -162,9 +162,9 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
               "message_id": document.get("message_id")}
     for name, value in claims.items():
         if parsed[name] != value:
-            shown = UNASSOCIATED if name == "campaign_id" and value is None else value
-            raise _not_intact(key, f"the key says {name} {parsed[name]!r} but the payload"
-                              f" says {shown!r}")
+            in_key = parsed[name] if parsed[name] is not None else UNASSOCIATED
+            raise _not_intact(key, f"the key says {name} {json.dumps(in_key)} but the payload"
+                              f" says {json.dumps(value, ensure_ascii=False)}")
     message_type = document.get("message_type")
     if not isinstance(message_type, str):
         raise _not_intact(key, "the payload has no message_type")
@@ -232,23 +232,31 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
     """
     if not query.recipient_hashes:
         raise ValueError("a remote find needs recipient hashes")
-    keys: list[str] = []
     report = RemoteFindReport()
-    for medium in mediums:
-        if query.medium is not None and medium != query.medium:
+    prefixes = [recipient_prefix(medium, project_id, rhash, destination.prefix)
+                for medium in mediums if query.medium in (None, medium)
+                for rhash in query.recipient_hashes]
+    keys: list[str] = []
+
+    def list_keys(prefix: str) -> list[str]:
+        return [info.key for info in destination.list(prefix)]
+
+    # The first listing runs alone so a lazily built SDK client is built once, not per
+    # thread; the rest go in parallel, since on a real bucket each is a round trip.
+    listings = [list_keys(prefixes[0])] if prefixes else []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(prefixes))),
+                            thread_name_prefix="sm-list") as pool:
+        listings.extend(pool.map(list_keys, prefixes[1:]))
+    for key in (key for listing in listings for key in listing):
+        parsed = parse_key(key, destination.prefix)
+        if parsed is None:
             continue
-        for rhash in query.recipient_hashes:
-            prefix = recipient_prefix(medium, project_id, rhash, destination.prefix)
-            for info in destination.list(prefix):
-                parsed = parse_key(info.key, destination.prefix)
-                if parsed is None:
-                    continue
-                report.listed += 1
-                if query.message_id is not None and parsed["message_id"] != query.message_id:
-                    continue
-                if query.campaign_id is not None and parsed["campaign_id"] != query.campaign_id:
-                    continue
-                keys.append(info.key)
+        report.listed += 1
+        if query.message_id is not None and parsed["message_id"] != query.message_id:
+            continue
+        if query.campaign_id is not None and parsed["campaign_id"] != query.campaign_id:
+            continue
+        keys.append(key)
     for key, result in read_many(destination, keys, workers=workers):
         if isinstance(result, VerifiedMessage):
             if query.matches(result.entry):
