@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -207,15 +208,20 @@ class S3Destination:
         check_endpoint(self.options.endpoint_url, self.options.allow_insecure_endpoint)
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     # ----------------------------------------------------------------------- client
 
     @property
     def client(self) -> Any:
         """The boto3 S3 client, built on first use."""
-        if self._client is None:
-            self._client = make_s3_client(self.options)
-        return self._client
+        client = self._client
+        if client is None:
+            with self._client_lock:  # upload threads start together: build one client
+                if self._client is None:
+                    self._client = make_s3_client(self.options)
+                client = self._client
+        return client
 
     def refresh_credentials(self) -> None:
         """Drop the client so the next call resolves credentials afresh (before a probe).
