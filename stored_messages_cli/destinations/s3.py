@@ -468,10 +468,10 @@ class S3Destination:
             return f"sm bucket create s3://{self.bucket}/"
         if code in _DENIED_CODES or facts.status == 403:
             owner = self.options.expected_owner
-            also = (f" (and check that account {owner} owns the bucket: --expected-owner)"
+            also = (f"; and check that account {owner} (--expected-owner) owns the bucket"
                     if owner else "")
             extra = " --retention" if self.options.retention_days else ""
-            return f"sm policy {self.url}{extra}   # attach it to the identity{also}"
+            return f"sm policy {self.url}{extra}   # grant it to the identity sm runs as{also}"
         if facts.status is None and facts.code is None:
             where = self.options.endpoint_url or "the AWS S3 endpoint"
             also = " and that STS is reachable to assume --role-arn" if self.options.role_arn \
