@@ -118,6 +118,7 @@ class Archiver:
         self._project_clean: dict[str, int] = {}
         self._parked_until: dict[str, float] = {}
         self._rate_limit_logged: dict[str, float] = {}
+        self._next_expiry: dict[str, float] = {}  # so the busy loop does not write to check
 
     @property
     def concurrency_limit(self) -> int:
@@ -219,7 +220,7 @@ class Archiver:
             if down:
                 if health.next_probe_at is not None and health.next_probe_at > now:
                     self._parked_until[project_id] = health.next_probe_at
-                    self._expire(project_id)
+                    self._expire_between_slots(project_id)
                     continue
                 refresh = getattr(target.destination, "refresh_credentials", None)
                 if refresh is not None:
@@ -251,6 +252,7 @@ class Archiver:
         self.spool.release(self.owner, [m.row_id for m in parked])
         for project_id in {m.project_id for m in parked}:
             self.spool.hold_for_destination(project_id, self._parked_until[project_id])
+            self._next_expiry.pop(project_id, None)
 
     def _upload(self, message: ClaimedMessage) -> PutResult:
         target = self.targets[message.project_id]
@@ -377,9 +379,20 @@ class Archiver:
                           int(self.policy.retry_interval), to_rfc3339(slot))
         self._health[project_id] = HEALTH_UNREACHABLE
         self._parked_until[project_id] = slot
+        self._next_expiry.pop(project_id, None)
         return slot
 
+    def _expire_between_slots(self, project_id: str) -> None:
+        """Expire messages whose window ends between two probes (a window off the slot grid)."""
+        if project_id not in self._next_expiry:
+            expiry = self.spool.next_expiry(project_id, self.policy.retry_window)
+            self._next_expiry[project_id] = float("inf") if expiry is None else expiry
+        if self.clock.now() >= self._next_expiry[project_id]:
+            del self._next_expiry[project_id]
+            self._expire(project_id)
+
     def _expire(self, project_id: str) -> None:
+        self._next_expiry.pop(project_id, None)  # what waits, and since when, may have changed
         expired = self.spool.expire_overdue(project_id, self.policy.retry_window)
         if expired:
             self.report.expired += expired

@@ -704,6 +704,14 @@ class Spool:
                 (EXPIRED, "cannot be archived: destination unreachable for the whole retry"
                  " window", now, project_id, RETRY_WAIT, retry_window, now)).rowcount
 
+    def next_expiry(self, project_id: str, retry_window: float) -> float | None:
+        """When the next unreachable-waiting message of a project reaches its window's end."""
+        rows = self._read(
+            "SELECT MIN(first_failure_at) FROM messages WHERE project_id = ? AND state = ?"
+            " AND retry_reason = 'unreachable'", (project_id, RETRY_WAIT))
+        first = rows[0][0]
+        return None if first is None else first + retry_window
+
     def reschedule_unreachable(self, project_id: str, next_attempt_at: float) -> int:
         """Bring every message waiting on an unreachable destination forward to `next_attempt_at`.
 

@@ -277,3 +277,26 @@ def test_recovery_is_logged_as_a_json_line(cli, faults, s3_bucket, make_message)
     assert [line["message"] for line in lines if "healthy" in line["message"]] == [
         f"destination s3://{s3_bucket}/ of project {PROJECT} is healthy again"]
     assert "ann.lee@example.com" not in result.stderr.lower()
+
+
+def test_a_window_off_the_slot_grid_expires_at_its_own_end_without_a_probe(
+        spool, clock, faults, proxied_s3, make_message) -> None:
+    from stored_messages_cli.retry import RetryPolicy
+
+    policy = RetryPolicy(retry_interval=5 * 3600, retry_window=WEEK)  # slots miss the end
+    ids = record(spool, make_message, 2)
+    faults.mode = ACCESS_DENIED
+    archiver = archiver_for(spool, proxied_s3(), clock, policy=policy)
+    t0 = clock.now()
+    archiver.run(once=True)
+    clock.set(t0 + 165 * 3600)  # the last slot inside the window
+    archiver.run(once=True)
+    sent = faults.count("PUT")
+
+    clock.set(t0 + WEEK - 0.001)
+    archiver.run(once=True)
+    assert states(spool, ids) == {"retry_wait": 2}
+    clock.set(t0 + WEEK)
+    archiver.run(once=True)
+    assert states(spool, ids) == {"expired": 2}
+    assert faults.count("PUT") == sent  # no probe was due: expiry needs none
