@@ -155,3 +155,26 @@ def test_replay_of_a_project_without_destination_is_an_error(cli) -> None:
     assert result.exit_code == 1
     assert "Error: project 999 has no destination" in result.stderr
     assert "Try: sm connect URL --project 999" in result.stderr
+
+
+def test_progress_is_shown_on_a_terminal_only() -> None:
+    import io
+
+    from rich.console import Console
+
+    from stored_messages_cli.cli.common import Output
+    from stored_messages_cli.cli.run import progress_for
+
+    screen = io.StringIO()
+    terminal = Output(stderr=Console(file=screen, force_terminal=True, width=100))
+    progress, on_outcome = progress_for(terminal, "replaying", 2)
+    with progress:
+        on_outcome("stored")
+        on_outcome("unreachable")
+        progress.refresh()
+    assert "replaying" in screen.getvalue()
+    assert "2/2" in screen.getvalue()
+    assert "stored 1, unreachable 1" in screen.getvalue()
+
+    pipe = Output(stderr=Console(file=io.StringIO(), force_terminal=False))
+    assert progress_for(pipe, "replaying", 2) == (None, None)
