@@ -14,7 +14,7 @@ from typing import Any
 
 from .destinations.base import TEST_OBJECT_FOLDER, Check, DestinationOptions, split_url
 from .destinations.s3 import PUBLIC_ACCESS_FLAGS, RETENTION_MODES, S3Destination, error_code
-from .errors import ConfigError, DestinationError
+from .errors import ConfigError, DestinationError, SmError
 from .retry import describe
 
 IAM_VERSION = "2012-10-17"
@@ -63,20 +63,28 @@ def create_bucket(url: str, options: DestinationOptions, request: BucketRequest
                             else None)
     destination = S3Destination(f"s3://{bucket}/", check_options)
     try:
-        client = destination.client
-        region = options.region or client.meta.region_name or "us-east-1"
-        exists = _bucket_exists(destination)
-        report = BucketReport(bucket=bucket, region=region, created=not exists)
-        if exists:
-            _complete_existing(destination, request, report)
-        else:
-            _create(destination, request, region, report)
-        # without --expected-owner the owner line says nothing about the new bucket
-        report.checks = [c for c in destination.settings_checks()
-                         if c.name != "owner_condition" or options.expected_owner]
-        return report
+        return _create_or_complete(destination, request, options)
+    except SmError:
+        raise
+    except Exception as exc:  # credentials, profile, network: one line, never a traceback
+        raise _failed(destination, exc, "bucket setup") from None
     finally:
         destination.close()
+
+
+def _create_or_complete(destination: S3Destination, request: BucketRequest,
+                        options: DestinationOptions) -> BucketReport:
+    region = options.region or destination.client.meta.region_name or "us-east-1"
+    exists = _bucket_exists(destination)
+    report = BucketReport(bucket=destination.bucket, region=region, created=not exists)
+    if exists:
+        _complete_existing(destination, request, report)
+    else:
+        _create(destination, request, region, report)
+    # without --expected-owner the owner line says nothing about the new bucket
+    report.checks = [c for c in destination.settings_checks()
+                     if c.name != "owner_condition" or options.expected_owner]
+    return report
 
 
 def _bucket_exists(destination: S3Destination) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,6 +50,7 @@ class WireProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.requests: list[WireRequest] = []
         self.fail_status: int | None = None  # answer every request with this 5xx when set
+        self.deny: Callable[[WireRequest], bool] | None = None  # 403 what this matches
         self._lock = threading.Lock()
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
@@ -60,6 +62,7 @@ class WireProxy:
         with self._lock:
             self.requests = []
             self.fail_status = None
+            self.deny = None
 
     def seen(self, bucket: str | None = None, method: str | None = None) -> list[WireRequest]:
         """Recorded requests, optionally only those to `bucket` and/or of `method`."""
@@ -123,6 +126,9 @@ def _handler_for(proxy: WireProxy) -> type[BaseHTTPRequestHandler]:
             proxy._record(request)
             if proxy.fail_status:
                 self._error(proxy.fail_status, "InternalError", "We encountered an error")
+                return
+            if proxy.deny is not None and proxy.deny(request):
+                self._error(403, "AccessDenied", "Access Denied")
                 return
             expected = request.headers.get(OWNER_HEADER)
             owner = bucket_owner(request.bucket) if request.bucket else None

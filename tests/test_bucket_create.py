@@ -113,3 +113,14 @@ def test_retention_days_without_object_lock_is_a_usage_error(cli, endpoint_args)
                  *endpoint_args)
     assert result.exit_code == 2
     assert "needs --object-lock" in result.stderr
+
+
+def test_missing_credentials_are_one_line(cli, endpoint_args, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    result = cli("bucket", "create", f"s3://{new_name()}/", "--profile", "no-such-profile",
+                 *endpoint_args)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "Error: bucket setup for s3://" in result.stderr
+    assert "ProfileNotFound" in result.stderr
+    assert "Try: give sm AWS credentials" in result.stderr

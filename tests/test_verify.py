@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.s3_wire import wire_proxy
+
 
 @pytest.fixture
 def endpoint_args(moto_endpoint: str) -> list[str]:
@@ -137,3 +139,20 @@ def test_verify_an_unknown_project(cli) -> None:
     assert result.exit_code == 1
     assert "Error: project 404 has no destination" in result.stderr
     assert "Try: sm connect URL --project 404" in result.stderr
+
+
+def test_settings_the_identity_may_not_read_are_warnings(cli, s3_client, moto_endpoint) -> None:
+    proxy = wire_proxy(moto_endpoint)
+    through_proxy = ["--endpoint-url", proxy.url, "--allow-insecure-endpoint"]
+    bucket = f"sm-denied-{uuid.uuid4().hex[:10]}"
+    assert cli("bucket", "create", f"s3://{bucket}/", *through_proxy).exit_code == 0
+    assert cli("connect", f"s3://{bucket}/", "--project", "5", *through_proxy).exit_code == 0
+    # a narrower policy than `sm policy` prints: no GetEncryptionConfiguration
+    proxy.deny = lambda request: request.method == "GET" and request.path.endswith(
+        "?encryption")
+    code, document = verify_json(cli, "--project", "5")
+    assert code == 0
+    assert document["ok"] is True
+    assert by_name(document)["encryption"] == {
+        "name": "encryption", "status": "warn",
+        "detail": "cannot read default encryption (AccessDenied / HTTP 403)"}

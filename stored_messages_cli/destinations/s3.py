@@ -41,6 +41,8 @@ _NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled",
                            "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                            "InvalidToken"})
+_CREDENTIAL_ERRORS = frozenset({"NoCredentialsError", "PartialCredentialsError",
+                                "ProfileNotFound", "CredentialRetrievalError"})
 RETRY_MAX_ATTEMPTS = 3
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -464,6 +466,9 @@ class S3Destination:
         """The next step for a user who sees `exc` (what to fix, not how to retry)."""
         facts = error_facts(exc)
         code = facts.code or ""
+        if type(exc).__name__ in _CREDENTIAL_ERRORS:
+            return ("give sm AWS credentials: AWS_PROFILE (or --profile), SSO, an instance or"
+                    " task role, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         if code in _NO_BUCKET_CODES:
             return f"sm bucket create s3://{self.bucket}/"
         if code in _DENIED_CODES or facts.status == 403:
