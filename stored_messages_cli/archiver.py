@@ -226,6 +226,8 @@ class Archiver:
                 if refresh is not None:
                     refresh()  # rotated keys and refreshed roles are picked up by the probe
                 limit = 1
+            # Its slot has come (or another process, e.g. `sm replay`, found it healthy).
+            self._parked_until.pop(project_id, None)
             if row_ids is not None:
                 batch = self.spool.claim_among(self.owner, project_id, row_ids, limit,
                                                lease_seconds=self.lease_seconds, due_by=due_by)

@@ -300,3 +300,18 @@ def test_a_window_off_the_slot_grid_expires_at_its_own_end_without_a_probe(
     archiver.run(once=True)
     assert states(spool, ids) == {"expired": 2}
     assert faults.count("PUT") == sent  # no probe was due: expiry needs none
+
+
+def test_a_running_archiver_honours_a_replay_made_elsewhere(
+        spool, clock, faults, proxied_s3, make_message) -> None:
+    ids = record(spool, make_message, 3)
+    faults.mode = ACCESS_DENIED
+    archiver = archiver_for(spool, proxied_s3(), clock)
+    archiver.run(once=True)
+    faults.mode = PASS
+    clock.advance(60)
+    assert len(spool.replay(project_id=PROJECT)) == 3  # what `sm replay` does to the spool
+
+    archiver.run(once=True)  # the same archiver, long before its own next slot
+
+    assert states(spool, ids) == {"stored": 3}
