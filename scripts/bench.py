@@ -12,6 +12,7 @@ Figures (targets from the issue, 2-core machine):
   sm run --once, S3 (moto)  whole command at --concurrency 8 vs a raw boto3 put_object loop
                             at the same concurrency on the same server (≥ 0.8×)
   sm --json status          wall time of the whole command (≤ 0.6 s)
+  sm --json find            a recipient query over a 1M-row index, whole command (< 1 s)
 
 This is a benchmark, not a test: it asserts nothing and prints numbers.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import hashlib
 import os
 import platform
@@ -221,6 +221,25 @@ def bench_status(work: Path, runs: int = 7) -> None:
     row("  (python -c pass, for scale)", f"{statistics.median(startup):.3f} s", "-", "-", "")
 
 
+def bench_find(work: Path, count: int, runs: int = 5) -> None:
+    """`sm --json find --recipient` over an index of `count` stored messages (5 per person)."""
+    home = work / "find-home"
+    spool = Spool(home / "spool.db")
+    people = max(1, count // 5)
+    rows = ((str(i % 3), f"f-{i}", "email", "blast", str(i % 500),
+             hashlib.sha256(f"user{i % people}@example.com".encode()).hexdigest(),
+             f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", f"key-{i}", "0" * 64,
+             None, "file:///bench/", 0.0) for i in range(count))
+    with spool.conn:
+        spool.conn.executemany("INSERT INTO archive_index VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                               rows)
+    spool.close()
+    times = [sm(home, "--json", "find", "--recipient", " User7@Example.com ")
+             for _ in range(runs)]
+    row(f"sm --json find --recipient ({count:,})", f"{statistics.median(times):.3f} s",
+        f"min {min(times):.3f} s", "-", "target well under 1 s")
+
+
 def _time(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -256,6 +275,7 @@ def main() -> None:
         bench_run_folder(work, int(3000 * scale))
         bench_run_s3(work, int(2000 * scale))
         bench_status(work)
+        bench_find(work, int(1_000_000 * scale))
 
 
 if __name__ == "__main__":
