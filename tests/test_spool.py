@@ -270,3 +270,19 @@ def test_a_recorded_message_is_on_disk_when_record_returns(spool, make_message) 
     assert other.execute("SELECT state FROM messages").fetchall() == [("queued",)]
     payload = json.loads(other.execute("SELECT payload FROM messages").fetchone()[0])
     assert payload["schema_version"] == 1
+
+
+def test_other_bytes_under_the_key_fail_as_conflict_and_are_left_alone(
+        spool, make_message, clock, tmp_path) -> None:
+    message = make_message()
+    key = parse_message(message).key
+    squatter = tmp_path / "a" / key
+    squatter.parent.mkdir(parents=True)
+    squatter.write_bytes(gzip.compress(b'{"someone":"else"}', mtime=0))
+    spool.record(message)
+    archive(spool, tmp_path / "a", clock)
+    stored = row(spool, message["message_id"])
+    assert stored["state"] == "failed"
+    assert stored["final_reason"].startswith("conflict: ")
+    assert stored["payload"] == parse_message(message).payload()  # kept for a replay
+    assert gzip.decompress(squatter.read_bytes()) == b'{"someone":"else"}'
