@@ -255,8 +255,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()},"
-            f" SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
+            f" SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()},"
+            f" load average {load}")
 
 
 def main() -> None:
@@ -276,6 +278,7 @@ def main() -> None:
         bench_run_s3(work, int(2000 * scale))
         bench_status(work)
         bench_find(work, int(1_000_000 * scale))
+    print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
