@@ -45,11 +45,11 @@ def register(app: typer.Typer) -> None:
         allow_insecure_endpoint: Annotated[bool, typer.Option(
             help="Allow a plain-http endpoint on a loopback address (test servers).")] = False,
     ) -> None:
-        """Create an S3 bucket with all public access blocked, default encryption and
-        versioning (and object lock when asked).
+        """Create an S3 bucket: public access blocked, encrypted, versioned (locked if asked).
 
-        A bucket of yours that exists is reported, and only its missing safe settings are
-        filled in. Example: sm bucket create s3://acme-archive/ --region eu-west-1
+        A bucket of yours that exists is reported; only its missing safe settings are filled in.
+
+        Example: sm bucket create s3://acme-archive/ --region eu-west-1
         """
         state = state_of(ctx)
         out = state.output

@@ -83,8 +83,10 @@ def register(app: typer.Typer) -> None:
 
         Writes, reads back and deletes (under object lock: keeps) a test object under
         PREFIX/_sm/, and checks the bucket's safety settings; nothing is saved unless the
-        bucket can take the archive. Example:
-        sm connect s3://acme-archive/messages/ --project 12345 --expected-owner 111122223333
+        bucket can take the archive.
+
+        Example: sm connect s3://acme-archive/messages/ --project 12345
+        --expected-owner 111122223333
         """
         state = state_of(ctx)
         out = state.output

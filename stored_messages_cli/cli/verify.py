@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         Writes, reads back and removes (under object lock: keeps) a test object, then checks
         that all public access is blocked, default encryption, versioning and object lock
         (when retention is set) and the endpoint's TLS. Exit 1 on any fail.
+
         Example: sm --json verify --project 12345
         """
         state = state_of(ctx)
@@ -92,6 +93,7 @@ def register(app: typer.Typer) -> None:
 
         Attach it to the identity (user or role) `sm` runs as. With --trust, print the trust
         policy of a role that `sm connect --role-arn … --external-id …` assumes.
+
         Example: sm policy s3://acme-archive/messages/ --kms-key-arn arn:aws:kms:…:key/…
         """
         if trust:

@@ -119,6 +119,7 @@ def make_session(options: DestinationOptions) -> Any:
         METHOD = "assume-role"
 
         def load(self) -> Any:
+            """The role's refreshable credentials."""
             return credentials
 
     target = botocore.session.Session(profile=options.profile)
@@ -208,6 +209,9 @@ class S3Destination:
         if scheme != "s3":
             raise ConfigError(f"{url} is not an s3:// URL")
         check_endpoint(self.options.endpoint_url, self.options.allow_insecure_endpoint)
+        for name, default in (("SM_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+                              ("SM_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)):
+            timeout_from_env(name, default)  # a bad value is a config error now, not later
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self._client: Any = None
         self._client_lock = threading.Lock()
