@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +58,7 @@ class AzureDestination:
             raise ConfigError(f"{url} is not an az:// URL")
         self.url = f"az://{self.container_name}/{self.prefix}"
         self._service: Any = None
+        self._lock = threading.Lock()
         self.account_url = self._make_service().url.rstrip("/")
         check_endpoint(self.account_url, self.options.allow_insecure_endpoint)
 
@@ -72,15 +74,32 @@ class AzureDestination:
         self.close()
 
     def _make_service(self) -> Any:
-        if self._service is not None:
+        with self._lock:  # upload workers share one client
+            if self._service is None:
+                self._service = self._new_service()
             return self._service
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
+    def _new_service(self) -> Any:
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        # One pooled connection per upload worker (requests keeps 10 by default); retries are
+        # the SDK's policy's job, not urllib3's.
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=max(10, self.options.max_connections),
+                              max_retries=Retry(total=False, redirect=False,
+                                                raise_on_status=False))
+        for scheme in ("https://", "http://"):
+            session.mount(scheme, adapter)
         settings: dict[str, Any] = {
             "retry_policy": ExponentialRetry(initial_backoff=SDK_RETRY_BACKOFF, increment_base=2,
                                              retry_total=SDK_RETRY_TOTAL, random_jitter_range=1),
-            "connection_timeout": CONNECT_TIMEOUT,
-            "read_timeout": READ_TIMEOUT,
+            "transport": RequestsTransport(session=session, session_owner=True,
+                                           connection_timeout=CONNECT_TIMEOUT,
+                                           read_timeout=READ_TIMEOUT),
         }
         account_url = (self.options.account_url or "").rstrip("/") or None
         connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
@@ -104,7 +123,6 @@ class AzureDestination:
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
             service = BlobServiceClient(account_url, credential=DefaultAzureCredential(),
                                         **settings)
-        self._service = service
         return service
 
     # ----------------------------------------------------------------------- objects
@@ -250,9 +268,10 @@ class AzureDestination:
 
     def close(self) -> None:
         """Close the HTTP pipeline."""
-        if self._service is not None:
-            self._service.close()
-            self._service = None
+        with self._lock:
+            if self._service is not None:
+                self._service.close()
+                self._service = None
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         hint = None

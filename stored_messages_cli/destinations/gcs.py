@@ -10,6 +10,7 @@ The SDK is imported only when a `gs://` destination is used.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,15 +59,17 @@ class GCSDestination:
         check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint)
         self.url = f"gs://{self.bucket_name}/{self.prefix}"
         self._client: Any = None
+        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------- client
 
     @property
     def client(self) -> Any:
         """The storage client, built on first use (credentials resolve here)."""
-        if self._client is None:
-            self._client = self._make_client()
-        return self._client
+        with self._lock:  # upload workers share one client
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
 
     def refresh_credentials(self) -> None:
         """Drop the client so the next call resolves credentials afresh (before a probe)."""
@@ -74,10 +77,16 @@ class GCSDestination:
 
     def _make_client(self) -> Any:
         from google.cloud import storage
+        from requests.adapters import HTTPAdapter
 
         client_options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
         # project=None: object calls need no project, so ADC without a project id is enough.
-        return storage.Client(project=None, client_options=client_options)
+        client = storage.Client(project=None, client_options=client_options)
+        # One pooled connection per upload worker (requests keeps 10 by default).
+        adapter = HTTPAdapter(pool_maxsize=max(10, self.options.max_connections))
+        for scheme in ("https://", "http://"):
+            client._http.mount(scheme, adapter)
+        return client
 
     @property
     def _retry(self) -> Any:
@@ -221,11 +230,10 @@ class GCSDestination:
 
     def close(self) -> None:
         """Close the HTTP session."""
-        if self._client is not None:
-            http = getattr(self._client, "_http_internal", None)
-            if http is not None:
-                http.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         hint = None
