@@ -129,8 +129,8 @@ def register(app: typer.Typer) -> None:
         if refusal is not None:
             fail(f"{destination.url} failed the {refusal.name} check: {refusal.detail};"
                  " nothing was saved",
-                 hint=refusal.hint or f"sm policy {destination.url}   # grant these"
-                 " permissions, then connect again")
+                 hint=refusal.hint or (f"sm policy {destination.url}   # grant it, then"
+                                       " connect again" if scheme == "s3" else None))
         state.save_project(project, saved)
         if failed(checks):
             out.warn("saved, but some safety checks failed; run `sm verify` after fixing them")
