@@ -24,6 +24,7 @@ import copy
 import hashlib
 import os
 import platform
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -113,13 +114,15 @@ def bench_record(work: Path, count: int) -> None:
 def bench_record_many(work: Path, count: int, batch: int = 1000) -> None:
     spool = Spool(work / "many" / "spool.db")
     inputs = [message(i, "many") for i in range(count)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for first in range(0, count, batch):
         spool.record_many(inputs[first:first + batch])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     spool.close()
     row(f"Spool.record_many ({count}, by {batch})", f"{count / elapsed:,.0f} msg/s", "-", "-",
         "target ≥ 5,000 msg/s")
+    # On a busy machine wall time counts other processes' turns; CPU time does not.
+    row("  (per CPU-second of this process)", f"{count / cpu:,.0f} msg/s", "-", "-", "")
 
 
 # ----------------------------------------------------------------------------- sm run
@@ -214,9 +217,15 @@ def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
 def bench_status(work: Path, runs: int = 7) -> None:
     home = work / "run-home"  # the spool the folder run left: thousands of stored rows
     sm(home, "--json", "status")  # first call compiles nothing new; measure the rest
-    times = [sm(home, "--json", "status") for _ in range(runs)]
+    times, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(sm(home, "--json", "status"))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     row(f"sm --json status (median of {runs})", f"{statistics.median(times):.3f} s",
         f"min {min(times):.3f} s", "-", "target ≤ 0.6 s")
+    row("  (CPU time of the command)", f"{statistics.median(cpu):.3f} s", "-", "-", "")
     startup = [_time([sys.executable, "-c", "pass"]) for _ in range(runs)]
     row("  (python -c pass, for scale)", f"{statistics.median(startup):.3f} s", "-", "-", "")
 
