@@ -187,3 +187,19 @@ def test_concurrency_halves_when_throttled_and_grows_back_after_clean_responses(
     assert report.stored == 60
     assert archiver.concurrency_limit == 4  # one more after every 20 clean responses
     assert faults.max_in_flight <= 4
+
+
+def test_a_brief_blip_is_absorbed_by_the_sdk_and_never_reaches_the_schedule(
+        spool, clock, faults, proxied_s3, make_message, instant_sdk_retries) -> None:
+    ids = record(spool, make_message, 1)
+    seen: list[str] = []
+
+    def first_put_resets(request: Any) -> str:
+        seen.append(request.method)
+        return RESET if seen.count("PUT") == 1 and request.method == "PUT" else PASS
+
+    faults.rule = first_put_resets
+    Archiver(spool, [ProjectTarget(PROJECT, proxied_s3())], clock=clock).run(once=True)
+    assert states(spool, ids) == {"stored": 1}
+    assert spool.message_state(PROJECT, ids[0])["attempts"] == 1  # one attempt for the spool
+    assert faults.count("PUT") == 2  # the reset one and botocore's quick retry

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
                    for pid in project_ids]
         stop = threading.Event()
         try:
-            with stop_on_signals(stop, out), state.open_spool() as spool:
+            with stop_on_signals(stop), state.open_spool() as spool:
                 row_ids: list[int] = []
                 for pid in project_ids:
                     row_ids += spool.replay(project_id=pid, message_id=message_id,

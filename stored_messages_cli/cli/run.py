@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -15,6 +16,8 @@ from ..archiver import Archiver, ProjectTarget, RunReport
 from ..retry import RetryPolicy
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
+
+log = logging.getLogger("sm.run")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +54,7 @@ def register(app: typer.Typer) -> None:
                                                               max_connections=workers))
                    for pid in project_ids]
         stop = threading.Event()
-        with stop_on_signals(stop, out), state.open_spool() as spool:
+        with stop_on_signals(stop), state.open_spool() as spool:
             progress, on_outcome = progress_for(out, "archiving",
                                                 spool.status()["counts"]["queued"] if once
                                                 else None)
@@ -80,7 +83,7 @@ def policy_from(settings: Any) -> RetryPolicy:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event, out: Any) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM/SIGINT set `stop` (finish or release in-flight work); a second one exits at once.
 
     The previous handlers come back afterwards, so an in-process caller keeps its own.
@@ -94,7 +97,8 @@ def stop_on_signals(stop: threading.Event, out: Any) -> Iterator[None]:
             # Exit now; this process's leases are reclaimed by the next run (dead owner).
             os._exit(128 + signum)
         stop.set()
-        out.info("Stopping: finishing in-flight uploads (signal again to exit at once)")
+        # A log line, not console output: with --log-format json it is JSON like the rest.
+        log.warning("Stopping: finishing in-flight uploads (signal again to exit at once)")
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
