@@ -61,26 +61,26 @@ def error_facts(exc: BaseException) -> ErrorFacts:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and the ones it was raised from, outermost first."""
+    """The exception and the ones it was raised from (`from`), outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 10:
         seen.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__  # explicit `raise … from`: a wrapper names what it wraps
     return seen
 
 
 def classify(exc: BaseException) -> str:
     """The retry class of an exception: `rate_limited`, `conflict` or `unreachable`.
 
-    A backend's DestinationError carries the class it was given. Otherwise any throttling
+    A backend's DestinationError may carry `rate_limited` or `conflict`. Otherwise any throttling
     sign anywhere in the exception chain makes it `rate_limited`, and everything else is
     `unreachable`: retried on the slow schedule until it expires where an operator sees it,
     never dropped.
     """
     given = getattr(exc, "retry_class", None)
-    if isinstance(given, str) and given in (RATE_LIMITED, UNREACHABLE, CONFLICT):
-        return given
+    if given in (RATE_LIMITED, CONFLICT):
+        return given  # `unreachable` is also DestinationError's default: read the chain
     for link in _chain(exc):
         facts = error_facts(link)
         if facts.code in THROTTLING_CODES or facts.status == THROTTLING_STATUS:

@@ -203,3 +203,22 @@ def test_a_brief_blip_is_absorbed_by_the_sdk_and_never_reaches_the_schedule(
     assert states(spool, ids) == {"stored": 1}
     assert spool.message_state(PROJECT, ids[0])["attempts"] == 1  # one attempt for the spool
     assert faults.count("PUT") == 2  # the reset one and botocore's quick retry
+
+
+def test_a_wrapper_with_the_default_class_is_read_through_to_its_cause() -> None:
+    from google.api_core import exceptions as google
+
+    try:
+        try:
+            raise google.TooManyRequests("slow down")
+        except Exception as inner:
+            raise DestinationError("upload of k failed") from inner  # class left at default
+    except DestinationError as outer:
+        assert classify(outer) == RATE_LIMITED
+    try:  # an error met while handling another is judged on its own
+        try:
+            raise google.TooManyRequests("slow down")
+        except Exception:
+            raise PermissionError("denied")  # noqa: B904 - implicit context on purpose
+    except PermissionError as later:
+        assert classify(later) == UNREACHABLE
