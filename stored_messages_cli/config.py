@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .model import MEDIUMS
@@ -69,6 +69,9 @@ def ensure_private_dir(folder: Path) -> None:
 
 class ProjectDestination(BaseModel):
     """One project's destination, as saved by `sm connect` (never any secret)."""
+
+    # Built on first validation: building imports pydantic's plugin loader (~0.1 s).
+    model_config = ConfigDict(defer_build=True)
 
     url: str
     mediums: list[str] = Field(default_factory=lambda: list(MEDIUMS))
@@ -182,6 +185,8 @@ def load_settings(config_file: Path) -> Settings:
 
 
 class _Projects(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
 
@@ -202,6 +207,25 @@ def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
     except ValidationError as exc:
         first = str(exc).splitlines()
         raise ConfigError(f"{config_file}: {' '.join(first[:3])}") from None
+
+
+def project_urls(config_file: Path) -> dict[str, str]:
+    """Each project's destination URL from `config_file`, read without validating the rest.
+
+    For `sm status`, which must answer fast and even when a destination entry is incomplete.
+    """
+    try:
+        with config_file.open("rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+    projects = document.get("projects")
+    if not isinstance(projects, dict):
+        return {}
+    return {str(pid): str(table.get("url", "")) for pid, table in projects.items()
+            if isinstance(table, dict)}
 
 
 def _toml_value(value: Any) -> str:

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 import typer
 
 from ..clock import to_rfc3339
-from ..config import load_projects
+from ..config import project_urls
 from ..spool import HEALTH_UNKNOWN, STATES
 from .common import command, state_of
 
 
 def status_document(state: Any) -> dict[str, Any]:
     """The `sm status --json` document (SPEC 6)."""
-    projects = load_projects(state.paths.config_file)
+    projects = project_urls(state.paths.config_file)
     with state.open_spool() as spool:
         summary = spool.status()
         health = spool.all_health()
@@ -22,12 +22,12 @@ def status_document(state: Any) -> dict[str, Any]:
         waiting = spool.projects_with_work()
         final_reasons = spool.final_reasons()
     destinations = []
-    for project_id, saved in sorted(projects.items()):
+    for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
-        current = known is not None and known.url == saved.url
+        current = known is not None and known.url == url
         destinations.append({
             "project_id": project_id,
-            "url": saved.url,
+            "url": url,
             "health": known.health if known and current else HEALTH_UNKNOWN,
             "since": to_rfc3339(known.since) if known and current else None,
             "next_probe_at": to_rfc3339(known.next_probe_at) if known and current else None,
