@@ -243,9 +243,9 @@ def bench_find(work: Path, count: int, runs: int = 5) -> None:
              hashlib.sha256(f"user{i % people}@example.com".encode()).hexdigest(),
              f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", f"key-{i}", "0" * 64,
              None, "file:///bench/", 0.0) for i in range(count))
-    with spool.conn:
-        spool.conn.executemany("INSERT INTO archive_index VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                               rows)
+    spool.conn.execute("BEGIN IMMEDIATE")  # autocommit connection: one explicit transaction
+    spool.conn.executemany("INSERT INTO archive_index VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    spool.conn.execute("COMMIT")
     spool.close()
     times = [sm(home, "--json", "find", "--recipient", " User7@Example.com ")
              for _ in range(runs)]
