@@ -1,6 +1,6 @@
 """`sm ingest`: read JSON Lines of sent messages and send events into the spool."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer would have to eval every annotation.
 
 import sys
 from pathlib import Path

@@ -1,6 +1,6 @@
 """`sm status`: what the spool holds and how each destination is doing."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer would have to eval every annotation.
 
 from typing import Annotated, Any
 
