@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
-from . import bucket, connect, find, ingest, replay, run, status, verify
 from .common import AppState, Output, configure_logging
 
-app = typer.Typer(
-    name="sm",
-    help="Keep an exact, immutable copy of every message you send in a bucket you own.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# The modules that register commands, and which one registers each command name: a call
+# imports only the module it needs, so `sm status` never pays for the cloud and find code.
+COMMAND_MODULES: tuple[str, ...] = (
+    "connect", "ingest", "run", "status", "replay", "verify", "bucket", "find")
+MODULE_OF_COMMAND: dict[str, str] = {
+    "connect": "connect", "disconnect": "connect", "destinations": "connect",
+    "ingest": "ingest", "run": "run", "status": "status", "replay": "replay",
+    "verify": "verify", "policy": "verify", "bucket": "bucket",
+    "find": "find", "fetch": "find", "index": "find",
+}
+_GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--log-format"})
 
 
 def _version(value: bool) -> None:
@@ -27,7 +32,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     home: Annotated[str | None, typer.Option(
@@ -55,13 +59,47 @@ def root(
     configure_logging(verbosity, log_format)
 
 
-for module in (connect, ingest, run, status, replay, verify, bucket, find):
-    module.register(app)
+def build_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
+    """The `sm` Typer app with the commands of `modules` registered."""
+    built = typer.Typer(
+        name="sm",
+        help="Keep an exact, immutable copy of every message you send in a bucket you own.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    built.callback()(root)
+    for name in modules:
+        importlib.import_module(f"{__package__}.{name}").register(built)
+    return built
+
+
+def module_for(argv: Sequence[str]) -> str | None:
+    """The module registering the command named in `argv`, or None (help, unknown…)."""
+    expects_value = False
+    for token in argv:
+        if expects_value:
+            expects_value = False
+        elif token in _GLOBAL_OPTIONS_WITH_VALUE:
+            expects_value = True
+        elif not token.startswith("-"):
+            return MODULE_OF_COMMAND.get(token)
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `app` (every command) is built on first use, for tests and `python -m`.
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(name)
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    module = module_for(sys.argv[1:])
+    build_app([module] if module else COMMAND_MODULES)()
 
 
 if __name__ == "__main__":
