@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -19,7 +19,7 @@ from typing import Any
 
 from .clock import Clock, SystemClock
 from .model import parse_sent_at
-from .spool import Spool
+from .spool import Spool, immediate_transaction
 
 COLUMNS: tuple[str, ...] = (
     "project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",
@@ -172,26 +172,19 @@ class ArchiveIndex:
     with a running `sm run` instead of blocking it.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None,
+                 lock: threading.RLock | None = None) -> None:
         self.conn = conn
         self.clock: Clock = clock or SystemClock()
-        self._lock = threading.RLock()
+        self._lock = lock or threading.RLock()  # pass the spool's lock when sharing its conn
 
     @classmethod
     def of(cls, spool: Spool) -> ArchiveIndex:
         """The index kept in `spool` (which created the table)."""
-        return cls(spool.conn, clock=spool.clock)
+        return cls(spool.conn, clock=spool.clock, lock=spool.lock)
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self.conn, self._lock)
 
     def _select(self, where: str, params: list[Any], suffix: str = "") -> list[IndexEntry]:
         sql = f"SELECT {', '.join(COLUMNS)} FROM archive_index WHERE {where} {suffix}"

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -170,6 +170,24 @@ def _owner_is_dead(owner: str, host: str) -> bool:
     return False
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
+                          ) -> Iterator[sqlite3.Connection]:
+    """One `BEGIN IMMEDIATE` transaction on `conn` under `lock` (one lock per connection).
+
+    Committed on success, rolled back on error; writers of other processes wait on the busy
+    timeout instead of failing with "database is locked".
+    """
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
 class Spool:
     """The SQLite spool. Use `Spool.open()` (config home) or `Spool.open(path)`."""
 
@@ -309,17 +327,14 @@ class Spool:
             db["archive_index"].create_index(["sent_at"], if_not_exists=True)
             self.conn.execute(f"PRAGMA user_version = {fingerprint}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock guarding `conn`; anything else using `conn` must hold it too."""
+        return self._lock
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        return immediate_transaction(self.conn, self._lock)
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
