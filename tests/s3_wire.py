@@ -9,13 +9,13 @@ failure. Every request is recorded with its headers, so tests can read what went
 
 from __future__ import annotations
 
-import http.client
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.http_relay import RelayHandler
 
 OWNER_HEADER = "x-amz-expected-bucket-owner"
 
@@ -96,29 +96,7 @@ def bucket_owner(bucket: str) -> str | None:
 
 
 def _handler_for(proxy: WireProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while True:
-                    size_line = self.rfile.readline()
-                    chunks.append(size_line)
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                    if size == 0:
-                        while True:
-                            line = self.rfile.readline()
-                            chunks.append(line)
-                            if line in (b"\r\n", b"\n", b""):
-                                return b"".join(chunks)
-                    chunks.append(self.rfile.read(size + 2))
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
-
+    class Handler(RelayHandler):
         def _handle(self) -> None:
             body = self._body()
             request = WireRequest(self.command, self.path,
@@ -135,7 +113,7 @@ def _handler_for(proxy: WireProxy) -> type[BaseHTTPRequestHandler]:
             if expected and owner and expected != owner:
                 self._error(403, "AccessDenied", "Access Denied")
                 return
-            self._forward(body)
+            self._relay(proxy.upstream, body)
 
         def _error(self, status: int, code: str, message: str) -> None:
             payload = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
@@ -148,28 +126,6 @@ def _handler_for(proxy: WireProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
-
-        def _forward(self, body: bytes) -> None:
-            upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-            try:
-                upstream.putrequest(self.command, self.path, skip_host=True,
-                                    skip_accept_encoding=True)
-                for name, value in self.headers.items():
-                    upstream.putheader(name, value)
-                upstream.endheaders(body or None)
-                response = upstream.getresponse()
-                data = response.read()
-                self.send_response_only(response.status, response.reason)
-                for name, value in response.getheaders():
-                    if name.lower() not in ("transfer-encoding", "content-length",
-                                            "connection", "date", "server"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-            finally:
-                upstream.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
