@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import logging
 import os
 import platform
 import resource
@@ -188,6 +189,7 @@ def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(env)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request in the figures
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
