@@ -19,7 +19,6 @@ from ..errors import (
     ConfigError,
     DestinationError,
     IntegrityError,
-    ObjectConflict,
     ObjectNotFound,
     SmError,
 )
@@ -34,6 +33,7 @@ from .base import (
     PutResult,
     check_endpoint,
     endpoint_check,
+    existing_object,
     split_url,
 )
 
@@ -152,11 +152,7 @@ class AzureDestination:
         return PutResult(key=key, created=True, version_id=response.get("version_id"))
 
     def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        info = self.head(key)
-        if info is not None and info.payload_sha256 == payload_sha256:
-            return PutResult(key=key, created=False, version_id=info.version_id)
-        raise ObjectConflict(f"az://{self.container_name}/{key} already exists with other"
-                             " content")
+        return existing_object(self, key, payload_sha256, f"az://{self.container_name}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download a blob; the bytes are checked against the Content-MD5 Azure stored."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ObjectConflict
 
 PAYLOAD_SHA_METADATA = "sm-payload-sha256"
 TEST_OBJECT_FOLDER = "_sm/"
@@ -160,3 +160,15 @@ def endpoint_check(endpoint_url: str | None) -> Check:
         return Check("tls", "warn", f"plain http to loopback endpoint {endpoint_url}"
                      " (allowed by --allow-insecure-endpoint; for tests only)")
     return Check("tls", "pass", f"HTTPS to {endpoint_url or 'the default endpoint'}")
+
+
+def existing_object(destination: Destination, key: str, payload_sha256: str, where: str
+                    ) -> PutResult:
+    """A create-only write found `key` taken: the same payload hash counts as stored.
+
+    Another hash raises ObjectConflict naming `where` (the object's full address).
+    """
+    info = destination.head(key)
+    if info is not None and info.payload_sha256 == payload_sha256:
+        return PutResult(key=key, created=False, version_id=info.version_id)
+    raise ObjectConflict(f"{where} already exists with other content")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, DestinationError, ObjectConflict, ObjectNotFound
+from ..errors import ConfigError, DestinationError, ObjectNotFound
 from ..model import sha256_hex
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -23,6 +23,7 @@ from .base import (
     FetchedObject,
     ObjectInfo,
     PutResult,
+    existing_object,
 )
 
 
@@ -91,10 +92,7 @@ class FileDestination:
             _fsync_dir(created.parent)
 
     def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        info = self.head(key)
-        if info is not None and info.payload_sha256 == payload_sha256:
-            return PutResult(key=key, created=False)
-        raise ObjectConflict(f"{key} already exists with other content")
+        return existing_object(self, key, payload_sha256, key)
 
     def get(self, key: str) -> FetchedObject:
         """Read the file for `key`."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
+from ..errors import ConfigError, DestinationError, IntegrityError, ObjectNotFound
 from ..retry import classify, describe
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -26,6 +26,7 @@ from .base import (
     PutResult,
     check_endpoint,
     endpoint_check,
+    existing_object,
     split_url,
 )
 
@@ -117,10 +118,7 @@ class GCSDestination:
         return PutResult(key=key, created=True, version_id=_generation(blob))
 
     def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        info = self.head(key)
-        if info is not None and info.payload_sha256 == payload_sha256:
-            return PutResult(key=key, created=False, version_id=info.version_id)
-        raise ObjectConflict(f"gs://{self.bucket_name}/{key} already exists with other content")
+        return existing_object(self, key, payload_sha256, f"gs://{self.bucket_name}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download the stored bytes as-is; the SDK checks them against the CRC32C GCS holds."""

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import ConfigError, DestinationError, ObjectConflict, ObjectNotFound
+from ..errors import ConfigError, DestinationError, ObjectNotFound
 from ..retry import classify, describe, error_facts
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -31,6 +31,7 @@ from .base import (
     PutResult,
     check_endpoint,
     endpoint_check,
+    existing_object,
     split_url,
 )
 
@@ -266,10 +267,7 @@ class S3Destination:
         return PutResult(key=key, created=True, version_id=response.get("VersionId"))
 
     def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        info = self.head(key)
-        if info is not None and info.payload_sha256 == payload_sha256:
-            return PutResult(key=key, created=False, version_id=info.version_id)
-        raise ObjectConflict(f"s3://{self.bucket}/{key} already exists with other content")
+        return existing_object(self, key, payload_sha256, f"s3://{self.bucket}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download an object; S3 checks `ChecksumSHA256` on the way (ChecksumMode)."""
