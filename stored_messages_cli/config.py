@@ -190,18 +190,23 @@ class _Projects(BaseModel):
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
 
+def _read_toml(config_file: Path) -> dict[str, Any]:
+    """The TOML document of `config_file`; a missing file is an empty document."""
+    try:
+        with config_file.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+
+
 def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
     """Only the saved destinations of `config_file` (missing is fine).
 
     Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
     """
-    try:
-        with config_file.open("rb") as fh:
-            document = tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+    document = _read_toml(config_file)
     try:
         return _Projects.model_validate({"projects": document.get("projects", {})}).projects
     except ValidationError as exc:
@@ -214,13 +219,7 @@ def project_urls(config_file: Path) -> dict[str, str]:
 
     For `sm status`, which must answer fast and even when a destination entry is incomplete.
     """
-    try:
-        with config_file.open("rb") as fh:
-            document = tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+    document = _read_toml(config_file)
     projects = document.get("projects")
     if not isinstance(projects, dict):
         return {}
@@ -243,10 +242,7 @@ def _toml_value(value: Any) -> str:
 
 def save_projects(config_file: Path, projects: dict[str, ProjectDestination]) -> None:
     """Rewrite the `[projects.*]` tables of `config_file`, keeping its other top-level keys."""
-    existing: dict[str, Any] = {}
-    if config_file.exists():
-        with config_file.open("rb") as fh:
-            existing = tomllib.load(fh)
+    existing = _read_toml(config_file)
     lines = ["# sm configuration. No credentials belong here.\n"]
     for name, value in existing.items():
         if name != "projects" and not isinstance(value, dict):
