@@ -11,7 +11,16 @@ from ..checks import as_documents, failed
 from ..destinations.base import DestinationOptions
 from ..destinations.s3 import RETENTION_MODES
 from .common import command, fail, state_of
-from .connect import check_identity_options, print_checks
+from .connect import (
+    AllowInsecureOption,
+    EndpointUrlOption,
+    ExpectedOwnerOption,
+    ExternalIdOption,
+    ProfileOption,
+    RoleArnOption,
+    check_identity_options,
+    print_checks,
+)
 
 bucket_app = typer.Typer(help="Create and inspect archive buckets.", no_args_is_help=True)
 
@@ -34,16 +43,12 @@ def register(app: typer.Typer) -> None:
             help="governance or compliance (with --retention-days).")] = "governance",
         kms_key_id: Annotated[str | None, typer.Option(
             help="Encrypt with this KMS key (SSE-KMS) instead of SSE-S3.")] = None,
-        endpoint_url: Annotated[str | None, typer.Option(
-            help="S3-compatible endpoint (https).")] = None,
-        profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
-        role_arn: Annotated[str | None, typer.Option(help="IAM role to assume.")] = None,
-        external_id: Annotated[str | None, typer.Option(
-            help="External id for --role-arn.")] = None,
-        expected_owner: Annotated[str | None, typer.Option(
-            help="Account that must own the bucket (default: the account in --role-arn).")] = None,
-        allow_insecure_endpoint: Annotated[bool, typer.Option(
-            help="Allow a plain-http endpoint on a loopback address (test servers).")] = False,
+        endpoint_url: EndpointUrlOption = None,
+        profile: ProfileOption = None,
+        role_arn: RoleArnOption = None,
+        external_id: ExternalIdOption = None,
+        expected_owner: ExpectedOwnerOption = None,
+        allow_insecure_endpoint: AllowInsecureOption = False,
     ) -> None:
         """Create an S3 bucket: public access blocked, encrypted, versioned (locked if asked).
 

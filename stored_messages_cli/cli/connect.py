@@ -14,6 +14,17 @@ from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, ro
 from ..model import MEDIUMS, normalise_reference
 from .common import Output, command, fail, options_for, state_of
 
+# Endpoint and credential options shared by `sm connect` and `sm bucket create`.
+EndpointUrlOption = Annotated[str | None, typer.Option(help="S3-compatible endpoint (https).")]
+ProfileOption = Annotated[str | None, typer.Option(help="AWS profile to use.")]
+RoleArnOption = Annotated[str | None, typer.Option(help="IAM role to assume.")]
+ExternalIdOption = Annotated[str | None, typer.Option(help="External id for --role-arn.")]
+ExpectedOwnerOption = Annotated[str | None, typer.Option(
+    help="Account that must own the bucket (default: the account in --role-arn).")]
+AllowInsecureOption = Annotated[bool, typer.Option(
+    help="Allow a plain-http endpoint on a loopback address (test servers).")]
+
+
 CHECK_STYLE = {"pass": "[green]pass[/green]", "warn": "[yellow]warn[/yellow]",
                "fail": "[red]fail[/red]"}
 
@@ -61,23 +72,19 @@ def register(app: typer.Typer) -> None:
                                              help="Project id whose messages go there.")],
         medium: Annotated[list[str] | None, typer.Option(
             "--medium", help="Archive only this medium (repeatable; default all).")] = None,
-        endpoint_url: Annotated[str | None, typer.Option(
-            help="S3-compatible endpoint (https).")] = None,
+        endpoint_url: EndpointUrlOption = None,
         region: Annotated[str | None, typer.Option(help="Bucket region.")] = None,
-        profile: Annotated[str | None, typer.Option(help="AWS profile to use.")] = None,
-        role_arn: Annotated[str | None, typer.Option(help="IAM role to assume.")] = None,
-        external_id: Annotated[str | None, typer.Option(
-            help="External id for --role-arn.")] = None,
-        expected_owner: Annotated[str | None, typer.Option(
-            help="Account that must own the bucket (default: the account in --role-arn).")] = None,
+        profile: ProfileOption = None,
+        role_arn: RoleArnOption = None,
+        external_id: ExternalIdOption = None,
+        expected_owner: ExpectedOwnerOption = None,
         retention_days: Annotated[int | None, typer.Option(
             min=1, help="Object-lock retention for every object, in days.")] = None,
         retention_mode: Annotated[str | None, typer.Option(
             help="governance or compliance (with --retention-days).")] = None,
         account_url: Annotated[str | None, typer.Option(
             help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
-        allow_insecure_endpoint: Annotated[bool, typer.Option(
-            help="Allow a plain-http endpoint on a loopback address (test servers).")] = False,
+        allow_insecure_endpoint: AllowInsecureOption = False,
     ) -> None:
         """Verify a destination, then save it as the project's one destination.
 
