@@ -53,18 +53,22 @@ def test_sigkill_at_random_moments_then_restart_stores_everything_once(tmp_path:
     env = dict(os.environ, SM_HOME=str(home), SM_POLL_INTERVAL="0.05")
     command = [sys.executable, "-m", "stored_messages_cli.cli.app", "-q", "run"]
     stored_before = 0
+    interrupted = 0  # kills that left work undone: the ones that prove something
     for _ in range(KILLS):
+        if stored_before == MESSAGES:
+            break  # a fast machine finished early; the restart below still has to be clean
         daemon = subprocess.Popen(command + ["--concurrency", "4"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Let it get going, then kill it at a random moment of claiming, uploading or settling.
         deadline = time.monotonic() + 30
         while stored(home) <= stored_before and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.15))
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(timeout=30)
         stored_before = stored(home)
-    assert stored_before < MESSAGES, "the kills came too late to interrupt anything"
+        interrupted += stored_before < MESSAGES
+    assert interrupted >= 1, "the kills came too late to interrupt anything"
     final = subprocess.run(command + ["--once"], env=env, capture_output=True, timeout=120)
     assert final.returncode == 0, (seed, final.stderr.decode())
 
