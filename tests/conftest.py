@@ -1,15 +1,15 @@
-"""Shared fixtures. Emulators start once per test session (see tests/fixtures/)."""
+"""Shared fixtures. Emulators start once per test session (see tests/support/fixtures/)."""
 
 from __future__ import annotations
 
 import pytest
 
 pytest_plugins = [
-    "tests.fixtures.core",
-    "tests.fixtures.s3",
-    "tests.fixtures.faults",
-    "tests.fixtures.gcs",
-    "tests.fixtures.azure",
+    "tests.support.fixtures.core",
+    "tests.support.fixtures.s3",
+    "tests.support.fixtures.faults",
+    "tests.support.fixtures.gcs",
+    "tests.support.fixtures.azure",
 ]
 
 

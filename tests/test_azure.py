@@ -29,10 +29,10 @@ from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
 from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
-from tests.cloud_pipeline import assert_investigation_works
-from tests.fixtures.azure import ACCOUNT, connection_string
-from tests.fixtures.cloud_faults import CannedReply, canned_server, closed_port
-from tests.fixtures.core import jsonl
+from tests.support.cloud_pipeline import assert_investigation_works
+from tests.support.fixtures.azure import ACCOUNT, connection_string
+from tests.support.fixtures.cloud_faults import CannedReply, canned_server, closed_port
+from tests.support.fixtures.core import jsonl
 
 EMAIL_KEY = ("email/12345/b7e0d8372a47f54bbefeb251ab9ac1e9e6b2d1983263de10196101be3961ed23/"
              "1234567/9c438a20d26e4e9f8ad4edea23f811cd.json.gz")

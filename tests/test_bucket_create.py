@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3_wire import wire_proxy
+from tests.support.s3_wire import wire_proxy
 
 ALL_BLOCKED = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                "RestrictPublicBuckets": True}

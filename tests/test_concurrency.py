@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from stored_messages_cli.config import ProjectDestination, save_projects
-from tests.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
+from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
 
 SENDERS = 3
 BLOCKS = 10

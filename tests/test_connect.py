@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.core import jsonl
-from tests.s3_wire import OWNER_HEADER, wire_proxy
+from tests.support.fixtures.core import jsonl
+from tests.support.s3_wire import OWNER_HEADER, wire_proxy
 
 OWNER = "123456789012"  # the account moto's default credentials belong to
 SOMEONE_ELSE = "210987654321"

@@ -20,8 +20,8 @@ import pytest
 
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Spool
-from tests.fixtures.core import jsonl
-from tests.fixtures.faults import PASS, STALL
+from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.faults import PASS, STALL
 
 PROJECT = "12345"
 pytestmark = pytest.mark.slow

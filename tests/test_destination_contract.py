@@ -2,7 +2,7 @@
 
 Each parameter asks for `{backend}_destination`: a fresh destination on a new, empty bucket or
 folder (prefix `archive/` where the backend has prefixes). The fixtures live in
-tests/fixtures/{core,s3,gcs,azure}.py.
+tests/support/fixtures/{core,s3,gcs,azure}.py.
 """
 
 from __future__ import annotations

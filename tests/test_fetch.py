@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.investigation_support import (
+from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
     archive,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.investigation_support import (
+from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
     archive,

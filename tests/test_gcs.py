@@ -1,7 +1,7 @@
 """`gs://` destinations against gcp-storage-emulator, through the real google-cloud-storage SDK.
 
 Create-only writes rely on `ifGenerationMatch=0`, which the emulator ignores; the session
-fixture teaches it that one rule (tests/fixtures/gcs.py), and the contract suite
+fixture teaches it that one rule (tests/support/fixtures/gcs.py), and the contract suite
 (tests/test_destination_contract.py) proves the create-only behaviour on top of it.
 """
 
@@ -23,9 +23,9 @@ from stored_messages_cli.destinations.gcs import GCSDestination, bucket_checks, 
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
 from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
-from tests.cloud_pipeline import assert_investigation_works
-from tests.fixtures.cloud_faults import CannedReply, canned_server, closed_port
-from tests.fixtures.core import jsonl
+from tests.support.cloud_pipeline import assert_investigation_works
+from tests.support.fixtures.cloud_faults import CannedReply, canned_server, closed_port
+from tests.support.fixtures.core import jsonl
 
 EMAIL_KEY = ("email/12345/b7e0d8372a47f54bbefeb251ab9ac1e9e6b2d1983263de10196101be3961ed23/"
              "1234567/9c438a20d26e4e9f8ad4edea23f811cd.json.gz")

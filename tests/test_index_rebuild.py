@@ -17,8 +17,8 @@ from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.investigate import rebuild_index
 from stored_messages_cli.spool import Spool
-from tests.fixtures.core import jsonl
-from tests.investigation_support import (
+from tests.support.fixtures.core import jsonl
+from tests.support.investigation_support import (
     ArchiveTarget,
     archive,
     build_target,

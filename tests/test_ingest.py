@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.fixtures.core import jsonl
+from tests.support.fixtures.core import jsonl
 
 
 def spool_rows(home: Path, sql: str) -> list[tuple]:

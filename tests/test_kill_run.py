@@ -16,7 +16,7 @@ from pathlib import Path
 from stored_messages_cli import Spool
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.model import parse_message
-from tests.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
+from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
 
 MESSAGES = 1500
 KILLS = 5

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from stored_messages_cli.errors import InvalidMessage
 from stored_messages_cli.model import gzip_body, object_key, parse_event, parse_message
-from tests.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
+from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
 
 
 def sha(text: str) -> str:

@@ -14,8 +14,8 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.spool import HEALTH_OK, HEALTH_UNREACHABLE, Spool
-from tests.fixtures.core import jsonl
-from tests.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, STALL
+from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, STALL
 
 PROJECT = "12345"
 SLOT = 8 * 3600.0

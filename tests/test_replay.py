@@ -13,8 +13,8 @@ from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Spool
-from tests.fixtures.core import jsonl
-from tests.fixtures.faults import ACCESS_DENIED, PASS
+from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.faults import ACCESS_DENIED, PASS
 
 PROJECT = "12345"
 WEEK = 7 * 86400.0

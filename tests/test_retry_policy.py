@@ -17,7 +17,7 @@ from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.errors import DestinationError
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, RetryPolicy, classify
 from stored_messages_cli.spool import HEALTH_RATE_LIMITED, Spool
-from tests.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, SLOWDOWN, STALL
+from tests.support.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, SLOWDOWN, STALL
 
 PROJECT = "12345"
 DAY = 86400.0

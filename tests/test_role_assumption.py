@@ -12,7 +12,7 @@ import pytest
 
 from stored_messages_cli.destinations import DestinationOptions
 from stored_messages_cli.destinations.s3 import S3Destination
-from tests.s3_wire import OWNER_HEADER, wire_proxy
+from tests.support.s3_wire import OWNER_HEADER, wire_proxy
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sm-archiver"

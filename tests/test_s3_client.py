@@ -8,7 +8,7 @@ import pytest
 from stored_messages_cli.destinations import DestinationOptions
 from stored_messages_cli.destinations.s3 import S3Destination, make_s3_client
 from stored_messages_cli.errors import DestinationError
-from tests.s3_wire import wire_proxy
+from tests.support.s3_wire import wire_proxy
 
 CALLS = 25  # botocore's quota (500, 14 per retry) runs dry after 35 retries: ~18 calls
 

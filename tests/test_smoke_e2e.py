@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from tests.fixtures.core import jsonl
+from tests.support.fixtures.core import jsonl
 
 
 def test_connect_ingest_run_status_on_a_folder(cli, tmp_path: Path, make_message) -> None:

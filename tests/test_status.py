@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.spool import Retry, Spool
-from tests.fixtures.core import jsonl
+from tests.support.fixtures.core import jsonl
 
 STATES = ["awaiting_confirmation", "queued", "in_flight", "retry_wait", "stored", "expired",
           "failed", "discarded"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3_wire import wire_proxy
+from tests.support.s3_wire import wire_proxy
 
 
 @pytest.fixture

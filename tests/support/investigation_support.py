@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stored_messages_cli.cli.app import app
-from tests.fixtures.core import jsonl
+from tests.support.fixtures.core import jsonl
 
 
 def sha256_hex(data: bytes) -> str:

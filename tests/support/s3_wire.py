@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-from tests.http_relay import RelayHandler
+from tests.support.http_relay import RelayHandler
 
 OWNER_HEADER = "x-amz-expected-bucket-owner"
 
