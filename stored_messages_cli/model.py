@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,9 +35,16 @@ RECIPIENT_FIELDS: tuple[str, ...] = ("email", "user_id", "phone_number", "device
 MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 REFERENCE_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
-RFC3339_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+RFC3339_RE = re.compile(  # ASCII digits only: `\d` would also match Arabic-Indic digits
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+# How deep JSON objects and arrays may nest (the top-level object is level 1). Deeper input is
+# rejected before anything recursive (the JSON decoder, pydantic, the encoder) sees it.
+MAX_DEPTH = 64
+# How many JSON values (counting every object, array, string, number, true/false/null) one
+# message given to the Python API may hold; shared sub-objects count once per appearance.
+MAX_VALUES = 1_000_000
 
 
 # --------------------------------------------------------------------------- validation
@@ -55,27 +63,56 @@ def normalise_reference(name: str, value: Any) -> str:
     """Return a project/campaign/template/journey id as a string, or raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{name} must be an integer or a string")
-    text = str(value)
+    if isinstance(value, int) and value.bit_length() > 430:  # > 128 digits: never str() it
+        raise ValueError(f"{name} must be 1-128 characters of A-Z a-z 0-9 _ -")
+    text = str.__str__(value) if isinstance(value, str) else int.__repr__(value)
     if not REFERENCE_RE.fullmatch(text):
         raise ValueError(f"{name} must be 1-128 characters of A-Z a-z 0-9 _ -")
     return text
 
 
 def parse_sent_at(value: Any) -> datetime:
-    """Parse an RFC 3339 timestamp with an explicit offset into an aware UTC datetime."""
+    """Parse an RFC 3339 timestamp with an explicit offset into an aware UTC datetime.
+
+    Also takes an aware `datetime`. Raises InvalidMessage (a ValueError) for anything else: a
+    naive datetime (SPEC 8: it has no offset, so it would mean a different instant on each
+    host), a time that leaves the representable range once normalised to UTC
+    (`0001-01-01T00:00:00+01:00`), or any other type.
+    """
+    if isinstance(value, datetime):
+        return _aware_utc(value)
     if not isinstance(value, str) or not RFC3339_RE.fullmatch(value):
-        raise ValueError("sent_at must be an RFC 3339 timestamp such as 2026-11-27T17:00:00Z")
+        raise InvalidMessage("sent_at must be an RFC 3339 timestamp such as 2026-11-27T17:00:00Z")
     text = value.replace("t", "T").replace(" ", "T").replace("z", "Z")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"sent_at is not a valid date/time ({exc})") from None
-    return parsed.astimezone(UTC)
+        raise InvalidMessage(f"sent_at is not a valid date/time ({exc})") from None
+    return _aware_utc(parsed)
 
 
-def format_utc(moment: datetime) -> str:
-    """Render an aware datetime as RFC 3339 UTC with a `Z` (the form stored in the index)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _aware_utc(moment: datetime, name: str = "sent_at") -> datetime:
+    """`moment` in UTC; InvalidMessage if it is naive or falls outside years 1-9999 in UTC."""
+    try:
+        offset = moment.utcoffset()
+    except Exception as exc:  # a broken tzinfo
+        raise InvalidMessage(f"{name} has an unusable time zone ({type(exc).__name__})") from None
+    if offset is None:
+        raise InvalidMessage(f"{name} must be a timezone-aware datetime (a naive datetime has no"
+                             " UTC offset, so it would be read as this host's local time)")
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidMessage(f"{name} is out of range: it falls outside years 1-9999 in"
+                             " UTC") from None
+
+
+def format_utc(moment: datetime, name: str = "sent_at") -> str:
+    """Render an aware datetime as RFC 3339 UTC with a `Z` (the form stored in the index).
+
+    Raises InvalidMessage naming `name` for a naive datetime or one outside UTC's range.
+    """
+    return _aware_utc(moment, name).isoformat().replace("+00:00", "Z")
 
 
 class _Strict(BaseModel):
@@ -254,27 +291,251 @@ def _reason(exc: ValidationError, prefix: str = "") -> str:
     return f"{path}: {msg}"
 
 
-def _check_json_values(value: Any, path: str = "") -> None:
-    """Reject what JSON or UTF-8 cannot carry, naming the field: NaN/Infinity, lone surrogates."""
+_JSON_SCALARS = (str, int, float, type(None))
+# Integers with more bits than this may exceed Python's int-to-str digit limit (4300 digits).
+_SAFE_INT_BITS = 14_000
+
+
+def _where(path: str) -> str:
+    if len(path) > 100:
+        path = f"{path[:60]}...{path[-30:]}"
+    return path or "message"
+
+
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words."""
     if isinstance(value, str):
-        if _SURROGATE_RE.search(value):
-            raise InvalidMessage(f"{path or 'message'} contains a lone surrogate"
-                                 " (not valid Unicode)")
-    elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise InvalidMessage(f"{path or 'message'} must be a finite number"
-                                 " (NaN and Infinity are not JSON)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidMessage(f"{path or 'message'} has a key that is not a string")
-            if _SURROGATE_RE.search(key):
-                raise InvalidMessage(f"{path or 'message'} has a key with a lone surrogate"
+        return "a string"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+_Link = tuple[Any, str | int] | None  # (parent link, key or index): a path, built on demand
+
+
+def _path_of(link: _Link) -> str:
+    parts: list[str | int] = []
+    while link is not None:
+        link, part = link
+        parts.append(part)
+    path = ""
+    for part in reversed(parts):
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def _check_json_values(root: Any, *, scalars: bool = True) -> None:
+    """Reject what JSON or UTF-8 cannot carry, naming the field; never recurses.
+
+    Checks, iteratively: values are JSON values only (object with string keys, array,
+    string, number, true/false/null); nesting is at most MAX_DEPTH levels; nothing contains
+    itself; at most MAX_VALUES values; and, with `scalars`, strings and keys hold no lone
+    surrogate and numbers are finite and printable. Raises InvalidMessage.
+
+    Without `scalars` it is the cheap structural pass run before anything recursive sees a
+    Python object; the encoder catches bad scalars later and this runs again to name them.
+    """
+    count = 1
+    stack: list[tuple[Any, _Link, int]] = [(root, None, 1)]
+    while stack:
+        value, link, depth = stack.pop()
+        kind = type(value)
+        if kind is dict or kind is list or isinstance(value, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                _too_deep(root, link)
+            count += len(value)
+            if count > MAX_VALUES:
+                raise InvalidMessage(f"message holds more than {MAX_VALUES:,} JSON values")
+            if isinstance(value, dict):
+                items = list(value.items())
+                for key, _ in items:
+                    if type(key) is not str and not isinstance(key, str):
+                        raise InvalidMessage(f"{_where(_path_of(link))} has a key that is not"
+                                             " a string")
+                    if scalars and _SURROGATE_RE.search(key):
+                        raise InvalidMessage(f"{_where(_path_of(link))} has a key with a lone"
+                                             " surrogate (not valid Unicode)")
+                stack.extend((item, (link, key), depth + 1) for key, item in reversed(items))
+            else:
+                stack.extend((item, (link, index), depth + 1)
+                             for index, item in reversed(list(enumerate(value))))
+        elif kind is str or isinstance(value, str):
+            if scalars and _SURROGATE_RE.search(value):
+                raise InvalidMessage(f"{_where(_path_of(link))} contains a lone surrogate"
                                      " (not valid Unicode)")
-            _check_json_values(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json_values(item, f"{path}[{index}]")
+        elif value is None or isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if scalars and value.bit_length() > _SAFE_INT_BITS:
+                try:
+                    int.__repr__(value)
+                except ValueError:
+                    raise InvalidMessage(f"{_where(_path_of(link))}: number out of range (more"
+                                         f" than {sys.get_int_max_str_digits()} digits)") from None
+        elif isinstance(value, float):
+            if scalars and (value != value or value in (float("inf"), float("-inf"))):
+                raise InvalidMessage(f"{_where(_path_of(link))} must be a finite number"
+                                     " (NaN and Infinity are not JSON)")
+        else:
+            raise InvalidMessage(f"{_where(_path_of(link))} must be a JSON value (object, array,"
+                                 " string, number, true, false or null), not a"
+                                 f" {type(value).__name__}")
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+class _Unusual(Exception):
+    """Raised by the fast structural pass; the slow pass then names the problem."""
+
+
+def _plain_tree_size(value: Any, depth: int) -> int:
+    """Values in a tree of plain dicts/lists/scalars; raises _Unusual for anything else.
+
+    Recursion is bounded by MAX_DEPTH (a cycle ends there too), so it is safe and much faster
+    than the iterative pass, which runs only when this one gives up.
+    """
+    if depth > MAX_DEPTH:
+        raise _Unusual
+    items = value.values() if type(value) is dict else value
+    if type(value) is dict:
+        for key in value:
+            if type(key) is not str:
+                raise _Unusual
+    size = len(value)
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            size += _plain_tree_size(item, depth + 1)
+            if size > MAX_VALUES:
+                raise _Unusual
+        elif kind not in _PLAIN_SCALARS:
+            raise _Unusual
+    return size
+
+
+def _check_structure(root: Any) -> None:
+    """The cheap pre-check of a Python object: a JSON-shaped tree of bounded size and depth."""
+    if type(root) is dict:
+        try:
+            _plain_tree_size(root, 1)
+            return
+        except _Unusual:
+            pass
+    _check_json_values(root, scalars=False)
+
+
+def _too_deep(root: Any, link: _Link) -> None:
+    """Raise for a container past MAX_DEPTH: a circular reference if one is on its path."""
+    chain: list[str | int] = []
+    walk = link
+    while walk is not None:
+        walk, part = walk
+        chain.append(part)
+    seen = {id(root)}
+    node = root
+    for depth, part in enumerate(reversed(chain), start=1):
+        node = node[part]
+        if id(node) in seen:
+            partial: _Link = None
+            for step in list(reversed(chain))[:depth]:
+                partial = (partial, step)
+            raise InvalidMessage(f"{_where(_path_of(partial))} contains itself (a circular"
+                                 " reference)")
+        seen.add(id(node))
+    raise InvalidMessage(f"{_where(_path_of(link))}: nested more than {MAX_DEPTH} levels deep")
+
+
+# --------------------------------------------------------------------------- JSON text
+
+
+class _Reject(Exception):
+    """Raised from inside the JSON decoder's hooks; carries the rejection reason."""
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Reject(f"duplicate key {json.dumps(key)} in a JSON object")
+            seen.add(key)
+    return document
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if value in (float("inf"), float("-inf")):
+        raise _Reject(f"number out of range ({shown} is too large for a 64-bit float)")
+    if value == 0.0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+        raise _Reject(f"number out of range ({shown} is too small for a 64-bit float and"
+                      " would become 0)")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _Reject(f"not valid JSON ({text} is not a JSON number)")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_float=_parse_float,
+                            parse_constant=_parse_constant)
+# A JSON string (possibly unterminated) or one bracket: what the depth scan looks at.
+_STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """True when the brackets outside strings nest deeper than `limit` (linear, no recursion)."""
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    depth = 0
+    for match in _STRUCTURE_RE.finditer(text):
+        token = match.group()
+        if token in ("{", "["):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in ("}", "]"):
+            depth -= 1
+    return False
+
+
+def decode_json(text: str) -> Any:
+    """Decode one JSON text strictly; raises InvalidMessage with an accurate reason.
+
+    Stricter than `json.loads`: duplicate object keys, NaN/Infinity literals, numbers a
+    float cannot hold (`1e400`, `1e-400`), nesting deeper than MAX_DEPTH and lone surrogates
+    (`"\\ud800"`) are all rejected, each with its own reason.
+    """
+    if _nesting_exceeds(text, MAX_DEPTH):
+        raise InvalidMessage(f"nested more than {MAX_DEPTH} levels deep")
+    try:
+        return _DECODER.decode(text)
+    except _Reject as exc:
+        raise InvalidMessage(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(f"not valid JSON ({exc.msg.removesuffix(' at')})") from None
+    except ValueError as exc:  # int() refusing a number of more than 4300 digits
+        if "integer string conversion" in str(exc):
+            raise InvalidMessage(f"number out of range (more than"
+                                 f" {sys.get_int_max_str_digits()} digits)") from None
+        raise InvalidMessage(f"not valid JSON ({exc})") from None
+    except RecursionError:  # not reachable after the depth scan; never let it escape
+        raise InvalidMessage(f"nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _printable(reason: str) -> str:
+    """A reason safe to store and print: lone surrogates escaped, one line."""
+    reason = _SURROGATE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", reason)
+    return " ".join(reason.splitlines()) if "\n" in reason or "\r" in reason else reason
 
 
 # --------------------------------------------------------------------------- identity and key
@@ -337,7 +598,7 @@ def recipient_prefix(
     return f"{prefix}{medium}/{project_id}/{recipient_hash_hex}/"
 
 
-def parse_key(key: str, prefix: str = "") -> dict[str, str] | None:
+def parse_key(key: str, prefix: str = "") -> dict[str, Any] | None:
     """Split an object key back into its parts, or None if it is not an `sm` message key."""
     if not key.startswith(prefix) or not key.endswith(KEY_SUFFIX):
         return None
@@ -419,18 +680,18 @@ def _not_json(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} is not a JSON value")
 
 
-if json.encoder.c_make_encoder is not None:
+if json.encoder.c_make_encoder is not None:  # type: ignore[attr-defined]
     # The C encoder json.dumps uses, built once with json.dumps's exact arguments for
     # sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False (json.dumps
     # builds one per call, which costs more than encoding a small object).
-    _c_encoder = json.encoder.c_make_encoder(
+    _c_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
         None, _not_json, _encode_string, None, ":", ",", True, False, False)
 
     def _encode_object(value: Any) -> str:
         return "".join(_c_encoder(value, 0))
 else:  # no C accelerator (e.g. PyPy): the same bytes, more slowly
-    _encode_object = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
-                                      ensure_ascii=False, allow_nan=False).encode
+    _encode_object = json.JSONEncoder(  # type: ignore[assignment]
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _encode(value: Any) -> str:
@@ -480,23 +741,66 @@ def content_sha256(document: dict[str, Any]) -> str:
     return encode_document(document)[1]
 
 
+def _schema_version_ok(raw: dict[str, Any]) -> bool:
+    """`schema_version` is absent or exactly the integer 1 (not true, not 1.0, not "1")."""
+    if "schema_version" not in raw:
+        return True
+    value = raw["schema_version"]
+    return type(value) is int and value == SCHEMA_VERSION
+
+
+def _from_model(raw: BaseModel) -> Any:
+    sent_at = getattr(raw, "sent_at", None)
+    if isinstance(sent_at, datetime):
+        _aware_utc(sent_at)  # a naive datetime would be dumped without an offset
+    try:
+        return raw.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidMessage(f"the model cannot be written as JSON ({type(exc).__name__}:"
+                             f" {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
 def parse_message(raw: Any) -> Message:
     """Validate one sent message (a dict, a pydantic model, or a JSON string).
 
-    Raises InvalidMessage whose text is a one-line reason naming the field.
+    Raises InvalidMessage whose text is a one-line reason naming the field, and nothing else,
+    whatever `raw` is (self-referential, 5,000 levels deep, of any type).
     """
+    try:
+        return _parse_message(raw)
+    except InvalidMessage as exc:
+        reason = _printable(str(exc))
+        if reason == str(exc):
+            raise
+        raise InvalidMessage(reason) from None
+    except Exception as exc:  # a guarantee of the API: callers only ever see InvalidMessage
+        raise InvalidMessage(f"message cannot be validated ({type(exc).__name__})") from None
+
+
+def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
+    """parse_message's body; `decoded` means `raw` came from decode_json (a tree of JSON)."""
     if isinstance(raw, BaseModel):
-        raw = raw.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    elif isinstance(raw, str | bytes):
+        raw = _from_model(raw)
+    elif isinstance(raw, bytes):
         try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidMessage(f"not valid JSON ({exc})") from None
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidMessage(f"not valid UTF-8 (bad byte at offset {exc.start})") from None
+    if isinstance(raw, str):
+        raw = decode_json(raw)
+        decoded = True
+        if isinstance(raw, str):
+            raise InvalidMessage("a message must be a JSON object, not a string holding JSON"
+                                 " (was it encoded twice?)")
     if not isinstance(raw, dict):
         raise InvalidMessage("a message must be a JSON object")
+    if isinstance(raw.get("sent_at"), datetime):  # the Python API may pass an aware datetime
+        raw = {**raw, "sent_at": format_utc(raw["sent_at"])}
+    if not decoded:
+        _check_structure(raw)  # before anything recursive looks at it
     if "event" in raw:
         raise InvalidMessage("this is an event, not a message")
-    if raw.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+    if not _schema_version_ok(raw):
         raise InvalidMessage(f"schema_version must be {SCHEMA_VERSION} when given")
     medium = raw.get("medium")
     model = MESSAGE_MODELS.get(medium, MessageFields) if isinstance(medium, str) else (
@@ -511,11 +815,9 @@ def parse_message(raw: Any) -> Message:
     document = {k: v for k, v in raw.items() if k != "schema_version"}
     for name in REFERENCE_FIELDS:
         if document.get(name) is not None:
-            document[name] = str(document[name])
-    try:  # checked here, not by a validator, so it is parsed once
-        sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
-    except ValueError as exc:
-        raise InvalidMessage(str(exc)) from None
+            document[name] = normalise_reference(name, document[name])
+    # checked here, not by a validator, so it is parsed once
+    sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
     # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
     payload, content_sha = encode_document(document)
     return Message(
@@ -545,11 +847,35 @@ class SendEvent:
     reason: str | None = None
 
 
-def parse_event(raw: dict[str, Any]) -> SendEvent:
-    """Validate a `sent` / `send_failed` event line; raises InvalidMessage."""
+def parse_event(raw: Any) -> SendEvent:
+    """Validate a `sent` / `send_failed` event; raises InvalidMessage and nothing else.
+
+    A `sent` event's `provider` follows the message rule (an object whose `name` and
+    `message_id` are strings when given); its `sent_at` may be an aware datetime.
+    """
+    try:
+        return _parse_event(raw)
+    except InvalidMessage as exc:
+        reason = _printable(str(exc))
+        if reason == str(exc):
+            raise
+        raise InvalidMessage(reason) from None
+    except Exception as exc:  # a guarantee of the API: callers only ever see InvalidMessage
+        raise InvalidMessage(f"event cannot be validated ({type(exc).__name__})") from None
+
+
+def _parse_event(raw: Any, *, decoded: bool = False) -> SendEvent:
+    if not isinstance(raw, dict):
+        raise InvalidMessage("an event must be a JSON object")
+    if isinstance(raw.get("sent_at"), datetime):
+        raw = {**raw, "sent_at": format_utc(raw["sent_at"])}
+    if not decoded:
+        _check_json_values(raw)
     kind = raw.get("event")
-    if kind not in ("sent", "send_failed"):
+    if not isinstance(kind, str) or kind not in ("sent", "send_failed"):
         raise InvalidMessage("event must be sent or send_failed")
+    if not _schema_version_ok(raw):
+        raise InvalidMessage(f"schema_version must be {SCHEMA_VERSION} when given")
     try:
         if raw.get("message_id") is None:
             raise ValueError("message_id is required")
@@ -566,12 +892,38 @@ def parse_event(raw: dict[str, Any]) -> SendEvent:
         return SendEvent("send_failed", project_id, message_id, reason=reason or "send_failed")
     if raw.get("sent_at") is None:
         raise InvalidMessage("sent_at is required on a sent event")
-    try:
-        sent_at = parse_sent_at(raw.get("sent_at"))
-    except ValueError as exc:
-        raise InvalidMessage(str(exc)) from None
+    sent_at = parse_sent_at(raw.get("sent_at"))
     provider = raw.get("provider")
-    if provider is not None and not isinstance(provider, dict):
-        raise InvalidMessage("provider must be an object")
+    if provider is not None:
+        if not isinstance(provider, dict):
+            raise InvalidMessage("provider must be an object")
+        try:
+            Provider.model_validate(provider)
+        except ValidationError as exc:
+            raise InvalidMessage(_reason(exc, "provider")) from None
     return SendEvent("sent", project_id, message_id, sent_at=sent_at,
                      sent_at_text=raw["sent_at"], provider=provider)
+
+
+def parse_line(text: str) -> Message | SendEvent | InvalidMessage:
+    """One JSON Lines line as a message, an event, or the reason it is rejected; never raises.
+
+    The caller skips only lines that are exactly empty once the line ending (`\\r\\n`) is
+    removed; a line of other whitespace (spaces, tabs, form feed, NBSP, U+2028 ...) is rejected
+    here, since silently dropping it could hide a damaged record.
+    """
+    try:
+        if not text.strip():
+            return InvalidMessage("blank line (whitespace only)")
+        raw = decode_json(text)
+        if isinstance(raw, dict) and "event" in raw:
+            return _parse_event(raw, decoded=True)
+        if isinstance(raw, str):
+            return InvalidMessage("a message must be a JSON object, not a string holding JSON"
+                                  " (was it encoded twice?)")
+        return _parse_message(raw, decoded=True)
+    except InvalidMessage as exc:
+        reason = _printable(str(exc))
+        return exc if reason == str(exc) else InvalidMessage(reason)
+    except Exception as exc:  # never raise: one bad line must not stop the others
+        return InvalidMessage(f"line cannot be validated ({type(exc).__name__})")
