@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .states import ErrorClass
+
 
 class SmError(Exception):
     """Base class for every error `sm` reports to a user."""
@@ -33,26 +35,27 @@ class ConfigError(SmError):
 class DestinationError(SmError):
     """A destination call failed; `retry_class` says how the archiver treats it.
 
-    `retry_class` is one of the names in `stored_messages_cli.retry` (`rate_limited`,
-    `unreachable`) or `conflict` for a create-only write that met different bytes.
+    The destination sets it where it wraps the SDK error (`retry.classify`): `rate_limited`,
+    `unreachable`, or `conflict` for a create-only write that met different bytes. Left out,
+    it is `unreachable`, SPEC 5's class for every error not classified otherwise.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        retry_class: str = "unreachable",
+        retry_class: ErrorClass = ErrorClass.UNREACHABLE,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
-        self.retry_class = retry_class
+        self.retry_class = ErrorClass(retry_class)
 
 
 class ObjectConflict(DestinationError):
     """The key already holds an object with another `sm-payload-sha256`."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, retry_class="conflict")
+        super().__init__(message, retry_class=ErrorClass.CONFLICT)
 
 
 class ObjectNotFound(SmError):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-RATE_LIMITED = "rate_limited"
-UNREACHABLE = "unreachable"
-CONFLICT = "conflict"
-RETRY_CLASSES: tuple[str, ...] = (RATE_LIMITED, UNREACHABLE)
+from .states import ErrorClass, RetryClass
+
+RATE_LIMITED = ErrorClass.RATE_LIMITED
+UNREACHABLE = ErrorClass.UNREACHABLE
+CONFLICT = ErrorClass.CONFLICT
+RETRY_CLASSES: tuple[RetryClass, ...] = tuple(RetryClass)
 
 # Service error codes that mean "slow down" (S3, AWS generally, Azure `ServerBusy`).
 THROTTLING_CODES = frozenset({
@@ -42,8 +44,8 @@ def error_facts(exc: BaseException) -> ErrorFacts:
     if isinstance(response, dict):  # botocore ClientError
         code = response.get("Error", {}).get("Code") or None
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    elif isinstance(getattr(response, "status_code", None), int):  # GCS upload InvalidResponse
-        status = response.status_code
+    elif isinstance(response_status := getattr(response, "status_code", None), int):
+        status = response_status  # GCS upload InvalidResponse
     for attr in ("status_code", "code"):  # azure HttpResponseError / google api_core
         value = getattr(exc, attr, None)
         if status is None and isinstance(value, int) and not isinstance(value, bool):
@@ -70,17 +72,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify(exc: BaseException) -> str:
-    """The retry class of an exception: `rate_limited`, `conflict` or `unreachable`.
+def classify(exc: BaseException) -> ErrorClass:
+    """The class of an SDK exception: `rate_limited` or `unreachable` (SPEC 5).
 
-    A backend's DestinationError may carry `rate_limited` or `conflict`. Otherwise any throttling
-    sign anywhere in the exception chain makes it `rate_limited`, and everything else is
+    Destinations call this once, where they wrap an SDK error in a DestinationError that
+    carries the class; the archiver reads it from there (`error_class`). Any throttling sign
+    anywhere in the exception chain makes it `rate_limited`, and everything else is
     `unreachable`: retried on the slow schedule until it expires where an operator sees it,
     never dropped.
     """
-    given = getattr(exc, "retry_class", None)
-    if given in (RATE_LIMITED, CONFLICT):
-        return given  # `unreachable` is also DestinationError's default: read the chain
     for link in _chain(exc):
         facts = error_facts(link)
         if facts.code in THROTTLING_CODES or facts.status == THROTTLING_STATUS:
@@ -89,6 +89,18 @@ def classify(exc: BaseException) -> str:
         if any(fragment in name for name in names for fragment in _THROTTLING_NAMES):
             return RATE_LIMITED
     return UNREACHABLE
+
+
+def error_class(exc: BaseException) -> ErrorClass:
+    """The class an upload failure carries: a destination's own, else classified here.
+
+    Destinations raise DestinationError with its class set at their boundary; anything else
+    reaching the archiver (a bug, an unwrapped OS error) is classified by the same rule.
+    """
+    given = getattr(exc, "retry_class", None)
+    if isinstance(given, ErrorClass):
+        return given
+    return classify(exc)
 
 
 def describe(exc: BaseException) -> str:

@@ -110,10 +110,10 @@ def test_events_confirm_and_fail_earlier_lines(cli, sm_home, make_message) -> No
     assert json.loads(result.stdout)["errors"] == [{
         "line": 5,
         "reason": "no message never-recorded of project 12345 was recorded before this event"}]
-    assert spool_rows(sm_home, "SELECT message_id, state, final_reason FROM messages"
-                               " ORDER BY id") == [
-        (pending["message_id"], "queued", None),
-        ("will-fail", "discarded", "send_failed: hard bounce"),
+    assert spool_rows(sm_home, "SELECT message_id, state, final_reason, last_error"
+                               " FROM messages ORDER BY id") == [
+        (pending["message_id"], "queued", None, None),
+        ("will-fail", "discarded", "send_failed", "hard bounce"),
     ]
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.spool import HEALTH_OK, HEALTH_UNREACHABLE, Spool
+from stored_messages_cli.spool import Spool
+from stored_messages_cli.states import HealthState
 from tests.support.fixtures.core import jsonl
 from tests.support.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, STALL
 
@@ -57,8 +58,8 @@ def test_403_outage_sends_one_probe_per_slot_and_parks_every_message(
         assert (row["state"], row["retry_reason"]) == ("retry_wait", "unreachable")
         assert row["next_attempt_at"] == t0 + SLOT
         assert row["first_failure_at"] == t0
-    health = spool.health(PROJECT)
-    assert (health.health, health.next_probe_at) == (HEALTH_UNREACHABLE, t0 + SLOT)
+    health = spool.health.get(PROJECT)
+    assert (health.health, health.next_probe_at) == (HealthState.UNREACHABLE, t0 + SLOT)
     assert "AccessDenied" in health.last_error
 
     for slot in range(1, 4):
@@ -90,7 +91,7 @@ def test_other_outages_also_mark_the_destination_unreachable(
     t0 = clock.now()
     archiver.run(once=True)
     assert faults.count() <= 2 * requests_per_probe
-    assert spool.health(PROJECT).health == HEALTH_UNREACHABLE
+    assert spool.health.get(PROJECT).health == HealthState.UNREACHABLE
     assert states(spool, ids) == {"retry_wait": 6}
     assert {spool.message_state(PROJECT, i)["retry_reason"] for i in ids} == {"unreachable"}
 
@@ -109,7 +110,7 @@ def test_credentials_are_resolved_afresh_before_each_probe(
     archiver = archiver_for(spool, proxied_s3(), clock)
     t0 = clock.now()
     archiver.run(once=True)
-    assert spool.health(PROJECT).health == HEALTH_UNREACHABLE
+    assert spool.health.get(PROJECT).health == HealthState.UNREACHABLE
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated-key")  # the operator rotates the key
     clock.set(t0 + SLOT)
@@ -119,7 +120,7 @@ def test_credentials_are_resolved_afresh_before_each_probe(
     assert faults.requests[before].access_key == "rotated-key"  # the probe
     assert {r.access_key for r in faults.requests[before:]} == {"rotated-key"}
     assert states(spool, ids) == {"stored": 5}
-    assert spool.health(PROJECT).health == HEALTH_OK
+    assert spool.health.get(PROJECT).health == HealthState.OK
 
 
 def test_a_successful_probe_makes_every_waiting_message_due_and_stores_it(
@@ -143,7 +144,7 @@ def test_a_successful_probe_makes_every_waiting_message_due_and_stores_it(
     listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="archive/")["Contents"]
     assert {item["Key"] for item in listed} == keys
     assert all(key.startswith("archive/email/12345/") for key in keys)
-    assert spool.health(PROJECT).health == HEALTH_OK
+    assert spool.health.get(PROJECT).health == HealthState.OK
     assert spool.status()["next_retry_at"] is None
 
 
@@ -166,7 +167,7 @@ def test_expiry_falls_exactly_on_each_messages_own_seven_day_boundary(
     report = archiver.run(once=True)  # a probe goes out, fails, nothing expires yet
     assert states(spool, early + late) == {"retry_wait": 5}
     assert report.expired == 0
-    assert spool.health(PROJECT).next_probe_at == t0 + WEEK  # slots stay on their grid
+    assert spool.health.get(PROJECT).next_probe_at == t0 + WEEK  # slots stay on their grid
 
     clock.set(t0 + WEEK)  # the boundary: the slot's probe fails, then `early` expires
     before = faults.count("PUT")
@@ -176,7 +177,8 @@ def test_expiry_falls_exactly_on_each_messages_own_seven_day_boundary(
     assert states(spool, early) == {"expired": 3}
     assert states(spool, late) == {"retry_wait": 2}
     reason = spool.message_state(PROJECT, early[0])["final_reason"]
-    assert reason.startswith("cannot be archived")
+    assert reason == "expired_unreachable"  # a code; the last error stays in last_error
+    assert "AccessDenied" in spool.message_state(PROJECT, early[0])["last_error"]
 
     clock.set(t0 + SLOT + WEEK - 0.001)
     archiver.run(once=True)
@@ -310,7 +312,7 @@ def test_a_running_archiver_honours_a_replay_made_elsewhere(
     archiver.run(once=True)
     faults.mode = PASS
     clock.advance(60)
-    assert len(spool.replay(project_id=PROJECT)) == 3  # what `sm replay` does to the spool
+    assert len(spool.queue.make_due(project_id=PROJECT)) == 3  # what `sm replay` does to the spool
 
     archiver.run(once=True)  # the same archiver, long before its own next slot
 

@@ -16,8 +16,16 @@ from botocore.config import Config
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.errors import DestinationError
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, RetryPolicy, classify
-from stored_messages_cli.spool import HEALTH_RATE_LIMITED, Spool
-from tests.support.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, SLOWDOWN, STALL
+from stored_messages_cli.spool import Spool
+from stored_messages_cli.states import HealthState
+from tests.support.fixtures.faults import (
+    ACCESS_DENIED,
+    NO_SUCH_BUCKET,
+    PASS,
+    RESET,
+    SLOWDOWN,
+    STALL,
+)
 
 PROJECT = "12345"
 DAY = 86400.0
@@ -156,7 +164,7 @@ def test_throttled_messages_back_off_per_message_and_never_expire(
         archiver.run(once=True)
         assert states(spool, ids) == {"retry_wait": 3}
     assert spool.status()["counts"]["expired"] == 0
-    assert spool.health(PROJECT).health == HEALTH_RATE_LIMITED
+    assert spool.health.get(PROJECT).health == HealthState.RATE_LIMITED
 
     faults.mode = PASS
     clock.advance(300)

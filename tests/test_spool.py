@@ -92,7 +92,7 @@ def test_send_failed_discards_and_drops_the_body(spool, make_message) -> None:
     assert spool.record_send_failure(12345, message["message_id"], reason="bounced") == "accepted"
     stored = row(spool, message["message_id"])
     assert (stored["state"], stored["payload"]) == ("discarded", None)
-    assert stored["final_reason"] == "send_failed: bounced"
+    assert (stored["final_reason"], stored["last_error"]) == ("send_failed", "bounced")
     assert spool.record_send_failure(12345, message["message_id"]) == "duplicate"
     with pytest.raises(MessageConflict, match="discarded \\(its send failed\\)"):
         spool.confirm_sent(12345, message["message_id"], sent_at="2026-11-27T17:00:00Z")
@@ -102,10 +102,10 @@ def test_never_confirmed_is_discarded_after_confirm_timeout(spool, make_message,
     message = awaiting(make_message)
     spool.record(message)
     clock.advance(DAY - 1)
-    assert spool.discard_unconfirmed(DAY) == 0
+    assert spool.intake.discard_unconfirmed(DAY) == 0
     assert row(spool, message["message_id"])["state"] == "awaiting_confirmation"
     clock.advance(1)
-    assert spool.discard_unconfirmed(DAY) == 1
+    assert spool.intake.discard_unconfirmed(DAY) == 1
     stored = row(spool, message["message_id"])
     assert (stored["state"], stored["final_reason"], stored["payload"]) == (
         "discarded", "never_confirmed", None)
@@ -212,14 +212,14 @@ def test_stored_drops_the_body_and_keeps_hash_key_and_index(
 def test_lapsed_lease_returns_to_queued_and_nothing_is_deleted_on_claim(
         spool, make_message, clock) -> None:
     spool.record(make_message())
-    claimed = spool.claim("other-host:1:abc", "12345", 10, lease_seconds=300)
+    claimed = spool.queue.claim("other-host:1:abc", "12345", 10, lease_seconds=300)
     assert [c.message_id for c in claimed] == [make_message()["message_id"]]
     assert row(spool, claimed[0].message_id)["state"] == "in_flight"
     assert row(spool, claimed[0].message_id)["payload"] == claimed[0].payload
     clock.advance(299)
-    assert spool.release_expired_leases() == 0
+    assert spool.queue.release_expired_leases() == 0
     clock.advance(1)
-    assert spool.release_expired_leases() == 1
+    assert spool.queue.release_expired_leases() == 1
     assert row(spool, claimed[0].message_id)["state"] == "queued"
 
 
@@ -227,22 +227,22 @@ def test_a_dead_local_owner_loses_its_lease_at_once(spool, make_message) -> None
     import socket
 
     spool.record(make_message())
-    spool.claim(f"{socket.gethostname()}:999999999:abc", "12345", 10, lease_seconds=300)
-    assert spool.release_expired_leases() == 1
+    spool.queue.claim(f"{socket.gethostname()}:999999999:abc", "12345", 10, lease_seconds=300)
+    assert spool.queue.release_expired_leases() == 1
 
 
 def test_a_failed_attempt_waits_in_retry_wait(spool, make_message, clock) -> None:
     spool.record(make_message())
-    claimed = spool.claim("me", "12345", 1, lease_seconds=60)[0]
-    spool.settle("me", [Retry(claimed.row_id, "rate_limited", clock.now() + 5, "SlowDown")])
+    claimed = spool.queue.claim("me", "12345", 1, lease_seconds=60)[0]
+    spool.queue.settle("me", [Retry(claimed.row_id, "rate_limited", clock.now() + 5, "SlowDown")])
     stored = row(spool, claimed.message_id)
     assert (stored["state"], stored["retry_reason"], stored["next_attempt_at"]) == (
         "retry_wait", "rate_limited", clock.now() + 5)
-    assert spool.claim("me", "12345", 1, lease_seconds=60) == []
+    assert spool.queue.claim("me", "12345", 1, lease_seconds=60) == []
     clock.advance(5)
-    again = spool.claim("me", "12345", 1, lease_seconds=60)
+    again = spool.queue.claim("me", "12345", 1, lease_seconds=60)
     assert [c.row_id for c in again] == [claimed.row_id]
-    spool.settle("me", [Stored(claimed.row_id, claimed.key, "file:///x/")])
+    spool.queue.settle("me", [Stored(claimed.row_id, claimed.key, "file:///x/")])
     assert row(spool, claimed.message_id)["state"] == "stored"
 
 
@@ -283,6 +283,7 @@ def test_other_bytes_under_the_key_fail_as_conflict_and_are_left_alone(
     archive(spool, tmp_path / "a", clock)
     stored = row(spool, message["message_id"])
     assert stored["state"] == "failed"
-    assert stored["final_reason"].startswith("conflict: ")
+    assert stored["final_reason"] == "conflict"
+    assert stored["last_error"].endswith("already exists with other content")
     assert stored["payload"] == parse_message(message).payload()  # kept for a replay
     assert gzip.decompress(squatter.read_bytes()) == b'{"someone":"else"}'

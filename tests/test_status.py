@@ -8,6 +8,7 @@ from pathlib import Path
 
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.spool import Retry, Spool
+from stored_messages_cli.states import RetryClass
 from tests.support.fixtures.core import jsonl
 
 STATES = ["awaiting_confirmation", "queued", "in_flight", "retry_wait", "stored", "expired",
@@ -54,8 +55,9 @@ def test_next_retry_is_rfc3339_utc(cli, sm_home: Path, make_message) -> None:
     clock = FakeClock(1_800_000_000.0)
     with Spool.open(clock=clock) as spool:
         spool.record(make_message())
-        claimed = spool.claim("me", "12345", 1, lease_seconds=60)[0]
-        spool.settle("me", [Retry(claimed.row_id, "rate_limited", 1_800_000_030.0, "SlowDown")])
+        claimed = spool.queue.claim("me", "12345", 1, lease_seconds=60)[0]
+        spool.queue.settle(
+            "me", [Retry(claimed.row_id, RetryClass.RATE_LIMITED, 1_800_000_030.0, "SlowDown")])
     doc = status(cli)
     assert doc["counts"]["retry_wait"] == 1
     assert doc["next_retry_at"] == "2027-01-15T08:00:30Z"
@@ -80,9 +82,9 @@ def test_recorded_health_of_the_current_destination_is_shown(cli, sm_home, tmp_p
     url = f"file://{tmp_path}/a/"
     cli("connect", url, "--project", "12345")
     with Spool.open() as spool:
-        spool.set_health("12345", url, "unreachable", next_probe_at=1_800_028_800.0,
+        spool.health.set("12345", url, "unreachable", next_probe_at=1_800_028_800.0,
                          last_error="ConnectionRefused")
-        spool.set_health("999", "s3://old-bucket/", "rate_limited")  # not connected any more
+        spool.health.set("999", "s3://old-bucket/", "rate_limited")  # not connected any more
     doc = status(cli)
     assert doc["destinations"] == [{
         "project_id": "12345", "url": url, "health": "unreachable",

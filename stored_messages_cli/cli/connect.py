@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
         if known:
             state.save_project(project, None)
             with state.open_spool() as spool:
-                spool.forget_health(project)
+                spool.health.forget(project)
         if state.output.json_mode:
             state.output.emit_json({"project_id": project, "removed": known})
         elif known:

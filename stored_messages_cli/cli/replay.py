@@ -10,7 +10,7 @@ import typer
 
 from ..archiver import Archiver, ProjectTarget
 from ..clock import to_rfc3339
-from ..spool import EXPIRED, FAILED, QUEUED, RETRY_WAIT, STORED
+from ..states import State
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
 from .run import policy_from, progress_for, stop_on_signals
@@ -21,18 +21,18 @@ FAILURES_SHOWN = 20
 def failure_reason(row: dict[str, Any]) -> str:
     """Why a replayed message is not stored: its retry reason or the kind of final state."""
     state = row["state"]
-    if state == RETRY_WAIT:
+    if state == State.RETRY_WAIT:
         return row["retry_reason"] or "unreachable"
-    if state == FAILED:
-        return (row["final_reason"] or "failed").split(":", 1)[0]
-    if state == QUEUED:
+    if state == State.FAILED:
+        return row["final_reason"] or "failed"
+    if state == State.QUEUED:
         return "not_attempted"  # stopped by a signal before its turn
     return state
 
 
 def replay_document(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """The `sm replay --json` document (see docs/retry.md)."""
-    failures = [row for row in outcomes if row["state"] != STORED]
+    failures = [row for row in outcomes if row["state"] != State.STORED]
     by_reason: dict[str, int] = {}
     for row in failures:
         reason = failure_reason(row)
@@ -45,7 +45,7 @@ def replay_document(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "failures": [
             {"project_id": row["project_id"], "message_id": row["message_id"],
              "state": row["state"], "reason": failure_reason(row),
-             "error": row["last_error"] if row["state"] != EXPIRED else row["final_reason"],
+             "error": row["last_error"],
              "next_attempt_at": to_rfc3339(row["next_attempt_at"])}
             for row in failures],
     }
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
             with stop_on_signals(stop), state.open_spool() as spool:
                 row_ids: list[int] = []
                 for pid in project_ids:
-                    row_ids += spool.replay(project_id=pid, message_id=message_id,
+                    row_ids += spool.queue.make_due(project_id=pid, message_id=message_id,
                                             include_expired=expired, include_failed=failed)
                 if row_ids:
                     progress, on_outcome = progress_for(out, "replaying", len(row_ids))
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
                                         on_outcome=on_outcome)
                     with progress or nullcontext():
                         archiver.run(once=True, row_ids=row_ids)
-                outcomes = spool.outcomes_of(row_ids)
+                outcomes = spool.report.outcomes_of(row_ids)
         finally:
             for target in targets:
                 target.destination.close()

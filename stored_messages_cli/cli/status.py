@@ -8,7 +8,7 @@ import typer
 
 from ..clock import to_rfc3339
 from ..config import project_urls
-from ..spool import HEALTH_UNKNOWN, STATES
+from ..states import STATES, HealthState
 from .common import command, state_of
 
 
@@ -16,11 +16,11 @@ def status_document(state: Any) -> dict[str, Any]:
     """The `sm status --json` document (SPEC 6)."""
     projects = project_urls(state.paths.config_file)
     with state.open_spool() as spool:
-        summary = spool.status()
-        health = spool.all_health()
-        recent = spool.rejected_lines(limit=20)
-        waiting = spool.projects_with_work()
-        final_reasons = spool.final_reasons()
+        summary = spool.report.status()
+        health = spool.health.all()
+        recent = spool.report.rejected_lines(limit=20)
+        waiting = spool.queue.projects_with_work()
+        final_reasons = spool.report.final_reasons()
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -28,7 +28,7 @@ def status_document(state: Any) -> dict[str, Any]:
         destinations.append({
             "project_id": project_id,
             "url": url,
-            "health": known.health if known and current else HEALTH_UNKNOWN,
+            "health": known.health if known and current else HealthState.UNKNOWN,
             "since": to_rfc3339(known.since) if known and current else None,
             "next_probe_at": to_rfc3339(known.next_probe_at) if known and current else None,
             "last_error": known.last_error if known and current else None,

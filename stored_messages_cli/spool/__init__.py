@@ -1,0 +1,149 @@
+"""The durable local spool: every message's state, its retry schedule and the archive index.
+
+`Spool` is the small public facade (docs/python-api.md). Behind it, one module per concern:
+
+- `db`: the connection, `BEGIN IMMEDIATE` transactions and numbered schema migrations;
+- `intake`: messages and send events in, discards (`spool.intake`);
+- `queue`: claim, release and settle under leases (`spool.queue`);
+- `health`: destination health rows and project-wide hold / wake / expire (`spool.health`);
+- `report`: read-only views for `sm status` (`spool.report`).
+
+A message accepted here survives a crash; it ends in exactly one final state (SPEC 4).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..states import FinalReason
+from .db import (
+    LATEST_VERSION,
+    Settled,
+    SettledHook,
+    SpoolDB,
+    SpoolVersionError,
+    immediate_transaction,
+)
+from .health import DestinationHealth, Health
+from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
+from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
+from .report import Report
+
+__all__ = [
+    "LATEST_VERSION", "ClaimedMessage", "DestinationHealth", "Failed", "Health", "IngestReport",
+    "Outcome", "Retry", "Settled", "SettledHook", "Spool", "SpoolVersionError", "Stored",
+    "immediate_transaction", "lease_owner_name",
+]
+
+
+class Spool:
+    """The SQLite spool. Use `Spool.open()` (config home) or `Spool.open(path)`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
+                 mediums_for: MediumsLookup | None = None) -> None:
+        self._db = SpoolDB(path, clock or SystemClock())
+        self.intake = Intake(self._db, mediums_for)
+        self.queue = Queue(self._db)
+        self.health = DestinationHealth(self._db)
+        self.report = Report(self._db)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, *,
+             home: str | os.PathLike[str] | None = None, clock: Clock | None = None) -> Spool:
+        """Open the spool of `home` (default `$SM_HOME` or the platform folders), or `path`.
+
+        The project's archived mediums are read from that home's `config.toml` so messages of
+        a medium the project does not archive are discarded at ingest.
+        """
+        from ..config import Paths
+
+        paths = Paths.resolve(home)
+        spool_path = Path(path) if path is not None else paths.spool_file
+        return cls(spool_path, clock=clock, mediums_for=ConfigMediums(paths.config_file))
+
+    # ----------------------------------------------------------------------- plumbing
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db.path
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every part of the spool reads."""
+        return self._db.clock
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The shared connection (hold `lock` while using it)."""
+        return self._db.conn
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock guarding `conn`; anything else using `conn` must hold it too."""
+        return self._db.lock
+
+    def on_settled(self, hook: SettledHook) -> None:
+        """Call `hook(conn, settled)` inside every transaction that settles messages.
+
+        `settled` lists the messages that reached `stored`, `failed` or `expired`; what the hook
+        writes through `conn` commits (or rolls back) with them.
+        """
+        self._db.settled_hooks.append(hook)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------- sender API
+
+    def record(self, message: Any) -> str:
+        """Record one rendered message; durable when this returns.
+
+        Returns `accepted`, `duplicate` or `discarded` (medium not archived). Raises
+        InvalidMessage for bad input and MessageConflict for the same id with other content.
+        """
+        return self.intake.record(message)
+
+    def record_many(self, messages: Iterable[Any]) -> list[str]:
+        """Record a batch in one transaction: all of it is durable, or none of it."""
+        return self.intake.record_many(messages)
+
+    def confirm_sent(self, project_id: str | int, message_id: str, *, sent_at: str | datetime,
+                     provider: dict[str, Any] | None = None) -> str:
+        """Mark a recorded message as accepted by the provider; it becomes due for upload."""
+        return self.intake.confirm_sent(project_id, message_id, sent_at=sent_at,
+                                        provider=provider)
+
+    def record_send_failure(self, project_id: str | int, message_id: str, *,
+                            reason: str = FinalReason.SEND_FAILED) -> str:
+        """Mark a recorded message as not sent; it is discarded and never archived."""
+        return self.intake.record_send_failure(project_id, message_id, reason=reason)
+
+    def ingest_lines(self, lines: Iterable[str | bytes], source: str = "-",
+                     progress: Callable[[int], None] | None = None) -> IngestReport:
+        """Read JSON Lines (messages and events); bad lines are kept with their reason."""
+        return self.intake.ingest_lines(lines, source, progress)
+
+    # ----------------------------------------------------------------------- reading
+
+    def status(self) -> dict[str, Any]:
+        """Counts per state and retry reason, oldest unarchived age, next retry, rejections."""
+        return self.report.status()
+
+    def message_state(self, project_id: str | int, message_id: str) -> dict[str, Any] | None:
+        """One message's row (without its body)."""
+        return self.report.message_state(project_id, message_id)

@@ -1,0 +1,278 @@
+"""The spool's database: connection, pragmas, transactions and numbered schema migrations.
+
+One SQLite file (WAL, `synchronous=FULL`), written only inside `BEGIN IMMEDIATE`
+transactions, so several sender processes and `sm run` can share it.
+
+The schema is a list of numbered, append-only steps; `PRAGMA user_version` holds the number of
+the last step applied. A spool at the latest version opens with one pragma read (fast
+`sm status`). Never edit a released step: add the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock
+from ..config import ensure_private_dir
+from ..errors import SmError
+from ..states import FinalReason, State
+
+# 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
+LEGACY_FINGERPRINT_FLOOR = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """One message that reached a final archive outcome (stored, expired or failed)."""
+
+    row_id: int
+    project_id: str
+    message_id: str
+    state: State
+    final_reason: str | None
+    at: float
+
+
+# A hook runs inside the settling transaction: what it writes commits with the outcome.
+SettledHook = Callable[[sqlite3.Connection, list[Settled]], None]
+
+
+class SpoolVersionError(SmError):
+    """The spool was written by a newer `sm` than this one."""
+
+
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
+                          ) -> Iterator[sqlite3.Connection]:
+    """One `BEGIN IMMEDIATE` transaction on `conn` under `lock` (one lock per connection).
+
+    Committed on success, rolled back on error; writers of other processes wait on the busy
+    timeout instead of failing with "database is locked".
+    """
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+class SpoolDB:
+    """The shared connection, its lock and the clock every part of the spool uses."""
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.settled_hooks: list[SettledHook] = []
+        ensure_private_dir(self.path.parent)
+        old_umask = os.umask(0o077)  # the db, -wal and -shm files are owner-only
+        try:
+            self.conn = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA busy_timeout=60000")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            migrate(self.conn, self.lock)
+        finally:
+            os.umask(old_umask)
+        for suffix in ("", "-wal", "-shm"):  # files made by an older umask are closed too
+            try:
+                os.chmod(f"{self.path}{suffix}", 0o600)
+            except OSError:
+                pass
+
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error."""
+        return immediate_transaction(self.conn, self.lock)
+
+    def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one query, as `sqlite3.Row`."""
+        with self.lock:
+            cursor = self.conn.execute(sql, tuple(params))
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def settled(self, conn: sqlite3.Connection, settled: list[Settled]) -> None:
+        """Run the `on_settled` hooks inside the transaction that settled these messages."""
+        if settled:
+            for hook in self.settled_hooks:
+                hook(conn, settled)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()
+
+
+# --------------------------------------------------------------------------- migrations
+
+_V1_LAYOUT = """
+CREATE TABLE IF NOT EXISTS "messages" (
+   "id" INTEGER PRIMARY KEY,
+   "project_id" TEXT NOT NULL,
+   "message_id" TEXT NOT NULL,
+   "medium" TEXT NOT NULL,
+   "message_type" TEXT NOT NULL,
+   "campaign_id" TEXT,
+   "recipient_hash" TEXT NOT NULL,
+   "sent_at" TEXT,
+   "key" TEXT NOT NULL,
+   "state" TEXT NOT NULL,
+   "payload" BLOB,
+   "content_sha256" TEXT NOT NULL,
+   "payload_sha256" TEXT,
+   "created_at" REAL NOT NULL,
+   "confirmed_at" REAL,
+   "updated_at" REAL,
+   "attempts" INTEGER DEFAULT 0,
+   "first_failure_at" REAL,
+   "next_attempt_at" REAL,
+   "retry_reason" TEXT,
+   "last_error" TEXT,
+   "lease_owner" TEXT,
+   "lease_expires_at" REAL,
+   "final_reason" TEXT,
+   "stored_at" REAL,
+   "stored_key" TEXT,
+   "destination_url" TEXT,
+   "version_id" TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS "idx_messages_project_id_message_id"
+    ON "messages" ("project_id", "message_id");
+CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_next_attempt_at"
+    ON "messages" ("state", "project_id", "next_attempt_at");
+CREATE TABLE IF NOT EXISTS "rejected" (
+   "id" INTEGER PRIMARY KEY,
+   "source" TEXT,
+   "line" INTEGER,
+   "reason" TEXT,
+   "raw" TEXT,
+   "rejected_at" REAL
+);
+CREATE TABLE IF NOT EXISTS "destination_health" (
+   "project_id" TEXT PRIMARY KEY,
+   "url" TEXT,
+   "health" TEXT,
+   "since" REAL,
+   "next_probe_at" REAL,
+   "last_error" TEXT,
+   "updated_at" REAL
+);
+CREATE TABLE IF NOT EXISTS "archive_index" (
+   "project_id" TEXT,
+   "message_id" TEXT,
+   "medium" TEXT,
+   "message_type" TEXT,
+   "campaign_id" TEXT,
+   "recipient_hash" TEXT,
+   "sent_at" TEXT,
+   "key" TEXT,
+   "payload_sha256" TEXT,
+   "version_id" TEXT,
+   "destination_url" TEXT,
+   "stored_at" REAL,
+   PRIMARY KEY ("project_id", "message_id")
+);
+CREATE INDEX IF NOT EXISTS "idx_archive_index_recipient_hash_sent_at"
+    ON "archive_index" ("recipient_hash", "sent_at");
+CREATE INDEX IF NOT EXISTS "idx_archive_index_message_id"
+    ON "archive_index" ("message_id");
+CREATE INDEX IF NOT EXISTS "idx_archive_index_campaign_id_sent_at"
+    ON "archive_index" ("campaign_id", "sent_at");
+CREATE INDEX IF NOT EXISTS "idx_archive_index_sent_at"
+    ON "archive_index" ("sent_at");
+"""
+
+
+def _v1_layout(conn: sqlite3.Connection) -> None:
+    """The layout 0.1.0 created (its tables exactly, so an upgraded spool equals a fresh one)."""
+    for statement in _V1_LAYOUT.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v2_reason_codes(conn: sqlite3.Connection) -> None:
+    """`final_reason` holds a code; the prose it held moves to `last_error` (SPEC 8)."""
+    conn.execute(
+        "UPDATE messages SET final_reason = ?,"
+        " last_error = COALESCE(last_error, final_reason) WHERE state = ?"
+        " AND final_reason IS NOT NULL AND final_reason NOT IN (SELECT value FROM json_each(?))",
+        (FinalReason.EXPIRED_UNREACHABLE, State.EXPIRED, _codes()))
+    conn.execute(
+        "UPDATE messages SET final_reason = ?,"
+        " last_error = COALESCE(last_error, SUBSTR(final_reason, 11)) WHERE state = ?"
+        " AND final_reason NOT IN (SELECT value FROM json_each(?))",
+        (FinalReason.CONFLICT, State.FAILED, _codes()))
+    conn.execute(
+        "UPDATE messages SET final_reason = ?, last_error = SUBSTR(final_reason, ?)"
+        " WHERE state = ? AND final_reason LIKE ?",
+        (FinalReason.SEND_FAILED, len(FinalReason.SEND_FAILED) + 3, State.DISCARDED,
+         f"{FinalReason.SEND_FAILED}: %"))
+
+
+def _codes() -> str:
+    return "[" + ",".join(f'"{code}"' for code in FinalReason) + "]"
+
+
+def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
+    """Claims read queued rows of a project in id order through an index (no table scan)."""
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
+                 ' ON "messages" ("state", "project_id", "id")')
+
+
+# Append-only. Each step must be safe to run again on a spool it already changed (0.1.0,
+# opening a newer spool, would reset user_version to its fingerprint).
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("the 0.1.0 layout", _v1_layout),
+    ("final reason codes", _v2_reason_codes),
+    ("claim index", _v2_claim_indexes),
+)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
+def _applied(conn: sqlite3.Connection) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > LATEST_VERSION:
+        if version >= LEGACY_FINGERPRINT_FLOOR and _has_table(conn, "messages"):
+            return 1  # a 0.1.0 spool: its layout is step 1
+        raise SpoolVersionError(
+            f"this spool has schema version {version}; this sm knows up to {LATEST_VERSION}",
+            hint="upgrade sm (pip install -U stored-messages-cli)")
+    return version
+
+
+def migrate(conn: sqlite3.Connection, lock: threading.RLock) -> int:
+    """Bring the schema to `LATEST_VERSION`; returns how many steps ran."""
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == LATEST_VERSION:
+        return 0
+    with immediate_transaction(conn, lock):
+        applied = _applied(conn)  # re-read under the write lock: another process may have won
+        for number in range(applied + 1, LATEST_VERSION + 1):
+            MIGRATIONS[number - 1][1](conn)
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+    return LATEST_VERSION - applied
+
+
+def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """Every table and index with its SQL (normalised), for comparing two spools."""
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+                        " ORDER BY type, name").fetchall()
+    return [(kind, name, " ".join(sql.replace("IF NOT EXISTS ", "").split()))
+            for kind, name, sql in rows]

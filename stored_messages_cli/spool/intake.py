@@ -1,0 +1,347 @@
+"""Intake: recording rendered messages and their send confirmations (SPEC 2, 4).
+
+The first state machine of the spool:
+`awaiting_confirmation` → `queued` (a `sent` event or a message with `sent_at`), or →
+`discarded` (`send_failed`, never confirmed within `confirm_timeout`, medium not archived).
+Rejected input lines are kept with their line number and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidMessage, MessageConflict, UnknownMessage
+from ..model import (
+    Message,
+    SendEvent,
+    format_utc,
+    parse_event,
+    parse_message,
+    parse_sent_at,
+    payload_bytes,
+    sha256_hex,
+)
+from ..states import FinalReason, IngestOutcome, State
+from .db import SpoolDB
+
+INGEST_BATCH = 500
+
+MediumsLookup = Callable[[str], list[str] | None]
+MediumsCache = dict[str, list[str] | None]
+
+
+@dataclass
+class IngestReport:
+    """Summary of one ingest: counts and the line-numbered rejections."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    discarded: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `sm ingest --json` document."""
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": self.rejected,
+            "discarded": self.discarded,
+            "errors": self.errors,
+        }
+
+
+class Intake:
+    """Messages and send events in; discards of what will never be archived."""
+
+    def __init__(self, db: SpoolDB, mediums_for: MediumsLookup | None = None) -> None:
+        self.db = db
+        self._mediums_for = mediums_for
+
+    # ----------------------------------------------------------------------- sender API
+
+    def record(self, message: Any) -> str:
+        """Record one rendered message; durable when this returns (see `Spool.record`)."""
+        parsed = parse_message(message)
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            return self._apply_message(conn, parsed, now)
+
+    def record_many(self, messages: Iterable[Any]) -> list[str]:
+        """Record a batch in one transaction: all of it is durable, or none of it."""
+        parsed: list[Message] = []
+        for index, message in enumerate(messages):
+            try:
+                parsed.append(parse_message(message))
+            except InvalidMessage as exc:
+                raise InvalidMessage(f"message {index}: {exc}") from None
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            mediums: MediumsCache = {}
+            return [self._apply_message(conn, item, now, mediums) for item in parsed]
+
+    def confirm_sent(self, project_id: str | int, message_id: str, *,
+                     sent_at: str | datetime, provider: dict[str, Any] | None = None) -> str:
+        """Mark a recorded message as accepted by the provider; it becomes due for upload."""
+        text = format_utc(sent_at) if isinstance(sent_at, datetime) else sent_at
+        event = parse_event({"event": "sent", "project_id": project_id,
+                             "message_id": message_id, "sent_at": text, "provider": provider})
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            return self._apply_event(conn, event, now)
+
+    def record_send_failure(self, project_id: str | int, message_id: str, *,
+                            reason: str = FinalReason.SEND_FAILED) -> str:
+        """Mark a recorded message as not sent; it is discarded and never archived."""
+        event = parse_event({"event": "send_failed", "project_id": project_id,
+                             "message_id": message_id, "reason": reason})
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            return self._apply_event(conn, event, now)
+
+    # ----------------------------------------------------------------------- ingest
+
+    def ingest_lines(self, lines: Iterable[str | bytes], source: str = "-",
+                     progress: Callable[[int], None] | None = None) -> IngestReport:
+        """Read JSON Lines (messages and events); bad lines are kept with their reason.
+
+        Good lines beside a bad one still go in. Lines are committed in batches.
+        """
+        report = IngestReport()
+        batch: list[tuple[int, str, Message | SendEvent | InvalidMessage]] = []
+        for number, raw in enumerate(lines, start=1):
+            if isinstance(raw, bytes):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    # Kept readable for the operator; never accepted with replaced characters.
+                    text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+                    batch.append((number, text, InvalidMessage(
+                        f"not valid UTF-8 (bad byte at column {exc.start + 1})")))
+                    continue
+            else:
+                text = raw
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                continue
+            batch.append((number, text, _parse_line(text)))
+            if len(batch) >= INGEST_BATCH:
+                self._ingest_batch(batch, source, report)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            self._ingest_batch(batch, source, report)
+            if progress:
+                progress(len(batch))
+        return report
+
+    def _ingest_batch(self, batch: list[tuple[int, str, Any]], source: str,
+                      report: IngestReport) -> None:
+        now = self.db.clock.now()
+        mediums: MediumsCache = {}
+        with self.db.write() as conn:
+            for number, text, item in batch:
+                try:
+                    if isinstance(item, InvalidMessage):
+                        raise item
+                    if isinstance(item, SendEvent):
+                        outcome = self._apply_event(conn, item, now)
+                    else:
+                        outcome = self._apply_message(conn, item, now, mediums)
+                except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
+                    reason = str(exc)
+                    if isinstance(exc, MessageConflict):
+                        reason = f"conflict: {reason}"
+                    conn.execute(
+                        "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
+                    report.rejected += 1
+                    report.errors.append({"line": number, "reason": reason})
+                    continue
+                if outcome == IngestOutcome.DUPLICATE:
+                    report.duplicate += 1
+                else:
+                    report.accepted += 1
+                    if outcome == IngestOutcome.DISCARDED:
+                        report.discarded += 1
+
+    # ----------------------------------------------------------------------- transitions
+
+    def _archived(self, project_id: str, medium: str, mediums: MediumsCache | None = None
+                  ) -> bool:
+        """True unless the project's destination leaves out this medium.
+
+        `mediums` caches the lookups of one transaction (the config is read at most once).
+        """
+        if self._mediums_for is None:
+            return True
+        if mediums is None:
+            archived = self._mediums_for(project_id)
+        else:
+            if project_id not in mediums:
+                mediums[project_id] = self._mediums_for(project_id)
+            archived = mediums[project_id]
+        return archived is None or medium in archived
+
+    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
+                       mediums: MediumsCache | None = None) -> str:
+        content_sha = msg.content_sha256()
+        payload = msg.payload()
+        state: State
+        final_reason: FinalReason | None = None
+        payload_blob: bytes | None = payload
+        if not self._archived(msg.project_id, msg.medium, mediums):
+            state, final_reason, payload_blob = (State.DISCARDED, FinalReason.MEDIUM_NOT_ARCHIVED,
+                                                 None)
+        elif msg.confirmed:
+            state = State.QUEUED
+        else:
+            state = State.AWAITING_CONFIRMATION
+        # Insert first and look only on a clash: the common case is one statement.
+        inserted = conn.execute(
+            "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
+            " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
+            " created_at, confirmed_at, updated_at, final_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (project_id, message_id) DO NOTHING",
+            (msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
+             msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
+             state, payload_blob, content_sha, sha256_hex(payload) if msg.confirmed else None,
+             now, now if msg.confirmed else None, now, final_reason),
+        ).rowcount
+        if inserted:
+            return IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED
+        existing = conn.execute(
+            "SELECT id, state, content_sha256, payload_sha256, final_reason FROM messages"
+            " WHERE project_id = ? AND message_id = ?", (msg.project_id, msg.message_id),
+        ).fetchone()
+        row_id, known_state, known_content_sha, known_payload_sha, known_reason = existing
+        name = f"message {msg.message_id} of project {msg.project_id}"
+        if known_content_sha != content_sha:
+            raise MessageConflict(f"{name} was recorded before with other content;"
+                                  " the first copy is kept")
+        if not msg.confirmed or known_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
+            return IngestOutcome.DUPLICATE  # the same rendered message again, or not archived
+        if known_state == State.AWAITING_CONFIRMATION:
+            self._confirm_row(conn, row_id, msg.document, now)
+            return IngestOutcome.ACCEPTED
+        if known_state == State.DISCARDED:
+            raise MessageConflict(f"{name} was discarded ({_discard_words(known_reason)});"
+                                  " it cannot be confirmed now")
+        if known_payload_sha == sha256_hex(payload):
+            return IngestOutcome.DUPLICATE
+        raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
+                              " the first copy is kept")
+
+    def _confirm_row(self, conn: sqlite3.Connection, row_id: int, document: dict[str, Any],
+                     now: float) -> None:
+        payload = payload_bytes(document)
+        conn.execute(
+            "UPDATE messages SET state = ?, payload = ?, payload_sha256 = ?, sent_at = ?,"
+            " confirmed_at = ?, updated_at = ? WHERE id = ?",
+            (State.QUEUED, payload, sha256_hex(payload),
+             format_utc(parse_sent_at(document["sent_at"])), now, now, row_id),
+        )
+
+    def _apply_event(self, conn: sqlite3.Connection, event: SendEvent, now: float) -> str:
+        row = conn.execute(
+            "SELECT id, state, payload, sent_at, final_reason FROM messages"
+            " WHERE project_id = ? AND message_id = ?", (event.project_id, event.message_id),
+        ).fetchone()
+        name = f"message {event.message_id} of project {event.project_id}"
+        if row is None:
+            raise UnknownMessage(f"no {name} was recorded before this event")
+        row_id, state, payload, known_sent_at, final_reason = row
+        if final_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
+            return IngestOutcome.DUPLICATE
+        if event.event == "send_failed":
+            if state == State.AWAITING_CONFIRMATION:
+                conn.execute(
+                    "UPDATE messages SET state = ?, payload = NULL, final_reason = ?,"
+                    " last_error = ?, updated_at = ? WHERE id = ?",
+                    (State.DISCARDED, FinalReason.SEND_FAILED, (event.reason or "")[:500] or None,
+                     now, row_id))
+                return IngestOutcome.ACCEPTED
+            if state == State.DISCARDED:
+                return IngestOutcome.DUPLICATE
+            raise MessageConflict(f"{name} was already confirmed as sent; a send failure"
+                                  " cannot follow a confirmation")
+        # event == "sent"
+        if state == State.AWAITING_CONFIRMATION:
+            document = json.loads(payload)
+            document.pop("schema_version", None)
+            document["sent_at"] = event.sent_at_text
+            if event.provider is not None:
+                document["provider"] = event.provider
+            self._confirm_row(conn, row_id, document, now)
+            return IngestOutcome.ACCEPTED
+        if state == State.DISCARDED:
+            raise MessageConflict(f"{name} was discarded ({_discard_words(final_reason)});"
+                                  " it cannot be confirmed now")
+        if event.sent_at and known_sent_at == format_utc(event.sent_at):
+            return IngestOutcome.DUPLICATE
+        raise MessageConflict(f"{name} was already confirmed with another sent_at;"
+                              " the first confirmation is kept")
+
+    def discard_unconfirmed(self, confirm_timeout: float) -> int:
+        """Discard messages still awaiting confirmation after `confirm_timeout` seconds."""
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            return conn.execute(
+                "UPDATE messages SET state = ?, payload = NULL, final_reason = ?, updated_at = ?"
+                " WHERE state = ? AND created_at <= ?",
+                (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now, State.AWAITING_CONFIRMATION,
+                 now - confirm_timeout),
+            ).rowcount
+
+
+def _discard_words(final_reason: str | None) -> str:
+    """A discard reason as words for an error line."""
+    if final_reason == FinalReason.NEVER_CONFIRMED:
+        return "never confirmed within confirm_timeout"
+    if final_reason == FinalReason.SEND_FAILED:
+        return "its send failed"
+    return final_reason or "discarded"
+
+
+def _parse_line(text: str) -> Message | SendEvent | InvalidMessage:
+    """One JSON Lines line as a message, an event, or the reason it is rejected."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        return InvalidMessage(f"not valid JSON ({exc.args[0].split(':')[0]})")
+    try:
+        if isinstance(raw, dict) and "event" in raw:
+            return parse_event(raw)
+        return parse_message(raw)
+    except InvalidMessage as exc:
+        return exc
+
+
+class ConfigMediums:
+    """Looks up a project's archived mediums in config.toml, re-reading it when it changes."""
+
+    def __init__(self, config_file: Path) -> None:
+        self.config_file = config_file
+        self._stamp: float | None = None
+        self._projects: dict[str, list[str]] = {}
+
+    def __call__(self, project_id: str) -> list[str] | None:
+        try:
+            stamp = self.config_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if stamp != self._stamp:
+            from ..config import load_settings
+
+            settings = load_settings(self.config_file)
+            self._projects = {pid: dest.mediums for pid, dest in settings.projects.items()}
+            self._stamp = stamp
+        return self._projects.get(project_id)

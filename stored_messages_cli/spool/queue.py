@@ -1,0 +1,296 @@
+"""The lease queue: claim due messages, release them, settle the outcome of an attempt.
+
+The second state machine of the spool:
+`queued` / due `retry_wait` → `in_flight` (claim, under a lease) → `stored` | `retry_wait` |
+`failed` (settle), or back where it waited (release, a lapsed lease, a dead local owner).
+`make_due` (what `sm replay` does) brings waiting and, on request, final messages forward.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..states import FinalReason, RetryClass, State
+from .db import Settled, SpoolDB
+
+
+@dataclass(slots=True)
+class ClaimedMessage:
+    """A message leased to one worker for one upload attempt."""
+
+    row_id: int
+    project_id: str
+    message_id: str
+    key: str  # relative to the destination prefix
+    payload: bytes
+    payload_sha256: str
+    attempts: int
+    first_failure_at: float | None
+    retry_reason: str | None
+
+
+@dataclass(slots=True)
+class Stored:
+    """Outcome: the object is in the bucket and verified."""
+
+    row_id: int
+    key: str  # the full key, prefix included
+    destination_url: str
+    version_id: str | None = None
+
+
+@dataclass(slots=True)
+class Retry:
+    """Outcome: the attempt failed and the message waits until `next_attempt_at`."""
+
+    row_id: int
+    reason: RetryClass
+    next_attempt_at: float
+    error: str
+
+
+@dataclass(slots=True)
+class Failed:
+    """Outcome: a permanent problem an operator must see (e.g. a conflict)."""
+
+    row_id: int
+    reason: FinalReason
+    error: str
+
+
+Outcome = Stored | Retry | Failed
+
+_CLAIM_COLUMNS = ("id, project_id, message_id, key, payload, payload_sha256, attempts,"
+                  " first_failure_at, retry_reason")
+_RELEASE_SET = (
+    f"state = CASE WHEN next_attempt_at IS NULL THEN '{State.QUEUED}'"
+    f" ELSE '{State.RETRY_WAIT}' END,"
+    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+)
+
+
+def lease_owner_name() -> str:
+    """A name for this process's leases: host, pid and a start stamp."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _owner_is_dead(owner: str, host: str) -> bool:
+    """True when `owner` names a process on this host that no longer runs."""
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Queue:
+    """Leases, releases and settles messages of the `messages` table."""
+
+    def __init__(self, db: SpoolDB) -> None:
+        self.db = db
+
+    def claim(self, owner: str, project_id: str, limit: int, *, lease_seconds: float,
+              due_by: float | None = None, max_row_id: int | None = None
+              ) -> list[ClaimedMessage]:
+        """Lease up to `limit` due messages of one project to `owner`, oldest first.
+
+        Due means `queued`, or `retry_wait` with `next_attempt_at <= due_by` (default now).
+        Each kind is read through its own index (queued by id, waiting by due time), so the
+        cost does not grow with the backlog or the archived history.
+        """
+        now = self.db.clock.now()
+        due_by = now if due_by is None else due_by
+        below = " AND id <= ?" if max_row_id is not None else ""
+        extra: tuple[Any, ...] = (max_row_id,) if max_row_id is not None else ()
+        with self.db.write() as conn:
+            queued = conn.execute(
+                f"SELECT id FROM messages WHERE state = ? AND project_id = ?{below}"
+                " ORDER BY id LIMIT ?", (State.QUEUED, project_id, *extra, limit)).fetchall()
+            waiting = conn.execute(
+                "SELECT id FROM messages WHERE state = ? AND project_id = ?"
+                f" AND next_attempt_at <= ?{below} ORDER BY next_attempt_at LIMIT ?",
+                (State.RETRY_WAIT, project_id, due_by, *extra, limit)).fetchall()
+            ids = sorted(r[0] for r in queued + waiting)[:limit]
+            return self._lease(conn, ids, owner, now + lease_seconds, now)
+
+    def claim_among(self, owner: str, project_id: str, row_ids: Iterable[int], limit: int, *,
+                    lease_seconds: float, due_by: float | None = None
+                    ) -> list[ClaimedMessage]:
+        """Like `claim`, but only among `row_ids` (the messages `sm replay` made due)."""
+        now = self.db.clock.now()
+        due_by = now if due_by is None else due_by
+        wanted = json.dumps(sorted(set(row_ids)))
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT id FROM messages"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND project_id = ?"
+                " AND (state = ? OR (state = ? AND next_attempt_at <= ?))"
+                " ORDER BY id LIMIT ?",
+                (wanted, project_id, State.QUEUED, State.RETRY_WAIT, due_by, limit)).fetchall()
+            return self._lease(conn, [r[0] for r in rows], owner, now + lease_seconds, now)
+
+    @staticmethod
+    def _lease(conn: sqlite3.Connection, ids: list[int], owner: str, until: float, now: float
+               ) -> list[ClaimedMessage]:
+        """Mark `ids` in flight for `owner` and read their payloads (only the winners')."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        conn.execute(
+            f"UPDATE messages SET state = ?, lease_owner = ?, lease_expires_at = ?,"
+            f" updated_at = ? WHERE id IN ({marks})", (State.IN_FLIGHT, owner, until, now, *ids))
+        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM messages WHERE id IN ({marks})"
+                            " ORDER BY id", ids).fetchall()
+        return [ClaimedMessage(*r) for r in rows]
+
+    def release(self, owner: str, row_ids: Iterable[int] | None = None) -> int:
+        """Give leased messages back (shutdown): they return to where they were waiting."""
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            if row_ids is None:
+                return conn.execute(
+                    f"UPDATE messages SET {_RELEASE_SET} WHERE state = ? AND lease_owner = ?",
+                    (now, State.IN_FLIGHT, owner)).rowcount
+            count = 0
+            for row_id in row_ids:
+                count += conn.execute(
+                    f"UPDATE messages SET {_RELEASE_SET} WHERE id = ? AND state = ?"
+                    " AND lease_owner = ?", (now, row_id, State.IN_FLIGHT, owner)).rowcount
+            return count
+
+    def release_expired_leases(self) -> int:
+        """Return messages whose lease ran out, or whose local owner died, to the queue."""
+        now = self.db.clock.now()
+        host = socket.gethostname()
+        owners = [r[0] for r in self.db.read(
+            "SELECT DISTINCT lease_owner FROM messages WHERE state = ?", (State.IN_FLIGHT,))]
+        dead = [o for o in owners if o and _owner_is_dead(o, host)]
+        with self.db.write() as conn:
+            count = conn.execute(
+                f"UPDATE messages SET {_RELEASE_SET} WHERE state = ? AND lease_expires_at <= ?",
+                (now, State.IN_FLIGHT, now)).rowcount
+            for owner in dead:
+                count += conn.execute(
+                    f"UPDATE messages SET {_RELEASE_SET} WHERE state = ? AND lease_owner = ?",
+                    (now, State.IN_FLIGHT, owner)).rowcount
+        return count
+
+    def settle(self, owner: str, outcomes: Iterable[Outcome]) -> list[Settled]:
+        """Record the outcomes of finished attempts, all in one transaction.
+
+        Returns the messages that reached a final outcome; the `on_settled` hooks see them
+        inside the same transaction.
+        """
+        now = self.db.clock.now()
+        settled: list[Settled] = []
+        with self.db.write() as conn:
+            for outcome in outcomes:
+                if isinstance(outcome, Stored):
+                    settled += self._settle_stored(conn, outcome, now)
+                elif isinstance(outcome, Retry):
+                    # Unreachable streaks keep their first failure; rate limiting never expires.
+                    conn.execute(
+                        "UPDATE messages SET state = ?, attempts = attempts + 1,"
+                        " first_failure_at = CASE WHEN ? = ?"
+                        "   THEN COALESCE(first_failure_at, ?) ELSE NULL END,"
+                        " next_attempt_at = ?, retry_reason = ?, last_error = ?,"
+                        " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                        " WHERE id = ? AND state = ? AND lease_owner = ?",
+                        (State.RETRY_WAIT, outcome.reason, RetryClass.UNREACHABLE, now,
+                         outcome.next_attempt_at, outcome.reason, outcome.error[:500], now,
+                         outcome.row_id, State.IN_FLIGHT, owner))
+                else:
+                    settled += [Settled(row[0], row[1], row[2], State.FAILED, outcome.reason, now)
+                                for row in conn.execute(
+                        "UPDATE messages SET state = ?, attempts = attempts + 1,"
+                        " final_reason = ?, last_error = ?, next_attempt_at = NULL,"
+                        " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                        " WHERE id = ? AND state = ? AND lease_owner = ?"
+                        " RETURNING id, project_id, message_id",
+                        (State.FAILED, outcome.reason, outcome.error[:500], now,
+                         outcome.row_id, State.IN_FLIGHT, owner)).fetchall()]
+            self.db.settled(conn, settled)
+        return settled
+
+    @staticmethod
+    def _settle_stored(conn: sqlite3.Connection, outcome: Stored, now: float) -> list[Settled]:
+        # A verified object is stored whoever holds the lease now; the body leaves the spool.
+        rows = conn.execute(
+            "UPDATE messages SET state = ?, payload = NULL, attempts = attempts + 1,"
+            " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
+            " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
+            " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state != ?"
+            " RETURNING id, project_id, message_id",
+            (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id, now,
+             outcome.row_id, State.STORED)).fetchall()
+        if rows:
+            conn.execute(
+                "INSERT OR REPLACE INTO archive_index (project_id, message_id, medium,"
+                " message_type, campaign_id, recipient_hash, sent_at, key, payload_sha256,"
+                " version_id, destination_url, stored_at)"
+                " SELECT project_id, message_id, medium, message_type, campaign_id,"
+                " recipient_hash, sent_at, stored_key, payload_sha256, version_id,"
+                " destination_url, stored_at FROM messages WHERE id = ?", (outcome.row_id,))
+        return [Settled(r[0], r[1], r[2], State.STORED, None, now) for r in rows]
+
+    def make_due(self, *, project_id: str | None = None, message_id: str | None = None,
+                 include_expired: bool = False, include_failed: bool = False) -> list[int]:
+        """Make matching waiting (and optionally expired/failed) messages due now.
+
+        Replayed expired/failed messages start a fresh retry window. Returns their row ids.
+        """
+        now = self.db.clock.now()
+        states = [State.RETRY_WAIT] + ([State.EXPIRED] if include_expired else []) + (
+            [State.FAILED] if include_failed else [])
+        where = [f"state IN ({','.join('?' * len(states))})"]
+        params: list[Any] = list(states)
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if message_id is not None:
+            where.append("message_id = ?")
+            params.append(message_id)
+        # Expired/failed rows keep their payload (only stored/discarded drop it) so replay works.
+        where.append("payload IS NOT NULL")
+        clause = " AND ".join(where)
+        with self.db.write() as conn:
+            rows = conn.execute(f"SELECT id, project_id FROM messages WHERE {clause}", params)
+            ids, projects = [], set()
+            for row_id, project in rows.fetchall():
+                ids.append(row_id)
+                projects.add(project)
+            for row_id in ids:
+                # Waiting messages keep their schedule's history; replayed final ones start anew.
+                conn.execute(
+                    "UPDATE messages SET next_attempt_at = ?, updated_at = ? WHERE id = ?"
+                    " AND state = ?", (now, now, row_id, State.RETRY_WAIT))
+                conn.execute(
+                    "UPDATE messages SET state = ?, next_attempt_at = NULL, retry_reason = NULL,"
+                    " first_failure_at = NULL, final_reason = NULL, updated_at = ?"
+                    " WHERE id = ? AND state != ?", (State.QUEUED, now, row_id, State.RETRY_WAIT))
+            for project in projects:
+                conn.execute("UPDATE destination_health SET next_probe_at = ?"
+                             " WHERE project_id = ?", (now, project))
+        return ids
+
+    def max_row_id(self) -> int:
+        """The highest message row id (a pass of `sm run --once` stops there)."""
+        return int(self.db.read("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0])
+
+    def projects_with_work(self) -> list[str]:
+        """Projects that have messages queued, in flight or waiting to retry."""
+        return [r[0] for r in self.db.read(
+            "SELECT DISTINCT project_id FROM messages WHERE state IN (?, ?, ?)",
+            (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))]

@@ -1,0 +1,83 @@
+"""Every named state, class and reason code, once (SPEC 4, 5 and 8).
+
+They are `StrEnum`s: each member *is* its string, so it goes into SQL parameters, JSON and
+comparisons as the text the spool stores. SQL never spells these words itself; it binds them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a message stands in the spool (SPEC 4)."""
+
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    QUEUED = "queued"
+    IN_FLIGHT = "in_flight"
+    RETRY_WAIT = "retry_wait"
+    STORED = "stored"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+
+
+STATES: tuple[State, ...] = tuple(State)
+FINAL_STATES: frozenset[State] = frozenset(
+    {State.STORED, State.EXPIRED, State.FAILED, State.DISCARDED})
+UNARCHIVED_STATES: tuple[State, ...] = (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT)
+
+
+class RetryClass(StrEnum):
+    """How a failed upload is retried (SPEC 5); also the `retry_reason` column."""
+
+    RATE_LIMITED = "rate_limited"
+    UNREACHABLE = "unreachable"
+
+
+class ErrorClass(StrEnum):
+    """What a destination error means to the archiver: a retry class, or a conflict."""
+
+    RATE_LIMITED = RetryClass.RATE_LIMITED.value
+    UNREACHABLE = RetryClass.UNREACHABLE.value
+    CONFLICT = "conflict"
+
+
+class FinalReason(StrEnum):
+    """Why a message ended `failed`, `expired` or `discarded` (the `final_reason` column).
+
+    A code only; the words for a person go to `last_error`.
+    """
+
+    CONFLICT = "conflict"
+    CORRUPT_IN_SPOOL = "corrupt_in_spool"
+    EXPIRED_UNREACHABLE = "expired_unreachable"
+    NEVER_CONFIRMED = "never_confirmed"
+    SEND_FAILED = "send_failed"
+    MEDIUM_NOT_ARCHIVED = "medium_not_archived"
+
+
+class HealthState(StrEnum):
+    """What the archiver last learnt about a destination (`sm status`)."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN = "unknown"
+
+
+class IngestOutcome(StrEnum):
+    """What recording one message or event did."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    DISCARDED = "discarded"
+    REJECTED = "rejected"
+
+
+class CheckStatus(StrEnum):
+    """One `sm verify` line's verdict."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
