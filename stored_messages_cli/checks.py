@@ -1,6 +1,6 @@
 """Destination checks shared by `sm connect` and `sm verify`: the destination's own checks
-(reachable, then its safety settings), and a real write, read-back and cleanup of a test
-object under `{prefix}_sm/`."""
+(reachable, then its safety settings), and a real write, read-back, create-only proof and
+cleanup of a test object under `{prefix}_sm/`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime
 
 from .destinations.base import TEST_OBJECT_FOLDER, Check, Destination
-from .errors import SmError
+from .errors import ObjectConflict, SmError
 from .model import canonical_json, gzip_body, sha256_hex
 
 FAIL = "fail"
@@ -17,7 +17,7 @@ PASS = "pass"
 
 # A failure of one of these means the destination cannot take the archive: connect saves
 # nothing. (Other failures, e.g. public access left open, are reported but not blocking.)
-BLOCKING_CHECKS = ("object_lock", "reachable", "write", "read")
+BLOCKING_CHECKS = ("object_lock", "reachable", "write", "read", "create_only")
 
 
 def test_object_key(destination: Destination) -> str:
@@ -45,6 +45,7 @@ def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
     if fetched.body != body:
         return [*results, Check("read", FAIL, f"{key} came back with different bytes")]
     results.append(Check("read", PASS, "read back the same bytes"))
+    results.append(create_only_check(destination, key, body))
     if keep:
         results.append(Check("cleanup", PASS, f"kept {key} (object lock forbids deleting it)"))
         return results
@@ -54,6 +55,37 @@ def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
     except SmError as exc:
         results.append(Check("cleanup", WARN, f"could not delete {key}: {exc}", hint=exc.hint))
     return results
+
+
+def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
+    """Prove the store honours create-only writes: a second conditional write of other bytes
+    to the test key must be refused, and the first bytes must still be there.
+
+    A store that silently overwrites (an S3-compatible server that ignores `If-None-Match`,
+    a proxy that drops it) would let a second writer replace an archived message.
+    """
+    other = canonical_json({"sm": "create-only probe: this write must be refused", "key": key})
+    refused = False
+    try:
+        destination.put(key, gzip_body(other), sha256_hex(other))
+    except ObjectConflict:
+        refused = True
+    except SmError as exc:
+        return Check("create_only", FAIL, f"cannot prove that the store refuses to overwrite:"
+                     f" the second conditional write failed ({exc})", hint=exc.hint)
+    try:
+        still = destination.get(key).body == body
+    except SmError as exc:
+        return Check("create_only", FAIL, f"cannot read the test object after the second"
+                     f" conditional write: {exc}", hint=exc.hint)
+    if refused and still:
+        return Check("create_only", PASS, "a second create-only write to the test key was"
+                     " refused")
+    return Check("create_only", FAIL, "the store accepted a second create-only write to"
+                 f" {key} and overwrote it: it ignores conditional writes (If-None-Match), so"
+                 " an archived message could be replaced",
+                 hint="use a store (or a proxy in front of it) that honours conditional"
+                 " writes; sm never archives to one that does not")
 
 
 def run_checks(destination: Destination, *, keep_test_object: bool = False) -> list[Check]:

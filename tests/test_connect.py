@@ -148,7 +148,9 @@ def test_every_request_carries_the_expected_owner(cli, s3_client, moto_endpoint,
     stored = keys(s3_client, bucket, "archive/email/")
     assert len(stored) == 3
     object_puts = [r for r in proxy.seen(bucket, "PUT") if "/archive/" in r.path]
-    assert len(object_puts) == 5  # connect and verify test objects, then the three messages
+    # connect and verify each write a test object and then try a second create-only write to
+    # it (refused: the create_only check), then the three messages
+    assert len(object_puts) == 7
     seen = proxy.seen(bucket)
     assert {r.method for r in seen} == {"HEAD", "PUT", "GET", "DELETE"}
     # every request but CreateBucket (whose API has no owner condition) carries it

@@ -46,7 +46,8 @@ def test_verify_passes_on_a_bucket_made_by_sm(cli, safe_bucket, s3_client) -> No
     assert set(document) == {"ok", "checks"}
     assert all(set(c) == {"name", "status", "detail"} for c in document["checks"])
     statuses = {name: c["status"] for name, c in by_name(document).items()}
-    assert statuses == {"reachable": "pass", "write": "pass", "read": "pass", "cleanup": "pass",
+    assert statuses == {"reachable": "pass", "write": "pass", "read": "pass",
+                        "create_only": "pass", "cleanup": "pass",
                         "owner_condition": "pass", "public_access": "pass",
                         "encryption": "pass", "versioning": "pass", "tls": "warn"}
     assert "loopback" in by_name(document)["tls"]["detail"]

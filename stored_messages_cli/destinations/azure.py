@@ -34,6 +34,7 @@ from .base import (
     check_endpoint,
     endpoint_check,
     existing_object,
+    refuse_credentials,
     split_url,
 )
 
@@ -59,8 +60,13 @@ class AzureDestination:
         self.url = f"az://{self.container_name}/{self.prefix}"
         self._service: Any = None
         self._lock = threading.Lock()
-        self.account_url = self._make_service().url.rstrip("/")
-        check_endpoint(self.account_url, self.options.allow_insecure_endpoint)
+        self.account_source: str | None = None  # where the account URL came from
+        # The URL the SDK really sends to, whether from --account-url or a connection string
+        # (whose DefaultEndpointsProtocol=http or BlobEndpoint=http://… obey the same rule).
+        # A SAS connection string puts its token in the URL's query: never shown or checked.
+        self.account_url = self._make_service().url.split("?", 1)[0].rstrip("/")
+        check_endpoint(self.account_url, self.options.allow_insecure_endpoint,
+                       source=self.account_source)
 
     # ----------------------------------------------------------------------- client
 
@@ -101,6 +107,8 @@ class AzureDestination:
                                            connection_timeout=CONNECT_TIMEOUT,
                                            read_timeout=READ_TIMEOUT),
         }
+        # A SAS token or user:password in --account-url would be saved to config.toml: refused.
+        refuse_credentials(self.options.account_url, "account URL")
         account_url = (self.options.account_url or "").rstrip("/") or None
         connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
         service = None
@@ -110,8 +118,10 @@ class AzureDestination:
             except ValueError as exc:
                 raise ConfigError(f"{CONNECTION_STRING_ENV} is not a valid connection string"
                                   f" ({exc})") from None
-            if account_url and service.url.rstrip("/") != account_url:
+            if account_url and service.url.split("?", 1)[0].rstrip("/") != account_url:
                 service = None  # it names another account: --account-url decides
+            else:
+                self.account_source = CONNECTION_STRING_ENV
         if service is None:
             if not account_url:
                 raise ConfigError(
@@ -121,6 +131,7 @@ class AzureDestination:
             from azure.identity import DefaultAzureCredential
 
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
+            self.account_source = None
             service = BlobServiceClient(account_url, credential=DefaultAzureCredential(),
                                         **settings)
         return service
@@ -143,7 +154,7 @@ class AzureDestination:
             )
         except ResourceExistsError as exc:
             if error_facts(exc).code == "BlobAlreadyExists":
-                return self._existing(key, payload_sha256)
+                return self._existing(key, body, payload_sha256)
             raise self._wrap(exc, f"upload of {key}") from exc
         except SmError:  # a ConfigError from building the client stays as it is
             raise
@@ -151,8 +162,11 @@ class AzureDestination:
             raise self._wrap(exc, f"upload of {key}") from exc
         return PutResult(key=key, created=True, version_id=response.get("version_id"))
 
-    def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        return existing_object(self, key, payload_sha256, f"az://{self.container_name}/{key}")
+    def _existing(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        # Azure's Content-MD5 is whatever the writer (or Set Blob Properties) said, so it
+        # proves nothing here: existing_object downloads the blob and compares the bytes.
+        return existing_object(self, key, body, payload_sha256,
+                               f"az://{self.container_name}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download a blob; the bytes are checked against the Content-MD5 Azure stored."""

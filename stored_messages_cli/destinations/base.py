@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, ObjectConflict
+from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
 
 PAYLOAD_SHA_METADATA = "sm-payload-sha256"
 TEST_OBJECT_FOLDER = "_sm/"
@@ -49,6 +51,10 @@ class ObjectInfo:
     payload_sha256: str | None = None
     version_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Checksums of the object's bytes that the store itself computed and a writer cannot set
+    # (S3 `sha256` of a single-part upload, GCS `md5`), base64 of the digest. A checksum a
+    # writer can choose (Azure's Content-MD5, any metadata) never goes here.
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class Destination(Protocol):
 
 def split_url(url: str) -> tuple[str, str, str]:
     """`scheme://bucket/prefix` -> (scheme, bucket, prefix with a trailing `/` or empty)."""
+    refuse_credentials(url, "destination URL")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file":
@@ -124,24 +131,77 @@ def split_url(url: str) -> tuple[str, str, str]:
     return scheme, parts.netloc, prefix
 
 
-def check_endpoint(endpoint_url: str | None, allow_insecure: bool) -> None:
-    """Refuse plain http unless allowed, and allow it only for loopback hosts (SPEC 7)."""
+def redact_url(url: str) -> str:
+    """`url` without what may be secret: user info, query and fragment (for messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else "(unparsable URL)"
+
+
+def refuse_credentials(url: str | None, what: str) -> None:
+    """Refuse a URL that carries a credential (`user:secret@host`, a SAS `sig=` query).
+
+    The message names the URL without the secret, so it can be printed and logged; and since
+    the refusal comes before anything is saved, the secret never reaches config.toml.
+    """
+    if not url:
+        return
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"the {what} {redact_url(url)} has credentials in it (user:password@host);"
+            " sm never takes a secret in a URL",
+            hint="remove them from the URL and give them through the SDK's credential chain"
+            " (AWS profile or AWS_* variables, gcloud ADC, az login or"
+            " AZURE_STORAGE_CONNECTION_STRING)")
+    query = parts.query.lower()
+    if any(f"{name}=" in query for name in ("sig", "signature", "x-amz-signature",
+                                             "x-goog-signature", "token", "password",
+                                             "secret", "key")):
+        raise ConfigError(
+            f"the {what} {redact_url(url)} carries a signature or key in its query string;"
+            " sm never takes a secret in a URL",
+            hint="drop the query string; give the credential through the SDK's credential"
+            " chain (a SAS token can go in AZURE_STORAGE_CONNECTION_STRING)")
+
+
+def check_endpoint(endpoint_url: str | None, allow_insecure: bool, *,
+                   source: str | None = None) -> None:
+    """Refuse plain http unless allowed, and allow it only for loopback hosts (SPEC 7).
+
+    `source` says where an endpoint came from when it was not --endpoint-url (for example
+    `AWS_ENDPOINT_URL_S3`), so the message blames what the operator has to change. A URL
+    with credentials in it is refused without repeating them.
+    """
     if not endpoint_url:
         return
+    refuse_credentials(endpoint_url, "endpoint")
     parts = urlsplit(endpoint_url)
+    shown = redact_url(endpoint_url)
+    where = f" (from {source})" if source else ""
     if parts.scheme == "https":
         return
     if parts.scheme != "http":
-        raise ConfigError(f"endpoint {endpoint_url} must be an https:// URL")
+        raise ConfigError(f"endpoint {shown}{where} must be an https:// URL")
     if not allow_insecure:
         raise ConfigError(
-            f"endpoint {endpoint_url} is plain http; archives must travel over TLS",
-            hint="use an https:// endpoint (or --allow-insecure-endpoint for a loopback test"
-            " server)")
+            f"endpoint {shown}{where} is plain http; archives must travel over TLS",
+            hint=(f"use an https:// endpoint in {source}, or unset it" if source else
+                  "use an https:// endpoint") + (
+                " (or --allow-insecure-endpoint for a loopback test server)"
+                if is_loopback(parts.hostname or "") or not source else ""))
     if not is_loopback(parts.hostname or ""):
         raise ConfigError(
-            f"--allow-insecure-endpoint is only accepted for loopback hosts, not {parts.hostname}",
-            hint="use an https:// endpoint")
+            f"--allow-insecure-endpoint is only accepted for loopback hosts, not"
+            f" {parts.hostname}{where}",
+            hint=f"use an https:// endpoint{f' in {source}' if source else ''}")
 
 
 def is_loopback(host: str) -> bool:
@@ -155,20 +215,54 @@ def is_loopback(host: str) -> bool:
 
 
 def endpoint_check(endpoint_url: str | None) -> Check:
-    """The `sm verify` line for the transport: pass on TLS, warn on allowed loopback http."""
-    if endpoint_url and endpoint_url.startswith("http://"):
-        return Check("tls", "warn", f"plain http to loopback endpoint {endpoint_url}"
+    """The `sm verify` line for the transport, naming the endpoint the SDK really uses:
+    pass on TLS, warn on allowed loopback http."""
+    shown = redact_url(endpoint_url) if endpoint_url else "the default endpoint"
+    if endpoint_url and endpoint_url.lower().startswith("http://"):
+        return Check("tls", "warn", f"plain http to loopback endpoint {shown}"
                      " (allowed by --allow-insecure-endpoint; for tests only)")
-    return Check("tls", "pass", f"HTTPS to {endpoint_url or 'the default endpoint'}")
+    return Check("tls", "pass", f"HTTPS to {shown}")
 
 
-def existing_object(destination: Destination, key: str, payload_sha256: str, where: str
-                    ) -> PutResult:
-    """A create-only write found `key` taken: the same payload hash counts as stored.
+def body_checksums(body: bytes) -> dict[str, str]:
+    """The checksums `ObjectInfo.checksums` may hold, computed over `body`."""
+    return {"sha256": base64.b64encode(hashlib.sha256(body).digest()).decode("ascii"),
+            "md5": base64.b64encode(hashlib.md5(body).digest()).decode("ascii")}
 
-    Another hash raises ObjectConflict naming `where` (the object's full address).
+
+def existing_object(destination: Destination, key: str, body: bytes, payload_sha256: str,
+                    where: str) -> PutResult:
+    """A create-only write found `key` taken: it counts as stored only if its bytes are ours.
+
+    Metadata can be forged, so `sm-payload-sha256` alone proves nothing: the existing object
+    must also have the same size and the same bytes, proven by a checksum the store computed
+    itself (`ObjectInfo.checksums`) or, when the store offers none we can trust, by
+    downloading it and comparing. Anything else raises ObjectConflict naming `where` (the
+    object's full address); the object is left as it is.
     """
     info = destination.head(key)
-    if info is not None and info.payload_sha256 == payload_sha256:
-        return PutResult(key=key, created=False, version_id=info.version_id)
-    raise ObjectConflict(f"{where} already exists with other content")
+    if info is None:  # gone between the refused write and this read: try again later
+        raise DestinationError(f"{where} was taken, then vanished; the write will be retried")
+    if info.payload_sha256 != payload_sha256:
+        raise ObjectConflict(f"{where} already exists with other content")
+    if info.size is not None and info.size != len(body):
+        raise ObjectConflict(f"{where} already exists with other content (same"
+                             f" {PAYLOAD_SHA_METADATA} metadata, other bytes)")
+    ours = body_checksums(body)
+    trusted = {name: value for name, value in info.checksums.items() if name in ours}
+    if trusted:
+        if all(ours[name] == value for name, value in trusted.items()):
+            return PutResult(key=key, created=False, version_id=info.version_id)
+    else:
+        try:
+            fetched = destination.get(key)
+        except ObjectNotFound:
+            raise DestinationError(f"{where} was taken, then vanished; the write will be"
+                                   " retried") from None
+        except IntegrityError:
+            fetched = None  # the store's own checksum disowns the bytes: not ours
+        if fetched is not None and fetched.body == body:
+            return PutResult(key=key, created=False,
+                             version_id=fetched.info.version_id or info.version_id)
+    raise ObjectConflict(f"{where} already exists with other content (same"
+                         f" {PAYLOAD_SHA_METADATA} metadata, other bytes)")

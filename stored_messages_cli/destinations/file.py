@@ -1,14 +1,22 @@
 """`file:///PATH/`: a local folder with the same layout as a bucket.
 
-Writes are atomic and create-only: the body goes to a temp file which is fsynced, then
-hard-linked into place (fails if the key exists), and the folder is fsynced.
+Writes are atomic and create-only: the body goes to a temp file (in `.sm-tmp/` at the top of
+the folder) which is fsynced, then hard-linked into place (fails if the key exists), and the
+folder is fsynced. Every path is walked one folder at a time with `O_NOFOLLOW`, so a symlink
+inside the tree is refused and no read or write ever lands outside the folder. Temp files a
+crashed writer left behind are removed when the destination is opened.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import gzip
+import hashlib
+import logging
 import os
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +34,17 @@ from .base import (
     existing_object,
 )
 
+logger = logging.getLogger("sm.destinations.file")
+
+TEMP_FOLDER = ".sm-tmp"  # our own temp files; never an object, never listed
+STALE_TEMP_SECONDS = 3600  # a write takes milliseconds: an hour-old temp file is a crash's
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class SymlinkRefused(DestinationError):
+    """A folder or file inside the archive folder is a symlink: it is never followed."""
+
 
 class FileDestination:
     """A folder archive. Metadata is derived from the bytes (the gzip holds the payload)."""
@@ -40,67 +59,133 @@ class FileDestination:
         self.root = Path(path)
         self.prefix = ""
         self.url = "file://" + str(self.root).rstrip("/") + "/"
+        self.remove_stale_temp_files()
+
+    # ----------------------------------------------------------------------- paths
+
+    def _parts(self, key: str) -> list[str]:
+        parts = key.split("/")
+        if (key.startswith("/") or not key or any(p in ("", ".", "..") for p in parts)
+                or parts[0] == TEMP_FOLDER or "\0" in key):
+            raise ConfigError(f"refusing unsafe key {key!r}")
+        return parts
 
     def _path(self, key: str) -> Path:
-        if key.startswith("/") or ".." in key.split("/"):
-            raise ConfigError(f"refusing unsafe key {key!r}")
-        return self.root / key
+        return self.root.joinpath(*self._parts(key))
+
+    def _open_root(self) -> int:
+        # The folder itself may be a symlink (the operator chose it); nothing inside may be.
+        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+
+    def _open_folders(self, folders: list[str], *, create: bool) -> int:
+        """A descriptor of root/folders…, opened without following any symlink (creating
+        missing folders 0700, each fsynced into its parent, when `create`)."""
+        fd = self._open_root()
+        walked = self.root
+        try:
+            for name in folders:
+                walked = walked / name
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(name, 0o700, dir_fd=fd)
+                        os.fsync(fd)  # a power loss must not lose the new folder
+                    except FileExistsError:  # another writer made it first
+                        pass
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink(fd, name):
+                        raise self._symlink(walked) from None
+                    raise
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _symlink(self, path: Path) -> SymlinkRefused:
+        return SymlinkRefused(
+            f"{path} is a symlink inside the archive folder {self.root}; sm never follows one"
+            " (a write could land outside the archive)",
+            hint=f"replace {path} with a real folder, or connect the folder it points to")
+
+    # ----------------------------------------------------------------------- objects
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
-        """Create the file for `key` atomically; same bytes already there count as stored."""
+        """Create the file for `key` atomically; the same bytes already there count as stored."""
+        *folders, name = self._parts(key)
         target = self._path(key)
         try:
-            if target.exists():
-                return self._existing(key, payload_sha256)
-            self._make_folders(target.parent)
-            tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp_dir = self._open_folders([TEMP_FOLDER], create=True)
             try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(body)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                dir_fd = self._open_folders(folders, create=True)
+            except BaseException:
+                os.close(tmp_dir)
+                raise
+            try:
+                if _exists(dir_fd, name):
+                    return self._existing(key, body, payload_sha256)
+                tmp = f"{name}.{uuid.uuid4().hex}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                             dir_fd=tmp_dir)
                 try:
-                    os.link(tmp, target)  # atomic exclusive create of the final name
-                except FileExistsError:
-                    return self._existing(key, payload_sha256)
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(body)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    try:  # atomic exclusive create of the final name
+                        os.link(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=dir_fd,
+                                follow_symlinks=False)
+                    except FileExistsError:
+                        return self._existing(key, body, payload_sha256)
+                finally:
+                    try:
+                        os.unlink(tmp, dir_fd=tmp_dir)
+                    except FileNotFoundError:
+                        pass
+                os.fsync(dir_fd)
+                return PutResult(key=key, created=True)
             finally:
-                tmp.unlink(missing_ok=True)
-            _fsync_dir(target.parent)
-            return PutResult(key=key, created=True)
+                os.close(dir_fd)
+                os.close(tmp_dir)
+        except SymlinkRefused:
+            raise
         except OSError as exc:
             raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
 
-    def _make_folders(self, folder: Path) -> None:
-        """Create `folder` and missing parents (0700), fsyncing each parent that gained one.
+    def _existing(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        return existing_object(self, key, body, payload_sha256, key)
 
-        Without the parent fsyncs a power loss could lose a new folder, and the file in it,
-        after the spool had recorded the message as stored.
-        """
-        missing: list[Path] = []
-        probe = folder
-        while not probe.is_dir():
-            missing.append(probe)
-            if probe.parent == probe:
-                break
-            probe = probe.parent
-        for created in reversed(missing):
+    def _read(self, key: str) -> bytes:
+        *folders, name = self._parts(key)
+        dir_fd = self._open_folders(folders, create=False)
+        try:
             try:
-                created.mkdir(mode=0o700)
-            except FileExistsError:  # another writer made it first
-                continue
-            _fsync_dir(created.parent)
-
-    def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        return existing_object(self, key, payload_sha256, key)
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise self._symlink(self._path(key)) from None
+                raise
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "not a file")
+                return fh.read()
+        finally:
+            os.close(dir_fd)
 
     def get(self, key: str) -> FetchedObject:
-        """Read the file for `key`."""
+        """Read the file for `key` (never through a symlink)."""
         target = self._path(key)
         try:
-            body = target.read_bytes()
+            body = self._read(key)
         except FileNotFoundError:
             raise ObjectNotFound(f"{key} is not in {self.url}") from None
+        except SymlinkRefused:
+            raise
         except OSError as exc:
             raise DestinationError(f"cannot read {target}: {exc.strerror or exc}") from exc
         return FetchedObject(_info(key, body), body)
@@ -113,24 +198,81 @@ class FileDestination:
             return None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Files under `prefix`, in key order (temp files are skipped)."""
+        """Every file under `prefix`, in key order, names starting with `.` included.
+
+        Only sm's own temp folder is skipped; symlinks are never followed or listed.
+        """
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         base = self._path(folder) if folder else self.root
-        if not base.is_dir():
+        try:  # the walk must not start through a symlinked folder either
+            os.close(self._open_folders(self._parts(folder) if folder else [], create=False))
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for dirpath, dirnames, filenames in os.walk(base):
+        except SymlinkRefused:
+            raise
+        except OSError as exc:
+            raise DestinationError(f"cannot list {base}: {exc.strerror or exc}") from exc
+        for dirpath, dirnames, filenames in os.walk(base):  # never descends into symlinks
+            here = Path(dirpath)
+            if here == self.root:
+                dirnames[:] = [d for d in dirnames if d != TEMP_FOLDER]
             dirnames.sort()
             for name in sorted(filenames):
-                if name.startswith("."):
+                full = here / name
+                try:
+                    info = full.lstat()
+                except FileNotFoundError:
                     continue
-                full = Path(dirpath) / name
+                if not stat.S_ISREG(info.st_mode):
+                    if stat.S_ISLNK(info.st_mode):
+                        logger.warning("skipping %s: a symlink inside the archive folder", full)
+                    continue
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    yield ObjectInfo(key=key, size=full.stat().st_size)
+                    yield ObjectInfo(key=key, size=info.st_size)
 
     def delete(self, key: str) -> None:
-        """Remove the file for `key` if present."""
-        self._path(key).unlink(missing_ok=True)
+        """Remove the file for `key` if present (never through a symlinked folder)."""
+        *folders, name = self._parts(key)
+        try:
+            dir_fd = self._open_folders(folders, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dir_fd)
+
+    def remove_stale_temp_files(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Remove temp files an interrupted write left in `.sm-tmp/`; returns how many.
+
+        Only files older than `older_than` seconds go: a younger one may belong to a write
+        that another process is making right now.
+        """
+        folder = self.root / TEMP_FOLDER
+        try:
+            if folder.is_symlink() or not folder.is_dir():
+                return 0
+            names = os.listdir(folder)
+        except OSError:
+            return 0
+        removed = 0
+        cutoff = time.time() - older_than
+        for name in names:
+            path = folder / name
+            try:
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and name.endswith(".tmp") and \
+                        info.st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            logger.info("removed %d stale temp file(s) from %s", removed, folder)
+        return removed
 
     def checks(self) -> list[Check]:
         """Folder exists, is writable, and is not readable by other users."""
@@ -152,21 +294,31 @@ class FileDestination:
         """Nothing to release."""
 
 
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _is_symlink(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def _info(key: str, body: bytes) -> ObjectInfo:
     try:
         payload_sha = sha256_hex(gzip.decompress(body))
     except (OSError, EOFError):
         payload_sha = None  # not gzip: fetch reports the mismatch
+    # Computed here from the bytes on disk, so it can be trusted like a store's checksum.
+    checksum = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
     return ObjectInfo(key=key, size=len(body), payload_sha256=payload_sha,
-                      metadata={PAYLOAD_SHA_METADATA: payload_sha or ""})
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+                      metadata={PAYLOAD_SHA_METADATA: payload_sha or ""},
+                      checksums={"sha256": checksum})
 
 
 def ensure_folder(url: str) -> None:

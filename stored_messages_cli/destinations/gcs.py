@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ConfigError, DestinationError, IntegrityError, ObjectNotFound
+from ..errors import ConfigError, DestinationError, IntegrityError, ObjectNotFound, SmError
 from ..retry import classify, describe
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -31,6 +31,8 @@ from .base import (
 )
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+# The SDK's other endpoint override (google-cloud-storage reads it when the client is made).
+ENDPOINT_OVERRIDE_ENV = "API_ENDPOINT_OVERRIDE"
 CONTENT_TYPE = "application/gzip"
 # The SDK's own quick retries (429/5xx/connection) stop after this long; then the archiver's
 # policy takes over. The SDK default (120 s) would stall a worker for two minutes.
@@ -56,8 +58,8 @@ class GCSDestination:
         if scheme != "gs":
             raise ConfigError(f"{url} is not a gs:// URL")
         self.emulator = emulator_endpoint()
-        self.endpoint_url = self.emulator or self.options.endpoint_url
-        check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint)
+        self.endpoint_url, source = self._endpoint_and_source()
+        check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint, source=source)
         self.url = f"gs://{self.bucket_name}/{self.prefix}"
         self._client: Any = None
         self._lock = threading.Lock()
@@ -76,13 +78,37 @@ class GCSDestination:
         """Drop the client so the next call resolves credentials afresh (before a probe)."""
         self.close()
 
+    def _endpoint_and_source(self) -> tuple[str | None, str | None]:
+        """The endpoint the SDK will use and where it comes from (None: --endpoint-url or
+        the default), so that every source obeys the HTTPS / loopback rule."""
+        if self.emulator:
+            return self.emulator, EMULATOR_ENV
+        if self.options.endpoint_url:
+            return self.options.endpoint_url, None
+        override = os.environ.get(ENDPOINT_OVERRIDE_ENV, "").strip()
+        if override:
+            return override, ENDPOINT_OVERRIDE_ENV
+        return None, None
+
     def _make_client(self) -> Any:
         from google.cloud import storage
         from requests.adapters import HTTPAdapter
 
+        self.endpoint_url, source = self._endpoint_and_source()
+        check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint, source=source)
         client_options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
         # project=None: object calls need no project, so ADC without a project id is enough.
         client = storage.Client(project=None, client_options=client_options)
+        # What the SDK really sends requests to (uploads and downloads use the same base).
+        connection = client._connection
+        used = {connection.API_BASE_URL}
+        if hasattr(connection, "get_api_base_url_for_mtls"):
+            used.add(connection.get_api_base_url_for_mtls())
+        for base in sorted(used):
+            if base != self.endpoint_url:
+                check_endpoint(base, self.options.allow_insecure_endpoint,
+                               source=source or "the google-cloud-storage defaults")
+        self.endpoint_url = connection.API_BASE_URL
         # One pooled connection per upload worker (requests keeps 10 by default).
         adapter = HTTPAdapter(pool_maxsize=max(10, self.options.max_connections))
         for scheme in ("https://", "http://"):
@@ -112,13 +138,16 @@ class GCSDestination:
                 retry=self._retry, timeout=TIMEOUT,
             )
         except PreconditionFailed:
-            return self._existing(key, payload_sha256)
+            return self._existing(key, body, payload_sha256)
+        except SmError:  # an endpoint refused on building the client stays a config error
+            raise
         except Exception as exc:  # HTTP, connection, credentials: all classified, none dropped
             raise self._wrap(exc, f"upload of {key}") from exc
         return PutResult(key=key, created=True, version_id=_generation(blob))
 
-    def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        return existing_object(self, key, payload_sha256, f"gs://{self.bucket_name}/{key}")
+    def _existing(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        return existing_object(self, key, body, payload_sha256,
+                               f"gs://{self.bucket_name}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download the stored bytes as-is; the SDK checks them against the CRC32C GCS holds."""
@@ -318,8 +347,12 @@ def retention_check(policy: dict[str, Any] | None, retention_days: int | None,
 
 def _info(blob: Any) -> ObjectInfo:
     metadata = {k.lower(): v for k, v in (blob.metadata or {}).items()}
+    # GCS computes md5Hash from the bytes it received (a writer cannot set it afterwards);
+    # composite objects have none. CRC32C is not used: anyone can forge a CRC.
+    checksums = {"md5": blob.md5_hash} if blob.md5_hash else {}
     return ObjectInfo(key=blob.name, size=blob.size, payload_sha256=metadata.get(
-        PAYLOAD_SHA_METADATA), version_id=_generation(blob), metadata=metadata)
+        PAYLOAD_SHA_METADATA), version_id=_generation(blob), metadata=metadata,
+        checksums=checksums)
 
 
 def _generation(blob: Any) -> str | None:

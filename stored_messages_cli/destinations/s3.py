@@ -18,8 +18,9 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..errors import ConfigError, DestinationError, ObjectNotFound
+from ..errors import ConfigError, DestinationError, ObjectNotFound, SmError
 from ..retry import classify, describe, error_facts
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -102,6 +103,13 @@ def make_session(options: DestinationOptions) -> Any:
     source = botocore.session.Session(profile=options.profile)
     if options.region:
         source.set_config_variable("region", options.region)
+    # The role's credentials come back from STS: its endpoint obeys the same rule as S3's.
+    sts = source.create_client("sts", region_name=options.region)
+    try:
+        check_endpoint(sts.meta.endpoint_url, options.allow_insecure_endpoint,
+                       source=configured_endpoint_source("sts", options.profile))
+    finally:
+        sts.close()
     source_credentials = source.get_credentials()
     if source_credentials is None:
         raise ConfigError("no AWS credentials found to assume the role with",
@@ -131,19 +139,65 @@ def make_session(options: DestinationOptions) -> Any:
     return boto3.session.Session(botocore_session=target, region_name=options.region)
 
 
+def configured_endpoint_source(service: str, profile: str | None) -> str:
+    """Where botocore found an endpoint that no --endpoint-url gave: the environment variable
+    or the profile's `endpoint_url` (for messages that blame what the operator must change)."""
+    for name in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
+        if os.environ.get(name):
+            return name
+    name = profile or os.environ.get("AWS_PROFILE") or "default"
+    return f"the endpoint_url of AWS profile {name} (AWS config file)"
+
+
+def _is_aws_endpoint(endpoint_url: str) -> bool:
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def resolved_endpoint(options: DestinationOptions, session: Any = None) -> str:
+    """The S3 endpoint the SDK will really use for `options`, checked against the HTTPS /
+    loopback rule (SPEC 7).
+
+    Besides --endpoint-url, botocore reads `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL` and a
+    profile's `endpoint_url` (services or top level) from its configuration; whichever wins
+    is what `client.meta.endpoint_url` says, so that is what is checked, never the option.
+    """
+    import boto3
+
+    session = session or boto3.session.Session(profile_name=options.profile,
+                                               region_name=options.region)
+    probe = session.client("s3", endpoint_url=options.endpoint_url)
+    try:
+        endpoint = str(probe.meta.endpoint_url)
+    finally:
+        probe.close()
+    source = None if options.endpoint_url else configured_endpoint_source("s3",
+                                                                          options.profile)
+    check_endpoint(endpoint, options.allow_insecure_endpoint, source=source)
+    return endpoint
+
+
 def make_s3_client(options: DestinationOptions, session: Any = None) -> Any:
-    """An S3 client with standard-mode retries (no retry quota) and the owner condition."""
+    """An S3 client with standard-mode retries (no retry quota) and the owner condition.
+
+    Raises ConfigError when the endpoint it resolves to (from any source) is not allowed.
+    """
     from botocore.config import Config
 
     session = session or make_session(options)
+    endpoint = resolved_endpoint(options, session)
+    custom = options.endpoint_url or not _is_aws_endpoint(endpoint)
     config = Config(
         retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
         connect_timeout=timeout_from_env("SM_S3_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
         read_timeout=timeout_from_env("SM_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
         max_pool_connections=max(10, options.max_connections),
-        s3={"addressing_style": "path"} if options.endpoint_url else None,
+        s3={"addressing_style": "path"} if custom else None,
     )
     client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    if client.meta.endpoint_url != endpoint:  # never expected; never trust an unchecked one
+        check_endpoint(client.meta.endpoint_url, options.allow_insecure_endpoint,
+                       source=configured_endpoint_source("s3", options.profile))
     disable_retry_quota(client, RETRY_MAX_ATTEMPTS)
     if options.expected_owner:
         add_owner_condition(client, options.expected_owner)
@@ -214,6 +268,15 @@ class S3Destination:
                               ("SM_S3_READ_TIMEOUT", DEFAULT_READ_TIMEOUT)):
             timeout_from_env(name, default)  # a bad value is a config error now, not later
         self.url = f"s3://{self.bucket}/{self.prefix}"
+        # The endpoint the SDK will use, from whichever source, checked now: an endpoint from
+        # AWS_ENDPOINT_URL or a profile must not slip past the rule --endpoint-url obeys.
+        self.endpoint_url: str | None = self.options.endpoint_url
+        try:
+            self.endpoint_url = resolved_endpoint(self.options)
+        except SmError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. an unknown profile: reported on first use
+            pass
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -260,14 +323,16 @@ class S3Destination:
             )
         except ClientError as exc:
             if error_code(exc) in _EXISTS_CODES:
-                return self._existing(key, payload_sha256)
+                return self._existing(key, body, payload_sha256)
             raise self._wrap(exc, f"upload of {key}") from exc
+        except SmError:  # an endpoint refused on building the client stays a config error
+            raise
         except Exception as exc:  # connection, timeout, TLS: all classified, none dropped
             raise self._wrap(exc, f"upload of {key}") from exc
         return PutResult(key=key, created=True, version_id=response.get("VersionId"))
 
-    def _existing(self, key: str, payload_sha256: str) -> PutResult:
-        return existing_object(self, key, payload_sha256, f"s3://{self.bucket}/{key}")
+    def _existing(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        return existing_object(self, key, body, payload_sha256, f"s3://{self.bucket}/{key}")
 
     def get(self, key: str) -> FetchedObject:
         """Download an object; S3 checks `ChecksumSHA256` on the way (ChecksumMode)."""
@@ -281,6 +346,8 @@ class S3Destination:
             if error_code(exc) in _MISSING_CODES:
                 raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
             raise self._wrap(exc, f"download of {key}") from exc
+        except SmError:
+            raise
         except Exception as exc:
             raise self._wrap(exc, f"download of {key}") from exc
         return FetchedObject(_info(key, response, len(body)), body)
@@ -290,11 +357,15 @@ class S3Destination:
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.head_object(Bucket=self.bucket, Key=key)
+            # ChecksumMode: S3 returns the SHA-256 it checked the bytes against on upload.
+            response = self.client.head_object(Bucket=self.bucket, Key=key,
+                                               ChecksumMode="ENABLED")
         except ClientError as exc:
             if error_code(exc) in _MISSING_CODES:
                 return None
             raise self._wrap(exc, f"read of {key}") from exc
+        except SmError:
+            raise
         except Exception as exc:
             raise self._wrap(exc, f"read of {key}") from exc
         return _info(key, response, response.get("ContentLength"))
@@ -352,7 +423,7 @@ class S3Destination:
             self._encryption_check(),
             self._versioning_check(),
             *self._object_lock_checks(),
-            endpoint_check(self.options.endpoint_url),
+            endpoint_check(self.endpoint_url),
         ]
 
     def _owner_check(self) -> Check:
@@ -480,7 +551,7 @@ class S3Destination:
             extra = " --retention" if self.options.retention_days else ""
             return f"sm policy {self.url}{extra}   # grant it to the identity sm runs as{also}"
         if facts.status is None and facts.code is None:
-            where = self.options.endpoint_url or "the AWS S3 endpoint"
+            where = self.endpoint_url or "the AWS S3 endpoint"
             also = " and that STS is reachable to assume --role-arn" if self.options.role_arn \
                 else ""
             return f"check the network, {where}{also}"
@@ -497,5 +568,13 @@ def _default_rule(config: dict[str, Any]) -> str:
 
 def _info(key: str, response: dict[str, Any], size: int | None) -> ObjectInfo:
     metadata = {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
+    checksums: dict[str, str] = {}
+    sha256 = response.get("ChecksumSHA256")
+    # S3 checked this against the bytes when they were uploaded and no writer can change it
+    # afterwards; a multipart (composite) checksum ("…-N") is of the parts, not of the bytes.
+    if sha256 and "-" not in sha256 and response.get("ChecksumType", "FULL_OBJECT") == \
+            "FULL_OBJECT":
+        checksums["sha256"] = sha256
     return ObjectInfo(key=key, size=size, payload_sha256=metadata.get(_META_KEY),
-                      version_id=response.get("VersionId"), metadata=metadata)
+                      version_id=response.get("VersionId"), metadata=metadata,
+                      checksums=checksums)
