@@ -22,6 +22,7 @@ from ..model import (
     SendEvent,
     format_utc,
     parse_event,
+    parse_line,
     parse_message,
     parse_sent_at,
     payload_bytes,
@@ -128,9 +129,9 @@ class Intake:
             else:
                 text = raw
             text = text.rstrip("\r\n")
-            if not text.strip():
-                continue
-            batch.append((number, text, _parse_line(text)))
+            if not text:
+                continue  # an empty line; one of other whitespace is rejected by parse_line
+            batch.append((number, text, parse_line(text)))
             if len(batch) >= INGEST_BATCH:
                 self._ingest_batch(batch, source, report)
                 if progress:
@@ -309,20 +310,6 @@ def _discard_words(final_reason: str | None) -> str:
     if final_reason == FinalReason.SEND_FAILED:
         return "its send failed"
     return final_reason or "discarded"
-
-
-def _parse_line(text: str) -> Message | SendEvent | InvalidMessage:
-    """One JSON Lines line as a message, an event, or the reason it is rejected."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        return InvalidMessage(f"not valid JSON ({exc.args[0].split(':')[0]})")
-    try:
-        if isinstance(raw, dict) and "event" in raw:
-            return parse_event(raw)
-        return parse_message(raw)
-    except InvalidMessage as exc:
-        return exc
 
 
 class ConfigMediums:
