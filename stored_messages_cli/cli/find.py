@@ -30,7 +30,14 @@ from ..investigate import (
     find_remote,
     rebuild_index,
 )
-from ..model import MEDIUMS, check_message_id, normalise_reference, recipient_hash_candidates
+from ..model import (
+    MEDIUMS,
+    RFC3339_RE,
+    check_message_id,
+    normalise_reference,
+    parse_sent_at,
+    recipient_hash_candidates,
+)
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
 from .connect import project_option
 
@@ -72,12 +79,25 @@ def _part_option(value: str) -> str:
 
 
 def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
+    """`--since` / `--until` as an aware UTC datetime; a bad value is a one-line usage error.
+
+    Never a traceback: a time outside years 1-9999 once in UTC, a naive time, or any other
+    text gives `Error: …` and exit 2.
+    """
     if value is None:
         return None
     try:
         return parse_time_bound(value, end_of_day=end_of_day)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint=name) from None
+    except (ValueError, OverflowError) as exc:  # InvalidMessage is a ValueError too
+        reason = str(exc)
+        if RFC3339_RE.fullmatch(value.strip()):
+            try:  # the precise reason (e.g. out of range in UTC) rather than "not a time"
+                parse_sent_at(value.strip())
+            except ValueError as precise:
+                reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
+        fail(escape(f"invalid value for {name}: {reason}"),
+             hint=f"sm find {name} 2026-11-27 (a UTC day) or {name} 2026-11-27T17:00:00Z",
+             code=2)
 
 
 def _search_projects(state: AppState, project: str | None) -> list[str]:

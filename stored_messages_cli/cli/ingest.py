@@ -2,14 +2,47 @@
 
 # No `from __future__ import annotations`: typer would have to eval every annotation.
 
+import itertools
+import re
+import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
+from rich.markup import escape
 
 from ..spool import IngestReport
 from .common import command, fail, state_of
+
+# Leading bytes of compressed files, and the command that decompresses each to stdout.
+COMPRESSED = (
+    (re.compile(rb"\x1f\x8b"), "gzip", "zcat"),
+    (re.compile(rb"BZh[1-9]1AY&SY"), "bzip2", "bzcat"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz", "xzcat"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd", "zstdcat"),
+)
+
+
+def _refuse_compressed(name: str, head: bytes) -> None:
+    """Stop with one clear error when `head` starts like a compressed file, not JSON Lines.
+
+    Its lines would otherwise each be rejected as "not valid UTF-8" or "not valid JSON".
+    """
+    for magic, kind, tool in COMPRESSED:
+        if magic.match(head):
+            label = "standard input" if name == "-" else name
+            source = "FILE" if name == "-" else shlex.quote(name)
+            fail(escape(f"{label} looks {kind}-compressed; use `{tool} {source} | sm ingest -`"),
+                 code=1)
+
+
+def _checked_lines(name: str, fh: BinaryIO) -> Iterable[bytes]:
+    """The lines of `fh`, after refusing a compressed stream by its first line."""
+    first = fh.readline()
+    _refuse_compressed(name, first)
+    return itertools.chain([first], fh) if first else iter(())
 
 
 def register(app: typer.Typer) -> None:
@@ -32,15 +65,20 @@ def register(app: typer.Typer) -> None:
         for name in sources:
             if name != "-" and not Path(name).is_file():
                 fail(f"{name} does not exist or is not a file", code=2)
+        for name in sources:  # every file is checked before any line goes in
+            if name != "-":
+                with open(name, "rb") as fh:
+                    _refuse_compressed(name, fh.read(16))
         total = IngestReport()
         with state.open_spool() as spool:
             for name in sources:
                 label = "stdin" if name == "-" else name
                 if name == "-":
-                    report = spool.ingest_lines(sys.stdin.buffer, source=label)
+                    report = spool.ingest_lines(_checked_lines(name, sys.stdin.buffer),
+                                                source=label)
                 else:
                     with open(name, "rb") as fh:
-                        report = spool.ingest_lines(fh, source=label)
+                        report = spool.ingest_lines(_checked_lines(name, fh), source=label)
                 total.accepted += report.accepted
                 total.duplicate += report.duplicate
                 total.rejected += report.rejected
