@@ -47,6 +47,7 @@ log = logging.getLogger("sm.archiver")
 SETTLE_BATCH = 200
 SETTLE_EVERY = 0.2  # seconds: bound how long a finished upload waits to be recorded
 CLEAN_RESPONSES_TO_GROW = 20
+TICK_EVERY = 0.5  # seconds between `on_tick` calls while the loop turns
 
 
 @dataclass
@@ -116,11 +117,32 @@ class Archiver:
         self.outage = Outage(spool, {p: t.destination for p, t in self.targets.items()},
                              self.policy, self.clock)
         self._settled_hooks: list[Callable[[list[Settled]], None]] = []
+        self._tick_hooks: list[Callable[[], None]] = []
+        self._upload_hooks: list[Callable[[str, float, PutResult | BaseException], None]] = []
+        self._last_tick = float("-inf")
+
+    # ----------------------------------------------------------------------- seams
 
     def on_settled(self, hook: Callable[[list[Settled]], None]) -> None:
         """Call `hook(settled)` after each transaction that settled messages (stored, failed,
         expired): the seam for what follows an outcome (manifests, metrics)."""
         self._settled_hooks.append(hook)
+
+    def on_tick(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` as the loop turns (at most every `TICK_EVERY` seconds, and once when
+        it ends): heartbeats, sealing on age, liveness. Runs on the loop's thread."""
+        self._tick_hooks.append(hook)
+
+    def on_upload(self, hook: Callable[[str, float, PutResult | BaseException], None]) -> None:
+        """Call `hook(project_id, seconds, result)` for every finished upload attempt."""
+        self._upload_hooks.append(hook)
+
+    def _tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_tick >= TICK_EVERY:
+            self._last_tick = now
+            for hook in self._tick_hooks:
+                hook()
 
     @property
     def concurrency_limit(self) -> int:
@@ -145,6 +167,7 @@ class Archiver:
         with ThreadPoolExecutor(max_workers=self.concurrency,
                                 thread_name_prefix="sm-upload") as pool:
             while True:
+                self._tick()
                 if not self.stop.is_set() and len(backlog) < self._limit * 2:
                     backlog.extend(self._claim(
                         capacity=self._limit * 8 - len(backlog),
@@ -181,6 +204,7 @@ class Archiver:
                         self._housekeeping()
         if finished:
             self._settle(finished)
+        self._tick(force=True)
         return self.report
 
     def _housekeeping(self) -> None:
@@ -235,7 +259,21 @@ class Archiver:
                 " hash recorded at ingest (disk corruption?); it was not uploaded")
         target = self.targets[message.project_id]
         key = target.destination.prefix + message.key
-        return target.destination.put(key, gzip_body(message.payload), message.payload_sha256)
+        if not self._upload_hooks:
+            return target.destination.put(key, gzip_body(message.payload),
+                                          message.payload_sha256)
+        started = time.perf_counter()
+        result: PutResult | BaseException
+        try:
+            result = target.destination.put(key, gzip_body(message.payload),
+                                            message.payload_sha256)
+            return result
+        except BaseException as exc:
+            result = exc
+            raise
+        finally:
+            for hook in self._upload_hooks:
+                hook(message.project_id, time.perf_counter() - started, result)
 
     # ----------------------------------------------------------------------- outcomes
 
