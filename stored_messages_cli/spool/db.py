@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
+from .daemons import migrate_daemons
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
@@ -238,6 +239,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("the 0.1.0 layout", _v1_layout),
     ("final reason codes", _v2_reason_codes),
     ("claim index", _v2_claim_indexes),
+    ("daemon heartbeats", migrate_daemons),
 )
 LATEST_VERSION = len(MIGRATIONS)
 
