@@ -95,7 +95,7 @@ def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
                 parse_sent_at(value.strip())
             except ValueError as precise:
                 reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
-        fail(escape(f"invalid value for {name}: {reason}"),
+        fail(f"invalid value for {name}: {reason}",
              hint=f"sm find {name} 2026-11-27 (a UTC day) or {name} 2026-11-27T17:00:00Z",
              code=2)
 

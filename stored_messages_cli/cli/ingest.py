@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
-from rich.markup import escape
 
 from ..spool import IngestReport
 from .common import command, fail, state_of
@@ -34,7 +33,7 @@ def _refuse_compressed(name: str, head: bytes) -> None:
         if magic.match(head):
             label = "standard input" if name == "-" else name
             source = "FILE" if name == "-" else shlex.quote(name)
-            fail(escape(f"{label} looks {kind}-compressed; use `{tool} {source} | sm ingest -`"),
+            fail(f"{label} looks {kind}-compressed; use `{tool} {source} | sm ingest -`",
                  code=1)
 
 
