@@ -6,9 +6,13 @@ config and state folders are used. No credentials are ever written here.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
+import math
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .model import MEDIUMS
 
+logger = logging.getLogger("sm.config")
+
 APP_NAME = "sm"
 CONFIG_FILE = "config.toml"
 SPOOL_FILE = "spool.db"
 _DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# Settings that are lengths of time: each must be more than zero.
+DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
+                     "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap")
 
 
 def parse_duration(value: Any) -> float:
@@ -58,13 +69,44 @@ class Paths:
         )
 
 
+_warned_open_folders: set[Path] = set()
+
+
 def ensure_private_dir(folder: Path) -> None:
-    """Create `folder` (and parents) readable by the owner only."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `folder` (and missing parents) readable by the owner only (0700).
+
+    A folder that already exists keeps its mode: `SM_HOME=/tmp` must never chmod `/tmp`.
+    When it is open to the group or other users, a warning says so (once per process); the
+    files `sm` writes in it are still created 0600.
+    """
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists() and not probe.is_symlink():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
     try:
-        os.chmod(folder, 0o700)
-    except PermissionError:  # a shared parent we do not own: leave it
-        pass
+        for created in reversed(missing):
+            try:
+                created.mkdir(mode=0o700)
+            except FileExistsError:  # made meanwhile by someone else: leave it as it is
+                continue
+            os.chmod(created, 0o700)  # ours, just made: the umask must not widen it
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {created}: {exc.strerror or exc}",
+                          hint="choose a writable folder with --home or SM_HOME") from None
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder",
+                          hint="choose a folder with --home or SM_HOME")
+    if folder in missing:
+        return
+    mode = folder.stat().st_mode
+    if mode & 0o077 and folder not in _warned_open_folders:
+        _warned_open_folders.add(folder)
+        logger.warning("%s is open to other users (mode %s); sm leaves its mode alone and"
+                       " creates its own files there owner-only (0600). Prefer a private"
+                       " folder (chmod 700, or another --home)", folder, stat.filemode(mode))
 
 
 class ProjectDestination(BaseModel):
@@ -92,6 +134,13 @@ class ProjectDestination(BaseModel):
         for medium in value:
             if medium not in MEDIUMS:
                 raise ValueError(f"unknown medium {medium!r} (use email, sms or push)")
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _positive_days(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 day, not {value}")
         return value
 
 
@@ -146,12 +195,38 @@ def _settings_class() -> type[Settings]:
         log_format: str = "text"
         projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
-        @field_validator("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
-                         "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
-                         mode="before")
+        @field_validator(*DURATION_SETTINGS, mode="before")
         @classmethod
         def _duration(cls, value: Any) -> float:
             return parse_duration(value)
+
+        @field_validator(*DURATION_SETTINGS)
+        @classmethod
+        def _positive(cls, value: float) -> float:
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"must be more than 0 seconds, not {value:g}")
+            return value
+
+        @field_validator("concurrency", mode="before")
+        @classmethod
+        def _whole(cls, value: Any) -> Any:
+            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"must be a whole number, not {value!r}")
+            return value
+
+        @field_validator("concurrency")
+        @classmethod
+        def _at_least_one(cls, value: int) -> int:
+            if value < 1:
+                raise ValueError(f"must be at least 1, not {value}")
+            return value
+
+        @field_validator("log_format")
+        @classmethod
+        def _log_format(cls, value: str) -> str:
+            if value not in ("text", "json"):
+                raise ValueError(f"use text or json, not {value!r}")
+            return value
 
         @classmethod
         def settings_customise_sources(
@@ -169,19 +244,99 @@ def _settings_class() -> type[Settings]:
 
 
 def load_settings(config_file: Path) -> Settings:
-    """Read `config_file` (missing is fine) under the environment's `SM_*` overrides."""
+    """Read `config_file` (missing is fine) under the environment's `SM_*` overrides.
+
+    Every problem is one ConfigError naming what to fix: an unknown key in the file (with a
+    suggestion for a near miss), a bad value in the file, or a bad `SM_*` variable (blamed
+    on the variable, not on the file).
+    """
     from pydantic_settings import SettingsConfigDict
 
-    class BoundSettings(_settings_class()):  # type: ignore[misc]
+    settings_class = _settings_class()
+    document = _read_toml(config_file)  # unreadable or invalid TOML: one clear error
+    check_keys(config_file, document)
+
+    class BoundSettings(settings_class):  # type: ignore[misc]
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:
         return BoundSettings()
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+    except ValidationError as exc:
+        raise _settings_error(config_file, exc) from None
+    except OSError as exc:  # the file changed under us between the two reads
+        raise _unreadable(config_file, exc) from None
     except ValueError as exc:
-        first = str(exc).splitlines()
-        raise ConfigError(f"{config_file}: {' '.join(first[:3])}") from None
+        raise ConfigError(f"{config_file}: {_first_line(str(exc))}",
+                          hint=f"fix it in {config_file}") from None
+
+
+def _first_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def _env_name(field: str) -> str | None:
+    """The `SM_*` variable that set `field`, if one did (names are case-insensitive)."""
+    wanted = f"SM_{field}".upper()
+    for name in os.environ:
+        if name.upper() == wanted:
+            return name
+    return None
+
+
+def _settings_error(config_file: Path, exc: ValidationError) -> ConfigError:
+    """One line for the first problem, blamed on the variable or the file it came from."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error.get("loc", ())]
+    reason = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    field = location[0] if location else ""
+    env = _env_name(field) if field else None
+    if env is not None:
+        shown = os.environ.get(env, "")
+        return ConfigError(f"environment variable {env}={shown!r} is not valid: {reason}",
+                           hint=f"fix or unset {env}")
+    where = ".".join(location) or "settings"
+    value = error.get("input")
+    shown = f" = {value!r}" if isinstance(value, str | int | float | bool) else ""
+    return ConfigError(f"{config_file}: {where}{shown}: {reason}",
+                       hint=f"fix {where} in {config_file}")
+
+
+def _unreadable(config_file: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot read {config_file}: {exc.strerror or exc}",
+                       hint=f"check the file's permissions (ls -l {config_file}) or choose"
+                       " another --home")
+
+
+def _unknown_key(config_file: Path, where: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{config_file}: unknown {where} {key!r}{suggestion}",
+                       hint=f"fix or remove it in {config_file}; the settings are listed in"
+                       " docs/cli.md")
+
+
+def check_keys(config_file: Path, document: dict[str, Any], *, top_level: bool = True) -> None:
+    """Refuse keys config.toml does not know: a typo must not silently do nothing.
+
+    `top_level=False` checks only the `[projects.*]` tables (without importing
+    pydantic-settings, for the read-only commands).
+    """
+    if top_level:
+        top = sorted(_settings_class().model_fields)
+        for key in document:
+            if key not in top:
+                raise _unknown_key(config_file, "setting", key, top)
+    projects = document.get("projects", {})
+    if not isinstance(projects, dict):
+        return  # the model's own validation names the wrong type
+    fields = sorted(ProjectDestination.model_fields)
+    for project_id, table in projects.items():
+        if not isinstance(table, dict):
+            continue
+        for key in table:
+            if key not in fields:
+                raise _unknown_key(config_file, f"key in [projects.\"{project_id}\"]", key,
+                                   fields)
 
 
 class _Projects(BaseModel):
@@ -197,8 +352,14 @@ def _read_toml(config_file: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise _unreadable(config_file, exc) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_file} is not valid TOML (not UTF-8 text)",
+                          hint=f"fix or remove {config_file}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_file} is not valid TOML ({exc})") from None
+        raise ConfigError(f"{config_file} is not valid TOML ({exc})",
+                          hint=f"fix the line it names in {config_file}") from None
 
 
 def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
@@ -207,11 +368,12 @@ def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
     Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
     """
     document = _read_toml(config_file)
+    projects = document.get("projects", {})
+    check_keys(config_file, {"projects": projects}, top_level=False)
     try:
-        return _Projects.model_validate({"projects": document.get("projects", {})}).projects
+        return _Projects.model_validate({"projects": projects}).projects
     except ValidationError as exc:
-        first = str(exc).splitlines()
-        raise ConfigError(f"{config_file}: {' '.join(first[:3])}") from None
+        raise _settings_error(config_file, exc) from None
 
 
 def project_urls(config_file: Path) -> dict[str, str]:

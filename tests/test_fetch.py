@@ -89,7 +89,7 @@ def test_output_saves_exactly_the_part_owner_only(shared: tuple[Invoke, ArchiveT
     cli, _ = shared
     saved = tmp_path / "msg.html"
     saved.write_bytes(b"an older, longer file that must be replaced entirely")
-    result = cli("fetch", "mail-1", "--part", "html", "--output", str(saved))
+    result = cli("fetch", "mail-1", "--part", "html", "--output", str(saved), "--force")
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes == b""
     assert saved.read_bytes() == HTML.encode("utf-8")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..config import Paths, ProjectDestination, load_settings, save_projects
 from ..destinations import Destination, DestinationOptions, open_destination
@@ -27,7 +28,10 @@ if TYPE_CHECKING:  # built lazily: pydantic-settings is slow to import
 class Output:
     """Decides how results are shown: Rich on a terminal, plain text in a pipe, or JSON.
 
-    Data goes to stdout; diagnostics and progress go to stderr.
+    Data goes to stdout; diagnostics and progress go to stderr. Text is printed literally:
+    paths, URLs, ids and reasons come from users and may hold `[…]`, which Rich would
+    otherwise read as markup (and crash on, or eat). Styling is added with `Text`, never by
+    markup inside a message.
     """
 
     json_mode: bool = False
@@ -46,26 +50,29 @@ class Output:
         sys.stdout.flush()
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        """Print human-readable data to stdout (never in JSON mode)."""
+        """Print human-readable data to stdout (never in JSON mode); strings literally."""
         if not self.json_mode:
+            kwargs.setdefault("markup", False)
             self.stdout.print(*objects, **kwargs)
 
     def info(self, message: str) -> None:
-        """A diagnostic line on stderr, hidden by -q."""
+        """A diagnostic line on stderr, hidden by -q (printed literally)."""
         if self.verbosity >= 0:
-            self.stderr.print(message, highlight=False)
+            self.stderr.print(message, highlight=False, markup=False)
 
     def warn(self, message: str) -> None:
-        """A warning on stderr (always shown)."""
-        self.stderr.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+        """A warning on stderr (always shown; the message printed literally)."""
+        self.stderr.print(Text.assemble(("Warning:", "yellow"), " ", message), highlight=False)
 
     def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-        """Print a table to stdout."""
-        table = Table(title=title, show_edge=False, header_style="bold")
+        """Print a table to stdout; cells are literal text (a `Text` cell keeps its style)."""
+        table = Table(title=None if title is None else Text(title), show_edge=False,
+                      header_style="bold")
         for column in columns:
-            table.add_column(column)
+            table.add_column(Text(column))
         for row in rows:
-            table.add_row(*["" if v is None else str(v) for v in row])
+            table.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v))
+                            for v in row])
         self.print(table)
 
 
@@ -149,10 +156,17 @@ def state_of(ctx: typer.Context) -> AppState:
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print `Error: …` (and `Try: …`) on stderr and exit."""
     console = Console(stderr=True, soft_wrap=True)
-    console.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    # One line each, printed literally: the message may quote a user's path, URL or id.
+    console.print(Text.assemble(("Error:", "bold red"), " ", _one_line(message)),
+                  highlight=False)
     if hint:
-        console.print(f"Try: {hint}", highlight=False)
+        console.print(Text(f"Try: {_one_line(hint)}"), highlight=False)
     raise typer.Exit(code)
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line (a reason quoted from a file or an SDK may hold line breaks)."""
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
 def report_error(exc: SmError) -> NoReturn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from ..checks import as_documents, blocking_failure, failed, run_checks
 from ..config import ProjectDestination
@@ -25,8 +26,7 @@ AllowInsecureOption = Annotated[bool, typer.Option(
     help="Allow a plain-http endpoint on a loopback address (test servers).")]
 
 
-CHECK_STYLE = {"pass": "[green]pass[/green]", "warn": "[yellow]warn[/yellow]",
-               "fail": "[red]fail[/red]"}
+CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
 
 
 def project_option(value: str) -> str:
@@ -58,7 +58,8 @@ def check_identity_options(role_arn: str | None, external_id: str | None,
 def print_checks(out: Output, checks: list[Check], title: str) -> None:
     """Render pass/warn/fail lines as a table."""
     out.table(title, ["check", "status", "detail"],
-              [[c.name, CHECK_STYLE.get(c.status, c.status), c.detail] for c in checks])
+              [[c.name, Text(c.status, style=CHECK_STYLE.get(c.status, "")), c.detail]
+               for c in checks])
 
 
 def register(app: typer.Typer) -> None:

@@ -145,11 +145,31 @@ def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
                  " --limit N (0 for all)")
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path`, owner-only: a message is personal data."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_private(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write `data` to `path`, owner-only (0600): a message is personal data.
+
+    Never follows a symlink and never writes into an existing file: without `force` an
+    existing name (a symlink included) raises FileExistsError; with `force` the bytes go to a
+    new temp file beside it that then replaces the name itself (a symlink there is replaced,
+    never followed).
+    """
+    target = path if not force else path.with_name(f".{path.name}.{os.getpid()}.sm-tmp")
+    fd = os.open(target, _NEW_FILE, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if force:
+            os.replace(target, path)
+    except BaseException:
+        if force:
+            target.unlink(missing_ok=True)
+        raise
 
 
 def register(app: typer.Typer) -> None:
@@ -240,11 +260,14 @@ def register(app: typer.Typer) -> None:
             callback=_optional_project,
             help="The project (needed when the id exists in several).")] = None,
         output: Annotated[Path | None, typer.Option(
-            "--output", "-o", dir_okay=False, help="Save the part to this file (owner-only).")
+            "--output", "-o", dir_okay=False,
+            help="Save the part to this new file (owner-only, 0600); '-' is stdout.")
         ] = None,
         part: Annotated[str, typer.Option(
             callback=_part_option,
             help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
+        force: Annotated[bool, typer.Option(
+            "--force", help="Replace the --output file if it exists.")] = False,
     ) -> None:
         """Download a stored message, verify it, and print or save one part byte for byte.
 
@@ -254,6 +277,12 @@ def register(app: typer.Typer) -> None:
         """
         state = state_of(ctx)
         out = state.output
+        if output is not None and str(output) == "-":
+            output = None  # `-o -`: standard output
+        if output is not None and not force and os.path.lexists(output):
+            fail(f"{output} already exists; it was not overwritten",
+                 hint=f"sm fetch {message_id} --output {output} --force, or choose another"
+                 " file")
         with state.open_spool() as spool:
             index = ArchiveIndex.of(spool)
             known = index.entries_for(message_id, project)
@@ -267,7 +296,7 @@ def register(app: typer.Typer) -> None:
             except AmbiguousMessage as exc:
                 fail(str(exc), hint=exc.hint, code=2)
         data = verified.part(part)
-        _emit_part(out, verified, part, data, output)
+        _emit_part(out, verified, part, data, output, force=force)
 
     index_app = typer.Typer(name="index", help="The local index of stored messages.",
                             no_args_is_help=True)
@@ -343,7 +372,7 @@ def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, pro
 
 
 def _emit_part(out: Output, verified: VerifiedMessage, part: str, data: bytes,
-               output: Path | None) -> None:
+               output: Path | None, *, force: bool = False) -> None:
     """Save or print the part's exact bytes, and say what was verified."""
     entry = verified.entry
     record: dict[str, Any] = {**entry.find_result(), "version_id": entry.version_id,
@@ -351,7 +380,11 @@ def _emit_part(out: Output, verified: VerifiedMessage, part: str, data: bytes,
                               "output": str(output) if output else None}
     if output is not None:
         try:
-            _write_private(output, data)
+            _write_private(output, data, force=force)
+        except FileExistsError:
+            fail(f"{output} already exists; it was not overwritten",
+                 hint=f"sm fetch {entry.message_id} --output {output} --force, or choose"
+                 " another file")
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     if out.json_mode:
