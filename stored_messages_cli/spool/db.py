@@ -24,6 +24,7 @@ from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
 from .daemons import migrate_daemons
+from .manifests import migrate_manifests
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
@@ -240,6 +241,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("final reason codes", _v2_reason_codes),
     ("claim index", _v2_claim_indexes),
     ("daemon heartbeats", migrate_daemons),
+    ("manifest segments", migrate_manifests),
 )
 LATEST_VERSION = len(MIGRATIONS)
 
