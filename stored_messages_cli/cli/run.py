@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ..archiver import Archiver, ProjectTarget, RunReport
+from ..manifest import Manifests, limits_from
 from ..retry import RetryPolicy
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
@@ -63,10 +64,14 @@ def register(app: typer.Typer) -> None:
                                 confirm_timeout=settings.confirm_timeout,
                                 poll_interval=settings.poll_interval, stop=stop,
                                 on_outcome=on_outcome)
+            manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                                  *limits_from(settings))
+            archiver.on_tick(manifests.tick)
             try:
                 with progress or nullcontext():
                     report = archiver.run(once=once)
             finally:
+                manifests.close()  # the daemon stops: seal what is open, write what is sealed
                 for target in targets:
                     target.destination.close()
         _print_report(out, report)
