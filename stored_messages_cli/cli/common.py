@@ -18,6 +18,7 @@ from rich.text import Text
 from ..config import Paths, ProjectDestination, load_settings, save_projects
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..errors import ConfigError, SmError
+from ..logs import JsonLogFormatter, TextLogFormatter
 from ..spool import Spool
 
 if TYPE_CHECKING:  # built lazily: pydantic-settings is slow to import
@@ -176,29 +177,13 @@ def report_error(exc: SmError) -> NoReturn:
     fail(str(exc), hint=exc.hint)
 
 
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line (`--log-format json`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        document = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        return json.dumps(document, ensure_ascii=False)
-
-
 def configure_logging(verbosity: int, log_format: str) -> None:
     """Log `sm.*` to stderr: INFO by default, DEBUG with -v, WARNING with -q."""
     level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else (
         logging.WARNING if verbosity == -1 else logging.ERROR)
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                               "%Y-%m-%dT%H:%M:%S%z"))
+    # JSON lines carry ts (RFC 3339, Z), level and a snake_case event (docs/operations.md).
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else TextLogFormatter())
     logger = logging.getLogger("sm")
     logger.handlers[:] = [handler]
     logger.setLevel(level)

@@ -14,6 +14,7 @@ import typer
 
 from ..archiver import Archiver, ProjectTarget, RunReport
 from ..manifest import Manifests, limits_from
+from ..operations import operate
 from ..retry import RetryPolicy
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
@@ -34,6 +35,10 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str | None, typer.Option(
             "--project", callback=lambda v: project_option(v) if v is not None else None,
             help="Archive only this project.")] = None,
+        metrics_addr: Annotated[str | None, typer.Option(
+            "--metrics-addr", envvar="SM_METRICS_ADDR", callback=_metrics_addr_option,
+            help="Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT is loopback)."
+        )] = None,
     ) -> None:
         """Upload confirmed messages to their project's destination, under the retry policy.
 
@@ -68,8 +73,12 @@ def register(app: typer.Typer) -> None:
                                   *limits_from(settings))
             archiver.on_tick(manifests.tick)
             try:
-                with progress or nullcontext():
-                    report = archiver.run(once=once)
+                with operate(spool, archiver, once=once, concurrency=workers,
+                             projects={p: settings.projects[p].url for p in project_ids},
+                             poll_interval=settings.poll_interval,
+                             metrics_addr=_parsed_addr(metrics_addr)) as ops, \
+                        progress or nullcontext():
+                    report = ops.report = archiver.run(once=once)
             finally:
                 manifests.close()  # the daemon stops: seal what is open, write what is sealed
                 for target in targets:
@@ -77,6 +86,24 @@ def register(app: typer.Typer) -> None:
         _print_report(out, report)
         if once and (report.failed or report.expired):
             raise typer.Exit(1)
+
+
+def _metrics_addr_option(value: str | None) -> str | None:
+    """`--metrics-addr`: a usage error (exit 2) unless HOST:PORT, [V6]:PORT or PORT."""
+    if value:
+        try:
+            _parsed_addr(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value or None
+
+
+def _parsed_addr(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    from ..metrics import parse_metrics_addr  # prometheus_client only when serving metrics
+
+    return parse_metrics_addr(value)
 
 
 def policy_from(settings: Any) -> RetryPolicy:
@@ -103,7 +130,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             os._exit(128 + signum)
         stop.set()
         # A log line, not console output: with --log-format json it is JSON like the rest.
-        log.warning("Stopping: finishing in-flight uploads (signal again to exit at once)")
+        log.info("Stopping: finishing in-flight uploads (signal again to exit at once)",
+                 extra={"event": "daemon_stopping", "signal": signal.Signals(signum).name})
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -8,6 +8,7 @@ import typer
 
 from ..clock import to_rfc3339
 from ..config import project_urls
+from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
 from ..states import STATES, HealthState
 from .common import command, state_of
 
@@ -21,6 +22,10 @@ def status_document(state: Any) -> dict[str, Any]:
         recent = spool.report.rejected_lines(limit=20)
         waiting = spool.queue.projects_with_work()
         final_reasons = spool.report.final_reasons()
+        daemons = Daemons(spool)
+        running = daemons.listed()
+        held = daemons.in_flight_by_owner()
+        discarded = discarded_by_reason(spool)
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -34,6 +39,8 @@ def status_document(state: Any) -> dict[str, Any]:
             "last_error": known.last_error if known and current else None,
         })
     age = summary["oldest_unarchived_age_seconds"]
+    held_by_dead = sum(count for owner, count in held.items()
+                       if owner and not lease_owner_alive(owner, running))
     return {
         "counts": summary["counts"],
         "retry_reasons": summary["retry_reasons"],
@@ -46,7 +53,46 @@ def status_document(state: Any) -> dict[str, Any]:
              "rejected_at": to_rfc3339(r["rejected_at"])} for r in recent],
         "destinations": destinations,
         "projects_without_destination": sorted(set(waiting) - set(projects)),
+        "discarded_by_reason": discarded,
+        "daemons": [{
+            "host": d.host, "pid": d.pid, "version": d.version,
+            "started_at": to_rfc3339(d.started_at),
+            "last_heartbeat": to_rfc3339(d.last_heartbeat),
+            "alive": d.alive,
+            "in_flight": held.get(d.lease_owner or "", 0),
+        } for d in running],
+        "in_flight_held_by_dead_daemon": held_by_dead,
     }
+
+
+def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]]:
+    """What `sm status --check` reports: (kind, one line) for each problem, none when healthy."""
+    found: list[tuple[str, str]] = []
+    if not any(d["alive"] for d in doc["daemons"]):
+        dead = [d for d in doc["daemons"] if not d["alive"]]
+        held = doc["in_flight_held_by_dead_daemon"]
+        found.append(("no_live_daemon", "no live sm run" + (
+            f" ({len(dead)} dead, last heartbeat {dead[-1]['last_heartbeat']})" if dead
+            else " has registered") + (
+            f"; {held} in-flight message(s) held by a dead daemon" if held else "")))
+    for d in doc["destinations"]:
+        if d["health"] == HealthState.UNREACHABLE:
+            found.append(("destination_unreachable",
+                          f"project {d['project_id']}: {d['url']} unreachable since {d['since']}"
+                          f", next probe {d['next_probe_at'] or '-'}"))
+    for final_state in ("expired", "failed"):
+        count = doc["counts"].get(final_state, 0)
+        if count:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(
+                doc["final_reasons"].get(final_state, {}).items()))
+            found.append((f"messages_{final_state}",
+                          f"{count} message(s) {final_state} ({why}); see sm replay --"
+                          f"{final_state}"))
+    age = doc["oldest_unarchived_age_seconds"]
+    if max_age is not None and age is not None and age > max_age:
+        found.append(("oldest_unarchived_too_old",
+                      f"oldest unarchived message is {_age(age)} old (max {_age(max_age)})"))
+    return found
 
 
 def _age(seconds: float | None) -> str:
@@ -58,6 +104,40 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+DEFAULT_MAX_AGE = 3600.0
+
+
+def _duration(value: Any) -> float:
+    from ..config import parse_duration
+
+    if isinstance(value, float):
+        return value
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value!r} must be more than zero")
+    return seconds
+
+
+def _check(out: Any, doc: dict[str, Any], max_age: float) -> None:
+    """`--check`: one line per problem on stdout (or JSON), exit 1 when there is any."""
+    found = problems(doc, max_age)
+    if out.json_mode:
+        out.emit_json({"ok": not found,
+                       "problems": [{"kind": k, "detail": d} for k, d in found]})
+    elif found:
+        for kind, detail in found:
+            out.print(f"{kind}: {detail}", highlight=False, markup=False)
+    else:
+        alive = sum(1 for d in doc["daemons"] if d["alive"])
+        out.print(f"ok: {alive} live daemon(s), oldest unarchived "
+                  f"{_age(doc['oldest_unarchived_age_seconds'])}", highlight=False)
+    if found:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add status."""
 
@@ -66,14 +146,25 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         rejections: Annotated[int, typer.Option(
             min=0, help="How many recent rejected lines to list.")] = 5,
+        check: Annotated[bool, typer.Option(
+            "--check", help="Exit 1 and list the problems (no live sm run, a destination"
+            " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
+        )] = False,
+        max_age: Annotated[float, typer.Option(
+            "--max-age", parser=_duration, metavar="DURATION",
+            help="With --check: the oldest unarchived message may be this old (e.g. 30m)."
+        )] = DEFAULT_MAX_AGE,
     ) -> None:
         """Show counts per state, the oldest unarchived age, destination health and rejections.
 
-        Example: sm --json status
+        Example: sm --json status; sm status --check --max-age 30m (for cron or probes)
         """
         state = state_of(ctx)
         out = state.output
         doc = status_document(state)
+        if check:
+            _check(out, doc, max_age)
+            return
         if out.json_mode:
             out.emit_json(doc)
             return
@@ -97,6 +188,21 @@ def register(app: typer.Typer) -> None:
         if doc["projects_without_destination"]:
             out.print("Waiting for a destination: project(s) "
                       + ", ".join(doc["projects_without_destination"]), highlight=False)
+        if doc["discarded_by_reason"]:
+            out.print("Discarded: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(doc["discarded_by_reason"].items())),
+                highlight=False, markup=False)
+        if doc["daemons"]:
+            out.table("Daemons", ["host", "pid", "version", "started", "last heartbeat",
+                                  "alive", "in flight"],
+                      [[d["host"], d["pid"], d["version"] or "-", d["started_at"],
+                        d["last_heartbeat"], "yes" if d["alive"] else "NO (dead)",
+                        d["in_flight"]] for d in doc["daemons"]])
+        else:
+            out.print("No sm run is registered. Try: sm run", highlight=False)
+        if doc["in_flight_held_by_dead_daemon"]:
+            out.print(f"In flight {doc['in_flight_held_by_dead_daemon']}: held by a dead daemon"
+                      " (returned to the queue when sm run starts again)", highlight=False)
         if doc["rejected_lines"]:
             out.print(f"Rejected lines: {doc['rejected_lines']} (most recent first)",
                       highlight=False)

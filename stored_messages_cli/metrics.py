@@ -1,0 +1,389 @@
+"""Prometheus metrics and the `/healthz` and `/readyz` endpoints of `sm run --metrics-addr`.
+
+Two sources, one registry:
+
+- counters and the upload histogram move with the archiver's seams (`on_settled`,
+  `on_upload`), so they count what this process did since it started (Prometheus handles the
+  reset at a restart);
+- gauges (and `sm_messages_discarded_total`, which senders move too) are read from the spool
+  when Prometheus scrapes, on a read-only connection of their own: a scrape never waits on,
+  nor blocks, the archiver's connection.
+
+Labels carry project ids, states, classes and reason codes only: never a message id or an
+address. Everything is prefixed `sm_`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    make_wsgi_app,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .states import STATES, FinalReason, HealthState, RetryClass, State
+
+log = logging.getLogger("sm.metrics")
+
+DISCARD_REASONS = (FinalReason.SEND_FAILED, FinalReason.NEVER_CONFIRMED,
+                   FinalReason.MEDIUM_NOT_ARCHIVED)
+UPLOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+READY_HEALTH = frozenset({HealthState.OK, HealthState.UNKNOWN})
+DEFAULT_HOST = "127.0.0.1"
+
+
+def parse_metrics_addr(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT` → (host, port); loopback when only a port.
+
+    Raises ValueError with a one-line reason.
+    """
+    value = text.strip()
+    host = ""
+    port_text = value
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not value[end + 1:].startswith(":"):
+            raise ValueError(f"{text!r} is not HOST:PORT (example: 127.0.0.1:9464)")
+        host, port_text = value[1:end], value[end + 2:]
+    elif ":" in value:
+        host, _, port_text = value.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 0-65535 (example: :9464)")
+    return host or DEFAULT_HOST, int(port_text)
+
+
+class Liveness:
+    """When the archiver's loop last turned; `/healthz` is 200 while that is recent."""
+
+    def __init__(self, poll_interval: float, *, floor: float = 2.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        # Two poll intervals, but never less than `floor`: the loop ticks every 0.5 s at most.
+        self.allowed = max(2 * poll_interval, floor)
+        self._monotonic = monotonic
+        self.last_turn = monotonic()
+        self.ended = False
+
+    def tick(self) -> None:
+        """The `on_tick` hook."""
+        self.last_turn = self._monotonic()
+
+    def age(self) -> float:
+        """Seconds since the loop last turned."""
+        return self._monotonic() - self.last_turn
+
+    def healthy(self) -> bool:
+        """The loop runs and turned within the allowed time."""
+        return not self.ended and self.age() <= self.allowed
+
+
+class SpoolCollector(Collector):
+    """Gauges read from the spool at scrape time (cheap, index-backed queries)."""
+
+    def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.spool_path = Path(spool_path)
+        self.projects = dict(projects)  # project id → destination URL this daemon uses
+        self.version = version
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._last_stored: dict[str, float] | None = None
+        self.stored_at: dict[str, float] = {}  # moved by the archiver as messages are stored
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(f"{self.spool_path.resolve().as_uri()}?mode=ro",
+                                         uri=True, timeout=5, check_same_thread=False,
+                                         isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        return self._conn
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read on the collector's own read-only connection."""
+        with self._lock:
+            return self._connection().execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        """Close the read-only connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def spool_open(self) -> bool:
+        """The spool answers a read."""
+        try:
+            return self.query("SELECT 1") == [(1,)]
+        except sqlite3.Error:
+            return False
+
+    def health(self) -> dict[str, tuple[str, float | None]]:
+        """Each project's destination health (unknown when never recorded for its URL)."""
+        known = {r[0]: (r[1], r[2], r[3]) for r in self.query(
+            "SELECT project_id, url, health, next_probe_at FROM destination_health")}
+        result: dict[str, tuple[str, float | None]] = {}
+        for project_id, url in sorted(self.projects.items()):
+            row = known.get(project_id)
+            if row is None or row[0] != url:
+                result[project_id] = (HealthState.UNKNOWN, None)
+            else:
+                result[project_id] = (row[1], row[2])
+        return result
+
+    def last_stored(self) -> dict[str, float]:
+        """Each project's latest stored_at: read once from the index, then moved in process."""
+        if self._last_stored is None:
+            self._last_stored = {}
+            for project_id in self.projects:
+                value = self.query("SELECT MAX(stored_at) FROM archive_index WHERE project_id = ?",
+                                   (project_id,))[0][0]
+                if value is not None:
+                    self._last_stored[project_id] = float(value)
+        for project_id, at in list(self.stored_at.items()):
+            self._last_stored[project_id] = max(at, self._last_stored.get(project_id, at))
+        return self._last_stored
+
+    def collect(self) -> Iterator[Any]:
+        """The spool's gauges now."""
+        build = GaugeMetricFamily("sm_build_info", "The running sm version.", labels=["version"])
+        build.add_metric([self.version], 1)
+        yield build
+        try:
+            yield from self._from_spool()
+        except sqlite3.Error as exc:
+            log.warning("metrics: could not read the spool: %s", exc)
+
+    def _from_spool(self) -> Iterator[Any]:
+        now = self.clock()
+        counts: dict[str, int] = dict.fromkeys([str(s) for s in STATES], 0)
+        for state in STATES:  # one index range count per state
+            counts[state] = self.query("SELECT COUNT(*) FROM messages WHERE state = ?",
+                                       (state,))[0][0]
+        messages = GaugeMetricFamily("sm_messages", "Messages in the spool, by state.",
+                                     labels=["state"])
+        for name, count in counts.items():
+            messages.add_metric([name], count)
+        yield messages
+
+        waiting = dict.fromkeys(RetryClass, 0)
+        for reason, count in self.query(
+                "SELECT retry_reason, COUNT(*) FROM messages WHERE state = ?"
+                " GROUP BY retry_reason", (State.RETRY_WAIT,)):
+            if reason in waiting:
+                waiting[RetryClass(reason)] = count
+        retry = GaugeMetricFamily("sm_messages_retry_wait",
+                                  "Messages waiting to retry, by retry class.",
+                                  labels=["retry_class"])
+        for retry_class, count in waiting.items():
+            retry.add_metric([retry_class], count)
+        yield retry
+
+        oldest = self.query(
+            "SELECT MIN(COALESCE(confirmed_at, created_at)) FROM messages WHERE state IN"
+            " (?, ?, ?)", (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))[0][0]
+        yield GaugeMetricFamily(
+            "sm_oldest_unarchived_age_seconds",
+            "Age of the oldest confirmed message not yet archived (0 when none).",
+            value=0.0 if oldest is None else max(0.0, now - oldest))
+
+        discarded = dict.fromkeys([str(r) for r in DISCARD_REASONS], 0)
+        for reason, count in self.query(
+                "SELECT COALESCE(final_reason, 'unknown'), COUNT(*) FROM messages"
+                " WHERE state = ? GROUP BY 1", (State.DISCARDED,)):
+            discarded[reason] = count
+        family = CounterMetricFamily(
+            "sm_messages_discarded", "Messages discarded (never archived), by reason; counts"
+            " the spool's rows, so `sm spool prune` lowers it.", labels=["reason"])
+        for reason, count in sorted(discarded.items()):
+            family.add_metric([reason], count)
+        yield family
+
+        health = self.health()
+        up = GaugeMetricFamily("sm_destination_up",
+                               "1 unless the project's destination is unreachable.",
+                               labels=["project"])
+        probe = GaugeMetricFamily("sm_next_probe_timestamp_seconds",
+                                  "When an unreachable destination is probed next.",
+                                  labels=["project"])
+        for project_id, (health_state, next_probe_at) in health.items():
+            up.add_metric([project_id], 0 if health_state == HealthState.UNREACHABLE else 1)
+            if next_probe_at is not None:
+                probe.add_metric([project_id], next_probe_at)
+        yield up
+        yield probe
+
+        stored = GaugeMetricFamily("sm_last_stored_timestamp_seconds",
+                                   "When a message of the project was last stored.",
+                                   labels=["project"])
+        for project_id, at in sorted(self.last_stored().items()):
+            stored.add_metric([project_id], at)
+        yield stored
+
+
+class DaemonMetrics:
+    """The registry of one `sm run`: the spool's gauges plus what the archiver does."""
+
+    def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
+                 liveness: Liveness | None = None) -> None:
+        disable_created_metrics()  # `_created` series are noise for a daemon's counters
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.spool = SpoolCollector(spool_path, projects, version)
+        self.registry.register(self.spool)
+        self.liveness = liveness
+        self.stored = Counter("sm_messages_stored", "Messages this daemon stored.",
+                              ["project"], registry=self.registry)
+        self.failures = Counter("sm_upload_failures", "Upload attempts that failed and will be"
+                                " retried, by retry class.", ["project", "retry_class"],
+                                registry=self.registry)
+        self.expired = Counter("sm_messages_expired", "Messages that expired (cannot be"
+                               " archived).", ["project"], registry=self.registry)
+        self.failed = Counter("sm_messages_failed", "Messages that failed permanently"
+                              " (conflict, corrupt_in_spool).", ["project", "reason"],
+                              registry=self.registry)
+        self.duration = Histogram("sm_upload_duration_seconds", "Upload attempt duration.",
+                                  ["project"], buckets=UPLOAD_BUCKETS, registry=self.registry)
+        for project_id in sorted(projects):  # every series exists from the start, at 0
+            self.stored.labels(project_id)
+            self.expired.labels(project_id)
+            self.duration.labels(project_id)
+            for retry_class in RetryClass:
+                self.failures.labels(project_id, retry_class)
+
+    def attach(self, archiver: Any) -> None:
+        """Follow an Archiver through its seams."""
+        archiver.on_settled(self.on_settled)
+        archiver.on_upload(self.on_upload)
+
+    def on_settled(self, settled: Iterable[Any]) -> None:
+        """Count outcomes (the archiver's `on_settled` hook)."""
+        for item in settled:
+            if item.state == State.STORED:
+                self.stored.labels(item.project_id).inc()
+                self.spool.stored_at[item.project_id] = item.at
+            elif item.state == State.EXPIRED:
+                self.expired.labels(item.project_id).inc()
+            elif item.state == State.FAILED:
+                self.failed.labels(item.project_id, item.final_reason or "unknown").inc()
+
+    def on_upload(self, project_id: str, seconds: float, result: Any) -> None:
+        """Time every attempt; count the failures that will be retried (`on_upload` hook)."""
+        self.duration.labels(project_id).observe(seconds)
+        if isinstance(result, BaseException):
+            from .retry import error_class
+
+            kind = error_class(result)
+            if kind in (RetryClass.RATE_LIMITED, RetryClass.UNREACHABLE):
+                self.failures.labels(project_id, str(kind)).inc()
+
+    def ready(self) -> tuple[bool, str]:
+        """`/readyz`: the spool answers and every destination is healthy or unknown."""
+        if not self.spool.spool_open():
+            return False, "spool not open"
+        try:
+            health = self.spool.health()
+        except sqlite3.Error as exc:
+            return False, f"spool not readable: {exc}"
+        down = [f"{p} {h}" for p, (h, _) in health.items() if h not in READY_HEALTH]
+        if down:
+            return False, "destination not healthy: " + ", ".join(down)
+        return True, "ready"
+
+    def healthy(self) -> tuple[bool, str]:
+        """`/healthz`: the archiver's loop turned recently."""
+        if self.liveness is None:
+            return True, "ok"
+        if self.liveness.ended:
+            return False, "the archiver loop has ended"
+        age = self.liveness.age()
+        if age > self.liveness.allowed:
+            return False, f"the archiver loop last turned {age:.1f}s ago"
+        return True, "ok"
+
+    def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
+        """`/metrics`, `/healthz`, `/readyz` (anything else is 404)."""
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]
+                ) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "/")
+            if path == "/metrics":
+                return metrics(environ, start_response)
+            if path in ("/healthz", "/readyz"):
+                ok, detail = self.healthy() if path == "/healthz" else self.ready()
+                body = (detail + "\n").encode()
+                start_response("200 OK" if ok else "503 Service Unavailable",
+                               [("Content-Type", "text/plain; charset=utf-8"),
+                                ("Content-Length", str(len(body)))])
+                return [body]
+            body = b"not found: try /metrics, /healthz or /readyz\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body)))])
+            return [body]
+
+        return app
+
+    def close(self) -> None:
+        """Release the collector's connection."""
+        self.spool.close()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        pass  # one line per scrape is noise
+
+
+class MetricsServer:
+    """The HTTP endpoint on its own thread; `port` is the bound port (useful with port 0)."""
+
+    def __init__(self, metrics: DaemonMetrics, host: str, port: int) -> None:
+        server_class = _ThreadingServer
+        if ":" in host:
+            import socket
+
+            class _V6(_ThreadingServer):
+                address_family = socket.AF_INET6
+
+            server_class = _V6
+        self.server = make_server(host, port, metrics.wsgi_app(), server_class=server_class,
+                                  handler_class=_QuietHandler)
+        self.host = host
+        self.port = int(self.server.server_port)
+        self._thread = threading.Thread(target=self.server.serve_forever, name="sm-metrics",
+                                        kwargs={"poll_interval": 0.2}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """`http://host:port` of this endpoint."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> MetricsServer:
+        """Serve in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
