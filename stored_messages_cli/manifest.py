@@ -154,7 +154,7 @@ class Manifests:
         self.max_entries = max(1, int(max_entries))
         self.max_age = float(max_age)
         self.clock = clock or spool.clock
-        spool.on_settled(store.complete_entries)
+        spool.on_settled(store.on_settled)
 
     # ----------------------------------------------------------------------- seams
 

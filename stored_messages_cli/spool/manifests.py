@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
 from ..states import State
+
+if TYPE_CHECKING:
+    from .db import Settled
 
 SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
 
@@ -119,10 +122,15 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
     return hashes or {"recipient": fallback}
 
 
-def complete_entries(conn: sqlite3.Connection, settled: object = None) -> int:
+def on_settled(conn: sqlite3.Connection, settled: list[Settled]) -> None:
+    """The `Spool.on_settled` hook: complete the entries the settling UPDATE just added."""
+    complete_entries(conn)
+
+
+def complete_entries(conn: sqlite3.Connection) -> int:
     """Turn the payloads the trigger kept into object hash, size and recipient hashes.
 
-    The `on_settled` hook (same transaction as the outcome); also run before sealing, for
+    Run by the `on_settled` hook (same transaction as the outcome), and before sealing for
     outcomes settled by a process that did not register it. Returns how many it completed.
     """
     rows = conn.execute(
