@@ -68,7 +68,8 @@ def test_a_segment_holds_every_outcome_with_the_exact_header_and_entries(
     root = Path(file_destination.root)
     [path] = segments_in(root)
     assert path.relative_to(root).as_posix() == segment_key("12345", 1, clock.now())
-    assert path.relative_to(root).as_posix() == "_sm/manifests/12345/2027/01/15/000000000001.jsonl.gz"
+    assert path.relative_to(root).as_posix() == \
+        "_sm/manifests/12345/2027/01/15/000000000001.jsonl.gz"
     body = path.read_bytes()
     lines = [json.loads(line) for line in gzip.decompress(body).splitlines()]
     assert lines[0] == {"manifest_version": 1, "project_id": "12345", "seq": 1,
