@@ -578,7 +578,8 @@ def recipient_hash_candidates(value: str) -> list[str]:
     token, so both normalisations are tried: stripped, and stripped + lowercased.
     """
     stripped = value.strip()
-    forms = [stripped.lower()] if "@" in stripped else [stripped, stripped.lower()]
+    # Both forms even with an `@`: a user id or phone number like `Bob@Corp` keeps its case.
+    forms = [stripped, stripped.lower()]
     return list(dict.fromkeys(sha256_hex(form.encode("utf-8")) for form in forms))
 
 
