@@ -147,7 +147,8 @@ def test_every_request_carries_the_expected_owner(cli, s3_client, moto_endpoint,
     assert cli("verify").exit_code == 0
     stored = keys(s3_client, bucket, "archive/email/")
     assert len(stored) == 3
-    object_puts = [r for r in proxy.seen(bucket, "PUT") if "/archive/" in r.path]
+    object_puts = [r for r in proxy.seen(bucket, "PUT")
+                   if "/archive/" in r.path and "/_sm/manifests/" not in r.path]
     # connect and verify each write a test object and then try a second create-only write to
     # it (refused: the create_only check), then the three messages
     assert len(object_puts) == 7
@@ -197,3 +198,77 @@ def test_disconnect_removes_the_destination_and_keeps_the_spool(cli, sm_home, tm
     again = cli("--json", "disconnect", "--project", "12345")
     assert again.exit_code == 0
     assert json.loads(again.stdout) == {"project_id": "12345", "removed": False}
+
+
+class _IgnoresCreateOnly:
+    """A relay in front of moto that drops `If-None-Match`, like a store (or proxy) that does
+    not implement conditional writes: every PUT silently overwrites."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        from tests.support.http_relay import RelayHandler
+
+        parts = urlsplit(upstream)
+        target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.stripped = 0
+        relay = self
+
+        class Handler(RelayHandler):
+            def _handle(self) -> None:
+                body = self._body()
+                if self.headers.get("If-None-Match") is not None:
+                    del self.headers["If-None-Match"]
+                    relay.stripped += 1
+                self._relay(target, body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def overwriting_store(moto_endpoint: str) -> Any:
+    relay = _IgnoresCreateOnly(moto_endpoint)
+    yield relay
+    relay.close()
+
+
+def test_connect_refuses_a_store_that_ignores_create_only_writes(
+        cli, sm_home, s3_client, s3_bucket, overwriting_store) -> None:
+    result = cli("--json", "connect", f"s3://{s3_bucket}/archive/", "--project", "12345",
+                 "--endpoint-url", overwriting_store.url, "--allow-insecure-endpoint")
+    assert_one_line_error(result)
+    assert overwriting_store.stripped >= 2  # both conditional writes lost their condition
+    document = json.loads(result.stdout)
+    assert document["saved"] is False
+    statuses = {c["name"]: c["status"] for c in document["checks"]}
+    assert (statuses["write"], statuses["read"], statuses["create_only"]) == (
+        "pass", "pass", "fail")
+    assert (f"Error: s3://{s3_bucket}/archive/ failed the create_only check: the store accepted"
+            " a second create-only write to") in result.stderr
+    assert "Try: use a store (or a proxy in front of it) that honours conditional writes" in (
+        result.stderr)
+    assert saved_projects(sm_home) == {}
+
+
+def test_connect_passes_create_only_on_every_real_store(cli, sm_home, s3_bucket, moto_endpoint,
+                                                        tmp_path) -> None:
+    for url, extra in ((f"s3://{s3_bucket}/archive/", ["--endpoint-url", moto_endpoint,
+                                                       "--allow-insecure-endpoint"]),
+                       (f"file://{tmp_path / 'folder'}/", [])):
+        result = cli("--json", "connect", url, "--project", "12345", *extra)
+        assert result.exit_code == 0, result.stderr
+        checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+        assert checks["create_only"] == {
+            "name": "create_only", "status": "pass",
+            "detail": "a second create-only write to the test key was refused"}

@@ -157,3 +157,24 @@ def test_settings_the_identity_may_not_read_are_warnings(cli, s3_client, moto_en
     assert by_name(document)["encryption"] == {
         "name": "encryption", "status": "warn",
         "detail": "cannot read default encryption (AccessDenied / HTTP 403)"}
+
+
+def test_verify_fails_a_store_that_starts_ignoring_create_only_writes(cli, safe_bucket,
+                                                                     moto_endpoint,
+                                                                     sm_home: Path) -> None:
+    from tests.test_connect import _IgnoresCreateOnly
+
+    relay = _IgnoresCreateOnly(moto_endpoint)
+    try:
+        config = sm_home / "config.toml"
+        config.write_text(config.read_text().replace(moto_endpoint, relay.url))
+        result = cli("--json", "verify", "--project", "12345")
+    finally:
+        relay.close()
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    check = by_name(document)["create_only"]
+    assert check["status"] == "fail"
+    assert "the store accepted a second create-only write" in check["detail"]
+    assert "Error: 1 check(s) failed; first: create_only: the store accepted" in result.stderr
