@@ -1,0 +1,113 @@
+"""`sm audit`: prove every project's archive complete, with evidence anyone can re-check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from .common import command, fail, open_project_destination, state_of
+from .connect import project_option
+
+
+def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime | None:
+    """`--since`/`--until`: RFC 3339, a UTC day, or a time ago (`7d`, `2h`); else exit 2."""
+    if value is None:
+        return None
+    from ..archive_index import parse_time_bound
+    from ..config import parse_duration
+
+    try:
+        return parse_time_bound(value, end_of_day=end_of_day)
+    except (ValueError, OverflowError) as exc:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=parse_duration(value.strip()))
+        except (ValueError, OverflowError):
+            fail(f"invalid value for {name}: {exc}",
+                 hint=f"sm audit {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z"
+                 f" or {name} 7d", code=2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add audit."""
+
+    @command(app, "audit")
+    def audit(
+        ctx: typer.Context,
+        project: Annotated[str | None, typer.Option(
+            "--project", callback=lambda v: project_option(v) if v is not None else None,
+            help="Audit this project only (default: every project).")] = None,
+        since: Annotated[str | None, typer.Option(
+            help="Only messages sent at or after this time (RFC 3339, a UTC day, or 7d).")
+        ] = None,
+        until: Annotated[str | None, typer.Option(
+            help="Only messages sent at or before this time (a day includes all of it).")
+        ] = None,
+        deep: Annotated[bool, typer.Option(
+            "--deep", help="Download and re-hash every stored object.")] = False,
+        report: Annotated[Path | None, typer.Option(
+            "--report", file_okay=False, help="Write an evidence bundle with verify.sh here.")
+        ] = None,
+    ) -> None:
+        """Prove the archive complete: the manifest chain, the bucket and the spool agree.
+
+        Checks every manifest segment is present and chained, every stored message's object is
+        in the bucket (with --deep: unaltered), no object is outside the manifests, and no
+        archived message of the spool is missing from them. Exit 1 on any finding.
+
+        Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
+        """
+        from ..audit import audit as run_audit
+        from ..audit import write_report
+
+        state = state_of(ctx)
+        out = state.output
+        since_at = time_option(since, end_of_day=False, name="--since")
+        until_at = time_option(until, end_of_day=True, name="--until")
+        projects = state.settings().projects
+        if project is not None:
+            state.project(project)  # raises with `Try: sm connect …` when unknown
+            chosen = [project]
+        else:
+            chosen = sorted(projects)
+        if not chosen:
+            fail("no project has a destination yet; nothing to audit",
+                 hint="sm connect URL --project ID")
+        destinations = {pid: open_project_destination(state, pid) for pid in chosen}
+        progress = out.info if out.interactive else None
+        try:
+            with state.open_spool() as spool:
+                result = run_audit(spool, destinations, since=since_at, until=until_at,
+                                   deep=deep, progress=progress)
+        finally:
+            for destination in destinations.values():
+                destination.close()
+        if report is not None:
+            write_report(result, report)
+        document = result.as_dict()
+        if out.json_mode:
+            out.emit_json(document)
+        else:
+            _print(out, document, report)
+        if not result.ok:
+            raise typer.Exit(1)
+
+
+def _print(out: Any, document: dict[str, Any], report: Path | None) -> None:
+    rows = [[p["project_id"], p["manifests"], p["entries"], p["stored"], p["expired"],
+             p["failed"], p["pending"], len(p["findings"])] for p in document["projects"]]
+    out.table(None, ["project", "manifests", "entries", "stored", "expired", "failed",
+                     "pending", "findings"], rows)
+    for project in document["projects"]:
+        for finding in project["findings"]:
+            where = " ".join(f"{name} {finding[name]}" for name in ("seq", "message_id", "key")
+                             if name in finding)
+            out.print(Text.assemble((finding["type"], "red"), f" project {project['project_id']}"
+                                    f" {where}: {finding['detail']}"))
+    out.print("ok: no finding" if document["ok"] else "FAILED: see the findings above",
+              highlight=False)
+    if report is not None:
+        out.info(f"evidence bundle in {report} (re-check it with: sh {report}/verify.sh)")
