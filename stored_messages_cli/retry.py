@@ -7,6 +7,7 @@ an SDK error keeps it as `__cause__`, and the chain is read too.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -121,12 +122,19 @@ def describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """The schedule: rate limiting backs off forever; unreachable waits slots, then expires."""
+    """The schedule: rate limiting backs off forever; unreachable waits slots, then expires.
+
+    An unreachable destination is probed `recovery_probes` after its outage began (default
+    1 min, 5 min, 30 min, 2 h: a short outage ends in minutes), then on the grid of
+    `retry_interval` from that start, so a slot falls exactly on the window's end. An empty
+    `recovery_probes` is Iterable's strict schedule (every 8 hours only).
+    """
 
     retry_interval: float = 8 * 3600
     retry_window: float = 7 * 86400
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
+    recovery_probes: tuple[float, ...] = (60.0, 300.0, 1800.0, 7200.0)
 
     def rate_limited_delay(self, attempts: int, rng: random.Random | None = None) -> float:
         """Exponential backoff with jitter: 1 s first, doubling, capped at `backoff_cap`.
@@ -152,6 +160,33 @@ class RetryPolicy:
             return now + self.retry_interval
         missed = int((now - previous_slot) // self.retry_interval)
         return previous_slot + (missed + 1) * self.retry_interval
+
+    def next_probe(self, now: float, down_since: float) -> float:
+        """The first probe slot after `now` of an outage that began at `down_since`.
+
+        Slots are `down_since` + each recovery delay, then `down_since` + k × interval; a
+        probe that ran late does not push the later ones. A `down_since` in the future (the
+        clock went back) counts as now.
+        """
+        start = min(down_since, now)
+        recovery = [start + delay for delay in self.recovery_probes if start + delay > now]
+        grid = start + (int((now - start) // self.retry_interval) + 1) * self.retry_interval
+        return min([grid, *recovery])
+
+    @property
+    def probes_to_expire(self) -> int:
+        """Failed probes a destination must have had before its messages may expire.
+
+        With the wall clock alone a jump forward would expire messages that were never
+        retried; this many failures (window ÷ interval) prove the window was really tried.
+        """
+        return max(1, math.ceil(self.retry_window / self.retry_interval - 1e-9))
+
+    @property
+    def longest_wait(self) -> float:
+        """The latest a retry may be scheduled ahead of now; anything later is treated as due
+        (the clock went back, or a row was written by a clock that was ahead)."""
+        return max(self.retry_interval, self.backoff_cap, *self.recovery_probes, 0.0)
 
     def expires_at(self, first_failure_at: float) -> float:
         """When an unreachable message has waited the whole retry window."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
+from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
 from tests.support.fixtures.core import jsonl
@@ -32,9 +33,23 @@ def record(spool: Spool, make_message: Any, count: int, start: int = 0) -> list[
 
 
 def archiver_for(spool: Spool, destination: Any, clock: Any, **options: Any) -> Archiver:
-    """An archiver for the one test project, on the fake clock."""
+    """An archiver for the one test project, on the fake clock.
+
+    These tests pin Iterable's strict schedule (a probe every 8 hours, no recovery probes);
+    tests/test_recovery.py covers the recovery probes.
+    """
     options.setdefault("concurrency", 4)
+    options.setdefault("policy", RetryPolicy(recovery_probes=()))
     return Archiver(spool, [ProjectTarget(PROJECT, destination)], clock=clock, **options)
+
+
+def walk_slots(archiver: Archiver, clock: Any, first: float, end: float, step: float) -> None:
+    """Run the archiver at every probe slot in [first, end): the destination fails each one."""
+    slot = first
+    while slot < end:
+        clock.set(slot)
+        archiver.run(once=True)
+        slot += step
 
 
 def states(spool: Spool, ids: list[str]) -> Counter[str]:
@@ -163,8 +178,9 @@ def test_expiry_falls_exactly_on_each_messages_own_seven_day_boundary(
     archiver.run(once=True)
     assert {spool.message_state(PROJECT, i)["first_failure_at"] for i in late} == {t0 + SLOT}
 
-    clock.set(t0 + WEEK - 0.001)  # one tick before the boundary (slots missed meanwhile)
-    report = archiver.run(once=True)  # a probe goes out, fails, nothing expires yet
+    walk_slots(archiver, clock, t0 + 2 * SLOT, t0 + WEEK, SLOT)  # every probe fails
+    clock.set(t0 + WEEK - 0.001)  # one tick before the boundary
+    report = archiver.run(once=True)  # no slot is due: nothing goes out, nothing expires
     assert states(spool, early + late) == {"retry_wait": 5}
     assert report.expired == 0
     assert spool.health.get(PROJECT).next_probe_at == t0 + WEEK  # slots stay on their grid
@@ -283,16 +299,14 @@ def test_recovery_is_logged_as_a_json_line(cli, faults, s3_bucket, make_message)
 
 def test_a_window_off_the_slot_grid_expires_at_its_own_end_without_a_probe(
         spool, clock, faults, proxied_s3, make_message) -> None:
-    from stored_messages_cli.retry import RetryPolicy
-
-    policy = RetryPolicy(retry_interval=5 * 3600, retry_window=WEEK)  # slots miss the end
+    policy = RetryPolicy(retry_interval=5 * 3600, retry_window=WEEK,
+                         recovery_probes=())  # slots miss the end
     ids = record(spool, make_message, 2)
     faults.mode = ACCESS_DENIED
     archiver = archiver_for(spool, proxied_s3(), clock, policy=policy)
     t0 = clock.now()
     archiver.run(once=True)
-    clock.set(t0 + 165 * 3600)  # the last slot inside the window
-    archiver.run(once=True)
+    walk_slots(archiver, clock, t0 + 5 * 3600, t0 + WEEK, 5 * 3600)  # to 165 h, the last slot
     sent = faults.count("PUT")
 
     clock.set(t0 + WEEK - 0.001)

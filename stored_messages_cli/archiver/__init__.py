@@ -16,6 +16,7 @@ The retry policy (SPEC 5) as the loop applies it:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -47,6 +48,7 @@ log = logging.getLogger("sm.archiver")
 SETTLE_BATCH = 200
 SETTLE_EVERY = 0.2  # seconds: bound how long a finished upload waits to be recorded
 CLEAN_RESPONSES_TO_GROW = 20
+CLAIM_AT_LEAST = 64  # rows per claim when that many are due (one transaction for many)
 TICK_EVERY = 0.5  # seconds between `on_tick` calls while the loop turns
 
 
@@ -120,6 +122,7 @@ class Archiver:
         self._tick_hooks: list[Callable[[], None]] = []
         self._upload_hooks: list[Callable[[str, float, PutResult | BaseException], None]] = []
         self._last_tick = float("-inf")
+        self._rotation = -1  # which project claims first; moves on every claim
 
     # ----------------------------------------------------------------------- seams
 
@@ -168,9 +171,10 @@ class Archiver:
                                 thread_name_prefix="sm-upload") as pool:
             while True:
                 self._tick()
-                if not self.stop.is_set() and len(backlog) < self._limit * 2:
+                if not self.stop.is_set() and len(backlog) < max(CLAIM_AT_LEAST // 4,
+                                                                     self._limit * 2):
                     backlog.extend(self._claim(
-                        capacity=self._limit * 8 - len(backlog),
+                        capacity=max(CLAIM_AT_LEAST, self._limit * 8) - len(backlog),
                         due_by=started if once else None, max_row_id=max_row_id,
                         row_ids=row_ids))
                 if self.stop.is_set() and backlog:
@@ -187,8 +191,9 @@ class Archiver:
                         message, seq = pending.pop(future)
                         error = future.exception()
                         finished.append((message, seq, error if error else future.result()))
-                # A failure is settled at once: it may park the destination's backlog.
-                if finished and (len(finished) >= SETTLE_BATCH or not pending or not backlog
+                # Successes are settled in batches (one fsync for many), even one upload at a
+                # time; a failure at once: it may park the destination's backlog.
+                if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
                                  or any(not isinstance(f[2], PutResult) for f in finished)
                                  or time.monotonic() - last_settle >= SETTLE_EVERY):
                     self._settle(finished)
@@ -219,26 +224,54 @@ class Archiver:
 
     def _claim(self, *, capacity: int, due_by: float | None, max_row_id: int | None,
                row_ids: Collection[int] | None) -> list[ClaimedMessage]:
+        """Claim up to `capacity` due messages, shared fairly between the projects.
+
+        Each project first gets an equal share (the starting project rotates), then the
+        room left goes to those with more; the result interleaves the projects, so a busy
+        project never starves another (each one's oldest due message goes out early).
+        """
+        projects = list(self.targets)
+        if not projects:
+            return []
+        self._rotation = (self._rotation + 1) % len(projects)
+        projects = projects[self._rotation:] + projects[:self._rotation]
+        batches: dict[str, list[ClaimedMessage]] = {p: [] for p in projects}
+        hungry = list(projects)
+        share = max(1, capacity // len(projects))
+        while hungry and sum(map(len, batches.values())) < capacity:
+            still_hungry = []
+            for project_id in hungry:
+                room = min(share, capacity - sum(map(len, batches.values())))
+                if room <= 0:
+                    break
+                batch = self._claim_project(project_id, room, due_by, max_row_id, row_ids)
+                batches[project_id] += batch
+                if len(batch) == room and room > 0:
+                    still_hungry.append(project_id)
+            hungry = still_hungry
+            share = max(1, capacity - sum(map(len, batches.values())))
         claimed: list[ClaimedMessage] = []
-        for project_id in self.targets:
-            room = capacity - len(claimed)
-            if room <= 0:
-                break
-            limit, probe = self.outage.claim_limit(project_id, room, self._expired)
-            if limit <= 0:
-                continue
-            if row_ids is not None:
-                batch = self.spool.queue.claim_among(self.owner, project_id, row_ids, limit,
-                                                     lease_seconds=self.lease_seconds,
-                                                     due_by=due_by)
-            else:
-                batch = self.spool.queue.claim(self.owner, project_id, limit,
-                                               lease_seconds=self.lease_seconds, due_by=due_by,
-                                               max_row_id=max_row_id)
-            if probe and batch:
-                self.outage.probe_sent(project_id)
-            claimed.extend(batch)
+        for round_ in itertools.zip_longest(*batches.values()):
+            claimed.extend(m for m in round_ if m is not None)
         return claimed
+
+    def _claim_project(self, project_id: str, room: int, due_by: float | None,
+                       max_row_id: int | None, row_ids: Collection[int] | None
+                       ) -> list[ClaimedMessage]:
+        limit, probe = self.outage.claim_limit(project_id, room, self._expired)
+        if limit <= 0:
+            return []
+        if row_ids is not None:
+            batch = self.spool.queue.claim_among(self.owner, project_id, row_ids, limit,
+                                                 lease_seconds=self.lease_seconds, due_by=due_by)
+        else:
+            batch = self.spool.queue.claim(
+                self.owner, project_id, limit, lease_seconds=self.lease_seconds,
+                due_by=due_by, max_row_id=max_row_id,
+                overdue_after=self.clock.now() + self.policy.longest_wait)
+        if probe and batch:
+            self.outage.probe_sent(project_id)
+        return batch
 
     def _park(self, backlog: deque[ClaimedMessage]) -> None:
         """Give back claimed messages of a destination that went down: they wait for its probe."""
@@ -323,7 +356,7 @@ class Archiver:
                 outcomes.append(Retry(message.row_id, RetryClass.UNREACHABLE, next_probe,
                                       detail))
                 self.report.unreachable += 1
-                down.add(project_id)
+                down.update(self.outage.sharing(project_id))
                 self._emit("unreachable")
         self._after_settle(self.spool.queue.settle(self.owner, outcomes))
         for project_id in down:

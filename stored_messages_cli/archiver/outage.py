@@ -35,6 +35,23 @@ class _Target(Protocol):
     url: str
 
 
+StoreIdentity = tuple[str | None, ...]
+
+
+def store_identity(destination: _Target) -> StoreIdentity:
+    """What makes two destinations the same store: scheme, endpoint, bucket or container, and
+    the credentials used (profile, role, account URL). Prefixes do not matter."""
+    from ..destinations.base import split_url
+
+    scheme, bucket, _ = split_url(destination.url)
+    options = getattr(destination, "options", None)
+    return (scheme, bucket or destination.url,
+            getattr(destination, "endpoint_url", None) or getattr(options, "endpoint_url", None),
+            getattr(options, "region", None), getattr(options, "profile", None),
+            getattr(options, "role_arn", None), getattr(options, "account_url", None),
+            getattr(options, "expected_owner", None))
+
+
 class Outage:
     """Health, probes, holds, wakes and expiries for the archiver's projects."""
 
@@ -44,7 +61,11 @@ class Outage:
         self.destinations = destinations
         self.policy = policy
         self.clock = clock
-        self.probing: set[str] = set()  # projects whose probe is out
+        self._store = {p: store_identity(d) for p, d in destinations.items()}
+        self._sharing: dict[StoreIdentity, list[str]] = {}
+        for project_id, identity in self._store.items():
+            self._sharing.setdefault(identity, []).append(project_id)
+        self._probing: set[StoreIdentity] = set()  # stores whose one probe is out
         self._known: dict[str, str | None] = {}  # last health written, to write only changes
         self._clean: dict[str, int] = {}
         self._parked_until: dict[str, float] = {}
@@ -71,15 +92,18 @@ class Outage:
         `(0, False)` while parked or while its probe is out; `(1, True)` at a probe slot.
         Between slots it also expires messages whose window ends off the slot grid.
         """
-        if project_id in self.probing:
-            return 0, False  # one request per destination while it is down
+        if self._store[project_id] in self._probing:
+            return 0, False  # one request per store while it is down
         now = self.clock.now()
         health = self.spool.health.get(project_id)
         self._known[project_id] = health.health if health else None
         if health is None or health.health != HealthState.UNREACHABLE:
             self._parked_until.pop(project_id, None)
             return limit, False
-        if health.next_probe_at is not None and health.next_probe_at > now:
+        # A slot further ahead than the policy allows was set by a clock that has since gone
+        # back: probe now rather than wait for it.
+        if health.next_probe_at is not None and \
+                now < health.next_probe_at <= now + self.policy.longest_wait:
             self._parked_until[project_id] = health.next_probe_at
             self._expire_between_slots(project_id, on_expired)
             return 0, False
@@ -92,12 +116,16 @@ class Outage:
 
     def probe_sent(self, project_id: str) -> None:
         """The one probe of an unreachable destination is out."""
-        self.probing.add(project_id)
+        self._probing.add(self._store[project_id])
         log.info("probing the unreachable destination of project %s", project_id)
 
     def answered_or_failed(self, project_id: str) -> None:
-        """An attempt of this project finished: its probe, if any, is back."""
-        self.probing.discard(project_id)
+        """An attempt of this project finished: its store's probe, if any, is back."""
+        self._probing.discard(self._store[project_id])
+
+    def sharing(self, project_id: str) -> list[str]:
+        """The projects whose destination is the same store as this one's (itself included)."""
+        return self._sharing[self._store[project_id]]
 
     def parked(self) -> dict[str, float]:
         """Projects whose destination is down now, with the slot they wait for."""
@@ -125,6 +153,7 @@ class Outage:
         if known == HealthState.UNREACHABLE:
             self._wake(project_id)
             log.info("destination %s of project %s is healthy again", url, project_id)
+            self._wake_sharing(project_id)
         elif known == HealthState.RATE_LIMITED:
             log.debug("destination %s of project %s no longer rate limiting", url, project_id)
 
@@ -138,7 +167,8 @@ class Outage:
         self.spool.health.set(project_id, url, HealthState.RATE_LIMITED, last_error=detail)
         self._known[project_id] = HealthState.RATE_LIMITED
         if known == HealthState.UNREACHABLE:
-            self._wake(project_id)
+            self._wake(project_id)  # throttled means reachable: what waits may go
+            self._wake_sharing(project_id)
         now = self.clock.now()
         if now - self._rate_limit_logged.get(project_id, float("-inf")) >= RATE_LIMIT_LOG_EVERY:
             self._rate_limit_logged[project_id] = now
@@ -147,40 +177,61 @@ class Outage:
                         concurrency)
 
     def unreachable(self, project_id: str, detail: str) -> float:
-        """Mark the destination unreachable and park its waiting messages behind the next slot.
-
-        Returns the slot (the failed message's next attempt).
-        """
+        """Mark the store unreachable for every project on it, and park their waiting messages
+        behind the next probe slot. Returns the slot (the failed message's next attempt)."""
         now = self.clock.now()
         health = self.spool.health.get(project_id)
         was_down = health is not None and health.health == HealthState.UNREACHABLE
         self._clean[project_id] = 0
         if was_down and health is not None and health.next_probe_at is not None \
-                and health.next_probe_at > now:
+                and now < health.next_probe_at <= now + self.policy.longest_wait:
             slot = health.next_probe_at  # a request sent before the outage was noticed
         else:
-            previous = health.next_probe_at if was_down and health is not None else None
-            slot = self.policy.next_slot(now, previous)
+            down_since = health.since if was_down and health is not None and health.since \
+                is not None else now
+            slot = self.policy.next_probe(now, down_since)
+            for member in self.sharing(project_id):
+                self._mark_down(member, slot, detail, down_since)
             url = self.destinations[project_id].url
-            self.spool.health.set(project_id, url, HealthState.UNREACHABLE, next_probe_at=slot,
-                                  last_error=detail)
-            self.spool.health.hold(project_id, slot)
+            others = [p for p in self.sharing(project_id) if p != project_id]
+            shared = f" (shared with project(s) {', '.join(others)})" if others else ""
             if was_down:
-                log.warning("destination %s of project %s is still unreachable (%s); next"
-                            " probe at %s", url, project_id, detail, to_rfc3339(slot))
+                log.warning("destination %s of project %s is still unreachable (%s)%s; next"
+                            " probe at %s", url, project_id, detail, shared, to_rfc3339(slot))
             else:
-                log.error("destination %s of project %s is unreachable (%s); its messages"
-                          " wait, one probe every %ss, next at %s", url, project_id, detail,
-                          int(self.policy.retry_interval), to_rfc3339(slot))
+                log.error("destination %s of project %s is unreachable (%s)%s; its messages"
+                          " wait, next probe at %s, then one every %ss", url, project_id,
+                          detail, shared, to_rfc3339(slot), int(self.policy.retry_interval))
         self._known[project_id] = HealthState.UNREACHABLE
         self._parked_until[project_id] = slot
         self._next_expiry.pop(project_id, None)
         return slot
 
+    def _mark_down(self, project_id: str, slot: float, detail: str, down_since: float) -> None:
+        self.spool.health.set(project_id, self.destinations[project_id].url,
+                              HealthState.UNREACHABLE, next_probe_at=slot, last_error=detail,
+                              failed_probe=True, since=down_since)
+        self.spool.health.hold(project_id, slot)
+        self._known[project_id] = HealthState.UNREACHABLE
+        self._parked_until[project_id] = slot
+        self._next_expiry.pop(project_id, None)
+
+    def _wake_sharing(self, project_id: str) -> None:
+        """The store answered one project: the others on it are reachable too."""
+        for member in self.sharing(project_id):
+            if member != project_id and self._known.get(member, HealthState.UNREACHABLE) \
+                    == HealthState.UNREACHABLE:
+                health = self.spool.health.get(member)
+                if health is not None and health.health == HealthState.UNREACHABLE:
+                    self.spool.health.set(member, self.destinations[member].url, HealthState.OK)
+                    self._known[member] = HealthState.OK
+                    self._wake(member)
+
     def expire(self, project_id: str) -> list[Settled]:
         """Expire the project's messages whose retry window is over."""
         self._next_expiry.pop(project_id, None)  # what waits, and since when, may have changed
-        expired = self.spool.health.expire_overdue(project_id, self.policy.retry_window)
+        expired = self.spool.health.expire_overdue(project_id, self.policy.retry_window,
+                                                   self.policy.probes_to_expire)
         if expired:
             log.error("%d message(s) of project %s expired: cannot be archived (destination"
                       " unreachable for %ss since their first failure)", len(expired),

@@ -229,9 +229,20 @@ def _codes() -> str:
 
 
 def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
-    """Claims read queued rows of a project in id order through an index (no table scan)."""
+    """Claims and `sm status` read through indexes; destinations count their failed probes.
+
+    Claims read queued rows of a project in id order, and status the oldest unarchived
+    message of each state, without visiting the archived history. `failed_probes` lets a
+    message expire only after its destination really failed the window's probes.
+    """
     conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
                  ' ON "messages" ("state", "project_id", "id")')
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_waiting_since"'
+                 ' ON "messages" ("state", COALESCE("confirmed_at", "created_at"))')
+    columns = {row[1] for row in conn.execute('PRAGMA table_info("destination_health")')}
+    if "failed_probes" not in columns:
+        conn.execute('ALTER TABLE "destination_health"'
+                     ' ADD COLUMN "failed_probes" INTEGER NOT NULL DEFAULT 0')
 
 
 # Append-only. Each step must be safe to run again on a spool it already changed (0.1.0,
@@ -239,7 +250,7 @@ def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("the 0.1.0 layout", _v1_layout),
     ("final reason codes", _v2_reason_codes),
-    ("claim index", _v2_claim_indexes),
+    ("claim and status indexes, failed probe counts", _v2_claim_indexes),
     ("daemon heartbeats", migrate_daemons),
     ("manifest segments", migrate_manifests),
 )

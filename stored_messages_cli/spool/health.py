@@ -24,9 +24,10 @@ class Health:
     since: float | None = None
     next_probe_at: float | None = None
     last_error: str | None = None
+    failed_probes: int = 0  # probes failed since the destination became unreachable
 
 
-_COLUMNS = "project_id, url, health, since, next_probe_at, last_error"
+_COLUMNS = "project_id, url, health, since, next_probe_at, last_error, failed_probes"
 EXPIRED_WORDS = "cannot be archived: destination unreachable for the whole retry window"
 
 
@@ -48,8 +49,14 @@ class DestinationHealth:
             f"SELECT {_COLUMNS} FROM destination_health")}
 
     def set(self, project_id: str, url: str, health: HealthState, *,
-            next_probe_at: float | None = None, last_error: str | None = None) -> bool:
-        """Record a destination's health; returns True when it changed (worth a log line)."""
+            next_probe_at: float | None = None, last_error: str | None = None,
+            failed_probe: bool = False, since: float | None = None) -> bool:
+        """Record a destination's health; returns True when it changed (worth a log line).
+
+        `failed_probe` counts one more failed probe of an unreachable destination (the count
+        starts again whenever it is anything else). `since` backdates a new state (a store
+        another project already found down).
+        """
         now = self.db.clock.now()
         with self.db.write() as conn:
             row = conn.execute("SELECT health, url FROM destination_health WHERE project_id = ?",
@@ -57,14 +64,18 @@ class DestinationHealth:
             changed = row is None or row[0] != health or row[1] != url
             conn.execute(
                 "INSERT INTO destination_health (project_id, url, health, since, next_probe_at,"
-                " last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " last_error, updated_at, failed_probes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(project_id) DO UPDATE SET url = excluded.url,"
                 " health = excluded.health, next_probe_at = excluded.next_probe_at,"
                 " last_error = excluded.last_error, updated_at = excluded.updated_at,"
                 " since = CASE WHEN destination_health.health = excluded.health"
-                "   THEN destination_health.since ELSE excluded.since END",
-                (project_id, url, health, now, next_probe_at,
-                 last_error[:500] if last_error else None, now))
+                "   THEN destination_health.since ELSE excluded.since END,"
+                " failed_probes = CASE WHEN destination_health.health = excluded.health"
+                "   THEN destination_health.failed_probes + excluded.failed_probes"
+                "   ELSE excluded.failed_probes END",
+                (project_id, url, health, since if since is not None else now, next_probe_at,
+                 last_error[:500] if last_error else None, now,
+                 1 if failed_probe and health == HealthState.UNREACHABLE else 0))
         return changed
 
     def forget(self, project_id: str) -> None:
@@ -105,10 +116,21 @@ class DestinationHealth:
                 (next_attempt_at, next_attempt_at, now, project_id, State.RETRY_WAIT,
                  RetryClass.UNREACHABLE)).rowcount
 
-    def expire_overdue(self, project_id: str, retry_window: float) -> list[Settled]:
-        """Expire unreachable messages whose first failure is `retry_window` old or older."""
+    def expire_overdue(self, project_id: str, retry_window: float, min_failed_probes: int = 1
+                       ) -> list[Settled]:
+        """Expire unreachable messages whose retry window is over (SPEC 8, Time).
+
+        Both must hold: the first failure is `retry_window` old or older, and the destination
+        has failed at least `min_failed_probes` probes in a row (a clock that jumped forward
+        alone never expires anything).
+        """
         now = self.db.clock.now()
         with self.db.write() as conn:
+            probes = conn.execute(
+                "SELECT failed_probes FROM destination_health WHERE project_id = ? AND health = ?",
+                (project_id, HealthState.UNREACHABLE)).fetchone()
+            if probes is None or probes[0] < min_failed_probes:
+                return []
             rows = conn.execute(
                 "UPDATE messages SET state = ?, final_reason = ?,"
                 " last_error = COALESCE(last_error, ?), next_attempt_at = NULL, updated_at = ?"

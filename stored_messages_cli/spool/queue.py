@@ -101,13 +101,15 @@ class Queue:
         self.db = db
 
     def claim(self, owner: str, project_id: str, limit: int, *, lease_seconds: float,
-              due_by: float | None = None, max_row_id: int | None = None
-              ) -> list[ClaimedMessage]:
+              due_by: float | None = None, max_row_id: int | None = None,
+              overdue_after: float | None = None) -> list[ClaimedMessage]:
         """Lease up to `limit` due messages of one project to `owner`, oldest first.
 
-        Due means `queued`, or `retry_wait` with `next_attempt_at <= due_by` (default now).
-        Each kind is read through its own index (queued by id, waiting by due time), so the
-        cost does not grow with the backlog or the archived history.
+        Due means `queued`, or `retry_wait` with `next_attempt_at <= due_by` (default now) or
+        `next_attempt_at > overdue_after` (a schedule further ahead than the policy allows was
+        written by a clock that has since gone back). Each kind is read through an index
+        (queued by id, waiting by due time), so the cost does not grow with the backlog or
+        the archived history.
         """
         now = self.db.clock.now()
         due_by = now if due_by is None else due_by
@@ -121,7 +123,12 @@ class Queue:
                 "SELECT id FROM messages WHERE state = ? AND project_id = ?"
                 f" AND next_attempt_at <= ?{below} ORDER BY next_attempt_at LIMIT ?",
                 (State.RETRY_WAIT, project_id, due_by, *extra, limit)).fetchall()
-            ids = sorted(r[0] for r in queued + waiting)[:limit]
+            if overdue_after is not None:
+                waiting += conn.execute(
+                    "SELECT id FROM messages WHERE state = ? AND project_id = ?"
+                    f" AND next_attempt_at > ?{below} ORDER BY next_attempt_at DESC LIMIT ?",
+                    (State.RETRY_WAIT, project_id, overdue_after, *extra, limit)).fetchall()
+            ids = sorted({r[0] for r in queued + waiting})[:limit]
             return self._lease(conn, ids, owner, now + lease_seconds, now)
 
     def claim_among(self, owner: str, project_id: str, row_ids: Iterable[int], limit: int, *,

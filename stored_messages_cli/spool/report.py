@@ -25,9 +25,12 @@ class Report:
         reasons = {r[0]: r[1] for r in self.db.read(
             "SELECT retry_reason, COUNT(*) FROM messages WHERE state = ? GROUP BY retry_reason",
             (State.RETRY_WAIT,))}
+        # One index seek per state (idx_messages_state_waiting_since), not a scan of the backlog.
         oldest = self.db.read(
-            "SELECT MIN(COALESCE(confirmed_at, created_at)) FROM messages"
-            " WHERE state IN (?, ?, ?)", (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))[0][0]
+            "SELECT MIN(since) FROM ("
+            + " UNION ALL ".join(["SELECT MIN(COALESCE(confirmed_at, created_at)) AS since"
+                                  " FROM messages WHERE state = ?"] * 3) + ")",
+            (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))[0][0]
         next_retry = self.db.read(
             "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?",
             (State.RETRY_WAIT,))[0][0]
