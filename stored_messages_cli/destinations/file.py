@@ -73,14 +73,22 @@ class FileDestination:
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*self._parts(key))
 
-    def _open_root(self) -> int:
+    def _open_root(self, *, create: bool = False) -> int:
         # The folder itself may be a symlink (the operator chose it); nothing inside may be.
-        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(self.root, flags)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _fsync_dir(self.root.parent)
+            return os.open(self.root, flags)
 
     def _open_folders(self, folders: list[str], *, create: bool) -> int:
         """A descriptor of root/folders…, opened without following any symlink (creating
         missing folders 0700, each fsynced into its parent, when `create`)."""
-        fd = self._open_root()
+        fd = self._open_root(create=create)
         walked = self.root
         try:
             for name in folders:
@@ -292,6 +300,14 @@ class FileDestination:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _exists(dir_fd: int, name: str) -> bool:
