@@ -21,38 +21,32 @@ from typing import Any
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message", "asctime", "taskName"}
 
-# Format strings of older log calls → (event, names of their %-arguments).
+# Older log calls, recognised by how their format string starts → (event, names of their
+# leading %-arguments). Prefixes, so a reworded tail keeps its event; better still, such a call
+# passes `extra={"event": …}` itself.
 KNOWN_EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "destination %s of project %s is unreachable (%s); its messages wait, one probe every %ss,"
-    " next at %s": ("destination_unreachable",
-                    ("destination", "project_id", "error", "retry_interval_seconds",
-                     "next_probe_at")),
-    "destination %s of project %s is still unreachable (%s); next probe at %s": (
-        "destination_still_unreachable", ("destination", "project_id", "error", "next_probe_at")),
+    "destination %s of project %s is unreachable": (
+        "destination_unreachable", ("destination", "project_id", "error")),
+    "destination %s of project %s is still unreachable": (
+        "destination_still_unreachable", ("destination", "project_id", "error")),
     "destination %s of project %s is healthy again": (
         "destination_recovered", ("destination", "project_id")),
-    "destination %s of project %s is rate limiting (%s); concurrency lowered to %d, retrying"
-    " with backoff": ("destination_rate_limited",
-                      ("destination", "project_id", "error", "concurrency")),
+    "destination %s of project %s is rate limiting": (
+        "destination_rate_limited", ("destination", "project_id", "error")),
     "destination %s of project %s no longer rate limiting": (
         "destination_rate_limit_cleared", ("destination", "project_id")),
-    "%d message(s) of project %s expired: cannot be archived (destination unreachable for %ss"
-    " since their first failure)": ("messages_expired",
-                                    ("count", "project_id", "retry_window_seconds")),
+    "%d message(s) of project %s expired": ("messages_expired", ("count", "project_id")),
     "probing the unreachable destination of project %s": (
         "destination_probe", ("project_id",)),
-    "%d message(s) of project %s waiting on its destination are due now": (
+    "%d message(s) of project %s waiting on its destination are due": (
         "messages_due", ("count", "project_id")),
-    "project %s has a new destination %s; %d waiting message(s) are due": (
-        "destination_changed", ("project_id", "destination", "count")),
-    "returned %d message(s) with lapsed leases to the queue": (
-        "leases_returned", ("count",)),
-    "discarded %d message(s) never confirmed within %ss": (
-        "messages_discarded", ("count", "confirm_timeout_seconds")),
-    "message %s of project %s cannot be archived: %s": (
+    "project %s has a new destination %s": (
+        "destination_changed", ("project_id", "destination")),
+    "returned %d message(s) with lapsed leases": ("leases_returned", ("count",)),
+    "discarded %d message(s) never confirmed": ("messages_discarded", ("count",)),
+    "message %s of project %s cannot be archived": (
         "message_failed", ("message_id", "project_id", "error")),
-    "Stopping: finishing in-flight uploads (signal again to exit at once)": (
-        "daemon_stopping", ()),
+    "Stopping: finishing in-flight uploads": ("daemon_stopping", ()),
 }
 
 
@@ -68,13 +62,11 @@ def event_of(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
     event = fields.pop("event", None)
     if event:
         return str(event), fields
-    known = KNOWN_EVENTS.get(record.msg) if isinstance(record.msg, str) else None
-    if known is not None:
-        name, names = known
-        args = record.args if isinstance(record.args, tuple) else ()
-        if len(args) == len(names):
-            return name, {**dict(zip(names, args, strict=True)), **fields}
-        return name, fields
+    if isinstance(record.msg, str):
+        for prefix, (name, names) in KNOWN_EVENTS.items():
+            if record.msg.startswith(prefix):
+                args = record.args if isinstance(record.args, tuple) else ()
+                return name, {**dict(zip(names, args, strict=False)), **fields}
     return "log", fields
 
 

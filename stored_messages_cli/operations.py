@@ -98,6 +98,7 @@ class Operations:
                         "metrics_addr": self.server.url if self.server else None})
         if self.notifier is not None:
             self.notifier.notify("READY=1", self._status_line())
+            self._last_status = time.monotonic()
             if self.notifier.watchdog_due():
                 self.notifier.notify("WATCHDOG=1")
 
