@@ -1,0 +1,110 @@
+"""`sm spool prune|vacuum|backup`: keep the spool small, and copy it safely."""
+
+# No `from __future__ import annotations`: typer would have to eval every annotation.
+
+from typing import Annotated, Any
+
+import typer
+
+from .common import command, state_of
+
+DEFAULT_OLDER_THAN = "30d"
+
+
+def _duration(value: Any) -> float:
+    from ..config import parse_duration
+
+    if isinstance(value, float):
+        return value
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value!r} must be more than zero")
+    return seconds
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the spool group."""
+    group = typer.Typer(help="Maintain the local spool: prune, vacuum, backup.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="spool")
+
+    @command(group, "prune")
+    def prune(
+        ctx: typer.Context,
+        older_than: Annotated[float, typer.Option(
+            "--older-than", parser=_duration, metavar="DURATION",
+            help="Remove settled bookkeeping older than this (default 30d).")] = _duration(
+                DEFAULT_OLDER_THAN),
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="Count what would be removed; change nothing.")] = False,
+    ) -> None:
+        """Remove rows of messages stored (or discarded) longer ago than --older-than.
+
+        Index rows stay (sm find, fetch and audits keep working); queued, in-flight, waiting,
+        expired and failed messages are never touched. Example: sm spool prune --older-than 7d
+        """
+        from ..spool.maintenance import prune as do_prune
+
+        state = state_of(ctx)
+        out = state.output
+        with state.open_spool() as spool:
+            report = do_prune(spool, older_than, dry_run=dry_run)
+        if out.json_mode:
+            out.emit_json({**report.as_dict(), "dry_run": dry_run})
+            return
+        verb = "would remove" if dry_run else "removed"
+        out.print(f"{verb}: stored {report.stored}, discarded {report.discarded}, rejected lines"
+                  f" {report.rejected_lines}, stopped daemons {report.daemons}", highlight=False)
+        if not dry_run and (report.stored or report.discarded or report.rejected_lines):
+            out.info("The file keeps its size until: sm spool vacuum")
+
+    @command(group, "vacuum")
+    def vacuum(ctx: typer.Context) -> None:
+        """Rewrite the spool file compactly (after a prune). Writers wait while it runs.
+
+        Example: sm spool prune --older-than 30d && sm spool vacuum
+        """
+        from ..spool.maintenance import vacuum as do_vacuum
+
+        state = state_of(ctx)
+        out = state.output
+        with state.open_spool() as spool:
+            sizes = do_vacuum(spool)
+        if out.json_mode:
+            out.emit_json(sizes)
+            return
+        out.print(f"spool {_size(sizes['bytes_before'])} -> {_size(sizes['bytes_after'])}",
+                  highlight=False)
+
+    @command(group, "backup")
+    def backup(
+        ctx: typer.Context,
+        path: Annotated[str, typer.Argument(metavar="FILE", help="Where to write the copy.")],
+        force: Annotated[bool, typer.Option(
+            "--force", help="Replace FILE if it exists.")] = False,
+    ) -> None:
+        """Copy the spool with SQLite's online backup: consistent while sm run and senders write.
+
+        Example: sm spool backup /var/backups/sm/spool-$(date +%F).db
+        """
+        from ..spool.maintenance import backup as do_backup
+
+        state = state_of(ctx)
+        out = state.output
+        with state.open_spool() as spool:
+            result = do_backup(spool, path, force=force)
+        if out.json_mode:
+            out.emit_json(result)
+            return
+        out.print(f"backed up {result['messages']} message row(s), {_size(result['bytes'])},"
+                  f" to {result['path']}", highlight=False, markup=False)
