@@ -105,15 +105,23 @@ def test_fetch_output_never_follows_a_symlink(cli, stored, tmp_path) -> None:
     assert mode(link) == 0o600
 
 
-def test_fetch_output_is_0600_whatever_the_umask(cli, stored, tmp_path) -> None:
+def test_fetch_output_is_0600_whatever_the_umask_or_the_old_files_mode(cli, stored,
+                                                                       tmp_path) -> None:
+    target = tmp_path / "shared.txt"
+    target.write_bytes(b"an older, world-readable file")
+    os.chmod(target, 0o644)
     old = os.umask(0)
     try:
-        target = tmp_path / "new.txt"
-        result = cli("fetch", stored["message_id"], "--part", "body", "-o", str(target))
+        result = cli("fetch", stored["message_id"], "--part", "body", "-o", str(target),
+                     "--force")
+        fresh = tmp_path / "new.txt"
+        made = cli("fetch", stored["message_id"], "--part", "body", "-o", str(fresh))
     finally:
         os.umask(old)
-    assert result.exit_code == 0, result.output
-    assert mode(target) == 0o600
+    assert (result.exit_code, made.exit_code) == (0, 0), result.output + made.output
+    assert target.read_bytes() == stored["content"]["body"].encode()
+    assert (mode(target), mode(fresh)) == (0o600, 0o600)
+    assert [p.name for p in tmp_path.iterdir() if "sm-tmp" in p.name] == []
 
 
 def test_fetch_output_dash_is_stdout(cli, stored, tmp_path, monkeypatch) -> None:
