@@ -287,3 +287,130 @@ def test_no_watchdog_for_another_process(tmp_path: Path, notify_socket) -> None:
     got = [sock.recv(4096).decode(), sock.recv(4096).decode()]
     assert got == ["READY=1\nSTATUS=archiving: 0 queued, 0 in flight, 0 retry_wait",
                    "STOPPING=1"]
+
+
+# --------------------------------------------------------------------------- spool upkeep
+
+DAY = 86400.0
+
+
+def rows(spool: Spool, sql: str) -> list[tuple]:
+    with spool.lock:
+        return spool.conn.execute(sql).fetchall()
+
+
+def test_prune_never_touches_unsettled_rows_final_failures_or_index_rows(
+        cli, sm_home: Path, tmp_path: Path) -> None:
+    from stored_messages_cli.spool import Failed, Retry, Stored
+    from stored_messages_cli.spool.maintenance import prune
+    from stored_messages_cli.states import FinalReason, RetryClass
+
+    prepare_home(sm_home, tmp_path / "archive", 0)
+    clock = FakeClock(1_800_000_000.0)
+    with Spool.open(home=sm_home, clock=clock) as spool:
+        spool.record_many([sms(i, "old") for i in range(6)])
+        claimed = spool.queue.claim("me", PROJECT, 5, lease_seconds=60)
+        ids = [m.row_id for m in claimed]
+        spool.queue.settle("me", [
+            Stored(ids[0], "sms/k0", "file:///a/"), Stored(ids[1], "sms/k1", "file:///a/"),
+            Failed(ids[2], FinalReason.CONFLICT, "other bytes"),
+            Retry(ids[3], RetryClass.UNREACHABLE, clock.now() + DAY, "refused")])
+        spool.queue.release("me", [ids[4]])  # queued again; old-5 never claimed
+        spool.record({k: v for k, v in sms(0, "bounced").items() if k != "sent_at"})
+        spool.record_send_failure(PROJECT, "bounced-0", reason="hard bounce")
+        spool.record({k: v for k, v in sms(0, "unsent").items() if k != "sent_at"})
+        clock.advance(1)
+        spool.intake.discard_unconfirmed(0.0)  # never confirmed
+        spool.ingest_lines(["not json\n"], source="bad.jsonl")
+        spool.record({k: v for k, v in sms(0, "waiting").items() if k != "sent_at"})
+        clock.advance(31 * DAY)
+        spool.record(sms(0, "new"))  # recent: stays
+        index_before = rows(spool, "SELECT * FROM archive_index ORDER BY message_id")
+        assert len(index_before) == 2
+
+        assert prune(spool, 30 * DAY, dry_run=True).as_dict() == {
+            "stored": 0, "discarded": 2, "rejected_lines": 1, "daemons": 0}  # entries open
+        with spool.lock:  # the manifest segment is sealed: its entries leave the open table
+            spool.conn.execute("DELETE FROM manifest_entries")
+        report = prune(spool, 30 * DAY)
+        assert report.as_dict() == {"stored": 2, "discarded": 2, "rejected_lines": 1,
+                                    "daemons": 0}
+        left = dict(rows(spool, "SELECT message_id, state FROM messages"))
+        assert left == {"old-2": "failed", "old-3": "retry_wait", "old-4": "queued",
+                        "old-5": "queued", "waiting-0": "awaiting_confirmation",
+                        "new-0": "queued"}
+        assert rows(spool, "SELECT * FROM archive_index ORDER BY message_id") == index_before
+        assert rows(spool, "SELECT COUNT(*) FROM rejected") == [(0,)]
+        assert prune(spool, 30 * DAY).as_dict() == dict.fromkeys(
+            ("stored", "discarded", "rejected_lines", "daemons"), 0)
+
+        # A never-confirmed message keeps its row for the grace period (a late `sent` revives
+        # it), whatever --older-than says; a failed send does not wait.
+        spool.record({k: v for k, v in sms(0, "late").items() if k != "sent_at"})
+        spool.record({k: v for k, v in sms(1, "late").items() if k != "sent_at"})
+        spool.record_send_failure(PROJECT, "late-1", reason="hard bounce")
+        clock.advance(1)
+        spool.intake.discard_unconfirmed(0.0)
+        clock.advance(3 * DAY)
+        assert prune(spool, DAY).discarded == 1
+        assert spool.message_state(PROJECT, "late-0")["state"] == "discarded"
+        assert spool.message_state(PROJECT, "late-1") is None
+        clock.advance(5 * DAY)
+        assert prune(spool, DAY).discarded == 2  # late-0, and waiting-0 discarded with it
+
+    result = cli("--json", "spool", "prune", "--older-than", "1d", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dry_run"] is True
+    assert cli("spool", "prune", "--older-than", "0").exit_code == 2
+
+
+def test_backup_taken_while_writing_opens_as_a_consistent_spool(
+        cli, sm_home: Path, tmp_path: Path) -> None:
+    import threading
+
+    prepare_home(sm_home, tmp_path / "archive", 0)
+    stop = threading.Event()
+    batches = []
+
+    def write() -> None:
+        with Spool.open(home=sm_home) as writer:
+            n = 0
+            while not stop.is_set():
+                writer.record_many([sms(i, f"b{n}") for i in range(50)])  # one transaction
+                batches.append(n)
+                n += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        wait_for(lambda: len(batches) >= 3, what="writes")
+        copies = [tmp_path / "backups" / f"spool-{i}.db" for i in range(3)]
+        for copy in copies:
+            result = cli("--json", "spool", "backup", str(copy))
+            assert result.exit_code == 0, result.output
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    for copy in copies:
+        assert copy.stat().st_mode & 0o777 == 0o600
+        with Spool(copy) as restored:
+            count = rows(restored, "SELECT COUNT(*) FROM messages")[0][0]
+            assert count > 0 and count % 50 == 0  # whole transactions only
+            assert rows(restored, "PRAGMA integrity_check") == [("ok",)]
+            assert rows(restored, "SELECT COUNT(DISTINCT message_id) FROM messages") == [
+                (count,)]
+    again = cli("spool", "backup", str(copies[0]))
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    assert cli("spool", "backup", str(copies[0]), "--force").exit_code == 0
+
+
+def test_vacuum_gives_the_pruned_pages_back(cli, sm_home: Path, tmp_path: Path) -> None:
+    prepare_home(sm_home, tmp_path / "archive", 0)
+    with Spool.open(home=sm_home) as spool:
+        spool.ingest_lines([f"not json {'x' * 500} {i}\n" for i in range(2000)], source="junk")
+        with spool.lock:
+            spool.conn.execute("DELETE FROM rejected")
+    result = cli("--json", "spool", "vacuum")
+    assert result.exit_code == 0, result.output
+    sizes = json.loads(result.stdout)
+    assert sizes["bytes_after"] < sizes["bytes_before"] - 500_000
