@@ -1,0 +1,300 @@
+"""`sm audit` as an attacker would test it: every tampering is found, with the right type and
+id, on a folder and on S3 (moto); a clean archive gives no finding; verify.sh re-checks the
+evidence bundle without sm and fails when one byte of it changes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli.manifest import parse_segment
+from tests.support.fixtures.core import jsonl
+
+PROJECT = "12345"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def message_key(message_id: str) -> str:
+    return f"email/{PROJECT}/{sha('ann.lee@example.com')}/1234567/{message_id}.json.gz"
+
+
+class Archive:
+    """One connected destination, seen as a bucket: list, read, write, delete by key."""
+
+    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        if kind == "file":
+            self.root = tmp_path / "archive"
+            self.url = f"file://{self.root}/"
+            self.prefix = ""
+            self.connect_args: list[str] = []
+        else:
+            self.client = request.getfixturevalue("s3_client")
+            self.bucket = request.getfixturevalue("s3_bucket")
+            self.url = f"s3://{self.bucket}/archive/"
+            self.prefix = "archive/"
+            self.connect_args = ["--endpoint-url", request.getfixturevalue("moto_endpoint"),
+                                 "--allow-insecure-endpoint"]
+
+    def keys(self, under: str = "") -> list[str]:
+        if self.kind == "file":
+            return sorted(p.relative_to(self.root).as_posix()
+                          for p in (self.root / under).rglob("*") if p.is_file())
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + under)
+        return sorted(item["Key"] for item in listed.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        if self.kind == "file":
+            return (self.root / key).read_bytes()
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def write(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        if self.kind == "file":
+            (self.root / key).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / key).write_bytes(body)
+        else:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                   Metadata=metadata or {})
+
+    def delete(self, key: str) -> None:
+        if self.kind == "file":
+            (self.root / key).unlink()
+        else:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def manifests(self) -> list[str]:
+        return [k for k in self.keys("_sm/manifests/") if k.endswith(".jsonl.gz")]
+
+
+@pytest.fixture(params=["file", "s3"])
+def archived(request: pytest.FixtureRequest, cli: Callable[..., Any], tmp_path: Path,
+             make_message: Any, monkeypatch: pytest.MonkeyPatch) -> Archive:
+    """Five messages archived in three manifest segments ([0, 1], [2, 3], [4])."""
+    monkeypatch.setenv("SM_MANIFEST_MAX_ENTRIES", "2")
+    archive = Archive(request.param, tmp_path, request)
+    connected = cli("connect", archive.url, "--project", PROJECT, *archive.connect_args)
+    assert connected.exit_code == 0, connected.output
+    batch = [make_message(message_id=f"m-{i:03d}") for i in range(5)]
+    assert cli("ingest", input=jsonl(*batch)).exit_code == 0
+    ran = cli("run", "--once", "--concurrency", "1")
+    assert ran.exit_code == 0, ran.output
+    assert len(archive.manifests()) == 3
+    return archive
+
+
+FILE_ONLY = pytest.mark.parametrize("archived", ["file"], indirect=True)
+
+
+def audit(cli: Callable[..., Any], *args: str) -> tuple[int, dict[str, Any]]:
+    result = cli("--json", "audit", *args)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
+    [project] = document["projects"]
+    return project["findings"]
+
+
+def test_a_clean_archive_has_no_finding(cli, archived: Archive) -> None:
+    code, document = audit(cli, "--deep")
+    assert (code, document) == (0, {
+        "ok": True, "since": None, "until": None,
+        "projects": [{"project_id": PROJECT, "manifests": 3, "entries": 5, "stored": 5,
+                      "expired": 0, "failed": 0, "pending": 0, "findings": []}]})
+
+
+def test_a_deleted_object_is_missing(cli, archived: Archive) -> None:
+    key = archived.prefix + message_key("m-001")
+    archived.delete(key)
+    code, document = audit(cli)
+    assert code == 1 and document["ok"] is False
+    assert findings(document) == [{
+        "type": "missing_object", "message_id": "m-001", "key": key,
+        "detail": "a stored message of the manifests is not in the bucket"}]
+
+
+def test_replaced_bytes_are_altered_with_deep(cli, archived: Archive) -> None:
+    key = archived.prefix + message_key("m-002")
+    original = archived.read(key)
+    forged_payload = gzip.decompress(original).replace(b"Your order shipped",
+                                                       b"Your order delayed")
+    forged = gzip.compress(forged_payload, mtime=0)
+    assert len(forged) == len(original)  # same size: only a re-hash can tell
+    # the forger keeps the metadata (and could even forge sm-payload-sha256)
+    archived.write(key, forged, {"sm-payload-sha256": hashlib.sha256(forged_payload).hexdigest()})
+    assert audit(cli)[0] == 0  # a listing alone cannot see it
+    code, document = audit(cli, "--deep")
+    assert code == 1
+    assert findings(document) == [{
+        "type": "altered_object", "message_id": "m-002", "key": key,
+        "detail": f"its sha256 is {hashlib.sha256(forged).hexdigest()}, the manifest says"
+                  f" {hashlib.sha256(original).hexdigest()}; its payload hash is not the"
+                  " manifest's"}]
+
+
+def test_a_stray_object_is_unexpected(cli, archived: Archive) -> None:
+    key = archived.prefix + message_key("planted")
+    archived.write(key, gzip.compress(b"{}", mtime=0))
+    code, document = audit(cli)
+    assert code == 1
+    assert findings(document) == [{
+        "type": "unexpected_object", "message_id": "planted", "key": key,
+        "detail": "an object in the message layout that no manifest lists"}]
+
+
+def test_a_deleted_manifest_segment_is_missing_and_its_messages_unaccounted(
+        cli, archived: Archive) -> None:
+    second = archived.manifests()[1]
+    archived.delete(second)
+    code, document = audit(cli)
+    assert code == 1
+    assert findings(document) == [
+        {"type": "manifest_missing", "key": second, "seq": 2,
+         "detail": "manifest segment 2 is not in the bucket (the spool sealed and wrote it)"},
+        *[{"type": "unaccounted_message", "message_id": m, "key": archived.prefix
+           + message_key(m), "detail": "the spool has it stored; no manifest lists it (a"
+           " message archived before manifests existed: sm manifest backfill)"}
+          for m in ("m-002", "m-003")],
+        *[{"type": "unexpected_object", "message_id": m, "key": archived.prefix
+           + message_key(m), "detail": "an object in the message layout that no manifest"
+           " lists"} for m in ("m-002", "m-003")],
+    ]
+    [project] = document["projects"]
+    assert (project["manifests"], project["entries"]) == (2, 3)
+
+
+def test_an_edited_manifest_line_breaks_the_chain(cli, archived: Archive) -> None:
+    first = archived.manifests()[0]
+    body = archived.read(first)
+    edited = gzip.compress(gzip.decompress(body).replace(b'"message_type":"blast"',
+                                                         b'"message_type":"journey"', 1),
+                           mtime=0)
+    archived.delete(first)
+    archived.write(first, edited)
+    code, document = audit(cli)
+    assert code == 1
+    assert findings(document) == [{
+        "type": "chain_broken", "key": first, "seq": 1,
+        "detail": f"segment 1's bytes are not those sealed (sha256"
+                  f" {hashlib.sha256(edited).hexdigest()}, sealed as"
+                  f" {hashlib.sha256(body).hexdigest()})"}]
+
+
+@FILE_ONLY
+def test_a_manifest_forged_consistently_is_still_caught_by_the_chain(
+        cli, archived: Archive, sm_home: Path) -> None:
+    """Without the spool's record (another machine audits), the next segment's prev_sha256
+    still proves segment 1 was changed."""
+    first = archived.manifests()[0]
+    edited = gzip.compress(gzip.decompress(archived.read(first)).replace(
+        b'"message_type":"blast"', b'"message_type":"journey"', 1), mtime=0)
+    archived.delete(first)
+    archived.write(first, edited)
+    conn = sqlite3.connect(sm_home / "spool.db")
+    conn.execute("DELETE FROM manifest_segments")
+    conn.commit()
+    conn.close()
+    code, document = audit(cli)
+    assert code == 1
+    assert findings(document) == [{
+        "type": "chain_broken", "key": archived.manifests()[1], "seq": 2,
+        "detail": "segment 2: its prev_sha256 is not the hash of segment 1's bytes"}]
+
+
+@FILE_ONLY
+def test_a_stored_message_absent_from_the_manifests_is_unaccounted(
+        cli, archived: Archive, sm_home: Path, make_message: Any) -> None:
+    """A stored outcome whose entry was dropped from the spool's open segment."""
+    assert cli("ingest", input=jsonl(make_message(message_id="m-100"))).exit_code == 0
+    conn = sqlite3.connect(sm_home / "spool.db")
+    conn.execute("DROP TRIGGER manifest_entry_on_settle")  # as an older sm would settle
+    conn.commit()
+    conn.close()
+    assert cli("run", "--once").exit_code == 0
+    code, document = audit(cli)
+    assert code == 1
+    key = archived.prefix + message_key("m-100")
+    assert findings(document) == [
+        {"type": "unaccounted_message", "message_id": "m-100", "key": key,
+         "detail": "the spool has it stored; no manifest lists it (a message archived before"
+                   " manifests existed: sm manifest backfill)"},
+        {"type": "unexpected_object", "message_id": "m-100", "key": key,
+         "detail": "an object in the message layout that no manifest lists"}]
+
+
+@FILE_ONLY
+def test_the_period_bounds_the_messages_checked(cli, archived: Archive) -> None:
+    archived.delete(archived.prefix + message_key("m-001"))
+    code, document = audit(cli, "--since", "2026-11-28", "--until", "2026-12-01")
+    assert code == 0  # every message was sent 2026-11-27
+    assert document["since"] == "2026-11-28T00:00:00Z"
+    assert document["until"] == "2026-12-01T23:59:59Z"
+    assert document["projects"][0]["entries"] == 0
+    assert audit(cli, "--until", "2026-11-27")[0] == 1
+
+
+@FILE_ONLY
+def test_a_bad_time_is_a_usage_error(cli, archived: Archive) -> None:
+    result = cli("audit", "--since", "yesterday-ish")
+    assert result.exit_code == 2
+    assert "Error: invalid value for --since" in result.output
+
+
+@pytest.mark.skipif(not shutil.which("jq"), reason="verify.sh needs jq")
+def test_verify_sh_rechecks_the_bundle_and_fails_on_one_changed_byte(
+        cli, archived: Archive, tmp_path: Path) -> None:
+    report = tmp_path / "evidence"
+    result = cli("audit", "--deep", "--report", str(report))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in report.iterdir()) == [
+        "findings.json", "listing.csv", "manifests", "manifests.sha256", "summary.json",
+        "verify.sh"]
+    assert json.loads((report / "findings.json").read_text()) == []
+    assert json.loads((report / "summary.json").read_text())["ok"] is True
+    listing = (report / "listing.csv").read_text().splitlines()
+    assert listing[0] == "key,size,sha256"
+    assert len(listing) == 1 + 5 + 3
+    checked = subprocess.run(["sh", str(report / "verify.sh")], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "OK (3 manifest segment(s) chained" in checked.stdout
+    segment = sorted((report / "manifests" / PROJECT).iterdir())[1]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    tampered = subprocess.run(["sh", "verify.sh"], cwd=report, capture_output=True, text=True,
+                              check=False)
+    assert tampered.returncode == 1
+    assert "FAIL:" in tampered.stdout and "verify.sh: FAILED" in tampered.stdout
+
+
+@pytest.mark.skipif(not shutil.which("jq"), reason="verify.sh needs jq")
+@FILE_ONLY
+def test_verify_sh_fails_on_a_listing_that_lost_an_object(cli, archived: Archive,
+                                                           tmp_path: Path) -> None:
+    archived.delete(archived.prefix + message_key("m-004"))
+    report = tmp_path / "evidence"
+    assert cli("audit", "--report", str(report)).exit_code == 1
+    checked = subprocess.run(["sh", str(report / "verify.sh")], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 1
+    assert f"FAIL: object missing: {archived.prefix}{message_key('m-004')}" in checked.stdout
+
+
+@FILE_ONLY
+def test_manifest_segments_parse(archived: Archive) -> None:
+    ids = [e["message_id"] for key in archived.manifests()
+           for e in parse_segment(archived.read(key)).entries]
+    assert ids == [f"m-{i:03d}" for i in range(5)]
