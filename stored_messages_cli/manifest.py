@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -255,3 +255,77 @@ def iter_segment_rows(spool: Spool, project_id: str) -> Iterator[sqlite3.Row]:
     with spool.lock:
         rows = store.segment_rows(spool.conn, project_id)
     yield from rows
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+@dataclass
+class BackfillReport:
+    """What `sm manifest backfill` did for one project."""
+
+    project_id: str
+    already_in_manifests: int = 0
+    backfilled: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The project's object in `sm manifest backfill --json`."""
+        return {"project_id": self.project_id,
+                "already_in_manifests": self.already_in_manifests,
+                "backfilled": self.backfilled, "failed": len(self.failures),
+                "failures": self.failures}
+
+
+def backfill(spool: Spool, project_id: str, destination: Destination,
+             max_entries: int = DEFAULT_MAX_ENTRIES) -> BackfillReport:
+    """Write manifest entries for what the index holds but no manifest lists (an archive made
+    before manifests existed), each after verifying its object; then seal and write them."""
+    from .audit import ProjectAudit, _check_chain, _open_entries
+
+    report = BackfillReport(project_id)
+    listed: set[str] = set()
+    for segment in _check_chain(spool, project_id, destination, ProjectAudit(project_id)):
+        listed.update(str(e.get("message_id")) for e in segment.entries
+                      if e.get("outcome") == State.STORED)
+    with spool.lock:
+        listed.update(m for m, outcome, _key in _open_entries(spool.conn, project_id)
+                      if outcome == State.STORED)
+        cursor = spool.conn.execute(
+            "SELECT a.message_id, a.medium, a.message_type, a.campaign_id, a.recipient_hash,"
+            " a.sent_at, a.key, a.payload_sha256, a.stored_at, m.id FROM archive_index a"
+            " LEFT JOIN messages m ON m.project_id = a.project_id"
+            " AND m.message_id = a.message_id WHERE a.project_id = ?"
+            " ORDER BY a.stored_at, a.message_id", (project_id,))
+        rows = cursor.fetchall()
+    for (message_id, medium, message_type, campaign_id, fallback, sent_at, key, payload_sha,
+         stored_at, row_id) in rows:
+        if message_id in listed:
+            report.already_in_manifests += 1
+            continue
+        try:
+            body = destination.get(key).body
+            payload = gzip.decompress(body)
+        except Exception as exc:  # noqa: BLE001 - reported per object, never fatal
+            report.failures.append({"key": key, "reason": str(exc) or type(exc).__name__})
+            continue
+        if sha256_hex(payload) != payload_sha:
+            report.failures.append({"key": key, "reason": "the object's payload hash is not"
+                                    " the one the index recorded"})
+            continue
+        relative = key[len(destination.prefix):] if key.startswith(destination.prefix) else key
+        with immediate_transaction(spool.conn, spool.lock) as conn:
+            conn.execute(
+                'INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id",'
+                ' "outcome", "stored_key", "relative_key", "payload_sha256", "object_sha256",'
+                ' "size", "medium", "message_type", "campaign_id", "sent_at", "recipient_hash",'
+                ' "recipient_hashes", "settled_at") VALUES'
+                ' (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                (project_id, row_id or 0, message_id, State.STORED.value, key, relative,
+                 payload_sha, sha256_hex(body), len(body), medium, message_type, campaign_id,
+                 sent_at, fallback, json.dumps(store.recipient_hashes(payload, fallback),
+                                               separators=(",", ":")), stored_at or 0.0))
+        listed.add(message_id)
+        report.backfilled += 1
+    Manifests(spool, {project_id: destination}, max_entries).close()
+    return report

@@ -298,3 +298,32 @@ def test_manifest_segments_parse(archived: Archive) -> None:
     ids = [e["message_id"] for key in archived.manifests()
            for e in parse_segment(archived.read(key)).entries]
     assert ids == [f"m-{i:03d}" for i in range(5)]
+
+
+@FILE_ONLY
+def test_backfill_writes_manifests_for_messages_archived_before_them(
+        cli, archived: Archive, sm_home: Path, make_message: Any) -> None:
+    conn = sqlite3.connect(sm_home / "spool.db")
+    conn.execute("DROP TRIGGER manifest_entry_on_settle")  # as before manifests existed
+    conn.commit()
+    conn.close()
+    old = [make_message(message_id=f"old-{i}") for i in range(3)]
+    assert cli("ingest", input=jsonl(*old)).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    assert audit(cli)[0] == 1
+    tampered = archived.prefix + message_key("old-2")
+    archived.write(tampered, gzip.compress(b"{}", mtime=0))
+    result = cli("--json", "manifest", "backfill")
+    assert result.exit_code == 1  # the tampered object is reported, never vouched for
+    assert json.loads(result.stdout) == {
+        "projects": [{"project_id": PROJECT, "already_in_manifests": 5, "backfilled": 2,
+                      "failed": 1, "failures": [{
+                          "key": tampered, "reason": "the object's payload hash is not the"
+                          " one the index recorded"}]}],
+        "backfilled": 2, "failed": 1}
+    code, document = audit(cli)
+    assert [(f["type"], f.get("message_id")) for f in findings(document)] == [
+        ("unaccounted_message", "old-2"), ("unexpected_object", "old-2")]
+    assert document["projects"][0]["manifests"] == 4
+    again = cli("--json", "manifest", "backfill")
+    assert json.loads(again.stdout)["backfilled"] == 0
