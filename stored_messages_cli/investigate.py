@@ -19,12 +19,13 @@ from typing import Any
 
 from .archive_index import ArchiveIndex, FindQuery, IndexEntry, sort_newest_first
 from .destinations.base import PAYLOAD_SHA_METADATA, Destination
-from .errors import DestinationError, IntegrityError, ObjectNotFound, SmError
+from .errors import DestinationError, IntegrityError, InvalidMessage, ObjectNotFound, SmError
 from .model import (
     KEY_SUFFIX,
     MEDIUMS,
     UNASSOCIATED,
     canonical_json,
+    decode_json,
     format_utc,
     parse_key,
     parse_sent_at,
@@ -130,9 +131,17 @@ def read_verified(destination: Destination, key: str, *,
 
 def _payload_document(key: str, payload: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _not_intact(key, "the payload is not UTF-8 JSON") from None
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_intact(key, "the payload is not UTF-8") from None
+    try:
+        # decode_json caps nesting (model.MAX_DEPTH) before anything recursive runs, so a
+        # forged object nested thousands deep is one integrity error, never a RecursionError.
+        document = decode_json(text)
+    except InvalidMessage as exc:
+        raise _not_intact(key, f"the payload is not a stored message's JSON ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a forged object does, it is not intact
+        raise _not_intact(key, f"the payload cannot be read ({type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise _not_intact(key, "the payload is not a JSON object")
     try:
@@ -157,12 +166,16 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
     except (SmError, ValueError) as exc:
         raise _not_intact(key, f"the payload is not a stored message ({exc})") from None
     campaign = document.get("campaign_id")
-    claims = {"medium": document.get("medium"), "project_id": document.get("project_id"),
-              "recipient_hash": rhash, "campaign_id": campaign,
-              "message_id": document.get("message_id")}
-    for name, value in claims.items():
-        if parsed[name] != value:
-            in_key = parsed[name] if parsed[name] is not None else UNASSOCIATED
+    # The key's campaign folder is the payload's campaign, or `unassociated` for none (so a
+    # campaign literally named "unassociated" shares that folder, as SPEC 3's layout implies).
+    folder = key[len(destination.prefix):].split("/")[3]
+    claims = {"medium": (parsed["medium"], document.get("medium")),
+              "project_id": (parsed["project_id"], document.get("project_id")),
+              "recipient_hash": (parsed["recipient_hash"], rhash),
+              "campaign_id": (folder, UNASSOCIATED if campaign is None else campaign),
+              "message_id": (parsed["message_id"], document.get("message_id"))}
+    for name, (in_key, value) in claims.items():
+        if in_key != value:
             raise _not_intact(key, f"the key says {name} {json.dumps(in_key)} but the payload"
                               f" says {json.dumps(value, ensure_ascii=False)}")
     message_type = document.get("message_type")
@@ -170,7 +183,7 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
         raise _not_intact(key, "the payload has no message_type")
     return IndexEntry(
         project_id=parsed["project_id"], message_id=parsed["message_id"],
-        medium=parsed["medium"], message_type=message_type, campaign_id=parsed["campaign_id"],
+        medium=parsed["medium"], message_type=message_type, campaign_id=campaign,
         recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
         version_id=version_id, destination_url=destination.url)
 
@@ -254,7 +267,8 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
         report.listed += 1
         if query.message_id is not None and parsed["message_id"] != query.message_id:
             continue
-        if query.campaign_id is not None and parsed["campaign_id"] != query.campaign_id:
+        folder = parsed["campaign_id"] if parsed["campaign_id"] is not None else UNASSOCIATED
+        if query.campaign_id is not None and folder != query.campaign_id:
             continue
         keys.append(key)
     for key, result in read_many(destination, keys, workers=workers):

@@ -252,3 +252,29 @@ def test_an_id_in_two_projects_needs_project(target: ArchiveTarget, tmp_path: Pa
         assert "Try: sm fetch same-id --project 12345" in result.stderr
         chosen = invoke("fetch", "same-id", "--project", "777", "--part", "html")
         assert (chosen.exit_code, chosen.stdout_bytes) == (0, b"<p>seven</p>")
+
+
+def test_a_forged_object_nested_a_thousand_deep_is_an_integrity_error(
+        target: ArchiveTarget, tmp_path: Path) -> None:
+    """A payload nested ~1000 deep (valid gzip, matching metadata) never crashes a reader
+    with RecursionError: fetch, find --remote and index rebuild each report it and exit 1."""
+    cli = cli_for(tmp_path / "home")
+    archive(cli, target, [MESSAGES[1]])
+    key = f"{target.key_prefix}sms/12345/{sha256_hex(b'u-9')}/unassociated/sms-1.json.gz"
+    forged = (b'{"content":' + b'[' * 1000 + b']' * 1000 + b',"message_id":"sms-1"}')
+    target.overwrite(key, gzip.compress(forged, mtime=0), payload_sha256=sha256_hex(forged))
+    expected = (f"Error: integrity check failed for {key}: the payload is not a stored"
+                " message's JSON (nested more than 64 levels deep)")
+    fresh = cli_for(tmp_path / "laptop")
+    connect(fresh, target, "12345")
+    fetched = fresh("fetch", "sms-1")
+    assert fetched.exit_code == 1
+    assert expected in fetched.stderr
+    assert "Traceback" not in fetched.output
+    found = fresh("--json", "find", "--remote", "--recipient", "u-9")
+    assert (found.exit_code, json.loads(found.stdout)) == (1, [])
+    assert expected in found.stderr
+    rebuilt = fresh("--json", "index", "rebuild")
+    assert rebuilt.exit_code == 1
+    assert json.loads(rebuilt.stdout)["projects"][0]["failures"] == [
+        {"key": key, "reason": expected.removeprefix("Error: ")}]
