@@ -245,7 +245,7 @@ def test_status_and_json_logs_during_an_outage_never_show_an_address(
 
     result = cli("-v", "--log-format", "json", "run", "--once")
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # SPEC 8: a pass that left messages unreachable
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert any(line["level"] == "error" and "unreachable" in line["message"]
                for line in lines)
@@ -285,7 +285,7 @@ def test_recovery_is_logged_as_a_json_line(cli, faults, s3_bucket, make_message)
     connect_through_proxy(cli, faults, s3_bucket)
     assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
     faults.mode = ACCESS_DENIED
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass left its message unreachable
     faults.mode = PASS
 
     result = cli("--log-format", "json", "replay")

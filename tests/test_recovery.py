@@ -16,7 +16,8 @@ from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
-from tests.support.fixtures.faults import ACCESS_DENIED, PASS, RESET
+from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.faults import ACCESS_DENIED, PASS, RESET, SLOWDOWN
 
 A, B = "12345", "67890"
 SLOT = 8 * 3600.0
@@ -186,3 +187,34 @@ def test_a_busy_project_does_not_starve_another(spool, clock, tmp_path: Path,
     assert len(order) == 305
     assert older[0] in order[:2 * concurrency]
     assert min(order.index(f"{A}-0000"), order.index(older[0])) < 2
+
+
+def test_run_once_exits_0_when_the_pass_is_only_rate_limited(
+        cli, sm_home, faults, s3_bucket, make_message, instant_sdk_retries) -> None:
+    connected = cli("connect", f"s3://{s3_bucket}/", "--project", A, "--endpoint-url",
+                    faults.url, "--allow-insecure-endpoint")
+    assert connected.exit_code == 0, connected.output
+    assert cli("ingest", "-", input=jsonl(make_message(message_id="m1"))).exit_code == 0
+    faults.mode = SLOWDOWN
+    throttled = cli("run", "--once")
+    assert throttled.exit_code == 0, throttled.output  # rate limiting retries on its own
+    assert "rate limited (will retry) 1" in throttled.stdout
+    with Spool.open(home=sm_home) as spool:
+        row = spool.message_state(A, "m1")
+    assert (row["state"], row["retry_reason"]) == ("retry_wait", "rate_limited")
+    faults.mode = PASS
+    replayed = cli("--json", "replay")
+    assert replayed.exit_code == 0, replayed.output
+
+
+def test_run_once_exits_1_when_the_pass_ends_unreachable(
+        cli, faults, s3_bucket, make_message) -> None:
+    connected = cli("connect", f"s3://{s3_bucket}/", "--project", A, "--endpoint-url",
+                    faults.url, "--allow-insecure-endpoint")
+    assert connected.exit_code == 0, connected.output
+    assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
+    faults.mode = ACCESS_DENIED
+    down = cli("run", "--once")
+    assert down.exit_code == 1
+    assert "unreachable (will retry) 1" in down.stdout
+    assert "next probe at" in down.stderr and "Try: sm replay" in down.stderr

@@ -13,9 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from ..archiver import Archiver, ProjectTarget, RunReport
+from ..clock import to_rfc3339
 from ..manifest import Manifests, limits_from
 from ..operations import operate
 from ..retry import RetryPolicy
+from ..states import HealthState
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
 
@@ -83,8 +85,13 @@ def register(app: typer.Typer) -> None:
                 manifests.close()  # the daemon stops: seal what is open, write what is sealed
                 for target in targets:
                     target.destination.close()
-        _print_report(out, report)
-        if once and (report.failed or report.expired):
+            waiting = [h.next_probe_at for h in spool.health.all().values()
+                       if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
+                       and h.next_probe_at is not None]
+        _print_report(out, report, min(waiting) if waiting else None)
+        # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
+        # (rate limiting alone is retried on its own and is not a failure).
+        if once and (report.failed or report.expired or report.unreachable):
             raise typer.Exit(1)
 
 
@@ -160,7 +167,7 @@ def progress_for(out: Any, label: str, total: int | None) -> tuple[Any, Any]:
     return progress, on_outcome
 
 
-def _print_report(out: Any, report: RunReport) -> None:
+def _print_report(out: Any, report: RunReport, next_probe_at: float | None) -> None:
     if out.json_mode:
         out.emit_json(report.as_dict())
         return
@@ -176,3 +183,10 @@ def _print_report(out: Any, report: RunReport) -> None:
     if report.expired:
         parts.append(f"expired {report.expired}")
     out.print(", ".join(parts), highlight=False)
+    if report.unreachable and next_probe_at is not None:
+        # A log line, not console text: with --log-format json it is JSON like the rest.
+        log.warning("messages wait for an unreachable destination; next probe at %s."
+                    " Try: sm replay (after fixing it)", to_rfc3339(next_probe_at))
+    elif report.failed or report.expired:
+        log.warning("see why with: sm status. Try: sm replay --failed --expired (after"
+                    " fixing the cause)")
