@@ -571,6 +571,19 @@ def recipient_hash(recipient: dict[str, Any]) -> str:
     return sha256_hex(identity.encode("utf-8"))
 
 
+def identifier_hashes(recipient: Any) -> dict[str, str]:
+    """The hash of every recipient identifier present, by field name (`email`, `user_id`,
+    `phone_number`, `device_token`), each normalised as the key's rule normalises that field
+    (SPEC 3); blank and missing fields are left out, and so is anything not an object."""
+    hashes: dict[str, str] = {}
+    if isinstance(recipient, dict):
+        for name in RECIPIENT_FIELDS:
+            identity = recipient_identity({name: recipient.get(name)})
+            if identity is not None:
+                hashes[name] = sha256_hex(identity.encode("utf-8"))
+    return hashes
+
+
 def recipient_hash_candidates(value: str) -> list[str]:
     """Hashes a free-form recipient search term may have been stored under.
 

@@ -24,6 +24,7 @@ from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
 from .daemons import migrate_daemons
+from .identifiers import migrate_identifiers
 from .manifests import migrate_manifests
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
@@ -253,6 +254,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("claim and status indexes, failed probe counts", _v2_claim_indexes),
     ("daemon heartbeats", migrate_daemons),
     ("manifest segments", migrate_manifests),
+    ("every recipient identifier indexed, index coverage per project", migrate_identifiers),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

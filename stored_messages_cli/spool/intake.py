@@ -30,6 +30,7 @@ from ..model import (
 )
 from ..states import FinalReason, IngestOutcome, State
 from .db import SpoolDB
+from .identifiers import hashes_json
 
 INGEST_BATCH = 500
 
@@ -209,13 +210,14 @@ class Intake:
         inserted = conn.execute(
             "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
             " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
-            " created_at, confirmed_at, updated_at, final_reason)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (project_id, message_id) DO NOTHING",
             (msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
              msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
              state, payload_blob, content_sha, sha256_hex(payload) if msg.confirmed else None,
-             now, now if msg.confirmed else None, now, final_reason),
+             now, now if msg.confirmed else None, now, final_reason,
+             hashes_json(msg.document["recipient"])),
         ).rowcount
         if inserted:
             return IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED

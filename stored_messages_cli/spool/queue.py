@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import FinalReason, RetryClass, State
+from . import identifiers
 from .db import Settled, SpoolDB
 
 
@@ -250,6 +251,8 @@ class Queue:
                 " SELECT project_id, message_id, medium, message_type, campaign_id,"
                 " recipient_hash, sent_at, stored_key, payload_sha256, version_id,"
                 " destination_url, stored_at FROM messages WHERE id = ?", (outcome.row_id,))
+            conn.execute(identifiers.SETTLE_SQL, (outcome.row_id,))  # every identifier's hash
+            conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (outcome.row_id, now))
         return [Settled(r[0], r[1], r[2], State.STORED, None, now) for r in rows]
 
     def make_due(self, *, project_id: str | None = None, message_id: str | None = None,
