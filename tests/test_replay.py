@@ -46,7 +46,7 @@ def test_replay_attempts_now_and_reports_per_reason(
     connect(cli, faults, s3_bucket)
     messages = ingest(cli, make_message, 3)
     faults.mode = ACCESS_DENIED
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass ended unreachable
     assert json.loads(cli("--json", "status").stdout)["counts"]["retry_wait"] == 3
 
     before = faults.count("PUT")
@@ -70,7 +70,7 @@ def test_replay_json_lists_what_still_fails(cli, faults, s3_bucket, make_message
     connect(cli, faults, s3_bucket)
     ingest(cli, make_message, 2)
     faults.mode = ACCESS_DENIED
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass ended unreachable
 
     result = cli("--json", "replay", "--project", PROJECT)
 
@@ -89,7 +89,7 @@ def test_replay_one_message_attempts_only_that_one(
     connect(cli, faults, s3_bucket)
     ingest(cli, make_message, 3)
     faults.mode = ACCESS_DENIED
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass ended unreachable
     faults.mode = PASS
     before = len(faults.requests)
 
