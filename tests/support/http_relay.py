@@ -55,7 +55,10 @@ class RelayHandler(BaseHTTPRequestHandler):
                 if name.lower() not in ("transfer-encoding", "content-length",
                                         "connection", "date", "server"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD answer has no body but keeps the object's length (the size of what HEAD
+            # describes); a relay that said 0 would lie about every object it fronts.
+            length = response.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
