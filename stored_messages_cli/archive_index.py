@@ -18,8 +18,9 @@ from datetime import time as day_time
 from typing import Any
 
 from .clock import Clock, SystemClock
-from .model import parse_sent_at
+from .model import UNASSOCIATED, parse_sent_at
 from .spool import Spool, immediate_transaction
+from .spool.identifiers import COMPLETE, PARTIAL
 
 COLUMNS: tuple[str, ...] = (
     "project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",
@@ -32,6 +33,9 @@ FIND_FIELDS: tuple[str, ...] = (
 )
 DEFAULT_FIND_LIMIT = 1000
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A time relative to now: `90s`, `30m`, `2h`, `7d`, `4w` (that long ago).
+_RELATIVE_RE = re.compile(r"([0-9]{1,7})\s*([smhdw])", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # The fraction of a second of a stored `sent_at` (`…:SS.ffffffZ` or `…:SSZ`), as a number.
 _SQL_FRACTION = "CAST('0' || rtrim(substr(sent_at, 20), 'Z') AS REAL)"
 
@@ -52,6 +56,8 @@ class IndexEntry:
     version_id: str | None = None
     destination_url: str | None = None
     stored_at: float | None = None
+    # The hash of every identifier of the recipient (the key's included), when known.
+    recipient_hashes: tuple[str, ...] = ()
 
     def find_result(self) -> dict[str, Any]:
         """The `sm find --json` object for this message (SPEC 6)."""
@@ -63,13 +69,23 @@ class IndexEntry:
         return parse_sent_at(self.sent_at)
 
 
-def parse_time_bound(text: str, *, end_of_day: bool = False) -> datetime:
-    """An RFC 3339 time or a plain date (`2026-11-27`) as an aware UTC datetime.
+def parse_time_bound(text: str, *, end_of_day: bool = False, now: float | None = None
+                     ) -> datetime:
+    """An RFC 3339 time, a plain date (`2026-11-27`) or a relative time (`7d`, `2h`, `30m`,
+    `90s`, `4w`: that long before `now`) as an aware UTC datetime.
 
     A plain date means the start of that day (UTC), or with `end_of_day` its last instant, so
     `--until 2026-11-27` includes the whole day. Raises ValueError with a usage hint.
     """
     value = text.strip()
+    relative = _RELATIVE_RE.fullmatch(value)
+    if relative:
+        seconds = int(relative.group(1)) * _UNIT_SECONDS[relative.group(2).lower()]
+        moment = now if now is not None else SystemClock().now()
+        try:
+            return datetime.fromtimestamp(moment, UTC) - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before year 1") from None
     if _DATE_RE.fullmatch(value):
         try:
             start = datetime.combine(date.fromisoformat(value), day_time.min, UTC)
@@ -79,8 +95,8 @@ def parse_time_bound(text: str, *, end_of_day: bool = False) -> datetime:
     try:
         return parse_sent_at(value)
     except ValueError:
-        raise ValueError(f"{text!r} is not a time: use RFC 3339 (2026-11-27T17:00:00Z) or a"
-                         " date (2026-11-27)") from None
+        raise ValueError(f"{text!r} is not a time: use RFC 3339 (2026-11-27T17:00:00Z), a"
+                         " date (2026-11-27) or a time ago (7d, 2h, 30m)") from None
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,10 @@ class FindQuery:
     """What `sm find` looks for; every given filter must match (AND).
 
     `recipient_hashes` are the hashes a recipient term may be stored under
-    (`model.recipient_hash_candidates`). `limit=None` means no limit.
+    (`model.recipient_hash_candidates`); a message matches when any identifier of its
+    recipient has one of them. `campaign_id="unassociated"` means no campaign (the key's
+    `unassociated` folder, which a campaign literally named so shares). `limit=None` means
+    no limit.
     """
 
     recipient_hashes: tuple[str, ...] = ()
@@ -102,10 +121,14 @@ class FindQuery:
 
     def matches(self, entry: IndexEntry) -> bool:
         """True when `entry` passes every filter (used on rows read from a bucket)."""
-        if self.recipient_hashes and entry.recipient_hash not in self.recipient_hashes:
+        if self.recipient_hashes and not (
+                {entry.recipient_hash, *entry.recipient_hashes} & set(self.recipient_hashes)):
+            return False
+        campaign = entry.campaign_id if entry.campaign_id is not None else UNASSOCIATED
+        if self.campaign_id is not None and (
+                campaign != self.campaign_id and entry.campaign_id != self.campaign_id):
             return False
         for wanted, actual in ((self.message_id, entry.message_id),
-                               (self.campaign_id, entry.campaign_id),
                                (self.project_id, entry.project_id),
                                (self.medium, entry.medium)):
             if wanted is not None and wanted != actual:
@@ -123,10 +146,16 @@ class FindQuery:
         clauses: list[str] = []
         params: list[Any] = []
         if self.recipient_hashes:
-            clauses.append(f"recipient_hash IN ({','.join('?' * len(self.recipient_hashes))})")
+            marks = ",".join("?" * len(self.recipient_hashes))
+            clauses.append("(project_id, message_id) IN (SELECT project_id, message_id FROM"
+                           f" archive_recipients WHERE recipient_hash IN ({marks}))")
             params.extend(self.recipient_hashes)
+        if self.campaign_id == UNASSOCIATED:
+            clauses.append("(campaign_id IS NULL OR campaign_id = ?)")
+            params.append(UNASSOCIATED)
         for column, wanted in (("message_id", self.message_id),
-                               ("campaign_id", self.campaign_id),
+                               ("campaign_id", None if self.campaign_id == UNASSOCIATED
+                                else self.campaign_id),
                                ("project_id", self.project_id), ("medium", self.medium)):
             if wanted is not None:
                 clauses.append(f"{column} = ?")
@@ -155,6 +184,26 @@ def sort_newest_first(entries: Iterable[IndexEntry]) -> list[IndexEntry]:
     """The order `sm find` lists messages in: newest `sent_at` first, then project and id."""
     ordered = sorted(entries, key=lambda e: (e.project_id, e.message_id))
     return sorted(ordered, key=lambda e: e.sent_at, reverse=True)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a project's archive the local index holds (SPEC 8, "Investigations").
+
+    `complete`: filled by `sm run` from the project's first message, or by a full
+    `sm index rebuild`; `partial`: rows learnt from remote finds and fetches only.
+    """
+
+    project_id: str
+    coverage: str  # "complete" | "partial"
+    source: str  # run | rebuild | remote | unknown (indexed before coverage was recorded)
+    since: float
+    updated_at: float
+
+    @property
+    def complete(self) -> bool:
+        """True when the index holds every message of the project archived so far."""
+        return self.coverage == COMPLETE
 
 
 @dataclass
@@ -224,6 +273,7 @@ class ArchiveIndex:
         by what the bucket holds now.
         """
         now = self.clock.now()
+        entries = list(entries)
         rows = [(*(getattr(e, c) for c in COLUMNS[:-1]), e.stored_at or now) for e in entries]
         if not rows:
             return 0
@@ -232,10 +282,45 @@ class ArchiveIndex:
                f" VALUES ({', '.join('?' * len(COLUMNS))})"
                f" ON CONFLICT(project_id, message_id) DO UPDATE SET {updates}"
                " WHERE archive_index.key IS NOT excluded.key")
+        identifiers = [(h, e.project_id, e.message_id) for e in entries
+                       for h in sorted({e.recipient_hash, *e.recipient_hashes})]
         with self._write() as conn:
+            # A row the bucket now holds under another key: its old identifiers go with it.
+            stale = [(e.project_id, e.message_id) for e in entries
+                     if (conn.execute("SELECT key FROM archive_index WHERE project_id = ? AND"
+                                      " message_id = ?", (e.project_id, e.message_id))
+                         .fetchone() or (e.key,))[0] != e.key]
+            conn.executemany("DELETE FROM archive_recipients WHERE project_id = ? AND"
+                             " message_id = ?", stale)
             before = conn.total_changes
             conn.executemany(sql, rows)
-            return conn.total_changes - before
+            changed = conn.total_changes - before
+            conn.executemany("INSERT OR IGNORE INTO archive_recipients (recipient_hash,"
+                             " project_id, message_id) VALUES (?, ?, ?)", identifiers)
+            conn.executemany(
+                "INSERT OR IGNORE INTO index_coverage (project_id, coverage, source, since,"
+                " updated_at) VALUES (?, ?, 'remote', ?, ?)",
+                [(pid, PARTIAL, now, now) for pid in sorted({e.project_id for e in entries})])
+            return changed
+
+    def coverage(self) -> dict[str, Coverage]:
+        """What the index knows of each project it holds rows of (or was told about)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT project_id, coverage, source, since, updated_at FROM index_coverage"
+                " ORDER BY project_id").fetchall()
+        return {row[0]: Coverage(*row) for row in rows}
+
+    def mark_complete(self, project_id: str, source: str = "rebuild") -> None:
+        """The index now holds every message of the project (a full rebuild finished)."""
+        now = self.clock.now()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO index_coverage (project_id, coverage, source, since, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET"
+                " coverage = excluded.coverage, source = excluded.source,"
+                " updated_at = excluded.updated_at",
+                (project_id, COMPLETE, source, now, now))
 
     def count(self, project_id: str | None = None) -> int:
         """How many messages the index holds (of one project, or in all)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .archive_index import ArchiveIndex, FindQuery, IndexEntry, sort_newest_first
+from .clock import to_rfc3339
 from .destinations.base import PAYLOAD_SHA_METADATA, Destination
 from .errors import DestinationError, IntegrityError, InvalidMessage, ObjectNotFound, SmError
 from .model import (
@@ -27,6 +28,7 @@ from .model import (
     canonical_json,
     decode_json,
     format_utc,
+    identifier_hashes,
     parse_key,
     parse_sent_at,
     recipient_hash,
@@ -185,7 +187,9 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
         project_id=parsed["project_id"], message_id=parsed["message_id"],
         medium=parsed["medium"], message_type=message_type, campaign_id=campaign,
         recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
-        version_id=version_id, destination_url=destination.url)
+        version_id=version_id, destination_url=destination.url,
+        recipient_hashes=tuple(sorted({rhash, *identifier_hashes(
+            document.get("recipient")).values()})))
 
 
 # --------------------------------------------------------------------------- parallel reads
@@ -223,14 +227,27 @@ def read_many(destination: Destination, keys: Iterable[str], *,
 # --------------------------------------------------------------------------- remote find
 
 
+KEY_PREFIX = "key prefix"
+MANIFESTS = "manifests"
+
+
 @dataclass
 class RemoteFindReport:
-    """What a remote find read: matching messages and objects that failed verification."""
+    """What a remote find read: matching messages and objects that failed verification.
+
+    `source` says how candidates were found: `manifests` (the manifests' `recipient_hashes`,
+    which hold every identifier, plus the key prefix for what no sealed manifest lists yet)
+    or `key prefix` (only the identifier the key was made from).
+    """
 
     entries: list[IndexEntry] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     listed: int = 0
     truncated: bool = False
+    source: str = KEY_PREFIX
+    segments: int = 0
+    sealed_through: str | None = None  # the newest segment's sealed_at
+    manifest_failures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
@@ -246,6 +263,7 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
     if not query.recipient_hashes:
         raise ValueError("a remote find needs recipient hashes")
     report = RemoteFindReport()
+    from_manifests = _manifest_candidates(destination, project_id, query, report)
     prefixes = [recipient_prefix(medium, project_id, rhash, destination.prefix)
                 for medium in mediums if query.medium in (None, medium)
                 for rhash in query.recipient_hashes]
@@ -271,6 +289,7 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
         if query.campaign_id is not None and folder != query.campaign_id:
             continue
         keys.append(key)
+    keys = list(dict.fromkeys([*keys, *from_manifests]))
     for key, result in read_many(destination, keys, workers=workers):
         if isinstance(result, VerifiedMessage):
             if query.matches(result.entry):
@@ -279,6 +298,63 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
             report.failures.append((key, str(result)))
     report.entries = sort_newest_first(report.entries)
     return report
+
+
+def _manifest_candidates(destination: Destination, project_id: str, query: FindQuery,
+                         report: RemoteFindReport) -> list[str]:
+    """Keys of stored messages the project's manifests list for any of the query's hashes
+    (and within its other filters, dates included); records in `report` what was read."""
+    from .manifest import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
+
+    wanted = set(query.recipient_hashes)
+    segment_keys = sorted((seq, info.key) for info in destination.list(
+        manifest_prefix(destination.prefix, project_id))
+        if (seq := seq_of_key(info.key)) is not None)
+    keys: list[str] = []
+    for _, segment_key in segment_keys:
+        try:
+            segment = parse_segment(destination.get(segment_key).body)
+        except (ManifestFormatError, ObjectNotFound) as exc:
+            report.manifest_failures.append((segment_key, str(exc)))
+            continue
+        report.segments += 1
+        report.sealed_through = max(report.sealed_through or "",
+                                    str(segment.header.get("sealed_at")))
+        for entry in segment.entries:
+            hashes = entry.get("recipient_hashes")
+            if entry.get("outcome") != "stored" or not isinstance(hashes, dict) or \
+                    not wanted & {str(h) for h in hashes.values()}:
+                continue
+            if not _manifest_entry_matches(entry, query):
+                continue
+            key = entry.get("key")
+            if isinstance(key, str) and parse_key(key, destination.prefix) is not None:
+                keys.append(key)
+    if report.segments or report.manifest_failures:
+        report.source = MANIFESTS
+    return keys
+
+
+def _manifest_entry_matches(entry: dict[str, Any], query: FindQuery) -> bool:
+    """A manifest entry within the query's id, campaign, medium and date filters (the read
+    object is checked again; this only saves reading what cannot match)."""
+    campaign = entry.get("campaign_id")
+    folder = campaign if campaign is not None else UNASSOCIATED
+    if query.message_id is not None and entry.get("message_id") != query.message_id:
+        return False
+    if query.campaign_id is not None and folder != query.campaign_id:
+        return False
+    if query.medium is not None and entry.get("medium") != query.medium:
+        return False
+    if query.since is not None or query.until is not None:
+        try:
+            moment = parse_sent_at(entry.get("sent_at"))
+        except ValueError:
+            return True  # let the object's own sent_at decide
+        if (query.since is not None and moment < query.since) or (
+                query.until is not None and moment > query.until):
+            return False
+    return True
 
 
 def locate_remote(destination: Destination, project_id: str, message_id: str, *,
@@ -339,6 +415,7 @@ def rebuild_index(
     running `sm run` is never blocked for long. Objects that fail verification are reported,
     not indexed.
     """
+    mediums = tuple(mediums)
     report = RebuildReport(project_id, destination.url)
     known = index.keys_of(project_id)
     todo: list[str] = []
@@ -371,6 +448,8 @@ def rebuild_index(
     if batch:
         index.add(batch)
         report.indexed += len(batch)
+    if set(MEDIUMS) <= set(mediums) and not report.failures:
+        index.mark_complete(project_id, "rebuild")  # every message of the project is in
     return report
 
 
@@ -439,3 +518,93 @@ def fetch_message(
             destination.close()
     index.add([verified.entry])
     return verified
+
+
+# --------------------------------------------------------------------------- show
+
+SHOW_FIELDS: tuple[str, ...] = (
+    "message_id", "project_id", "state", "final_reason", "last_error", "recorded_at",
+    "confirmed_at", "first_failure_at", "next_attempt_at", "stored_at", "attempts",
+    "destination", "key", "payload_sha256", "body_in_spool",
+)
+# What each final reason code means, for a person (`sm show`).
+REASON_WORDS: dict[str, str] = {
+    "conflict": "another object already holds its key with different bytes; the first copy"
+                " is kept",
+    "corrupt_in_spool": "its body in the spool no longer matched its hash before upload",
+    "expired_unreachable": "its destination stayed unreachable for the whole retry window",
+    "never_confirmed": "its send was never confirmed within confirm_timeout",
+    "send_failed": "the send pipeline reported that its send failed",
+    "medium_not_archived": "its project does not archive this medium",
+}
+
+
+class UnknownMessageId(SmError):
+    """Neither the spool nor the local index knows the message id."""
+
+
+def _key_prefix_of(url: str | None) -> str:
+    """The key prefix of a destination URL (`s3://bucket/archive/` → `archive/`)."""
+    if not url or url.startswith("file:"):
+        return ""
+    parts = url.split("/", 3)
+    return parts[3] if len(parts) > 3 else ""
+
+
+def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None = None,
+                 destination_of: Callable[[str], str | None] = lambda _: None
+                 ) -> dict[str, Any]:
+    """Everything the spool and the local index know of one message, as SHOW_FIELDS.
+
+    `destination_of(project)` is the project's configured URL (where a message not yet
+    stored will go). Raises UnknownMessageId, or AmbiguousMessage for an id in several
+    projects without `project_id`.
+    """
+    where = "message_id = ?" + (" AND project_id = ?" if project_id is not None else "")
+    params = [message_id] + ([project_id] if project_id is not None else [])
+    with index._lock:  # noqa: SLF001 - the spool connection this index shares
+        cursor = index.conn.execute(
+            "SELECT project_id, state, final_reason, last_error, created_at, confirmed_at,"
+            " first_failure_at, next_attempt_at, stored_at, attempts, destination_url,"
+            " stored_key, key, payload_sha256, payload IS NOT NULL"
+            f" FROM messages WHERE {where} ORDER BY project_id", params)
+        rows = cursor.fetchall()
+    indexed = {e.project_id: e for e in index.entries_for(message_id, project_id)}
+    projects = sorted({row[0] for row in rows} | set(indexed))
+    if not projects:
+        scope = f" of project {project_id}" if project_id is not None else ""
+        raise UnknownMessageId(
+            f"message {message_id}{scope} is unknown to the spool and to the local index",
+            hint=f"sm find --remote --message-id {message_id} --recipient R, or sm index"
+                 " rebuild")
+    if len(projects) > 1:
+        raise AmbiguousMessage(
+            f"message id {message_id} exists in projects {', '.join(projects)}",
+            places=projects, hint=f"sm show {message_id} --project {projects[0]}")
+    pid = projects[0]
+    entry = indexed.get(pid)
+    row = next((r for r in rows if r[0] == pid), None)
+    if row is None:  # archived, known from the index only (another spool, or pruned)
+        assert entry is not None
+        return {"message_id": message_id, "project_id": pid, "state": "stored",
+                "final_reason": None, "last_error": None, "recorded_at": None,
+                "confirmed_at": None, "first_failure_at": None, "next_attempt_at": None,
+                "stored_at": to_rfc3339(entry.stored_at), "attempts": None,
+                "destination": entry.destination_url, "key": entry.key,
+                "payload_sha256": entry.payload_sha256, "body_in_spool": False}
+    (_, state, final_reason, last_error, created_at, confirmed_at, first_failure_at,
+     next_attempt_at, stored_at, attempts, destination_url, stored_key, relative_key,
+     payload_sha256, has_body) = row
+    destination = destination_url or (entry.destination_url if entry else None) or \
+        destination_of(pid)
+    key = stored_key or (entry.key if entry else None) or \
+        f"{_key_prefix_of(destination)}{relative_key}"
+    return {"message_id": message_id, "project_id": pid, "state": state,
+            "final_reason": final_reason, "last_error": last_error,
+            "recorded_at": to_rfc3339(created_at), "confirmed_at": to_rfc3339(confirmed_at),
+            "first_failure_at": to_rfc3339(first_failure_at),
+            "next_attempt_at": to_rfc3339(next_attempt_at),
+            "stored_at": to_rfc3339(stored_at), "attempts": int(attempts or 0),
+            "destination": destination, "key": key,
+            "payload_sha256": payload_sha256 or (entry.payload_sha256 if entry else None),
+            "body_in_spool": bool(has_body)}

@@ -22,6 +22,7 @@ from ..archive_index import (
 )
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..investigate import (
+    MANIFESTS,
     PARTS,
     AmbiguousMessage,
     RebuildReport,
@@ -96,8 +97,54 @@ def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
             except ValueError as precise:
                 reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
         fail(f"invalid value for {name}: {reason}",
-             hint=f"sm find {name} 2026-11-27 (a UTC day) or {name} 2026-11-27T17:00:00Z",
+             hint=f"sm find {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z or"
+                  f" {name} 7d",
              code=2)
+
+
+def build_query(recipient: str | None, *, message_id: str | None, campaign: str | None,
+                project: str | None, medium: str | None, since: str | None,
+                until: str | None, limit: int | None) -> FindQuery:
+    """The FindQuery of the shared filters (find, export); bad values are usage errors."""
+    if recipient is not None and not recipient.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--recipient")
+    query = FindQuery(
+        recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
+        message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
+        since=_time_option(since, end_of_day=False, name="--since"),
+        until=_time_option(until, end_of_day=True, name="--until"),
+        limit=limit)
+    if query.since is not None and query.until is not None and query.since > query.until:
+        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
+             hint="sm find --since 7d --until 1d (the earlier time first)")
+    return query
+
+
+def coverage_warnings(out: Output, index: ArchiveIndex, project: str | None) -> None:
+    """Warn (stderr) about each project in scope whose local index is only partial."""
+    for coverage in index.coverage().values():
+        if coverage.complete or project not in (None, coverage.project_id):
+            continue
+        pid = coverage.project_id
+        how = ("filled by remote finds and fetches" if coverage.source == "remote"
+               else "not known to be complete")
+        out.warn(f"the local index of project {pid} is partial ({how}): messages it never"
+                 f" saw are not listed. Try: sm index rebuild --project {pid}, or sm find"
+                 f" --remote --project {pid} --recipient R")
+
+
+def say_remote_source(out: Output, project_id: str, report: Any) -> None:
+    """Say (stderr) how a remote find found its candidates in one project's bucket."""
+    if report.source == MANIFESTS:
+        out.info(f"Project {project_id}: searched {report.segments} manifest segment(s)"
+                 f" (every identifier; sealed through {report.sealed_through or '-'}) and"
+                 " the key prefix (messages stored since)")
+        for key, reason in report.manifest_failures:
+            out.warn(f"manifest {key} was not read: {reason}")
+    else:
+        out.info(f"Project {project_id}: no manifests in the bucket; searched by key prefix,"
+                 " which finds a message only by the identifier its key was made from (email,"
+                 " else user id, phone number, device token)")
 
 
 def _search_projects(state: AppState, project: str | None) -> list[str]:
@@ -184,15 +231,18 @@ def register(app: typer.Typer) -> None:
         message_id: Annotated[str | None, typer.Option(
             "--message-id", callback=_message_id_option, help="A message id.")] = None,
         campaign: Annotated[str | None, typer.Option(
-            callback=_campaign_option, help="A campaign id.")] = None,
+            callback=_campaign_option,
+            help="A campaign id; 'unassociated' for messages without one.")] = None,
         project: Annotated[str | None, typer.Option(
             callback=_optional_project, help="A project id.")] = None,
         medium: Annotated[str | None, typer.Option(
             callback=_medium_option, help="email, sms or push.")] = None,
         since: Annotated[str | None, typer.Option(
-            help="Sent at or after: RFC 3339 time or a date (UTC).")] = None,
+            help="Sent at or after: RFC 3339 time, a date (UTC) or a time ago (7d, 2h).")
+        ] = None,
         until: Annotated[str | None, typer.Option(
-            help="Sent at or before: RFC 3339 time, or a date (the whole day, UTC).")] = None,
+            help="Sent at or before: RFC 3339 time, a date (the whole day, UTC) or a time"
+                 " ago (2h).")] = None,
         limit: Annotated[int, typer.Option(
             min=0, help="At most this many, newest first (0: no limit).")] = DEFAULT_FIND_LIMIT,
         remote: Annotated[bool, typer.Option(
@@ -207,20 +257,16 @@ def register(app: typer.Typer) -> None:
         """
         state = state_of(ctx)
         out = state.output
-        if recipient is not None and not recipient.strip():
-            raise typer.BadParameter("must not be empty", param_hint="--recipient")
-        query = FindQuery(
-            recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
-            message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
-            since=_time_option(since, end_of_day=False, name="--since"),
-            until=_time_option(until, end_of_day=True, name="--until"),
-            limit=limit or None)
+        query = build_query(recipient, message_id=message_id, campaign=campaign,
+                            project=project, medium=medium, since=since, until=until,
+                            limit=limit or None)
         if not remote:
             with state.open_spool() as spool:
                 index = ArchiveIndex.of(spool)
                 result = index.find(query)
                 empty_index = not result.entries and index.count() == 0
-            _print_entries(out, result.entries, result.truncated, query.limit)
+                _print_entries(out, result.entries, result.truncated, query.limit)
+                coverage_warnings(out, index, project)
             if empty_index and not out.json_mode:
                 out.info("The local index is empty. Try: sm find --remote --recipient R, or"
                          " sm index rebuild")
@@ -237,6 +283,7 @@ def register(app: typer.Typer) -> None:
                 report = find_remote(destination, project_id, query)
             finally:
                 destination.close()
+            say_remote_source(out, project_id, report)
             entries.extend(report.entries)
             failures.extend(report.failures)
         entries = sort_newest_first(entries)

@@ -1,0 +1,77 @@
+"""`sm show MESSAGE_ID`: everything known about one message, stored or not (SPEC 8)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from ..archive_index import ArchiveIndex
+from ..investigate import REASON_WORDS, SHOW_FIELDS, AmbiguousMessage, show_message
+from .common import command, fail, state_of
+from .find import _message_id_option, _optional_project
+
+STATE_WORDS: dict[str, str] = {
+    "awaiting_confirmation": "recorded; its send is not confirmed yet",
+    "queued": "confirmed; waiting for upload",
+    "in_flight": "being uploaded now",
+    "retry_wait": "an upload attempt failed; it will be retried",
+    "stored": "archived: the object is in the bucket and was verified",
+    "expired": "cannot be archived: its destination stayed unreachable",
+    "failed": "cannot be archived until an operator acts",
+    "discarded": "never archived",
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add `sm show`."""
+
+    @command(app, "show")
+    def show(
+        ctx: typer.Context,
+        message_id: Annotated[str, typer.Argument(
+            callback=_message_id_option, help="The message id.")],
+        project: Annotated[str | None, typer.Option(
+            callback=_optional_project,
+            help="The project (needed when the id exists in several).")] = None,
+    ) -> None:
+        """Show everything known about one message: state, reason, times, key and hash.
+
+        Reads the spool and the local index (no bucket access); a discarded, expired or
+        failed message says why. Exit 1 when neither knows the id.
+        Example: sm show 9c438a20d26e4e9f8ad4edea23f811cd --project 12345
+        """
+        state = state_of(ctx)
+        out = state.output
+
+        def destination_of(project_id: str) -> str | None:
+            saved = state.settings().projects.get(project_id)
+            return saved.url if saved else None
+
+        with state.open_spool() as spool:
+            try:
+                record = show_message(ArchiveIndex.of(spool), message_id, project_id=project,
+                                      destination_of=destination_of)
+            except AmbiguousMessage as exc:
+                fail(str(exc), hint=exc.hint, code=2)
+        if out.json_mode:
+            out.emit_json({name: record[name] for name in SHOW_FIELDS})
+            return
+        out.table(None, ["field", "value"], [[name, _cell(record[name])]
+                                            for name in SHOW_FIELDS])
+        words = STATE_WORDS.get(str(record["state"]), "")
+        reason = record["final_reason"]
+        why = REASON_WORDS.get(str(reason), "") if reason else ""
+        line = Text.assemble((str(record["state"]), "bold"), f": {words}")
+        if why:
+            line.append(f" ({reason}: {why})")
+        out.stderr.print(line, highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
