@@ -208,3 +208,19 @@ def test_remote_find_reports_an_altered_object_and_exits_1(target: ArchiveTarget
     assert [m["message_id"] for m in json.loads(result.stdout)] == ["b-2"]
     assert f"Error: checksum mismatch for {key}: the object is not valid gzip" in result.stderr
     assert "1 object(s) under this recipient failed verification" in result.stderr
+
+
+def test_relative_times_unassociated_campaign_and_an_inverted_range(
+        cli, archived: ArchiveTarget) -> None:
+    # Every message was sent in 2026-11; "2000w" ago reaches back before them all.
+    assert found(cli, "--since", "2000w", "--medium", "sms") == ["d-4"]
+    assert found(cli, "--until", "1s", "--medium", "sms") == ["d-4"]
+    assert found(cli, "--since", "1s", "--medium", "sms") == []
+    assert found(cli, "--campaign", "unassociated") == ["d-4"]  # the sms has no campaign
+    inverted = cli("find", "--since", "2026-11-20", "--until", "2026-11-01")
+    assert inverted.exit_code == 2
+    assert ("Error: --since 2026-11-20 is after --until 2026-11-01: the range is empty"
+            in inverted.stderr)
+    bad = cli("find", "--since", "7 days")
+    assert bad.exit_code == 2
+    assert "or a time ago (7d, 2h, 30m)" in bad.stderr
