@@ -15,13 +15,14 @@ from .common import AppState, Output, configure_logging
 # imports only the module it needs, so `sm status` never pays for the cloud and find code.
 COMMAND_MODULES: tuple[str, ...] = (
     "connect", "ingest", "run", "status", "replay", "verify", "bucket", "find", "audit",
-    "spool_cmd", "manifest", "show")
+    "spool_cmd", "manifest", "show", "export")
 MODULE_OF_COMMAND: dict[str, str] = {
     "connect": "connect", "disconnect": "connect", "destinations": "connect",
     "ingest": "ingest", "run": "run", "status": "status", "replay": "replay",
     "verify": "verify", "policy": "verify", "bucket": "bucket",
     "find": "find", "fetch": "find", "index": "find", "audit": "audit",
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
+    "export": "export",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--log-format"})
 
