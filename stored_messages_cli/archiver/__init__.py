@@ -330,6 +330,7 @@ class Archiver:
                 continue
             detail = str(result) if isinstance(result, CorruptInSpool) else describe(result)
             if isinstance(result, CorruptInSpool):
+                self.outage.probe_unanswered(project_id)
                 outcomes.append(Failed(message.row_id, FinalReason.CORRUPT_IN_SPOOL, detail))
                 self.report.failed += 1
                 log.error("message %s of project %s cannot be archived: %s",

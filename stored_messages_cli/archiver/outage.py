@@ -26,6 +26,7 @@ from ..states import HealthState
 log = logging.getLogger("sm.archiver")
 
 CLEAN_RESPONSES_TO_CLEAR_THROTTLING = 20
+PROBE_LEASE = 300.0  # seconds a probe may take before another process may send its own
 RATE_LIMIT_LOG_EVERY = 900.0  # seconds: throttling comes and goes; say so at most this often
 
 
@@ -107,7 +108,10 @@ class Outage:
             self._parked_until[project_id] = health.next_probe_at
             self._expire_between_slots(project_id, on_expired)
             return 0, False
-        # Its slot has come (or another process, e.g. `sm replay`, made it due).
+        # Its slot has come (or another process, e.g. `sm replay`, made it due). Only one
+        # process sends the probe: the one that takes the probe lease.
+        if not self.spool.health.take_probe(project_id, now + PROBE_LEASE):
+            return 0, False
         self._parked_until.pop(project_id, None)
         refresh = getattr(self.destinations[project_id], "refresh_credentials", None)
         if refresh is not None:
@@ -122,6 +126,10 @@ class Outage:
     def answered_or_failed(self, project_id: str) -> None:
         """An attempt of this project finished: its store's probe, if any, is back."""
         self._probing.discard(self._store[project_id])
+
+    def probe_unanswered(self, project_id: str) -> None:
+        """The probe never reached the destination (e.g. the spool's copy was corrupt)."""
+        self.spool.health.release_probe(project_id)
 
     def sharing(self, project_id: str) -> list[str]:
         """The projects whose destination is the same store as this one's (itself included)."""

@@ -234,7 +234,8 @@ def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
 
     Claims read queued rows of a project in id order, and status the oldest unarchived
     message of each state, without visiting the archived history. `failed_probes` lets a
-    message expire only after its destination really failed the window's probes.
+    message expire only after its destination really failed the window's probes;
+    `probing_until` is the lease of the one process probing a down destination.
     """
     conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
                  ' ON "messages" ("state", "project_id", "id")')
@@ -244,6 +245,8 @@ def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
     if "failed_probes" not in columns:
         conn.execute('ALTER TABLE "destination_health"'
                      ' ADD COLUMN "failed_probes" INTEGER NOT NULL DEFAULT 0')
+    if "probing_until" not in columns:  # one probe at a time across processes (run, replay)
+        conn.execute('ALTER TABLE "destination_health" ADD COLUMN "probing_until" REAL')
 
 
 # Append-only. Each step must be safe to run again on a spool it already changed (0.1.0,

@@ -68,6 +68,7 @@ class DestinationHealth:
                 " ON CONFLICT(project_id) DO UPDATE SET url = excluded.url,"
                 " health = excluded.health, next_probe_at = excluded.next_probe_at,"
                 " last_error = excluded.last_error, updated_at = excluded.updated_at,"
+                " probing_until = NULL,"
                 " since = CASE WHEN destination_health.health = excluded.health"
                 "   THEN destination_health.since ELSE excluded.since END,"
                 " failed_probes = CASE WHEN destination_health.health = excluded.health"
@@ -77,6 +78,25 @@ class DestinationHealth:
                  last_error[:500] if last_error else None, now,
                  1 if failed_probe and health == HealthState.UNREACHABLE else 0))
         return changed
+
+    def take_probe(self, project_id: str, until: float) -> bool:
+        """Become the one process probing this project's down destination, until `until`.
+
+        False when another process (a daemon, `sm replay`) holds an unexpired probe lease;
+        recording the probe's outcome (`set`) or `release_probe` ends the lease.
+        """
+        now = self.db.clock.now()
+        with self.db.write() as conn:
+            return conn.execute(
+                "UPDATE destination_health SET probing_until = ? WHERE project_id = ?"
+                " AND (probing_until IS NULL OR probing_until <= ? OR probing_until > ?)",
+                (until, project_id, now, until)).rowcount == 1
+
+    def release_probe(self, project_id: str) -> None:
+        """Give up a probe lease without an answer from the destination."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE destination_health SET probing_until = NULL"
+                         " WHERE project_id = ?", (project_id,))
 
     def forget(self, project_id: str) -> None:
         """Drop what is known about a project's destination (after disconnect)."""
