@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import nullcontext
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from .connect import project_option
 from .run import policy_from, progress_for, stop_on_signals
 
 FAILURES_SHOWN = 20
+IN_PROGRESS_ELSEWHERE = "in_progress_elsewhere"  # another process (sm run) is uploading it
+FOLLOW_POLL = 0.2  # seconds between looks at messages another process is uploading
 
 
 def failure_reason(row: dict[str, Any]) -> str:
@@ -27,20 +30,24 @@ def failure_reason(row: dict[str, Any]) -> str:
         return row["final_reason"] or "failed"
     if state == State.QUEUED:
         return "not_attempted"  # stopped by a signal before its turn
+    if state == State.IN_FLIGHT:
+        return IN_PROGRESS_ELSEWHERE
     return state
 
 
 def replay_document(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """The `sm replay --json` document (see docs/retry.md)."""
-    failures = [row for row in outcomes if row["state"] != State.STORED]
+    elsewhere = [row for row in outcomes if row["state"] == State.IN_FLIGHT]
+    failures = [row for row in outcomes if row["state"] not in (State.STORED, State.IN_FLIGHT)]
     by_reason: dict[str, int] = {}
     for row in failures:
         reason = failure_reason(row)
         by_reason[reason] = by_reason.get(reason, 0) + 1
     return {
         "replayed": len(outcomes),
-        "stored": len(outcomes) - len(failures),
+        "stored": len(outcomes) - len(failures) - len(elsewhere),
         "still_failing": len(failures),
+        IN_PROGRESS_ELSEWHERE: len(elsewhere),
         "by_reason": dict(sorted(by_reason.items())),
         "failures": [
             {"project_id": row["project_id"], "message_id": row["message_id"],
@@ -69,11 +76,17 @@ def register(app: typer.Typer) -> None:
         ] = False,
         concurrency: Annotated[int | None, typer.Option(
             min=1, max=256, help="Parallel uploads (default: setting `concurrency`).")] = None,
+        wait: Annotated[float, typer.Option(
+            "--wait", min=0, metavar="SECONDS",
+            help="How long to follow messages a running `sm run` is uploading.")] = 60.0,
     ) -> None:
         """Attempt waiting retries now (with --expired/--failed those too), report the outcome.
 
-        A destination still marked unreachable gets one probe first; when it fails, the rest
-        keep waiting. Exit 1 if anything still fails. Example: sm replay --expired --project 12345
+        A destination still marked unreachable gets one probe first (one across every process);
+        when it fails, the rest keep waiting. Messages a running `sm run` is uploading are
+        followed to their outcome for up to --wait seconds, then reported as in progress
+        elsewhere. Exit 1 only if something still fails.
+        Example: sm replay --expired --project 12345
         """
         state = state_of(ctx)
         out = state.output
@@ -94,8 +107,11 @@ def register(app: typer.Typer) -> None:
             with stop_on_signals(stop), state.open_spool() as spool:
                 row_ids: list[int] = []
                 for pid in project_ids:
+                    # What another process is uploading right now is followed, not retried.
+                    row_ids += spool.queue.in_flight(project_id=pid, message_id=message_id)
                     row_ids += spool.queue.make_due(project_id=pid, message_id=message_id,
-                                            include_expired=expired, include_failed=failed)
+                                                    include_expired=expired,
+                                                    include_failed=failed)
                 if row_ids:
                     progress, on_outcome = progress_for(out, "replaying", len(row_ids))
                     archiver = Archiver(spool, targets, policy=policy_from(settings),
@@ -106,7 +122,7 @@ def register(app: typer.Typer) -> None:
                                         on_outcome=on_outcome)
                     with progress or nullcontext():
                         archiver.run(once=True, row_ids=row_ids)
-                outcomes = spool.report.outcomes_of(row_ids)
+                outcomes = _follow(spool, row_ids, wait, stop)
         finally:
             for target in targets:
                 target.destination.close()
@@ -114,6 +130,19 @@ def register(app: typer.Typer) -> None:
         _print(out, document)
         if document["still_failing"]:
             raise typer.Exit(1)
+
+
+def _follow(spool: Any, row_ids: list[int], wait: float, stop: threading.Event
+            ) -> list[dict[str, Any]]:
+    """Where the replayed messages stand, after waiting up to `wait` seconds for those another
+    process (a running `sm run`, another replay) holds in flight to reach their outcome."""
+    deadline = time.monotonic() + wait
+    while True:
+        outcomes: list[dict[str, Any]] = spool.report.outcomes_of(row_ids)
+        if not any(row["state"] == State.IN_FLIGHT for row in outcomes) \
+                or time.monotonic() >= deadline or stop.is_set():
+            return outcomes
+        stop.wait(FOLLOW_POLL)
 
 
 def _print(out: Any, document: dict[str, Any]) -> None:
@@ -125,9 +154,11 @@ def _print(out: Any, document: dict[str, Any]) -> None:
                   " for final ones)", highlight=False)
         return
     reasons = ", ".join(f"{k} {v}" for k, v in document["by_reason"].items())
+    elsewhere = document[IN_PROGRESS_ELSEWHERE]
     out.print(f"Replayed {document['replayed']}: stored {document['stored']}, still failing"
-              f" {document['still_failing']}" + (f" ({reasons})" if reasons else ""),
-              highlight=False)
+              f" {document['still_failing']}" + (f" ({reasons})" if reasons else "")
+              + (f", in progress elsewhere {elsewhere} (a running sm run is uploading them)"
+                 if elsewhere else ""), highlight=False)
     failures = document["failures"]
     if failures:
         out.table("Still failing", ["project", "message", "state", "reason", "next attempt",

@@ -295,6 +295,20 @@ class Queue:
                              " WHERE project_id = ?", (now, project))
         return ids
 
+    def in_flight(self, *, project_id: str | None = None, message_id: str | None = None
+                  ) -> list[int]:
+        """Row ids of matching messages leased right now (another process is uploading them)."""
+        where: list[str] = ["state = ?"]
+        params: list[str] = [State.IN_FLIGHT]
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if message_id is not None:
+            where.append("message_id = ?")
+            params.append(message_id)
+        return [r[0] for r in self.db.read(
+            f"SELECT id FROM messages WHERE {' AND '.join(where)}", params)]
+
     def max_row_id(self) -> int:
         """The highest message row id (a pass of `sm run --once` stops there)."""
         return int(self.db.read("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0])
