@@ -84,8 +84,9 @@ class Destination(Protocol):
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create `key` with `body` unless it exists.
 
-        An existing object with the same `sm-payload-sha256` is success (`created=False`); one
-        with another raises ObjectConflict. Other failures raise DestinationError classified by
+        An existing object with the same `sm-payload-sha256` *and the same bytes* is success
+        (`created=False`); anything else raises ObjectConflict and is left untouched (see
+        `existing_object`). Other failures raise DestinationError classified by
         `stored_messages_cli.retry.classify`.
         """
         ...
