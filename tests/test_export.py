@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import email
+import gzip
 import json
 import mailbox
 import subprocess
@@ -21,12 +22,14 @@ from tests.support.investigation_support import (
     archive,
     build_target,
     cli_for,
-    email as email_message,
     gunzip,
     push,
     sha256_hex,
     sms,
     target_for,
+)
+from tests.support.investigation_support import (
+    email as email_message,
 )
 
 LOADFILE_HEADER = ["message_id", "project_id", "medium", "message_type", "campaign_id",
@@ -167,8 +170,6 @@ def test_a_tampered_object_is_reported_and_left_out(target: ArchiveTarget,
     payload_b = gunzip(target.read(key_b))
     payload_c = gunzip(target.read(key_c))
     forged = gunzip(target.read(key_a)).replace(b"About a-1", b"About a-2")
-    import gzip
-
     target.overwrite(key_a, gzip.compress(forged, mtime=0), payload_sha256=sha256_hex(forged))
     out = tmp_path / "case"
     result = cli("--json", "export", "--format", "eml", "--output", str(out))
