@@ -123,6 +123,22 @@ class Archiver:
         self._upload_hooks: list[Callable[[str, float, PutResult | BaseException], None]] = []
         self._last_tick = float("-inf")
         self._rotation = -1  # which project claims first; moves on every claim
+        self._retired: dict[str, ProjectTarget] = {}  # replaced targets, for claimed work
+        self._moved: set[str] = set()  # projects whose claimed, unsent work goes back
+
+    def set_targets(self, targets: Iterable[ProjectTarget]) -> None:
+        """Archive to these projects' destinations from now on (a reloaded configuration).
+
+        Work already claimed for a project that left or moved finishes where it started; a
+        project that moved to a new destination starts afresh there (its waits are due).
+        """
+        new = {t.project_id: t for t in targets}
+        self._moved.update(p for p, old in self.targets.items()
+                           if p not in new or new[p].destination is not old.destination)
+        self._retired.update(self.targets)
+        self.targets = new
+        self.outage.set_destinations({p: t.destination for p, t in self.targets.items()})
+        self.outage.adopt()
 
     # ----------------------------------------------------------------------- seams
 
@@ -274,7 +290,18 @@ class Archiver:
         return batch
 
     def _park(self, backlog: deque[ClaimedMessage]) -> None:
-        """Give back claimed messages of a destination that went down: they wait for its probe."""
+        """Give back claimed messages of a destination that went down: they wait for its probe.
+
+        Those of a project that moved or left (a reload) go back to the queue too.
+        """
+        if self._moved:
+            moved = [m for m in backlog if m.project_id in self._moved]
+            if moved:
+                kept_ = [m for m in backlog if m.project_id not in self._moved]
+                backlog.clear()
+                backlog.extend(kept_)
+                self.spool.queue.release(self.owner, [m.row_id for m in moved])
+            self._moved.clear()
         down = self.outage.parked()
         if not down or not any(m.project_id in down for m in backlog):
             return
@@ -290,7 +317,7 @@ class Archiver:
             raise CorruptInSpool(
                 f"the spool's copy of message {message.message_id} no longer matches the"
                 " hash recorded at ingest (disk corruption?); it was not uploaded")
-        target = self.targets[message.project_id]
+        target = self.targets.get(message.project_id) or self._retired[message.project_id]
         key = target.destination.prefix + message.key
         if not self._upload_hooks:
             return target.destination.put(key, gzip_body(message.payload),
@@ -312,10 +339,17 @@ class Archiver:
 
     def _settle(self, finished: list[Finished]) -> None:
         outcomes: list[Outcome] = []
+        give_back: list[int] = []
         now = self.clock.now()
         down: set[str] = set()
         for message, seq, result in finished:
             project_id = message.project_id
+            if project_id not in self.targets:  # its destination changed while it was out
+                if isinstance(result, PutResult):
+                    outcomes.append(self._retired_stored(message, result))
+                else:  # back where it waited: the new configuration decides where it goes
+                    give_back.append(message.row_id)
+                continue
             self.outage.answered_or_failed(project_id)
             if isinstance(result, PutResult):
                 outcomes.append(Stored(message.row_id, result.key,
@@ -360,8 +394,18 @@ class Archiver:
                 down.update(self.outage.sharing(project_id))
                 self._emit("unreachable")
         self._after_settle(self.spool.queue.settle(self.owner, outcomes))
+        if give_back:
+            self.spool.queue.release(self.owner, give_back)
         for project_id in down:
             self._expired(self.outage.expire(project_id))
+
+    def _retired_stored(self, message: ClaimedMessage, result: PutResult) -> Outcome:
+        """An upload that finished after its project left the configuration (a reload)."""
+        self.report.stored += int(result.created)
+        self.report.already_stored += int(not result.created)
+        self._emit("stored")
+        return Stored(message.row_id, result.key,
+                      self._retired[message.project_id].destination.url, result.version_id)
 
     def _after_settle(self, settled: list[Settled]) -> None:
         for hook in self._settled_hooks:

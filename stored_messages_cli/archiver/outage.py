@@ -59,19 +59,23 @@ class Outage:
     def __init__(self, spool: Spool, destinations: dict[str, _Target], policy: RetryPolicy,
                  clock: Clock) -> None:
         self.spool = spool
-        self.destinations = destinations
         self.policy = policy
         self.clock = clock
-        self._store = {p: store_identity(d) for p, d in destinations.items()}
-        self._sharing: dict[StoreIdentity, list[str]] = {}
-        for project_id, identity in self._store.items():
-            self._sharing.setdefault(identity, []).append(project_id)
         self._probing: set[StoreIdentity] = set()  # stores whose one probe is out
+        self.set_destinations(destinations)
         self._known: dict[str, str | None] = {}  # last health written, to write only changes
         self._clean: dict[str, int] = {}
         self._parked_until: dict[str, float] = {}
         self._rate_limit_logged: dict[str, float] = {}
         self._next_expiry: dict[str, float] = {}
+
+    def set_destinations(self, destinations: dict[str, _Target]) -> None:
+        """The projects' destinations (again, after a reload): which share a store."""
+        self.destinations = dict(destinations)
+        self._store = {p: store_identity(d) for p, d in self.destinations.items()}
+        self._sharing: dict[StoreIdentity, list[str]] = {}
+        for project_id, identity in self._store.items():
+            self._sharing.setdefault(identity, []).append(project_id)
 
     def adopt(self) -> None:
         """A project connected to a new destination starts afresh: its waiting messages are due."""

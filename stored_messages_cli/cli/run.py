@@ -20,6 +20,7 @@ from ..retry import RetryPolicy
 from ..states import HealthState
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
+from .reload import Reloader
 
 log = logging.getLogger("sm.run")
 
@@ -62,7 +63,8 @@ def register(app: typer.Typer) -> None:
                                                               max_connections=workers))
                    for pid in project_ids]
         stop = threading.Event()
-        with stop_on_signals(stop), state.open_spool() as spool:
+        reload = threading.Event()
+        with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
             progress, on_outcome = progress_for(out, "archiving",
                                                 spool.status()["counts"]["queued"] if once
                                                 else None)
@@ -74,6 +76,12 @@ def register(app: typer.Typer) -> None:
             manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
                                   *limits_from(settings))
             archiver.on_tick(manifests.tick)
+            reloader = Reloader(state, archiver, targets, only_project=project,
+                                max_connections=workers,
+                                on_targets=[manifests.destinations.update])
+            reloader.requested = reload
+            if not once:
+                archiver.on_tick(reloader.tick)
             try:
                 with operate(spool, archiver, once=once, concurrency=workers,
                              projects={p: settings.projects[p].url for p in project_ids},
@@ -83,8 +91,7 @@ def register(app: typer.Typer) -> None:
                     report = ops.report = archiver.run(once=once)
             finally:
                 manifests.close()  # the daemon stops: seal what is open, write what is sealed
-                for target in targets:
-                    target.destination.close()
+                reloader.close()
             waiting = [h.next_probe_at for h in spool.health.all().values()
                        if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
                        and h.next_probe_at is not None]
@@ -122,10 +129,12 @@ def policy_from(settings: Any) -> RetryPolicy:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event, *, reload: threading.Event | None = None
+                    ) -> Iterator[None]:
     """SIGTERM/SIGINT set `stop` (finish or release in-flight work); a second one exits at once.
 
-    The previous handlers come back afterwards, so an in-process caller keeps its own.
+    SIGHUP sets `reload` (re-read config.toml) and never ends the process. The previous
+    handlers come back afterwards, so an in-process caller keeps its own.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # not the main thread: the caller owns the stop event
@@ -140,7 +149,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         log.info("Stopping: finishing in-flight uploads (signal again to exit at once)",
                  extra={"event": "daemon_stopping", "signal": signal.Signals(signum).name})
 
+    def hang_up(signum: int, frame: object) -> None:
+        if reload is not None:
+            reload.set()
+        log.info("SIGHUP: configuration will be reloaded", extra={"event": "reload_requested"})
+
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         yield
     finally:

@@ -1,0 +1,104 @@
+"""Live configuration for `sm run`: config.toml changes and SIGHUP apply without a restart.
+
+On each turn of the loop (`Archiver.on_tick`) the daemon looks at config.toml's stamp; when it
+changed, or after SIGHUP, the file is read again. New and changed destinations are opened and
+handed to the archiver (work in flight finishes where it started), removed ones stop being
+claimed, and the retry policy follows the settings. A file that no longer reads is reported
+and the running configuration is kept. Mediums need nothing here: the spool re-reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ..archiver import Archiver, ProjectTarget
+from ..config import load_settings
+from ..destinations import open_destination
+from ..destinations.base import Destination
+from ..errors import SmError
+from .common import AppState, options_for
+
+log = logging.getLogger("sm.run")
+
+
+class Reloader:
+    """Keeps a running archiver's targets in step with config.toml."""
+
+    def __init__(self, state: AppState, archiver: Archiver, targets: list[ProjectTarget], *,
+                 only_project: str | None, max_connections: int,
+                 on_targets: list[Any] | None = None) -> None:
+        self.state = state
+        self.archiver = archiver
+        self.only_project = only_project
+        self.max_connections = max_connections
+        self.requested = threading.Event()  # set by SIGHUP
+        self.on_targets = on_targets or []  # callables(dict[project_id, Destination])
+        self.opened: list[Destination] = [t.destination for t in targets]
+        self._saved = self._saved_destinations(state.settings())
+        self._current = {t.project_id: t for t in targets}
+        self._stamp = self._config_stamp()
+
+    def _config_stamp(self) -> tuple[int, int] | None:
+        try:
+            found = self.state.paths.config_file.stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    def _saved_destinations(self, settings: Any) -> dict[str, dict[str, Any]]:
+        return {pid: saved.model_dump() for pid, saved in settings.projects.items()
+                if self.only_project in (None, pid)}
+
+    def tick(self) -> None:
+        """Reload when config.toml changed or SIGHUP asked for it."""
+        stamp = self._config_stamp()
+        if stamp == self._stamp and not self.requested.is_set():
+            return
+        self.requested.clear()
+        self._stamp = stamp
+        try:
+            settings = load_settings(self.state.paths.config_file)
+        except SmError as exc:
+            log.error("config.toml changed but cannot be used (%s); keeping the running"
+                      " configuration", exc, extra={"event": "config_rejected"})
+            return
+        saved = self._saved_destinations(settings)
+        changed = sorted(p for p in saved if self._saved.get(p) != saved[p])
+        removed = sorted(set(self._saved) - set(saved))
+        targets = dict(self._current)
+        for project_id in removed:
+            targets.pop(project_id, None)
+        for project_id in changed:
+            try:
+                destination = open_destination(
+                    settings.projects[project_id].url,
+                    options_for(settings.projects[project_id],
+                                max_connections=self.max_connections))
+            except SmError as exc:
+                log.error("cannot open the new destination of project %s (%s); it keeps"
+                          " the running one", project_id, exc,
+                          extra={"event": "config_rejected", "project_id": project_id})
+                saved[project_id] = self._saved.get(project_id, saved[project_id])
+                continue
+            self.opened.append(destination)
+            targets[project_id] = ProjectTarget(project_id, destination)
+        from .run import policy_from
+
+        self.archiver.policy = self.archiver.outage.policy = policy_from(settings)
+        if changed or removed:
+            self.archiver.set_targets(targets.values())
+            self._current = targets
+            for callback in self.on_targets:
+                callback({p: t.destination for p, t in targets.items()})
+        self._saved = saved
+        log.info("configuration reloaded: %d project(s); new or changed: %s; removed: %s",
+                 len(targets), ", ".join(changed) or "none", ", ".join(removed) or "none",
+                 extra={"event": "config_reloaded", "projects": sorted(targets),
+                        "changed": changed, "removed": removed})
+
+    def close(self) -> None:
+        """Close every destination opened by the daemon, the first ones included."""
+        for destination in self.opened:
+            destination.close()
