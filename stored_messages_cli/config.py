@@ -34,7 +34,9 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 # Settings that are lengths of time: each must be more than zero.
 DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
-                     "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap")
+                     "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
+                     "manifest_max_age")
+DEFAULT_RECOVERY_PROBES = (60.0, 300.0, 1800.0, 7200.0)  # 1m, 5m, 30m, 2h
 
 
 def parse_duration(value: Any) -> float:
@@ -159,6 +161,9 @@ if TYPE_CHECKING:
         concurrency: int
         poll_interval: float
         log_format: str
+        recovery_probes: tuple[float, ...]
+        manifest_max_entries: int
+        manifest_max_age: float
         projects: dict[str, ProjectDestination]
 
 
@@ -193,7 +198,23 @@ def _settings_class() -> type[Settings]:
         concurrency: int = 8
         poll_interval: float = 1.0
         log_format: str = "text"
+        # Probes of an unreachable destination after its outage began; [] is every 8 h only.
+        recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
+        manifest_max_entries: int = 10_000
+        manifest_max_age: float = 15 * 60
         projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+
+        @field_validator("recovery_probes", mode="before")
+        @classmethod
+        def _probe_delays(cls, value: Any) -> tuple[float, ...]:
+            if isinstance(value, str):  # SM_RECOVERY_PROBES arrives as text when not JSON
+                value = [part for part in value.strip("[] ").split(",") if part.strip()]
+            if not isinstance(value, list | tuple):
+                raise ValueError("must be a list of durations, e.g. [\"1m\", \"5m\", \"30m\"]")
+            delays = tuple(sorted(parse_duration(str(v).strip().strip('"')) for v in value))
+            if any(not math.isfinite(d) or d <= 0 for d in delays):
+                raise ValueError("every delay must be more than 0 seconds")
+            return delays
 
         @field_validator(*DURATION_SETTINGS, mode="before")
         @classmethod
@@ -207,14 +228,14 @@ def _settings_class() -> type[Settings]:
                 raise ValueError(f"must be more than 0 seconds, not {value:g}")
             return value
 
-        @field_validator("concurrency", mode="before")
+        @field_validator("concurrency", "manifest_max_entries", mode="before")
         @classmethod
         def _whole(cls, value: Any) -> Any:
             if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"must be a whole number, not {value!r}")
             return value
 
-        @field_validator("concurrency")
+        @field_validator("concurrency", "manifest_max_entries")
         @classmethod
         def _at_least_one(cls, value: int) -> int:
             if value < 1:

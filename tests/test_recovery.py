@@ -218,3 +218,19 @@ def test_run_once_exits_1_when_the_pass_ends_unreachable(
     assert down.exit_code == 1
     assert "unreachable (will retry) 1" in down.stdout
     assert "next probe at" in down.stderr and "Try: sm replay" in down.stderr
+
+
+def test_recovery_probes_come_from_the_settings(cli, sm_home: Path, monkeypatch) -> None:
+    from stored_messages_cli.cli.run import policy_from
+    from stored_messages_cli.config import load_settings
+
+    sm_home.mkdir(parents=True, exist_ok=True)
+    config = sm_home / "config.toml"
+    config.write_text('recovery_probes = ["30s", "10m"]\n')
+    assert policy_from(load_settings(config)).recovery_probes == (30.0, 600.0)
+    config.write_text("recovery_probes = []\n")
+    assert policy_from(load_settings(config)).next_probe(1000.0, 1000.0) == 1000.0 + SLOT
+    monkeypatch.setenv("SM_RECOVERY_PROBES", '["0s"]')
+    refused = cli("run", "--once")
+    assert refused.exit_code == 1
+    assert "SM_RECOVERY_PROBES" in refused.stderr

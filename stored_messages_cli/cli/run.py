@@ -121,11 +121,12 @@ def _parsed_addr(value: str | None) -> tuple[str, int] | None:
 
 
 def policy_from(settings: Any) -> RetryPolicy:
-    """The retry policy the settings describe (`retry_interval`, `retry_window`, backoff)."""
+    """The retry policy the settings describe (interval, window, recovery probes, backoff)."""
     return RetryPolicy(retry_interval=settings.retry_interval,
                        retry_window=settings.retry_window,
                        backoff_base=settings.rate_limit_backoff_base,
-                       backoff_cap=settings.rate_limit_backoff_cap)
+                       backoff_cap=settings.rate_limit_backoff_cap,
+                       recovery_probes=tuple(settings.recovery_probes))
 
 
 @contextmanager
