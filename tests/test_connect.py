@@ -171,7 +171,7 @@ def test_objects_under_retention_carry_mode_and_retain_until(cli, s3_client, end
     assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
     assert cli("run", "--once").exit_code == 0
     after = datetime.now(UTC)
-    test_objects = keys(s3_client, bucket, "_sm/")
+    test_objects = keys(s3_client, bucket, "_sm/connect-test")
     assert len(test_objects) == 1  # kept: object lock forbids deleting it
     (stored,) = keys(s3_client, bucket, "email/")
     for key in (stored, test_objects[0]):
