@@ -35,7 +35,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Settings that are lengths of time: each must be more than zero.
 DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
                      "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
-                     "manifest_max_age")
+                     "manifest_max_age", "confirm_grace")
 DEFAULT_RECOVERY_PROBES = (60.0, 300.0, 1800.0, 7200.0)  # 1m, 5m, 30m, 2h
 
 
@@ -155,6 +155,7 @@ if TYPE_CHECKING:
         retry_interval: float
         retry_window: float
         confirm_timeout: float
+        confirm_grace: float
         lease_seconds: float
         rate_limit_backoff_base: float
         rate_limit_backoff_cap: float
@@ -192,6 +193,7 @@ def _settings_class() -> type[Settings]:
         retry_interval: float = 8 * 3600
         retry_window: float = 7 * 86400
         confirm_timeout: float = 24 * 3600
+        confirm_grace: float = 7 * 86400  # a never-confirmed message keeps its body this long
         lease_seconds: float = 300
         rate_limit_backoff_base: float = 1.0
         rate_limit_backoff_cap: float = 300.0

@@ -107,8 +107,36 @@ def test_never_confirmed_is_discarded_after_confirm_timeout(spool, make_message,
     clock.advance(1)
     assert spool.intake.discard_unconfirmed(DAY) == 1
     stored = row(spool, message["message_id"])
-    assert (stored["state"], stored["final_reason"], stored["payload"]) == (
-        "discarded", "never_confirmed", None)
+    assert (stored["state"], stored["final_reason"]) == ("discarded", "never_confirmed")
+    assert stored["payload"] is not None  # kept through the grace period (SPEC 4)
+    clock.advance(7 * DAY)
+    spool.intake.discard_unconfirmed(DAY)  # the grace is over: the body leaves the spool
+    assert row(spool, message["message_id"])["payload"] is None
+
+
+def test_a_late_sent_event_revives_a_never_confirmed_message(spool, make_message, clock):
+    message = awaiting(make_message)
+    spool.record(message)
+    clock.advance(DAY + 1)
+    assert spool.intake.discard_unconfirmed(DAY) == 1
+    clock.advance(3 * DAY)  # an SMS delivery receipt three days late
+    assert spool.confirm_sent(12345, message["message_id"],
+                              sent_at="2026-11-27T17:00:00Z") == "accepted"
+    revived = row(spool, message["message_id"])
+    assert (revived["state"], revived["final_reason"]) == ("queued", None)
+    assert json.loads(revived["payload"])["sent_at"] == "2026-11-27T17:00:00Z"
+
+
+def test_after_the_grace_a_late_confirmation_is_a_conflict(spool, make_message, clock):
+    message = awaiting(make_message)
+    spool.record(message)
+    clock.advance(DAY + 1)
+    spool.intake.discard_unconfirmed(DAY)
+    clock.advance(8 * DAY)
+    spool.intake.discard_unconfirmed(DAY)
+    with pytest.raises(MessageConflict, match="never confirmed"):
+        spool.confirm_sent(12345, message["message_id"], sent_at="2026-11-27T17:00:00Z")
+    assert row(spool, message["message_id"])["state"] == "discarded"
 
 
 def test_archiver_discards_the_unconfirmed_and_never_uploads_them(

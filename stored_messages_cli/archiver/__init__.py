@@ -93,6 +93,7 @@ class Archiver:
         concurrency: int = 8,
         lease_seconds: float = 300,
         confirm_timeout: float = 24 * 3600,
+        confirm_grace: float = 7 * 86400,
         poll_interval: float = 1.0,
         clock: Clock | None = None,
         stop: threading.Event | None = None,
@@ -105,6 +106,7 @@ class Archiver:
         self.concurrency = max(1, concurrency)
         self.lease_seconds = lease_seconds
         self.confirm_timeout = confirm_timeout
+        self.confirm_grace = confirm_grace
         self.poll_interval = poll_interval
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
@@ -233,7 +235,8 @@ class Archiver:
         released = self.spool.queue.release_expired_leases()
         if released:
             log.warning("returned %d message(s) with lapsed leases to the queue", released)
-        discarded = self.spool.intake.discard_unconfirmed(self.confirm_timeout)
+        discarded = self.spool.intake.discard_unconfirmed(self.confirm_timeout,
+                                                          self.confirm_grace)
         if discarded:
             log.warning("discarded %d message(s) never confirmed within %ss", discarded,
                         int(self.confirm_timeout))

@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
                                         concurrency=workers,
                                         lease_seconds=settings.lease_seconds,
                                         confirm_timeout=settings.confirm_timeout,
+                                confirm_grace=settings.confirm_grace,
                                         poll_interval=settings.poll_interval, stop=stop,
                                         on_outcome=on_outcome)
                     with progress or nullcontext():

@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
             archiver = Archiver(spool, targets, policy=policy_from(settings),
                                 concurrency=workers, lease_seconds=settings.lease_seconds,
                                 confirm_timeout=settings.confirm_timeout,
+                                confirm_grace=settings.confirm_grace,
                                 poll_interval=settings.poll_interval, stop=stop,
                                 on_outcome=on_outcome)
             manifests = Manifests(spool, {t.project_id: t.destination for t in targets},

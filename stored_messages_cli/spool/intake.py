@@ -33,6 +33,7 @@ from .db import SpoolDB
 from .identifiers import hashes_json
 
 INGEST_BATCH = 500
+DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
 MediumsLookup = Callable[[str], list[str] | None]
 MediumsCache = dict[str, list[str] | None]
@@ -222,17 +223,19 @@ class Intake:
         if inserted:
             return IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED
         existing = conn.execute(
-            "SELECT id, state, content_sha256, payload_sha256, final_reason FROM messages"
-            " WHERE project_id = ? AND message_id = ?", (msg.project_id, msg.message_id),
+            "SELECT id, state, content_sha256, payload_sha256, final_reason,"
+            " payload IS NOT NULL FROM messages WHERE project_id = ? AND message_id = ?",
+            (msg.project_id, msg.message_id),
         ).fetchone()
-        row_id, known_state, known_content_sha, known_payload_sha, known_reason = existing
+        row_id, known_state, known_content_sha, known_payload_sha, known_reason, kept = existing
         name = f"message {msg.message_id} of project {msg.project_id}"
         if known_content_sha != content_sha:
             raise MessageConflict(f"{name} was recorded before with other content;"
                                   " the first copy is kept")
         if not msg.confirmed or known_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
             return IngestOutcome.DUPLICATE  # the same rendered message again, or not archived
-        if known_state == State.AWAITING_CONFIRMATION:
+        if known_state == State.AWAITING_CONFIRMATION or _revivable(known_state, known_reason,
+                                                                      kept):
             self._confirm_row(conn, row_id, msg.document, now)
             return IngestOutcome.ACCEPTED
         if known_state == State.DISCARDED:
@@ -248,7 +251,8 @@ class Intake:
         payload = payload_bytes(document)
         conn.execute(
             "UPDATE messages SET state = ?, payload = ?, payload_sha256 = ?, sent_at = ?,"
-            " confirmed_at = ?, updated_at = ? WHERE id = ?",
+            " confirmed_at = ?, updated_at = ?, final_reason = NULL, last_error = NULL"
+            " WHERE id = ?",
             (State.QUEUED, payload, sha256_hex(payload),
              format_utc(parse_sent_at(document["sent_at"])), now, now, row_id),
         )
@@ -277,7 +281,8 @@ class Intake:
             raise MessageConflict(f"{name} was already confirmed as sent; a send failure"
                                   " cannot follow a confirmation")
         # event == "sent"
-        if state == State.AWAITING_CONFIRMATION:
+        if state == State.AWAITING_CONFIRMATION or _revivable(state, final_reason,
+                                                              payload is not None):
             document = json.loads(payload)
             document.pop("schema_version", None)
             document["sent_at"] = event.sent_at_text
@@ -293,16 +298,31 @@ class Intake:
         raise MessageConflict(f"{name} was already confirmed with another sent_at;"
                               " the first confirmation is kept")
 
-    def discard_unconfirmed(self, confirm_timeout: float) -> int:
-        """Discard messages still awaiting confirmation after `confirm_timeout` seconds."""
+    def discard_unconfirmed(self, confirm_timeout: float,
+                            confirm_grace: float = DEFAULT_CONFIRM_GRACE) -> int:
+        """Discard messages still awaiting confirmation after `confirm_timeout` seconds.
+
+        Their body is kept `confirm_grace` longer (SMS receipts can take days): a late `sent`
+        event revives such a message to `queued`. After the grace the body is deleted.
+        """
         now = self.db.clock.now()
         with self.db.write() as conn:
-            return conn.execute(
-                "UPDATE messages SET state = ?, payload = NULL, final_reason = ?, updated_at = ?"
+            discarded = conn.execute(
+                "UPDATE messages SET state = ?, final_reason = ?, updated_at = ?"
                 " WHERE state = ? AND created_at <= ?",
                 (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now, State.AWAITING_CONFIRMATION,
                  now - confirm_timeout),
             ).rowcount
+            conn.execute(
+                "UPDATE messages SET payload = NULL WHERE state = ? AND final_reason = ?"
+                " AND payload IS NOT NULL AND updated_at <= ?",
+                (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now - confirm_grace))
+            return discarded
+
+
+def _revivable(state: str, final_reason: str | None, body_kept: bool) -> bool:
+    """A message discarded as never confirmed, whose body is still kept (the grace period)."""
+    return state == State.DISCARDED and final_reason == FinalReason.NEVER_CONFIRMED and body_kept
 
 
 def _discard_words(final_reason: str | None) -> str:
