@@ -176,7 +176,7 @@ def __getattr__(name: str) -> Any:
 
 
 @functools.cache
-def _settings_class() -> type[Settings]:
+def _settings_class() -> Any:
     from pydantic_settings import (
         BaseSettings,
         PydanticBaseSettingsSource,
@@ -279,7 +279,7 @@ def load_settings(config_file: Path) -> Settings:
     document = _read_toml(config_file)  # unreadable or invalid TOML: one clear error
     check_keys(config_file, document)
 
-    class BoundSettings(settings_class):  # type: ignore[misc]
+    class BoundSettings(settings_class):  # type: ignore[misc,valid-type]
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.text import Text
@@ -186,4 +186,5 @@ def register(app: typer.Typer) -> None:
             state.output.info("No destinations yet. Try: sm connect URL --project ID")
             return
         state.output.table(None, ["project", "destination", "mediums"],
-                           [[r["project_id"], r["url"], ", ".join(r["mediums"])] for r in rows])
+                           [[r["project_id"], r["url"], ", ".join(cast(list[str], r["mediums"]))]
+                            for r in rows])

@@ -9,6 +9,7 @@ names are C# identifiers, so no `-`). The SDK is imported only when an `az://` d
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import threading
@@ -237,7 +238,7 @@ class AzureDestination:
 
     # ----------------------------------------------------------------------- checks
 
-    def checks(self) -> list[Check]:
+    def checks(self) -> builtins.list[Check]:
         """Reachability, then public access, encryption at rest, soft delete, immutability
         and the transport, as `sm verify` lines."""
         reachable = self.reachable_check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import ipaddress
 from collections.abc import Iterator
@@ -107,7 +108,7 @@ class Destination(Protocol):
         """Remove an object (only the connect test object is ever deleted)."""
         ...
 
-    def checks(self) -> list[Check]:
+    def checks(self) -> builtins.list[Check]:
         """The bucket's safety checks for `sm verify` (public access, encryption, lock…)."""
         ...
 

@@ -10,6 +10,7 @@ crashed writer left behind are removed when the destination is opened.
 from __future__ import annotations
 
 import base64
+import builtins
 import errno
 import gzip
 import hashlib
@@ -282,7 +283,7 @@ class FileDestination:
             logger.info("removed %d stale temp file(s) from %s", removed, folder)
         return removed
 
-    def checks(self) -> list[Check]:
+    def checks(self) -> builtins.list[Check]:
         """Folder exists, is writable, and is not readable by other users."""
         if not self.root.is_dir():
             return [Check("reachable", "fail", f"{self.root} is not a folder")]

@@ -9,6 +9,7 @@ The SDK is imported only when a `gs://` destination is used.
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from collections.abc import Iterator
@@ -212,7 +213,7 @@ class GCSDestination:
 
     # ----------------------------------------------------------------------- checks
 
-    def checks(self) -> list[Check]:
+    def checks(self) -> builtins.list[Check]:
         """Reachability, then public access, encryption at rest, versioning, the retention
         policy and the transport, as `sm verify` lines."""
         reachable = self.reachable_check()

@@ -10,6 +10,7 @@ opened.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import os
 import re
@@ -389,7 +390,7 @@ class S3Destination:
 
     # ----------------------------------------------------------------------- checks
 
-    def checks(self) -> list[Check]:
+    def checks(self) -> builtins.list[Check]:
         """Reachability, then the bucket's safety settings, as `sm verify` lines.
 
         Reachability is a one-key listing under `{prefix}_sm/` (HeadBucket would need an
@@ -414,7 +415,7 @@ class S3Destination:
         where = f" in {region}" if region else ""
         return Check("reachable", "pass", f"bucket {self.bucket}{where} answers")
 
-    def settings_checks(self) -> list[Check]:
+    def settings_checks(self) -> builtins.list[Check]:
         """Owner condition, public access block, default encryption, versioning, object
         lock (required when retention is configured) and the transport."""
         return [
@@ -501,7 +502,7 @@ class S3Destination:
                      hint=f"aws s3api put-bucket-versioning --bucket {self.bucket}"
                      " --versioning-configuration Status=Enabled")
 
-    def _object_lock_checks(self) -> list[Check]:
+    def _object_lock_checks(self) -> builtins.list[Check]:
         required = bool(self.options.retention_days)
         state, value = self._read_setting("get_object_lock_configuration",
                                           {"ObjectLockConfigurationNotFoundError"})
