@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need (Python extras, Azurite from npm) and run the whole suite.
+# Install what the tests need (Python extras, Azurite from npm), check lint and types (ruff,
+# mypy), and run the whole suite.
 # The tests start moto's server, gcp-storage-emulator and Azurite themselves, once per session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +15,7 @@ if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
     npm install --no-audit --no-fund --silent
   fi
 fi
+# Lint and types first: a few seconds, and a failure here is cheaper to read than a test's.
+.venv/bin/ruff check stored_messages_cli tests scripts
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"
