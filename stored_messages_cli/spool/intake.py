@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,21 +61,121 @@ class IngestReport:
         }
 
 
+class _Waiting:
+    """One `record()` call waiting for the transaction that will hold its row."""
+
+    __slots__ = ("message", "outcome", "error", "done")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.outcome: str | None = None
+        self.error: BaseException | None = None
+        self.done = False  # set (under the group's lock) once its transaction has ended
+
+
+ApplyMessage = Callable[[sqlite3.Connection, Message, float, MediumsCache], str]
+
+
+class GroupCommit:
+    """Group commit for `record()`: concurrent callers of one process share one transaction.
+
+    Leader/follower. A caller queues its validated message; when no group is being written
+    it becomes the leader, takes every queued message and writes them in one
+    `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all). Callers that arrive meanwhile wait —
+    the window is the leader's transaction, its fsync included — and the first of them to
+    wake leads the next group; a lone caller writes at once and never waits.
+
+    Guarantees, the same as one transaction per call:
+
+    - a caller returns only after the COMMIT that holds its row (durable on return);
+    - each message is applied in its own savepoint, so an error (MessageConflict, or any
+      exception) rolls back that message only and is raised in its own caller only;
+    - when the transaction itself fails (COMMIT or BEGIN raises, the leader is interrupted),
+      no row of the group is kept and every caller of the group gets the error: nothing
+      unacknowledged is half-written, nothing acknowledged is lost.
+    """
+
+    def __init__(self, db: SpoolDB, apply: ApplyMessage) -> None:
+        self._db = db
+        self._apply = apply
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Waiting] = []
+        self._leading = False
+
+    def submit(self, message: Message) -> str:
+        """Record `message` with whatever else is queued; its outcome once committed."""
+        waiting = _Waiting(message)
+        with self._cond:
+            self._queue.append(waiting)
+            while self._leading and not waiting.done:
+                self._cond.wait()
+            lead = not waiting.done
+            if lead:
+                self._leading = True
+                group, self._queue = self._queue, []
+        if lead:
+            try:
+                self._write(group)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    for item in group:
+                        item.done = True
+                    self._cond.notify_all()
+        if waiting.error is not None:
+            raise waiting.error
+        assert waiting.outcome is not None
+        return waiting.outcome
+
+    def _write(self, group: list[_Waiting]) -> None:
+        now = self._db.clock.now()
+        mediums: MediumsCache = {}
+        try:
+            with self._db.write() as conn:
+                if len(group) == 1:  # alone: no savepoint, an error rolls back the transaction
+                    group[0].outcome = self._apply(conn, group[0].message, now, mediums)
+                    return
+                for item in group:
+                    conn.execute("SAVEPOINT sm_record")
+                    try:
+                        item.outcome = self._apply(conn, item.message, now, mediums)
+                    except Exception as exc:  # this caller's error; the others' rows stay
+                        conn.execute("ROLLBACK TO sm_record")
+                        item.error = exc
+                    conn.execute("RELEASE sm_record")
+        except BaseException as exc:  # nothing of this group was committed
+            with self._db.lock:
+                if self._db.conn.in_transaction:  # a failed COMMIT leaves it open
+                    self._db.conn.execute("ROLLBACK")
+            for item in group:
+                item.outcome = None
+                if item.error is None:
+                    item.error = exc
+
+
 class Intake:
     """Messages and send events in; discards of what will never be archived."""
 
     def __init__(self, db: SpoolDB, mediums_for: MediumsLookup | None = None) -> None:
         self.db = db
         self._mediums_for = mediums_for
+        self._group = GroupCommit(db, self._apply_message)
 
     # ----------------------------------------------------------------------- sender API
 
     def record(self, message: Any) -> str:
-        """Record one rendered message; durable when this returns (see `Spool.record`)."""
-        parsed = parse_message(message)
-        now = self.db.clock.now()
-        with self.db.write() as conn:
-            return self._apply_message(conn, parsed, now)
+        """Record one rendered message; durable when this returns (see `Spool.record`).
+
+        Concurrent callers share one fsync'd transaction (`GroupCommit`); each returns only
+        after the COMMIT that holds its row, and sees only its own error.
+        """
+        parsed = parse_message(message)  # in the caller's thread, outside any lock
+        if self.db.lock._is_owned():  # type: ignore[attr-defined]
+            # The caller holds the spool's lock: a leader on another thread could never take
+            # it, so write alone (the transaction this thread already may be inside).
+            with self.db.write() as conn:
+                return self._apply_message(conn, parsed, self.db.clock.now())
+        return self._group.submit(parsed)
 
     def record_many(self, messages: Iterable[Any]) -> list[str]:
         """Record a batch in one transaction: all of it is durable, or none of it."""

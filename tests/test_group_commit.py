@@ -1,0 +1,313 @@
+"""Group commit of `Spool.record()`: concurrent callers share one durable transaction.
+
+What must hold (the same as one transaction per call): every caller returns only after the
+COMMIT that holds its row; each caller sees only its own error; a conflicting or failing
+record never rolls back another caller's row; when the shared transaction fails, nothing of
+the group is kept and every caller of it is told; a process killed mid-batch loses nothing
+it acknowledged. Correctness only: nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli import InvalidMessage, MessageConflict
+from stored_messages_cli.model import parse_message
+from stored_messages_cli.spool import Spool
+from stored_messages_cli.spool.intake import Intake
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 8
+
+
+def on_disk(path: Path) -> dict[str, tuple[str, bytes | None]]:
+    """message_id → (state, payload) as a fresh connection reads the file."""
+    conn = sqlite3.connect(path)
+    try:
+        return {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT message_id, state, payload FROM messages")}
+    finally:
+        conn.close()
+
+
+def messages(make_message: Callable[..., dict[str, Any]], prefix: str, count: int
+             ) -> list[dict[str, Any]]:
+    return [make_message(message_id=f"{prefix}-{i}", recipient={"email": f"{prefix}{i}@x.example"})
+            for i in range(count)]
+
+
+def run_threads(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run each call on its own thread; returns each one's result or the exception it raised."""
+    results: list[Any] = [None] * len(calls)
+
+    def worker(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # handed back to the test
+            results[index] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a record() call never returned"
+    return results
+
+
+def in_background(calls: list[Callable[[], Any]]) -> tuple[threading.Thread, list[Any]]:
+    """`run_threads(calls)` on a thread of its own; its results fill the list when done."""
+    results: list[Any] = []
+
+    def run() -> None:
+        results.extend(run_threads(calls))
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    return runner, results
+
+
+def recorder(spool: Spool, message: dict[str, Any]) -> Callable[[], str]:
+    return functools.partial(spool.record, message)
+
+
+def queued_callers(spool: Spool) -> int:
+    group = spool.intake._group
+    with group._cond:
+        return len(group._queue)
+
+
+@pytest.fixture
+def held(spool: Spool) -> Iterator[Callable[[int], None]]:
+    """Hold the spool's lock so record() callers pile up behind a blocked leader; the returned
+    `release(n)` waits until `n` callers are queued, then lets the leader write."""
+    spool.lock.acquire()
+    released = False
+
+    def release(followers: int) -> None:
+        nonlocal released
+        deadline = time.monotonic() + 30
+        while queued_callers(spool) < followers:
+            assert time.monotonic() < deadline, "callers never queued up"
+            time.sleep(0.005)
+        spool.lock.release()
+        released = True
+
+    yield release
+    if not released:
+        spool.lock.release()
+
+
+def count_commits(spool: Spool) -> list[str]:
+    statements: list[str] = []
+    spool.conn.set_trace_callback(
+        lambda sql: statements.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return statements
+
+
+# ----------------------------------------------------------------------------- sharing
+
+
+def test_concurrent_records_are_all_durable_and_exact(spool: Spool, make_message) -> None:
+    batches = [messages(make_message, f"t{t}", 40) for t in range(THREADS)]
+    def record_all(batch: list[dict[str, Any]]) -> list[str]:
+        return [spool.record(m) for m in batch]
+
+    results = run_threads([functools.partial(record_all, batch) for batch in batches])
+    assert all(r == ["accepted"] * 40 for r in results), results
+    stored = on_disk(spool.path)
+    assert len(stored) == THREADS * 40
+    for batch in batches:
+        for message in batch:
+            state, payload = stored[message["message_id"]]
+            assert state == "queued"
+            assert payload == parse_message(message).payload()
+
+
+def test_callers_waiting_behind_a_transaction_share_the_next_one(
+        spool: Spool, make_message, held) -> None:
+    commits = count_commits(spool)
+    batch = messages(make_message, "g", THREADS)
+    runner, results = in_background([recorder(spool, m) for m in batch])
+    held(THREADS - 1)  # one leader waits for the lock, the seven others queue behind it
+    runner.join(timeout=60)
+    assert results == ["accepted"] * THREADS
+    assert len(commits) == 2  # the leader's own, then one for the seven that waited
+    assert set(on_disk(spool.path)) == {m["message_id"] for m in batch}
+
+
+def test_a_lone_caller_writes_at_once(spool: Spool, make_message) -> None:
+    commits = count_commits(spool)
+    for message in messages(make_message, "solo", 3):
+        assert spool.record(message) == "accepted"
+    assert len(commits) == 3
+    assert queued_callers(spool) == 0
+
+
+def test_record_while_holding_the_spool_lock_does_not_deadlock(spool: Spool,
+                                                               make_message) -> None:
+    with spool.lock:
+        assert spool.record(make_message(message_id="inside")) == "accepted"
+    assert "inside" in on_disk(spool.path)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_each_error_goes_to_its_own_caller_and_rolls_back_nothing_else(
+        spool: Spool, make_message, held) -> None:
+    first = make_message(message_id="taken")
+    assert spool.record(first) == "accepted"
+    good = messages(make_message, "ok", 4)
+    conflicting = make_message(message_id="taken", content={**first["content"], "subject": "x"})
+    duplicate = copy.deepcopy(first)
+    invalid = make_message(message_id="bad id with spaces")
+    calls = [recorder(spool, m) for m in [*good, conflicting, duplicate, invalid]]
+    runner, results = in_background(calls)
+    held(len(calls) - 2)  # the invalid one never queues: it fails validation in its thread
+    runner.join(timeout=60)
+    assert results[:4] == ["accepted"] * 4
+    assert isinstance(results[4], MessageConflict)
+    assert "other content" in str(results[4])
+    assert results[5] == "duplicate"
+    assert isinstance(results[6], InvalidMessage)
+    stored = on_disk(spool.path)
+    assert {m["message_id"] for m in good} <= set(stored)
+    assert stored["taken"][1] == parse_message(first).payload()  # the first copy is kept
+    assert len(stored) == 5
+
+
+def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
+        sm_home: Path, clock, make_message, monkeypatch: pytest.MonkeyPatch) -> None:
+    apply = Intake._apply_message
+
+    def failing(self: Intake, conn: sqlite3.Connection, msg: Any, *args: Any) -> str:
+        outcome = apply(self, conn, msg, *args)  # its row is written, then the failure
+        if msg.message_id == "boom":
+            raise RuntimeError("injected")
+        return outcome
+
+    monkeypatch.setattr(Intake, "_apply_message", failing)
+    with Spool.open(home=sm_home, clock=clock) as spool:
+        spool.lock.acquire()
+        batch = [*messages(make_message, "b", 5), make_message(message_id="boom")]
+        runner, results = in_background([recorder(spool, m) for m in batch])
+        deadline = time.monotonic() + 30
+        while queued_callers(spool) < len(batch) - 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        spool.lock.release()
+        runner.join(timeout=60)
+        outcomes = dict(zip([m["message_id"] for m in batch], results, strict=True))
+        assert isinstance(outcomes.pop("boom"), RuntimeError)
+        assert set(outcomes.values()) == {"accepted"}
+        stored = on_disk(spool.path)
+        assert "boom" not in stored  # its savepoint was rolled back
+        assert set(stored) == set(outcomes)
+
+
+class _FailingCommit:
+    """The spool's connection, except that COMMIT fails once (a disk error, say)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.failed = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
+        spool: Spool, make_message, held) -> None:
+    real = spool._db.conn
+    batch = messages(make_message, "c", 4)
+    spool._db.conn = _FailingCommit(real)  # type: ignore[assignment]
+    try:
+        runner, results = in_background([recorder(spool, m) for m in batch])
+        held(len(batch) - 1)
+        runner.join(timeout=60)
+    finally:
+        spool._db.conn = real
+    # The caller sees the error (as sqlite3's, or as the spool's SpoolError wrapping it).
+    failed = [r for r in results if isinstance(r, Exception) and "injected" in str(r)]
+    acknowledged = {m["message_id"] for m, r in zip(batch, results, strict=True)
+                    if r == "accepted"}
+    assert failed, f"the injected COMMIT failure reached no caller: {results}"
+    # Whatever was acknowledged is on disk, whatever failed is not.
+    assert set(on_disk(spool.path)) == acknowledged
+    assert len(acknowledged) + len(failed) == len(batch)
+    assert spool.record(make_message(message_id="after")) == "accepted"  # the spool still works
+
+
+# ----------------------------------------------------------------------------- crash
+
+_RECORDER = textwrap.dedent("""
+    import sys, threading
+    from stored_messages_cli import Spool
+
+    spool = Spool(sys.argv[1])
+    out = threading.Lock()
+
+    def work(t):
+        for n in range(100000):
+            message = {"message_id": f"k{t}-{n}", "project_id": 12345, "medium": "sms",
+                       "message_type": "triggered", "recipient": {"user_id": f"k{t}-{n}"},
+                       "sent_at": "2026-11-27T17:01:00Z",
+                       "content": {"from": "+15555550199", "to": "+15555550100", "body": "hi"}}
+            spool.record(message)
+            with out:
+                sys.stdout.write(message["message_id"] + "\\n")
+                sys.stdout.flush()
+
+    for t in range(8):
+        threading.Thread(target=work, args=(t,), daemon=True).start()
+    threading.Event().wait()
+""")
+
+
+def test_a_process_killed_mid_batch_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    proc = subprocess.Popen([sys.executable, "-c", _RECORDER, str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    acknowledged: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while len(acknowledged) < 300:
+            line = proc.stdout.readline()
+            assert line, "the recorder died"
+            acknowledged.append(line.strip())
+        proc.send_signal(signal.SIGKILL)  # mid-batch: other callers are waiting or writing
+        proc.wait()
+        acknowledged += [line.strip() for line in proc.stdout.read().splitlines()]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stored = on_disk(path)
+    missing = [m for m in acknowledged if m not in stored]
+    assert not missing, f"acknowledged but lost: {missing[:5]}"
+    for message_id in acknowledged:
+        state, payload = stored[message_id]
+        assert state == "queued"
+        assert payload is not None and f'"message_id":"{message_id}"'.encode() in payload
