@@ -37,6 +37,7 @@ from ..spool import (
     Retry,
     Settled,
     Spool,
+    SpoolFull,
     Stored,
     lease_owner_name,
 )
@@ -49,6 +50,7 @@ SETTLE_BATCH = 200
 SETTLE_EVERY = 0.2  # seconds: bound how long a finished upload waits to be recorded
 CLEAN_RESPONSES_TO_GROW = 20
 CLAIM_AT_LEAST = 64  # rows per claim when that many are due (one transaction for many)
+DISK_FULL_WAIT = 10  # seconds between tries while the spool's disk is full
 TICK_EVERY = 0.5  # seconds between `on_tick` calls while the loop turns
 
 
@@ -107,6 +109,7 @@ class Archiver:
         self.lease_seconds = lease_seconds
         self.confirm_timeout = confirm_timeout
         self.confirm_grace = confirm_grace
+        self.disk_full_wait: float = DISK_FULL_WAIT
         self.poll_interval = poll_interval
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
@@ -162,6 +165,7 @@ class Archiver:
         now = time.monotonic()
         if force or now - self._last_tick >= TICK_EVERY:
             self._last_tick = now
+            self.spool.check_file()  # deleted or replaced under us: stop with an error
             for hook in self._tick_hooks:
                 hook()
 
@@ -188,43 +192,51 @@ class Archiver:
         with ThreadPoolExecutor(max_workers=self.concurrency,
                                 thread_name_prefix="sm-upload") as pool:
             while True:
-                self._tick()
-                if not self.stop.is_set() and len(backlog) < max(CLAIM_AT_LEAST // 4,
-                                                                     self._limit * 2):
-                    backlog.extend(self._claim(
-                        capacity=max(CLAIM_AT_LEAST, self._limit * 8) - len(backlog),
-                        due_by=started if once else None, max_row_id=max_row_id,
-                        row_ids=row_ids))
-                if self.stop.is_set() and backlog:
-                    self.spool.queue.release(self.owner, [m.row_id for m in backlog])
-                    backlog.clear()
-                self._park(backlog)
-                while backlog and len(pending) < self._limit:
-                    message = backlog.popleft()
-                    self._sent += 1
-                    pending[pool.submit(self._upload, message)] = (message, self._sent)
-                if pending:
-                    done, _ = wait(pending, timeout=SETTLE_EVERY, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        message, seq = pending.pop(future)
-                        error = future.exception()
-                        finished.append((message, seq, error if error else future.result()))
-                # Successes are settled in batches (one fsync for many), even one upload at a
-                # time; a failure at once: it may park the destination's backlog.
-                if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
-                                 or any(not isinstance(f[2], PutResult) for f in finished)
-                                 or time.monotonic() - last_settle >= SETTLE_EVERY):
-                    self._settle(finished)
-                    finished = []
-                    last_settle = time.monotonic()
-                    if not pending and not backlog and not self.stop.is_set():
-                        continue  # a probe that worked made its destination's messages due
-                if not pending and not backlog:
-                    if once or self.stop.is_set():
-                        break
-                    self.stop.wait(self.poll_interval)
-                    if not self.stop.is_set():
-                        self._housekeeping()
+                try:
+                    self._tick()
+                    if not self.stop.is_set() and len(backlog) < max(CLAIM_AT_LEAST // 4,
+                                                                         self._limit * 2):
+                        backlog.extend(self._claim(
+                            capacity=max(CLAIM_AT_LEAST, self._limit * 8) - len(backlog),
+                            due_by=started if once else None, max_row_id=max_row_id,
+                            row_ids=row_ids))
+                    if self.stop.is_set() and backlog:
+                        self.spool.queue.release(self.owner, [m.row_id for m in backlog])
+                        backlog.clear()
+                    self._park(backlog)
+                    while backlog and len(pending) < self._limit:
+                        message = backlog.popleft()
+                        self._sent += 1
+                        pending[pool.submit(self._upload, message)] = (message, self._sent)
+                    if pending:
+                        done, _ = wait(pending, timeout=SETTLE_EVERY, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            message, seq = pending.pop(future)
+                            error = future.exception()
+                            finished.append((message, seq, error if error else future.result()))
+                    # Successes are settled in batches (one fsync for many), even one upload at a
+                    # time; a failure at once: it may park the destination's backlog.
+                    if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
+                                     or any(not isinstance(f[2], PutResult) for f in finished)
+                                     or time.monotonic() - last_settle >= SETTLE_EVERY):
+                        self._settle(finished)
+                        finished = []
+                        last_settle = time.monotonic()
+                        if not pending and not backlog and not self.stop.is_set():
+                            continue  # a probe that worked made its destination's messages due
+                    if not pending and not backlog:
+                        if once or self.stop.is_set():
+                            break
+                        self.stop.wait(self.poll_interval)
+                        if not self.stop.is_set():
+                            self._housekeeping()
+                except SpoolFull as exc:
+                    if once:
+                        raise
+                    # Nothing is lost: unsettled outcomes stay in hand and leases hold.
+                    log.error("%s; waiting %gs, then trying again", exc, self.disk_full_wait,
+                              extra={"event": "spool_full"})
+                    self.stop.wait(self.disk_full_wait)
         if finished:
             self._settle(finished)
         self._tick(force=True)

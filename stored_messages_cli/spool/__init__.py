@@ -28,6 +28,8 @@ from .db import (
     Settled,
     SettledHook,
     SpoolDB,
+    SpoolError,
+    SpoolFull,
     SpoolVersionError,
     immediate_transaction,
 )
@@ -38,7 +40,8 @@ from .report import Report
 
 __all__ = [
     "LATEST_VERSION", "ClaimedMessage", "DestinationHealth", "Failed", "Health", "IngestReport",
-    "Outcome", "Retry", "Settled", "SettledHook", "Spool", "SpoolVersionError", "Stored",
+    "Outcome", "Retry", "Settled", "SettledHook", "Spool", "SpoolError", "SpoolFull",
+    "SpoolVersionError", "Stored",
     "immediate_transaction", "lease_owner_name",
 ]
 
@@ -97,6 +100,10 @@ class Spool:
         writes through `conn` commits (or rolls back) with them.
         """
         self._db.settled_hooks.append(hook)
+
+    def check_file(self) -> None:
+        """Raise SpoolError when the spool file was deleted or replaced under this process."""
+        self._db.check_file()
 
     def close(self) -> None:
         """Close the database connection."""

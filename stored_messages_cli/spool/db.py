@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,36 @@ class SpoolVersionError(SmError):
     """The spool was written by a newer `sm` than this one."""
 
 
+class SpoolError(SmError):
+    """The spool file cannot be used: corrupt, unreadable, read-only, or gone."""
+
+
+class SpoolFull(SpoolError):
+    """The disk holding the spool is full: nothing was written; retry once there is room."""
+
+
+def spool_error(exc: sqlite3.Error, path: Path) -> SpoolError:
+    """One clear error, with the next step, for what SQLite said about the spool file."""
+    text = str(exc).lower()
+    if "full" in text:
+        return SpoolFull(f"the disk holding {path} is full; nothing was written",
+                         hint="free some space (sm spool prune && sm spool vacuum) and retry")
+    if "readonly" in text or "read-only" in text:
+        return SpoolError(f"{path} is read-only for this user",
+                          hint=f"check the permissions of {path.parent} (SM_HOME)")
+    if "unable to open" in text:
+        return SpoolError(f"cannot open {path} ({exc})",
+                          hint=f"check that {path.parent} exists and is writable (SM_HOME)")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return SpoolError(f"{path} is not a readable spool (corrupt or truncated: {exc})",
+                          hint="restore it from a backup (sm spool backup makes one), or move it"
+                          " aside to start an empty spool")
+    if "locked" in text or "busy" in text:
+        return SpoolError(f"{path} stayed locked by another process for too long",
+                          hint="check for a stuck process holding the spool, then retry")
+    return SpoolError(f"the spool {path} failed: {exc}")
+
+
 @contextmanager
 def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
                           ) -> Iterator[sqlite3.Connection]:
@@ -64,7 +94,8 @@ def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -77,7 +108,11 @@ class SpoolDB:
         self.clock = clock
         self.lock = threading.RLock()
         self.settled_hooks: list[SettledHook] = []
-        ensure_private_dir(self.path.parent)
+        try:
+            ensure_private_dir(self.path.parent)
+        except OSError as exc:
+            raise SpoolError(f"cannot create {self.path.parent}: {exc.strerror or exc}",
+                             hint="set SM_HOME to a folder you can write") from None
         old_umask = os.umask(0o077)  # the db, -wal and -shm files are owner-only
         try:
             self.conn = sqlite3.connect(
@@ -88,24 +123,57 @@ class SpoolDB:
             self.conn.execute("PRAGMA busy_timeout=60000")
             self.conn.execute("PRAGMA foreign_keys=ON")
             migrate(self.conn, self.lock)
+        except sqlite3.Error as exc:
+            raise spool_error(exc, self.path) from None
         finally:
             os.umask(old_umask)
+        self._identity = self._file_identity()
         for suffix in ("", "-wal", "-shm"):  # files made by an older umask are closed too
             try:
                 os.chmod(f"{self.path}{suffix}", 0o600)
             except OSError:
                 pass
 
-    def write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error."""
-        return immediate_transaction(self.conn, self.lock)
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error.
+
+        SQLite's disk-full, read-only and corruption errors become one SpoolError each.
+        """
+        try:
+            with immediate_transaction(self.conn, self.lock) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise spool_error(exc, self.path) from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of one query, as `sqlite3.Row`."""
         with self.lock:
-            cursor = self.conn.execute(sql, tuple(params))
-            cursor.row_factory = sqlite3.Row
-            return cursor.fetchall()
+            try:
+                cursor = self.conn.execute(sql, tuple(params))
+                cursor.row_factory = sqlite3.Row
+                return cursor.fetchall()
+            except sqlite3.Error as exc:
+                raise spool_error(exc, self.path) from None
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def check_file(self) -> None:
+        """Raise SpoolError when the spool file was deleted or replaced since it was opened.
+
+        Writes would otherwise go to a file no other process reads (a deleted inode), or two
+        spools would each believe they are the one.
+        """
+        now = self._file_identity()
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise SpoolError(f"{self.path} was {what} while this process had it open",
+                             hint="restore the spool file, then start sm again")
 
     def settled(self, conn: sqlite3.Connection, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the transaction that settled these messages."""
