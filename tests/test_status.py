@@ -91,3 +91,20 @@ def test_recorded_health_of_the_current_destination_is_shown(cli, sm_home, tmp_p
         "since": doc["destinations"][0]["since"], "next_probe_at": "2027-01-15T16:00:00Z",
         "last_error": "ConnectionRefused"}]
     assert RFC3339.fullmatch(doc["destinations"][0]["since"])
+
+
+def test_status_warns_when_messages_are_discarded_for_lack_of_confirmation(
+        cli, sm_home, make_message) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    unconfirmed = {k: v for k, v in make_message().items() if k not in ("sent_at", "provider")}
+    with Spool.open(home=sm_home, clock=clock) as spool:
+        spool.record(unconfirmed)
+        clock.advance(25 * 3600)
+        assert spool.intake.discard_unconfirmed(24 * 3600) == 1
+    result = cli("status")
+    assert result.exit_code == 0
+    assert "Discarded: never_confirmed 1" in result.stdout
+    assert ("Warning: 1 message(s) were discarded because no send confirmation arrived within"
+            " confirm_timeout") in " ".join(result.stderr.split())
+    assert json.loads(cli("--json", "status").stdout)["discarded_by_reason"] == {
+        "never_confirmed": 1}

@@ -192,6 +192,12 @@ def register(app: typer.Typer) -> None:
             out.print("Discarded: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(doc["discarded_by_reason"].items())),
                 highlight=False, markup=False)
+        unconfirmed = doc["discarded_by_reason"].get("never_confirmed", 0)
+        if unconfirmed:
+            # A broken confirmation path in the sender must not mean a silent, empty archive.
+            out.warn(f"{unconfirmed} message(s) were discarded because no send confirmation"
+                     " arrived within confirm_timeout: check that your sender records `sent`"
+                     " events (a late one within confirm_grace still revives the message)")
         if doc["daemons"]:
             out.table("Daemons", ["host", "pid", "version", "started", "last heartbeat",
                                   "alive", "in flight"],
