@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .destinations.base import TEST_OBJECT_FOLDER, Check, DestinationOptions, split_url
+from .destinations.names import check_destination_url, check_kms_key_arn, check_kms_key_id
 from .destinations.s3 import PUBLIC_ACCESS_FLAGS, RETENTION_MODES, S3Destination, error_code
 from .errors import ConfigError, DestinationError, SmError
 from .retry import describe
@@ -54,6 +55,9 @@ def create_bucket(url: str, options: DestinationOptions, request: BucketRequest
                           " compliance")
     if request.retention_days and not request.object_lock:
         raise ConfigError("--retention-days needs --object-lock")
+    if request.kms_key_id:
+        check_kms_key_id(request.kms_key_id)
+    check_destination_url(url, command="sm bucket create", new_bucket=True, schemes=("s3",))
     scheme, bucket, _ = split_url(url)
     if scheme != "s3":
         raise ConfigError(f"{url}: sm bucket create makes s3:// buckets",
@@ -284,9 +288,7 @@ def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool
          "Resource": arn},
     ]
     if kms_key_arn:
-        if not kms_key_arn.startswith("arn:") or ":key/" not in kms_key_arn:
-            raise ConfigError(f"{kms_key_arn} is not a KMS key ARN",
-                              hint="pass --kms-key-arn arn:aws:kms:REGION:ACCOUNT:key/KEY_ID")
+        check_kms_key_arn(kms_key_arn)
         statements.append({"Sid": "UseArchiveKey", "Effect": "Allow",
                            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                            "Resource": kms_key_arn})

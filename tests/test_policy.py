@@ -95,8 +95,8 @@ def test_trust_without_external_id_is_a_usage_error(cli) -> None:
 
 def test_policy_refuses_a_bad_key_arn_and_other_schemes(cli) -> None:
     bad_key = cli("policy", "s3://acme-archive/", "--kms-key-arn", "*")
-    assert bad_key.exit_code == 1
-    assert "Error: * is not a KMS key ARN" in bad_key.stderr
+    assert bad_key.exit_code == 2  # a bad value is a usage error (SPEC 8 "CLI")
+    assert "'*' is not a KMS key ARN" in bad_key.stderr
     other = cli("policy", "gs://acme-archive/")
-    assert other.exit_code == 1
-    assert "s3:// destinations" in other.stderr
+    assert other.exit_code == 2
+    assert "unsupported scheme 'gs://'" in other.stderr

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import re
 import sys
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
-from .common import AppState, Output, configure_logging
+from .common import AppState, Output, UsageError, configure_logging, report_usage_error
 
 # The modules that register commands, and which one registers each command name: a call
 # imports only the module it needs, so `sm status` never pays for the cloud and find code.
@@ -25,6 +28,104 @@ MODULE_OF_COMMAND: dict[str, str] = {
     "export": "export",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--log-format"})
+_GLOBAL_SWITCHES = frozenset({"--json", "--verbose", "--quiet", "-v", "-q"})
+_COUNTED_CLUSTER = re.compile(r"-[vq]{2,}")
+
+
+def _own_options(command: Any) -> dict[str, bool]:
+    """The option strings `command` defines, each with whether it takes a value."""
+    options: dict[str, bool] = {}
+    for param in getattr(command, "params", []):
+        takes_value = not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+        for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:
+            if opt.startswith("-"):
+                options[opt] = takes_value
+    return options
+
+
+def hoist_global_options(group: Any, ctx: Any, args: list[str]) -> list[str]:
+    """`args` with the global options given after the command moved before it, so that
+    `sm status --json` means `sm --json status` (as `aws` and `gh` read them).
+
+    An option the command (or its group) defines itself stays where it is, and so does the
+    value of one of its options (`--recipient -q` is a recipient) and everything after `--`.
+    """
+    index = 0
+    while index < len(args):  # skip the global options written before the command
+        token = args[index]
+        if token == "--":
+            return args
+        if not token.startswith("-"):
+            break
+        index += 2 if token in _GLOBAL_OPTIONS_WITH_VALUE else 1
+    if index >= len(args):
+        return args
+    command = group.get_command(ctx, args[index])
+    own = _own_options(command)
+    moved: list[str] = []
+    kept: list[str] = []
+    rest = args[index + 1:]
+    position = 0
+    while position < len(rest):
+        token = rest[position]
+        name = token.split("=", 1)[0] if token.startswith("--") else token
+        takes_value = False
+        if token == "--":
+            kept.extend(rest[position:])
+            break
+        if not token.startswith("-") and isinstance(getattr(command, "commands", None), dict):
+            command = command.commands.get(token, command)  # `sm bucket create …`
+            own.update(_own_options(command))
+            kept.append(token)
+        elif name in own:
+            kept.append(token)
+            takes_value = own[name] and "=" not in token
+            if takes_value and position + 1 < len(rest):
+                kept.append(rest[position + 1])
+                position += 1
+        elif name in _GLOBAL_OPTIONS_WITH_VALUE:
+            moved.append(token)
+            if "=" not in token and position + 1 < len(rest):
+                moved.append(rest[position + 1])
+                position += 1
+        elif name in _GLOBAL_SWITCHES or _COUNTED_CLUSTER.fullmatch(token):
+            moved.append(token)
+        else:
+            kept.append(token)
+        position += 1
+    return [*args[:index], *moved, args[index], *kept]
+
+
+@contextlib.contextmanager
+def _usage_errors_as_one_line() -> Iterator[None]:
+    """A usage error becomes `Error: …` / `Try: …` and exit 2, never a boxed panel."""
+    try:
+        yield
+    except UsageError as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" or (ctx is not None and
+                                                         ctx.resilient_parsing):
+            raise  # `sm` alone prints the help; shell completion parses leniently
+        report_usage_error(exc)
+
+
+class SmGroup(typer.core.TyperGroup):
+    """The root `sm` group: global options anywhere, one-line usage errors."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse after moving global options written after the command before it."""
+        return super().parse_args(ctx, hoist_global_options(self, ctx, list(args)))
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        """The root context; a bad global option is a one-line usage error."""
+        with _usage_errors_as_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a bad option or value of it is a one-line usage error."""
+        with _usage_errors_as_one_line():
+            return super().invoke(ctx)
 
 
 def _version(value: bool) -> None:
@@ -65,6 +166,7 @@ def root(
 def build_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
     """The `sm` Typer app with the commands of `modules` registered."""
     built = typer.Typer(
+        cls=SmGroup,
         name="sm",
         help="Keep an exact, immutable copy of every message you send in a bucket you own.",
         no_args_is_help=True,

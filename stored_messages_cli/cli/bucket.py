@@ -9,8 +9,9 @@ import typer
 from ..aws_setup import BucketRequest, create_bucket
 from ..checks import as_documents, failed
 from ..destinations.base import DestinationOptions
+from ..destinations.names import check_kms_key_id
 from ..destinations.s3 import RETENTION_MODES
-from .common import command, fail, state_of
+from .common import checked_value, command, fail, state_of
 from .connect import (
     AllowInsecureOption,
     EndpointUrlOption,
@@ -19,6 +20,7 @@ from .connect import (
     ProfileOption,
     RoleArnOption,
     check_identity_options,
+    destination_url,
     print_checks,
 )
 
@@ -32,7 +34,9 @@ def register(app: typer.Typer) -> None:
     @command(bucket_app, "create")
     def create(
         ctx: typer.Context,
-        url: Annotated[str, typer.Argument(help="s3://BUCKET/ (a prefix is ignored here).")],
+        url: Annotated[str, typer.Argument(
+            callback=destination_url("sm bucket create", new_bucket=True, schemes=("s3",)),
+            help="s3://BUCKET/ (a prefix is ignored here).")],
         region: Annotated[str | None, typer.Option(help="Region to create the bucket in.")] = None,
         object_lock: Annotated[bool, typer.Option(
             "--object-lock", help="Create the bucket with object lock (cannot be undone).")
@@ -42,6 +46,7 @@ def register(app: typer.Typer) -> None:
         retention_mode: Annotated[str, typer.Option(
             help="governance or compliance (with --retention-days).")] = "governance",
         kms_key_id: Annotated[str | None, typer.Option(
+            callback=lambda v: v and checked_value(check_kms_key_id, v, "'--kms-key-id'"),
             help="Encrypt with this KMS key (SSE-KMS) instead of SSE-S3.")] = None,
         endpoint_url: EndpointUrlOption = None,
         profile: ProfileOption = None,

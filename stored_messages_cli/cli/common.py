@@ -170,6 +170,39 @@ def _one_line(text: str) -> str:
     return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
 
 
+# Click's UsageError, the base of typer.BadParameter (Typer vendors Click: never import it).
+UsageError: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+
+def usage_error(message: str, *, param_hint: str | None = None, hint: str | None = None
+                ) -> typer.BadParameter:
+    """A bad value (exit 2); `hint` becomes the `Try:` line instead of `sm COMMAND --help`."""
+    error = typer.BadParameter(message, param_hint=param_hint)
+    error.hint = hint  # type: ignore[attr-defined]
+    return error
+
+
+def checked_value(check: Any, value: Any, param_hint: str, **kwargs: Any) -> Any:
+    """`value` after `check(value, **kwargs)`; a ConfigError it raises is a usage error."""
+    try:
+        check(value, **kwargs)
+    except ConfigError as exc:
+        raise usage_error(str(exc), param_hint=param_hint, hint=exc.hint) from None
+    return value
+
+
+def report_usage_error(exc: Exception) -> NoReturn:
+    """Print a usage error as `Error: …` and `Try: …` (never a boxed panel) and exit 2."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    hint = getattr(exc, "hint", None)
+    if hint is None:
+        ctx = getattr(exc, "ctx", None)
+        hint = f"{ctx.command_path} --help" if ctx is not None else "sm --help"
+    fail(message, hint=hint, code=2)
+
+
 def report_error(exc: SmError) -> NoReturn:
     """Translate a library error into the one-line CLI form."""
     if os.environ.get("SM_DEBUG"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.text import Text
@@ -11,9 +11,10 @@ from ..checks import as_documents, blocking_failure, failed, run_checks
 from ..config import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
+from ..destinations.names import check_destination_url
 from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
 from ..model import MEDIUMS, normalise_reference
-from .common import Output, command, fail, options_for, state_of
+from .common import Output, checked_value, command, fail, options_for, state_of
 
 # Endpoint and credential options shared by `sm connect` and `sm bucket create`.
 EndpointUrlOption = Annotated[str | None, typer.Option(help="S3-compatible endpoint (https).")]
@@ -35,6 +36,19 @@ def project_option(value: str) -> str:
         return normalise_reference("project_id", value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def destination_url(command: str, then: str = "", **rules: Any) -> Any:
+    """A callback refusing, as a usage error, a URL the provider would refuse (its scheme,
+    a relative file URL or bare path, a bucket or container name), before any request."""
+
+    def callback(value: str | None) -> str | None:
+        if value is None:
+            return None
+        return checked_value(check_destination_url, value, "'URL'", command=command,
+                             then=then, **rules)
+
+    return callback
 
 
 def check_identity_options(role_arn: str | None, external_id: str | None,
@@ -68,7 +82,9 @@ def register(app: typer.Typer) -> None:
     @command(app, "connect")
     def connect(
         ctx: typer.Context,
-        url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH/")],
+        url: Annotated[str, typer.Argument(
+            callback=destination_url("sm connect", " --project ID"),
+            help="s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH/")],
         project: Annotated[str, typer.Option("--project", callback=project_option,
                                              help="Project id whose messages go there.")],
         medium: Annotated[list[str] | None, typer.Option(

@@ -12,8 +12,9 @@ import typer
 from ..aws_setup import identity_policy, trust_policy
 from ..checks import as_documents, failed, run_checks
 from ..destinations.base import Check
-from .common import command, fail, open_project_destination, state_of
-from .connect import print_checks, project_option
+from ..destinations.names import check_kms_key_arn
+from .common import checked_value, command, fail, open_project_destination, state_of
+from .connect import destination_url, print_checks, project_option
 
 
 def register(app: typer.Typer) -> None:
@@ -72,8 +73,11 @@ def register(app: typer.Typer) -> None:
     @command(app, "policy")
     def policy(
         ctx: typer.Context,
-        url: Annotated[str, typer.Argument(help="s3://BUCKET/PREFIX the archiver writes to.")],
+        url: Annotated[str, typer.Argument(
+            callback=destination_url("sm policy", schemes=("s3",)),
+            help="s3://BUCKET/PREFIX the archiver writes to.")],
         kms_key_arn: Annotated[str | None, typer.Option(
+            callback=lambda v: v and checked_value(check_kms_key_arn, v, "'--kms-key-arn'"),
             help="KMS key the bucket encrypts with (grants GenerateDataKey and Decrypt).")
         ] = None,
         retention: Annotated[bool, typer.Option(
