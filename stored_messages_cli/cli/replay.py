@@ -11,6 +11,7 @@ import typer
 
 from ..archiver import Archiver, ProjectTarget
 from ..clock import to_rfc3339
+from ..manifest import Manifests, limits_from
 from ..states import State
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
@@ -121,8 +122,14 @@ def register(app: typer.Typer) -> None:
                                 confirm_grace=settings.confirm_grace,
                                         poll_interval=settings.poll_interval, stop=stop,
                                         on_outcome=on_outcome)
-                    with progress or nullcontext():
-                        archiver.run(once=True, row_ids=row_ids)
+                    manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                                          *limits_from(settings))
+                    archiver.on_tick(manifests.tick)
+                    try:
+                        with progress or nullcontext():
+                            archiver.run(once=True, row_ids=row_ids)
+                    finally:
+                        manifests.close()  # seal and write what this replay settled
                 outcomes = _follow(spool, row_ids, wait, stop)
         finally:
             for target in targets:
