@@ -470,8 +470,8 @@ def test_find_time_bounds_are_one_line_usage_errors(cli, option: str, value: str
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"Error: invalid value for {option}: {value!r}")
-    assert lines[1:] == [f"Try: sm find {option} 2026-11-27 (a UTC day) or {option}"
-                         " 2026-11-27T17:00:00Z"]
+    assert lines[1:] == [f"Try: sm find {option} 2026-11-27 (a UTC day), {option}"
+                         f" 2026-11-27T17:00:00Z or {option} 7d"]
 
 
 def test_find_overflowing_bound_names_the_range(cli) -> None:
