@@ -109,8 +109,92 @@ def _usage_errors_as_one_line() -> Iterator[None]:
         report_usage_error(exc)
 
 
+# Help shows what to type, never a Python type: a metavar for each option that takes a
+# value (choices as `a|b`), none for a flag; these names get a shared word.
+METAVARS = {
+    "project": "ID", "message_id": "ID", "campaign": "ID", "case": "ID", "external_id": "ID",
+    "expected_owner": "ACCOUNT_ID", "role_arn": "ARN", "kms_key_arn": "ARN",
+    "principal": "ARN", "kms_key_id": "KEY", "endpoint_url": "URL", "account_url": "URL",
+    "home": "DIR", "since": "TIME", "until": "TIME", "metrics_addr": "HOST:PORT",
+    "accept_failed_check": "CHECK", "output": "PATH",
+}
+ARGUMENT_METAVARS = {"files": "FILE"}
+_EXAMPLE = re.compile(r"\s*Examples?:\s+(.*)\Z", re.S)
+
+
+class _Argument(typer.core.TyperArgument):
+    """An argument shown by its metavar alone (`URL`, `[FILE|-]...`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        """No type column: the metavar says what to give."""
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+
+class _Option(typer.core.TyperOption):
+    """An option shown with its metavar, or nothing for a flag."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        """The metavar (`ID`, `json|html|text|body`); nothing for a flag or counter."""
+        return None if self.is_flag or self.count else self.metavar
+
+
+def _metavar(param: Any) -> str:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None and descriptor.is_choice and descriptor.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in descriptor.choices)
+    if param.name in METAVARS:
+        return METAVARS[param.name]
+    annotation = getattr(descriptor, "annotation", None)
+    if annotation in (int, float):
+        return "N" if annotation is int else "SECONDS"
+    return str(param.name).upper()
+
+
+def tidy_help(command: Any) -> None:
+    """Give every parameter under `command` a metavar instead of a Python type, and drop the
+    `--no-…` twin (and the default) of a flag that is off unless given."""
+    command.rich_markup_mode = None  # plain help, wrapped to the terminal, no panels
+    help_text = getattr(command, "help", None)
+    example = _EXAMPLE.search(help_text or "")
+    if help_text and example:  # an example is copied whole: never rewrapped mid-command
+        command.help = (help_text[:example.start()].rstrip() + "\n\n\b\nExample:\n  "
+                        + " ".join(example.group(1).split()))
+    for param in getattr(command, "params", []):
+        if isinstance(param, typer.core.TyperArgument):
+            param.__class__ = _Argument
+            if param.metavar is None:
+                param.metavar = ARGUMENT_METAVARS.get(param.name or "",
+                                                      str(param.name).upper())
+        elif isinstance(param, typer.core.TyperOption):
+            param.__class__ = _Option
+            if param.is_flag or param.count:
+                if param.is_bool_flag and not param.default:
+                    param.secondary_opts = []
+                param.show_default = False
+            elif param.metavar is None:
+                param.metavar = _metavar(param)
+    children = list(getattr(command, "commands", {}).values())
+    for child in children:
+        tidy_help(child)
+    if children and command.help and "Example:" not in command.help:
+        # a group shows its first command's example: `sm index --help` says what to type
+        first = _EXAMPLE.search(children[0].help or "")
+        if first:
+            command.help = command.help.rstrip() + "\n\n\b\nExample:\n  " + " ".join(
+                first.group(1).split())
+
+
 class SmGroup(typer.core.TyperGroup):
-    """The root `sm` group: global options anywhere, one-line usage errors."""
+    """The root `sm` group: global options anywhere, one-line usage errors, help that shows
+    metavars and choices."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        tidy_help(self)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Parse after moving global options written after the command before it."""
@@ -147,7 +231,7 @@ def root(
     quiet: Annotated[int, typer.Option(
         "--quiet", "-q", count=True, help="Less on stderr (repeatable).")] = 0,
     log_format: Annotated[str, typer.Option(
-        "--log-format", help="Log lines as text or json.")] = "text",
+        "--log-format", metavar="text|json", help="Log lines as text or json.")] = "text",
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
@@ -168,9 +252,11 @@ def build_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
     built = typer.Typer(
         cls=SmGroup,
         name="sm",
-        help="Keep an exact, immutable copy of every message you send in a bucket you own.",
+        rich_markup_mode=None,
+        help="Keep an exact, immutable copy of every message you send in a bucket you own.\n\n"
+        "Example: sm connect s3://acme-archive/messages/ --project 12345",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )

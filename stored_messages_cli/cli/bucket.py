@@ -24,7 +24,10 @@ from .connect import (
     print_checks,
 )
 
-bucket_app = typer.Typer(help="Create and inspect archive buckets.", no_args_is_help=True)
+bucket_app = typer.Typer(
+    help="Create an S3 bucket for the archive with safe defaults (sm bucket create).\n\n"
+    "Example: sm bucket create s3://acme-archive/ --region eu-west-1 --object-lock",
+    no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +47,8 @@ def register(app: typer.Typer) -> None:
         retention_days: Annotated[int | None, typer.Option(
             min=1, help="Default object-lock retention in days (with --object-lock).")] = None,
         retention_mode: Annotated[str, typer.Option(
-            help="governance or compliance (with --retention-days).")] = "governance",
+            metavar="|".join(RETENTION_MODES),
+            help="Default object-lock mode (with --retention-days).")] = "governance",
         kms_key_id: Annotated[str | None, typer.Option(
             callback=lambda v: v and checked_value(check_kms_key_id, v, "'--kms-key-id'"),
             help="Encrypt with this KMS key (SSE-KMS) instead of SSE-S3.")] = None,

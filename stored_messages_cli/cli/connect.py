@@ -24,6 +24,7 @@ ExternalIdOption = Annotated[str | None, typer.Option(help="External id for --ro
 ExpectedOwnerOption = Annotated[str | None, typer.Option(
     help="Account that must own the bucket (default: the account in --role-arn).")]
 AllowInsecureOption = Annotated[bool, typer.Option(
+    "--allow-insecure-endpoint",
     help="Allow a plain-http endpoint on a loopback address (test servers).")]
 
 
@@ -88,7 +89,8 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str, typer.Option("--project", callback=project_option,
                                              help="Project id whose messages go there.")],
         medium: Annotated[list[str] | None, typer.Option(
-            "--medium", help="Archive only this medium (repeatable; default all).")] = None,
+            "--medium", metavar="|".join(MEDIUMS),
+            help="Archive only this medium (repeatable; default all).")] = None,
         endpoint_url: EndpointUrlOption = None,
         region: Annotated[str | None, typer.Option(help="Bucket region.")] = None,
         profile: ProfileOption = None,
@@ -98,7 +100,8 @@ def register(app: typer.Typer) -> None:
         retention_days: Annotated[int | None, typer.Option(
             min=1, help="Object-lock retention for every object, in days.")] = None,
         retention_mode: Annotated[str | None, typer.Option(
-            help="governance or compliance (with --retention-days).")] = None,
+            metavar="|".join(RETENTION_MODES),
+            help="Object-lock mode (with --retention-days; default governance).")] = None,
         account_url: Annotated[str | None, typer.Option(
             help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
         allow_insecure_endpoint: AllowInsecureOption = False,
