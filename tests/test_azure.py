@@ -63,7 +63,11 @@ def test_connect_ingest_run_find_fetch_rebuild_store_the_exact_gzip_bytes_in_azu
     assert bytes(properties.content_settings.content_md5) == hashlib.md5(
         gzip_body(payload)).digest()
     container = azure_service.get_container_client(azure_container)
-    assert [b.name for b in container.list_blobs()] == [f"archive/{EMAIL_KEY}"]
+    names = sorted(b.name for b in container.list_blobs())
+    assert [n for n in names if not n.startswith("archive/_sm/")] == [f"archive/{EMAIL_KEY}"]
+    # the run sealed its manifest beside the objects: segment 1 of the project
+    assert [n.rsplit("/", 1)[-1] for n in names if n.startswith("archive/_sm/manifests/12345/")
+            ] == ["000000000001.jsonl.gz"]
 
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["stored"] == 1
@@ -234,7 +238,7 @@ def test_a_container_deleted_after_connect_waits_as_unreachable_until_replayed(
     assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
     azure_service.delete_container(azure_container)
     assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass ended unreachable (SPEC 8)
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["retry_wait"] == 1
     assert status["counts"]["stored"] == 0

@@ -59,7 +59,11 @@ def test_connect_ingest_run_find_fetch_rebuild_store_the_exact_gzip_bytes_in_gcs
     crc = base64.b64encode(google_crc32c.Checksum(gzip_body(payload)).digest()).decode()
     assert blob.crc32c == crc
     # the connect test object was deleted; only the message is there
-    assert [b.name for b in gcs_client.list_blobs(gcs_bucket)] == [f"archive/{EMAIL_KEY}"]
+    names = sorted(b.name for b in gcs_client.list_blobs(gcs_bucket))
+    assert [n for n in names if not n.startswith("archive/_sm/")] == [f"archive/{EMAIL_KEY}"]
+    # the run sealed its manifest beside the objects: segment 1 of the project
+    assert [n.rsplit("/", 1)[-1] for n in names if n.startswith("archive/_sm/manifests/12345/")
+            ] == ["000000000001.jsonl.gz"]
 
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["stored"] == 1
@@ -239,7 +243,7 @@ def test_a_bucket_deleted_after_connect_waits_as_unreachable_until_replayed(
     assert cli("connect", url, "--project", "12345", "--allow-insecure-endpoint").exit_code == 0
     gcs_client.get_bucket(gcs_bucket).delete(force=True)
     assert cli("ingest", "-", input=jsonl(make_message())).exit_code == 0
-    assert cli("run", "--once").exit_code == 0
+    assert cli("run", "--once").exit_code == 1  # the pass ended unreachable (SPEC 8)
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["retry_wait"] == 1
     assert status["counts"]["stored"] == 0
