@@ -108,3 +108,23 @@ def test_a_spool_deleted_under_the_daemon_stops_it_with_an_error(
     assert daemon.returncode == 1
     assert "spool.db was deleted while this process had it open" in log.read_text()
 
+
+
+def test_a_payload_altered_in_the_spool_is_never_uploaded(
+        spool: Spool, make_message, tmp_path: Path) -> None:
+    spool.record(make_message(message_id="rotten"))
+    spool.record(make_message(message_id="sound"))
+    with spool.lock:  # bit rot: one byte of the stored body changes under the spool
+        payload = spool.conn.execute(
+            "SELECT payload FROM messages WHERE message_id = 'rotten'").fetchone()[0]
+        altered = payload.replace(b"shipped", b"shippe!")
+        assert altered != payload
+        spool.conn.execute("UPDATE messages SET payload = ? WHERE message_id = 'rotten'",
+                           (altered,))
+    report = Archiver(spool, [ProjectTarget("12345", FileDestination(
+        f"file://{tmp_path}/a/"))]).run(once=True)
+    assert (report.stored, report.failed) == (1, 1)
+    row = spool.message_state("12345", "rotten")
+    assert (row["state"], row["final_reason"]) == ("failed", "corrupt_in_spool")
+    assert "no longer matches the hash recorded at ingest" in row["last_error"]
+    assert [p.name for p in (tmp_path / "a").rglob("*.json.gz")] == ["sound.json.gz"]
