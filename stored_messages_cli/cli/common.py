@@ -65,16 +65,55 @@ class Output:
         """A warning on stderr (always shown; the message printed literally)."""
         self.stderr.print(Text.assemble(("Warning:", "yellow"), " ", message), highlight=False)
 
-    def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-        """Print a table to stdout; cells are literal text (a `Text` cell keeps its style)."""
+    def summary(self, message: str) -> None:
+        """A closing count line on stdout (`accepted 4, …`); silenced by -q and --json."""
+        if self.verbosity >= 0 and not self.json_mode:
+            self.stdout.print(message, highlight=False, markup=False)
+
+    def table(self, title: str | None, columns: list[str], rows: list[list[Any]], *,
+              whole: set[str] | frozenset[str] | None = None) -> None:
+        """Print a table to stdout; cells are literal text (a `Text` cell keeps its style).
+
+        The cells of `whole` columns (by default those `WHOLE_COLUMNS` names: ids, keys,
+        URLs, codes people copy) are never cut or wrapped: on a narrow terminal the other
+        columns wrap instead, and in a pipe every row is one line, however long.
+        """
+        keep = whole if whole is not None else frozenset(
+            c for c in columns if c.lower() in WHOLE_COLUMNS)
         table = Table(title=None if title is None else Text(title), show_edge=False,
                       header_style="bold")
-        for column in columns:
-            table.add_column(Text(column))
-        for row in rows:
-            table.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v))
-                            for v in row])
-        self.print(table)
+        cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row]
+                 for row in rows]
+        for index, column in enumerate(columns):
+            if column in keep:
+                longest = max([len(column), *(r[index].cell_len for r in cells)])
+                table.add_column(Text(column), no_wrap=True, min_width=longest)
+            else:
+                table.add_column(Text(column), overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        if self.json_mode:
+            return
+        measured = self.stdout.measure(table, options=self.stdout.options.update_width(10_000))
+        if self.stdout.is_terminal:
+            width = max(self.stdout.width, measured.minimum)
+        else:
+            width = measured.maximum  # a pipe: one line per row, nothing cut
+        terminal_width = self.stdout.width
+        self.stdout.width = width  # Console.print never renders wider than the console
+        try:
+            self.stdout.print(table, crop=False)
+        finally:
+            self.stdout.width = terminal_width
+
+
+# Column names whose cells people copy into the next command: shown whole (Output.table).
+WHOLE_COLUMNS = frozenset({
+    "project", "message", "message id", "message_id", "id", "key", "destination", "url",
+    "code", "error code", "reason", "check", "status", "state", "health", "host", "pid",
+    "campaign", "file", "path", "sha256", "payload sha256", "next probe", "next attempt",
+    "started", "last heartbeat", "type", "field",
+})
 
 
 @dataclass
