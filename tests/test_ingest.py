@@ -31,6 +31,7 @@ def test_bad_lines_are_rejected_by_number_and_good_lines_go_in(cli, sm_home, mak
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
         "accepted": 2, "duplicate": 0, "rejected": 4, "discarded": 0,
+        "lines": 6, "messages": 2, "events": 0,
         "errors": [
             {"line": 2, "reason": "not valid JSON (Expecting property name enclosed in double"
                                   " quotes)"},
@@ -55,7 +56,7 @@ def test_human_summary_lists_each_rejected_line(cli, make_message) -> None:
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         "line 2: not valid JSON (Expecting value)",
-        "accepted 1, duplicate 0, rejected 1",
+        "2 lines: 1 message, 1 rejected; accepted 1, duplicate 0, rejected 1",
     ]
 
 
@@ -78,7 +79,8 @@ def test_ingesting_a_file_twice_is_idempotent(cli, tmp_path, make_message) -> No
     again = cli("--json", "ingest", str(source))
     assert again.exit_code == 0
     assert json.loads(again.stdout) == {"accepted": 0, "duplicate": 3, "rejected": 0,
-                                        "discarded": 0, "errors": []}
+                                        "discarded": 0, "errors": [],
+                                        "lines": 3, "messages": 3, "events": 0}
 
 
 def test_conflicting_line_is_rejected_and_the_first_copy_kept(cli, sm_home, make_message):

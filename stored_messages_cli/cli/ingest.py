@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: typer would have to eval every annotation.
 
 import itertools
+import json
 import re
 import shlex
 import sys
@@ -44,6 +45,35 @@ def _checked_lines(name: str, fh: BinaryIO) -> Iterable[bytes]:
     return itertools.chain([first], fh) if first else iter(())
 
 
+class LineKinds:
+    """Counts the lines that go by, and remembers which are send events (not messages).
+
+    A newcomer who reads "accepted 7" and later "stored 4" must see that 3 of the 7 were
+    events (confirmations, send failures) that changed messages already in the spool.
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.event_lines: set[int] = set()
+
+    def follow(self, lines: Iterable[bytes]) -> Iterable[bytes]:
+        """Yield `lines` unchanged, numbered as the spool numbers them (from 1)."""
+        for number, raw in enumerate(lines, start=1):
+            if raw.strip():
+                self.lines += 1
+                if b'"event"' in raw and _is_event(raw):  # cheap test first: events are few
+                    self.event_lines.add(number)
+            yield raw
+
+
+def _is_event(raw: bytes) -> bool:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "event" in document
+
+
 def register(app: typer.Typer) -> None:
     """Add ingest."""
 
@@ -69,37 +99,65 @@ def register(app: typer.Typer) -> None:
                 with open(name, "rb") as fh:
                     _refuse_compressed(name, fh.read(16))
         total = IngestReport()
+        line_count = messages = events = 0
         with state.open_spool() as spool:
             for name in sources:
                 label = "stdin" if name == "-" else name
+                kinds = LineKinds()
                 if name == "-":
-                    report = spool.ingest_lines(_checked_lines(name, sys.stdin.buffer),
-                                                source=label)
+                    report = spool.ingest_lines(
+                        kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label)
                 else:
                     with open(name, "rb") as fh:
-                        report = spool.ingest_lines(_checked_lines(name, fh), source=label)
+                        report = spool.ingest_lines(kinds.follow(_checked_lines(name, fh)),
+                                                    source=label)
                 total.accepted += report.accepted
                 total.duplicate += report.duplicate
                 total.rejected += report.rejected
                 total.discarded += report.discarded
+                rejected_events = 0
                 for error in report.errors:
+                    rejected_events += error["line"] in kinds.event_lines
                     entry = {"line": error["line"], "reason": error["reason"]}
                     if len(sources) > 1:
                         entry["file"] = label
                     total.errors.append(entry)
+                line_count += kinds.lines
+                events += len(kinds.event_lines) - rejected_events
+                messages += kinds.lines - len(kinds.event_lines) - (report.rejected
+                                                                    - rejected_events)
         if out.json_mode:
-            out.emit_json(total.as_dict())
+            # SPEC 6 keys first and unchanged; `lines`, `messages`, `events` only added.
+            out.emit_json({**total.as_dict(), "lines": line_count, "messages": messages,
+                           "events": events})
         else:
             for error in total.errors:
                 where = f"{error['file']}:" if "file" in error else "line "
                 out.print(f"{where}{error['line']}: {error['reason']}", highlight=False,
                           markup=False)
-            summary = (f"accepted {total.accepted}, duplicate {total.duplicate},"
-                       f" rejected {total.rejected}")
-            if total.discarded:
-                summary += f" ({total.discarded} accepted as discarded: medium not archived)"
-            out.print(summary, highlight=False)
+            out.summary(ingest_summary(line_count, messages, events, total))
         if total.rejected:
             raise typer.Exit(1)
 
 
+def ingest_summary(lines: int, messages: int, events: int, total: IngestReport) -> str:
+    """`8 lines: 5 messages, 2 send events, 1 rejected; accepted 7, duplicate 0, rejected 1`.
+
+    Messages apart from events: events confirm or fail messages already recorded, so they
+    are accepted but never become archived objects themselves.
+    """
+    counted = [_plural(messages, "message")]
+    if events:
+        counted.append(_plural(events, "send event") + " (they confirm or fail recorded"
+                       " messages; only messages are archived)")
+    if total.rejected:
+        counted.append(f"{total.rejected} rejected")
+    summary = (f"{_plural(lines, 'line')}: {', '.join(counted)}; accepted {total.accepted},"
+               f" duplicate {total.duplicate}, rejected {total.rejected}")
+    if total.discarded:
+        summary += f" ({total.discarded} accepted as discarded: medium not archived)"
+    return summary
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
