@@ -246,12 +246,14 @@ class Archiver:
         """Return lapsed leases and discard messages never confirmed."""
         released = self.spool.queue.release_expired_leases()
         if released:
-            log.warning("returned %d message(s) with lapsed leases to the queue", released)
+            log.warning("returned %d message(s) with lapsed leases to the queue", released,
+                        extra={"event": "leases_returned", "count": released})
         discarded = self.spool.intake.discard_unconfirmed(self.confirm_timeout,
                                                           self.confirm_grace)
         if discarded:
             log.warning("discarded %d message(s) never confirmed within %ss", discarded,
-                        int(self.confirm_timeout))
+                        int(self.confirm_timeout),
+                        extra={"event": "messages_discarded", "count": discarded})
 
     def _claim(self, *, capacity: int, due_by: float | None, max_row_id: int | None,
                row_ids: Collection[int] | None) -> list[ClaimedMessage]:
@@ -382,16 +384,14 @@ class Archiver:
                 self.outage.probe_unanswered(project_id)
                 outcomes.append(Failed(message.row_id, FinalReason.CORRUPT_IN_SPOOL, detail))
                 self.report.failed += 1
-                log.error("message %s of project %s cannot be archived: %s",
-                          message.message_id, project_id, detail)
+                _log_failed(message, detail)
                 self._emit("failed")
                 continue
             kind = error_class(result)
             if kind == ErrorClass.CONFLICT:
                 outcomes.append(Failed(message.row_id, FinalReason.CONFLICT, detail))
                 self.report.failed += 1
-                log.error("message %s of project %s cannot be archived: %s",
-                          message.message_id, project_id, detail)
+                _log_failed(message, detail)
                 self._clean_response(project_id)  # the destination answered
                 self._emit("failed")
             elif kind == ErrorClass.RATE_LIMITED:
@@ -455,6 +455,13 @@ class Archiver:
     def _emit(self, kind: str) -> None:
         if self.on_outcome is not None:
             self.on_outcome(kind)
+
+
+def _log_failed(message: ClaimedMessage, detail: str) -> None:
+    log.error("message %s of project %s cannot be archived: %s", message.message_id,
+              message.project_id, detail,
+              extra={"event": "message_failed", "message_id": message.message_id,
+                     "project_id": message.project_id, "error": detail})
 
 
 class CorruptInSpool(Exception):

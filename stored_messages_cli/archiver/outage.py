@@ -86,7 +86,9 @@ class Outage:
                 self.spool.health.forget(project_id)
                 woken = self.spool.health.wake(project_id, now)
                 log.info("project %s has a new destination %s; %d waiting message(s) are due",
-                         project_id, destination.url, woken)
+                         project_id, destination.url, woken,
+                         extra={"event": "destination_changed", "project_id": project_id,
+                                "destination": destination.url, "count": woken})
 
     # ----------------------------------------------------------------------- claiming
 
@@ -125,7 +127,8 @@ class Outage:
     def probe_sent(self, project_id: str) -> None:
         """The one probe of an unreachable destination is out."""
         self._probing.add(self._store[project_id])
-        log.info("probing the unreachable destination of project %s", project_id)
+        log.info("probing the unreachable destination of project %s", project_id,
+                 extra={"event": "destination_probe", "project_id": project_id})
 
     def answered_or_failed(self, project_id: str) -> None:
         """An attempt of this project finished: its store's probe, if any, is back."""
@@ -164,10 +167,14 @@ class Outage:
         self._known[project_id] = HealthState.OK
         if known == HealthState.UNREACHABLE:
             self._wake(project_id)
-            log.info("destination %s of project %s is healthy again", url, project_id)
+            log.info("destination %s of project %s is healthy again", url, project_id,
+                     extra={"event": "destination_recovered", "destination": url,
+                            "project_id": project_id})
             self._wake_sharing(project_id)
         elif known == HealthState.RATE_LIMITED:
-            log.debug("destination %s of project %s no longer rate limiting", url, project_id)
+            log.debug("destination %s of project %s no longer rate limiting", url, project_id,
+                      extra={"event": "destination_rate_limit_cleared", "destination": url,
+                             "project_id": project_id})
 
     def throttled(self, project_id: str, detail: str, concurrency: int) -> None:
         """The destination is rate limiting: record it (it is reachable: wake what waits)."""
@@ -186,7 +193,9 @@ class Outage:
             self._rate_limit_logged[project_id] = now
             log.warning("destination %s of project %s is rate limiting (%s); concurrency"
                         " lowered to %d, retrying with backoff", url, project_id, detail,
-                        concurrency)
+                        concurrency,
+                        extra={"event": "destination_rate_limited", "destination": url,
+                               "project_id": project_id, "error": detail})
 
     def unreachable(self, project_id: str, detail: str) -> float:
         """Mark the store unreachable for every project on it, and park their waiting messages
@@ -209,11 +218,17 @@ class Outage:
             shared = f" (shared with project(s) {', '.join(others)})" if others else ""
             if was_down:
                 log.warning("destination %s of project %s is still unreachable (%s)%s; next"
-                            " probe at %s", url, project_id, detail, shared, to_rfc3339(slot))
+                            " probe at %s", url, project_id, detail, shared, to_rfc3339(slot),
+                            extra={"event": "destination_still_unreachable", "destination": url,
+                                   "project_id": project_id, "error": detail,
+                                   "next_probe_at": to_rfc3339(slot)})
             else:
                 log.error("destination %s of project %s is unreachable (%s)%s; its messages"
                           " wait, next probe at %s, then one every %ss", url, project_id,
-                          detail, shared, to_rfc3339(slot), int(self.policy.retry_interval))
+                          detail, shared, to_rfc3339(slot), int(self.policy.retry_interval),
+                          extra={"event": "destination_unreachable", "destination": url,
+                                 "project_id": project_id, "error": detail,
+                                 "next_probe_at": to_rfc3339(slot)})
         self._known[project_id] = HealthState.UNREACHABLE
         self._parked_until[project_id] = slot
         self._next_expiry.pop(project_id, None)
@@ -247,7 +262,9 @@ class Outage:
         if expired:
             log.error("%d message(s) of project %s expired: cannot be archived (destination"
                       " unreachable for %ss since their first failure)", len(expired),
-                      project_id, int(self.policy.retry_window))
+                      project_id, int(self.policy.retry_window),
+                      extra={"event": "messages_expired", "count": len(expired),
+                             "project_id": project_id})
         return expired
 
     def _expire_between_slots(self, project_id: str,
@@ -266,4 +283,5 @@ class Outage:
         woken = self.spool.health.wake(project_id, self.clock.now())
         if woken:
             log.info("%d message(s) of project %s waiting on its destination are due now",
-                     woken, project_id)
+                     woken, project_id,
+                     extra={"event": "messages_due", "count": woken, "project_id": project_id})
