@@ -95,6 +95,19 @@ def _owner_is_dead(owner: str, host: str) -> bool:
     return False
 
 
+def _matching(states: list[State], project_id: str | None, message_id: str | None
+              ) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) for messages in `states`, optionally one project's
+    or one message's."""
+    where = [f"state IN ({','.join('?' * len(states))})"]
+    params: list[Any] = list(states)
+    for column, value in (("project_id", project_id), ("message_id", message_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return " AND ".join(where), params
+
+
 class Queue:
     """Leases, releases and settles messages of the `messages` table."""
 
@@ -264,17 +277,9 @@ class Queue:
         now = self.db.clock.now()
         states = [State.RETRY_WAIT] + ([State.EXPIRED] if include_expired else []) + (
             [State.FAILED] if include_failed else [])
-        where = [f"state IN ({','.join('?' * len(states))})"]
-        params: list[Any] = list(states)
-        if project_id is not None:
-            where.append("project_id = ?")
-            params.append(project_id)
-        if message_id is not None:
-            where.append("message_id = ?")
-            params.append(message_id)
+        where, params = _matching(states, project_id, message_id)
         # Expired/failed rows keep their payload (only stored/discarded drop it) so replay works.
-        where.append("payload IS NOT NULL")
-        clause = " AND ".join(where)
+        clause = where + " AND payload IS NOT NULL"
         with self.db.write() as conn:
             rows = conn.execute(f"SELECT id, project_id FROM messages WHERE {clause}", params)
             ids, projects = [], set()
@@ -298,16 +303,8 @@ class Queue:
     def in_flight(self, *, project_id: str | None = None, message_id: str | None = None
                   ) -> list[int]:
         """Row ids of matching messages leased right now (another process is uploading them)."""
-        where: list[str] = ["state = ?"]
-        params: list[str] = [State.IN_FLIGHT]
-        if project_id is not None:
-            where.append("project_id = ?")
-            params.append(project_id)
-        if message_id is not None:
-            where.append("message_id = ?")
-            params.append(message_id)
-        return [r[0] for r in self.db.read(
-            f"SELECT id FROM messages WHERE {' AND '.join(where)}", params)]
+        where, params = _matching([State.IN_FLIGHT], project_id, message_id)
+        return [r[0] for r in self.db.read(f"SELECT id FROM messages WHERE {where}", params)]
 
     def max_row_id(self) -> int:
         """The highest message row id (a pass of `sm run --once` stops there)."""
