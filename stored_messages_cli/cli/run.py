@@ -152,9 +152,10 @@ def stop_on_signals(stop: threading.Event, *, reload: threading.Event | None = N
                  extra={"event": "daemon_stopping", "signal": signal.Signals(signum).name})
 
     def hang_up(signum: int, frame: object) -> None:
-        if reload is not None:
+        if reload is not None:  # a short command (replay) simply carries on
             reload.set()
-        log.info("SIGHUP: configuration will be reloaded", extra={"event": "reload_requested"})
+            log.info("SIGHUP: configuration will be reloaded",
+                     extra={"event": "reload_requested"})
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
