@@ -20,12 +20,14 @@ This is a benchmark, not a test: it asserts nothing and prints numbers.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import hashlib
-import logging
 import os
 import platform
 import resource
+import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,8 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stored_messages_cli import Spool  # noqa: E402
+from stored_messages_cli.archiver import CLAIM_AT_LEAST  # noqa: E402
 from stored_messages_cli.config import ProjectDestination, save_projects  # noqa: E402
 from stored_messages_cli.model import gzip_body, parse_message  # noqa: E402
+from stored_messages_cli.retry import RetryPolicy  # noqa: E402
+from stored_messages_cli.spool import lease_owner_name  # noqa: E402
+from stored_messages_cli.states import State  # noqa: E402
 
 EMAIL = {
     "message_id": "x", "project_id": 12345, "medium": "email", "message_type": "blast",
@@ -112,6 +119,51 @@ def bench_record(work: Path, count: int) -> None:
             "target ≤ 1.5x (p50)" if name == "p50" else "")
 
 
+def bench_record_threads(work: Path, per_thread: int, threads: int = 8) -> None:
+    """`threads` threads calling `Spool.record` (group commit) against the same threads doing
+    one transaction per record (what `record` did before: validate, `BEGIN IMMEDIATE`,
+    insert, fsync'd COMMIT), same messages, same process, one after the other."""
+
+    def alone(spool: Spool, item: dict[str, Any]) -> str:
+        parsed = parse_message(item)
+        with spool.intake.db.write() as conn:
+            return spool.intake._apply_message(conn, parsed, spool.clock.now())
+
+    def grouped(spool: Spool, item: dict[str, Any]) -> str:
+        return spool.record(item)
+
+    rates: dict[str, float] = {}
+    per_commit = 0.0
+    for name, call in (("one transaction per record", alone), ("group commit", grouped)):
+        spool = Spool(work / f"threads-{len(rates)}" / "spool.db")
+        commits: list[str] = []
+
+        def trace(sql: str, commits: list[str] = commits) -> None:
+            if sql == "COMMIT":
+                commits.append(sql)
+
+        spool.conn.set_trace_callback(trace)
+        inputs = [[message(t * per_thread + i, "thr") for i in range(per_thread)]
+                  for t in range(threads)]
+
+        def work_(batch: list[dict[str, Any]], spool: Spool = spool, call: Any = call) -> None:
+            for item in batch:
+                call(spool, item)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work_, inputs))
+        elapsed = time.perf_counter() - started
+        spool.close()
+        rates[name] = threads * per_thread / elapsed
+        per_commit = threads * per_thread / max(1, len(commits))
+    ours, base = rates["group commit"], rates["one transaction per record"]
+    row(f"Spool.record, {threads} threads", f"{ours:,.0f} msg/s", f"{base:,.0f} msg/s",
+        f"{ours / base:.2f}x", "target ≥ 3x")
+    print(f"  (baseline: the same {threads} threads, one fsync'd transaction per record;"
+          f" group commit wrote {per_commit:.1f} messages per transaction)")
+
+
 def bench_record_many(work: Path, count: int, batch: int = 1000) -> None:
     spool = Spool(work / "many" / "spool.db")
     inputs = [message(i, "many") for i in range(count)]
@@ -142,70 +194,123 @@ def sm(home: Path, *args: str, env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - started
 
 
-def fill(home: Path, url: str, count: int, prefix: str, **saved: Any) -> list[bytes]:
+def fill(home: Path, url: str, count: int, prefix: str, **saved: Any
+         ) -> list[tuple[str, bytes]]:
+    """Record `count` messages in the spool of `home`; their (key, payload) pairs."""
     save_projects(home / "config.toml", {"12345": ProjectDestination(url=url, **saved)})
     inputs = [message(i, prefix) for i in range(count)]
     with Spool.open(home=home) as spool:
         spool.record_many(inputs)
-    return [parse_message(m).payload() for m in inputs]
+    return [(m.key, m.payload()) for m in map(parse_message, inputs)]
 
 
-def raw_file_writes(root: Path, payloads: list[bytes]) -> float:
-    """The same objects written with the same durability (fsync file, link, fsync folder)."""
-    started = time.perf_counter()
-    for index, payload in enumerate(payloads):
-        folder = root / "email" / "12345" / hashlib.sha256(str(index).encode()).hexdigest()
-        folder.mkdir(parents=True, mode=0o700)
-        os.fsync(os.open(folder.parent, os.O_RDONLY))
-        target, tmp = folder / f"{index}.json.gz", folder / f".{index}.tmp"
-        with open(tmp, "wb") as fh:
+def raw_file_writes(root: Path, objects: list[tuple[str, bytes]], threads: int) -> float:
+    """The same objects written the way the folder destination writes them, on the same
+    number of threads: gzip, a temp file in `.sm-tmp/` (fsync), every new folder made and
+    fsynced into its parent, a hard link into place, the temp file removed, the object's
+    folder fsynced. No spool, no checks: the floor of `sm run` to a folder."""
+    root.mkdir(mode=0o700)
+    tmp_dir = root / ".sm-tmp"
+    tmp_dir.mkdir(mode=0o700)
+
+    def write(index: int) -> None:
+        key, payload = objects[index]
+        folder = root
+        for name in key.split("/")[:-1]:
+            folder = folder / name
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            fd = os.open(folder.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        tmp = tmp_dir / f"{index}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "xb") as fh:
             fh.write(gzip_body(payload))
             fh.flush()
             os.fsync(fh.fileno())
-        os.link(tmp, target)
+        os.link(tmp, folder / key.rsplit("/", 1)[1])
         tmp.unlink()
         fd = os.open(folder, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, range(len(objects))))
     return time.perf_counter() - started
 
 
-def bench_run_folder(work: Path, count: int) -> None:
+def bench_run_folder(work: Path, count: int, threads: int = 8) -> None:
     home, archive = work / "run-home", work / "run-archive"
     archive.mkdir(mode=0o700)
-    payloads = fill(home, f"file://{archive}/", count, "run")
-    elapsed = sm(home, "run", "--once")
+    objects = fill(home, f"file://{archive}/", count, "run")
+    elapsed = sm(home, "run", "--once", "--concurrency", str(threads))
     stored = sum(1 for _ in archive.rglob("*.json.gz"))
-    raw = raw_file_writes(work / "raw-archive", payloads)
-    row(f"sm run --once, folder ({stored})", f"{count / elapsed:,.0f} msg/s",
+    raw = raw_file_writes(work / "raw-archive", objects, threads)
+    row(f"sm run --once -c {threads}, folder ({stored})", f"{count / elapsed:,.0f} msg/s",
         f"{count / raw:,.0f} msg/s", f"{raw / elapsed:.2f}x", "target ≥ 500 msg/s")
+    print(f"  (baseline: the same {count:,} objects written on {threads} threads with the"
+          " same fsyncs as the folder destination — temp file, each new folder, the object's"
+          " folder — in this process; sm: the whole command, start-up and spool included)")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
+    """`sm run` against moto's S3 server, beside a raw boto3 loop doing the same PUTs.
+
+    moto runs in a process of its own (`moto_server`), so neither side shares its GIL: the
+    raw loop runs in this process, `sm` in its own.
+    """
     import boto3
     from botocore.config import Config
-    from moto.server import ThreadedMotoServer
 
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
            "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(env)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request in the figures
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                               config=Config(max_pool_connections=concurrency))
         client.create_bucket(Bucket="raw")
         client.create_bucket(Bucket="sm-archive")
         home = work / "s3-home"
-        payloads = fill(home, "s3://sm-archive/archive/", count, "s3", endpoint_url=endpoint,
-                        allow_insecure_endpoint=True)
-        bodies = [gzip_body(p) for p in payloads]
+        objects = fill(home, "s3://sm-archive/archive/", count, "s3", endpoint_url=endpoint,
+                       allow_insecure_endpoint=True)
 
         def put(index: int) -> None:
-            client.put_object(Bucket="raw", Key=f"archive/{index}.json.gz", Body=bodies[index])
+            # What the S3 destination sends: gzip here, create-only, checksum, metadata.
+            key, payload = objects[index]
+            body = gzip_body(payload)
+            client.put_object(
+                Bucket="raw", Key=f"archive/{key}", Body=body, IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
+                ContentType="application/gzip",
+                Metadata={"sm-payload-sha256": hashlib.sha256(payload).hexdigest()})
 
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
@@ -215,9 +320,13 @@ def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
         listed = sum(page.get("KeyCount", 0) for page in client.get_paginator(
             "list_objects_v2").paginate(Bucket="sm-archive", Prefix="archive/"))
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
     row(f"sm run --once -c {concurrency}, S3 ({listed})", f"{count / elapsed:,.0f} msg/s",
         f"{count / raw:,.0f} msg/s", f"{raw / elapsed:.2f}x", "target ≥ 0.8x")
+    print(f"  (baseline: boto3 put_object of the same objects on {concurrency} threads, with"
+          " sm's headers — IfNoneMatch, ChecksumSHA256, metadata — gzip in the thread, in this"
+          " process; moto_server in a third process; sm: the whole command)")
 
 
 def bench_status(work: Path, runs: int = 7) -> None:
@@ -254,6 +363,297 @@ def bench_find(work: Path, count: int, runs: int = 5) -> None:
     row(f"sm --json find --recipient ({count:,})", f"{statistics.median(times):.3f} s",
         f"min {min(times):.3f} s", "-", "target well under 1 s")
 
+# ----------------------------------------------------------------------------- --scale
+
+SCALE_PROJECT = "12345"
+SCALE_RUN = 10_000  # messages each `sm run` is timed over, at every size
+SCALE_ROUNDS = 2  # runs at each size, interleaved (the machine's load changes meanwhile)
+
+
+def _template(spool: Spool) -> dict[str, Any]:
+    """One real recorded row (through `Spool.record`), as columns; removed again."""
+    spool.record(message(0, "tmpl"))
+    cursor = spool.conn.execute("SELECT * FROM messages WHERE message_id = 'tmpl-0'")
+    names = [d[0] for d in cursor.description]
+    row_ = dict(zip(names, cursor.fetchone(), strict=True))
+    spool.conn.execute("DELETE FROM messages WHERE id = ?", (row_.pop("id"),))
+    return row_
+
+
+def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first: int = 0
+               ) -> float:
+    """A spool with `stored` archived rows (history) then `queued` rows, by direct SQL in one
+    transaction through the real schema (`Spool(path)` runs the migrations first). Each row
+    is the real recorded row with its own message id and recipient: payload, key, hashes and
+    times made as ingest makes them. Stored rows have no body and their archive_index and
+    archive_recipients rows, as a settle leaves them. Rows are numbered from `first` (to add
+    more to a spool filled before). Returns the seconds it took."""
+    started = time.perf_counter()
+    spool = Spool(path)
+    tmpl = _template(spool)
+    payload = tmpl["payload"]
+    assert payload.count(b"tmpl-0") == 1 and payload.count(b"user0@example.com") == 1
+    head, rest = payload.split(b"tmpl-0")
+    middle, tail = rest.split(b"user0@example.com") if b"user0@" in rest else (None, None)
+    assert middle is not None and tail is not None, "message_id precedes recipient in payload"
+    columns = list(tmpl)
+    insert = (f"INSERT INTO messages ({', '.join(columns)})"
+              f" VALUES ({', '.join('?' * len(columns))})")
+    base = time.time() - 3600.0 - (first + stored + queued) * 0.001  # past, in id order
+    prefix = "archive/"
+
+    at_ = {name: index for index, name in enumerate(columns)}
+    template_values = [tmpl[c] for c in columns]
+
+    def rows(first: int, count: int, state: str) -> Iterator[list[Any]]:
+        stored_ = state == State.STORED
+        for n in range(first, first + count):
+            mid, email = f"s-{n}", f"user{n}@example.com"
+            rhash = hashlib.sha256(email.encode()).hexdigest()
+            body = b"".join((head, mid.encode(), middle, email.encode(), tail))
+            key = f"email/{SCALE_PROJECT}/{rhash}/1234567/{mid}.json.gz"
+            at = base + n * 0.001
+            values = template_values.copy()
+            values[at_["message_id"]] = mid
+            values[at_["recipient_hash"]] = rhash
+            values[at_["state"]] = state
+            values[at_["key"]] = key
+            values[at_["payload"]] = None if stored_ else body
+            values[at_["payload_sha256"]] = hashlib.sha256(body).hexdigest()
+            values[at_["content_sha256"]] = hashlib.sha256(b"core:" + mid.encode()).hexdigest()
+            values[at_["created_at"]] = values[at_["confirmed_at"]] = at
+            values[at_["updated_at"]] = at + 1 if stored_ else at
+            values[at_["recipient_hashes"]] = f'{{"email":"{rhash}"}}'
+            if stored_:
+                values[at_["attempts"]] = 1
+                values[at_["stored_at"]] = at + 1
+                values[at_["stored_key"]] = prefix + key
+                values[at_["destination_url"]] = archive_url
+            yield values
+
+    conn = spool.conn
+    # A fixture, not a measurement: no journal and a large cache while filling (the spool is
+    # switched back to WAL afterwards, as sm opens it).
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-1000000")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(insert, rows(first, stored, State.STORED))
+    if stored:
+        conn.execute(
+            "INSERT INTO archive_index (project_id, message_id, medium, message_type,"
+            " campaign_id, recipient_hash, sent_at, key, payload_sha256, version_id,"
+            " destination_url, stored_at) SELECT project_id, message_id, medium, message_type,"
+            " campaign_id, recipient_hash, sent_at, stored_key, payload_sha256, version_id,"
+            " destination_url, stored_at FROM messages WHERE state = ?", (State.STORED,))
+        conn.execute("INSERT OR IGNORE INTO archive_recipients (recipient_hash, project_id,"
+                     " message_id) SELECT recipient_hash, project_id, message_id FROM messages"
+                     " WHERE state = ?", (State.STORED,))
+    conn.executemany(insert, rows(first + stored, queued, State.QUEUED))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA journal_mode=WAL")
+    os.sync()
+    spool.close()
+    return time.perf_counter() - started
+
+
+def claim_latency(path: Path, rounds: int = 15) -> dict[str, list[float]]:
+    """`Spool.queue.claim` of 64 (as the archiver calls it) in three series, interleaved:
+    as sm runs it (synchronous=FULL); the same claim with synchronous=OFF on this
+    connection (all its reads and writes, no fsync); and a one-row write transaction on the
+    same connection (its fsync'd COMMIT: the floor of any claim). The claims are released."""
+    spool = Spool(path)
+    owner, longest = lease_owner_name(), RetryPolicy().longest_wait
+    max_row = spool.queue.max_row_id()
+    times: dict[str, list[float]] = {"claim": [], "no fsync": [], "floor": []}
+
+    def claim() -> float:
+        started = time.perf_counter()
+        got = spool.queue.claim(owner, SCALE_PROJECT, CLAIM_AT_LEAST, lease_seconds=300,
+                                max_row_id=max_row, overdue_after=time.time() + longest)
+        assert len(got) == CLAIM_AT_LEAST
+        return time.perf_counter() - started
+
+    for _ in range(rounds):
+        times["claim"].append(claim())
+        spool.conn.execute("PRAGMA synchronous=OFF")
+        times["no fsync"].append(claim())
+        spool.conn.execute("PRAGMA synchronous=FULL")
+        started = time.perf_counter()
+        with spool.lock:
+            spool.conn.execute("BEGIN IMMEDIATE")
+            # A value that changes: SQLite writes nothing for `SET x = x`.
+            spool.conn.execute("UPDATE messages SET updated_at = ? WHERE id = ?",
+                               (time.time(), max_row))
+            spool.conn.execute("COMMIT")
+        times["floor"].append(time.perf_counter() - started)
+    spool.queue.release(owner)
+    spool.close()
+    return times
+
+
+def claim_plan(path: Path) -> list[str]:
+    """EXPLAIN QUERY PLAN of the claim's reads (queued by id, due retries by time)."""
+    conn = sqlite3.connect(path)
+    plans = []
+    for sql in ("SELECT id FROM messages WHERE state = 'queued' AND project_id = ? AND id <= ?"
+                " ORDER BY id LIMIT 64",
+                "SELECT id FROM messages WHERE state = 'retry_wait' AND project_id = ?"
+                " AND next_attempt_at <= ? AND id <= ? ORDER BY next_attempt_at LIMIT 64"):
+        detail = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql,
+                                             (SCALE_PROJECT, 0, 0)[:sql.count("?")])]
+        plans.append("; ".join(detail))
+    conn.close()
+    return plans
+
+
+def timed_run(home: Path, count: int) -> tuple[float, int, int]:
+    """Start `sm -q run --once`; the wall time until `count` more messages are stored,
+    start-up included; then SIGTERM if it still runs (it finishes in-flight work
+    and releases its claims). Also the peak VmHWM and VmRSS of the `sm` process itself
+    (/proc/PID/status, read while it runs), in KiB."""
+    spool_db = home / "spool.db"
+    watch = sqlite3.connect(spool_db, timeout=60)
+    first_id = watch.execute("SELECT MIN(id) FROM messages WHERE state = ? AND project_id = ?",
+                             (State.QUEUED, SCALE_PROJECT)).fetchone()[0]
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "sm"), "-q", "run", "--once"],
+                            env={**os.environ, "SM_HOME": str(home)},
+                            stdout=subprocess.DEVNULL)
+    hwm = rss = 0
+    done_at = None
+    try:
+        while True:
+            for line in _proc_status(proc.pid):
+                if line.startswith("VmHWM:"):
+                    hwm = max(hwm, int(line.split()[1]))
+                elif line.startswith("VmRSS:"):
+                    rss = max(rss, int(line.split()[1]))
+            stored = watch.execute(
+                "SELECT COUNT(*) FROM messages WHERE state = ? AND project_id = ? AND id >= ?",
+                (State.STORED, SCALE_PROJECT, first_id)).fetchone()[0]
+            if stored >= count and done_at is None:
+                done_at = time.perf_counter() - started
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        watch.close()
+    if done_at is None:
+        raise RuntimeError(f"sm run ended (exit {proc.returncode}) before storing {count}")
+    return done_at, hwm, rss
+
+
+def _proc_status(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def sm_status_times(home: Path, runs: int = 5) -> tuple[float, float]:
+    """Median wall time and CPU time of `sm --json status` (whole command)."""
+    sm(home, "--json", "status")  # warm the page cache like a second look would
+    times, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(sm(home, "--json", "status"))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(times), statistics.median(cpu)
+
+
+def bench_scale(work: Path, big: int) -> None:
+    """Claims, `sm run` and `sm status` at 10k and `big` queued, and `big` stored + 10k queued.
+
+    Every `sm run` is timed over its first SCALE_RUN stored messages (start-up included), so
+    the three sizes do the same work; the spools differ only in what lies behind.
+    """
+    sizes = {  # label: (stored history, queued)
+        f"{SCALE_RUN // 1000}k queued": (0, SCALE_RUN),
+        f"{big / 1e6:g}M queued": (0, max(big, SCALE_RUN * (SCALE_ROUNDS + 1))),
+        f"{big / 1e6:g}M stored + {SCALE_RUN // 1000}k queued": (big, SCALE_RUN),
+    }
+    homes = {}
+    for index, (label, (stored, queued)) in enumerate(sizes.items()):
+        home = work / f"scale-{index}"
+        archive = work / f"scale-archive-{index}"
+        archive.mkdir(mode=0o700)
+        url = f"file://{archive}/"
+        save_projects(home / "config.toml", {SCALE_PROJECT: ProjectDestination(url=url)})
+        seconds = fill_scale(home / "spool.db", stored=stored, queued=queued, archive_url=url)
+        homes[label] = (home, stored)
+        print(f"  (filled {label} in {seconds:.1f} s, spool"
+              f" {(home / 'spool.db').stat().st_size / 2**30:.2f} GiB)", flush=True)
+    first = next(iter(homes))
+    for line in claim_plan(homes[f"{big / 1e6:g}M queued"][0] / "spool.db"):
+        print(f"  claim plan at {big / 1e6:g}M: {line}")
+    _load_row()
+    for label, (home, _) in homes.items():
+        times = claim_latency(home / "spool.db")
+        claim, bare, floor = (statistics.median(times[k]) for k in ("claim", "no fsync", "floor"))
+        row(f"claim of {CLAIM_AT_LEAST}, {label}", f"{claim * 1e3:.2f} ms",
+            f"{floor * 1e3:.2f} ms", f"{claim / floor:.2f}x",
+            f"target ≤ 2 ms (max {max(times['claim']) * 1e3:.2f} ms)")
+        row("  same claim, synchronous=OFF", f"{bare * 1e3:.2f} ms", "-", "-", "")
+    print("  (medians of 15; baseline: a one-row write transaction on the same connection,"
+          " i.e. one fsync'd COMMIT)")
+    rates: dict[str, list[float]] = {label: [] for label in homes}
+    marks: dict[str, int] = dict.fromkeys(homes, 0)
+    for round_ in range(SCALE_ROUNDS):
+        _load_row()
+        if round_:  # the next SCALE_RUN to do where the first round emptied the queue
+            for label, (home, stored) in homes.items():
+                if sizes[label][1] == SCALE_RUN:
+                    fill_scale(home / "spool.db", stored=0, queued=SCALE_RUN,
+                               archive_url=_url_of(home), first=stored + round_ * SCALE_RUN)
+        for label, (home, _) in homes.items():
+            seconds, hwm, _rss = timed_run(home, SCALE_RUN)
+            rates[label].append(SCALE_RUN / seconds)
+            marks[label] = max(marks[label], hwm)
+            ratio = rates[label][-1] / rates[first][-1]
+            row(f"sm run --once, folder, {label}", f"{rates[label][-1]:,.0f} msg/s",
+                f"{rates[first][-1]:,.0f} msg/s", f"{ratio:.2f}x",
+                "-" if label == first else "target ≥ 0.8x")
+    print(f"  (each: wall time until {SCALE_RUN:,} messages are stored, start-up included,"
+          f" in {SCALE_ROUNDS} rounds; baseline: the 10k spool's run in the same round)")
+    for label in homes:
+        if label != first:
+            ratios = [r / b for r, b in zip(rates[label], rates[first], strict=True)]
+            row(f"  median ratio, {label}", f"{statistics.median(ratios):.2f}x", "-", "-",
+                "target ≥ 0.8x")
+    for label, hwm in marks.items():
+        row(f"VmHWM of sm run, {label}", f"{hwm / 1024:,.0f} MiB",
+            f"{marks[first] / 1024:,.0f} MiB", f"{hwm / marks[first]:.2f}x",
+            "flat" if label != first else "")
+    _load_row()
+    for label, (home, _) in homes.items():
+        if "stored" in label:
+            continue
+        wall, cpu = sm_status_times(home)
+        row(f"sm --json status, {label}", f"{wall:.3f} s", f"cpu {cpu:.3f} s", "-",
+            "target ≤ 1 s" if label != first else "")
+    _load_row()
+
+
+def _url_of(home: Path) -> str:
+    from stored_messages_cli.config import project_urls
+
+    return project_urls(home / "config.toml")[SCALE_PROJECT]
+
+
+_BENCH_STARTED = time.perf_counter()
+
+
+def _load_row() -> None:
+    print(f"  load average now: {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+          f" ({time.perf_counter() - _BENCH_STARTED:.0f} s into the run)", flush=True)
+
 
 def _time(command: list[str]) -> float:
     started = time.perf_counter()
@@ -280,6 +680,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--workdir", help="where to put the spools (default: a temp folder)")
+    parser.add_argument("--scale", action="store_true",
+                        help="only the scale figures: claims, sm run and sm status at 10k and"
+                             " 1M queued rows and 1M stored behind 10k (under 10 minutes)")
+    parser.add_argument("--scale-rows", type=int, default=1_000_000,
+                        help="the big spool's rows for --scale (default 1,000,000)")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
     print(machine())
@@ -287,7 +692,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="sm-bench-") as tmp:
         work = Path(tmp) / uuid.uuid4().hex[:6]
         work.mkdir()
+        if args.scale:
+            bench_scale(work, args.scale_rows)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
         bench_record(work, int(500 * scale))
+        bench_record_threads(work, int(250 * scale))
         bench_record_many(work, int(20000 * scale))
         bench_run_folder(work, int(3000 * scale))
         bench_run_s3(work, int(2000 * scale))
