@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from .common import AppState, Output, UsageError, configure_logging, report_usage_error
+# `.common` (rich, the config, the spool) is imported where used: `sm --version` skips it.
 
 # The modules that register commands, and which one registers each command name: a call
 # imports only the module it needs, so `sm status` never pays for the cloud and find code.
@@ -99,6 +99,8 @@ def hoist_global_options(group: Any, ctx: Any, args: list[str]) -> list[str]:
 @contextlib.contextmanager
 def _usage_errors_as_one_line() -> Iterator[None]:
     """A usage error becomes `Error: …` / `Try: …` and exit 2, never a boxed panel."""
+    from .common import UsageError, report_usage_error
+
     try:
         yield
     except UsageError as exc:
@@ -241,6 +243,8 @@ def root(
     """
     if log_format not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--log-format")
+    from .common import AppState, Output, configure_logging
+
     verbosity = verbose - quiet
     ctx.obj = AppState(home=home, output=Output(json_mode=json_output, verbosity=verbosity),
                        log_format=log_format)
@@ -289,6 +293,11 @@ def __getattr__(name: str) -> typer.Typer:
 
 def main() -> None:
     """Console-script entry point."""
+    if sys.argv[1:] == ["--version"]:  # answered before any command module is imported
+        from .. import __version__
+
+        sys.stdout.write(f"sm {__version__}\n")
+        return
     module = module_for(sys.argv[1:])
     build_app([module] if module else COMMAND_MODULES)()
 
