@@ -19,6 +19,10 @@ from .errors import ConfigError, DestinationError, SmError
 from .retry import describe
 
 IAM_VERSION = "2012-10-17"
+# What `sm verify` reads of the bucket: its safety settings and whether it is public.
+SAFETY_SETTINGS_ACTIONS = ["s3:GetBucketPublicAccessBlock", "s3:GetBucketPolicyStatus",
+                           "s3:GetBucketAcl", "s3:GetEncryptionConfiguration",
+                           "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"]
 
 
 @dataclass(frozen=True)
@@ -257,19 +261,26 @@ def _partition(region: str | None) -> str:
 
 
 def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool = False,
-                    region: str | None = None) -> dict[str, Any]:
+                    region: str | None = None, read_only: bool = False) -> dict[str, Any]:
     """The least-privilege IAM identity policy for archiving to `url`.
 
     Only what `sm run`, `sm connect`/`verify`, `find --remote`, `fetch` and `index rebuild`
     call: put/get objects under the prefix, delete only connect test objects under
     `{prefix}_sm/`, list only under the prefix, read the bucket settings verify checks;
     `s3:PutObjectRetention` with retention; KMS use of one key when given.
+
+    `read_only` is the policy of an investigator (`sm connect --read-only`): list and read
+    under the prefix, the settings `sm verify` reads, and decrypt with the key; no write or
+    delete of any kind.
     """
     scheme, bucket, prefix = split_url(url)
     if scheme != "s3":
         raise ConfigError(f"{url}: sm policy prints IAM policies for s3:// destinations")
+    if read_only and retention:
+        raise ConfigError("--retention grants a write; a read-only identity needs none",
+                          hint=f"sm policy {url} --read-only")
     arn = f"arn:{_partition(region)}:s3:::{bucket}"
-    object_actions = ["s3:PutObject", "s3:GetObject"]
+    object_actions = ["s3:GetObject"] if read_only else ["s3:PutObject", "s3:GetObject"]
     if retention:
         object_actions.append("s3:PutObjectRetention")
     listing: dict[str, Any] = {"Sid": "ListArchiveKeys", "Effect": "Allow",
@@ -277,20 +288,24 @@ def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool
     if prefix:
         listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
     statements: list[dict[str, Any]] = [
-        {"Sid": "WriteAndReadArchive", "Effect": "Allow", "Action": object_actions,
+        {"Sid": "ReadArchive" if read_only else "WriteAndReadArchive", "Effect": "Allow",
+         "Action": object_actions[0] if read_only else object_actions,
          "Resource": f"{arn}/{prefix}*"},
-        {"Sid": "DeleteConnectionTestObjects", "Effect": "Allow", "Action": "s3:DeleteObject",
-         "Resource": f"{arn}/{prefix}{TEST_OBJECT_FOLDER}*"},
+    ]
+    if not read_only:
+        statements.append({"Sid": "DeleteConnectionTestObjects", "Effect": "Allow",
+                           "Action": "s3:DeleteObject",
+                           "Resource": f"{arn}/{prefix}{TEST_OBJECT_FOLDER}*"})
+    statements += [
         listing,
         {"Sid": "ReadBucketSafetySettings", "Effect": "Allow",
-         "Action": ["s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration",
-                    "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
-         "Resource": arn},
+         "Action": SAFETY_SETTINGS_ACTIONS, "Resource": arn},
     ]
     if kms_key_arn:
         check_kms_key_arn(kms_key_arn)
         statements.append({"Sid": "UseArchiveKey", "Effect": "Allow",
-                           "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                           "Action": ["kms:Decrypt"] if read_only
+                           else ["kms:GenerateDataKey", "kms:Decrypt"],
                            "Resource": kms_key_arn})
     return {"Version": IAM_VERSION, "Statement": statements}
 

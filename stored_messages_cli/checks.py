@@ -5,19 +5,28 @@ cleanup of a test object under `{prefix}_sm/`."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .destinations.base import TEST_OBJECT_FOLDER, Check, Destination
 from .errors import ObjectConflict, SmError
 from .model import canonical_json, gzip_body, sha256_hex
+from .states import State
+
+if TYPE_CHECKING:
+    from .spool import Spool
 
 FAIL = "fail"
 WARN = "warn"
 PASS = "pass"
 
-# A failure of one of these means the destination cannot take the archive: connect saves
-# nothing. (Other failures, e.g. public access left open, are reported but not blocking.)
-BLOCKING_CHECKS = ("object_lock", "reachable", "write", "read", "create_only")
+# A failure of one of these means the destination cannot take or keep the archive: connect
+# saves nothing, and no operator can accept it. Retention that cannot be kept blocks alike on
+# every store (S3 object lock, the GCS retention policy, Azure immutability).
+BLOCKING_CHECKS = ("object_lock", "retention", "immutability", "reachable", "list", "write",
+                   "read", "create_only")
 
 
 def test_object_key(destination: Destination) -> str:
@@ -109,18 +118,138 @@ def run_checks(destination: Destination, *, keep_test_object: bool = False) -> l
     return [*reachable, *trip, *settings]
 
 
+def read_only_checks(destination: Destination) -> list[Check]:
+    """The checks of an investigator's destination: reachable, list, read one stored object
+    back, then the settings. Nothing is written: the identity may hold read permissions only."""
+    try:
+        own = list(destination.checks())
+    except SmError as exc:
+        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
+                     hint=exc.hint)]
+    reachable = [c for c in own if c.name == "reachable"]
+    settings = [c for c in own if c.name != "reachable"]
+    if failed(reachable):
+        return reachable
+    try:
+        first = next(iter(destination.list(destination.prefix)), None)
+    except SmError as exc:
+        return [*reachable, Check("list", FAIL, f"cannot list the archive: {exc}",
+                                  hint=exc.hint), *settings]
+    listed = Check("list", PASS, f"listed {destination.prefix or 'the archive'}")
+    if first is None:
+        read = Check("read", WARN, "nothing is stored yet, so reading is not proven; the first"
+                     " sm find --remote or sm fetch will show it")
+    else:
+        try:
+            destination.get(first.key)
+            read = Check("read", PASS, f"read {first.key}")
+        except SmError as exc:
+            read = Check("read", FAIL, f"cannot read {first.key}: {exc}", hint=exc.hint)
+    return [*reachable, listed, read, *settings]
+
+
+RECENT_WRITE_WINDOW = 86400.0  # a real write this recent proves writing (`sm verify`)
+
+
+@dataclass(frozen=True)
+class RecentWrite:
+    """An object `sm run` stored lately: the evidence of writing that leaves no litter."""
+
+    key: str
+    stored_at: float
+
+
+def recent_write(spool: Spool, project_id: str, *, within: float = RECENT_WRITE_WINDOW
+                 ) -> RecentWrite | None:
+    """The newest message of `project_id` the daemon stored within `within` seconds."""
+    since = spool.clock.now() - within
+    with spool.lock:
+        row = spool.conn.execute(
+            "SELECT stored_key, stored_at FROM messages WHERE state = ? AND project_id = ?"
+            " AND stored_at >= ? AND stored_key IS NOT NULL ORDER BY stored_at DESC LIMIT 1",
+            (State.STORED, str(project_id), since)).fetchone()
+    return RecentWrite(row[0], row[1]) if row else None
+
+
+def recent_write_checks(destination: Destination, recent: RecentWrite) -> list[Check]:
+    """The checks of `sm verify` without a test object: a real recent write proves writing,
+    reading it back proves reading, and a create-only write of *the same bytes* to its key
+    must be refused (a store that ignored the condition rewrote identical bytes, no harm).
+
+    In a compliance-locked bucket every test object is kept for the whole retention period,
+    and in a versioned one a deleted test object stays as an old version: this leaves none.
+    """
+    try:
+        own = list(destination.checks())
+    except SmError as exc:
+        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
+                     hint=exc.hint)]
+    reachable = [c for c in own if c.name == "reachable"]
+    settings = [c for c in own if c.name != "reachable"]
+    if failed(reachable):
+        return reachable
+    when = datetime.fromtimestamp(recent.stored_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    results = [*reachable, Check("write", PASS, f"sm run stored {recent.key} at {when}; no test"
+                                 " object written (sm verify --write-test writes one)")]
+    try:
+        fetched = destination.get(recent.key)
+    except SmError as exc:
+        return [*results, Check("read", FAIL, f"cannot read {recent.key} back: {exc}",
+                                hint=exc.hint), *settings]
+    results.append(Check("read", PASS, f"read back {recent.key}"))
+    if fetched.info.payload_sha256 is None:
+        results.append(Check("create_only", WARN, f"{recent.key} has no payload hash metadata;"
+                             " run sm verify --write-test to prove create-only writes"))
+        return [*results, *settings]
+    try:
+        again = destination.put(recent.key, fetched.body, fetched.info.payload_sha256)
+    except SmError as exc:
+        results.append(Check("create_only", FAIL, "cannot prove that the store refuses to"
+                             f" overwrite: a create-only write of the same bytes failed ({exc})",
+                             hint=exc.hint))
+        return [*results, *settings]
+    if again.created:
+        results.append(Check("create_only", FAIL, f"the store accepted a second create-only"
+                             f" write to {recent.key}: it ignores conditional writes"
+                             " (If-None-Match), so an archived message could be replaced",
+                             hint="use a store (or a proxy in front of it) that honours"
+                             " conditional writes"))
+    else:
+        results.append(Check("create_only", PASS, f"a second create-only write to {recent.key}"
+                             " was refused"))
+    return [*results, *settings]
+
+
 def failed(checks: list[Check]) -> bool:
     """True when any check failed."""
     return any(c.status == FAIL for c in checks)
 
 
-def blocking_failure(checks: list[Check]) -> Check | None:
-    """The failure that stops `sm connect` from saving (the most telling one), if any."""
+def blocking_failure(checks: list[Check], accepted: Iterable[str] = ()) -> Check | None:
+    """The failure that stops `sm connect` from saving (the most telling one), if any.
+
+    Every failed check blocks (SPEC 6, 8) except a safety check the operator accepted by
+    name (`--accept-failed-check NAME`); a failure of `BLOCKING_CHECKS` always blocks.
+    """
     for name in BLOCKING_CHECKS:
         for check in checks:
             if check.name == name and check.status == FAIL:
                 return check
-    return None
+    waived = set(accepted)
+    return next((c for c in checks if c.status == FAIL and c.name not in waived), None)
+
+
+def can_be_accepted(name: str) -> bool:
+    """True for a safety check an operator may knowingly accept when it fails."""
+    return name not in BLOCKING_CHECKS
+
+
+def accept_failures(checks: list[Check], accepted: Iterable[str]) -> list[Check]:
+    """`checks` with the failures of accepted checks shown as warnings that say so."""
+    waived = {name for name in accepted if can_be_accepted(name)}
+    return [replace(c, status=WARN, detail=f"accepted failure (--accept-failed-check {c.name},"
+                    f" recorded in config.toml): {c.detail}")
+            if c.status == FAIL and c.name in waived else c for c in checks]
 
 
 def as_documents(checks: list[Check]) -> list[dict[str, str]]:

@@ -129,6 +129,10 @@ class ProjectDestination(BaseModel):
     retention_mode: str | None = None
     account_url: str | None = None
     allow_insecure_endpoint: bool = False
+    # An investigator's destination: list and read only (`sm connect --read-only`).
+    read_only: bool = False
+    # Safety checks that failed and that the operator accepted by name on `sm connect`.
+    accepted_failed_checks: list[str] = Field(default_factory=list)
 
     @field_validator("mediums")
     @classmethod
@@ -425,6 +429,9 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+_OMITTED_WHEN_EMPTY = frozenset({"read_only", "accepted_failed_checks"})
+
+
 def save_projects(config_file: Path, projects: dict[str, ProjectDestination]) -> None:
     """Rewrite the `[projects.*]` tables of `config_file`, keeping its other top-level keys."""
     existing = _read_toml(config_file)
@@ -435,6 +442,8 @@ def save_projects(config_file: Path, projects: dict[str, ProjectDestination]) ->
     for project_id in sorted(projects):
         lines.append(f'\n[projects."{project_id}"]\n')
         for field, value in projects[project_id].model_dump(exclude_none=True).items():
+            if field in _OMITTED_WHEN_EMPTY and not value:
+                continue  # an ordinary destination's table stays as it always was
             lines.append(f"{field} = {_toml_value(value)}\n")
     ensure_private_dir(config_file.parent)
     tmp = config_file.with_suffix(".toml.tmp")

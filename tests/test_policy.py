@@ -37,8 +37,9 @@ def test_identity_policy_grants_only_what_the_archiver_uses(cli) -> None:
     assert_no_wildcards(document)
     assert actions(document) == {
         "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket",
-        "s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration",
-        "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"}
+        "s3:GetBucketPublicAccessBlock", "s3:GetBucketPolicyStatus", "s3:GetBucketAcl",
+        "s3:GetEncryptionConfiguration", "s3:GetBucketVersioning",
+        "s3:GetBucketObjectLockConfiguration"}
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     assert by_sid["WriteAndReadArchive"]["Resource"] == "arn:aws:s3:::acme-archive/messages/*"
     assert by_sid["DeleteConnectionTestObjects"] == {

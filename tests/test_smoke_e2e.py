@@ -18,6 +18,7 @@ def test_connect_ingest_run_status_on_a_folder(cli, tmp_path: Path, make_message
     assert json.loads(result.stdout) == {
         "accepted": 1, "duplicate": 0, "rejected": 1, "discarded": 0,
         "errors": [{"line": 2, "reason": "not valid JSON (Expecting value)"}],
+        "lines": 2, "messages": 1, "events": 0,
     }
     assert cli("run", "--once").exit_code == 0
     key = ("email/12345/b7e0d8372a47f54bbefeb251ab9ac1e9e6b2d1983263de10196101be3961ed23/"

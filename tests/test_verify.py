@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.fixtures.s3 import block_public_access
 from tests.support.s3_wire import wire_proxy
 
 
@@ -113,6 +114,7 @@ def test_verify_with_retention_checks_object_lock(cli, s3_client, endpoint_args)
 def test_verify_fails_when_the_bucket_is_gone(cli, sm_home, s3_client, endpoint_args) -> None:
     bucket = f"sm-gone-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
+    block_public_access(s3_client, bucket)
     assert cli("connect", f"s3://{bucket}/", "--project", "9", *endpoint_args).exit_code == 0
     s3_client.delete_bucket(Bucket=bucket)
     code, document = verify_json(cli, "--project", "9")

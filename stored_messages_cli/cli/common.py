@@ -177,11 +177,24 @@ def options_for(destination: ProjectDestination, *, max_connections: int = 10
     )
 
 
-def open_project_destination(state: AppState, project_id: str, *, max_connections: int = 10
-                             ) -> Destination:
-    """Open a project's saved destination."""
+def open_project_destination(state: AppState, project_id: str, *, max_connections: int = 10,
+                             for_writing: bool = False) -> Destination:
+    """Open a project's saved destination; `for_writing` refuses a read-only one (an
+    investigator's, saved by `sm connect --read-only`) with a ConfigError saying so."""
     saved = state.project(project_id)
+    if for_writing:
+        refuse_read_only(project_id, saved)
     return open_destination(saved.url, options_for(saved, max_connections=max_connections))
+
+
+def refuse_read_only(project_id: str, saved: ProjectDestination) -> None:
+    """Raise a ConfigError when `saved` was connected read-only: nothing may be archived."""
+    if saved.read_only:
+        raise ConfigError(
+            f"project {project_id}'s destination {saved.url} was connected read-only (for"
+            " investigations); sm run does not archive to it",
+            hint=f"sm connect {saved.url} --project {project_id}   # without --read-only, as"
+            " an identity allowed to write")
 
 
 def state_of(ctx: typer.Context) -> AppState:

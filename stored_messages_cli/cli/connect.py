@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from ..checks import as_documents, blocking_failure, failed, run_checks
+from ..checks import (
+    accept_failures,
+    as_documents,
+    blocking_failure,
+    can_be_accepted,
+    read_only_checks,
+    run_checks,
+)
 from ..config import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
@@ -70,6 +77,15 @@ def check_identity_options(role_arn: str | None, external_id: str | None,
     return expected_owner or role_account(role_arn)
 
 
+def _refusal_hint(refusal: Check, url: str, scheme: str) -> str | None:
+    """What to do about the check that stopped `sm connect`."""
+    if can_be_accepted(refusal.name):
+        fix = f"{refusal.hint}; or, knowingly, " if refusal.hint else ""
+        return f"{fix}sm connect {url} … --accept-failed-check {refusal.name}"
+    return refusal.hint or (f"sm policy {url}   # grant it, then connect again"
+                            if scheme == "s3" else None)
+
+
 def print_checks(out: Output, checks: list[Check], title: str) -> None:
     """Render pass/warn/fail lines as a table."""
     out.table(title, ["check", "status", "detail"],
@@ -105,12 +121,20 @@ def register(app: typer.Typer) -> None:
         account_url: Annotated[str | None, typer.Option(
             help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
         allow_insecure_endpoint: AllowInsecureOption = False,
+        read_only: Annotated[bool, typer.Option(
+            "--read-only", help="For investigators: check list and read only (no test"
+            " write) and save the destination read-only; sm run refuses it.")] = False,
+        accept_failed_check: Annotated[list[str] | None, typer.Option(
+            "--accept-failed-check", help="Save even though this safety check failed (e.g."
+            " public_access); recorded in config.toml and shown by destinations and verify."
+            " Repeatable.")] = None,
     ) -> None:
         """Verify a destination, then save it as the project's one destination.
 
         Writes, reads back and deletes (under object lock: keeps) a test object under
         PREFIX/_sm/, and checks the bucket's safety settings; nothing is saved unless the
-        bucket can take the archive.
+        bucket can take the archive and every safety check passes (or is accepted by name
+        with --accept-failed-check). With --read-only nothing is written: sm lists and reads.
 
         Example: sm connect s3://acme-archive/messages/ --project 12345
         --expected-owner 111122223333
@@ -127,6 +151,15 @@ def register(app: typer.Typer) -> None:
         if retention_mode and retention_mode not in RETENTION_MODES:
             raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
         expected_owner = check_identity_options(role_arn, external_id, expected_owner)
+        accepted = list(dict.fromkeys(accept_failed_check or []))
+        for name in accepted:
+            if not can_be_accepted(name):
+                raise typer.BadParameter(f"{name!r} cannot be accepted: without it the archive"
+                                         " cannot be written, read or kept",
+                                         param_hint="--accept-failed-check")
+        if read_only and retention_days:
+            raise typer.BadParameter("a read-only destination writes nothing to retain",
+                                     param_hint="--retention-days")
         scheme = split_url(url)[0]
         if scheme == "file":
             from ..destinations.file import ensure_folder
@@ -138,30 +171,37 @@ def register(app: typer.Typer) -> None:
             retention_days=retention_days,
             retention_mode=(retention_mode or "governance") if retention_days else None,
             account_url=account_url, allow_insecure_endpoint=allow_insecure_endpoint,
+            read_only=read_only,
         )
         destination = open_destination(url, options_for(saved))
         saved = saved.model_copy(update={"url": destination.url})
         try:
-            out.info(f"Checking {destination.url} …")
-            checks = run_checks(destination, keep_test_object=bool(retention_days))
+            out.info(f"Checking {destination.url} …" + (" (read-only)" if read_only else ""))
+            checks = (read_only_checks(destination) if read_only else
+                      run_checks(destination, keep_test_object=bool(retention_days)))
         finally:
             destination.close()
-        refusal = blocking_failure(checks)
+        refusal = blocking_failure(checks, accepted)
+        waived = [c.name for c in checks if c.status == "fail" and c.name in accepted]
+        shown = accept_failures(checks, accepted)
         if out.json_mode:
             document = {"project_id": project, "url": destination.url, "mediums": mediums,
-                        "saved": refusal is None, "checks": as_documents(checks)}
+                        "saved": refusal is None, "read_only": read_only,
+                        "accepted_failed_checks": waived if refusal is None else [],
+                        "checks": as_documents(shown)}
             out.emit_json(document)
         else:
-            print_checks(out, checks, f"Checks for {destination.url}")
+            print_checks(out, shown, f"Checks for {destination.url}")
         if refusal is not None:
             fail(f"{destination.url} failed the {refusal.name} check: {refusal.detail};"
-                 " nothing was saved",
-                 hint=refusal.hint or (f"sm policy {destination.url}   # grant it, then"
-                                       " connect again" if scheme == "s3" else None))
-        state.save_project(project, saved)
-        if failed(checks):
-            out.warn("saved, but some safety checks failed; run `sm verify` after fixing them")
-        out.info(f"Project {project} now archives {', '.join(mediums)} to {destination.url}")
+                 " nothing was saved", hint=_refusal_hint(refusal, destination.url, scheme))
+        state.save_project(project, saved.model_copy(update={"accepted_failed_checks": waived}))
+        for name in waived:
+            out.warn(f"saved although the {name} check failed (accepted with"
+                     f" --accept-failed-check {name}; recorded in config.toml, shown by sm"
+                     " destinations and sm verify)")
+        verb = "reads (read-only)" if read_only else "archives " + ", ".join(mediums) + " to"
+        out.info(f"Project {project} now {verb} {destination.url}")
 
     @command(app, "disconnect")
     def disconnect(
@@ -195,8 +235,10 @@ def register(app: typer.Typer) -> None:
         """
         state = state_of(ctx)
         projects = state.settings().projects
-        rows = [{"project_id": pid, "url": d.url, "mediums": d.mediums,
-                 "endpoint_url": d.endpoint_url, "retention_days": d.retention_days}
+        rows: list[dict[str, Any]] = [{"project_id": pid, "url": d.url, "mediums": d.mediums,
+                 "endpoint_url": d.endpoint_url, "retention_days": d.retention_days,
+                 "read_only": d.read_only,
+                 "accepted_failed_checks": list(d.accepted_failed_checks)}
                 for pid, d in sorted(projects.items())]
         if state.output.json_mode:
             state.output.emit_json(rows)
@@ -204,6 +246,17 @@ def register(app: typer.Typer) -> None:
         if not rows:
             state.output.info("No destinations yet. Try: sm connect URL --project ID")
             return
-        state.output.table(None, ["project", "destination", "mediums"],
-                           [[r["project_id"], r["url"], ", ".join(cast(list[str], r["mediums"]))]
-                            for r in rows])
+        state.output.table(None, ["project", "destination", "mediums", "warnings"],
+                           [[r["project_id"], r["url"],
+                             "read-only" if r["read_only"] else ", ".join(r["mediums"]),
+                             _warnings(r["accepted_failed_checks"])] for r in rows])
+        for r in rows:
+            for name in r["accepted_failed_checks"]:
+                state.output.warn(f"project {r['project_id']}: the {name} check failed and"
+                                  " was accepted on connect; fix it, then run sm verify")
+
+
+def _warnings(accepted: list[str]) -> Text | str:
+    if not accepted:
+        return ""
+    return Text("accepted failed check: " + ", ".join(accepted), style="yellow")

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         if not project_ids:
             fail("no project has a destination yet; messages wait in the spool",
                  hint="sm connect URL --project ID")
-        targets = [ProjectTarget(pid, open_project_destination(state, pid,
+        targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
                                                               max_connections=workers))
                    for pid in project_ids]
         stop = threading.Event()

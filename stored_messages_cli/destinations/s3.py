@@ -53,6 +53,8 @@ ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-zA-Z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 RETENTION_MODES = ("governance", "compliance")
+# ACL grantee groups (http://acs.amazonaws.com/groups/global/…) that make a bucket public.
+PUBLIC_GRANTEES = {"AllUsers": "everyone", "AuthenticatedUsers": "every AWS account"}
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
                        "RestrictPublicBuckets")
 
@@ -447,11 +449,17 @@ class S3Destination:
             return "unreadable", describe(exc)
 
     def _public_access_check(self) -> Check:
+        """Fail when the bucket is public (its policy status or an ACL grant says so) or when
+        the public access block is not fully on (it could become public)."""
         state, value = self._read_setting("get_public_access_block",
                                           {"NoSuchPublicAccessBlockConfiguration"})
         fix = (f"aws s3api put-public-access-block --bucket {self.bucket}"
                " --public-access-block-configuration BlockPublicAcls=true,"
                "IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true")
+        exposures = self._public_exposures()
+        if exposures:
+            return Check("public_access", "fail", "the bucket is public: " + "; ".join(exposures)
+                         + "; the bucket holds personal data", hint=fix)
         if state == "unreadable":
             return Check("public_access", "warn", f"cannot read the public access block"
                          f" ({value})", hint=f"sm policy {self.url}")
@@ -465,6 +473,21 @@ class S3Destination:
             detail = f"public access not fully blocked ({', '.join(open_flags)} off)"
         return Check("public_access", "fail",
                      detail + "; the bucket holds personal data", hint=fix)
+
+    def _public_exposures(self) -> builtins.list[str]:
+        """What makes the bucket public now: S3's own policy status, and ACL grants to
+        everyone or to every AWS account. Settings that cannot be read add nothing."""
+        exposures: builtins.list[str] = []
+        state, value = self._read_setting("get_bucket_policy_status", {"NoSuchBucketPolicy"})
+        if state == "ok" and ((value or {}).get("PolicyStatus") or {}).get("IsPublic"):
+            exposures.append("S3 reports its bucket policy as public")
+        state, value = self._read_setting("get_bucket_acl", set())
+        for grant in (value or {}).get("Grants", []) if state == "ok" else []:
+            grantee = str((grant.get("Grantee") or {}).get("URI") or "")
+            whom = PUBLIC_GRANTEES.get(grantee.rsplit("/", 1)[-1]) if grantee else None
+            if whom:
+                exposures.append(f"its ACL grants {grant.get('Permission', 'access')} to {whom}")
+        return exposures
 
     def _encryption_check(self) -> Check:
         state, value = self._read_setting("get_bucket_encryption",

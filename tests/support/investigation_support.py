@@ -97,10 +97,13 @@ def build_target(kind: str, folder: Path, moto_endpoint: str | None = None) -> A
                              extra_urls={"777": f"file://{folder / 'archive-777'}/"})
     import boto3
 
+    from tests.support.fixtures.s3 import block_public_access
+
     assert moto_endpoint is not None
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     bucket = f"sm-inv-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
+    block_public_access(client, bucket)  # as AWS does; sm connect refuses a public bucket
     return ArchiveTarget(
         "s3", f"s3://{bucket}/archive/",
         ["--endpoint-url", moto_endpoint, "--allow-insecure-endpoint"], "archive/",
