@@ -18,14 +18,14 @@ import typer.core
 # imports only the module it needs, so `sm status` never pays for the cloud and find code.
 COMMAND_MODULES: tuple[str, ...] = (
     "connect", "ingest", "run", "status", "replay", "verify", "bucket", "find", "audit",
-    "spool_cmd", "manifest", "show", "export")
+    "spool_cmd", "manifest", "show", "export", "access_log")
 MODULE_OF_COMMAND: dict[str, str] = {
     "connect": "connect", "disconnect": "connect", "destinations": "connect",
     "ingest": "ingest", "run": "run", "status": "status", "replay": "replay",
     "verify": "verify", "policy": "verify", "bucket": "bucket",
     "find": "find", "fetch": "find", "index": "find", "audit": "audit",
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
-    "export": "export",
+    "export": "export", "access-log": "access_log",
 }
 _GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--log-format"})
 _GLOBAL_SWITCHES = frozenset({"--json", "--verbose", "--quiet", "-v", "-q"})
