@@ -129,7 +129,9 @@ class Recipient(_Strict):
 
     @model_validator(mode="after")
     def _one_present(self) -> Recipient:
-        if recipient_identity(self.model_dump()) is None:
+        if recipient_identity({"email": self.email, "user_id": self.user_id,  # no model_dump
+                               "phone_number": self.phone_number,
+                               "device_token": self.device_token}) is None:
             raise ValueError(
                 "recipient needs at least one of email, user_id, phone_number, device_token"
             )
@@ -820,7 +822,8 @@ def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
     model = MESSAGE_MODELS.get(medium, MessageFields) if isinstance(medium, str) else (
         MessageFields)
     try:
-        model.model_validate(raw)  # one pass checks the top level and the medium's content
+        # One pass checks the top level and the medium's content.
+        validated = model.model_validate(raw)
     except ValidationError as exc:
         if any(e["type"] == "string_unicode" for e in exc.errors()):
             _check_json_values(raw)  # names the field holding the lone surrogate
@@ -829,7 +832,8 @@ def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
     document = {k: v for k, v in raw.items() if k != "schema_version"}
     for name in REFERENCE_FIELDS:
         if document.get(name) is not None:
-            document[name] = normalise_reference(name, document[name])
+            # the validator normalised it already (normalise_reference)
+            document[name] = getattr(validated, name)
     # checked here, not by a validator, so it is parsed once
     sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
     # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
