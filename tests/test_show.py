@@ -94,7 +94,8 @@ def test_show_each_state_exactly(tmp_path: Path) -> None:
         "destination", "key", "payload_sha256", "body_in_spool"]
     assert shown("silent") == {**base, "message_id": "silent", "project_id": "12345",
                                "state": "discarded", "final_reason": "never_confirmed",
-                               "key": key("silent"), "body_in_spool": False}
+                               # kept for confirm_grace: a late `sent` event revives it
+                               "key": key("silent"), "body_in_spool": True}
     assert shown("bounced") == {**base, "message_id": "bounced", "project_id": "12345",
                                 "state": "discarded", "final_reason": "send_failed",
                                 "last_error": "550 5.1.1 mailbox unavailable",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from ..archive_index import ArchiveIndex
+from ..access_log import FAILED, filters_of, refs_of
+from ..archive_index import ArchiveIndex, IndexEntry
 from ..export import FORMATS, ExportReport, export
-from .common import Output, command, fail, state_of
+from ..model import sha256_hex
+from .access_log import case_option, recorded, touched_projects
+from .common import AppState, Output, command, fail, state_of
 from .find import (
     _campaign_option,
     _medium_option,
@@ -22,18 +25,10 @@ from .find import (
     coverage_warnings,
 )
 
-_CASE_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
 
 def _format_option(value: str) -> str:
     if value not in FORMATS:
         raise typer.BadParameter(f"{value!r}: use eml, mbox or jsonl")
-    return value
-
-
-def _case_option(value: str | None) -> str | None:
-    if value is not None and not _CASE_RE.fullmatch(value):
-        raise typer.BadParameter("1-128 characters of A-Z a-z 0-9 . _ -")
     return value
 
 
@@ -69,7 +64,9 @@ def register(app: typer.Typer) -> None:
             "--zip", help="Write one reproducible zip (and its .sha256) instead of files.")
         ] = False,
         case: Annotated[str | None, typer.Option(
-            "--case", callback=_case_option, help="A case id (names the zip).")] = None,
+            "--case", callback=case_option,
+            help="A case id: names the zip; the access record and SHA256SUMS also go"
+                 " create-only to the bucket under _sm/access/ID/.")] = None,
         workers: Annotated[int, typer.Option(
             min=1, max=64, help="Objects read in parallel.")] = 8,
     ) -> None:
@@ -86,25 +83,49 @@ def register(app: typer.Typer) -> None:
         query = build_query(recipient, message_id=message_id, campaign=campaign,
                             project=project, medium=medium, since=since, until=until,
                             limit=None)
-        with state.open_spool() as spool:
-            index = ArchiveIndex.of(spool)
-            entries = index.find(query).entries
-            coverage_warnings(out, index, project)
-        out.info(f"Verifying {len(entries)} message(s)…")
-        name = case or "export"
-        if out.interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress
+        filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
+                             project=project, medium=medium, since=since, until=until)
+        details = {"format": format, "zip": zip_output, "output": os.path.abspath(output)}
+        with recorded(state, "export", case_id=case, filters=filters, details=details,
+                      recipient=recipient) as access:
+            access.concern([project])
+            with state.open_spool() as spool:
+                index = ArchiveIndex.of(spool)
+                entries = index.find(query).entries
+                coverage_warnings(out, index, project)
+            access.touch(refs_of(entries))
+            if entries:
+                access.projects = touched_projects(access.messages)
+            report = _export(state, entries, output, format, zip_output=zip_output,
+                             name=case or "export", workers=workers)
+            access.details.update(exported=report.exported, failed=len(report.failures))
+            if report.failures:
+                access.result = FAILED
+                access.details["failures"] = [
+                    {"project_id": e.project_id, "message_id": e.message_id, "reason": r}
+                    for e, r in report.failures]
+            listing = f"{case or 'export'}.zip.sha256" if zip_output else "SHA256SUMS"
+            sums = (output / listing).read_bytes()
+            access.details["checksums"] = {"file": listing, "sha256": sha256_hex(sums)}
+            access.attachments["SHA256SUMS"] = sums
+            _summarise(state.output, report)
 
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), console=out.stderr, transient=True) as bar:
-                task = bar.add_task("verify", total=len(entries))
-                report = export(entries, _opener(state), output, format, as_zip=zip_output,
-                                name=name, workers=workers,
-                                on_read=lambda n: bar.advance(task, n))
-        else:
-            report = export(entries, _opener(state), output, format, as_zip=zip_output,
-                            name=name, workers=workers)
-        _summarise(state.output, report)
+
+def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
+            zip_output: bool, name: str, workers: int) -> ExportReport:
+    """Verify and write, with a progress bar on a terminal."""
+    out = state.output
+    out.info(f"Verifying {len(entries)} message(s)…")
+    if not out.interactive:
+        return export(entries, _opener(state), output, fmt, as_zip=zip_output, name=name,
+                      workers=workers)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), console=out.stderr, transient=True) as bar:
+        task = bar.add_task("verify", total=len(entries))
+        return export(entries, _opener(state), output, fmt, as_zip=zip_output, name=name,
+                      workers=workers, on_read=lambda n: bar.advance(task, n))
 
 
 def _summarise(out: Output, report: ExportReport) -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
 from ..archive_index import (
     DEFAULT_FIND_LIMIT,
     ArchiveIndex,
@@ -39,6 +40,7 @@ from ..model import (
     parse_sent_at,
     recipient_hash_candidates,
 )
+from .access_log import CASE_HELP, case_option, recorded, touched_projects
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
 from .connect import project_option
 
@@ -192,6 +194,79 @@ def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
                  " --limit N (0 for all)")
 
 
+def _find_local(state: AppState, query: FindQuery, project: str | None) -> list[IndexEntry]:
+    """`sm find` on the local index: print, warn about coverage, hint when nothing matched."""
+    out = state.output
+    with state.open_spool() as spool:
+        index = ArchiveIndex.of(spool)
+        result = index.find(query)
+        empty_index = not result.entries and index.count() == 0
+        _print_entries(out, result.entries, result.truncated, query.limit)
+        coverage_warnings(out, index, project)
+        partial = [c.project_id for c in index.coverage().values()
+                   if not c.complete and project in (None, c.project_id)]
+    if not out.json_mode:
+        if empty_index:
+            out.info("The local index is empty. Try: sm find --remote --recipient R, or"
+                     " sm index rebuild")
+        elif not result.entries:
+            nothing_found_hints(out, query, partial=partial)
+    return result.entries
+
+
+def nothing_found_hints(out: Output, query: FindQuery, *, partial: list[str],
+                        remote: bool = False) -> None:
+    """Where to look next when nothing matched (stderr): `sm show` for a message id (the
+    spool may know why it is not stored), the bucket when the local index is partial."""
+    if query.message_id is not None:
+        scope = f" --project {query.project_id}" if query.project_id else ""
+        out.info(f"Message {query.message_id} is not stored (or not in this"
+                 f" {'bucket' if remote else 'index'}); the spool may know why: discarded,"
+                 f" failed or still waiting. Try: sm show {query.message_id}{scope}")
+    if partial and not remote:
+        pids = ", ".join(partial)
+        where = (" --project " + query.project_id) if query.project_id else ""
+        recipient = "" if query.recipient_hashes else " --recipient R"
+        out.info(f"The local index of project(s) {pids} is partial, so the message may still"
+                 f" be in the bucket. Try: sm find --remote{where}{recipient} (with the same"
+                 f" filters), or sm index rebuild --project {partial[0]}")
+
+
+def _find_remote(state: AppState, query: FindQuery, project: str | None, access: Any) -> None:
+    """`sm find --remote`: read and verify the candidates in each project's bucket."""
+    out = state.output
+    entries: list[IndexEntry] = []
+    failures: list[tuple[str, str]] = []
+    projects = _search_projects(state, project)
+    access.concern(projects)
+    for project_id in projects:
+        destination = open_project_destination(state, project_id)
+        try:
+            report = find_remote(destination, project_id, query)
+        finally:
+            destination.close()
+        say_remote_source(out, project_id, report)
+        entries.extend(report.entries)
+        failures.extend(report.failures)
+    entries = sort_newest_first(entries)
+    access.touch(refs_of(entries))
+    truncated = query.limit is not None and len(entries) > query.limit
+    with state.open_spool() as spool:
+        ArchiveIndex.of(spool).add(entries)  # verified reads: the next fetch is direct
+    _print_entries(out, entries[: query.limit], truncated, query.limit)
+    if not entries and not failures and not out.json_mode:
+        nothing_found_hints(out, query, partial=[], remote=True)
+    if failures:
+        access.result = FAILED
+        access.details["failures"] = [{"key": key, "reason": reason}
+                                      for key, reason in failures]
+        for _, reason in failures:
+            out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
+                             highlight=False)
+        fail(f"{len(failures)} object(s) under this recipient failed verification and are"
+             " not listed", hint="sm fetch MESSAGE_ID --project ID for the details of one")
+
+
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -248,6 +323,8 @@ def register(app: typer.Typer) -> None:
         remote: Annotated[bool, typer.Option(
             "--remote", help="Search the bucket by recipient key prefix, not the local index.")
         ] = False,
+        case: Annotated[str | None, typer.Option(
+            "--case", callback=case_option, help=CASE_HELP)] = None,
     ) -> None:
         """Find stored messages by recipient, id, campaign, project, medium and time.
 
@@ -256,47 +333,27 @@ def register(app: typer.Typer) -> None:
         Example: sm find --recipient ann.lee@example.com --since 2026-11-01
         """
         state = state_of(ctx)
-        out = state.output
         query = build_query(recipient, message_id=message_id, campaign=campaign,
                             project=project, medium=medium, since=since, until=until,
                             limit=limit or None)
-        if not remote:
-            with state.open_spool() as spool:
-                index = ArchiveIndex.of(spool)
-                result = index.find(query)
-                empty_index = not result.entries and index.count() == 0
-                _print_entries(out, result.entries, result.truncated, query.limit)
-                coverage_warnings(out, index, project)
-            if empty_index and not out.json_mode:
-                out.info("The local index is empty. Try: sm find --remote --recipient R, or"
-                         " sm index rebuild")
-            return
-        if recipient is None:
+        if remote and recipient is None:
             fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
                  hint="sm find --remote --recipient someone@example.com (or sm index rebuild"
                       " to search by other fields)")
-        entries: list[IndexEntry] = []
-        failures: list[tuple[str, str]] = []
-        for project_id in _search_projects(state, project):
-            destination = open_project_destination(state, project_id)
-            try:
-                report = find_remote(destination, project_id, query)
-            finally:
-                destination.close()
-            say_remote_source(out, project_id, report)
-            entries.extend(report.entries)
-            failures.extend(report.failures)
-        entries = sort_newest_first(entries)
-        truncated = query.limit is not None and len(entries) > query.limit
-        with state.open_spool() as spool:
-            ArchiveIndex.of(spool).add(entries)  # verified reads: the next fetch is direct
-        _print_entries(out, entries[: query.limit], truncated, query.limit)
-        if failures:
-            for _, reason in failures:
-                out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
-                                 highlight=False)
-            fail(f"{len(failures)} object(s) under this recipient failed verification and are"
-                 " not listed", hint="sm fetch MESSAGE_ID --project ID for the details of one")
+        if not remote and case is None:  # a local find reads no bucket: not an access
+            _find_local(state, query, project)
+            return
+        filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
+                             project=project, medium=medium, since=since, until=until,
+                             remote=remote)
+        with recorded(state, "find", case_id=case, filters=filters,
+                      recipient=recipient) as access:
+            if not remote:
+                entries = _find_local(state, query, project)
+                access.touch(refs_of(entries))
+                access.concern(touched_projects(access.messages) or [project])
+                return
+            _find_remote(state, query, project, access)
 
     @command(app, "fetch")
     def fetch(
@@ -315,6 +372,8 @@ def register(app: typer.Typer) -> None:
             help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
         force: Annotated[bool, typer.Option(
             "--force", help="Replace the --output file if it exists.")] = False,
+        case: Annotated[str | None, typer.Option(
+            "--case", callback=case_option, help=CASE_HELP)] = None,
     ) -> None:
         """Download a stored message, verify it, and print or save one part byte for byte.
 
@@ -330,20 +389,31 @@ def register(app: typer.Typer) -> None:
             fail(f"{output} already exists; it was not overwritten",
                  hint=f"sm fetch {message_id} --output {output} --force, or choose another"
                  " file")
-        with state.open_spool() as spool:
-            index = ArchiveIndex.of(spool)
-            known = index.entries_for(message_id, project)
-            projects = ([] if known else _search_projects(state, project))
-            if not known:
-                out.info(f"{message_id} is not in the local index; listing the bucket of"
-                         f" project(s) {', '.join(projects)} (slow for large archives)")
-            try:
-                verified = fetch_message(index, message_id, projects=projects,
-                                         open_for=_opener(state), project_id=project)
-            except AmbiguousMessage as exc:
-                fail(str(exc), hint=exc.hint, code=2)
-        data = verified.part(part)
-        _emit_part(out, verified, part, data, output, force=force)
+        details = {"part": part, "output": os.path.abspath(output) if output else None}
+        with recorded(state, "fetch", case_id=case,
+                      filters=filters_of(message_id=message_id, project=project),
+                      details=details) as access:
+            with state.open_spool() as spool:
+                index = ArchiveIndex.of(spool)
+                known = index.entries_for(message_id, project)
+                access.touch(refs_of(known) if len(known) == 1
+                             else [message_ref(project, message_id, None)])
+                projects = ([] if known else _search_projects(state, project))
+                access.concern([e.project_id for e in known] or projects)
+                if not known:
+                    out.info(f"{message_id} is not in the local index; listing the bucket of"
+                             f" project(s) {', '.join(projects)} (slow for large archives)")
+                try:
+                    verified = fetch_message(index, message_id, projects=projects,
+                                             open_for=_opener(state), project_id=project)
+                except AmbiguousMessage as exc:
+                    access.result, access.error = AMBIGUOUS, str(exc)
+                    fail(str(exc), hint=exc.hint, code=2)
+            access.messages = refs_of([verified.entry])
+            access.projects = [verified.entry.project_id]
+            data = verified.part(part)
+            access.details["bytes"] = len(data)
+            _emit_part(out, verified, part, data, output, force=force)
 
     index_app = typer.Typer(name="index", help="The local index of stored messages.",
                             no_args_is_help=True)

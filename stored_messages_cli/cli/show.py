@@ -7,8 +7,10 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..access_log import AMBIGUOUS, filters_of, message_ref
 from ..archive_index import ArchiveIndex
 from ..investigate import REASON_WORDS, SHOW_FIELDS, AmbiguousMessage, show_message
+from .access_log import CASE_HELP, case_option, recorded
 from .common import command, fail, state_of
 from .find import _message_id_option, _optional_project
 
@@ -35,6 +37,8 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str | None, typer.Option(
             callback=_optional_project,
             help="The project (needed when the id exists in several).")] = None,
+        case: Annotated[str | None, typer.Option(
+            "--case", callback=case_option, help=CASE_HELP)] = None,
     ) -> None:
         """Show everything known about one message: state, reason, times, key and hash.
 
@@ -49,12 +53,20 @@ def register(app: typer.Typer) -> None:
             saved = state.settings().projects.get(project_id)
             return saved.url if saved else None
 
-        with state.open_spool() as spool:
-            try:
-                record = show_message(ArchiveIndex.of(spool), message_id, project_id=project,
-                                      destination_of=destination_of)
-            except AmbiguousMessage as exc:
-                fail(str(exc), hint=exc.hint, code=2)
+        with recorded(state, "show", case_id=case,
+                      filters=filters_of(message_id=message_id, project=project)) as access:
+            access.touch([message_ref(project, message_id, None)])
+            access.concern([project])
+            with state.open_spool() as spool:
+                try:
+                    record = show_message(ArchiveIndex.of(spool), message_id,
+                                          project_id=project, destination_of=destination_of)
+                except AmbiguousMessage as exc:
+                    access.result, access.error = AMBIGUOUS, str(exc)
+                    fail(str(exc), hint=exc.hint, code=2)
+            access.messages = [message_ref(record["project_id"], message_id, record["key"])]
+            access.projects = [record["project_id"]]
+            access.details["state"] = record["state"]
         if out.json_mode:
             out.emit_json({name: record[name] for name in SHOW_FIELDS})
             return
