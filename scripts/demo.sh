@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Set up sm in .venv and archive the sample messages to a local folder under demo/.
+# Set up sm in .venv, archive the sample messages to a local folder under demo/, then
+# investigate them: find a recipient's messages and fetch one. Re-running is quick: sm is
+# reinstalled only when pyproject.toml changed (its hash is stamped in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e .
+STAMP=.venv/.sm-demo-installed
+WANTED="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/sm ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANTED" ]; then
+  echo "== installing sm into .venv (pyproject.toml changed or first run)"
+  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+  .venv/bin/python -m pip install --quiet -e .  # editable: code changes need no reinstall
+  echo "$WANTED" > "$STAMP"
+fi
 export SM_HOME="$PWD/demo/home"
 rm -rf demo
 mkdir -p demo
@@ -22,3 +30,9 @@ echo "== sm status"
 sm status
 echo "== the archive"
 find demo/archive -type f -name '*.json.gz' | sort
+echo "== sm find --recipient ann.lee@example.com (an investigation)"
+sm find --recipient ann.lee@example.com
+MESSAGE_ID="$(sm --json -q find --recipient ann.lee@example.com \
+  | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)[0]["message_id"])')"
+echo "== sm fetch $MESSAGE_ID --part text (verified against its checksum)"
+sm fetch "$MESSAGE_ID" --part text
