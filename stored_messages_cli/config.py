@@ -37,6 +37,13 @@ DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease
                      "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
                      "manifest_max_age", "confirm_grace")
 DEFAULT_RECOVERY_PROBES = (60.0, 300.0, 1800.0, 7200.0)  # 1m, 5m, 30m, 2h
+# The top-level keys of config.toml, known without importing pydantic-settings (`sm status`);
+# tests/test_cli_output.py checks that the Settings class defines exactly these.
+SETTING_NAMES = frozenset({
+    "retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
+    "rate_limit_backoff_base", "rate_limit_backoff_cap", "concurrency", "poll_interval",
+    "log_format", "recovery_probes", "manifest_max_entries", "manifest_max_age",
+    "confirm_grace", "projects"})
 
 
 def parse_duration(value: Any) -> float:
@@ -404,16 +411,30 @@ def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
 
 
 def project_urls(config_file: Path) -> dict[str, str]:
-    """Each project's destination URL from `config_file`, read without validating the rest.
+    """Each project's destination URL from `config_file`, after a quick check of the file.
 
-    For `sm status`, which must answer fast and even when a destination entry is incomplete.
+    For `sm status`, which must answer fast: without pydantic (neither settings nor the
+    destination model are built), an unknown key at the top level or in a project table, a
+    project without a URL, invalid TOML and an unreadable file are each one ConfigError, as
+    every other command reports them. Values are checked by the commands that use them.
     """
     document = _read_toml(config_file)
-    projects = document.get("projects")
+    for key in document:
+        if key not in SETTING_NAMES:
+            raise _unknown_key(config_file, "setting", key, sorted(SETTING_NAMES))
+    check_keys(config_file, document, top_level=False)
+    projects = document.get("projects", {})
     if not isinstance(projects, dict):
-        return {}
-    return {str(pid): str(table.get("url", "")) for pid, table in projects.items()
-            if isinstance(table, dict)}
+        raise ConfigError(f"{config_file}: projects must be a table of [projects.\"ID\"]"
+                          " tables", hint=f"fix it in {config_file}")
+    urls: dict[str, str] = {}
+    for project_id, table in projects.items():
+        url = table.get("url") if isinstance(table, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"{config_file}: projects.{project_id}.url is missing",
+                              hint=f"sm connect URL --project {project_id}")
+        urls[str(project_id)] = url
+    return urls
 
 
 def _toml_value(value: Any) -> str:

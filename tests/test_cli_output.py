@@ -70,3 +70,21 @@ def test_quiet_silences_the_summary_but_not_the_rejections(cli, make_message) ->
     result = cli("ingest", "-q", input=jsonl(make_message()) + "oops\n")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == ["line 2: not valid JSON (Expecting value)"]
+
+
+def test_status_reports_a_broken_config_in_one_line(cli, sm_home: Path) -> None:
+    sm_home.mkdir(parents=True, exist_ok=True)
+    (sm_home / "config.toml").write_text('retry_intervall = "8h"\n')
+    result = cli("status")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].endswith(
+        "unknown setting 'retry_intervall' (did you mean 'retry_interval'?)")
+    assert len(result.stderr.splitlines()) == 2  # Error: … and Try: …
+    (sm_home / "config.toml").write_text('[projects."1"]\nurl = "file:///a/"\nmedium = ["x"]\n')
+    assert "unknown key in [projects.\"1\"] 'medium'" in cli("status", "--json").stderr
+
+
+def test_status_knows_every_setting_name_without_pydantic_settings() -> None:
+    from stored_messages_cli.config import SETTING_NAMES, _settings_class
+
+    assert set(_settings_class().model_fields) == SETTING_NAMES
