@@ -224,3 +224,41 @@ def test_relative_times_unassociated_campaign_and_an_inverted_range(
     bad = cli("find", "--since", "7 days")
     assert bad.exit_code == 2
     assert "or a time ago (7d, 2h, 30m)" in bad.stderr
+
+
+def test_nothing_found_points_to_sm_show_for_a_message_id(cli, archived: ArchiveTarget
+                                                          ) -> None:
+    result = cli("find", "--message-id", "never-stored", "--project", "12345")
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr.splitlines() == [
+        "No stored message matches.",
+        "Message never-stored is not stored (or not in this index); the spool may know why:"
+        " discarded, failed or still waiting. Try: sm show never-stored --project 12345"]
+    quiet = cli("--json", "find", "--message-id", "never-stored")
+    assert (quiet.exit_code, quiet.stdout) == (0, "[]\n")
+    assert "sm show" not in quiet.stderr  # --json: the documented array, no hints
+    found_one = cli("find", "--message-id", "a-1")
+    assert "sm show" not in found_one.stderr
+
+
+def test_nothing_found_in_a_partial_index_points_to_the_bucket(cli, archived: ArchiveTarget,
+                                                               tmp_path: Path) -> None:
+    laptop = cli_for(tmp_path / "laptop")
+    connect(laptop, archived, "12345")
+    assert laptop("find", "--remote", "--recipient", "u-9", "--medium", "sms").exit_code == 0
+    result = laptop("find", "--recipient", "bo@example.org")
+    assert (result.exit_code, result.stdout) == (0, "")
+    hint = ("The local index of project(s) 12345 is partial, so the message may still be in"
+            " the bucket. Try: sm find --remote (with the same filters), or sm index rebuild"
+            " --project 12345")
+    assert result.stderr.splitlines()[0] == "No stored message matches."
+    assert result.stderr.splitlines()[-1] == hint
+    by_campaign = laptop("find", "--campaign", "999", "--project", "12345")
+    assert by_campaign.stderr.splitlines()[-1] == hint.replace(
+        "sm find --remote (", "sm find --remote --project 12345 --recipient R (")
+    remote = laptop("find", "--remote", "--recipient", "bo@example.org", "--message-id", "x")
+    assert remote.exit_code == 0
+    assert "Try: sm show x" in remote.stderr
+    assert "is partial, so" not in remote.stderr
+    # the archiving home's index is complete: no such hint there
+    assert "is partial" not in cli("find", "--recipient", "nobody@example.com").stderr
