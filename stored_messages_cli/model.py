@@ -543,18 +543,23 @@ def _printable(reason: str) -> str:
 # --------------------------------------------------------------------------- identity and key
 
 
+def _identity_of(field: str, value: Any) -> str | None:
+    """One recipient field's value normalised as the hash rule reads it; None if it is
+    missing, true/false or blank."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    return text.lower() if field in ("email", "device_token") else text
+
+
 def recipient_identity(recipient: dict[str, Any]) -> str | None:
     """The normalised string the recipient hash is taken of: the first present field."""
     for field in RECIPIENT_FIELDS:
-        value = recipient.get(field)
-        if value is None or isinstance(value, bool):
-            continue
-        text = str(value).strip()
-        if not text:
-            continue
-        if field in ("email", "device_token"):
-            text = text.lower()
-        return text
+        text = _identity_of(field, recipient.get(field))
+        if text is not None:
+            return text
     return None
 
 
@@ -580,7 +585,7 @@ def identifier_hashes(recipient: Any) -> dict[str, str]:
     hashes: dict[str, str] = {}
     if isinstance(recipient, dict):
         for name in RECIPIENT_FIELDS:
-            identity = recipient_identity({name: recipient.get(name)})
+            identity = _identity_of(name, recipient.get(name))
             if identity is not None:
                 hashes[name] = sha256_hex(identity.encode("utf-8"))
     return hashes
