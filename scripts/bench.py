@@ -317,8 +317,9 @@ def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
             list(pool.map(put, range(count)))
         raw = time.perf_counter() - started
         elapsed = sm(home, "run", "--once", "--concurrency", str(concurrency), env=env)
-        listed = sum(page.get("KeyCount", 0) for page in client.get_paginator(
-            "list_objects_v2").paginate(Bucket="sm-archive", Prefix="archive/"))
+        listed = sum(1 for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket="sm-archive", Prefix="archive/") for item in page.get("Contents", [])
+            if "/_sm/" not in item["Key"])  # messages, not manifests
     finally:
         server.terminate()
         server.wait()
