@@ -127,8 +127,6 @@ def test_every_bad_value_is_a_one_line_usage_error(cli, sm_home, args, error,
     assert not (sm_home / "config.toml").exists()  # nothing was saved
 
 
-@pytest.mark.xfail(strict=True, reason="cli/audit.py (not owned here) does not compare"
-                   " --since with --until yet")
 def test_audit_with_an_inverted_range_is_a_usage_error(cli, tmp_path: Path) -> None:
     folder = tmp_path / "archive"
     folder.mkdir(mode=0o700)

@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
         out = state.output
         since_at = time_option(since, end_of_day=False, name="--since")
         until_at = time_option(until, end_of_day=True, name="--until")
+        if since_at is not None and until_at is not None and since_at > until_at:
+            fail(f"--since {since} is after --until {until}: the range is empty", code=2,
+                 hint="sm audit --since 7d --until 1d (the earlier time first)")
         projects = state.settings().projects
         if project is not None:
             state.project(project)  # raises with `Try: sm connect …` when unknown

@@ -18,7 +18,7 @@ from ..config import load_settings
 from ..destinations import open_destination
 from ..destinations.base import Destination
 from ..errors import SmError
-from .common import AppState, options_for
+from .common import AppState, options_for, refuse_read_only
 
 log = logging.getLogger("sm.run")
 
@@ -72,6 +72,7 @@ class Reloader:
             targets.pop(project_id, None)
         for project_id in changed:
             try:
+                refuse_read_only(project_id, settings.projects[project_id])
                 destination = open_destination(
                     settings.projects[project_id].url,
                     options_for(settings.projects[project_id],

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
             fail("no project has a destination yet; there is nothing to replay to",
                  hint="sm connect URL --project ID")
         workers = concurrency or settings.concurrency
-        targets = [ProjectTarget(pid, open_project_destination(state, pid,
+        targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
                                                               max_connections=workers))
                    for pid in project_ids]
         stop = threading.Event()

@@ -309,6 +309,9 @@ def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
                  ' ON "messages" ("state", "project_id", "id")')
     conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_waiting_since"'
                  ' ON "messages" ("state", COALESCE("confirmed_at", "created_at"))')
+    # `sm verify` proves writing from a project's most recent stored message.
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_stored_at"'
+                 ' ON "messages" ("state", "project_id", "stored_at")')
     columns = {row[1] for row in conn.execute('PRAGMA table_info("destination_health")')}
     if "failed_probes" not in columns:
         conn.execute('ALTER TABLE "destination_health"'
