@@ -53,3 +53,26 @@ def test_timeouts_come_from_the_environment(monkeypatch) -> None:
     client = make_s3_client(DestinationOptions(region="us-east-1"))
     assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (0.5, 2.0)
     assert client.meta.config.retries["mode"] == "standard"
+
+
+def test_a_put_goes_out_at_once_with_every_condition_and_checksum(
+        s3_bucket, moto_endpoint) -> None:
+    """No `Expect: 100-continue` round trip; create-only, checksum and owner condition stay."""
+    import base64
+    import gzip
+    import hashlib
+
+    proxy = wire_proxy(moto_endpoint)
+    destination = S3Destination(f"s3://{s3_bucket}/", DestinationOptions(
+        endpoint_url=proxy.url, allow_insecure_endpoint=True, expected_owner="123456789012"))
+    body = gzip.compress(b'{"a":1}', mtime=0)
+    try:
+        assert destination.put("k.json.gz", body, hashlib.sha256(b'{"a":1}').hexdigest()).created
+    finally:
+        destination.close()
+    (put,) = proxy.seen(s3_bucket, method="PUT")
+    assert "expect" not in put.headers
+    assert put.headers["if-none-match"] == "*"
+    assert put.headers["x-amz-checksum-sha256"] == base64.b64encode(
+        hashlib.sha256(body).digest()).decode()
+    assert put.headers["x-amz-expected-bucket-owner"] == "123456789012"
