@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,9 +34,6 @@ from .db import SpoolDB
 from .identifiers import hashes_json
 
 INGEST_BATCH = 500
-# How long a group-commit leader waits, at most, for callers still validating their message
-# (a lone caller never waits: nobody is coming).
-GROUP_WINDOW = 0.002
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
 MediumsLookup = Callable[[str], list[str] | None]
@@ -87,9 +83,9 @@ class GroupCommit:
     it becomes the leader, takes every queued message and writes them in one
     `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all). Callers that arrive meanwhile wait —
     the window is the leader's transaction, its fsync included — and the first of them to
-    wake leads the next group. The leader also waits (at most GROUP_WINDOW) for callers
-    that are still validating their message, so they join its transaction instead of
-    needing one of their own; a lone caller writes at once and never waits.
+    wake leads the next group: while one group is fsynced the next one gathers (a leader
+    that also waited for callers still validating idled the disk: measured slower). A lone
+    caller writes at once and never waits.
 
     Guarantees, the same as one transaction per call:
 
@@ -104,43 +100,21 @@ class GroupCommit:
     def __init__(self, db: SpoolDB, apply: ApplyMessage) -> None:
         self._db = db
         self._apply = apply
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # followers wait here for their commit
-        self._arrival = threading.Condition(lock)  # a gathering leader waits here
+        self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Waiting] = []
         self._leading = False
-        self._coming = 0  # callers in record() still validating (not yet queued)
         self._writing: list[_Waiting] = []  # the group being written (for tests to watch)
-
-    def coming(self) -> None:
-        """A caller entered `record()`: it will `submit` (or call `not_coming`) soon."""
-        with self._cond:
-            self._coming += 1
-
-    def not_coming(self) -> None:
-        """A caller that said it was coming will not submit (its message was invalid)."""
-        with self._cond:
-            self._coming -= 1
-            self._arrival.notify()
 
     def submit(self, message: Message) -> str:
         """Record `message` with whatever else is queued; its outcome once committed."""
         waiting = _Waiting(message)
         with self._cond:
             self._queue.append(waiting)
-            self._coming = max(0, self._coming - 1)
-            self._arrival.notify()
             while self._leading and not waiting.done:
                 self._cond.wait()
             lead = not waiting.done
             if lead:
                 self._leading = True
-                deadline = time.monotonic() + GROUP_WINDOW
-                while self._coming > 0:  # callers mid-validation: let them join this group
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrival.wait(left)
                 group, self._queue = self._queue, []
                 self._writing = group
         if lead:
@@ -200,14 +174,8 @@ class Intake:
         Concurrent callers share one fsync'd transaction (`GroupCommit`); each returns only
         after the COMMIT that holds its row, and sees only its own error.
         """
-        self._group.coming()  # a leader may wait a moment for this caller
-        try:
-            parsed = parse_message(message)  # in the caller's thread, outside any lock
-        except BaseException:
-            self._group.not_coming()
-            raise
+        parsed = parse_message(message)  # in the caller's thread, outside any lock
         if self.db.lock._is_owned():  # type: ignore[attr-defined]
-            self._group.not_coming()
             # The caller holds the spool's lock: a leader on another thread could never take
             # it, so write alone (the transaction this thread already may be inside).
             with self.db.write() as conn:
