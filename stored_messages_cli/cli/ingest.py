@@ -45,6 +45,9 @@ def _checked_lines(name: str, fh: BinaryIO) -> Iterable[bytes]:
     return itertools.chain([first], fh) if first else iter(())
 
 
+STREAM_FLUSH_AFTER = 1.0  # seconds: the longest a line read from stdin waits to be committed
+
+
 class LineKinds:
     """Counts the lines that go by, and remembers which are send events (not messages).
 
@@ -105,8 +108,11 @@ def register(app: typer.Typer) -> None:
                 label = "stdin" if name == "-" else name
                 kinds = LineKinds()
                 if name == "-":
+                    # A stream (`tail -F sent.log | sm ingest -`): lines are committed within
+                    # a second of arriving, not only every INGEST_BATCH lines.
                     report = spool.ingest_lines(
-                        kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label)
+                        kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label,
+                        flush_after=STREAM_FLUSH_AFTER)
                 else:
                     with open(name, "rb") as fh:
                         report = spool.ingest_lines(kinds.follow(_checked_lines(name, fh)),

@@ -141,9 +141,13 @@ class Spool:
         return self.intake.record_send_failure(project_id, message_id, reason=reason)
 
     def ingest_lines(self, lines: Iterable[str | bytes], source: str = "-",
-                     progress: Callable[[int], None] | None = None) -> IngestReport:
-        """Read JSON Lines (messages and events); bad lines are kept with their reason."""
-        return self.intake.ingest_lines(lines, source, progress)
+                     progress: Callable[[int], None] | None = None, *,
+                     flush_after: float | None = None) -> IngestReport:
+        """Read JSON Lines (messages and events); bad lines are kept with their reason.
+
+        With `flush_after`, lines are also committed within that many seconds of arriving.
+        """
+        return self.intake.ingest_lines(lines, source, progress, flush_after=flush_after)
 
     # ----------------------------------------------------------------------- reading
 

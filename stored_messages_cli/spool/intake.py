@@ -9,9 +9,11 @@ Rejected input lines are kept with their line number and reason.
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +36,12 @@ from .db import SpoolDB
 from .identifiers import hashes_json
 
 INGEST_BATCH = 500
+INSERT_SQL = (
+    "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
+    " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
+    " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (project_id, message_id) DO NOTHING")
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
 MediumsLookup = Callable[[str], list[str] | None]
@@ -74,6 +82,12 @@ class _Waiting:
 
 
 ApplyMessage = Callable[[sqlite3.Connection, Message, float, MediumsCache], str]
+NewRow = Callable[[Message, float, MediumsCache], tuple[tuple[Any, ...], str]]
+InsertNew = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], bool]
+
+
+class _Isolate(Exception):
+    """One message of a group failed: the group's transaction is redone without it."""
 
 
 class GroupCommit:
@@ -90,16 +104,20 @@ class GroupCommit:
     Guarantees, the same as one transaction per call:
 
     - a caller returns only after the COMMIT that holds its row (durable on return);
-    - each message is applied in its own savepoint, so an error (MessageConflict, or any
-      exception) rolls back that message only and is raised in its own caller only;
+    - an error of one message (MessageConflict, or any exception but the spool's own)
+      is raised in its own caller only: the transaction is redone without that message,
+      so nobody else's row is rolled back;
     - when the transaction itself fails (COMMIT or BEGIN raises, the leader is interrupted),
       no row of the group is kept and every caller of the group gets the error: nothing
       unacknowledged is half-written, nothing acknowledged is lost.
     """
 
-    def __init__(self, db: SpoolDB, apply: ApplyMessage) -> None:
+    def __init__(self, db: SpoolDB, apply: ApplyMessage, new_row: NewRow,
+                 insert_new: InsertNew) -> None:
         self._db = db
         self._apply = apply
+        self._new_row = new_row
+        self._insert_new = insert_new
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Waiting] = []
         self._leading = False
@@ -133,29 +151,58 @@ class GroupCommit:
         return waiting.outcome
 
     def _write(self, group: list[_Waiting]) -> None:
+        """One transaction for the group. New messages (the common case) go in with one
+        statement: few statements mean few GIL hand-offs for the leader while the other
+        callers validate. A message seen before is applied alone; one whose apply raises is
+        left out and the transaction redone without it (its caller gets the error)."""
         now = self._db.clock.now()
         mediums: MediumsCache = {}
+        pending = list(group)
         try:
-            with self._db.write() as conn:
-                if len(group) == 1:  # alone: no savepoint, an error rolls back the transaction
-                    group[0].outcome = self._apply(conn, group[0].message, now, mediums)
-                    return
-                for item in group:
-                    conn.execute("SAVEPOINT sm_record")
-                    try:
-                        item.outcome = self._apply(conn, item.message, now, mediums)
-                    except Exception as exc:  # this caller's error; the others' rows stay
-                        conn.execute("ROLLBACK TO sm_record")
-                        item.error = exc
-                    conn.execute("RELEASE sm_record")
-        except BaseException as exc:  # nothing of this group was committed
+            while pending:
+                try:
+                    with self._db.write() as conn:
+                        self._write_pending(conn, pending, now, mediums)
+                    break
+                except _Isolate:
+                    pending = [item for item in pending if item.error is None]
+        except BaseException as exc:  # nothing of what was pending was committed
             with self._db.lock:
                 if self._db.conn.in_transaction:  # a failed COMMIT leaves it open
                     self._db.conn.execute("ROLLBACK")
-            for item in group:
+            for item in pending:
                 item.outcome = None
                 if item.error is None:
                     item.error = exc
+
+    def _write_pending(self, conn: sqlite3.Connection, pending: list[_Waiting], now: float,
+                       mediums: MediumsCache) -> None:
+        if len(pending) > 1:
+            new: list[tuple[tuple[Any, ...], str]] = []
+            for item in pending:
+                try:
+                    new.append(self._new_row(item.message, now, mediums))
+                except Exception as exc:  # this caller's error
+                    item.error = exc
+                    raise _Isolate from None
+            conn.execute("SAVEPOINT sm_group")
+            if self._insert_new(conn, [row for row, _ in new]):
+                conn.execute("RELEASE sm_group")
+                for item, (_, outcome) in zip(pending, new, strict=True):
+                    item.outcome = outcome
+                return
+            conn.execute("ROLLBACK TO sm_group")  # some were seen before: one by one
+            conn.execute("RELEASE sm_group")
+        for item in pending:
+            try:
+                item.outcome = self._apply(conn, item.message, now, mediums)
+            except sqlite3.Error:
+                raise  # the spool failed, not this message: the whole group is told
+            except Exception as exc:  # this caller's error; the others' rows stay
+                item.error = exc
+                if len(pending) == 1:
+                    return  # alone: the rollback of its transaction is all there is to undo
+                raise _Isolate from None
 
 
 class Intake:
@@ -164,7 +211,7 @@ class Intake:
     def __init__(self, db: SpoolDB, mediums_for: MediumsLookup | None = None) -> None:
         self.db = db
         self._mediums_for = mediums_for
-        self._group = GroupCommit(db, self._apply_message)
+        self._group = GroupCommit(db, self._apply_message, self._new_row, self._insert_new)
 
     # ----------------------------------------------------------------------- sender API
 
@@ -191,8 +238,16 @@ class Intake:
             except InvalidMessage as exc:
                 raise InvalidMessage(f"message {index}: {exc}") from None
         now = self.db.clock.now()
+        mediums: MediumsCache = {}
         with self.db.write() as conn:
-            mediums: MediumsCache = {}
+            new = [self._new_row(item, now, mediums) for item in parsed]
+            conn.execute("SAVEPOINT sm_many")
+            if self._insert_new(conn, [row for row, _ in new]):
+                conn.execute("RELEASE sm_many")
+                return [outcome for _, outcome in new]
+            # Some were recorded before: one by one, so each gets its own outcome (or error).
+            conn.execute("ROLLBACK TO sm_many")
+            conn.execute("RELEASE sm_many")
             return [self._apply_message(conn, item, now, mediums) for item in parsed]
 
     def confirm_sent(self, project_id: str | int, message_id: str, *,
@@ -217,38 +272,45 @@ class Intake:
     # ----------------------------------------------------------------------- ingest
 
     def ingest_lines(self, lines: Iterable[str | bytes], source: str = "-",
-                     progress: Callable[[int], None] | None = None) -> IngestReport:
+                     progress: Callable[[int], None] | None = None, *,
+                     flush_after: float | None = None) -> IngestReport:
         """Read JSON Lines (messages and events); bad lines are kept with their reason.
 
-        Good lines beside a bad one still go in. Lines are committed in batches.
+        Good lines beside a bad one still go in. Lines are committed in batches of
+        `INGEST_BATCH`; with `flush_after` (a stream, e.g. `tail -F sent.log | sm ingest -`)
+        also within that many seconds of arriving, so a crash loses nothing already read and
+        `sm run` archives them meanwhile.
         """
         report = IngestReport()
         batch: list[tuple[int, str, Message | SendEvent | InvalidMessage]] = []
-        for number, raw in enumerate(lines, start=1):
-            if isinstance(raw, bytes):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    # Kept readable for the operator; never accepted with replaced characters.
-                    text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
-                    batch.append((number, text, InvalidMessage(
-                        f"not valid UTF-8 (bad byte at column {exc.start + 1})")))
-                    continue
-            else:
-                text = raw
-            text = text.rstrip("\r\n")
-            if not text:
-                continue  # an empty line; one of other whitespace is rejected by parse_line
-            batch.append((number, text, parse_line(text)))
-            if len(batch) >= INGEST_BATCH:
+        opened = 0.0  # when the oldest line of `batch` arrived (monotonic)
+
+        def commit() -> None:
+            nonlocal batch
+            if batch:
                 self._ingest_batch(batch, source, report)
                 if progress:
                     progress(len(batch))
                 batch = []
-        if batch:
-            self._ingest_batch(batch, source, report)
-            if progress:
-                progress(len(batch))
+
+        arrivals = _timed(lines, lambda: opened + flush_after if batch else None) \
+            if flush_after is not None else ((raw, False) for raw in lines)
+        number = 0
+        for raw, timed_out in arrivals:
+            if timed_out:
+                commit()
+                continue
+            number += 1
+            item = _line_item(raw)
+            if item is None:
+                continue  # an empty line; one of other whitespace is rejected by parse_line
+            if not batch:
+                opened = time.monotonic()
+            batch.append((number, *item))
+            if len(batch) >= INGEST_BATCH or (
+                    flush_after is not None and time.monotonic() >= opened + flush_after):
+                commit()
+        commit()
         return report
 
     def _ingest_batch(self, batch: list[tuple[int, str, Any]], source: str,
@@ -299,8 +361,9 @@ class Intake:
             archived = mediums[project_id]
         return archived is None or medium in archived
 
-    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
-                       mediums: MediumsCache | None = None) -> str:
+    def _new_row(self, msg: Message, now: float, mediums: MediumsCache | None = None
+                 ) -> tuple[tuple[Any, ...], str]:
+        """The INSERT parameters of a message never seen before, and its outcome then."""
         content_sha = msg.content_sha256()
         payload = msg.payload()
         state: State
@@ -313,21 +376,26 @@ class Intake:
             state = State.QUEUED
         else:
             state = State.AWAITING_CONFIRMATION
+        return ((msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
+                 msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
+                 state, payload_blob, content_sha,
+                 sha256_hex(payload) if msg.confirmed else None, now,
+                 now if msg.confirmed else None, now, final_reason,
+                 hashes_json(msg.document["recipient"])),
+                IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
+
+    def _insert_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert rows made by `_new_row` in one statement; True when every one went in (no
+        message was seen before). Otherwise some were skipped: roll back to a savepoint
+        taken before and apply the messages one by one."""
+        return conn.executemany(INSERT_SQL, rows).rowcount == len(rows)
+
+    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
+                       mediums: MediumsCache | None = None) -> str:
+        row, outcome = self._new_row(msg, now, mediums)
         # Insert first and look only on a clash: the common case is one statement.
-        inserted = conn.execute(
-            "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-            " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
-            " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (project_id, message_id) DO NOTHING",
-            (msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
-             msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
-             state, payload_blob, content_sha, sha256_hex(payload) if msg.confirmed else None,
-             now, now if msg.confirmed else None, now, final_reason,
-             hashes_json(msg.document["recipient"])),
-        ).rowcount
-        if inserted:
-            return IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED
+        if conn.execute(INSERT_SQL, row).rowcount:
+            return outcome
         existing = conn.execute(
             "SELECT id, state, content_sha256, payload_sha256, final_reason,"
             " payload IS NOT NULL FROM messages WHERE project_id = ? AND message_id = ?",
@@ -335,7 +403,7 @@ class Intake:
         ).fetchone()
         row_id, known_state, known_content_sha, known_payload_sha, known_reason, kept = existing
         name = f"message {msg.message_id} of project {msg.project_id}"
-        if known_content_sha != content_sha:
+        if known_content_sha != msg.content_sha256():
             raise MessageConflict(f"{name} was recorded before with other content;"
                                   " the first copy is kept")
         if not msg.confirmed or known_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
@@ -347,7 +415,7 @@ class Intake:
         if known_state == State.DISCARDED:
             raise MessageConflict(f"{name} was discarded ({_discard_words(known_reason)});"
                                   " it cannot be confirmed now")
-        if known_payload_sha == sha256_hex(payload):
+        if known_payload_sha == sha256_hex(msg.payload()):
             return IngestOutcome.DUPLICATE
         raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
                               " the first copy is kept")
@@ -424,6 +492,55 @@ class Intake:
                 " AND payload IS NOT NULL AND updated_at <= ?",
                 (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now - confirm_grace))
             return discarded
+
+
+def _line_item(raw: str | bytes) -> tuple[str, Message | SendEvent | InvalidMessage] | None:
+    """One input line as (its text, what it is), or None for an empty line."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Kept readable for the operator; never accepted with replaced characters.
+            return (raw.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                    InvalidMessage(f"not valid UTF-8 (bad byte at column {exc.start + 1})"))
+    else:
+        text = raw
+    text = text.rstrip("\r\n")
+    return (text, parse_line(text)) if text else None
+
+
+_END = object()
+
+
+def _timed(lines: Iterable[str | bytes], deadline: Callable[[], float | None]
+           ) -> Iterator[tuple[str | bytes, bool]]:
+    """`(line, False)` as lines arrive, and `("", True)` when `deadline()` (monotonic) passes
+    with no new line: a reader thread feeds a queue, so a quiet stream still commits."""
+    arrived: queue.Queue[Any] = queue.Queue(maxsize=4 * INGEST_BATCH)
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for raw in lines:
+                arrived.put(raw)
+        except BaseException as exc:  # handed to the consuming thread
+            failure.append(exc)
+        finally:
+            arrived.put(_END)
+
+    threading.Thread(target=read, name="sm-ingest-reader", daemon=True).start()
+    while True:
+        due = deadline()
+        try:
+            raw = arrived.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+        except queue.Empty:
+            yield "", True
+            continue
+        if raw is _END:
+            if failure:
+                raise failure[0]
+            return
+        yield raw, False
 
 
 def _revivable(state: str, final_reason: str | None, body_kept: bool) -> bool:
