@@ -192,20 +192,37 @@ def test_each_error_goes_to_its_own_caller_and_rolls_back_nothing_else(
     assert len(stored) == 5
 
 
+@pytest.mark.parametrize("where", ["new_row", "apply_after_insert"])
 def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
-        sm_home: Path, clock, make_message, monkeypatch: pytest.MonkeyPatch) -> None:
-    apply = Intake._apply_message
+        sm_home: Path, clock, make_message, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """`new_row`: preparing one message's row fails. `apply_after_insert`: a message seen
+    before sends the group down the one-by-one path, where one apply fails after writing its
+    row. Either way only that caller fails and nothing of it is kept."""
+    if where == "new_row":
+        new_row = Intake._new_row
 
-    def failing(self: Intake, conn: sqlite3.Connection, msg: Any, *args: Any) -> str:
-        outcome = apply(self, conn, msg, *args)  # its row is written, then the failure
-        if msg.message_id == "boom":
-            raise RuntimeError("injected")
-        return outcome
+        def failing_row(self: Intake, msg: Any, *args: Any) -> Any:
+            if msg.message_id == "boom":
+                raise RuntimeError("injected")
+            return new_row(self, msg, *args)
 
-    monkeypatch.setattr(Intake, "_apply_message", failing)
+        monkeypatch.setattr(Intake, "_new_row", failing_row)
+    else:
+        apply = Intake._apply_message
+
+        def failing(self: Intake, conn: sqlite3.Connection, msg: Any, *args: Any) -> str:
+            outcome = apply(self, conn, msg, *args)  # its row is written, then the failure
+            if msg.message_id == "boom":
+                raise RuntimeError("injected")
+            return outcome
+
+        monkeypatch.setattr(Intake, "_apply_message", failing)
     with Spool.open(home=sm_home, clock=clock) as spool:
+        seen = make_message(message_id="seen")
+        assert spool.record(seen) == "accepted"
         spool.lock.acquire()
-        batch = [*messages(make_message, "b", 5), make_message(message_id="boom")]
+        batch = [*messages(make_message, "b", 5), make_message(message_id="boom"),
+                 copy.deepcopy(seen)]
         runner, results = in_background([recorder(spool, m) for m in batch])
         deadline = time.monotonic() + 30
         while queued_callers(spool) < len(batch):
@@ -215,10 +232,11 @@ def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
         runner.join(timeout=60)
         outcomes = dict(zip([m["message_id"] for m in batch], results, strict=True))
         assert isinstance(outcomes.pop("boom"), RuntimeError)
+        assert outcomes.pop("seen") == "duplicate"
         assert set(outcomes.values()) == {"accepted"}
         stored = on_disk(spool.path)
-        assert "boom" not in stored  # its savepoint was rolled back
-        assert set(stored) == set(outcomes)
+        assert "boom" not in stored  # nothing of it was kept
+        assert set(stored) == {*outcomes, "seen"}
 
 
 class _FailingCommit:
