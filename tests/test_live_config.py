@@ -36,6 +36,8 @@ def test_a_destination_connected_while_the_daemon_runs_is_archived_without_a_res
 
         connected = cli("connect", f"file://{tmp_path}/b/", "--project", "67890")
         assert connected.exit_code == 0, connected.output
+        assert f"The running sm run (pid {daemon.pid} on " in connected.stderr
+        assert "picks this up within a few seconds" in connected.stderr
         assert wait_until(lambda: stored(cli) == 2)
         assert list((tmp_path / "b").rglob("for-b.json.gz"))
         assert daemon.poll() is None
@@ -73,3 +75,14 @@ def test_sighup_reloads_and_never_stops_the_daemon(
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=60)
     assert daemon.returncode == 0
+
+
+def test_reconnecting_elsewhere_warns_where_the_earlier_objects_stay(
+        cli, tmp_path: Path) -> None:
+    assert cli("connect", f"file://{tmp_path}/old/", "--project", "12345").exit_code == 0
+    moved = cli("connect", f"file://{tmp_path}/new/", "--project", "12345")
+    assert moved.exit_code == 0, moved.output
+    said = " ".join(moved.stderr.split())
+    assert f"Warning: objects archived before stay in file://{tmp_path}/old/" in said
+    assert f"sm --home DIR connect file://{tmp_path}/old/ --project 12345 --read-only" in said
+    assert "No sm run is running on this spool: start one with `sm run`." in said

@@ -21,7 +21,7 @@ from ..destinations.base import Check, split_url
 from ..destinations.names import check_destination_url
 from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
 from ..model import MEDIUMS, normalise_reference
-from .common import Output, checked_value, command, fail, options_for, state_of
+from .common import AppState, Output, checked_value, command, fail, options_for, state_of
 
 # Endpoint and credential options shared by `sm connect` and `sm bucket create`.
 EndpointUrlOption = Annotated[str | None, typer.Option(help="S3-compatible endpoint (https).")]
@@ -195,6 +195,7 @@ def register(app: typer.Typer) -> None:
         if refusal is not None:
             fail(f"{destination.url} failed the {refusal.name} check: {refusal.detail};"
                  " nothing was saved", hint=_refusal_hint(refusal, destination.url, scheme))
+        previous = state.settings().projects.get(project)
         state.save_project(project, saved.model_copy(update={"accepted_failed_checks": waived}))
         for name in waived:
             out.warn(f"saved although the {name} check failed (accepted with"
@@ -202,6 +203,12 @@ def register(app: typer.Typer) -> None:
                      " destinations and sm verify)")
         verb = "reads (read-only)" if read_only else "archives " + ", ".join(mediums) + " to"
         out.info(f"Project {project} now {verb} {destination.url}")
+        if previous is not None and previous.url != destination.url:
+            out.warn(f"objects archived before stay in {previous.url}; the local index still"
+                     " lists them (sm find). To read them, connect that URL read-only under"
+                     " another home: sm --home DIR connect"
+                     f" {previous.url} --project {project} --read-only")
+        out.info(_daemon_pickup(state))
 
     @command(app, "disconnect")
     def disconnect(
@@ -224,8 +231,20 @@ def register(app: typer.Typer) -> None:
         elif known:
             state.output.info(f"Project {project} has no destination now; its messages wait"
                               " in the spool until you connect one.")
+            state.output.info(_daemon_pickup(state))
         else:
             state.output.info(f"Project {project} had no destination; nothing to do.")
+
+    def _daemon_pickup(state: AppState) -> str:
+        """Whether a running `sm run` will pick a config change up (it reloads on its own)."""
+        from ..spool.daemons import Daemons
+
+        with state.open_spool() as spool:
+            alive = [d for d in Daemons(spool).listed() if d.alive]
+        if not alive:
+            return "No sm run is running on this spool: start one with `sm run`."
+        who = ", ".join(f"pid {d.pid} on {d.host}" for d in alive)
+        return f"The running sm run ({who}) picks this up within a few seconds."
 
     @command(app, "destinations")
     def destinations(ctx: typer.Context) -> None:
