@@ -12,7 +12,7 @@ from rich.markup import escape
 from ..access_log import FAILED, filters_of, refs_of
 from ..archive_index import ArchiveIndex, IndexEntry
 from ..export import FORMATS, ExportReport, export
-from ..model import sha256_hex
+from ..model import MEDIUMS, sha256_hex
 from .access_log import case_option, recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
 from .find import (
@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
             "--output", "-o", file_okay=False,
             help="A new (or empty) folder for the export.")],
         format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
-            "--format", callback=_format_option,
+            "--format", callback=_format_option, metavar="|".join(FORMATS),
+            autocompletion=lambda: list(FORMATS),
             help="eml (one file per email), mbox (emails in one mbox) or jsonl (payloads).")
         ] = "eml",
         recipient: Annotated[str | None, typer.Option(
@@ -55,7 +56,8 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str | None, typer.Option(
             callback=_optional_project, help="A project id.")] = None,
         medium: Annotated[str | None, typer.Option(
-            callback=_medium_option, help="email, sms or push.")] = None,
+            callback=_medium_option, metavar="|".join(MEDIUMS),
+            autocompletion=lambda: list(MEDIUMS), help="email, sms or push.")] = None,
         since: Annotated[str | None, typer.Option(
             help="Sent at or after: RFC 3339, a date or a time ago (7d).")] = None,
         until: Annotated[str | None, typer.Option(

@@ -311,7 +311,8 @@ def register(app: typer.Typer) -> None:
         project: Annotated[str | None, typer.Option(
             callback=_optional_project, help="A project id.")] = None,
         medium: Annotated[str | None, typer.Option(
-            callback=_medium_option, help="email, sms or push.")] = None,
+            callback=_medium_option, metavar="|".join(MEDIUMS),
+            autocompletion=lambda: list(MEDIUMS), help="email, sms or push.")] = None,
         since: Annotated[str | None, typer.Option(
             help="Sent at or after: RFC 3339 time, a date (UTC) or a time ago (7d, 2h).")
         ] = None,
@@ -368,7 +369,8 @@ def register(app: typer.Typer) -> None:
             help="Save the part to this new file (owner-only, 0600); '-' is stdout.")
         ] = None,
         part: Annotated[str, typer.Option(
-            callback=_part_option,
+            callback=_part_option, metavar="|".join(PARTS),
+            autocompletion=lambda: list(PARTS),
             help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
         force: Annotated[bool, typer.Option(
             "--force", help="Replace the --output file if it exists.")] = False,
