@@ -10,7 +10,11 @@ For each project (SPEC 8, docs/manifests.md):
    object in the message layout no manifest lists is `unexpected_object`;
 3. the spool against the manifests: every stored/expired/failed message is in a manifest (or
    in the open segment, or a sealed one not yet written): else `unaccounted_message`;
-   confirmed messages not yet final are counted as `pending`.
+   confirmed messages not yet final are counted as `pending`;
+4. retention, when the project sets `retention_days`: every stored object's retain-until date
+   (as its store reports it) covers its settled time plus the retention, and the manifest's
+   `retain_until` (`retention_short`). The listing shows the date on GCS; elsewhere each
+   object is read with a HEAD (or its --deep download), and only when retention is set.
 
 `since`/`until` bound the messages checked by their `sent_at`; the chain is always checked
 whole. `--report DIR` writes an evidence bundle with `verify.sh` (see `write_report`).
@@ -23,17 +27,26 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .clock import to_rfc3339
 from .destinations.base import Destination, ObjectInfo
 from .errors import IntegrityError, ObjectNotFound
-from .manifest import ManifestFormatError, Segment, manifest_prefix, parse_segment, seq_of_key
+from .manifest import (
+    RETENTION_SLACK,
+    ManifestFormatError,
+    Segment,
+    manifest_prefix,
+    parse_segment,
+    required_retain_until,
+    retention_days_of,
+    seq_of_key,
+)
 from .model import MEDIUMS, parse_key, parse_sent_at, sha256_hex
 from .spool import Spool
 from .spool import manifests as store
@@ -45,7 +58,26 @@ PENDING_STATES = (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT)
 FINAL_OUTCOMES = (State.STORED, State.EXPIRED, State.FAILED)
 DEEP_WORKERS = 8
 
-Progress = Callable[[str], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Progress(Protocol):
+    """Where a long audit says how far it is (the CLI draws it on a terminal)."""
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        """A new step begins; `total` items when known."""
+
+    def advance(self, count: int = 1) -> None:
+        """`count` more items of the current step are done."""
+
+
+class _Silent:
+    def stage(self, text: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,7 @@ class ProjectAudit:
     recorded_sha256: dict[int, str] = field(default_factory=dict)
     listing: dict[str, ObjectInfo] = field(default_factory=dict)
     object_sha256: dict[str, str] = field(default_factory=dict)
+    retain_until: dict[str, float | None] = field(default_factory=dict)  # as --deep read it
 
     def as_dict(self) -> dict[str, Any]:
         """The project's object in `sm audit --json`."""
@@ -150,8 +183,8 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
                   *, deep: bool = False, progress: Progress | None = None) -> ProjectAudit:
     """Audit one project: the chain, the bucket and the spool against the manifests."""
     result = ProjectAudit(project_id)
-    say = progress or (lambda _text: None)
-    say(f"project {project_id}: reading manifests")
+    say = progress or _Silent()
+    say.stage(f"project {project_id}: reading manifests")
     segments = _check_chain(spool, project_id, destination, result)
     with spool.lock:
         open_rows = _open_entries(spool.conn, project_id)
@@ -177,10 +210,14 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
         accounted.add((message_id, outcome))
         if key:
             stored_keys.add(key)
-    say(f"project {project_id}: listing the bucket")
-    listing = _list_messages(destination, project_id)
+    say.stage(f"project {project_id}: listing the bucket")
+    listing = _list_messages(destination, project_id, say)
     result.listing.update(listing)
     _check_objects(destination, checked, listing, result, deep=deep, progress=say)
+    days = retention_days_of(destination)
+    if days:
+        _check_retention(destination, [e for e in checked if str(e.get("key")) in listing],
+                         listing, days, result, say)
     _check_spool(spool, project_id, destination.prefix, period, accounted, stored_keys,
                  listing, result)
     return result
@@ -289,12 +326,22 @@ def _segment_bytes(spool: Spool, project_id: str, destination: Destination, seq:
 # --------------------------------------------------------------------------- 2. the bucket
 
 
-def _list_messages(destination: Destination, project_id: str) -> dict[str, ObjectInfo]:
+def _list_messages(destination: Destination, project_id: str, progress: Progress
+                   ) -> dict[str, ObjectInfo]:
     listing: dict[str, ObjectInfo] = {}
     for medium in MEDIUMS:
         for info in destination.list(f"{destination.prefix}{medium}/{project_id}/"):
             listing[info.key] = info
+            progress.advance()
     return listing
+
+
+def _each(work: Callable[[T], R], items: Iterable[T], progress: Progress) -> Iterable[R]:
+    """`work` over `items` on DEEP_WORKERS threads, in order, advancing the progress."""
+    with ThreadPoolExecutor(max_workers=DEEP_WORKERS, thread_name_prefix="sm-audit") as pool:
+        for outcome in pool.map(work, items):
+            progress.advance()
+            yield outcome
 
 
 def _check_objects(destination: Destination, entries: list[dict[str, Any]],
@@ -317,26 +364,29 @@ def _check_objects(destination: Destination, entries: list[dict[str, Any]],
             present.append(entry)
     if not deep or not present:
         return
-    progress(f"project {result.project_id}: downloading {len(present)} object(s)")
-    with ThreadPoolExecutor(max_workers=DEEP_WORKERS, thread_name_prefix="sm-audit") as pool:
-        for finding, key, digest in pool.map(
-                lambda e: _deep_check(destination, e, result.project_id), present):
-            if digest:
-                result.object_sha256[key] = digest
-            if finding is not None:
-                result.findings.append(finding)
+    progress.stage(f"project {result.project_id}: downloading {len(present)} object(s)",
+                   len(present))
+    for finding, key, digest, retain_until in _each(
+            lambda e: _deep_check(destination, e, result.project_id), present, progress):
+        if digest:
+            result.object_sha256[key] = digest
+            result.retain_until[key] = retain_until
+        if finding is not None:
+            result.findings.append(finding)
 
 
 def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str
-                ) -> tuple[Finding | None, str, str | None]:
+                ) -> tuple[Finding | None, str, str | None, float | None]:
     key, message_id = str(entry.get("key")), entry.get("message_id")
     try:
-        body = destination.get(key).body
+        fetched = destination.get(key)
     except ObjectNotFound:
         return Finding("missing_object", "the object vanished while the audit read it",
-                       message_id=message_id, key=key), key, None
+                       message_id=message_id, key=key), key, None, None
     except IntegrityError as exc:
-        return Finding("altered_object", str(exc), message_id=message_id, key=key), key, None
+        return (Finding("altered_object", str(exc), message_id=message_id, key=key), key,
+                None, None)
+    body, retain_until = fetched.body, fetched.info.retain_until
     digest = hashlib.sha256(body).hexdigest()
     problems = []
     if entry.get("object_sha256") and digest != entry["object_sha256"]:
@@ -352,8 +402,70 @@ def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str
         problems.append("its key does not name this message")
     if problems:
         return Finding("altered_object", "; ".join(problems), message_id=message_id,
-                       key=key), key, digest
-    return None, key, digest
+                       key=key), key, digest, retain_until
+    return None, key, digest, retain_until
+
+
+# --------------------------------------------------------------------------- 4. retention
+
+
+def _check_retention(destination: Destination, entries: list[dict[str, Any]],
+                     listing: dict[str, ObjectInfo], days: int, result: ProjectAudit,
+                     progress: Progress) -> None:
+    """Every stored object is retained until its settled time + `days` (and at least until
+    the manifest's `retain_until`), by the date its store reports: from the listing when it
+    shows one (GCS), from the --deep download, else from one HEAD per object."""
+    per_object = bool(getattr(destination, "retention_per_object", False))
+    known: dict[str, float | None] = {}
+    to_read: list[str] = []
+    for entry in entries:
+        key = str(entry.get("key"))
+        if listing[key].retain_until is not None:
+            known[key] = listing[key].retain_until
+        elif key in result.retain_until:
+            known[key] = result.retain_until[key]
+        else:
+            to_read.append(key)
+    if to_read:
+        progress.stage(f"project {result.project_id}: reading the retention of"
+                       f" {len(to_read)} object(s)", len(to_read))
+        for key, retain_until in _each(lambda k: (k, _head_retention(destination, k)),
+                                       to_read, progress):
+            known[key] = retain_until
+    for entry in entries:
+        key, message_id = str(entry.get("key")), entry.get("message_id")
+        required = _required(entry, days)
+        if required is None:
+            continue
+        actual = known.get(key)
+        if actual is None:
+            if per_object:
+                result.findings.append(Finding(
+                    "retention_short", f"the store reports no retain-until date; a retention"
+                    f" of {days} days requires {to_rfc3339(required)}",
+                    message_id=message_id, key=key))
+        elif actual < required - RETENTION_SLACK:
+            result.findings.append(Finding(
+                "retention_short", f"retained until {to_rfc3339(actual)}; a retention of"
+                f" {days} days requires {to_rfc3339(required)}", message_id=message_id,
+                key=key))
+
+
+def _head_retention(destination: Destination, key: str) -> float | None:
+    info = destination.head(key)
+    return None if info is None else info.retain_until
+
+
+def _required(entry: dict[str, Any], days: int) -> float | None:
+    """The entry's settled time + `days`, or its manifest `retain_until` when later."""
+    dates = []
+    for name in ("settled_at", "retain_until"):
+        try:
+            moment = parse_sent_at(entry.get(name)).timestamp()
+        except ValueError:
+            continue
+        dates.append(required_retain_until(moment, days) if name == "settled_at" else moment)
+    return max(dates) if dates else None
 
 
 # --------------------------------------------------------------------------- 3. the spool

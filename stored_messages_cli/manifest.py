@@ -82,8 +82,26 @@ def _line(document: Mapping[str, Any]) -> bytes:
                       allow_nan=False).encode("utf-8") + b"\n"
 
 
-def entry_document(row: sqlite3.Row, destination_prefix: str) -> dict[str, Any]:
-    """One manifest line for an open entry, fields in SPEC 8's order."""
+def retention_days_of(destination: Any) -> int | None:
+    """The retention (days) the destination sets on what it writes, or None."""
+    days = getattr(getattr(destination, "options", None), "retention_days", None)
+    return int(days) if days else None
+
+
+def required_retain_until(settled_at: float, retention_days: int) -> float:
+    """Until when a stored object must be retained: its settled time (whole seconds, as the
+    manifest shows it) plus the retention. The store's own date is set at upload, moments
+    before the outcome settles, so `sm audit` allows it `RETENTION_SLACK` less."""
+    return float(int(settled_at)) + retention_days * 86400.0
+
+
+RETENTION_SLACK = 3600.0  # seconds: upload-to-settle time and clock differences
+
+
+def entry_document(row: sqlite3.Row, destination_prefix: str,
+                   retention_days: int | None = None) -> dict[str, Any]:
+    """One manifest line for an open entry, fields in SPEC 8's order; a stored entry carries
+    `retain_until` when the destination sets retention."""
     key = row["stored_key"] or f"{destination_prefix}{row['relative_key']}"
     hashes = json.loads(row["recipient_hashes"]) if row["recipient_hashes"] else {
         "recipient": row["recipient_hash"]}
@@ -94,6 +112,9 @@ def entry_document(row: sqlite3.Row, destination_prefix: str) -> dict[str, Any]:
         "campaign_id": row["campaign_id"], "sent_at": row["sent_at"],
         "settled_at": to_rfc3339(row["settled_at"]), "recipient_hashes": hashes,
     }
+    if retention_days and row["outcome"] == State.STORED:
+        document["retain_until"] = to_rfc3339(
+            required_retain_until(float(row["settled_at"]), retention_days))
     if row["reason"]:
         document["reason"] = row["reason"]
     return document
@@ -193,12 +214,13 @@ class Manifests:
         return force or count >= self.max_entries or now - float(oldest) >= self.max_age
 
     def _seal_one(self, conn: sqlite3.Connection, project_id: str, now: float) -> None:
-        prefix = self.destinations[project_id].prefix
+        destination = self.destinations[project_id]
+        days = retention_days_of(destination)
         rows = store.take_entries(conn, project_id, self.max_entries)
         last_seq, prev_sha = store.last_segment(conn, project_id)
         seq = last_seq + 1
         body = build_segment(project_id, seq, prev_sha, now,
-                             [entry_document(row, prefix) for row in rows])
+                             [entry_document(row, destination.prefix, days) for row in rows])
         store.add_segment(conn, project_id=project_id, seq=seq,
                           key=segment_key(project_id, seq, now), sealed_at=now,
                           count=len(rows), prev_sha256=prev_sha, body=body,

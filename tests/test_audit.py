@@ -327,3 +327,45 @@ def test_backfill_writes_manifests_for_messages_archived_before_them(
     assert document["projects"][0]["manifests"] == 4
     again = cli("--json", "manifest", "backfill")
     assert json.loads(again.stdout)["backfilled"] == 0
+
+
+def test_a_shortened_retention_is_found(cli, s3_client, moto_endpoint: str,
+                                        make_message: Any) -> None:
+    """On an object-lock bucket, an object whose retain-until date was cut short (governance
+    mode, bypassed) is `retention_short`; the others, and the manifests' dates, hold."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    endpoint = ["--endpoint-url", moto_endpoint, "--allow-insecure-endpoint"]
+    bucket = f"sm-locked-{uuid.uuid4().hex[:10]}"
+    made = cli("bucket", "create", f"s3://{bucket}/", "--object-lock", *endpoint)
+    assert made.exit_code == 0, made.stderr
+    connected = cli("connect", f"s3://{bucket}/", "--project", PROJECT, "--retention-days", "3",
+                    "--retention-mode", "governance", *endpoint)
+    assert connected.exit_code == 0, connected.stderr
+    batch = [make_message(message_id=f"m-{i:03d}") for i in range(3)]
+    assert cli("ingest", input=jsonl(*batch)).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    code, document = audit(cli)
+    assert (code, findings(document)) == (0, [])
+    [manifest] = [item["Key"] for item in s3_client.list_objects_v2(
+        Bucket=bucket, Prefix="_sm/manifests/")["Contents"]]
+    segment = parse_segment(s3_client.get_object(Bucket=bucket, Key=manifest)["Body"].read())
+    entry = segment.entries[1]
+    settled = datetime.fromisoformat(entry["settled_at"])
+    required = settled + timedelta(days=3)
+    assert entry["retain_until"] == required.isoformat().replace("+00:00", "Z")
+
+    key = message_key("m-001")
+    short = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    s3_client.put_object_retention(
+        Bucket=bucket, Key=key, BypassGovernanceRetention=True,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": short})
+    assert s3_client.head_object(Bucket=bucket, Key=key)["ObjectLockRetainUntilDate"] == short
+    for args in ((), ("--deep",)):
+        code, document = audit(cli, *args)
+        assert code == 1
+        assert findings(document) == [{
+            "type": "retention_short", "message_id": "m-001", "key": key,
+            "detail": f"retained until {short.isoformat().replace('+00:00', 'Z')}; a retention"
+                      f" of 3 days requires {entry['retain_until']}"}]

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             fail("no project has a destination yet; nothing to audit",
                  hint="sm connect URL --project ID")
         destinations = {pid: open_project_destination(state, pid) for pid in chosen}
-        progress = out.info if out.interactive else None
+        progress = _StageLines(out) if out.interactive else None
         try:
             with state.open_spool() as spool:
                 result = run_audit(spool, destinations, since=since_at, until=until_at,
@@ -97,6 +97,19 @@ def register(app: typer.Typer) -> None:
             _print(out, document, report)
         if not result.ok:
             raise typer.Exit(1)
+
+
+class _StageLines:
+    """Each step of the audit as one line on stderr."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        self.out.info(text)
+
+    def advance(self, count: int = 1) -> None:
+        pass
 
 
 def _print(out: Any, document: dict[str, Any], report: Path | None) -> None:

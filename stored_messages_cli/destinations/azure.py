@@ -37,6 +37,7 @@ from .base import (
     existing_object,
     refuse_credentials,
     split_url,
+    timestamp_of,
 )
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
@@ -360,6 +361,8 @@ def _info(key: str, properties: Any) -> ObjectInfo:
     raw = properties.metadata or {}
     metadata = {(PAYLOAD_SHA_METADATA if k.lower() == AZURE_META_KEY else k.lower()): v
                 for k, v in raw.items()}
+    policy = getattr(properties, "immutability_policy", None)
     return ObjectInfo(key=key, size=properties.size,
                       payload_sha256=metadata.get(PAYLOAD_SHA_METADATA),
-                      version_id=getattr(properties, "version_id", None), metadata=metadata)
+                      version_id=getattr(properties, "version_id", None), metadata=metadata,
+                      retain_until=timestamp_of(getattr(policy, "expiry_time", None)))

@@ -8,7 +8,8 @@ import hashlib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
@@ -56,6 +57,10 @@ class ObjectInfo:
     # (S3 `sha256` of a single-part upload, GCS `md5`), base64 of the digest. A checksum a
     # writer can choose (Azure's Content-MD5, any metadata) never goes here.
     checksums: dict[str, str] = field(default_factory=dict)
+    # When the store's retention (S3 object lock, a GCS retention policy or object retention,
+    # an Azure blob immutability policy) lets the object be deleted or replaced, as a POSIX
+    # timestamp; None when the store says nothing (a folder never does).
+    retain_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,15 @@ def endpoint_check(endpoint_url: str | None) -> Check:
         return Check("tls", "warn", f"plain http to loopback endpoint {shown}"
                      " (allowed by --allow-insecure-endpoint; for tests only)")
     return Check("tls", "pass", f"HTTPS to {shown}")
+
+
+def timestamp_of(moment: Any) -> float | None:
+    """A datetime an SDK returned (naive means UTC) as a POSIX timestamp; None stays None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return float(moment.timestamp())
 
 
 def body_checksums(body: bytes) -> dict[str, str]:

@@ -29,6 +29,7 @@ from .base import (
     endpoint_check,
     existing_object,
     split_url,
+    timestamp_of,
 )
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -52,6 +53,10 @@ def emulator_endpoint() -> str | None:
 
 class GCSDestination:
     """A Cloud Storage bucket and key prefix."""
+
+    # A bucket retention policy shows on every object (retentionExpirationTime), so an object
+    # without a date is not retained (`sm audit`: retention_short).
+    retention_per_object = True
 
     def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
         self.options = options or DestinationOptions()
@@ -353,7 +358,16 @@ def _info(blob: Any) -> ObjectInfo:
     checksums = {"md5": blob.md5_hash} if blob.md5_hash else {}
     return ObjectInfo(key=blob.name, size=blob.size, payload_sha256=metadata.get(
         PAYLOAD_SHA_METADATA), version_id=_generation(blob), metadata=metadata,
-        checksums=checksums)
+        checksums=checksums, retain_until=_retain_until(blob))
+
+
+def _retain_until(blob: Any) -> float | None:
+    """The later of the bucket policy's expiration and the object's own retention."""
+    retention = getattr(blob, "retention", None)
+    dates = [timestamp_of(getattr(blob, "retention_expiration_time", None)),
+             timestamp_of(getattr(retention, "retain_until_time", None))]
+    known = [d for d in dates if d is not None]
+    return max(known) if known else None
 
 
 def _generation(blob: Any) -> str | None:

@@ -35,6 +35,7 @@ from .base import (
     endpoint_check,
     existing_object,
     split_url,
+    timestamp_of,
 )
 
 _META_KEY = PAYLOAD_SHA_METADATA  # boto3 exposes user metadata without the x-amz-meta- prefix
@@ -274,6 +275,10 @@ def add_owner_condition(client: Any, account: str) -> None:
 
 class S3Destination:
     """An S3 bucket and key prefix."""
+
+    # Every object sm writes carries its own object-lock retain-until date (when retention is
+    # set), so an object without one has lost it (`sm audit`: retention_short).
+    retention_per_object = True
 
     def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
         self.options = options or DestinationOptions()
@@ -615,4 +620,5 @@ def _info(key: str, response: dict[str, Any], size: int | None) -> ObjectInfo:
         checksums["sha256"] = sha256
     return ObjectInfo(key=key, size=size, payload_sha256=metadata.get(_META_KEY),
                       version_id=response.get("VersionId"), metadata=metadata,
-                      checksums=checksums)
+                      checksums=checksums,
+                      retain_until=timestamp_of(response.get("ObjectLockRetainUntilDate")))
