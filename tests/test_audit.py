@@ -1,6 +1,8 @@
 """`sm audit` as an attacker would test it: every tampering is found, with the right type and
-id, on a folder and on S3 (moto); a clean archive gives no finding; verify.sh re-checks the
-evidence bundle without sm and fails when one byte of it changes."""
+id, on a folder and on S3 (moto); the four basic attacks (a deleted object, replaced bytes, a
+stray object) and a clean archive also on a versioned moto bucket, on GCS
+(gcp-storage-emulator) and on Azure (Azurite); verify.sh re-checks the evidence bundle without
+sm and fails when one byte of it changes."""
 
 from __future__ import annotations
 
@@ -35,16 +37,28 @@ class Archive:
 
     def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
         self.kind = kind
+        self.prefix = "archive/"
+        self.connect_args: list[str] = ["--allow-insecure-endpoint"]
         if kind == "file":
             self.root = tmp_path / "archive"
             self.url = f"file://{self.root}/"
             self.prefix = ""
-            self.connect_args: list[str] = []
-        else:
+            self.connect_args = []
+        elif kind == "gcs":
+            self.client = request.getfixturevalue("gcs_client")
+            self.bucket = request.getfixturevalue("gcs_bucket")
+            self.url = f"gs://{self.bucket}/archive/"
+        elif kind == "azure":
+            self.client = request.getfixturevalue("azure_service")
+            self.bucket = request.getfixturevalue("azure_container")
+            self.url = f"az://{self.bucket}/archive/"
+        else:  # s3, s3-versioned
             self.client = request.getfixturevalue("s3_client")
             self.bucket = request.getfixturevalue("s3_bucket")
+            if kind == "s3-versioned":
+                self.client.put_bucket_versioning(
+                    Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             self.url = f"s3://{self.bucket}/archive/"
-            self.prefix = "archive/"
             self.connect_args = ["--endpoint-url", request.getfixturevalue("moto_endpoint"),
                                  "--allow-insecure-endpoint"]
 
@@ -52,18 +66,40 @@ class Archive:
         if self.kind == "file":
             return sorted(p.relative_to(self.root).as_posix()
                           for p in (self.root / under).rglob("*") if p.is_file())
+        if self.kind == "gcs":
+            return sorted(b.name for b in self.client.list_blobs(
+                self.bucket, prefix=self.prefix + under))
+        if self.kind == "azure":
+            container = self.client.get_container_client(self.bucket)
+            return sorted(b.name for b in container.list_blobs(
+                name_starts_with=self.prefix + under))
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + under)
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
     def read(self, key: str) -> bytes:
         if self.kind == "file":
             return (self.root / key).read_bytes()
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if self.kind == "gcs":
+            return bytes(self.client.bucket(self.bucket).blob(key).download_as_bytes(
+                raw_download=True))
+        if self.kind == "azure":
+            return bytes(self.client.get_blob_client(self.bucket, key).download_blob()
+                         .readall())
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def write(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        """Create or replace an object behind sm's back, with the metadata given."""
         if self.kind == "file":
             (self.root / key).parent.mkdir(parents=True, exist_ok=True)
             (self.root / key).write_bytes(body)
+        elif self.kind == "gcs":
+            blob = self.client.bucket(self.bucket).blob(key)
+            blob.metadata = metadata or None
+            blob.upload_from_string(body, content_type="application/gzip")
+        elif self.kind == "azure":
+            self.client.get_blob_client(self.bucket, key).upload_blob(
+                body, overwrite=True,
+                metadata={k.replace("-", "_"): v for k, v in (metadata or {}).items()})
         else:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                    Metadata=metadata or {})
@@ -71,7 +107,11 @@ class Archive:
     def delete(self, key: str) -> None:
         if self.kind == "file":
             (self.root / key).unlink()
-        else:
+        elif self.kind == "gcs":
+            self.client.bucket(self.bucket).blob(key).delete()
+        elif self.kind == "azure":
+            self.client.get_blob_client(self.bucket, key).delete_blob()
+        else:  # on a versioned bucket: a delete marker, the old version stays
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def manifests(self) -> list[str]:
@@ -95,6 +135,10 @@ def archived(request: pytest.FixtureRequest, cli: Callable[..., Any], tmp_path: 
 
 
 FILE_ONLY = pytest.mark.parametrize("archived", ["file"], indirect=True)
+# the basic attacks on every destination; a deleted object also on a versioned S3 bucket,
+# where the delete leaves a marker and the old version stays
+EVERY_DESTINATION = pytest.mark.parametrize(
+    "archived", ["file", "s3", "gcs", "azure"], indirect=True)
 
 
 def audit(cli: Callable[..., Any], *args: str) -> tuple[int, dict[str, Any]]:
@@ -107,6 +151,7 @@ def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return project["findings"]
 
 
+@EVERY_DESTINATION
 def test_a_clean_archive_has_no_finding(cli, archived: Archive) -> None:
     code, document = audit(cli, "--deep")
     assert (code, document) == (0, {
@@ -115,6 +160,8 @@ def test_a_clean_archive_has_no_finding(cli, archived: Archive) -> None:
                       "expired": 0, "failed": 0, "pending": 0, "findings": []}]})
 
 
+@pytest.mark.parametrize("archived", ["file", "s3", "s3-versioned", "gcs", "azure"],
+                         indirect=True)
 def test_a_deleted_object_is_missing(cli, archived: Archive) -> None:
     key = archived.prefix + message_key("m-001")
     archived.delete(key)
@@ -125,6 +172,7 @@ def test_a_deleted_object_is_missing(cli, archived: Archive) -> None:
         "detail": "a stored message of the manifests is not in the bucket"}]
 
 
+@EVERY_DESTINATION
 def test_replaced_bytes_are_altered_with_deep(cli, archived: Archive) -> None:
     key = archived.prefix + message_key("m-002")
     original = archived.read(key)
@@ -144,6 +192,7 @@ def test_replaced_bytes_are_altered_with_deep(cli, archived: Archive) -> None:
                   " manifest's"}]
 
 
+@EVERY_DESTINATION
 def test_a_stray_object_is_unexpected(cli, archived: Archive) -> None:
     key = archived.prefix + message_key("planted")
     archived.write(key, gzip.compress(b"{}", mtime=0))
