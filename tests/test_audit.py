@@ -418,3 +418,36 @@ def test_a_shortened_retention_is_found(cli, s3_client, moto_endpoint: str,
             "type": "retention_short", "message_id": "m-001", "key": key,
             "detail": f"retained until {short.isoformat().replace('+00:00', 'Z')}; a retention"
                       f" of 3 days requires {entry['retain_until']}"}]
+
+
+def test_the_progress_bar_draws_each_step_on_a_terminal_only() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from stored_messages_cli.cli.audit import progress_for
+
+    buffer = io.StringIO()
+    terminal = SimpleNamespace(interactive=True, stderr=Console(
+        file=buffer, force_terminal=True, width=120))
+    with progress_for(terminal) as progress:
+        progress.stage("project [12345]: downloading 5 object(s)", 5)
+        progress.advance(2)
+        progress.bar.refresh()
+        drawn = buffer.getvalue()
+    assert "project [12345]: downloading 5 object(s)" in drawn  # literally, never markup
+    assert "2/5" in drawn
+    with progress_for(SimpleNamespace(interactive=False)) as nothing:
+        assert nothing is None  # a pipe, --json or -q: no progress at all
+
+
+@FILE_ONLY
+def test_an_audit_on_a_terminal_runs_with_the_progress_bar(
+        cli, archived: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stored_messages_cli.cli.common import Output
+
+    monkeypatch.setattr(Output, "interactive", property(lambda self: True))
+    result = cli("audit", "--deep")
+    assert result.exit_code == 0, result.output
+    assert "ok: no finding" in result.stdout

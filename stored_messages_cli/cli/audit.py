@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,9 +81,8 @@ def register(app: typer.Typer) -> None:
             fail("no project has a destination yet; nothing to audit",
                  hint="sm connect URL --project ID")
         destinations = {pid: open_project_destination(state, pid) for pid in chosen}
-        progress = _StageLines(out) if out.interactive else None
         try:
-            with state.open_spool() as spool:
+            with state.open_spool() as spool, progress_for(out) as progress:
                 result = run_audit(spool, destinations, since=since_at, until=until_at,
                                    deep=deep, progress=progress)
         finally:
@@ -99,17 +99,49 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-class _StageLines:
-    """Each step of the audit as one line on stderr."""
+def progress_for(out: Any) -> Any:
+    """A progress bar on stderr for the audit's steps, only on a terminal (a context
+    manager giving the `audit.Progress`, or None)."""
+    return _AuditProgress(out) if out.interactive else nullcontext()
+
+
+class _AuditProgress:
+    """The current step (reading manifests, listing, downloading, reading retention) with a
+    bar and a count when its size is known; transient, so only the result stays."""
 
     def __init__(self, out: Any) -> None:
-        self.out = out
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        # markup off: the text names projects, which come from users
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=out.stderr, transient=True)
+        self.task: Any = None
+
+    def __enter__(self) -> _AuditProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
 
     def stage(self, text: str, total: int | None = None) -> None:
-        self.out.info(text)
+        """A new step replaces the previous one."""
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(text, total=total)
 
     def advance(self, count: int = 1) -> None:
-        pass
+        """`count` more items of the step done."""
+        if self.task is not None:
+            self.bar.advance(self.task, count)
 
 
 def _print(out: Any, document: dict[str, Any], report: Path | None) -> None:
