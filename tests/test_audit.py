@@ -451,3 +451,31 @@ def test_an_audit_on_a_terminal_runs_with_the_progress_bar(
     result = cli("audit", "--deep")
     assert result.exit_code == 0, result.output
     assert "ok: no finding" in result.stdout
+
+
+def test_gcs_and_azure_report_the_retain_until_their_sdks_give() -> None:
+    """The emulators keep no retention; the SDK objects are read as the real services fill
+    them (GCS: bucket policy expiration and object retention, the later wins; Azure: the
+    blob's immutability policy)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from google.cloud.storage import Blob, Bucket, Client
+    from google.cloud.storage.client import AnonymousCredentials
+
+    from stored_messages_cli.destinations import azure, gcs
+
+    bucket = Bucket(Client(project="p", credentials=AnonymousCredentials()), "b")
+    blob = Blob("k", bucket)
+    blob._set_properties({"name": "k", "size": "3",
+                          "retentionExpirationTime": "2031-01-02T03:04:05Z",
+                          "retention": {"mode": "Locked",
+                                        "retainUntilTime": "2030-01-01T00:00:00Z"}})
+    assert gcs._info(blob).retain_until == datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    assert gcs._info(Blob("k", bucket)).retain_until is None
+    until = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+    properties = SimpleNamespace(size=3, metadata={}, version_id=None,
+                                 immutability_policy=SimpleNamespace(expiry_time=until))
+    assert azure._info("k", properties).retain_until == until.timestamp()
+    properties.immutability_policy = SimpleNamespace(expiry_time=None)
+    assert azure._info("k", properties).retain_until is None
