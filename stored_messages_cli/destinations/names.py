@@ -13,6 +13,7 @@ import re
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import ConfigError
+from .base import refuse_credentials
 
 SCHEMES = ("s3", "gs", "az", "file")
 URL_FORMS = "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///PATH/"
@@ -46,6 +47,7 @@ def check_destination_url(url: str, *, command: str = "sm connect", then: str = 
     Hints are `{command} CORRECTED-URL{then}`. `new_bucket` applies the rules for creating a
     bucket (no legacy S3 names); `schemes` narrows the schemes a command takes.
     """
+    refuse_credentials(url, "destination URL")  # first: no message may echo a secret
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file" and "://" not in url:  # file:relative/path
