@@ -93,11 +93,11 @@ def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")  # a COMMIT that fails (disk full) is rolled back too
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (disk full)
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
 
 class SpoolDB:
