@@ -299,20 +299,20 @@ def test_recovery_is_logged_as_a_json_line(cli, faults, s3_bucket, make_message)
 
 def test_a_window_off_the_slot_grid_expires_at_its_own_end_without_a_probe(
         spool, clock, faults, proxied_s3, make_message) -> None:
-    policy = RetryPolicy(retry_interval=5 * 3600, retry_window=WEEK,
-                         recovery_probes=())  # slots miss the end
+    window = 2 * 86400.0  # 48 h of 5-hour slots: the last slot (45 h) misses the end
+    policy = RetryPolicy(retry_interval=5 * 3600, retry_window=window, recovery_probes=())
     ids = record(spool, make_message, 2)
     faults.mode = ACCESS_DENIED
     archiver = archiver_for(spool, proxied_s3(), clock, policy=policy)
     t0 = clock.now()
     archiver.run(once=True)
-    walk_slots(archiver, clock, t0 + 5 * 3600, t0 + WEEK, 5 * 3600)  # to 165 h, the last slot
+    walk_slots(archiver, clock, t0 + 5 * 3600, t0 + window, 5 * 3600)  # to 45 h, the last slot
     sent = faults.count("PUT")
 
-    clock.set(t0 + WEEK - 0.001)
+    clock.set(t0 + window - 0.001)
     archiver.run(once=True)
     assert states(spool, ids) == {"retry_wait": 2}
-    clock.set(t0 + WEEK)
+    clock.set(t0 + window)
     archiver.run(once=True)
     assert states(spool, ids) == {"expired": 2}
     assert faults.count("PUT") == sent  # no probe was due: expiry needs none

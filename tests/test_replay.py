@@ -110,10 +110,12 @@ def test_replay_expired_only_when_asked(
     clock = FakeClock(time.time())
     faults.mode = ACCESS_DENIED
     with Spool.open(home=sm_home, clock=clock) as spool:  # a week of outage in fake time
+        # A two-slot window: expiry needs its probes to fail, not the calendar (SPEC 8).
+        policy = RetryPolicy(retry_window=2 * 8 * 3600, recovery_probes=())
         archiver = Archiver(spool, [ProjectTarget(PROJECT, proxied_s3())], clock=clock,
-                            policy=RetryPolicy(recovery_probes=()))
+                            policy=policy)
         archiver.run(once=True)
-        for _ in range(int(WEEK // (8 * 3600))):  # every 8-hour probe of the week fails
+        for _ in range(policy.probes_to_expire):  # every 8-hour probe of the window fails
             clock.advance(8 * 3600)
             archiver.run(once=True)
         assert spool.status()["counts"]["expired"] == 2

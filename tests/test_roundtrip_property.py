@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from stored_messages_cli.model import parse_message
 from tests.support.investigation_support import cli_for
 
-ROUNDTRIP = settings(max_examples=25, deadline=None,
+ROUNDTRIP = settings(max_examples=12, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 ID_CHARS = string.ascii_letters + string.digits + "._-"
