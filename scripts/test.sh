@@ -18,4 +18,5 @@ fi
 # Lint and types first: a few seconds, and a failure here is cheaper to read than a test's.
 .venv/bin/ruff check stored_messages_cli tests scripts
 .venv/bin/python -m mypy
-exec .venv/bin/python -m pytest "$@"
+# Two workers (one per core): each starts its own emulators once; SM_TEST_WORKERS=0 runs serially.
+exec .venv/bin/python -m pytest -n "${SM_TEST_WORKERS:-2}" "$@"
