@@ -77,3 +77,34 @@ def test_a_down_destination_gets_one_probe_across_processes(
     done = cli("--json", "replay")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["stored"] == 3
+
+
+def test_two_replays_at_once_report_no_phantom_failures(
+        cli, sm_home: Path, faults, s3_bucket, s3_client, make_message) -> None:
+    import os
+    import subprocess
+    import sys
+
+    s3_client.put_bucket_versioning(Bucket=s3_bucket,
+                                    VersioningConfiguration={"Status": "Enabled"})
+    messages = prepare(cli, faults, s3_bucket, make_message, 6)
+    faults.mode = ACCESS_DENIED
+    assert cli("run", "--once").exit_code == 1  # all six wait for the destination
+    faults.mode = PASS
+    faults.delay = 0.3  # slow enough for the two replays to overlap
+    command = [sys.executable, "-m", "stored_messages_cli.cli.app", "--json", "replay",
+               "--wait", "60"]
+    env = dict(os.environ, SM_HOME=str(sm_home))
+    replays = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(2)]
+    results = [r.communicate(timeout=120) for r in replays]
+    faults.delay = 0.0
+    for replay, (out, err) in zip(replays, results, strict=True):
+        assert replay.returncode == 0, (out + err).decode()
+        document = json.loads(out)
+        assert document["still_failing"] == 0
+        assert document["stored"] == document["replayed"]
+    assert counts(sm_home)["stored"] == 6
+    versions = s3_client.list_object_versions(Bucket=s3_bucket, Prefix="email/")["Versions"]
+    assert sorted(v["Key"].rsplit("/", 1)[-1] for v in versions) == sorted(
+        f"{m['message_id']}.json.gz" for m in messages)  # each object written once

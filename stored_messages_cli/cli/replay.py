@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
                                         concurrency=workers,
                                         lease_seconds=settings.lease_seconds,
                                         confirm_timeout=settings.confirm_timeout,
-                                confirm_grace=settings.confirm_grace,
+                                        confirm_grace=settings.confirm_grace,
                                         poll_interval=settings.poll_interval, stop=stop,
                                         on_outcome=on_outcome)
                     manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
@@ -128,9 +128,11 @@ def register(app: typer.Typer) -> None:
                     try:
                         with progress or nullcontext():
                             archiver.run(once=True, row_ids=row_ids)
+                            outcomes = _follow(spool, archiver, row_ids, wait, stop)
                     finally:
                         manifests.close()  # seal and write what this replay settled
-                outcomes = _follow(spool, row_ids, wait, stop)
+                else:
+                    outcomes = []
         finally:
             for target in targets:
                 target.destination.close()
@@ -140,17 +142,28 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _follow(spool: Any, row_ids: list[int], wait: float, stop: threading.Event
-            ) -> list[dict[str, Any]]:
-    """Where the replayed messages stand, after waiting up to `wait` seconds for those another
-    process (a running `sm run`, another replay) holds in flight to reach their outcome."""
+def _follow(spool: Any, archiver: Archiver, row_ids: list[int], wait: float,
+            stop: threading.Event) -> list[dict[str, Any]]:
+    """Where the replayed messages stand, after up to `wait` seconds of following the ones
+    another process (a running `sm run`, another replay) is busy with.
+
+    Messages another process holds in flight are waited for. Messages still due are attempted
+    again: another process held the destination's probe when this one tried, and the probe's
+    answer decides whether they may go now.
+    """
     deadline = time.monotonic() + wait
     while True:
         outcomes: list[dict[str, Any]] = spool.report.outcomes_of(row_ids)
-        if not any(row["state"] == State.IN_FLIGHT for row in outcomes) \
-                or time.monotonic() >= deadline or stop.is_set():
+        now = spool.clock.now()
+        due = [row["id"] for row in outcomes if row["state"] == State.QUEUED or (
+            row["state"] == State.RETRY_WAIT and row["next_attempt_at"] is not None
+            and row["next_attempt_at"] <= now)]
+        busy = any(row["state"] == State.IN_FLIGHT for row in outcomes)
+        if (not due and not busy) or time.monotonic() >= deadline or stop.is_set():
             return outcomes
         stop.wait(FOLLOW_POLL)
+        if due and not stop.is_set():
+            archiver.run(once=True, row_ids=due)
 
 
 def _print(out: Any, document: dict[str, Any]) -> None:

@@ -288,9 +288,11 @@ class Queue:
                 projects.add(project)
             for row_id in ids:
                 # Waiting messages keep their schedule's history; replayed final ones start anew.
+                # Only ever earlier: a second replay never pushes back what the first made due.
                 conn.execute(
-                    "UPDATE messages SET next_attempt_at = ?, updated_at = ? WHERE id = ?"
-                    " AND state = ?", (now, now, row_id, State.RETRY_WAIT))
+                    "UPDATE messages SET next_attempt_at = MIN(COALESCE(next_attempt_at, ?), ?),"
+                    " updated_at = ? WHERE id = ? AND state = ?",
+                    (now, now, now, row_id, State.RETRY_WAIT))
                 conn.execute(
                     "UPDATE messages SET state = ?, next_attempt_at = NULL, retry_reason = NULL,"
                     " first_failure_at = NULL, final_reason = NULL, updated_at = ?"

@@ -71,6 +71,6 @@ class Report:
         """Where the given messages stand now: ids, state, retry reason, final reason, error."""
         ids = json.dumps(sorted(set(row_ids)))
         return [dict(r) for r in self.db.read(
-            "SELECT project_id, message_id, state, retry_reason, final_reason, last_error,"
+            "SELECT id, project_id, message_id, state, retry_reason, final_reason, last_error,"
             " next_attempt_at FROM messages WHERE id IN (SELECT value FROM json_each(?))"
             " ORDER BY id", (ids,))]
