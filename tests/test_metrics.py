@@ -114,7 +114,8 @@ def test_healthz_turns_unhealthy_when_the_loop_stops(tmp_path: Path, file_destin
         stop = threading.Event()
         archiver = Archiver(spool, [ProjectTarget(PROJECT, file_destination)],
                             poll_interval=0.05, stop=stop)
-        liveness = Liveness(0.05, floor=0.3)
+        # The loop ticks every TICK_EVERY (0.5 s): the allowed age must leave room for that.
+        liveness = Liveness(0.05, floor=1.5)
         archiver.on_tick(liveness.tick)
         metrics = DaemonMetrics(spool.path, {PROJECT: file_destination.url}, "test", liveness)
         server = MetricsServer(metrics, "127.0.0.1", 0).start()
@@ -122,12 +123,12 @@ def test_healthz_turns_unhealthy_when_the_loop_stops(tmp_path: Path, file_destin
         loop = threading.Thread(target=archiver.run)
         loop.start()
         try:
-            time.sleep(0.6)  # longer than the allowed age: only ticks keep it healthy
+            time.sleep(2.0)  # longer than the allowed age: only ticks keep it healthy
             assert http_get(base + "/healthz") == (200, "ok\n")
             stop.set()
             loop.join(timeout=10)
             code, body = wait_for(lambda: (r := http_get(base + "/healthz"))[0] == 503 and r,
-                                  timeout=3, what="/healthz 503")
+                                  timeout=10, what="/healthz 503")
             assert body.startswith("the archiver loop last turned ")
             liveness.ended = True
             assert http_get(base + "/healthz") == (503, "the archiver loop has ended\n")
