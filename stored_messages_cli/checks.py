@@ -97,6 +97,17 @@ def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
                  " writes; sm never archives to one that does not")
 
 
+def _own_checks(destination: Destination) -> tuple[list[Check], list[Check]]:
+    """The destination's own checks, split into `reachable` and the settings ones."""
+    try:
+        own = list(destination.checks())
+    except SmError as exc:
+        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
+                     hint=exc.hint)]
+    return ([c for c in own if c.name == "reachable"],
+            [c for c in own if c.name != "reachable"])
+
+
 def run_checks(destination: Destination, *, keep_test_object: bool = False) -> list[Check]:
     """Every check, in reading order: reachable, write, read, cleanup, then the settings.
 
@@ -104,13 +115,7 @@ def run_checks(destination: Destination, *, keep_test_object: bool = False) -> l
     and a test object is kept (`keep_test_object`, under retention) only when object lock
     is really on; otherwise it is deleted.
     """
-    try:
-        own = list(destination.checks())
-    except SmError as exc:
-        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
-                     hint=exc.hint)]
-    reachable = [c for c in own if c.name == "reachable"]
-    settings = [c for c in own if c.name != "reachable"]
+    reachable, settings = _own_checks(destination)
     if failed(reachable):
         return reachable
     lock_missing = any(c.name == "object_lock" and c.status == FAIL for c in settings)
@@ -121,13 +126,7 @@ def run_checks(destination: Destination, *, keep_test_object: bool = False) -> l
 def read_only_checks(destination: Destination) -> list[Check]:
     """The checks of an investigator's destination: reachable, list, read one stored object
     back, then the settings. Nothing is written: the identity may hold read permissions only."""
-    try:
-        own = list(destination.checks())
-    except SmError as exc:
-        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
-                     hint=exc.hint)]
-    reachable = [c for c in own if c.name == "reachable"]
-    settings = [c for c in own if c.name != "reachable"]
+    reachable, settings = _own_checks(destination)
     if failed(reachable):
         return reachable
     try:
@@ -179,13 +178,7 @@ def recent_write_checks(destination: Destination, recent: RecentWrite) -> list[C
     In a compliance-locked bucket every test object is kept for the whole retention period,
     and in a versioned one a deleted test object stays as an old version: this leaves none.
     """
-    try:
-        own = list(destination.checks())
-    except SmError as exc:
-        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
-                     hint=exc.hint)]
-    reachable = [c for c in own if c.name == "reachable"]
-    settings = [c for c in own if c.name != "reachable"]
+    reachable, settings = _own_checks(destination)
     if failed(reachable):
         return reachable
     when = datetime.fromtimestamp(recent.stored_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

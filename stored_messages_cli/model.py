@@ -12,9 +12,10 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -242,6 +243,8 @@ MESSAGE_MODELS: dict[str, type[MessageFields]] = {
     "email": EmailMessage, "sms": SmsMessage, "push": PushMessage,
 }
 
+
+_Parsed = TypeVar("_Parsed")
 
 _TYPE_WORDS = {
     "string_type": "a string",
@@ -787,15 +790,7 @@ def parse_message(raw: Any) -> Message:
     Raises InvalidMessage whose text is a one-line reason naming the field, and nothing else,
     whatever `raw` is (self-referential, 5,000 levels deep, of any type).
     """
-    try:
-        return _parse_message(raw)
-    except InvalidMessage as exc:
-        reason = _printable(str(exc))
-        if reason == str(exc):
-            raise
-        raise InvalidMessage(reason) from None
-    except Exception as exc:  # a guarantee of the API: callers only ever see InvalidMessage
-        raise InvalidMessage(f"message cannot be validated ({type(exc).__name__})") from None
+    return _only_invalid(lambda: _parse_message(raw), "message")
 
 
 def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
@@ -876,15 +871,7 @@ def parse_event(raw: Any) -> SendEvent:
     A `sent` event's `provider` follows the message rule (an object whose `name` and
     `message_id` are strings when given); its `sent_at` may be an aware datetime.
     """
-    try:
-        return _parse_event(raw)
-    except InvalidMessage as exc:
-        reason = _printable(str(exc))
-        if reason == str(exc):
-            raise
-        raise InvalidMessage(reason) from None
-    except Exception as exc:  # a guarantee of the API: callers only ever see InvalidMessage
-        raise InvalidMessage(f"event cannot be validated ({type(exc).__name__})") from None
+    return _only_invalid(lambda: _parse_event(raw), "event")
 
 
 def _parse_event(raw: Any, *, decoded: bool = False) -> SendEvent:
@@ -935,18 +922,34 @@ def parse_line(text: str) -> Message | SendEvent | InvalidMessage:
     removed; a line of other whitespace (spaces, tabs, form feed, NBSP, U+2028 ...) is rejected
     here, since silently dropping it could hide a damaged record.
     """
-    try:
+    def parse() -> Message | SendEvent:
         if not text.strip():
-            return InvalidMessage("blank line (whitespace only)")
+            raise InvalidMessage("blank line (whitespace only)")
         raw = decode_json(text)
         if isinstance(raw, dict) and "event" in raw:
             return _parse_event(raw, decoded=True)
         if isinstance(raw, str):
-            return InvalidMessage("a message must be a JSON object, not a string holding JSON"
-                                  " (was it encoded twice?)")
+            raise InvalidMessage("a message must be a JSON object, not a string holding JSON"
+                                 " (was it encoded twice?)")
         return _parse_message(raw, decoded=True)
+
+    try:  # never raise: one bad line must not stop the others
+        return _only_invalid(parse, "line")
+    except InvalidMessage as exc:
+        return exc
+
+
+def _only_invalid(parse: Callable[[], _Parsed], what: str) -> _Parsed:
+    """Run `parse`; whatever goes wrong becomes one InvalidMessage with a printable reason.
+
+    A guarantee of the API: callers only ever see InvalidMessage, for any input.
+    """
+    try:
+        return parse()
     except InvalidMessage as exc:
         reason = _printable(str(exc))
-        return exc if reason == str(exc) else InvalidMessage(reason)
-    except Exception as exc:  # never raise: one bad line must not stop the others
-        return InvalidMessage(f"line cannot be validated ({type(exc).__name__})")
+        if reason == str(exc):
+            raise
+        raise InvalidMessage(reason) from None
+    except Exception as exc:
+        raise InvalidMessage(f"{what} cannot be validated ({type(exc).__name__})") from None

@@ -197,6 +197,22 @@ def refuse_read_only(project_id: str, saved: ProjectDestination) -> None:
             " an identity allowed to write")
 
 
+def duration_option(value: Any) -> float:
+    """A `--max-age` / `--older-than` value (`90`, `15m`, `8h`, `7d`) in seconds; a usage
+    error (exit 2) unless it is a duration of more than zero."""
+    from ..config import parse_duration
+
+    if isinstance(value, float):
+        return value
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value!r} must be more than zero")
+    return seconds
+
+
 def state_of(ctx: typer.Context) -> AppState:
     """The AppState the root callback stored on the context."""
     obj = ctx.find_root().obj

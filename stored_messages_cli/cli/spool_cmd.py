@@ -2,27 +2,15 @@
 
 # No `from __future__ import annotations`: typer would have to eval every annotation.
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from .common import command, state_of
+from .common import command, duration_option, state_of
 
 DEFAULT_OLDER_THAN = "30d"
 
 
-def _duration(value: Any) -> float:
-    from ..config import parse_duration
-
-    if isinstance(value, float):
-        return value
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise typer.BadParameter(f"{value!r} must be more than zero")
-    return seconds
 
 
 def _size(count: int) -> str:
@@ -42,8 +30,8 @@ def register(app: typer.Typer) -> None:
     def prune(
         ctx: typer.Context,
         older_than: Annotated[float, typer.Option(
-            "--older-than", parser=_duration, metavar="DURATION",
-            help="Remove settled bookkeeping older than this (default 30d).")] = _duration(
+            "--older-than", parser=duration_option, metavar="DURATION",
+            help="Remove settled bookkeeping older than this (default 30d).")] = duration_option(
                 DEFAULT_OLDER_THAN),
         dry_run: Annotated[bool, typer.Option(
             "--dry-run", help="Count what would be removed; change nothing.")] = False,

@@ -10,7 +10,7 @@ from ..clock import to_rfc3339
 from ..config import project_urls
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
 from ..states import STATES, HealthState
-from .common import command, state_of
+from .common import command, duration_option, state_of
 
 
 def status_document(state: Any) -> dict[str, Any]:
@@ -107,18 +107,6 @@ def _age(seconds: float | None) -> str:
 DEFAULT_MAX_AGE = 3600.0
 
 
-def _duration(value: Any) -> float:
-    from ..config import parse_duration
-
-    if isinstance(value, float):
-        return value
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if seconds <= 0:
-        raise typer.BadParameter(f"{value!r} must be more than zero")
-    return seconds
 
 
 def _check(out: Any, doc: dict[str, Any], max_age: float) -> None:
@@ -151,7 +139,7 @@ def register(app: typer.Typer) -> None:
             " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
         )] = False,
         max_age: Annotated[float, typer.Option(
-            "--max-age", parser=_duration, metavar="DURATION",
+            "--max-age", parser=duration_option, metavar="DURATION",
             help="With --check: the oldest unarchived message may be this old (e.g. 30m)."
         )] = DEFAULT_MAX_AGE,
     ) -> None:
