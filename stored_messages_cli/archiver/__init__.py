@@ -8,10 +8,14 @@ The retry policy (SPEC 5) as the loop applies it:
 - rate limited: the message backs off on its own (1 s doubling to 5 min, jittered) and never
   expires; the loop halves its concurrency (at most once per window of requests) and adds one
   back after every `CLEAN_RESPONSES_TO_GROW` clean responses.
-- unreachable: the destination is marked down and every waiting message of that project is
-  parked behind its next slot; at each slot one message goes out as the probe (credentials
-  resolved afresh first). A failed probe parks them all again and expires those whose own
-  first failure is a whole retry window old; a successful one makes them all due at once.
+- unreachable: `outage.Outage` marks the store down (for every project on it) and parks
+  their waiting messages behind the next probe slot (recovery probes, then every interval);
+  at each slot one message goes out as the probe, one across every process. A failed probe
+  parks them again and expires those whose window is over once the window's probes have
+  failed; an answer makes them all due at once.
+
+Claims are shared fairly between projects; seams (`on_settled`, `on_tick`, `on_upload`) let
+manifests, heartbeats and metrics follow the loop without living in it.
 """
 
 from __future__ import annotations
