@@ -2,14 +2,16 @@
 
 `SM_HOME` (or `--home`) holds `config.toml` and `spool.db`; without it the platform's user
 config and state folders are used. No credentials are ever written here.
+
+This module imports no pydantic: the models (`ProjectDestination`, `Settings`) and
+`load_settings` / `load_projects` live in `settings.py` and are reachable from here too,
+loaded on first use.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import logging
-import math
 import os
 import re
 import stat
@@ -18,10 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from .errors import ConfigError
-from .model import MEDIUMS
+
+if TYPE_CHECKING:
+    from .settings import ProjectDestination as ProjectDestination
+    from .settings import Settings as Settings
+    from .settings import _settings_class as _settings_class
+    from .settings import load_projects as load_projects
+    from .settings import load_settings as load_settings
 
 logger = logging.getLogger("sm.config")
 
@@ -44,6 +50,23 @@ SETTING_NAMES = frozenset({
     "rate_limit_backoff_base", "rate_limit_backoff_cap", "concurrency", "poll_interval",
     "log_format", "recovery_probes", "manifest_max_entries", "manifest_max_age",
     "confirm_grace", "projects"})
+# The keys of a `[projects."ID"]` table (ProjectDestination's fields), likewise.
+PROJECT_KEYS = frozenset({
+    "url", "mediums", "endpoint_url", "region", "profile", "role_arn", "external_id",
+    "expected_owner", "retention_days", "retention_mode", "account_url",
+    "allow_insecure_endpoint", "read_only", "accepted_failed_checks"})
+# What `settings.py` defines, reachable from here as before (`from .config import …`).
+_IN_SETTINGS = frozenset({"ProjectDestination", "Settings", "_settings_class",
+                          "load_settings", "load_projects"})
+
+
+def __getattr__(name: str) -> Any:
+    """The pydantic half of the configuration (`settings.py`), imported on first use."""
+    if name in _IN_SETTINGS:
+        from . import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_duration(value: Any) -> float:
@@ -118,223 +141,6 @@ def ensure_private_dir(folder: Path) -> None:
                        " folder (chmod 700, or another --home)", folder, stat.filemode(mode))
 
 
-class ProjectDestination(BaseModel):
-    """One project's destination, as saved by `sm connect` (never any secret)."""
-
-    # Built on first validation: building imports pydantic's plugin loader (~0.1 s).
-    model_config = ConfigDict(defer_build=True)
-
-    url: str
-    mediums: list[str] = Field(default_factory=lambda: list(MEDIUMS))
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = None
-    expected_owner: str | None = None
-    retention_days: int | None = None
-    retention_mode: str | None = None
-    account_url: str | None = None
-    allow_insecure_endpoint: bool = False
-    # An investigator's destination: list and read only (`sm connect --read-only`).
-    read_only: bool = False
-    # Safety checks that failed and that the operator accepted by name on `sm connect`.
-    accepted_failed_checks: list[str] = Field(default_factory=list)
-
-    @field_validator("mediums")
-    @classmethod
-    def _known_mediums(cls, value: list[str]) -> list[str]:
-        for medium in value:
-            if medium not in MEDIUMS:
-                raise ValueError(f"unknown medium {medium!r} (use email, sms or push)")
-        return value
-
-    @field_validator("retention_days")
-    @classmethod
-    def _positive_days(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError(f"must be at least 1 day, not {value}")
-        return value
-
-
-if TYPE_CHECKING:
-    from pydantic_settings import BaseSettings
-
-    class Settings(BaseSettings):
-        """See `_settings_class`."""
-
-        retry_interval: float
-        retry_window: float
-        confirm_timeout: float
-        confirm_grace: float
-        lease_seconds: float
-        rate_limit_backoff_base: float
-        rate_limit_backoff_cap: float
-        concurrency: int
-        poll_interval: float
-        log_format: str
-        recovery_probes: tuple[float, ...]
-        manifest_max_entries: int
-        manifest_max_age: float
-        projects: dict[str, ProjectDestination]
-
-
-def __getattr__(name: str) -> Any:
-    """`Settings` is built on first use: pydantic-settings costs ~100 ms to import."""
-    if name == "Settings":
-        return _settings_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def _settings_class() -> Any:
-    from pydantic_settings import (
-        BaseSettings,
-        PydanticBaseSettingsSource,
-        SettingsConfigDict,
-        TomlConfigSettingsSource,
-    )
-
-    class Settings(BaseSettings):
-        """Tunable settings; from `SM_*` environment variables, then `config.toml`, then
-        defaults."""
-
-        model_config = SettingsConfigDict(env_prefix="SM_", extra="ignore")
-
-        retry_interval: float = 8 * 3600
-        retry_window: float = 7 * 86400
-        confirm_timeout: float = 24 * 3600
-        confirm_grace: float = 7 * 86400  # a never-confirmed message keeps its body this long
-        lease_seconds: float = 300
-        rate_limit_backoff_base: float = 1.0
-        rate_limit_backoff_cap: float = 300.0
-        concurrency: int = 8
-        poll_interval: float = 1.0
-        log_format: str = "text"
-        # Probes of an unreachable destination after its outage began; [] is every 8 h only.
-        recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
-        manifest_max_entries: int = 10_000
-        manifest_max_age: float = 15 * 60
-        projects: dict[str, ProjectDestination] = Field(default_factory=dict)
-
-        @field_validator("recovery_probes", mode="before")
-        @classmethod
-        def _probe_delays(cls, value: Any) -> tuple[float, ...]:
-            if isinstance(value, str):  # SM_RECOVERY_PROBES arrives as text when not JSON
-                value = [part for part in value.strip("[] ").split(",") if part.strip()]
-            if not isinstance(value, list | tuple):
-                raise ValueError("must be a list of durations, e.g. [\"1m\", \"5m\", \"30m\"]")
-            delays = tuple(sorted(parse_duration(str(v).strip().strip('"')) for v in value))
-            if any(not math.isfinite(d) or d <= 0 for d in delays):
-                raise ValueError("every delay must be more than 0 seconds")
-            return delays
-
-        @field_validator(*DURATION_SETTINGS, mode="before")
-        @classmethod
-        def _duration(cls, value: Any) -> float:
-            return parse_duration(value)
-
-        @field_validator(*DURATION_SETTINGS)
-        @classmethod
-        def _positive(cls, value: float) -> float:
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"must be more than 0 seconds, not {value:g}")
-            return value
-
-        @field_validator("concurrency", "manifest_max_entries", mode="before")
-        @classmethod
-        def _whole(cls, value: Any) -> Any:
-            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"must be a whole number, not {value!r}")
-            return value
-
-        @field_validator("concurrency", "manifest_max_entries")
-        @classmethod
-        def _at_least_one(cls, value: int) -> int:
-            if value < 1:
-                raise ValueError(f"must be at least 1, not {value}")
-            return value
-
-        @field_validator("log_format")
-        @classmethod
-        def _log_format(cls, value: str) -> str:
-            if value not in ("text", "json"):
-                raise ValueError(f"use text or json, not {value!r}")
-            return value
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            # The TOML file comes from model_config["toml_file"], bound by load_settings().
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-    return Settings
-
-
-def load_settings(config_file: Path) -> Settings:
-    """Read `config_file` (missing is fine) under the environment's `SM_*` overrides.
-
-    Every problem is one ConfigError naming what to fix: an unknown key in the file (with a
-    suggestion for a near miss), a bad value in the file, or a bad `SM_*` variable (blamed
-    on the variable, not on the file).
-    """
-    from pydantic_settings import SettingsConfigDict
-
-    settings_class = _settings_class()
-    document = _read_toml(config_file)  # unreadable or invalid TOML: one clear error
-    check_keys(config_file, document)
-
-    class BoundSettings(settings_class):  # type: ignore[misc,valid-type]
-        model_config = SettingsConfigDict(toml_file=config_file)
-
-    try:
-        return BoundSettings()
-    except ValidationError as exc:
-        raise _settings_error(config_file, exc) from None
-    except OSError as exc:  # the file changed under us between the two reads
-        raise _unreadable(config_file, exc) from None
-    except ValueError as exc:
-        raise ConfigError(f"{config_file}: {_first_line(str(exc))}",
-                          hint=f"fix it in {config_file}") from None
-
-
-def _first_line(text: str) -> str:
-    return " ".join(text.split())[:300]
-
-
-def _env_name(field: str) -> str | None:
-    """The `SM_*` variable that set `field`, if one did (names are case-insensitive)."""
-    wanted = f"SM_{field}".upper()
-    for name in os.environ:
-        if name.upper() == wanted:
-            return name
-    return None
-
-
-def _settings_error(config_file: Path, exc: ValidationError) -> ConfigError:
-    """One line for the first problem, blamed on the variable or the file it came from."""
-    error = exc.errors()[0]
-    location = [str(part) for part in error.get("loc", ())]
-    reason = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    field = location[0] if location else ""
-    env = _env_name(field) if field else None
-    if env is not None:
-        shown = os.environ.get(env, "")
-        return ConfigError(f"environment variable {env}={shown!r} is not valid: {reason}",
-                           hint=f"fix or unset {env}")
-    where = ".".join(location) or "settings"
-    value = error.get("input")
-    shown = f" = {value!r}" if isinstance(value, str | int | float | bool) else ""
-    return ConfigError(f"{config_file}: {where}{shown}: {reason}",
-                       hint=f"fix {where} in {config_file}")
-
-
 def _unreadable(config_file: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"cannot read {config_file}: {exc.strerror or exc}",
                        hint=f"check the file's permissions (ls -l {config_file}) or choose"
@@ -352,18 +158,18 @@ def _unknown_key(config_file: Path, where: str, key: str, known: list[str]) -> C
 def check_keys(config_file: Path, document: dict[str, Any], *, top_level: bool = True) -> None:
     """Refuse keys config.toml does not know: a typo must not silently do nothing.
 
-    `top_level=False` checks only the `[projects.*]` tables (without importing
-    pydantic-settings, for the read-only commands).
+    `top_level=False` checks only the `[projects.*]` tables. The names come from
+    SETTING_NAMES and PROJECT_KEYS (no pydantic needed).
     """
     if top_level:
-        top = sorted(_settings_class().model_fields)
+        top = sorted(SETTING_NAMES)
         for key in document:
             if key not in top:
                 raise _unknown_key(config_file, "setting", key, top)
     projects = document.get("projects", {})
     if not isinstance(projects, dict):
         return  # the model's own validation names the wrong type
-    fields = sorted(ProjectDestination.model_fields)
+    fields = sorted(PROJECT_KEYS)
     for project_id, table in projects.items():
         if not isinstance(table, dict):
             continue
@@ -371,12 +177,6 @@ def check_keys(config_file: Path, document: dict[str, Any], *, top_level: bool =
             if key not in fields:
                 raise _unknown_key(config_file, f"key in [projects.\"{project_id}\"]", key,
                                    fields)
-
-
-class _Projects(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
 
 def _read_toml(config_file: Path) -> dict[str, Any]:
@@ -394,20 +194,6 @@ def _read_toml(config_file: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file} is not valid TOML ({exc})",
                           hint=f"fix the line it names in {config_file}") from None
-
-
-def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
-    """Only the saved destinations of `config_file` (missing is fine).
-
-    Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
-    """
-    document = _read_toml(config_file)
-    projects = document.get("projects", {})
-    check_keys(config_file, {"projects": projects}, top_level=False)
-    try:
-        return _Projects.model_validate({"projects": projects}).projects
-    except ValidationError as exc:
-        raise _settings_error(config_file, exc) from None
 
 
 def project_urls(config_file: Path) -> dict[str, str]:

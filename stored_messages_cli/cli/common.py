@@ -7,38 +7,58 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from ..config import Paths, ProjectDestination, load_settings, save_projects
-from ..destinations import Destination, DestinationOptions, open_destination
+from ..config import Paths, save_projects
 from ..errors import ConfigError, SmError
 from ..logs import JsonLogFormatter, TextLogFormatter
-from ..spool import Spool
 
-if TYPE_CHECKING:  # built lazily: pydantic-settings is slow to import
-    from ..config import Settings
+# Rich, pydantic (the settings), the destinations and the spool are imported where used: a
+# command pays only for what it touches (`sm --json status` never loads Rich).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..destinations import Destination, DestinationOptions
+    from ..settings import ProjectDestination, Settings
+    from ..spool import Spool
 
 
-@dataclass
 class Output:
     """Decides how results are shown: Rich on a terminal, plain text in a pipe, or JSON.
 
     Data goes to stdout; diagnostics and progress go to stderr. Text is printed literally:
     paths, URLs, ids and reasons come from users and may hold `[…]`, which Rich would
     otherwise read as markup (and crash on, or eat). Styling is added with `Text`, never by
-    markup inside a message.
+    markup inside a message. The Rich consoles are made on first use.
     """
 
-    json_mode: bool = False
-    verbosity: int = 0
-    stdout: Console = field(default_factory=lambda: Console(soft_wrap=True))
-    stderr: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    def __init__(self, json_mode: bool = False, verbosity: int = 0, *,
+                 stdout: Console | None = None, stderr: Console | None = None) -> None:
+        self.json_mode = json_mode
+        self.verbosity = verbosity
+        self._stdout = stdout
+        self._stderr = stderr
+
+    @property
+    def stdout(self) -> Console:
+        """The Rich console on stdout."""
+        if self._stdout is None:
+            from rich.console import Console
+
+            self._stdout = Console(soft_wrap=True)
+        return self._stdout
+
+    @property
+    def stderr(self) -> Console:
+        """The Rich console on stderr."""
+        if self._stderr is None:
+            from rich.console import Console
+
+            self._stderr = Console(stderr=True, soft_wrap=True)
+        return self._stderr
 
     @property
     def interactive(self) -> bool:
@@ -63,6 +83,8 @@ class Output:
 
     def warn(self, message: str) -> None:
         """A warning on stderr (always shown; the message printed literally)."""
+        from rich.text import Text
+
         self.stderr.print(Text.assemble(("Warning:", "yellow"), " ", message), highlight=False)
 
     def summary(self, message: str) -> None:
@@ -78,6 +100,9 @@ class Output:
         URLs, codes people copy) are never cut or wrapped: on a narrow terminal the other
         columns wrap instead, and in a pipe every row is one line, however long.
         """
+        from rich.table import Table
+        from rich.text import Text
+
         keep = whole if whole is not None else frozenset(
             c for c in columns if c.lower() in WHOLE_COLUMNS)
         table = Table(title=None if title is None else Text(title), show_edge=False,
@@ -133,11 +158,15 @@ class AppState:
     def settings(self) -> Settings:
         """The settings and destinations (read once)."""
         if self._settings is None:
+            from ..settings import load_settings
+
             self._settings = load_settings(self.paths.config_file)
         return self._settings
 
     def open_spool(self) -> Spool:
         """The spool of this home."""
+        from ..spool import Spool
+
         return Spool.open(home=self.home)
 
     def project(self, project_id: str) -> ProjectDestination:
@@ -162,6 +191,8 @@ class AppState:
 def options_for(destination: ProjectDestination, *, max_connections: int = 10
                 ) -> DestinationOptions:
     """Destination options from a saved project destination."""
+    from ..destinations import DestinationOptions
+
     return DestinationOptions(
         endpoint_url=destination.endpoint_url,
         region=destination.region,
@@ -184,6 +215,8 @@ def open_project_destination(state: AppState, project_id: str, *, max_connection
     saved = state.project(project_id)
     if for_writing:
         refuse_read_only(project_id, saved)
+    from ..destinations import open_destination
+
     return open_destination(saved.url, options_for(saved, max_connections=max_connections))
 
 
@@ -224,6 +257,9 @@ def state_of(ctx: typer.Context) -> AppState:
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print `Error: …` (and `Try: …`) on stderr and exit."""
+    from rich.console import Console
+    from rich.text import Text
+
     console = Console(stderr=True, soft_wrap=True)
     # One line each, printed literally: the message may quote a user's path, URL or id.
     console.print(Text.assemble(("Error:", "bold red"), " ", _one_line(message)),

@@ -115,6 +115,50 @@ ARGUMENT_METAVARS = {"files": "FILE"}
 _EXAMPLE = re.compile(r"\s*Examples?:\s+(.*)\Z", re.S)
 
 
+_NOT_PLAIN = object()
+
+
+def _plain_value(param: Any, value: Any) -> Any:
+    """`value` as Typer's coercion would return it, when that takes no work: a `str` for a
+    `str` parameter, a `bool` for a flag, an `int`/`float` in range, None, or what the
+    parameter's own parser answers. `_NOT_PLAIN` for anything else."""
+    if param.multiple or param.nargs != 1:
+        return _NOT_PLAIN
+    if value is None:
+        return None
+    info = param.type_descriptor.parameter_info
+    if info.parser is not None:
+        try:
+            return info.parser(value)
+        except Exception:  # Typer's coercion calls it again and words the error itself
+            return _NOT_PLAIN
+    annotation = param.type_descriptor.annotation
+    if type(value) is not annotation or annotation not in (str, bool, int, float):
+        return _NOT_PLAIN
+    if annotation in (int, float) and (info.clamp or (
+            info.min is not None and value < info.min) or (
+            info.max is not None and value > info.max)):
+        return _NOT_PLAIN
+    return value
+
+
+class _PlainValues:
+    """A parameter's coercion that skips Typer's pydantic TypeAdapter (several ms to build
+    each, and pydantic's plugin loader on the first) for values that need no work: the
+    defaults and the strings of most options. Anything else goes to Typer's own coercion,
+    so every value is accepted, converted and refused exactly as Typer does."""
+
+    def __init__(self, typer_coercion: Any) -> None:
+        self._typer_coercion = typer_coercion
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        """The value Typer's coercion would return (`RuntimeParam.coerce`)."""
+        plain = _plain_value(param, value)
+        if plain is not _NOT_PLAIN:
+            return plain
+        return self._typer_coercion().coerce(value, param=param, ctx=ctx)
+
+
 class _Argument(typer.core.TyperArgument):
     """An argument shown by its metavar alone (`URL`, `[FILE|-]...`)."""
 
@@ -126,8 +170,28 @@ class _Argument(typer.core.TyperArgument):
         name = self.display_name_raw + ("..." if self.nargs != 1 else "")
         return name if self.required else f"[{name}]"
 
+    def get_runtime_param(self) -> Any:
+        """What coerces this parameter's values: `_PlainValues`, then Typer's own."""
+        return _PlainValues(super().get_runtime_param)
 
-class _Option(typer.core.TyperOption):
+
+class _PlainOption(typer.core.TyperOption):
+    """An option coerced through `_PlainValues` (Typer's own help and completion options)."""
+
+    def get_runtime_param(self) -> Any:
+        """What coerces this parameter's values: `_PlainValues`, then Typer's own."""
+        return _PlainValues(super().get_runtime_param)
+
+
+def _coerce_plainly(command: Any, ctx: Any) -> None:
+    """Give the options Typer adds itself (help, shell completion) `_PlainValues` too."""
+    options = [*getattr(command, "params", []), command.get_help_option(ctx)]
+    for param in options:
+        if type(param) is typer.core.TyperOption:
+            param.__class__ = _PlainOption
+
+
+class _Option(_PlainOption):
     """An option shown with its metavar, or nothing for a flag."""
 
     def display_type_rich(self, ctx: Any) -> str | None:
@@ -191,6 +255,7 @@ class SmGroup(typer.core.TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Parse after moving global options written after the command before it."""
+        _coerce_plainly(self, ctx)
         return super().parse_args(ctx, hoist_global_options(self, ctx, list(args)))
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
@@ -198,6 +263,13 @@ class SmGroup(typer.core.TyperGroup):
         """The root context; a bad global option is a one-line usage error."""
         with _usage_errors_as_one_line():
             return super().make_context(info_name, args, parent, **extra)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """The command `args` names (its own help option coerced plainly too)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            _coerce_plainly(command, ctx)
+        return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; a bad option or value of it is a one-line usage error."""
