@@ -20,6 +20,7 @@ from typing import Any
 from .clock import Clock, SystemClock
 from .model import UNASSOCIATED, parse_sent_at
 from .spool import Spool, immediate_transaction
+from .spool.archive import entry_row, recipient_condition, write_entries
 from .spool.identifiers import COMPLETE, PARTIAL
 
 COLUMNS: tuple[str, ...] = (
@@ -146,10 +147,9 @@ class FindQuery:
         clauses: list[str] = []
         params: list[Any] = []
         if self.recipient_hashes:
-            marks = ",".join("?" * len(self.recipient_hashes))
-            clauses.append("(project_id, message_id) IN (SELECT project_id, message_id FROM"
-                           f" archive_recipients WHERE recipient_hash IN ({marks}))")
-            params.extend(self.recipient_hashes)
+            condition, values = recipient_condition(self.recipient_hashes)
+            clauses.append(condition)
+            params.extend(values)
         if self.campaign_id == UNASSOCIATED:
             clauses.append("(campaign_id IS NULL OR campaign_id = ?)")
             params.append(UNASSOCIATED)
@@ -274,29 +274,12 @@ class ArchiveIndex:
         """
         now = self.clock.now()
         entries = list(entries)
-        rows = [(*(getattr(e, c) for c in COLUMNS[:-1]), e.stored_at or now) for e in entries]
-        if not rows:
+        if not entries:
             return 0
-        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
-        sql = (f"INSERT INTO archive_index ({', '.join(COLUMNS)})"
-               f" VALUES ({', '.join('?' * len(COLUMNS))})"
-               f" ON CONFLICT(project_id, message_id) DO UPDATE SET {updates}"
-               " WHERE archive_index.key IS NOT excluded.key")
-        identifiers = [(h, e.project_id, e.message_id) for e in entries
-                       for h in sorted({e.recipient_hash, *e.recipient_hashes})]
+        rows = [entry_row([*(getattr(e, c) for c in COLUMNS[:-1]), e.stored_at or now],
+                          e.recipient_hashes) for e in entries]
         with self._write() as conn:
-            # A row the bucket now holds under another key: its old identifiers go with it.
-            stale = [(e.project_id, e.message_id) for e in entries
-                     if (conn.execute("SELECT key FROM archive_index WHERE project_id = ? AND"
-                                      " message_id = ?", (e.project_id, e.message_id))
-                         .fetchone() or (e.key,))[0] != e.key]
-            conn.executemany("DELETE FROM archive_recipients WHERE project_id = ? AND"
-                             " message_id = ?", stale)
-            before = conn.total_changes
-            conn.executemany(sql, rows)
-            changed = conn.total_changes - before
-            conn.executemany("INSERT OR IGNORE INTO archive_recipients (recipient_hash,"
-                             " project_id, message_id) VALUES (?, ?, ?)", identifiers)
+            changed = write_entries(conn, rows, replace="other_key")
             conn.executemany(
                 "INSERT OR IGNORE INTO index_coverage (project_id, coverage, source, since,"
                 " updated_at) VALUES (?, ?, 'remote', ?, ?)",

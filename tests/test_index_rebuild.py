@@ -122,7 +122,7 @@ def test_a_row_under_another_key_is_replaced_by_what_the_bucket_holds(tmp_path: 
     archive(cli, target, [email("a-1")])
     conn = sqlite3.connect(tmp_path / "home" / "spool.db")
     with conn:
-        conn.execute("UPDATE archive_index SET key = 'email/12345/x/111/a-1.json.gz',"
+        conn.execute("UPDATE archive_entries SET key = 'email/12345/x/111/a-1.json.gz',"
                      " payload_sha256 = 'stale'")
     conn.close()
     report = rebuilt(cli)["projects"][0]

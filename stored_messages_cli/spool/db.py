@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
+from .archive import migrate_archive
 from .daemons import migrate_daemons
 from .identifiers import migrate_identifiers
 from .manifests import migrate_manifests
@@ -329,6 +330,8 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("daemon heartbeats", migrate_daemons),
     ("manifest segments", migrate_manifests),
     ("every recipient identifier indexed, index coverage per project", migrate_identifiers),
+    ("a lean archive index: binary hashes, layout keys and destinations stored once",
+     migrate_archive),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -6,9 +6,8 @@ Migration step (SPEC 8, "Investigations"):
   recipient holds (`{"email": …, "user_id": …, "phone_number": …, "device_token": …}`),
   computed at ingest (`model.identifier_hashes`);
 - `archive_recipients`: one row per (hash, message) for every indexed message, so
-  `sm find --recipient` matches any identifier through an index. `Queue._settle_stored`
-  copies the message's hashes in the transaction that stores it; the local index
-  (`archive_index.ArchiveIndex.add`) writes those it learns from payloads;
+  `sm find --recipient` matches any identifier through an index (step 7, `archive.py`, moves
+  these rows into `archive_recipient_hashes`);
 - `index_coverage`: per project, whether the local index is `complete` (filled by `sm run`
   from the project's first message, or by a full `sm index rebuild`) or `partial` (filled by
   remote finds and fetches).
@@ -44,16 +43,9 @@ CREATE TABLE IF NOT EXISTS "index_coverage" (
 )
 """
 
-# What `_settle_stored` runs after copying a stored message into `archive_index`: its key's
-# hash and every identifier hash recorded at ingest; the project's index is complete when
-# this spool stored its first message (a project first seen through remote finds stays
+# What `_settle_stored` runs after indexing a stored message: the project's index is complete
+# when this spool stored its first message (a project first seen through remote finds stays
 # partial).
-SETTLE_SQL = (
-    'INSERT OR IGNORE INTO "archive_recipients" ("recipient_hash", "project_id", "message_id")'
-    ' SELECT "recipient_hash", "project_id", "message_id" FROM "messages" WHERE "id" = ?1'
-    ' UNION SELECT j.value, m."project_id", m."message_id" FROM "messages" m,'
-    ' json_each(COALESCE(m."recipient_hashes", \'{}\')) j WHERE m."id" = ?1'
-)
 COVERAGE_ON_SETTLE_SQL = (
     'INSERT OR IGNORE INTO "index_coverage" ("project_id", "coverage", "source", "since",'
     ' "updated_at") SELECT "project_id", \'complete\', \'run\', ?2, ?2 FROM "messages"'

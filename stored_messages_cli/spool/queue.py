@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import FinalReason, RetryClass, State
-from . import identifiers
+from . import archive, identifiers
 from .db import Settled, SpoolDB
 
 
@@ -257,14 +257,8 @@ class Queue:
             (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id, now,
              outcome.row_id, State.STORED)).fetchall()
         if rows:
-            conn.execute(
-                "INSERT OR REPLACE INTO archive_index (project_id, message_id, medium,"
-                " message_type, campaign_id, recipient_hash, sent_at, key, payload_sha256,"
-                " version_id, destination_url, stored_at)"
-                " SELECT project_id, message_id, medium, message_type, campaign_id,"
-                " recipient_hash, sent_at, stored_key, payload_sha256, version_id,"
-                " destination_url, stored_at FROM messages WHERE id = ?", (outcome.row_id,))
-            conn.execute(identifiers.SETTLE_SQL, (outcome.row_id,))  # every identifier's hash
+            # The index row, with every identifier's hash, commits with the outcome.
+            archive.write_entries(conn, archive.entries_of_message_rows(conn, [outcome.row_id]))
             conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (outcome.row_id, now))
         return [Settled(r[0], r[1], r[2], State.STORED, None, now) for r in rows]
 

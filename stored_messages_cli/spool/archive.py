@@ -1,0 +1,261 @@
+"""The archive index on disk: a lean row per stored message, read through the `archive_index` view.
+
+Migration step 7 (issue: "the spool stays small"). What an investigation or an audit needs of
+a stored message stays for good, so it is kept in as few bytes as it takes:
+
+- `archive_entries`: one row per stored message. Hashes are 32-byte BLOBs, not 64 hex
+  characters; the key is NULL when it is the SPEC 3 layout key under its location's prefix (it
+  is then rebuilt by the view); the destination URL and key prefix live once in
+  `archive_locations`. A recipient hash that is not hex (a bucket's odd key) stays text.
+- `archive_recipients`: the recipient's other identifiers' hashes (the key's own is in the
+  entry row), one `(hash, entry)` pair each.
+- `archive_index`: a view giving readers the columns they always had (hex hashes, the full
+  key, the destination URL), so `sm find`, `fetch`, audits and metrics read it unchanged.
+
+Writers (the settle of a stored message, `sm index rebuild`, remote finds) go through
+`write_entries`, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import object_key
+
+_LAYOUT_KEY = (
+    "l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || lower(hex("
+    "e.\"recipient_hash\")) || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
+    " e.\"message_id\" || '.json.gz'"
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS "archive_locations" (
+   "id" INTEGER PRIMARY KEY,
+   "destination_url" TEXT,
+   "key_prefix" TEXT NOT NULL,
+   UNIQUE ("destination_url", "key_prefix")
+);
+CREATE TABLE IF NOT EXISTS "archive_entries" (
+   "id" INTEGER PRIMARY KEY,
+   "project_id" TEXT NOT NULL,
+   "message_id" TEXT NOT NULL,
+   "medium" TEXT,
+   "message_type" TEXT,
+   "campaign_id" TEXT,
+   "recipient_hash" BLOB,
+   "sent_at" TEXT,
+   "key" TEXT,
+   "payload_sha256" BLOB,
+   "version_id" TEXT,
+   "location" INTEGER,
+   "stored_at" REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS "idx_archive_entries_message_id_project_id"
+    ON "archive_entries" ("message_id", "project_id");
+CREATE INDEX IF NOT EXISTS "idx_archive_entries_recipient_hash"
+    ON "archive_entries" ("recipient_hash");
+CREATE INDEX IF NOT EXISTS "idx_archive_entries_campaign_id_sent_at"
+    ON "archive_entries" ("campaign_id", "sent_at");
+CREATE INDEX IF NOT EXISTS "idx_archive_entries_sent_at"
+    ON "archive_entries" ("sent_at");
+CREATE TABLE IF NOT EXISTS "archive_recipient_hashes" (
+   "recipient_hash" BLOB NOT NULL,
+   "entry" INTEGER NOT NULL,
+   PRIMARY KEY ("recipient_hash", "entry")
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS "archive_index" AS
+SELECT e."id" AS "entry", e."project_id", e."message_id", e."medium", e."message_type",
+   e."campaign_id",
+   CASE WHEN typeof(e."recipient_hash") = 'blob' THEN lower(hex(e."recipient_hash"))
+        ELSE e."recipient_hash" END AS "recipient_hash",
+   e."sent_at",
+   CASE WHEN e."key" IS NOT NULL THEN e."key" ELSE {_LAYOUT_KEY} END AS "key",
+   CASE WHEN typeof(e."payload_sha256") = 'blob' THEN lower(hex(e."payload_sha256"))
+        ELSE e."payload_sha256" END AS "payload_sha256",
+   e."version_id", l."destination_url", e."stored_at"
+FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One stored message to index, as its writers know it (hex hashes, full key)."""
+
+    project_id: str
+    message_id: str
+    medium: str | None
+    message_type: str | None
+    campaign_id: str | None
+    recipient_hash: str | None
+    sent_at: str | None
+    key: str
+    payload_sha256: str | None
+    version_id: str | None
+    destination_url: str | None
+    stored_at: float | None
+    recipient_hashes: Sequence[str] = ()
+
+
+def entry_row(values: Sequence[Any], hashes: Sequence[str] = ()) -> EntryRow:
+    """An EntryRow from the 12 values in `archive_index`'s column order."""
+    (project_id, message_id, medium, message_type, campaign_id, recipient_hash, sent_at, key,
+     payload_sha256, version_id, destination_url, stored_at) = values[:12]
+    return EntryRow(project_id, message_id, medium, message_type, campaign_id, recipient_hash,
+                    sent_at, key, payload_sha256, version_id, destination_url, stored_at,
+                    tuple(hashes))
+
+
+def packed(value: str | None) -> bytes | str | None:
+    """A lowercase hex SHA-256 as its 32 bytes; anything else (None, odd text) as it is."""
+    if value is None or len(value) != 64 or value != value.lower():
+        return value
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return value
+
+
+def unpacked(value: bytes | str | None) -> str | None:
+    """The hex form of what `packed` stored."""
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def _split_key(row: EntryRow) -> tuple[str, str | None]:
+    """(key prefix, key or None when the key is the layout key under that prefix)."""
+    rhash = row.recipient_hash
+    if (row.medium is None or row.project_id is None or rhash is None
+            or not isinstance(packed(rhash), bytes)):
+        return "", row.key
+    layout = object_key(row.medium, row.project_id, rhash, row.campaign_id, row.message_id)
+    if row.key.endswith(layout):
+        return row.key[: -len(layout)], None
+    return "", row.key
+
+
+def _location(conn: sqlite3.Connection, url: str | None, prefix: str) -> int:
+    found = conn.execute('SELECT "id" FROM "archive_locations" WHERE "destination_url" IS ?'
+                         ' AND "key_prefix" = ?', (url, prefix)).fetchone()
+    if found:
+        return int(found[0])
+    cursor = conn.execute('INSERT INTO "archive_locations" ("destination_url", "key_prefix")'
+                          " VALUES (?, ?)", (url, prefix))
+    return int(cursor.lastrowid or 0)
+
+
+def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
+                  replace: str = "always") -> int:
+    """Index `rows` in the caller's transaction; returns how many rows were written.
+
+    `replace="always"`: a message already indexed is overwritten (the spool's own settle);
+    `"other_key"`: only when the new key differs (what the bucket says replaces an old row,
+    an identical one is kept as written at settle). A replaced row's identifier hashes are
+    replaced with it.
+    """
+    locations: dict[tuple[str | None, str], int] = {}
+    written = 0
+    for row in rows:
+        prefix, key = _split_key(row)
+        where = (row.destination_url, prefix)
+        if where not in locations:
+            locations[where] = _location(conn, *where)
+        old = conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
+                           ' AND "project_id" = ?', (row.message_id, row.project_id)).fetchone()
+        others = sorted({h for h in row.recipient_hashes if h and h != row.recipient_hash})
+        if old is not None and replace == "other_key" and conn.execute(
+                'SELECT "key" FROM "archive_index" WHERE "entry" = ?', (old[0],)
+        ).fetchone()[0] == row.key:
+            _add_hashes(conn, old[0], others)  # the same object: only learn identifiers
+            continue
+        values = (row.project_id, row.message_id, row.medium, row.message_type,
+                  row.campaign_id, packed(row.recipient_hash), row.sent_at, key,
+                  packed(row.payload_sha256), row.version_id, locations[where], row.stored_at)
+        if old is None:
+            entry = int(conn.execute(
+                'INSERT INTO "archive_entries" ("project_id", "message_id", "medium",'
+                ' "message_type", "campaign_id", "recipient_hash", "sent_at", "key",'
+                ' "payload_sha256", "version_id", "location", "stored_at")'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values).lastrowid or 0)
+        else:
+            entry = old[0]
+            conn.execute(
+                'UPDATE "archive_entries" SET "project_id" = ?, "message_id" = ?, "medium" = ?,'
+                ' "message_type" = ?, "campaign_id" = ?, "recipient_hash" = ?, "sent_at" = ?,'
+                ' "key" = ?, "payload_sha256" = ?, "version_id" = ?, "location" = ?,'
+                ' "stored_at" = ? WHERE "id" = ?', (*values, entry))
+            conn.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = ?', (entry,))
+        _add_hashes(conn, entry, others)
+        written += 1
+    return written
+
+
+def _add_hashes(conn: sqlite3.Connection, entry: int, hashes: Sequence[str]) -> None:
+    conn.executemany('INSERT OR IGNORE INTO "archive_recipient_hashes" ("recipient_hash",'
+                     ' "entry") VALUES (?, ?)', [(packed(h), entry) for h in hashes])
+
+
+def recipient_condition(hashes: Sequence[str]) -> tuple[str, list[bytes | str | None]]:
+    """SQL on `archive_index` matching entries any of whose identifiers has one of `hashes`."""
+    values = [packed(h) for h in hashes]
+    marks = ",".join("?" * len(values))
+    return (f'"entry" IN (SELECT "id" FROM "archive_entries" WHERE "recipient_hash" IN ({marks})'
+            f' UNION SELECT "entry" FROM "archive_recipient_hashes" WHERE "recipient_hash"'
+            f" IN ({marks}))"), values + values
+
+
+def entries_of_message_rows(conn: sqlite3.Connection, row_ids: Sequence[int]
+                            ) -> list[EntryRow]:
+    """What the settle of stored messages indexes: their rows in `messages`."""
+    found = []
+    for row_id in row_ids:
+        row = conn.execute(
+            'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
+            ' "recipient_hash", "sent_at", "stored_key", "payload_sha256", "version_id",'
+            ' "destination_url", "stored_at", "recipient_hashes" FROM "messages"'
+            ' WHERE "id" = ?', (row_id,)).fetchone()
+        if row is None:
+            continue
+        try:
+            hashes = list(json.loads(row[12]).values()) if row[12] else []
+        except (ValueError, AttributeError):
+            hashes = []
+        found.append(entry_row(row, [h for h in hashes if isinstance(h, str)]))
+    return found
+
+
+def migrate_archive(conn: sqlite3.Connection) -> None:
+    """Migration step: move `archive_index` and `archive_recipients` into the lean layout.
+
+    Every row keeps its values exactly (the view returns what the table held); identifier
+    hashes other than the key's own move to `archive_recipient_hashes`. Safe to run twice.
+    """
+    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'archive_index'"
+                        ).fetchone()
+    for statement in _SCHEMA.split(";\n"):
+        if statement.strip() and not (kind and kind[0] == "table"
+                                      and "CREATE VIEW" in statement):
+            conn.execute(statement)
+    if not kind or kind[0] != "table":
+        return
+    extra: dict[tuple[str, str], list[str]] = {}
+    for rhash, project_id, message_id in conn.execute(
+            'SELECT "recipient_hash", "project_id", "message_id" FROM "archive_recipients"'):
+        extra.setdefault((project_id, message_id), []).append(rhash)
+    rows = [entry_row(row, extra.get((row[0], row[1]), []))
+            for row in conn.execute(
+                'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
+                ' "recipient_hash", "sent_at", "key", "payload_sha256", "version_id",'
+                ' "destination_url", "stored_at" FROM "archive_index" ORDER BY "stored_at",'
+                ' "project_id", "message_id"')]
+    write_entries(conn, rows)
+    for name in ("idx_archive_index_recipient_hash_sent_at", "idx_archive_index_message_id",
+                 "idx_archive_index_campaign_id_sent_at", "idx_archive_index_sent_at",
+                 "idx_archive_recipients_project_id_message_id"):
+        conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+    conn.execute('DROP TABLE "archive_index"')
+    conn.execute('DROP TABLE IF EXISTS "archive_recipients"')
+    view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):]
+    conn.execute(view)
