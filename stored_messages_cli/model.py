@@ -15,11 +15,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import InvalidMessage
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .message_models import EmailMessage as EmailMessage
+    from .message_models import PushMessage as PushMessage
+    from .message_models import SmsMessage as SmsMessage
 
 SCHEMA_VERSION = 1
 MEDIUMS: tuple[str, ...] = ("email", "sms", "push")
@@ -116,185 +122,7 @@ def format_utc(moment: datetime, name: str = "sent_at") -> str:
     return _aware_utc(moment, name).isoformat().replace("+00:00", "Z")
 
 
-class _Strict(BaseModel):
-    # Schemas are built on first validation, so commands that never validate start faster.
-    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True,
-                              defer_build=True)
-
-
-class Recipient(_Strict):
-    email: str | None = None
-    user_id: str | int | None = None
-    phone_number: str | None = None
-    device_token: str | None = None
-
-    @model_validator(mode="after")
-    def _one_present(self) -> Recipient:
-        if recipient_identity({"email": self.email, "user_id": self.user_id,  # no model_dump
-                               "phone_number": self.phone_number,
-                               "device_token": self.device_token}) is None:
-            raise ValueError(
-                "recipient needs at least one of email, user_id, phone_number, device_token"
-            )
-        return self
-
-
-class EmailContent(_Strict):
-    from_: str = Field(alias="from")
-    to: str
-    subject: str
-    html: str | None = None
-    text: str | None = None
-    reply_to: str | None = None
-    preheader: str | None = None
-    headers: dict[str, Any] | None = None
-    amp_html: str | None = None
-
-    @model_validator(mode="after")
-    def _has_body(self) -> EmailContent:
-        if self.html is None and self.text is None:
-            raise ValueError("content needs at least one of html, text (email)")
-        return self
-
-
-class SmsContent(_Strict):
-    from_: str = Field(alias="from")
-    to: str
-    body: str
-    media_urls: list[str] | None = None
-
-
-class PushContent(_Strict):
-    platform: Literal["ios", "android", "web"]
-    device_token: str
-    title: str | None = None
-    body: str | None = None
-    payload: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _has_body(self) -> PushContent:
-        if self.title is None and self.body is None and self.payload is None:
-            raise ValueError("content needs at least one of title, body, payload (push)")
-        return self
-
-
-CONTENT_MODELS: dict[str, type[_Strict]] = {
-    "email": EmailContent,
-    "sms": SmsContent,
-    "push": PushContent,
-}
-
-
-class Provider(_Strict):
-    name: str | None = None
-    message_id: str | None = None
-
-
-class MessageFields(_Strict):
-    """The top-level shape of a sent message (content is checked per medium afterwards)."""
-
-    message_id: str
-    project_id: str | int
-    medium: Literal["email", "sms", "push"]
-    message_type: Literal["blast", "triggered", "journey"]
-    campaign_id: str | int | None = None
-    template_id: str | int | None = None
-    journey_id: str | int | None = None
-    recipient: Recipient
-    sent_at: Any = None  # parsed (once) by parse_message: RFC 3339 with an offset
-    provider: Provider | None = None
-    content: dict[str, Any]
-
-    _check_id = field_validator("message_id", mode="before")(
-        lambda cls, v: check_message_id(v)  # noqa: ARG005
-    )
-
-    @field_validator("project_id", "campaign_id", "template_id", "journey_id", mode="before")
-    @classmethod
-    def _check_reference(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            if info.field_name == "project_id":
-                raise ValueError("project_id is required")
-            return value
-        return normalise_reference(info.field_name, value)
-
-
-
-class EmailMessage(MessageFields):
-    """A whole email message."""
-
-    content: EmailContent  # type: ignore[assignment]
-
-
-class SmsMessage(MessageFields):
-    """A whole SMS message."""
-
-    content: SmsContent  # type: ignore[assignment]
-
-
-class PushMessage(MessageFields):
-    """A whole push message."""
-
-    content: PushContent  # type: ignore[assignment]
-
-
-MESSAGE_MODELS: dict[str, type[MessageFields]] = {
-    "email": EmailMessage, "sms": SmsMessage, "push": PushMessage,
-}
-
-
 _Parsed = TypeVar("_Parsed")
-
-_TYPE_WORDS = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-    "list_type": "an array",
-    "bool_type": "true or false",
-}
-_UNION_TAGS = {"str": "a string", "int": "an integer", "dict[str,any]": "an object",
-               "list[str]": "an array"}
-
-
-def _reason(exc: ValidationError, prefix: str = "") -> str:
-    """Turn a pydantic error into one short line naming the field: `content.subject is required`.
-
-    Types are named in JSON's words (object, array, string, integer), not Python's.
-    """
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = [str(p) for p in first["loc"]]
-    expected: list[str] = []
-    # A union (e.g. `str | int`) reports one error per member, tagged with the member's name.
-    while loc and loc[-1].lower().replace(" ", "") in _UNION_TAGS:
-        expected = [_UNION_TAGS[str(e["loc"][-1]).lower().replace(" ", "")] for e in errors
-                    if len(e["loc"]) == len(loc) and str(e["loc"][-1]).lower().replace(" ", "")
-                    in _UNION_TAGS]
-        loc = loc[:-1]
-    path = ".".join(([prefix] if prefix else []) + ["from" if p == "from_" else p for p in loc])
-    kind = first["type"]
-    if expected:
-        msg = "must be " + " or ".join(dict.fromkeys(expected))
-    elif kind == "missing":
-        msg = "is required"
-    elif kind in _TYPE_WORDS:
-        msg = f"must be {_TYPE_WORDS[kind]}"
-    elif kind == "literal_error":
-        msg = "must be " + str(first["msg"]).removeprefix("Input should be ")
-    else:
-        msg = str(first["msg"]).removeprefix("Value error, ")
-    if not path:
-        return msg
-    if msg.startswith(path.rsplit(".", 1)[-1] + " "):
-        parent = path.rsplit(".", 1)[0] if "." in path else ""
-        return f"{parent}.{msg}" if parent else msg  # the message already names the field
-    if msg.startswith(("is ", "must ")):
-        return f"{path} {msg}"
-    return f"{path}: {msg}"
-
 
 _JSON_SCALARS = (str, int, float, type(None))
 # Integers with more bits than this may exceed Python's int-to-str digit limit (4300 digits).
@@ -773,6 +601,34 @@ def _schema_version_ok(raw: dict[str, Any]) -> bool:
     return type(value) is int and value == SCHEMA_VERSION
 
 
+_MODELS: ModuleType | None = None
+# The message models, reachable from here as before (`from .model import EmailMessage`).
+_IN_MESSAGE_MODELS = frozenset({"EmailMessage", "SmsMessage", "PushMessage"})
+
+
+def _models() -> Any:
+    """`message_models` (pydantic and the message classes), imported on first validation."""
+    global _MODELS
+    if _MODELS is None:
+        from . import message_models
+
+        _MODELS = message_models
+    return _MODELS
+
+
+def __getattr__(name: str) -> Any:
+    """The public message models, loaded on first use."""
+    if name in _IN_MESSAGE_MODELS:
+        return getattr(_models(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    """True for a pydantic model instance (none can exist before pydantic is imported)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)
+
+
 def _from_model(raw: BaseModel) -> Any:
     sent_at = getattr(raw, "sent_at", None)
     if isinstance(sent_at, datetime):
@@ -795,7 +651,7 @@ def parse_message(raw: Any) -> Message:
 
 def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
     """parse_message's body; `decoded` means `raw` came from decode_json (a tree of JSON)."""
-    if isinstance(raw, BaseModel):
+    if _is_pydantic_model(raw):
         raw = _from_model(raw)
     elif isinstance(raw, bytes):
         try:
@@ -819,15 +675,16 @@ def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
     if not _schema_version_ok(raw):
         raise InvalidMessage(f"schema_version must be {SCHEMA_VERSION} when given")
     medium = raw.get("medium")
-    model = MESSAGE_MODELS.get(medium, MessageFields) if isinstance(medium, str) else (
-        MessageFields)
+    models = _models()
+    model = models.MESSAGE_MODELS.get(medium, models.MessageFields) if isinstance(
+        medium, str) else models.MessageFields
     try:
         # One pass checks the top level and the medium's content.
         validated = model.model_validate(raw)
-    except ValidationError as exc:
+    except models.ValidationError as exc:
         if any(e["type"] == "string_unicode" for e in exc.errors()):
             _check_json_values(raw)  # names the field holding the lone surrogate
-        raise InvalidMessage(_reason(exc)) from None
+        raise InvalidMessage(models.reason(exc)) from None
 
     document = {k: v for k, v in raw.items() if k != "schema_version"}
     for name in REFERENCE_FIELDS:
@@ -907,10 +764,11 @@ def _parse_event(raw: Any, *, decoded: bool = False) -> SendEvent:
     if provider is not None:
         if not isinstance(provider, dict):
             raise InvalidMessage("provider must be an object")
+        models = _models()
         try:
-            Provider.model_validate(provider)
-        except ValidationError as exc:
-            raise InvalidMessage(_reason(exc, "provider")) from None
+            models.Provider.model_validate(provider)
+        except models.ValidationError as exc:
+            raise InvalidMessage(models.reason(exc, "provider")) from None
     return SendEvent("sent", project_id, message_id, sent_at=sent_at,
                      sent_at_text=raw["sent_at"], provider=provider)
 
