@@ -197,21 +197,30 @@ class Manifests:
         now = self.clock.now()
         for project_id in self.destinations:
             while True:
+                # A read first: a tick with nothing due takes no write lock (an ingest or a
+                # settle elsewhere would make it wait); due is checked again under the lock.
+                with self.spool.lock:
+                    if not self._due(self.spool.conn, project_id, now, force):
+                        break
                 with self._write() as conn:
-                    due = self._due(conn, project_id, now, force)
-                    if not due:
+                    if not self._due(conn, project_id, now, force):
                         break
                     self._seal_one(conn, project_id, now)
                     sealed += 1
         return sealed
 
     def _due(self, conn: sqlite3.Connection, project_id: str, now: float, force: bool) -> bool:
-        row = conn.execute('SELECT COUNT(*), MIN("settled_at") FROM "manifest_entries"'
-                           ' WHERE "project_id" = ?', (project_id,)).fetchone()
-        count, oldest = int(row[0]), row[1]
+        # Both from the (project_id, id) index and one row: entries are in settled order, so
+        # the first is the oldest, and no tick reads every open entry.
+        count = int(conn.execute('SELECT COUNT(*) FROM "manifest_entries"'
+                                 ' WHERE "project_id" = ?', (project_id,)).fetchone()[0])
         if not count:
             return False
-        return force or count >= self.max_entries or now - float(oldest) >= self.max_age
+        if force or count >= self.max_entries:
+            return True
+        first = conn.execute('SELECT "settled_at" FROM "manifest_entries" WHERE "project_id" = ?'
+                             ' ORDER BY "id" LIMIT 1', (project_id,)).fetchone()
+        return first is not None and now - float(first[0]) >= self.max_age
 
     def _seal_one(self, conn: sqlite3.Connection, project_id: str, now: float) -> None:
         destination = self.destinations[project_id]

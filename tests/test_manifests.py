@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,29 @@ def test_sealing_at_max_entries_and_max_age_numbers_and_chains_segments(
         previous = hashlib.sha256(path.read_bytes()).hexdigest()
         seen += [entry["message_id"] for entry in segment.entries]
     assert seen == [f"m-{i:03d}" for i in range(5)]  # sorted as settled, none twice
+
+
+def test_a_tick_with_nothing_to_seal_does_not_wait_for_another_writer(
+        spool: Spool, clock: FakeClock, file_destination: Any, make_message: Any) -> None:
+    """What is due is read without the write lock: while another process writes (an ingest
+    holding the spool's write lock), a tick with nothing to seal returns at once."""
+    spool.record_many(messages(make_message, 3))
+    manifests = Manifests(spool, {"12345": file_destination}, 100, 600)
+    archive(spool, file_destination, clock, manifests)
+    writer = sqlite3.connect(spool.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        manifests.tick()
+        assert time.monotonic() - started < 5  # not the spool's 60 s busy timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert segments_in(Path(file_destination.root)) == []
+    clock.advance(600)  # the open segment's first outcome is now max_age old
+    manifests.tick()
+    [path] = segments_in(Path(file_destination.root))
+    assert parse_segment(path.read_bytes()).header["count"] == 3
 
 
 def test_failed_and_expired_outcomes_are_entries_too(
