@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench.py            # everything but --scale (about 5 minutes)
     .venv/bin/python scripts/bench.py --quick    # smaller counts
     .venv/bin/python scripts/bench.py --scale    # the backlog figures (about 5 minutes)
+    .venv/bin/python scripts/bench.py --audit    # sm audit over 100,000 messages (< 10 minutes)
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -15,11 +16,16 @@ Figures (targets from the issues, 2-core machine), each printed beside what it i
                             threads with the same headers; moto_server in its own process
   sm --json status          wall and CPU time of the whole command
   sm --json find            a recipient query over a 1M-row index, whole command (< 1 s)
+  manifest cost             sm run --once -c 8 to a folder, whole command, vs the same spool
+                            with the manifest trigger dropped, interleaved rounds (≥ 0.95×)
+  sm audit [--deep]         over 10,000 messages sm run archived (--audit: 100,000), whole
+                            commands, vs the same checks done in this process without a spool
   --scale                   claim latency (≤ 2 ms), sm run at 1M queued and at 1M stored + 10k
                             vs 10k queued (≥ 0.8×), VmHWM of sm run (flat), sm status at 1M
                             queued (≤ 1 s)
 
-This is a benchmark, not a test: it asserts nothing and prints numbers.
+This is a benchmark, not a test: it asserts no figure (only that its fixtures are what they
+should be, e.g. a clean archive audits clean) and prints numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import gzip
 import hashlib
+import json
 import os
 import platform
 import resource
@@ -383,6 +391,172 @@ def bench_find(work: Path, count: int, runs: int = 5) -> None:
     row(f"sm --json find --recipient ({count:,})", f"{statistics.median(times):.3f} s",
         f"min {min(times):.3f} s", "-", "target well under 1 s")
 
+# ----------------------------------------------------------------------------- manifests
+
+MANIFEST_TRIGGER = "manifest_entry_on_settle"  # spool/manifests.py: the entry of each outcome
+
+
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def spool_copy(template: Path, home: Path, archive: Path, *, manifests: bool) -> None:
+    """A home whose spool is a page-for-page copy of `template` (SQLite's backup API) and whose
+    project archives to `archive`. Without `manifests` the copy's manifest trigger is dropped,
+    as a spool from before manifests settles: no outcome adds an entry, so nothing is
+    completed, sealed or written (the hooks still run and find nothing)."""
+    archive.mkdir(mode=0o700)
+    save_projects(home / "config.toml",
+                  {SCALE_PROJECT: ProjectDestination(url=f"file://{archive}/")})
+    Spool(home / "spool.db").close()  # created as sm creates it: private, WAL
+    source, target = sqlite3.connect(template), sqlite3.connect(home / "spool.db")
+    source.backup(target)
+    if not manifests:
+        target.execute(f"DROP TRIGGER {MANIFEST_TRIGGER}")
+        target.commit()
+    target.close()
+    source.close()
+
+
+def _archive_counts(archive: Path) -> tuple[int, int]:
+    """Message objects and manifest segments in a folder archive."""
+    messages = segments = 0
+    for path in archive.rglob("*.gz"):
+        if path.name.endswith(".jsonl.gz"):
+            segments += 1
+        else:
+            messages += 1
+    return messages, segments
+
+
+def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8) -> None:
+    """`sm run --once -c 8` to a folder on two copies of one filled spool: as sm runs it
+    (every outcome's manifest entry in the settling transaction, the entries completed, the
+    segment sealed when the run stops and written to the folder) and the same spool with the
+    manifest trigger dropped. Rounds interleaved, the order alternating; median ratio."""
+    template_home = work / "mf-template"
+    fill(template_home, f"file://{work / 'mf-unused'}/", count, "mf")
+    template = template_home / "spool.db"
+    names = ("manifests", "no manifests")
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    counts: dict[str, tuple[int, int]] = {}
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            home, archive = work / f"mf-{round_}-{name[0]}", work / f"mf-archive-{round_}-{name[0]}"
+            spool_copy(template, home, archive, manifests=name == "manifests")
+            os.sync()  # the copy's pages are on disk before the clock starts, as in a real spool
+            cpu_before = _cpu_of_children()
+            elapsed = sm(home, "run", "--once", "--concurrency", str(threads))
+            cpu[name].append(_cpu_of_children() - cpu_before)
+            rates[name].append(count / elapsed)
+            counts[name] = _archive_counts(archive)
+    on, off = rates["manifests"], rates["no manifests"]
+    ratios = [a / b for a, b in zip(on, off, strict=True)]
+    cpu_ratios = [b / a for a, b in zip(cpu["manifests"], cpu["no manifests"], strict=True)]
+    stored, segments = counts["manifests"]
+    row(f"sm run, manifest cost ({stored})", f"{statistics.median(on):,.0f} msg/s",
+        f"{statistics.median(off):,.0f} msg/s", f"{statistics.median(ratios):.2f}x",
+        "target ≥ 0.95x (cost ≤ 5%)")
+    on_cpu, off_cpu = statistics.median(cpu["manifests"]), statistics.median(cpu["no manifests"])
+    row("  (CPU time of the command)", f"{on_cpu:.2f} s", f"{off_cpu:.2f} s",
+        f"{statistics.median(cpu_ratios):.2f}x", "")
+    print(f"  (medians of {rounds} interleaved rounds, order alternating; ratios"
+          f" {', '.join(f'{r:.2f}' for r in ratios)}; both: sm run --once -c {threads} to a"
+          f" folder, whole command, on copies of one spool of {count:,} queued messages;"
+          f" sm wrote {stored:,} objects and {segments} segment(s); baseline: the copy's"
+          f" manifest trigger dropped, so no entry is added, completed, sealed or written"
+          f" ({counts['no manifests'][0]:,} objects, {counts['no manifests'][1]} segments))")
+
+
+def _fill_batches(home: Path, url: str, count: int, prefix: str, batch: int = 5000) -> None:
+    """Record `count` messages in the spool of `home`, a batch at a time."""
+    save_projects(home / "config.toml", {SCALE_PROJECT: ProjectDestination(url=url)})
+    with Spool.open(home=home) as spool:
+        for first in range(0, count, batch):
+            spool.record_many([message(i, prefix)
+                               for i in range(first, min(count, first + batch))])
+
+
+def sm_json(home: Path, *args: str) -> tuple[float, float, dict[str, Any]]:
+    """Run `sm --json ARGS`: wall time, CPU time and the parsed document."""
+    cpu_before, started = _cpu_of_children(), time.perf_counter()
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "sm"), "--json", *args],
+                          env={**os.environ, "SM_HOME": str(home)}, capture_output=True,
+                          check=False)
+    elapsed, cpu = time.perf_counter() - started, _cpu_of_children() - cpu_before
+    if done.returncode != 0:
+        raise RuntimeError(f"sm {' '.join(args)} exited {done.returncode}:"
+                           f" {done.stderr.decode()[-2000:]}{done.stdout.decode()[:2000]}")
+    return elapsed, cpu, json.loads(done.stdout)
+
+
+def raw_audit(archive: Path, project_id: str, *, deep: bool, threads: int = 8) -> float:
+    """The floor of `sm audit` on a folder, in this process: walk the project's message
+    folders and lstat every file (as the folder destination lists), read and parse every
+    manifest segment (gunzip, one JSON document a line, its SHA-256), and find every stored
+    entry in the listing with its size. With `deep`, also read every object on `threads`
+    threads and hash its bytes and its gunzipped payload. No spool, no findings kept."""
+    started = time.perf_counter()
+    listing: dict[str, int] = {}
+    for medium in ("email", "sms", "push"):
+        for folder, _dirs, names in os.walk(archive / medium / project_id):
+            for name in names:
+                path = Path(folder) / name
+                listing[path.relative_to(archive).as_posix()] = path.lstat().st_size
+    entries: list[dict[str, Any]] = []
+    for path in sorted((archive / "_sm" / "manifests" / project_id).rglob("*.jsonl.gz")):
+        body = path.read_bytes()
+        hashlib.sha256(body).hexdigest()
+        entries += [json.loads(line) for line in gzip.decompress(body).splitlines()[1:]]
+    present = [e for e in entries
+               if e["outcome"] == "stored" and listing.get(e["key"]) == e["size"]]
+    assert len(present) == len(listing), (len(present), len(listing))
+    if deep:
+        def check(entry: dict[str, Any]) -> bool:
+            body = (archive / entry["key"]).read_bytes()
+            return (hashlib.sha256(body).hexdigest() == entry["object_sha256"] and
+                    hashlib.sha256(gzip.decompress(body)).hexdigest() == entry["payload_sha256"])
+
+        with ThreadPoolExecutor(threads) as pool:
+            assert all(pool.map(check, present))
+    return time.perf_counter() - started
+
+
+def bench_audit(work: Path, count: int, threads: int = 8) -> None:
+    """`sm audit` and `sm audit --deep` over `count` messages that `sm run --once -c 8`
+    archived to a folder (real objects, real manifests), each a whole command, beside the
+    floor of the same checks done in this process."""
+    home, archive = work / f"audit-home-{count}", work / f"audit-archive-{count}"
+    archive.mkdir(mode=0o700)
+    started = time.perf_counter()
+    _fill_batches(home, f"file://{archive}/", count, "aud")
+    filled = time.perf_counter() - started
+    made = sm(home, "run", "--once", "--concurrency", str(threads))
+    stored, segments = _archive_counts(archive)
+    print(f"  (an archive of {stored:,} messages and {segments} manifest segment(s): recorded"
+          f" in {filled:.0f} s, archived by sm run --once -c {threads} in {made:.0f} s,"
+          f" {count / made:,.0f} msg/s)", flush=True)
+    os.sync()
+    _load_row()
+    for deep in (False, True):
+        args = ("audit", "--deep") if deep else ("audit",)
+        elapsed, cpu, document = sm_json(home, *args)
+        (project,) = document["projects"]
+        assert document["ok"] and project["stored"] == count, document
+        raw = raw_audit(archive, SCALE_PROJECT, deep=deep)
+        row(f"sm {' '.join(args)} ({project['stored']:,})", f"{elapsed:.1f} s", f"{raw:.1f} s",
+            f"{raw / elapsed:.2f}x", "-")
+        row("  (messages per second)", f"{count / elapsed:,.0f} msg/s",
+            f"{count / raw:,.0f} msg/s", "-", "")
+        row("  (CPU time of the command)", f"{cpu:.1f} s", "-", "-", "")
+    print(f"  (sm: whole commands with --json, each found {count:,} stored entries in"
+          f" {segments} segment(s) and no finding; baseline: the same listing, manifests and"
+          f" (--deep) object hashes read in this process with no spool, {threads} threads for"
+          " --deep; the archive's files were in the page cache)")
+
+
 # ----------------------------------------------------------------------------- --scale
 
 SCALE_PROJECT = "12345"
@@ -705,6 +879,13 @@ def main() -> None:
                              " 1M queued rows and 1M stored behind 10k (under 10 minutes)")
     parser.add_argument("--scale-rows", type=int, default=1_000_000,
                         help="the big spool's rows for --scale (default 1,000,000)")
+    parser.add_argument("--audit", action="store_true",
+                        help="only sm audit and sm audit --deep over --audit-count messages"
+                             " archived by sm run to a folder (under 10 minutes)")
+    parser.add_argument("--audit-count", type=int, default=100_000,
+                        help="messages for --audit (default 100,000)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
     print(machine())
@@ -716,6 +897,10 @@ def main() -> None:
             bench_scale(work, args.scale_rows)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
+        if args.audit:
+            bench_audit(work, int(args.audit_count * scale))
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
         bench_record(work, int(500 * scale))
         bench_record_threads(work, int(100 * scale))
         bench_record_many(work, int(20000 * scale))
@@ -723,6 +908,10 @@ def main() -> None:
         bench_run_s3(work, int(2000 * scale))
         bench_status(work)
         bench_find(work, int(1_000_000 * scale))
+        _load_row()
+        bench_manifest_cost(work, int(3000 * scale), max(3, args.rounds) if not args.quick else 3)
+        _load_row()
+        bench_audit(work, int(10_000 * scale))
     print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
