@@ -39,7 +39,8 @@ def on_disk(path: Path) -> dict[str, tuple[str, bytes | None]]:
     conn = sqlite3.connect(path)
     try:
         return {r[0]: (r[1], r[2]) for r in conn.execute(
-            "SELECT message_id, state, payload FROM messages")}
+            "SELECT message_id, state, payload FROM messages m LEFT JOIN message_bodies b"
+            " ON b.id = m.id")}
     finally:
         conn.close()
 

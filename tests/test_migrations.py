@@ -128,3 +128,19 @@ def test_every_command_works_on_an_upgraded_spool(cli, sm_home: Path, tmp_path: 
     assert json.loads(fetched.stdout)["message_id"] == "after-upgrade"
     rebuilt = cli("index", "rebuild", "--project", "12345")
     assert rebuilt.exit_code == 0, rebuilt.output
+
+
+def test_every_kept_body_moves_out_of_its_row_intact(tmp_path: Path) -> None:
+    path = legacy_spool(tmp_path / "spool.db")
+    before = read(path, "SELECT id, payload FROM messages WHERE payload IS NOT NULL ORDER BY id")
+    assert len(before) >= 3  # queued, waiting, expired and failed messages keep theirs
+    Spool(path).close()
+    assert read(path, "SELECT id, payload FROM message_bodies ORDER BY id") == before
+    assert "payload" not in {r[1] for r in read(path, "PRAGMA table_info(messages)")}
+    # a replay of the expired message still finds its body, and it uploads the same bytes
+    spool = Spool(path)
+    try:
+        (expired,) = read(path, "SELECT message_id FROM messages WHERE state = 'expired'")
+        assert spool.queue.make_due(message_id=expired[0], include_expired=True)
+    finally:
+        spool.close()

@@ -23,10 +23,12 @@ DAY = 86400.0
 
 
 def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, Any]:
-    """The raw spool row, read over a separate connection (what is on disk)."""
+    """The raw spool row with its kept body (`payload`, None when gone), read over a
+    separate connection (what is on disk)."""
     conn = sqlite3.connect(spool.path)
     conn.row_factory = sqlite3.Row
-    found = conn.execute("SELECT * FROM messages WHERE project_id = ? AND message_id = ?",
+    found = conn.execute("SELECT m.*, b.payload FROM messages m LEFT JOIN message_bodies b"
+                         " ON b.id = m.id WHERE project_id = ? AND message_id = ?",
                          (project_id, message_id)).fetchone()
     conn.close()
     assert found is not None, f"{message_id} is not in the spool"
@@ -296,7 +298,7 @@ def test_a_recorded_message_is_on_disk_when_record_returns(spool, make_message) 
     spool.record(make_message())
     other = sqlite3.connect(spool.path)
     assert other.execute("SELECT state FROM messages").fetchall() == [("queued",)]
-    payload = json.loads(other.execute("SELECT payload FROM messages").fetchone()[0])
+    payload = json.loads(other.execute("SELECT payload FROM message_bodies").fetchone()[0])
     assert payload["schema_version"] == 1
 
 

@@ -116,15 +116,31 @@ def test_a_payload_altered_in_the_spool_is_never_uploaded(
     spool.record(make_message(message_id="sound"))
     with spool.lock:  # bit rot: one byte of the stored body changes under the spool
         payload = spool.conn.execute(
-            "SELECT payload FROM messages WHERE message_id = 'rotten'").fetchone()[0]
+            "SELECT payload FROM message_bodies WHERE id = (SELECT id FROM messages"
+            " WHERE message_id = 'rotten')").fetchone()[0]
         altered = payload.replace(b"shipped", b"shippe!")
         assert altered != payload
-        spool.conn.execute("UPDATE messages SET payload = ? WHERE message_id = 'rotten'",
-                           (altered,))
+        spool.conn.execute("UPDATE message_bodies SET payload = ? WHERE id = (SELECT id FROM"
+                           " messages WHERE message_id = 'rotten')", (altered,))
     report = Archiver(spool, [ProjectTarget("12345", FileDestination(
         f"file://{tmp_path}/a/"))]).run(once=True)
     assert (report.stored, report.failed) == (1, 1)
     row = spool.message_state("12345", "rotten")
     assert (row["state"], row["final_reason"]) == ("failed", "corrupt_in_spool")
+
+
+def test_a_body_lost_from_the_spool_fails_its_message_and_nothing_else(
+        spool: Spool, make_message, tmp_path: Path) -> None:
+    spool.record(make_message(message_id="lost"))
+    spool.record(make_message(message_id="sound"))
+    with spool.lock:  # a queued message whose body row is gone (a hand-edited spool)
+        spool.conn.execute("DELETE FROM message_bodies WHERE id = (SELECT id FROM messages"
+                           " WHERE message_id = 'lost')")
+    report = Archiver(spool, [ProjectTarget("12345", FileDestination(
+        f"file://{tmp_path}/a/"))]).run(once=True)
+    assert (report.stored, report.failed) == (1, 1)
+    row = spool.message_state("12345", "lost")
+    assert (row["state"], row["final_reason"]) == ("failed", "corrupt_in_spool")
+    assert not list((tmp_path / "a").rglob("lost.json.gz"))
     assert "no longer matches the hash recorded at ingest" in row["last_error"]
     assert [p.name for p in (tmp_path / "a").rglob("*.json.gz")] == ["sound.json.gz"]

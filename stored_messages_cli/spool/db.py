@@ -24,6 +24,7 @@ from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
 from .archive import migrate_archive
+from .bodies import migrate_bodies
 from .daemons import migrate_daemons
 from .identifiers import migrate_identifiers
 from .manifests import migrate_manifests
@@ -136,14 +137,24 @@ class SpoolDB:
                 pass
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error.
 
+        `durable=False` commits without an fsync (WAL, `synchronous=NORMAL`): for writes a
+        crash may lose without harm, like a claim's lease (the message is simply claimed
+        again). The next durable commit syncs them too: the WAL is one ordered log.
         SQLite's disk-full, read-only and corruption errors become one SpoolError each.
         """
         try:
-            with immediate_transaction(self.conn, self.lock) as conn:
-                yield conn
+            with self.lock:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    with immediate_transaction(self.conn, self.lock) as conn:
+                        yield conn
+                finally:
+                    if not durable:
+                        self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise spool_error(exc, self.path) from None
 
@@ -332,6 +343,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("every recipient identifier indexed, index coverage per project", migrate_identifiers),
     ("a lean archive index: binary hashes, layout keys and destinations stored once",
      migrate_archive),
+    ("message bodies apart from their rows", migrate_bodies),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

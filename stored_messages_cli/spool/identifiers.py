@@ -73,8 +73,10 @@ def migrate_identifiers(conn: sqlite3.Connection) -> None:
     for statement in _TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
-    rows = conn.execute('SELECT "id", "payload" FROM "messages" WHERE "payload" IS NOT NULL'
-                        ' AND "recipient_hashes" IS NULL').fetchall()
+    # Bodies left `messages` in step 8 (a re-run of this step then finds none here).
+    rows = conn.execute(
+        'SELECT "id", "payload" FROM "messages" WHERE "payload" IS NOT NULL'
+        ' AND "recipient_hashes" IS NULL').fetchall() if "payload" in columns else []
     for row_id, payload in rows:
         try:
             recipient = json.loads(bytes(payload)).get("recipient")

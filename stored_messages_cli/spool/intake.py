@@ -32,6 +32,7 @@ from ..model import (
     sha256_hex,
 )
 from ..states import FinalReason, IngestOutcome, State
+from . import bodies
 from .db import SpoolDB
 from .identifiers import hashes_json
 
@@ -41,9 +42,9 @@ INGEST_BATCH = 500
 GROUP_WINDOW = 0.002
 INSERT_SQL = (
     "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-    " recipient_hash, sent_at, key, state, payload, content_sha256, payload_sha256,"
+    " recipient_hash, sent_at, key, state, content_sha256, payload_sha256,"
     " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (project_id, message_id) DO NOTHING")
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
@@ -418,20 +419,32 @@ class Intake:
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
 
     def _insert_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
-        """Insert rows made by `_new_row` in one statement; True when every one went in (no
-        message was seen before). Otherwise some were skipped: roll back to a savepoint
-        taken before and apply the messages one by one."""
-        return conn.executemany(INSERT_SQL, rows).rowcount == len(rows)
+        """Insert rows made by `_new_row` in one statement, then their bodies in another;
+        True when every one went in (no message was seen before). Otherwise some were
+        skipped: the caller rolls back to a savepoint taken before and applies the messages
+        one by one."""
+        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+        if conn.executemany(INSERT_SQL, [_without_body(r) for r in rows]).rowcount != len(rows):
+            return False
+        # Under the write lock, the rows above `last` are exactly these, in this order.
+        ids = [r[0] for r in conn.execute("SELECT id FROM messages WHERE id > ? ORDER BY id",
+                                          (last,))]
+        bodies.put_many(conn, [(row_id, row[_BODY]) for row_id, row in zip(ids, rows, strict=True)
+                               if row[_BODY] is not None])
+        return True
 
     def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
                        mediums: MediumsCache | None = None) -> str:
         row, outcome = self._new_row(msg, now, mediums)
         # Insert first and look only on a clash: the common case is one statement.
-        if conn.execute(INSERT_SQL, row).rowcount:
+        inserted = conn.execute(INSERT_SQL, _without_body(row))
+        if inserted.rowcount:
+            if row[_BODY] is not None:
+                bodies.put(conn, int(inserted.lastrowid or 0), row[_BODY])
             return outcome
         existing = conn.execute(
             "SELECT id, state, content_sha256, payload_sha256, final_reason,"
-            " payload IS NOT NULL FROM messages WHERE project_id = ? AND message_id = ?",
+            f" {bodies.HAS_BODY} FROM messages WHERE project_id = ? AND message_id = ?",
             (msg.project_id, msg.message_id),
         ).fetchone()
         row_id, known_state, known_content_sha, known_payload_sha, known_reason, kept = existing
@@ -457,16 +470,17 @@ class Intake:
                      now: float) -> None:
         payload = payload_bytes(document)
         conn.execute(
-            "UPDATE messages SET state = ?, payload = ?, payload_sha256 = ?, sent_at = ?,"
+            "UPDATE messages SET state = ?, payload_sha256 = ?, sent_at = ?,"
             " confirmed_at = ?, updated_at = ?, final_reason = NULL, last_error = NULL"
             " WHERE id = ?",
-            (State.QUEUED, payload, sha256_hex(payload),
+            (State.QUEUED, sha256_hex(payload),
              format_utc(parse_sent_at(document["sent_at"])), now, now, row_id),
         )
+        bodies.put(conn, row_id, payload)
 
     def _apply_event(self, conn: sqlite3.Connection, event: SendEvent, now: float) -> str:
         row = conn.execute(
-            "SELECT id, state, payload, sent_at, final_reason FROM messages"
+            f"SELECT id, state, {bodies.BODY_OF}, sent_at, final_reason FROM messages"
             " WHERE project_id = ? AND message_id = ?", (event.project_id, event.message_id),
         ).fetchone()
         name = f"message {event.message_id} of project {event.project_id}"
@@ -478,10 +492,11 @@ class Intake:
         if event.event == "send_failed":
             if state == State.AWAITING_CONFIRMATION:
                 conn.execute(
-                    "UPDATE messages SET state = ?, payload = NULL, final_reason = ?,"
+                    "UPDATE messages SET state = ?, final_reason = ?,"
                     " last_error = ?, updated_at = ? WHERE id = ?",
                     (State.DISCARDED, FinalReason.SEND_FAILED, (event.reason or "")[:500] or None,
                      now, row_id))
+                bodies.drop(conn, row_id)
                 return IngestOutcome.ACCEPTED
             if state == State.DISCARDED:
                 return IngestOutcome.DUPLICATE
@@ -521,10 +536,17 @@ class Intake:
                  now - confirm_timeout),
             ).rowcount
             conn.execute(
-                "UPDATE messages SET payload = NULL WHERE state = ? AND final_reason = ?"
-                " AND payload IS NOT NULL AND updated_at <= ?",
+                "DELETE FROM message_bodies WHERE id IN (SELECT id FROM messages"
+                " WHERE state = ? AND final_reason = ? AND updated_at <= ?)",
                 (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now - confirm_grace))
             return discarded
+
+
+_BODY = 9  # where `_new_row` puts the payload (None: no body kept)
+
+
+def _without_body(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row[:_BODY] + row[_BODY + 1:]
 
 
 def _line_item(raw: str | bytes) -> tuple[str, Message | SendEvent | InvalidMessage] | None:

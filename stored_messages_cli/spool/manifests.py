@@ -73,7 +73,9 @@ CREATE TABLE IF NOT EXISTS "manifest_segments" (
 """
 
 
-def _trigger_sql() -> str:
+def trigger_sql(body: str = 'COALESCE(NEW."payload", OLD."payload")') -> str:
+    """The trigger adding a settled message's entry; `body` is SQL for its payload (a column of
+    `messages` up to step 7, a read of `message_bodies` from step 8)."""
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
     stored = State.STORED.value
     return f"""
@@ -88,7 +90,7 @@ BEGIN
        CASE WHEN NEW."state" = '{stored}' THEN NEW."stored_key" END, NEW."key",
        NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
        NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
-       NEW."final_reason", COALESCE(NEW."payload", OLD."payload"));
+       NEW."final_reason", {body});
 END
 """
 
@@ -98,7 +100,7 @@ def migrate_manifests(conn: sqlite3.Connection) -> None:
     for statement in _TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
-    conn.execute(_trigger_sql())
+    conn.execute(trigger_sql())
 
 
 # --------------------------------------------------------------------------- entries

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import FinalReason, RetryClass, State
-from . import archive, identifiers
+from . import archive, bodies, identifiers
 from .db import Settled, SpoolDB
 
 
@@ -67,8 +67,10 @@ class Failed:
 
 Outcome = Stored | Retry | Failed
 
-_CLAIM_COLUMNS = ("id, project_id, message_id, key, payload, payload_sha256, attempts,"
-                  " first_failure_at, retry_reason")
+# A message whose body is missing claims as empty bytes: its hash check fails it as
+# `corrupt_in_spool` rather than the loop crashing.
+_CLAIM_COLUMNS = (f"id, project_id, message_id, key, COALESCE({bodies.BODY_OF}, X''),"
+                  " payload_sha256, attempts, first_failure_at, retry_reason")
 _RELEASE_SET = (
     f"state = CASE WHEN next_attempt_at IS NULL THEN '{State.QUEUED}'"
     f" ELSE '{State.RETRY_WAIT}' END,"
@@ -129,7 +131,7 @@ class Queue:
         due_by = now if due_by is None else due_by
         below = " AND id <= ?" if max_row_id is not None else ""
         extra: tuple[Any, ...] = (max_row_id,) if max_row_id is not None else ()
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:  # a lost lease only means a second claim
             queued = conn.execute(
                 f"SELECT id FROM messages WHERE state = ? AND project_id = ?{below}"
                 " ORDER BY id LIMIT ?", (State.QUEUED, project_id, *extra, limit)).fetchall()
@@ -152,7 +154,7 @@ class Queue:
         now = self.db.clock.now()
         due_by = now if due_by is None else due_by
         wanted = json.dumps(sorted(set(row_ids)))
-        with self.db.write() as conn:
+        with self.db.write(durable=False) as conn:
             rows = conn.execute(
                 "SELECT id FROM messages"
                 " WHERE id IN (SELECT value FROM json_each(?)) AND project_id = ?"
@@ -248,7 +250,7 @@ class Queue:
     def _settle_stored(conn: sqlite3.Connection, outcome: Stored, now: float) -> list[Settled]:
         # A verified object is stored whoever holds the lease now; the body leaves the spool.
         rows = conn.execute(
-            "UPDATE messages SET state = ?, payload = NULL, attempts = attempts + 1,"
+            "UPDATE messages SET state = ?, attempts = attempts + 1,"
             " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
             " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
             " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
@@ -257,6 +259,8 @@ class Queue:
             (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id, now,
              outcome.row_id, State.STORED)).fetchall()
         if rows:
+            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger kept it for
+            # the manifest entry
             # The index row, with every identifier's hash, commits with the outcome.
             archive.write_entries(conn, archive.entries_of_message_rows(conn, [outcome.row_id]))
             conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (outcome.row_id, now))
@@ -273,7 +277,7 @@ class Queue:
             [State.FAILED] if include_failed else [])
         where, params = _matching(states, project_id, message_id)
         # Expired/failed rows keep their payload (only stored/discarded drop it) so replay works.
-        clause = where + " AND payload IS NOT NULL"
+        clause = where + f" AND {bodies.HAS_BODY}"
         with self.db.write() as conn:
             rows = conn.execute(f"SELECT id, project_id FROM messages WHERE {clause}", params)
             ids, projects = [], set()
