@@ -62,6 +62,7 @@ from stored_messages_cli.config import ProjectDestination, save_projects  # noqa
 from stored_messages_cli.model import gzip_body, parse_message  # noqa: E402
 from stored_messages_cli.retry import RetryPolicy  # noqa: E402
 from stored_messages_cli.spool import lease_owner_name  # noqa: E402
+from stored_messages_cli.spool.archive import location_id  # noqa: E402
 from stored_messages_cli.states import State  # noqa: E402
 
 EMAIL = {
@@ -378,12 +379,16 @@ def bench_find(work: Path, count: int, runs: int = 5) -> None:
     home = work / "find-home"
     spool = Spool(home / "spool.db")
     people = max(1, count // 5)
-    rows = ((str(i % 3), f"f-{i}", "email", "blast", str(i % 500),
-             hashlib.sha256(f"user{i % people}@example.com".encode()).hexdigest(),
-             f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", f"key-{i}", "0" * 64,
-             None, "file:///bench/", 0.0) for i in range(count))
     spool.conn.execute("BEGIN IMMEDIATE")  # autocommit connection: one explicit transaction
-    spool.conn.executemany("INSERT INTO archive_index VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    where = location_id(spool.conn, "file:///bench/", "")
+    rows = ((str(i % 3), f"f-{i}", "email", "blast", str(i % 500),
+             hashlib.sha256(f"user{i % people}@example.com".encode()).digest(),
+             f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", f"key-{i}", bytes(32),
+             None, where, 0.0) for i in range(count))
+    spool.conn.executemany(  # the lean index as a settle writes it (spool/archive.py)
+        "INSERT INTO archive_entries (project_id, message_id, medium, message_type,"
+        " campaign_id, recipient_hash, sent_at, key, payload_sha256, version_id, location,"
+        " stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     spool.conn.execute("COMMIT")
     spool.close()
     times = [sm(home, "--json", "find", "--recipient", " User7@Example.com ")
@@ -565,9 +570,11 @@ SCALE_ROUNDS = 2  # runs at each size, interleaved (the machine's load changes m
 
 
 def _template(spool: Spool) -> dict[str, Any]:
-    """One real recorded row (through `Spool.record`), as columns; removed again."""
+    """One real recorded row (through `Spool.record`), as columns, with its body as
+    `payload`; removed again."""
     spool.record(message(0, "tmpl"))
-    cursor = spool.conn.execute("SELECT * FROM messages WHERE message_id = 'tmpl-0'")
+    cursor = spool.conn.execute("SELECT m.*, b.payload FROM messages m JOIN message_bodies b"
+                                " ON b.id = m.id WHERE message_id = 'tmpl-0'")
     names = [d[0] for d in cursor.description]
     row_ = dict(zip(names, cursor.fetchone(), strict=True))
     spool.conn.execute("DELETE FROM messages WHERE id = ?", (row_.pop("id"),))
@@ -579,18 +586,20 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
     """A spool with `stored` archived rows (history) then `queued` rows, by direct SQL in one
     transaction through the real schema (`Spool(path)` runs the migrations first). Each row
     is the real recorded row with its own message id and recipient: payload, key, hashes and
-    times made as ingest makes them. Stored rows have no body and their archive_index and
-    archive_recipients rows, as a settle leaves them. Rows are numbered from `first` (to add
+    times made as ingest makes them. Queued rows have their body in `message_bodies`; stored
+    rows have none and their archive index row (the lean layout: binary hashes, the key
+    rebuilt from the layout), as a settle leaves them. Rows are numbered from `first` (to add
     more to a spool filled before). Returns the seconds it took."""
     started = time.perf_counter()
     spool = Spool(path)
     tmpl = _template(spool)
-    payload = tmpl["payload"]
+    payload = tmpl.pop("payload")
     assert payload.count(b"tmpl-0") == 1 and payload.count(b"user0@example.com") == 1
     head, rest = payload.split(b"tmpl-0")
     middle, tail = rest.split(b"user0@example.com") if b"user0@" in rest else (None, None)
     assert middle is not None and tail is not None, "message_id precedes recipient in payload"
-    columns = list(tmpl)
+    columns = ["id", *tmpl]
+    tmpl["id"] = None
     insert = (f"INSERT INTO messages ({', '.join(columns)})"
               f" VALUES ({', '.join('?' * len(columns))})")
     base = time.time() - 3600.0 - (first + stored + queued) * 0.001  # past, in id order
@@ -598,9 +607,16 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
 
     at_ = {name: index for index, name in enumerate(columns)}
     template_values = [tmpl[c] for c in columns]
+    next_id = (spool.conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
+               + 1 - first)
+    bodies: list[tuple[int, bytes]] = []
+    entries: list[tuple[Any, ...]] = []
+    where = location_id(spool.conn, archive_url, prefix)
 
     def rows(first: int, count: int, state: str) -> Iterator[list[Any]]:
         stored_ = state == State.STORED
+        bodies.clear()
+        entries.clear()
         for n in range(first, first + count):
             mid, email = f"s-{n}", f"user{n}@example.com"
             rhash = hashlib.sha256(email.encode()).hexdigest()
@@ -612,7 +628,14 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
             values[at_["recipient_hash"]] = rhash
             values[at_["state"]] = state
             values[at_["key"]] = key
-            values[at_["payload"]] = None if stored_ else body
+            values[at_["id"]] = next_id + n
+            if stored_:
+                entries.append((SCALE_PROJECT, mid, values[at_["medium"]],
+                                values[at_["message_type"]], values[at_["campaign_id"]],
+                                bytes.fromhex(rhash), values[at_["sent_at"]],
+                                hashlib.sha256(body).digest(), where, at + 1))
+            else:
+                bodies.append((next_id + n, body))
             values[at_["payload_sha256"]] = hashlib.sha256(body).hexdigest()
             values[at_["content_sha256"]] = hashlib.sha256(b"core:" + mid.encode()).hexdigest()
             values[at_["created_at"]] = values[at_["confirmed_at"]] = at
@@ -633,18 +656,16 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-1000000")
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(insert, rows(first, stored, State.STORED))
-    if stored:
-        conn.execute(
-            "INSERT INTO archive_index (project_id, message_id, medium, message_type,"
-            " campaign_id, recipient_hash, sent_at, key, payload_sha256, version_id,"
-            " destination_url, stored_at) SELECT project_id, message_id, medium, message_type,"
-            " campaign_id, recipient_hash, sent_at, stored_key, payload_sha256, version_id,"
-            " destination_url, stored_at FROM messages WHERE state = ?", (State.STORED,))
-        conn.execute("INSERT OR IGNORE INTO archive_recipients (recipient_hash, project_id,"
-                     " message_id) SELECT recipient_hash, project_id, message_id FROM messages"
-                     " WHERE state = ?", (State.STORED,))
-    conn.executemany(insert, rows(first + stored, queued, State.QUEUED))
+    for start, count, state in ((first, stored, State.STORED),
+                                (first + stored, queued, State.QUEUED)):
+        for chunk in range(start, start + count, 10_000):  # bodies in chunks, not all in memory
+            conn.executemany(insert, list(rows(chunk, min(10_000, start + count - chunk),
+                                               state)))
+            conn.executemany(
+                "INSERT INTO archive_entries (project_id, message_id, medium, message_type,"
+                " campaign_id, recipient_hash, sent_at, payload_sha256, location, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+            conn.executemany("INSERT INTO message_bodies (id, payload) VALUES (?, ?)", bodies)
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode=WAL")
     os.sync()

@@ -136,7 +136,8 @@ def _split_key(row: EntryRow) -> tuple[str, str | None]:
     return "", row.key
 
 
-def _location(conn: sqlite3.Connection, url: str | None, prefix: str) -> int:
+def location_id(conn: sqlite3.Connection, url: str | None, prefix: str) -> int:
+    """The `archive_locations` row of a destination URL and key prefix (made if new)."""
     found = conn.execute('SELECT "id" FROM "archive_locations" WHERE "destination_url" IS ?'
                          ' AND "key_prefix" = ?', (url, prefix)).fetchone()
     if found:
@@ -161,7 +162,7 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
         prefix, key = _split_key(row)
         where = (row.destination_url, prefix)
         if where not in locations:
-            locations[where] = _location(conn, *where)
+            locations[where] = location_id(conn, *where)
         old = conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
                            ' AND "project_id" = ?', (row.message_id, row.project_id)).fetchone()
         others = sorted({h for h in row.recipient_hashes if h and h != row.recipient_hash})
