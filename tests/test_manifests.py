@@ -237,3 +237,37 @@ def test_sm_run_writes_manifests_on_s3(cli, moto_endpoint, s3_bucket, s3_client,
     assert again.exit_code == 0
     assert len(s3_client.list_objects_v2(
         Bucket=s3_bucket, Prefix="archive/_sm/manifests/")["Contents"]) == 2
+
+
+def test_an_entry_from_the_uploaders_hash_equals_one_from_the_payload(
+        tmp_path: Path, make_message: Any) -> None:
+    """The settle's fast path (object hash and size from the uploader, identifier hashes from
+    ingest) writes exactly the entry the slow path (gzip and parse the kept payload) writes."""
+    recipients = [{"email": "Ann@Example.com"}, {"user_id": "u-7", "email": "b@x.io"},
+                  {"phone_number": "+15550100", "device_token": "T0k"}]
+    entries = []
+    for fast in (True, False):
+        spool = Spool(tmp_path / f"{fast}.db", clock=FakeClock())
+        try:
+            for n, recipient in enumerate(recipients):
+                spool.record({**make_message(message_id=f"m-{n}"), "recipient": recipient})
+            claimed = spool.queue.claim("me", "12345", 10, lease_seconds=60)
+            outcomes = []
+            for c in claimed:
+                body = gzip_body(c.payload)
+                extra = (sha256_hex(body), len(body)) if fast else (None, None)
+                outcomes.append(Stored(c.row_id, c.key, "file:///a/", None, *extra))
+            spool.queue.settle("me", outcomes)
+            if not fast:
+                from stored_messages_cli.spool.manifests import complete_entries
+                with spool.lock:
+                    assert complete_entries(spool.conn) == len(recipients)
+            entries.append(spool.conn.execute(
+                "SELECT message_id, outcome, object_sha256, size, recipient_hashes, payload"
+                " FROM manifest_entries ORDER BY message_id").fetchall())
+        finally:
+            spool.close()
+    assert entries[0] == entries[1]
+    assert all(row[2] is not None and row[5] is None for row in entries[0])
+    assert json.loads(entries[0][1][4]) == {"email": sha("b@x.io"), "user_id": sha("u-7")}
+    assert list(json.loads(entries[0][2][4])) == ["phone_number", "device_token"]

@@ -340,14 +340,14 @@ class Archiver:
                 " hash recorded at ingest (disk corruption?); it was not uploaded")
         target = self.targets.get(message.project_id) or self._retired[message.project_id]
         key = target.destination.prefix + message.key
+        body = gzip_body(message.payload)
+        message.object_sha256, message.object_size = sha256_hex(body), len(body)
         if not self._upload_hooks:
-            return target.destination.put(key, gzip_body(message.payload),
-                                          message.payload_sha256)
+            return target.destination.put(key, body, message.payload_sha256)
         started = time.perf_counter()
         result: PutResult | BaseException
         try:
-            result = target.destination.put(key, gzip_body(message.payload),
-                                            message.payload_sha256)
+            result = target.destination.put(key, body, message.payload_sha256)
             return result
         except BaseException as exc:
             result = exc
@@ -375,7 +375,8 @@ class Archiver:
             if isinstance(result, PutResult):
                 outcomes.append(Stored(message.row_id, result.key,
                                        self.targets[project_id].destination.url,
-                                       result.version_id))
+                                       result.version_id, message.object_sha256,
+                                       message.object_size))
                 if result.created:
                     self.report.stored += 1
                 else:
@@ -424,7 +425,8 @@ class Archiver:
         self.report.already_stored += int(not result.created)
         self._emit("stored")
         return Stored(message.row_id, result.key,
-                      self._retired[message.project_id].destination.url, result.version_id)
+                      self._retired[message.project_id].destination.url, result.version_id,
+                      message.object_sha256, message.object_size)
 
     def _after_settle(self, settled: list[Settled]) -> None:
         for hook in self._settled_hooks:

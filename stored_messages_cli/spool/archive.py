@@ -211,19 +211,20 @@ def entries_of_message_rows(conn: sqlite3.Connection, row_ids: Sequence[int]
                             ) -> list[EntryRow]:
     """What the settle of stored messages indexes: their rows in `messages`."""
     found = []
-    for row_id in row_ids:
-        row = conn.execute(
+    ids = list(row_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        rows = conn.execute(
             'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
             ' "recipient_hash", "sent_at", "stored_key", "payload_sha256", "version_id",'
             ' "destination_url", "stored_at", "recipient_hashes" FROM "messages"'
-            ' WHERE "id" = ?', (row_id,)).fetchone()
-        if row is None:
-            continue
-        try:
-            hashes = list(json.loads(row[12]).values()) if row[12] else []
-        except (ValueError, AttributeError):
-            hashes = []
-        found.append(entry_row(row, [h for h in hashes if isinstance(h, str)]))
+            f' WHERE "id" IN ({",".join("?" * len(chunk))}) ORDER BY "id"', chunk).fetchall()
+        for row in rows:
+            try:
+                hashes = list(json.loads(row[12]).values()) if row[12] else []
+            except (ValueError, AttributeError):
+                hashes = []
+            found.append(entry_row(row, [h for h in hashes if isinstance(h, str)]))
     return found
 
 

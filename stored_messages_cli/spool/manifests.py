@@ -151,6 +151,29 @@ def complete_entries(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
+def complete_stored_entry(conn: sqlite3.Connection, message_row: int, object_sha256: str,
+                          size: int, identifier_hashes: str | None) -> None:
+    """Complete the entry the trigger just added for a stored message, from what the uploader
+    knows (the object's hash and size) and the identifier hashes taken at ingest
+    (`messages.recipient_hashes`): what `complete_entries` would write, without a second
+    gzip of the payload. Without those hashes the entry is left for `complete_entries`."""
+    try:
+        known = json.loads(identifier_hashes) if identifier_hashes else None
+    except ValueError:
+        known = None
+    if not isinstance(known, dict) or not known:
+        return
+    ordered = {name: known[name] for name in RECIPIENT_FIELDS if isinstance(known.get(name), str)}
+    if len(ordered) != len(known):
+        return
+    conn.execute(
+        'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
+        ' "recipient_hashes" = ?, "payload" = NULL WHERE "message_row" = ? AND "outcome" = ?'
+        ' AND "payload" IS NOT NULL',
+        (object_sha256, size, json.dumps(ordered, separators=(",", ":")), message_row,
+         State.STORED))
+
+
 @dataclass(frozen=True, slots=True)
 class OpenSegment:
     """What a project's open segment holds: how many entries, settled since when."""

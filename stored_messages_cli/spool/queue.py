@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import FinalReason, RetryClass, State
-from . import archive, bodies, identifiers
+from . import archive, bodies, identifiers, manifests
 from .db import Settled, SpoolDB
 
 
@@ -34,6 +34,9 @@ class ClaimedMessage:
     attempts: int
     first_failure_at: float | None
     retry_reason: str | None
+    # Set by the uploader: the SHA-256 and size of the gzip object it wrote.
+    object_sha256: str | None = None
+    object_size: int | None = None
 
 
 @dataclass(slots=True)
@@ -44,6 +47,10 @@ class Stored:
     key: str  # the full key, prefix included
     destination_url: str
     version_id: str | None = None
+    # The uploaded object's SHA-256 and size, when the uploader knows them (the manifest
+    # entry then needs no second gzip of the payload).
+    object_sha256: str | None = None
+    size: int | None = None
 
 
 @dataclass(slots=True)
@@ -217,11 +224,14 @@ class Queue:
         """
         now = self.db.clock.now()
         settled: list[Settled] = []
+        outcomes = list(outcomes)
         with self.db.write() as conn:
+            settled += self._settle_stored(conn, [o for o in outcomes if isinstance(o, Stored)],
+                                           now)
             for outcome in outcomes:
                 if isinstance(outcome, Stored):
-                    settled += self._settle_stored(conn, outcome, now)
-                elif isinstance(outcome, Retry):
+                    continue
+                if isinstance(outcome, Retry):
                     # Unreachable streaks keep their first failure; rate limiting never expires.
                     conn.execute(
                         "UPDATE messages SET state = ?, attempts = attempts + 1,"
@@ -247,24 +257,36 @@ class Queue:
         return settled
 
     @staticmethod
-    def _settle_stored(conn: sqlite3.Connection, outcome: Stored, now: float) -> list[Settled]:
-        # A verified object is stored whoever holds the lease now; the body leaves the spool.
-        rows = conn.execute(
-            "UPDATE messages SET state = ?, attempts = attempts + 1,"
-            " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
-            " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
-            " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
-            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state != ?"
-            " RETURNING id, project_id, message_id",
-            (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id, now,
-             outcome.row_id, State.STORED)).fetchall()
-        if rows:
-            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger kept it for
-            # the manifest entry
-            # The index row, with every identifier's hash, commits with the outcome.
-            archive.write_entries(conn, archive.entries_of_message_rows(conn, [outcome.row_id]))
-            conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (outcome.row_id, now))
-        return [Settled(r[0], r[1], r[2], State.STORED, None, now) for r in rows]
+    def _settle_stored(conn: sqlite3.Connection, stored: list[Stored], now: float
+                       ) -> list[Settled]:
+        """Mark verified objects stored (whoever holds the lease now), drop their bodies and
+        index them, all in the caller's transaction."""
+        settled: list[Settled] = []
+        first_of_project: dict[str, int] = {}
+        for outcome in stored:
+            row = conn.execute(
+                "UPDATE messages SET state = ?, attempts = attempts + 1,"
+                " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
+                " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
+                " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state != ?"
+                " RETURNING id, project_id, message_id, recipient_hashes",
+                (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id,
+                 now, outcome.row_id, State.STORED)).fetchone()
+            if row is None:
+                continue
+            if outcome.object_sha256 is not None and outcome.size is not None:
+                manifests.complete_stored_entry(conn, outcome.row_id, outcome.object_sha256,
+                                                outcome.size, row[3])
+            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger kept it
+            first_of_project.setdefault(row[1], outcome.row_id)
+            settled.append(Settled(row[0], row[1], row[2], State.STORED, None, now))
+        # The index rows, with every identifier's hash, commit with the outcomes.
+        archive.write_entries(conn, archive.entries_of_message_rows(
+            conn, [s.row_id for s in settled]))
+        for row_id in first_of_project.values():
+            conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (row_id, now))
+        return settled
 
     def make_due(self, *, project_id: str | None = None, message_id: str | None = None,
                  include_expired: bool = False, include_failed: bool = False) -> list[int]:
