@@ -3,8 +3,9 @@
 Writes are create-only (`IfNoneMatch: *`) and carry `ChecksumSHA256` of the object bytes
 and `sm-payload-sha256` metadata. Every request that accepts it carries the bucket-owner
 condition (`ExpectedBucketOwner`), and with a role the credentials come from STS AssumeRole,
-refreshed by botocore before they expire. boto3 is imported only when an S3 destination is
-opened.
+refreshed by botocore before they expire. The PUT itself goes out through `s3_put.LeanPut`
+(the same request, signed and sent with the client's own parts, without botocore's per-call
+machinery). boto3 is imported only when an S3 destination is opened.
 """
 
 from __future__ import annotations
@@ -233,6 +234,20 @@ class _UnlimitedRetryQuota:
         """Nothing to give back."""
 
 
+def standard_retry_policy(service: str, max_attempts: int) -> tuple[Any, Any]:
+    """botocore's standard-mode retry policy for `service` (its retry conditions and its
+    exponential backoff) and the throttling detector it uses."""
+    from botocore.retries import standard
+
+    throttling = standard.ThrottlingErrorDetector(standard.RetryEventAdapter())
+    policy = standard.RetryPolicy(
+        retry_checker=standard.StandardRetryConditions(max_attempts=max_attempts),
+        retry_backoff=standard.ExponentialBackoff(service_name=service,
+                                                  throttling_detector=throttling),
+    )
+    return policy, throttling
+
+
 def disable_retry_quota(client: Any, max_attempts: int) -> None:
     """Keep botocore's standard retry mode but without its client-wide retry quota.
 
@@ -246,15 +261,10 @@ def disable_retry_quota(client: Any, max_attempts: int) -> None:
 
     service = client.meta.service_model.service_id.hyphenize()
     client.meta.events.unregister(f"needs-retry.{service}", unique_id=f"retry-config-{service}")
-    adapter = standard.RetryEventAdapter()
-    throttling = standard.ThrottlingErrorDetector(adapter)
+    policy, throttling = standard_retry_policy(service, max_attempts)
     handler = standard.RetryHandler(
-        retry_policy=standard.RetryPolicy(
-            retry_checker=standard.StandardRetryConditions(max_attempts=max_attempts),
-            retry_backoff=standard.ExponentialBackoff(service_name=service,
-                                                      throttling_detector=throttling),
-        ),
-        retry_event_adapter=adapter,
+        retry_policy=policy,
+        retry_event_adapter=standard.RetryEventAdapter(),
         retry_quota=standard.RetryQuotaChecker(_UnlimitedRetryQuota(), throttling),
         service_name=service,
     )
@@ -300,6 +310,7 @@ class S3Destination:
         except Exception:  # noqa: BLE001 - e.g. an unknown profile: reported on first use
             pass
         self._client: Any = None
+        self._lean: Any = None  # s3_put.LeanPut, built with the client
         self._client_lock = threading.Lock()
 
     # ----------------------------------------------------------------------- client
@@ -311,9 +322,33 @@ class S3Destination:
         if client is None:
             with self._client_lock:  # upload threads start together: build one client
                 if self._client is None:
-                    self._client = make_s3_client(self.options)
+                    self._connect()
                 client = self._client
         return client
+
+    def _connect(self) -> None:
+        """Build the client and the lean PUT on it (with the session's own credentials
+        object, the one the client signs with, refreshed by botocore)."""
+        from .s3_put import LeanPut
+
+        session = make_session(self.options)
+        client = make_s3_client(self.options, session)
+        policy, _ = standard_retry_policy("s3", RETRY_MAX_ATTEMPTS)
+        enabled = os.environ.get("SM_S3_LEAN_PUT", "").lower() not in ("0", "off", "false", "no")
+        self._lean = LeanPut(client, session.get_credentials(), policy, RETRY_MAX_ATTEMPTS,
+                             enabled=enabled)
+        self._client = client
+
+    @property
+    def lean_put(self) -> Any:
+        """The `s3_put.LeanPut` of the current client (built with it)."""
+        lean = self._lean
+        if lean is None:
+            with self._client_lock:
+                if self._lean is None:
+                    self._connect()
+                lean = self._lean
+        return lean
 
     def refresh_credentials(self) -> None:
         """Drop the client so the next call resolves credentials afresh (before a probe).
@@ -321,7 +356,9 @@ class S3Destination:
         A new client means a new session: rotated keys, a changed profile and a fresh
         AssumeRole are all picked up. In-flight calls keep the old client until they end.
         """
-        self._client = None
+        with self._client_lock:  # the client and its lean PUT go together
+            self._client = None
+            self._lean = None
 
     # ----------------------------------------------------------------------- objects
 
@@ -335,14 +372,16 @@ class S3Destination:
             extra["ObjectLockMode"] = (self.options.retention_mode or "governance").upper()
             extra["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
                 days=self.options.retention_days)
+        if self.options.expected_owner:  # the client adds it too (add_owner_condition)
+            extra["ExpectedBucketOwner"] = self.options.expected_owner
         try:
-            response = self.client.put_object(
+            response = self.lean_put.put(dict(
                 Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*",
                 # the algorithm header too: object-lock buckets refuse writes without it
                 ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
                 ContentType="application/gzip",
                 Metadata={_META_KEY: payload_sha256}, **extra,
-            )
+            ))
         except ClientError as exc:
             if error_code(exc) in _EXISTS_CODES:
                 return self._existing(key, body, payload_sha256)
@@ -573,6 +612,7 @@ class S3Destination:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._lean = None
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         return DestinationError(f"{action} in s3://{self.bucket} failed: {describe(exc)}",

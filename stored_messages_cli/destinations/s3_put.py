@@ -1,0 +1,317 @@
+"""The archive PUT to S3 without botocore's per-call machinery (the hot path of `sm run`).
+
+A `put_object` through a boto3 client costs ~3 ms of CPU here: parameter validation,
+serialisation, forty-odd event handlers, endpoint rules, response parsing. An archive PUT is
+always the same request, so `LeanPut` sends it itself, and keeps every part that carries a
+guarantee in botocore's hands:
+
+- **where**: the URL and signing region are the ones botocore itself used for this bucket,
+  learned from a PUT made through the client (`before-send`), so endpoint rules, addressing
+  style, a region redirect and the endpoint checks of `make_s3_client` all stay botocore's;
+- **what**: every header is serialised from the PutObject model (`If-None-Match`, checksum,
+  metadata, object lock, bucket owner, SSE…); before its first request the path compares the
+  headers it signs with the ones botocore signed for the learned PUT and stands down if they
+  differ;
+- **who**: botocore's SigV4 signer with the client's own credentials object, which refreshes
+  itself (AssumeRole, SSO, instance roles) before they expire;
+- **how**: straight to urllib3, through the client's own pool manager (its TLS
+  verification, proxies, timeouts and kept-alive connections) exactly as botocore's
+  `URLLib3Session.send` drives it, with the same mapping of urllib3's errors to botocore's,
+  and no `Expect: 100-continue`;
+- **when it fails**: botocore's standard-mode retry conditions and backoff (the classes the
+  client uses), and a failure raised as the very exception the client would raise, parsed by
+  botocore's error parser from the real response body (so a throttle, a 403, a 5xx, a reset
+  connection and a taken key are classified exactly as before).
+
+Anything else (no route learned yet, a redirect, any other 3xx or 4xx) goes through the
+client, which handles it as it always did; a create-only PUT can always be sent again.
+"""
+
+from __future__ import annotations
+
+import calendar
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# Imported only with an S3 destination (`S3Destination` loads this module when it connects).
+import botocore
+from botocore import exceptions as botocore_errors
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.exceptions import ClientError
+from botocore.httpsession import mask_proxy_url
+from botocore.parsers import create_parser
+from botocore.retries.standard import RetryContext
+from botocore.utils import percent_encode
+from urllib3 import exceptions as urllib3_errors
+from urllib3.util.retry import Retry
+
+OPERATION = "PutObject"
+_EVENT = f"before-send.s3.{OPERATION}"
+# Statuses whose errors this path raises itself (after its retries); others go to the client.
+_RAISED_STATUSES = frozenset({403, 404, 409, 412, 429})
+# What `_urlopen` uses of botocore's URLLib3Session, as its own `send` does.
+_SESSION_PARTS = ("_proxy_config", "_get_connection_manager", "_setup_ssl_cert", "_verify",
+                  "_get_request_target")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where botocore sent a PutObject for this bucket, and how it signed it."""
+
+    base_url: str  # the URL without the `/key` part
+    region: str
+    service: str
+    signed_headers: frozenset[str]
+
+
+def signature_scope(authorization: str | None) -> tuple[str, str, frozenset[str]] | None:
+    """(region, service, signed header names) of a SigV4 `Authorization` header, or None
+    for anything else (unsigned, SigV4a, S3 Express sessions)."""
+    if not authorization or not authorization.startswith("AWS4-HMAC-SHA256 "):
+        return None
+    fields = dict(part.strip().split("=", 1) for part in
+                  authorization.removeprefix("AWS4-HMAC-SHA256 ").split(",") if "=" in part)
+    scope = fields.get("Credential", "").split("/")
+    if len(scope) != 5 or scope[4] != "aws4_request" or "SignedHeaders" not in fields:
+        return None
+    return scope[2], scope[3], frozenset(fields["SignedHeaders"].split(";"))
+
+
+class LeanPut:
+    """`put_object(**params)` for one S3 client, sent directly when it safely can."""
+
+    def __init__(self, client: Any, credentials: Any, retry_policy: Any,
+                 max_attempts: int, *, enabled: bool = True) -> None:
+        self._client = client
+        self._credentials = credentials
+        self._retry_policy = retry_policy
+        self._max_attempts = max_attempts
+        self._operation = client.meta.service_model.operation_model(OPERATION)
+        self._members = self._operation.input_shape.members
+        self._parser = create_parser(client.meta.service_model.metadata["protocol"])
+        # The client's urllib3 pool: its TLS rules, proxies, timeouts and open connections
+        # (botocore's URLLib3Session; without the parts `_urlopen` uses, this path stays off).
+        self._http = getattr(getattr(client, "_endpoint", None), "http_session", None)
+        if not all(hasattr(self._http, name) for name in _SESSION_PARTS):
+            self._http = None
+        self._user_agent = f"Botocore/{_botocore_version()} sm-put"
+        self._route: Route | None = None
+        self._verified = False
+        self._off = not enabled or self._http is None or credentials is None
+        self._local = threading.local()
+        client.meta.events.register(_EVENT, self._observe, unique_id="sm-lean-put-route")
+
+    @property
+    def route(self) -> Route | None:
+        """The learned route, or None while PUTs still go through the client."""
+        return None if self._off else self._route
+
+    def put(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What `client.put_object(**params)` returns (`VersionId`), or raises the same."""
+        route = self.route
+        if route is not None:
+            headers = self._headers(params)
+            if headers is not None:
+                answer = self._send(route, params, headers)
+                if answer is not None:
+                    return answer
+        return self._through_client(params)
+
+    # ----------------------------------------------------------------------- the client
+
+    def _through_client(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The PUT through boto3, learning its route from what went on the wire."""
+        self._local.path = self._key_path(params["Key"])
+        self._local.sent = None
+        try:
+            response: dict[str, Any] = self._client.put_object(**params)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                self._adopt()  # S3 answered at that address: the route is right
+            raise
+        finally:
+            self._local.path = None
+        self._adopt()
+        return response
+
+    def _observe(self, request: Any, **_: Any) -> None:
+        """`before-send`: note the URL and signature of this thread's PUT (the last
+        attempt's wins, so a region redirect is followed)."""
+        path = getattr(self._local, "path", None)
+        if path is not None and request.url.endswith(path):
+            self._local.sent = (request.url[:-len(path)],
+                                _header(request.headers, "Authorization"))
+
+    def _adopt(self) -> None:
+        sent = getattr(self._local, "sent", None)
+        self._local.sent = None
+        if sent is None:
+            return
+        base_url, authorization = sent
+        scope = signature_scope(authorization)
+        if scope is not None:
+            region, service, signed = scope
+            self._route = Route(base_url, region, service, signed)
+
+    # ----------------------------------------------------------------------- the request
+
+    def _key_path(self, key: str) -> str:
+        return "/" + str(percent_encode(key, safe="/~"))  # as botocore's serializer
+
+    def _headers(self, params: dict[str, Any]) -> dict[str, str] | None:
+        """The request headers the PutObject model gives `params`; None when a parameter
+        is not a plain header (the client serialises those)."""
+        headers: dict[str, str] = {}
+        for name, value in params.items():
+            if name in ("Bucket", "Key", "Body"):
+                continue
+            member = self._members.get(name)
+            where = member.serialization.get("location") if member is not None else None
+            wire = member.serialization.get("name") if member is not None else None
+            if where == "header" and wire and member.type_name == "string" and isinstance(
+                    value, str):
+                headers[wire] = value
+            elif where == "header" and wire and member.type_name == "timestamp" and (
+                    isinstance(value, datetime)) and member.serialization.get(
+                    "timestampFormat") == "iso8601":
+                # botocore sends header times to the second (it goes through timegm)
+                seconds = calendar.timegm(value.utctimetuple())
+                headers[wire] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+            elif where == "headers" and wire and isinstance(value, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                headers.update({f"{wire}{k}": v for k, v in value.items()})
+            else:
+                return None
+        return headers
+
+    def _signed(self, route: Route, url: str, params: dict[str, Any], headers: dict[str, str],
+                attempt: int) -> Any:
+        request = AWSRequest(method="PUT", url=url, data=params["Body"],
+                             headers={**headers, "User-Agent": self._user_agent})
+        checksum = headers.get("x-amz-checksum-sha256")
+        request.context.update({
+            "client_config": self._client.meta.config,
+            "has_streaming_input": True,  # PutObject's Body: unsigned payload over TLS
+            "checksum": {"request_algorithm": {"in": "header", "name": "x-amz-checksum-sha256",
+                                               "algorithm": "sha256"}} if checksum else {},
+        })
+        frozen = self._credentials.get_frozen_credentials()  # refreshed when due
+        S3SigV4Auth(frozen, route.service, route.region).add_auth(request)
+        # added after signing, as botocore adds them (they are never signed)
+        request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        request.headers["amz-sdk-request"] = f"attempt={attempt}; max={self._max_attempts}"
+        return request
+
+    def _send(self, route: Route, params: dict[str, Any], headers: dict[str, str]
+              ) -> dict[str, Any] | None:
+        """Send the PUT with botocore's retry conditions; the client's answer, the client's
+        exception, or None to hand the PUT to the client."""
+        url = route.base_url + self._key_path(params["Key"])
+        attempt = 1
+        while True:
+            request = self._signed(route, url, params, headers, attempt)
+            if not self._verified:
+                signed = signature_scope(_header(request.headers, "Authorization"))
+                if signed is None or signed[2] != route.signed_headers:
+                    self._off = True  # not the request botocore sends: stand down for good
+                    return None
+                self._verified = True
+            try:
+                response = self._urlopen(url, params["Body"], request.headers)
+            except Exception as exc:  # botocore's own HTTP errors (reset, timeout, TLS…)
+                context = RetryContext(attempt_number=attempt, operation_model=self._operation,
+                                       caught_exception=exc)
+                if not self._retry_policy.should_retry(context):
+                    raise
+                time.sleep(self._retry_policy.compute_retry_delay(context))
+                attempt += 1
+                continue
+            status = response.status_code
+            if 200 <= status < 300:
+                return {"VersionId": response.headers.get("x-amz-version-id"),
+                        "ETag": response.headers.get("ETag"),
+                        "ResponseMetadata": {"HTTPStatusCode": status,
+                                             "HTTPHeaders": dict(response.headers),
+                                             "RetryAttempts": attempt - 1}}
+            parsed = self._parser.parse({"status_code": status, "headers": response.headers,
+                                         "body": response.content},
+                                        self._operation.output_shape)
+            context = RetryContext(attempt_number=attempt, operation_model=self._operation,
+                                   parsed_response=parsed, http_response=response)
+            if self._retry_policy.should_retry(context):
+                time.sleep(self._retry_policy.compute_retry_delay(context))
+                attempt += 1
+                continue
+            if status in _RAISED_STATUSES or status >= 500 or self._retryable_kind(
+                    parsed, response):
+                metadata = parsed.setdefault("ResponseMetadata", {})
+                metadata.update(context.get_retry_metadata())  # as botocore's adapter does
+                metadata["RetryAttempts"] = attempt - 1
+                code = str(parsed.get("Error", {}).get("Code", ""))
+                raise self._client.exceptions.from_code(code)(parsed, OPERATION)
+            self._route = None  # a redirect or a request S3 did not take: relearn
+            return None
+
+    def _urlopen(self, url: str, body: bytes, headers: Any) -> Any:
+        """Send through the client's urllib3 pool as `URLLib3Session.send` does (the same
+        pool, TLS settings and request target), without building botocore's request and
+        response objects; urllib3's errors become botocore's, as there. The answer is a
+        botocore `AWSResponse` with its body read."""
+        session: Any = self._http
+        proxy_url = session._proxy_config.proxy_url_for(url)
+        try:
+            pool = session._get_connection_manager(url, proxy_url).connection_from_url(url)
+            session._setup_ssl_cert(pool, url, session._verify)
+            raw = pool.urlopen(
+                method="PUT", url=session._get_request_target(url, proxy_url), body=body,
+                headers=dict(headers.items()), retries=Retry(False), assert_same_host=False,
+                preload_content=False, decode_content=False, chunked=False,
+                enforce_content_length=False)
+            response = AWSResponse(url, raw.status, raw.headers, raw)
+            _ = response.content  # read it all: the connection goes back to the pool
+            return response
+        except CancelledError:
+            raise
+        except Exception as exc:
+            # the exception botocore raises for it (with no cause, as botocore raises it)
+            raise botocore_http_error(exc, url, proxy_url) from None
+
+    def _retryable_kind(self, parsed: dict[str, Any], response: Any) -> bool:
+        """Whether botocore would retry this answer had it attempts left (a throttle or a
+        transient error that used up its retries)."""
+        return bool(self._retry_policy.should_retry(RetryContext(
+            attempt_number=1, operation_model=self._operation, parsed_response=parsed,
+            http_response=response)))
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def botocore_http_error(exc: Exception, url: str, proxy_url: str | None) -> Exception:
+    """The botocore exception `URLLib3Session.send` makes of urllib3's `exc`."""
+    if isinstance(exc, urllib3_errors.SSLError):
+        return botocore_errors.SSLError(endpoint_url=url, error=exc)
+    if isinstance(exc, urllib3_errors.NewConnectionError | socket.gaierror):
+        return botocore_errors.EndpointConnectionError(endpoint_url=url, error=exc)
+    if isinstance(exc, urllib3_errors.ProxyError):
+        return botocore_errors.ProxyConnectionError(proxy_url=mask_proxy_url(proxy_url), error=exc)
+    if isinstance(exc, urllib3_errors.ConnectTimeoutError):
+        return botocore_errors.ConnectTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, urllib3_errors.ReadTimeoutError):
+        return botocore_errors.ReadTimeoutError(endpoint_url=url, error=exc)
+    if isinstance(exc, urllib3_errors.ProtocolError):
+        return botocore_errors.ConnectionClosedError(error=exc, request=None, endpoint_url=url)
+    return botocore_errors.HTTPClientError(error=exc)
+
+
+def _botocore_version() -> str:
+    return str(botocore.__version__)
