@@ -43,6 +43,7 @@ from typing import Any
 import botocore
 from botocore import exceptions as botocore_errors
 from botocore.auth import S3SigV4Auth
+from botocore.auth import _host_from_url as host_from_url
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.exceptions import ClientError
 from botocore.httpsession import mask_proxy_url
@@ -66,6 +67,7 @@ class Route:
     """Where botocore sent a PutObject for this bucket, and how it signed it."""
 
     base_url: str  # the URL without the `/key` part
+    host: str  # its Host header, as botocore's signer derives it
     region: str
     service: str
     signed_headers: frozenset[str]
@@ -158,7 +160,7 @@ class LeanPut:
         scope = signature_scope(authorization)
         if scope is not None:
             region, service, signed = scope
-            self._route = Route(base_url, region, service, signed)
+            self._route = Route(base_url, host_from_url(base_url), region, service, signed)
 
     # ----------------------------------------------------------------------- the request
 
@@ -193,8 +195,9 @@ class LeanPut:
 
     def _signed(self, route: Route, url: str, params: dict[str, Any], headers: dict[str, str],
                 attempt: int) -> Any:
-        request = AWSRequest(method="PUT", url=url, data=params["Body"],
-                             headers={**headers, "User-Agent": self._user_agent})
+        # Host given, as the signer would derive it from the URL (twice) and urllib3 send it
+        request = AWSRequest(method="PUT", url=url, data=params["Body"], headers={
+            **headers, "Host": route.host, "User-Agent": self._user_agent})
         checksum = headers.get("x-amz-checksum-sha256")
         request.context.update({
             "client_config": self._client.meta.config,
