@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .model import check_message_id, normalise_reference, recipient_identity
 
 __all__ = ["BaseModel", "ValidationError", "CONTENT_MODELS", "MESSAGE_MODELS", "EmailMessage",
-           "SmsMessage", "PushMessage", "MessageFields", "Provider", "Recipient", "reason"]
+           "SmsMessage", "PushMessage", "MessageFields", "Provider", "Recipient", "EmailContent",
+           "SmsContent", "PushContent", "reason"]
 
 
 class _Strict(BaseModel):

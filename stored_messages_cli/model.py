@@ -23,8 +23,16 @@ from .errors import InvalidMessage
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .message_models import CONTENT_MODELS as CONTENT_MODELS
+    from .message_models import MESSAGE_MODELS as MESSAGE_MODELS
+    from .message_models import EmailContent as EmailContent
     from .message_models import EmailMessage as EmailMessage
+    from .message_models import MessageFields as MessageFields
+    from .message_models import Provider as Provider
+    from .message_models import PushContent as PushContent
     from .message_models import PushMessage as PushMessage
+    from .message_models import Recipient as Recipient
+    from .message_models import SmsContent as SmsContent
     from .message_models import SmsMessage as SmsMessage
 
 SCHEMA_VERSION = 1
@@ -603,7 +611,9 @@ def _schema_version_ok(raw: dict[str, Any]) -> bool:
 
 _MODELS: ModuleType | None = None
 # The message models, reachable from here as before (`from .model import EmailMessage`).
-_IN_MESSAGE_MODELS = frozenset({"EmailMessage", "SmsMessage", "PushMessage"})
+_IN_MESSAGE_MODELS = frozenset({
+    "EmailMessage", "SmsMessage", "PushMessage", "MessageFields", "Recipient", "Provider",
+    "EmailContent", "SmsContent", "PushContent", "CONTENT_MODELS", "MESSAGE_MODELS"})
 
 
 def _models() -> Any:
