@@ -164,9 +164,10 @@ def recent_write(spool: Spool, project_id: str, *, within: float = RECENT_WRITE_
     since = spool.clock.now() - within
     with spool.lock:
         row = spool.conn.execute(
-            "SELECT stored_key, stored_at FROM messages WHERE state = ? AND project_id = ?"
-            " AND stored_at >= ? AND stored_key IS NOT NULL ORDER BY stored_at DESC LIMIT 1",
-            (State.STORED, str(project_id), since)).fetchone()
+            f"SELECT stored_key, stored_at FROM messages WHERE state = '{State.STORED}'"
+            " AND project_id = ? AND stored_at >= ? AND stored_key IS NOT NULL"
+            " ORDER BY stored_at DESC LIMIT 1",  # the literal state: a partial index serves it
+            (str(project_id), since)).fetchone()
     return RecentWrite(row[0], row[1]) if row else None
 
 

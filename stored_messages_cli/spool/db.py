@@ -332,6 +332,23 @@ def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
         conn.execute('ALTER TABLE "destination_health" ADD COLUMN "probing_until" REAL')
 
 
+def _v9_partial_indexes(conn: sqlite3.Connection) -> None:
+    """The claim order and the recent-stored lookup read partial indexes.
+
+    `(project_id, id) WHERE state = 'queued'` and `(project_id, stored_at) WHERE state =
+    'stored'` replace the full `(state, …)` indexes step 3 made: a lease then removes one
+    entry instead of moving four, and the stored history never enters the claim index. The
+    queries name the state literally (`state = 'queued'`), so the planner can use them.
+    """
+    conn.execute('DROP INDEX IF EXISTS "idx_messages_state_project_id_id"')
+    conn.execute('DROP INDEX IF EXISTS "idx_messages_state_project_id_stored_at"')
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_queued_project_id_id"'
+                 f' ON "messages" ("project_id", "id") WHERE "state" = \'{State.QUEUED}\'')
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_stored_project_id_stored_at"'
+                 ' ON "messages" ("project_id", "stored_at")'
+                 f' WHERE "state" = \'{State.STORED}\'')
+
+
 # Append-only. Each step must be safe to run again on a spool it already changed (0.1.0,
 # opening a newer spool, would reset user_version to its fingerprint).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
@@ -344,6 +361,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("a lean archive index: binary hashes, layout keys and destinations stored once",
      migrate_archive),
     ("message bodies apart from their rows", migrate_bodies),
+    ("partial indexes for the claim order and recent stored messages", _v9_partial_indexes),
 )
 LATEST_VERSION = len(MIGRATIONS)
 
