@@ -469,7 +469,8 @@ def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8) -
     row("  (CPU time of the command)", f"{on_cpu:.2f} s", f"{off_cpu:.2f} s",
         f"{statistics.median(cpu_ratios):.2f}x", "")
     print(f"  (medians of {rounds} interleaved rounds, order alternating; ratios"
-          f" {', '.join(f'{r:.2f}' for r in ratios)}; both: sm run --once -c {threads} to a"
+          f" {', '.join(f'{r:.2f}' for r in ratios)}, of CPU time"
+          f" {', '.join(f'{r:.2f}' for r in cpu_ratios)}; both: sm run --once -c {threads} to a"
           f" folder, whole command, on copies of one spool of {count:,} queued messages;"
           f" sm wrote {stored:,} objects and {segments} segment(s); baseline: the copy's"
           f" manifest trigger dropped, so no entry is added, completed, sealed or written"
