@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -291,3 +292,111 @@ def test_an_answer_the_lean_path_does_not_expect_goes_to_boto3(
         ("two.json.gz", False, 200),  # handed to boto3, which stored it
         ("three.json.gz", True, 200),
     ]
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in `folder`)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(days=1))
+                   .not_valid_after(now + timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                                  critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+class _TlsRelay:
+    """HTTPS in front of moto, with the certificate swappable between connections."""
+
+    def __init__(self, upstream: str, cert: tuple[Path, Path]) -> None:
+        import ssl
+
+        parts = urlsplit(upstream)
+        target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.requests: list[tuple[str, bool, str]] = []  # (path, lean, x-amz-content-sha256)
+        self.use(cert)
+        relay = self
+
+        class Handler(RelayHandler):
+            def _handle(self) -> None:
+                body = self._body()
+                if self.command == "PUT":
+                    relay.requests.append((self.path,
+                                           LEAN_AGENT in self.headers.get("User-Agent", ""),
+                                           self.headers.get("x-amz-content-sha256", "")))
+                self._relay(target, body)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _handle
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> Any:
+                sock, address = super().get_request()
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*relay.cert)
+                return context.wrap_socket(sock, server_side=True), address
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def use(self, cert: tuple[Path, Path]) -> None:
+        """Present `cert` on the next connections."""
+        self.cert = cert
+
+
+def test_over_tls_the_lean_path_keeps_the_clients_certificate_checks(
+        s3_bucket: str, moto_endpoint: str, tmp_path: Path, instant_sdk_retries: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    trusted, untrusted = self_signed(tmp_path, "trusted"), self_signed(tmp_path, "untrusted")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(trusted[0]))  # the client trusts only this one
+    outcomes = {}
+    relay = _TlsRelay(moto_endpoint, trusted)
+    try:
+        for lean in (True, False):
+            monkeypatch.setenv("SM_S3_LEAN_PUT", "1" if lean else "0")
+            relay.use(trusted)
+            relay.requests.clear()
+            destination = S3Destination(f"s3://{s3_bucket}/", DestinationOptions(
+                endpoint_url=relay.url))
+            try:
+                assert destination.put(f"a-{lean}.json.gz", *archived("a")).created
+                assert destination.put(f"b-{lean}.json.gz", *archived("b")).created
+                assert (destination.lean_put.route is not None) == lean
+                # botocore signs the payload's hash even over TLS (the caller gave the checksum)
+                assert [sha for _, _, sha in relay.requests] == [
+                    hashlib.sha256(archived(text)[0]).hexdigest() for text in "ab"]
+                assert [is_lean for _, is_lean, _ in relay.requests] == [False, lean]
+                relay.use(untrusted)  # a new connection now meets a certificate nobody trusts
+                destination.client._endpoint.http_session.close()  # drop open connections
+                with pytest.raises(DestinationError) as failure:
+                    destination.put(f"c-{lean}.json.gz", *archived("c"))
+                assert len(relay.requests) == 2  # refused before anything was sent
+            finally:
+                destination.close()
+            outcomes[lean] = (str(failure.value).replace(f"c-{lean}", "c"),
+                              failure.value.retry_class, failure.value.hint)
+    finally:
+        relay.server.shutdown()
+        relay.server.server_close()
+    assert outcomes[True] == outcomes[False]
+    assert "SSL validation failed" in outcomes[True][0]

@@ -196,15 +196,12 @@ class LeanPut:
     def _signed(self, route: Route, url: str, params: dict[str, Any], headers: dict[str, str],
                 attempt: int) -> Any:
         # Host given, as the signer would derive it from the URL (twice) and urllib3 send it
-        request = AWSRequest(method="PUT", url=url, data=params["Body"], headers={
+        request = _PutRequest(method="PUT", url=url, data=params["Body"], headers={
             **headers, "Host": route.host, "User-Agent": self._user_agent})
-        checksum = headers.get("x-amz-checksum-sha256")
-        request.context.update({
-            "client_config": self._client.meta.config,
-            "has_streaming_input": True,  # PutObject's Body: unsigned payload over TLS
-            "checksum": {"request_algorithm": {"in": "header", "name": "x-amz-checksum-sha256",
-                                               "algorithm": "sha256"}} if checksum else {},
-        })
+        # The context botocore's client gives the signer. No checksum context: botocore sets
+        # none when the caller gives the checksum header, so the payload hash is signed too.
+        request.context.update({"client_config": self._client.meta.config,
+                                "has_streaming_input": self._operation.has_streaming_input})
         frozen = self._credentials.get_frozen_credentials()  # refreshed when due
         S3SigV4Auth(frozen, route.service, route.region).add_auth(request)
         # added after signing, as botocore adds them (they are never signed)
@@ -292,6 +289,16 @@ class LeanPut:
         return bool(self._retry_policy.should_retry(RetryContext(
             attempt_number=1, operation_model=self._operation, parsed_response=parsed,
             http_response=response)))
+
+
+class _PutRequest(AWSRequest):
+    """The request to sign: its body is bytes, so the signer's payload hash reads them
+    directly (`AWSRequest.body` prepares a whole copy of the request to get them)."""
+
+    @property
+    def body(self) -> bytes:
+        """The bytes to send (what `prepare().body` would return for bytes)."""
+        return bytes(self.data)
 
 
 def _header(headers: Any, name: str) -> str | None:
