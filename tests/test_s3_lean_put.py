@@ -400,3 +400,27 @@ def test_over_tls_the_lean_path_keeps_the_clients_certificate_checks(
         relay.server.server_close()
     assert outcomes[True] == outcomes[False]
     assert "SSL validation failed" in outcomes[True][0]
+
+
+def test_the_lean_path_stands_down_when_botocore_would_send_other_headers(
+        s3_bucket: str, moto_endpoint: str) -> None:
+    """A header botocore adds that the lean path does not know (here a requester-pays
+    header put in by a handler, as any botocore customisation could) means the lean request
+    would differ: it is never sent, and every PUT goes through boto3."""
+    proxy = wire_proxy(moto_endpoint)
+    destination = S3Destination(f"s3://{s3_bucket}/", DestinationOptions(
+        endpoint_url=proxy.url, allow_insecure_endpoint=True))
+
+    def requester_pays(request: Any, **_: Any) -> None:
+        request.headers["x-amz-request-payer"] = "requester"
+
+    destination.client.meta.events.register("before-sign.s3.PutObject", requester_pays)
+    try:
+        for i in range(3):
+            assert destination.put(f"k{i}.json.gz", *archived(str(i))).created
+        assert destination.lean_put.route is None
+    finally:
+        destination.close()
+    puts = proxy.seen(s3_bucket, method="PUT")
+    assert len(puts) == 3 and not any(is_lean(r) for r in puts)
+    assert all("x-amz-request-payer" in signed_headers(r).split(";") for r in puts)

@@ -43,7 +43,6 @@ from typing import Any
 import botocore
 from botocore import exceptions as botocore_errors
 from botocore.auth import S3SigV4Auth
-from botocore.auth import _host_from_url as host_from_url
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.exceptions import ClientError
 from botocore.httpsession import mask_proxy_url
@@ -67,7 +66,7 @@ class Route:
     """Where botocore sent a PutObject for this bucket, and how it signed it."""
 
     base_url: str  # the URL without the `/key` part
-    host: str  # its Host header, as botocore's signer derives it
+    host: str | None  # its Host header, as botocore's signer derives it
     region: str
     service: str
     signed_headers: frozenset[str]
@@ -196,8 +195,9 @@ class LeanPut:
     def _signed(self, route: Route, url: str, params: dict[str, Any], headers: dict[str, str],
                 attempt: int) -> Any:
         # Host given, as the signer would derive it from the URL (twice) and urllib3 send it
+        host = {"Host": route.host} if route.host else {}
         request = _PutRequest(method="PUT", url=url, data=params["Body"], headers={
-            **headers, "Host": route.host, "User-Agent": self._user_agent})
+            **headers, **host, "User-Agent": self._user_agent})
         # The context botocore's client gives the signer. No checksum context: botocore sets
         # none when the caller gives the checksum header, so the payload hash is signed too.
         request.context.update({"client_config": self._client.meta.config,
@@ -321,6 +321,15 @@ def botocore_http_error(exc: Exception, url: str, proxy_url: str | None) -> Exce
     if isinstance(exc, urllib3_errors.ProtocolError):
         return botocore_errors.ConnectionClosedError(error=exc, request=None, endpoint_url=url)
     return botocore_errors.HTTPClientError(error=exc)
+
+
+def host_from_url(url: str) -> str | None:
+    """The Host header botocore's signer derives from `url`; None if this botocore has no
+    such helper (the signer then derives it per request, as before)."""
+    from botocore import auth
+
+    derive = getattr(auth, "_host_from_url", None)
+    return str(derive(url)) if derive is not None else None
 
 
 def _botocore_version() -> str:
