@@ -168,8 +168,11 @@ def complete_stored_entry(conn: sqlite3.Connection, message_row: int, object_sha
         return
     conn.execute(
         'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
-        ' "recipient_hashes" = ?, "payload" = NULL WHERE "message_row" = ? AND "outcome" = ?'
-        ' AND "payload" IS NOT NULL',
+        ' "recipient_hashes" = ?, "payload" = NULL'
+        # The trigger's entry is the newest row (one seek, not a scan of the batch's open
+        # entries); if it is not this message's, `complete_entries` completes it later.
+        ' WHERE "id" = (SELECT MAX("id") FROM "manifest_entries") AND "message_row" = ?'
+        ' AND "outcome" = ? AND "payload" IS NOT NULL',
         (object_sha256, size, json.dumps(ordered, separators=(",", ":")), message_row,
          State.STORED))
 
