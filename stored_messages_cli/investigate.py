@@ -35,6 +35,7 @@ from .model import (
     recipient_prefix,
     sha256_hex,
 )
+from .spool.bodies import HAS_BODY
 
 PARTS: tuple[str, ...] = ("json", "html", "text", "body")
 READ_WORKERS = 8
@@ -566,7 +567,7 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
         cursor = index.conn.execute(
             "SELECT project_id, state, final_reason, last_error, created_at, confirmed_at,"
             " first_failure_at, next_attempt_at, stored_at, attempts, destination_url,"
-            " stored_key, key, payload_sha256, payload IS NOT NULL"
+            f" stored_key, key, payload_sha256, {HAS_BODY}"
             f" FROM messages WHERE {where} ORDER BY project_id", params)
         rows = cursor.fetchall()
     indexed = {e.project_id: e for e in index.entries_for(message_id, project_id)}
