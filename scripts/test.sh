@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what the tests need (Python extras, Azurite from npm), check lint and types (ruff,
-# mypy), and run the whole suite.
-# The tests start moto's server, gcp-storage-emulator and Azurite themselves, once per session.
+# Install what the tests need (Python extras, Azurite from npm, PostgreSQL's server binaries),
+# check lint and types (ruff, mypy), and run the whole suite.
+# The tests start moto's server, gcp-storage-emulator, Azurite and PostgreSQL themselves, once
+# per session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -14,6 +15,13 @@ if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
   if [ ! -x node_modules/.bin/azurite-blob ]; then
     npm install --no-audit --no-fund --silent
   fi
+fi
+# The PostgreSQL spool's tests run a real server (initdb + pg_ctl in a temporary folder).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 fi
 # Lint and types first: a few seconds, and a failure here is cheaper to read than a test's.
 .venv/bin/ruff check stored_messages_cli tests scripts

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.support.fixtures.faults",
     "tests.support.fixtures.gcs",
     "tests.support.fixtures.azure",
+    "tests.support.postgres",
 ]
 
 
