@@ -49,7 +49,7 @@ SETTING_NAMES = frozenset({
     "retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
     "rate_limit_backoff_base", "rate_limit_backoff_cap", "concurrency", "poll_interval",
     "log_format", "recovery_probes", "manifest_max_entries", "manifest_max_age",
-    "confirm_grace", "projects"})
+    "confirm_grace", "spool_url", "spool_allow_insecure", "projects"})
 # The keys of a `[projects."ID"]` table (ProjectDestination's fields), likewise.
 PROJECT_KEYS = frozenset({
     "url", "mediums", "endpoint_url", "region", "profile", "role_arn", "external_id",
@@ -221,6 +221,37 @@ def project_urls(config_file: Path) -> dict[str, str]:
                               hint=f"sm connect URL --project {project_id}")
         urls[str(project_id)] = url
     return urls
+
+
+@dataclass(frozen=True)
+class SpoolLocation:
+    """Where the spool is: a SQLite file, or a PostgreSQL URL and where it was set."""
+
+    target: str  # a file path or a postgresql:// URL
+    source: str  # "--spool", "SM_SPOOL_URL", "config.toml" or "SM_HOME"
+    allow_insecure: bool = False
+
+
+def spool_location(paths: Paths, explicit: str | os.PathLike[str] | None = None
+                   ) -> SpoolLocation:
+    """The spool to open: `explicit` (`--spool`), else `SM_SPOOL_URL`, else config.toml's
+    `spool_url`, else `spool.db` in the home. A URL from config.toml may not carry a
+    password; TLS is checked when the spool is opened (`spool.postgres.check_spool_url`)."""
+    allow = os.environ.get("SM_SPOOL_ALLOW_INSECURE", "").lower() in ("1", "true", "yes")
+    if explicit is not None and str(explicit):
+        return SpoolLocation(str(explicit), "--spool", allow)
+    from_env = os.environ.get("SM_SPOOL_URL")
+    if from_env:
+        return SpoolLocation(from_env, "SM_SPOOL_URL", allow)
+    document = _read_toml(paths.config_file)
+    configured = document.get("spool_url")
+    if configured is not None:
+        if not isinstance(configured, str) or not configured:
+            raise ConfigError(f"{paths.config_file}: spool_url must be a postgresql:// URL",
+                              hint=f"fix or remove it in {paths.config_file}")
+        insecure = document.get("spool_allow_insecure", False)
+        return SpoolLocation(configured, "config.toml", allow or insecure is True)
+    return SpoolLocation(str(paths.spool_file), "SM_HOME")
 
 
 def _toml_value(value: Any) -> str:

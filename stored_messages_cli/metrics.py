@@ -35,6 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .spool.postgres import database_errors, is_postgres_url
 from .states import STATES, FinalReason, HealthState, RetryClass, State
 
 log = logging.getLogger("sm.metrics")
@@ -97,17 +98,23 @@ class SpoolCollector(Collector):
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
                  *, clock: Callable[[], float] = time.time) -> None:
-        self.spool_path = Path(spool_path)
+        self.spool_path = spool_path if is_postgres_url(spool_path) else Path(spool_path)
         self.projects = dict(projects)  # project id → destination URL this daemon uses
         self.version = version
         self.clock = clock
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None
         self._last_stored: dict[str, float] | None = None
         self.stored_at: dict[str, float] = {}  # moved by the archiver as messages are stored
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Any:
+        if self._conn is None and isinstance(self.spool_path, str):  # a PostgreSQL spool
+            from .spool.postgres import PgConnection
+
+            self._conn = PgConnection(self.spool_path)
+            self._conn.execute("SET default_transaction_read_only = on")
         if self._conn is None:
+            assert isinstance(self.spool_path, Path)
             self._conn = sqlite3.connect(f"{self.spool_path.resolve().as_uri()}?mode=ro",
                                          uri=True, timeout=5, check_same_thread=False,
                                          isolation_level=None)
@@ -117,7 +124,7 @@ class SpoolCollector(Collector):
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read on the collector's own read-only connection."""
         with self._lock:
-            return self._connection().execute(sql, tuple(params)).fetchall()
+            return list(self._connection().execute(sql, tuple(params)).fetchall())
 
     def close(self) -> None:
         """Close the read-only connection."""
@@ -130,7 +137,7 @@ class SpoolCollector(Collector):
         """The spool answers a read."""
         try:
             return self.query("SELECT 1") == [(1,)]
-        except sqlite3.Error:
+        except database_errors():
             return False
 
     def health(self) -> dict[str, tuple[str, float | None]]:
@@ -166,7 +173,7 @@ class SpoolCollector(Collector):
         yield build
         try:
             yield from self._from_spool()
-        except sqlite3.Error as exc:
+        except database_errors() as exc:
             log.warning("metrics: could not read the spool: %s", exc)
 
     def _from_spool(self) -> Iterator[Any]:
@@ -297,7 +304,7 @@ class DaemonMetrics:
             return False, "spool not open"
         try:
             health = self.spool.health()
-        except sqlite3.Error as exc:
+        except database_errors() as exc:
             return False, f"spool not readable: {exc}"
         down = [f"{p} {h}" for p, (h, _) in health.items() if h not in READY_HEALTH]
         if down:

@@ -87,10 +87,10 @@ class Operations:
         self.archiver.on_upload(self._uploaded)
         self.notifier = SdNotifier.from_env(self.environ)
         log.info("sm run %s started: %d project(s), concurrency %d, spool %s%s", self.version,
-                 len(self.projects), self.concurrency, self.spool.path,
+                 len(self.projects), self.concurrency, self.spool.location,
                  f", metrics on {self.server.url}" if self.server else "",
                  extra={"event": "daemon_started", "version": self.version,
-                        "pid": self._pid(), "spool": str(self.spool.path),
+                        "pid": self._pid(), "spool": self.spool.location,
                         "projects": sorted(self.projects),
                         "destinations": [{"project_id": p, "destination": u}
                                          for p, u in sorted(self.projects.items())],
@@ -105,7 +105,7 @@ class Operations:
     def _start_metrics(self, host: str, port: int) -> None:
         from .metrics import DaemonMetrics, MetricsServer
 
-        self.metrics = DaemonMetrics(self.spool.path, self.projects, self.version,
+        self.metrics = DaemonMetrics(self.spool.url or self.spool.path, self.projects, self.version,
                                      self.liveness)
         self.metrics.attach(self.archiver)
         try:

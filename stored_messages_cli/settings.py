@@ -84,6 +84,8 @@ if TYPE_CHECKING:
         recovery_probes: tuple[float, ...]
         manifest_max_entries: int
         manifest_max_age: float
+        spool_url: str | None
+        spool_allow_insecure: bool
         projects: dict[str, ProjectDestination]
 
 
@@ -116,6 +118,9 @@ def _settings_class() -> Any:
         recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
         manifest_max_entries: int = 10_000
         manifest_max_age: float = 15 * 60
+        # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
+        spool_url: str | None = None
+        spool_allow_insecure: bool = False  # a database on another host without TLS
         projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
         @field_validator("recovery_probes", mode="before")

@@ -7,14 +7,18 @@ import hashlib
 import multiprocessing
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stored_messages_cli.config import ProjectDestination, save_projects
 from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
+from tests.support.spool_db import rows
+
+pytestmark = pytest.mark.usefixtures("spool_backend")
 
 SENDERS = 3
 BLOCKS = 10
@@ -44,12 +48,8 @@ def sender(home: str, number: int) -> None:
             spool.record(message(first + 21))
 
 
-def counts(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return dict(conn.execute("SELECT state, COUNT(*) FROM messages GROUP BY state"))
-    finally:
-        conn.close()
+def counts(home: Path) -> dict[str, int]:
+    return {r[0]: r[1] for r in rows(home, "SELECT state, COUNT(*) FROM messages GROUP BY state")}
 
 
 def test_senders_and_the_archiver_share_one_spool(tmp_path: Path) -> None:
@@ -70,19 +70,17 @@ def test_senders_and_the_archiver_share_one_spool(tmp_path: Path) -> None:
         assert [p.exitcode for p in senders] == [0] * SENDERS  # no "database is locked"
         total = SENDERS * BLOCKS * PER_BLOCK
         deadline = time.monotonic() + 60
-        while counts(home / "spool.db").get("stored", 0) < total and time.monotonic() < deadline:
+        while counts(home).get("stored", 0) < total and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, stderr.decode()
     assert b"locked" not in stderr
-    assert counts(home / "spool.db") == {"stored": total}
-    conn = sqlite3.connect(home / "spool.db")
-    rows = conn.execute("SELECT stored_key, payload_sha256 FROM messages").fetchall()
-    conn.close()
+    assert counts(home) == {"stored": total}
+    stored = rows(home, "SELECT stored_key, payload_sha256 FROM messages")
     files = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.json.gz"))
-    assert files == sorted(key for key, _ in rows)  # every message once, nothing else
-    for key, payload_sha in rows:
+    assert files == sorted(key for key, _ in stored)  # every message once, nothing else
+    for key, payload_sha in stored:
         payload = gzip.decompress((archive / key).read_bytes())
         assert hashlib.sha256(payload).hexdigest() == payload_sha

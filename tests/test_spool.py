@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,22 @@ from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored
+from tests.support.spool_db import raw_connection, rows
 
 DAY = 86400.0
 
 
+pytestmark = pytest.mark.usefixtures("spool_backend")
+
+
 def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, Any]:
     """The raw spool row with its kept body (`payload`, None when gone), read over a
-    separate connection (what is on disk)."""
-    conn = sqlite3.connect(spool.path)
-    conn.row_factory = sqlite3.Row
-    found = conn.execute("SELECT m.*, b.payload FROM messages m LEFT JOIN message_bodies b"
-                         " ON b.id = m.id WHERE project_id = ? AND message_id = ?",
-                         (project_id, message_id)).fetchone()
-    conn.close()
-    assert found is not None, f"{message_id} is not in the spool"
-    return dict(found)
+    separate connection (what is committed)."""
+    found = rows(spool, "SELECT m.*, b.payload FROM messages m LEFT JOIN message_bodies b"
+                 " ON b.id = m.id WHERE project_id = ? AND message_id = ?",
+                 (project_id, message_id))
+    assert found, f"{message_id} is not in the spool"
+    return {name: found[0][name] for name in found[0].keys()}
 
 
 def awaiting(make_message, **overrides: Any) -> dict[str, Any]:
@@ -234,9 +234,9 @@ def test_stored_drops_the_body_and_keeps_hash_key_and_index(
     assert stored["stored_key"] == parse_message(message).key
     assert stored["payload_sha256"] == hashlib.sha256(payload).hexdigest()
     assert gzip.decompress((tmp_path / "a" / stored["stored_key"]).read_bytes()) == payload
-    index = sqlite3.connect(spool.path).execute(
-        "SELECT key FROM archive_index WHERE message_id = ?", (message["message_id"],)).fetchall()
-    assert index == [(stored["stored_key"],)]
+    index = rows(spool, "SELECT key FROM archive_index WHERE message_id = ?",
+                 (message["message_id"],))
+    assert [tuple(r) for r in index] == [(stored["stored_key"],)]
 
 
 def test_lapsed_lease_returns_to_queued_and_nothing_is_deleted_on_claim(
@@ -279,6 +279,7 @@ def test_a_failed_attempt_waits_in_retry_wait(spool, make_message, clock) -> Non
 # ----------------------------------------------------------------------------- the file
 
 
+@pytest.mark.parametrize("spool_backend", ["sqlite"], indirect=True)  # a file's modes
 def test_spool_and_config_are_owner_only(sm_home, clock, make_message) -> None:
     with Spool.open(clock=clock) as spool:
         spool.record(make_message())
@@ -289,6 +290,7 @@ def test_spool_and_config_are_owner_only(sm_home, clock, make_message) -> None:
         assert stat.S_IMODE(sm_home.stat().st_mode) == 0o700
 
 
+@pytest.mark.parametrize("spool_backend", ["sqlite"], indirect=True)
 def test_spool_is_wal_with_full_sync(spool) -> None:
     assert spool.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert spool.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -296,8 +298,9 @@ def test_spool_is_wal_with_full_sync(spool) -> None:
 
 def test_a_recorded_message_is_on_disk_when_record_returns(spool, make_message) -> None:
     spool.record(make_message())
-    other = sqlite3.connect(spool.path)
-    assert other.execute("SELECT state FROM messages").fetchall() == [("queued",)]
+    other = raw_connection(spool)
+    assert [tuple(r) for r in other.execute("SELECT state FROM messages").fetchall()] == [
+        ("queued",)]
     payload = json.loads(other.execute("SELECT payload FROM message_bodies").fetchone()[0])
     assert payload["schema_version"] == 1
 

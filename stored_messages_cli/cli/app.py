@@ -23,7 +23,7 @@ MODULE_OF_COMMAND: dict[str, str] = {
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
     "export": "export", "access-log": "access_log",
 }
-_GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--log-format"})
+_GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--spool", "--log-format"})
 _GLOBAL_SWITCHES = frozenset({"--json", "--verbose", "--quiet", "-v", "-q"})
 _COUNTED_CLUSTER = re.compile(r"-[vq]{2,}")
 

@@ -148,6 +148,7 @@ class AppState:
     home: str | None
     output: Output
     log_format: str = "text"
+    spool: str | None = None  # --spool: a postgresql:// URL (or a spool file)
     _settings: Settings | None = None
 
     @property
@@ -164,10 +165,10 @@ class AppState:
         return self._settings
 
     def open_spool(self) -> Spool:
-        """The spool of this home."""
+        """The spool of this home (or of --spool, SM_SPOOL_URL, spool_url)."""
         from ..spool import Spool
 
-        return Spool.open(home=self.home)
+        return Spool.open(self.spool, home=self.home)
 
     def project(self, project_id: str) -> ProjectDestination:
         """A project's saved destination, or a ConfigError naming the next step."""

@@ -289,6 +289,10 @@ def root(
     ctx: typer.Context,
     home: Annotated[str | None, typer.Option(
         "--home", envvar="SM_HOME", help="Folder holding config.toml and spool.db.")] = None,
+    spool: Annotated[str | None, typer.Option(
+        "--spool", metavar="URL",
+        help="A shared PostgreSQL spool (postgresql://…) instead of spool.db"
+        " (or SM_SPOOL_URL, or spool_url in config.toml).")] = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document (JSON Lines for streams).")] = False,
     verbose: Annotated[int, typer.Option(
@@ -309,7 +313,8 @@ def root(
     from .common import AppState, Output, configure_logging
 
     verbosity = verbose - quiet
-    ctx.obj = AppState(home=home, output=Output(json_mode=json_output, verbosity=verbosity),
+    ctx.obj = AppState(home=home, spool=spool,
+                       output=Output(json_mode=json_output, verbosity=verbosity),
                        log_format=log_format)
     configure_logging(verbosity, log_format)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
+from ..network import is_loopback
 
 PAYLOAD_SHA_METADATA = "sm-payload-sha256"
 TEST_OBJECT_FOLDER = "_sm/"
@@ -209,16 +209,6 @@ def check_endpoint(endpoint_url: str | None, allow_insecure: bool, *,
             f"--allow-insecure-endpoint is only accepted for loopback hosts, not"
             f" {parts.hostname}{where}",
             hint=f"use an https:// endpoint{f' in {source}' if source else ''}")
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoint_check(endpoint_url: str | None) -> Check:

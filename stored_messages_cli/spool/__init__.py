@@ -47,36 +47,64 @@ __all__ = [
 
 
 class Spool:
-    """The SQLite spool. Use `Spool.open()` (config home) or `Spool.open(path)`."""
+    """The spool: a SQLite file (the default), or a PostgreSQL database a fleet shares.
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
+    Use `Spool.open()` (config home), `Spool.open(path)` or `Spool.open("postgresql://…")`.
+    """
+
+    def __init__(self, location: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None) -> None:
-        self._db = SpoolDB(path, clock or SystemClock())
+        self._db = SpoolDB(location, clock or SystemClock())
         self.intake = Intake(self._db, mediums_for)
         self.queue = Queue(self._db)
         self.health = DestinationHealth(self._db)
         self.report = Report(self._db)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, *,
+    def open(cls, location: str | os.PathLike[str] | None = None, *,
              home: str | os.PathLike[str] | None = None, clock: Clock | None = None) -> Spool:
-        """Open the spool of `home` (default `$SM_HOME` or the platform folders), or `path`.
+        """Open the spool of `home` (default `$SM_HOME` or the platform folders), or `location`.
 
-        The project's archived mediums are read from that home's `config.toml` so messages of
-        a medium the project does not archive are discarded at ingest.
+        `location` is a file path or a `postgresql://` URL; without it, `SM_SPOOL_URL`, then
+        config.toml's `spool_url`, then the home's `spool.db` (docs/fleet.md). A PostgreSQL
+        URL must require TLS to a database on another host. The project's archived mediums
+        are read from that home's `config.toml` so messages of a medium the project does not
+        archive are discarded at ingest.
         """
-        from ..config import Paths
+        from ..config import Paths, spool_location
+        from .postgres import check_spool_url, is_postgres_url
 
         paths = Paths.resolve(home)
-        spool_path = Path(path) if path is not None else paths.spool_file
-        return cls(spool_path, clock=clock, mediums_for=ConfigMediums(paths.config_file))
+        where = spool_location(paths, location)
+        if is_postgres_url(where.target):
+            check_spool_url(where.target, source=where.source,
+                            allow_insecure=where.allow_insecure)
+            target: str | Path = where.target
+        else:
+            target = Path(where.target)
+        return cls(target, clock=clock, mediums_for=ConfigMediums(paths.config_file))
 
     # ----------------------------------------------------------------------- plumbing
 
     @property
     def path(self) -> Path:
-        """The database file."""
+        """The database file (for a PostgreSQL spool, its URL without secrets)."""
         return self._db.path
+
+    @property
+    def location(self) -> str:
+        """Where the spool is, for people: the file path or the URL without secrets."""
+        return self._db.location
+
+    @property
+    def url(self) -> str | None:
+        """The PostgreSQL URL as given (it may hold a password); None for a SQLite spool."""
+        return self._db.url
+
+    @property
+    def is_postgres(self) -> bool:
+        """True for a shared PostgreSQL spool."""
+        return self._db.is_postgres
 
     @property
     def clock(self) -> Clock:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..states import State
+from .postgres import database_errors
 
 if TYPE_CHECKING:
     from . import Spool
@@ -140,10 +141,11 @@ class Daemons:
                          (now - FORGET_AFTER,))
             cursor = conn.execute(
                 "INSERT INTO daemons (host, pid, version, lease_owner, projects,"
-                " heartbeat_interval, started_at, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " heartbeat_interval, started_at, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (host, pid, version, lease_owner, json.dumps(projects or []),
                  heartbeat_interval, now, now))
-            return int(cursor.lastrowid or 0)
+            return int(cursor.fetchone()[0])
 
     def heartbeat(self, daemon_id: int) -> None:
         """The daemon is alive now."""
@@ -219,5 +221,5 @@ class Heartbeat:
             self._last = now
             try:
                 self.daemons.heartbeat(self.daemon_id)
-            except sqlite3.Error as exc:  # a busy spool must not stop the archiver
+            except database_errors() as exc:  # a busy spool must not stop the archiver
                 log.warning("could not write the daemon heartbeat: %s", exc)

@@ -23,9 +23,11 @@ from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
 from ..states import FinalReason, State
+from . import postgres
 from .archive import migrate_archive
 from .bodies import migrate_bodies
 from .daemons import migrate_daemons
+from .dialect import SQLITE, postgres_dialect
 from .identifiers import migrate_identifiers
 from .manifests import migrate_manifests
 
@@ -46,7 +48,7 @@ class Settled:
 
 
 # A hook runs inside the settling transaction: what it writes commits with the outcome.
-SettledHook = Callable[[sqlite3.Connection, list[Settled]], None]
+SettledHook = Callable[[Any, list[Settled]], None]
 
 
 class SpoolVersionError(SmError):
@@ -84,15 +86,16 @@ def spool_error(exc: sqlite3.Error, path: Path) -> SpoolError:
 
 
 @contextmanager
-def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
-                          ) -> Iterator[sqlite3.Connection]:
+def immediate_transaction(conn: Any, lock: threading.RLock, begin: str = "BEGIN IMMEDIATE"
+                          ) -> Iterator[Any]:
     """One `BEGIN IMMEDIATE` transaction on `conn` under `lock` (one lock per connection).
 
     Committed on success, rolled back on error; writers of other processes wait on the busy
-    timeout instead of failing with "database is locked".
+    timeout instead of failing with "database is locked". On PostgreSQL the same words take
+    the spool's write lock (`postgres.translate`).
     """
     with lock:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         try:
             yield conn
             conn.execute("COMMIT")  # a COMMIT that fails (disk full) is rolled back too
@@ -103,13 +106,23 @@ def immediate_transaction(conn: sqlite3.Connection, lock: threading.RLock
 
 
 class SpoolDB:
-    """The shared connection, its lock and the clock every part of the spool uses."""
+    """The shared connection, its lock and the clock every part of the spool uses.
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock) -> None:
-        self.path = Path(path)
+    `location` is a file path (SQLite, the default) or a `postgresql://` URL (a fleet's
+    shared spool, `postgres.PgConnection`); either way `conn` takes SQLite's spelling.
+    """
+
+    def __init__(self, location: str | os.PathLike[str], clock: Clock) -> None:
         self.clock = clock
         self.lock = threading.RLock()
         self.settled_hooks: list[SettledHook] = []
+        self.url: str | None = None
+        if postgres.is_postgres_url(location):
+            self._open_postgres(str(location))
+            return
+        self.dialect = SQLITE
+        self.path = Path(location)
+        self.location = str(self.path)
         try:
             ensure_private_dir(self.path.parent)
         except OSError as exc:
@@ -117,7 +130,7 @@ class SpoolDB:
                              hint="set SM_HOME to a folder you can write") from None
         old_umask = os.umask(0o077)  # the db, -wal and -shm files are owner-only
         try:
-            self.conn = sqlite3.connect(
+            self.conn: Any = sqlite3.connect(
                 self.path, timeout=60, isolation_level=None, check_same_thread=False
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -136,6 +149,35 @@ class SpoolDB:
             except OSError:
                 pass
 
+    def _open_postgres(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise SpoolError("a postgresql:// spool needs psycopg",
+                             hint="pip install 'stored-messages-cli[postgres]'") from None
+        self.url = url
+        self.location = postgres.redact(url)
+        self.path = Path(self.location)  # for display only: nothing is a file here
+        self.dialect = postgres_dialect((psycopg.Error,))
+        self._identity = None
+        try:
+            self.conn = postgres.PgConnection(url)
+            postgres.migrate(self.conn)
+        except psycopg.Error as exc:
+            raise postgres.spool_error(exc, url) from None
+
+    @property
+    def is_postgres(self) -> bool:
+        """True for a shared PostgreSQL spool."""
+        return self.url is not None
+
+    def failure(self, exc: BaseException) -> SmError:
+        """The SpoolError for a database error of this spool."""
+        if self.url is not None:
+            return postgres.spool_error(exc, self.url)
+        assert isinstance(exc, sqlite3.Error)
+        return spool_error(exc, self.path)
+
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error.
@@ -147,16 +189,39 @@ class SpoolDB:
         """
         try:
             with self.lock:
-                if not durable:
+                if not durable and self.url is None:
                     self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
                     with immediate_transaction(self.conn, self.lock) as conn:
+                        if not durable and self.url is not None:
+                            conn.execute("SET LOCAL synchronous_commit = off")
                         yield conn
                 finally:
-                    if not durable:
+                    if not durable and self.url is None:
                         self.conn.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error as exc:
-            raise spool_error(exc, self.path) from None
+        except self.dialect.errors as exc:
+            raise self.failure(exc) from None
+
+    @contextmanager
+    def claiming(self) -> Iterator[Any]:
+        """A transaction that only leases rows (`Queue.claim`), committed without an fsync
+        (a lost lease is simply claimed again): SQLite's write lock, or PostgreSQL's row
+        locks (`FOR UPDATE SKIP LOCKED`) so workers claim in parallel."""
+        try:
+            with self.lock:
+                if self.url is None:
+                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    with immediate_transaction(self.conn, self.lock,
+                                               self.dialect.begin_claim) as conn:
+                        if self.url is not None:
+                            conn.execute("SET LOCAL synchronous_commit = off")
+                        yield conn
+                finally:
+                    if self.url is None:
+                        self.conn.execute("PRAGMA synchronous=FULL")
+        except self.dialect.errors as exc:
+            raise self.failure(exc) from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of one query, as `sqlite3.Row`."""
@@ -165,8 +230,8 @@ class SpoolDB:
                 cursor = self.conn.execute(sql, tuple(params))
                 cursor.row_factory = sqlite3.Row
                 return cursor.fetchall()
-            except sqlite3.Error as exc:
-                raise spool_error(exc, self.path) from None
+            except self.dialect.errors as exc:
+                raise self.failure(exc) from None
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:
@@ -181,13 +246,15 @@ class SpoolDB:
         Writes would otherwise go to a file no other process reads (a deleted inode), or two
         spools would each believe they are the one.
         """
+        if self.url is not None:
+            return  # a database server, not a file that can be replaced under us
         now = self._file_identity()
         if now != self._identity:
             what = "deleted" if now is None else "replaced by another file"
             raise SpoolError(f"{self.path} was {what} while this process had it open",
                              hint="restore the spool file, then start sm again")
 
-    def settled(self, conn: sqlite3.Connection, settled: list[Settled]) -> None:
+    def settled(self, conn: Any, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the transaction that settled these messages."""
         if settled:
             for hook in self.settled_hooks:

@@ -224,7 +224,7 @@ class GroupCommit:
         for item in pending:
             try:
                 item.outcome = self._apply(conn, item.message, now, mediums)
-            except sqlite3.Error:
+            except self._db.dialect.errors:
                 raise  # the spool failed, not this message: the whole group is told
             except Exception as exc:  # this caller's error; the others' rows stay
                 item.error = exc

@@ -138,18 +138,20 @@ class Queue:
         due_by = now if due_by is None else due_by
         below = " AND id <= ?" if max_row_id is not None else ""
         extra: tuple[Any, ...] = (max_row_id,) if max_row_id is not None else ()
-        with self.db.write(durable=False) as conn:  # a lost lease only means a second claim
+        locked = self.db.dialect.skip_locked  # rows another worker is claiming are skipped
+        with self.db.claiming() as conn:  # a lost lease only means a second claim
             queued = conn.execute(
                 f"SELECT id FROM messages WHERE state = '{State.QUEUED}' AND project_id = ?"
-                f"{below} ORDER BY id LIMIT ?", (project_id, *extra, limit)).fetchall()
+                f"{below} ORDER BY id LIMIT ?{locked}", (project_id, *extra, limit)).fetchall()
             waiting = conn.execute(
                 "SELECT id FROM messages WHERE state = ? AND project_id = ?"
-                f" AND next_attempt_at <= ?{below} ORDER BY next_attempt_at LIMIT ?",
+                f" AND next_attempt_at <= ?{below} ORDER BY next_attempt_at LIMIT ?{locked}",
                 (State.RETRY_WAIT, project_id, due_by, *extra, limit)).fetchall()
             if overdue_after is not None:
                 waiting += conn.execute(
                     "SELECT id FROM messages WHERE state = ? AND project_id = ?"
-                    f" AND next_attempt_at > ?{below} ORDER BY next_attempt_at DESC LIMIT ?",
+                    f" AND next_attempt_at > ?{below} ORDER BY next_attempt_at DESC"
+                    f" LIMIT ?{locked}",
                     (State.RETRY_WAIT, project_id, overdue_after, *extra, limit)).fetchall()
             ids = sorted({r[0] for r in queued + waiting})[:limit]
             return self._lease(conn, ids, owner, now + lease_seconds, now)
@@ -161,12 +163,12 @@ class Queue:
         now = self.db.clock.now()
         due_by = now if due_by is None else due_by
         wanted = json.dumps(sorted(set(row_ids)))
-        with self.db.write(durable=False) as conn:
+        with self.db.claiming() as conn:
             rows = conn.execute(
                 "SELECT id FROM messages"
                 " WHERE id IN (SELECT value FROM json_each(?)) AND project_id = ?"
                 " AND (state = ? OR (state = ? AND next_attempt_at <= ?))"
-                " ORDER BY id LIMIT ?",
+                f" ORDER BY id LIMIT ?{self.db.dialect.skip_locked}",
                 (wanted, project_id, State.QUEUED, State.RETRY_WAIT, due_by, limit)).fetchall()
             return self._lease(conn, [r[0] for r in rows], owner, now + lease_seconds, now)
 

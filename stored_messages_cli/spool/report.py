@@ -29,7 +29,7 @@ class Report:
         oldest = self.db.read(
             "SELECT MIN(since) FROM ("
             + " UNION ALL ".join(["SELECT MIN(COALESCE(confirmed_at, created_at)) AS since"
-                                  " FROM messages WHERE state = ?"] * 3) + ")",
+                                  " FROM messages WHERE state = ?"] * 3) + ") AS oldest",
             (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))[0][0]
         next_retry = self.db.read(
             "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?",

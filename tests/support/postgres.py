@@ -151,9 +151,44 @@ def postgres_server() -> Iterator[PostgresServer]:
         stop_server(server)
 
 
+@pytest.fixture(scope="session")
+def postgres_spool_template(postgres_server: PostgresServer) -> str:
+    """A database holding an empty, fully migrated spool, to copy for each test."""
+    from stored_messages_cli.spool import Spool
+
+    name = postgres_server.create_database()
+    Spool(postgres_server.url(name)).close()
+    return name
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """The URL of a fresh, empty database of its own for one test (dropped afterwards)."""
     name = postgres_server.create_database()
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_spool_url(postgres_server: PostgresServer, postgres_spool_template: str
+                       ) -> Iterator[str]:
+    """The URL of a fresh, empty, migrated spool database of its own for one test."""
+    name = postgres_server.create_database(template=postgres_spool_template)
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+SPOOL_BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=SPOOL_BACKENDS)
+def spool_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each spool backend in turn: SQLite (spool.db in SM_HOME), then a fresh PostgreSQL
+    spool selected by SM_SPOOL_URL (so `Spool.open`, the CLI and `sm run` subprocesses of
+    the test all use it). Modules of the spool contract use it for every test:
+    `pytestmark = pytest.mark.usefixtures("spool_backend")`."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("SM_SPOOL_URL", request.getfixturevalue("postgres_spool_url"))
+    else:
+        monkeypatch.delenv("SM_SPOOL_URL", raising=False)
+    return str(request.param)

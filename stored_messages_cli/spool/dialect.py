@@ -1,0 +1,34 @@
+"""What differs between the spool's two databases, in one place per backend.
+
+The spool's modules write SQL once (SQLite's spelling; `postgres.translate` respells it) and
+ask the dialect only for what cannot be respelled: how a claim locks the rows it takes, and
+which exceptions mean "the database failed" rather than "this message is wrong".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """One backend's answers."""
+
+    name: str
+    # Begins the transaction of a claim: SQLite takes its one write lock; PostgreSQL only
+    # the row locks of what it claims, so workers on many hosts claim side by side.
+    begin_claim: str
+    # Appended to a claim's SELECTs: locked rows (another worker's claim) are skipped.
+    skip_locked: str
+    errors: tuple[type[BaseException], ...]
+
+
+SQLITE = Dialect(name="sqlite", begin_claim="BEGIN IMMEDIATE", skip_locked="",
+                 errors=(sqlite3.Error,))
+
+
+def postgres_dialect(errors: tuple[type[BaseException], ...]) -> Dialect:
+    """PostgreSQL's answers (`errors` are psycopg's, imported only when one is opened)."""
+    return Dialect(name="postgresql", begin_claim="BEGIN", skip_locked=" FOR UPDATE SKIP LOCKED",
+                   errors=errors)

@@ -1,0 +1,444 @@
+"""The PostgreSQL spool: the URL rule, a connection shaped like the SQLite one, the schema.
+
+A fleet's senders and `sm run` workers share one PostgreSQL database (docs/fleet.md). The
+spool's modules write their SQL once, in SQLite's spelling; `PgConnection` is the one place
+that turns the few spellings PostgreSQL writes differently into its own (`translate`), and
+the numbered migrations below build the same schema, step for step, as `db.MIGRATIONS`.
+
+Transactions: a write transaction (`BEGIN IMMEDIATE` in SQLite) takes the spool's write lock
+(a transaction-level advisory lock), so read-then-write steps keep SQLite's guarantees
+across processes and hosts; claims take row locks only (`FOR UPDATE SKIP LOCKED`), so
+workers lease disjoint messages in parallel.
+
+psycopg is imported only here, and only when a `postgresql://` spool is opened.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import ConfigError, SmError
+from ..network import is_loopback
+from ..states import State
+
+SCHEMES = ("postgresql", "postgres")
+# Advisory lock keys (any fixed 64-bit numbers, unlikely to clash with an application's).
+WRITE_LOCK = 0x736D_7370_6F6F_6C01  # "smspool" 1: one writer at a time, like BEGIN IMMEDIATE
+MIGRATION_LOCK = 0x736D_7370_6F6F_6C02
+_TLS_MODES = ("require", "verify-ca", "verify-full")
+
+
+def is_postgres_url(location: object) -> bool:
+    """True when `location` names a PostgreSQL spool (`postgresql://…`)."""
+    return isinstance(location, str) and location.split(":", 1)[0].lower() in SCHEMES
+
+
+@functools.cache
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the spool's database failed", on either backend."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def redact(url: str) -> str:
+    """The URL without its password and query (for messages and `sm status`)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def check_spool_url(url: str, *, source: str, allow_insecure: bool = False) -> None:
+    """Refuse a spool URL that would leak a secret or send messages unencrypted (SPEC 7).
+
+    A password never comes from `config.toml` (libpq reads PGPASSWORD, ~/.pgpass or a
+    service file); a database on another host must be reached with `sslmode=require` or
+    stronger (in the URL or PGSSLMODE), unless explicitly allowed.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SCHEMES:
+        raise ConfigError(f"spool URL {redact(url)} ({source}) is not a postgresql:// URL",
+                          hint="use postgresql://USER@HOST:PORT/DATABASE, or a spool.db path")
+    query = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
+    if source == "config.toml" and (parts.password or "password" in query):
+        raise ConfigError(
+            f"spool_url {redact(url)} in config.toml carries a password; sm never stores a"
+            " secret in config.toml",
+            hint="remove it from the URL and give it through PGPASSWORD, ~/.pgpass or a"
+            " pg_service.conf entry")
+    hosts = [h for h in (parts.hostname, query.get("host"), os.environ.get("PGHOST")) if h]
+    host = hosts[0] if hosts else ""
+    if not host or host.startswith("/") or is_loopback(host):
+        return  # a unix socket or this machine: nothing crosses a network
+    sslmode = query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+    if sslmode in _TLS_MODES or allow_insecure:
+        return
+    raise ConfigError(
+        f"spool URL {redact(url)} ({source}) reaches {host} without requiring TLS"
+        f" (sslmode={sslmode}); messages must travel encrypted",
+        hint="add ?sslmode=verify-full (or require) to the URL or set PGSSLMODE, or set"
+        " SM_SPOOL_ALLOW_INSECURE=1 for a database on a trusted private network")
+
+
+# --------------------------------------------------------------------------- SQL spelling
+
+_INSERT_OR = re.compile(r"^\s*INSERT OR (IGNORE|REPLACE) INTO\s+(\"?\w+\"?)\s*\(([^)]*)\)",
+                        re.IGNORECASE)
+# Tables' conflict keys, for `INSERT OR REPLACE` (SQLite replaces on the primary key).
+_REPLACE_KEYS = {"archive_index": ("project_id", "message_id")}
+_JSON_IDS = re.compile(r"\(SELECT value FROM json_each\((\?\d*)\)\)", re.IGNORECASE)
+_SCALAR_MIN = re.compile(r"MIN\(COALESCE\(([\w\"]+), (\?)\), (\?)\)")
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """SQLite's spelling of a statement → PostgreSQL's, and how to order its parameters.
+
+    Placeholders `?` become `%s` (a literal `%` is doubled); numbered ones (`?1`) are
+    expanded, returning the parameter index of each placeholder in turn. The other rules
+    cover exactly the spellings the spool's modules use.
+    """
+    text = sql.strip()
+    if text.upper() == "BEGIN IMMEDIATE":
+        return f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})", None
+    suffix = ""
+    match = _INSERT_OR.match(text)
+    if match:
+        verb, table, columns = match.group(1).upper(), match.group(2), match.group(3)
+        text = f"INSERT INTO {table} ({columns})" + text[match.end():]
+        if verb == "IGNORE":
+            suffix = " ON CONFLICT DO NOTHING"
+        else:
+            keys = _REPLACE_KEYS[table.strip('"')]
+            names = [c.strip().strip('"') for c in columns.split(",")]
+            updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names if n not in keys)
+            suffix = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        returning = re.search(r"\sRETURNING\s", text, re.IGNORECASE)
+        if returning:
+            text = text[:returning.start()] + suffix + text[returning.start():]
+            suffix = ""
+    text = _JSON_IDS.sub(r"(SELECT jsonb_array_elements_text(CAST(\1 AS jsonb))::bigint)", text)
+    text = _SCALAR_MIN.sub(r"LEAST(COALESCE(\1, \2), \3)", text)
+    text = text.replace("json_each(COALESCE(", "jsonb_each_text(COALESCE(")
+    text = text.replace("'{}')) j", "'{}')::jsonb) j")
+    text += suffix
+    return _placeholders(text)
+
+
+def _placeholders(text: str) -> tuple[str, tuple[int, ...] | None]:
+    """`?`/`?N` → `%s` outside string literals; `%` → `%%`."""
+    out: list[str] = []
+    order: list[int] = []
+    numbered = False
+    plain = 0
+    for index, piece in enumerate(re.split(r"('(?:[^']|'')*')", text)):
+        if index % 2:  # a string literal
+            out.append(piece.replace("%", "%%"))
+            continue
+        piece = piece.replace("%", "%%")
+
+        def number(match: re.Match[str]) -> str:
+            nonlocal numbered
+            numbered = True
+            order.append(int(match.group(1)) - 1)
+            return "%s"
+
+        piece = _NUMBERED.sub(number, piece)
+        plain += piece.count("?")
+        out.append(piece.replace("?", "%s"))
+    if numbered and plain:
+        raise ValueError(f"mixed ? and ?N placeholders: {text}")
+    return "".join(out), tuple(order) if numbered else None
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class Row(tuple[Any, ...]):
+    """A result row readable by position and by column name, like `sqlite3.Row`."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        """The column names, in order."""
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> Any:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: Row(values, names)
+
+
+class PgCursor:
+    """The part of `sqlite3.Cursor` the spool uses, over a psycopg cursor."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.row_factory: Any = None  # rows are always `Row` (name and position)
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed."""
+        return int(self._cursor.rowcount)
+
+    @property
+    def description(self) -> Any:
+        """Column descriptions of the result."""
+        return self._cursor.description
+
+    def fetchone(self) -> Row | None:
+        """The next row, or None."""
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Row]:
+        """Every remaining row."""
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def fetchmany(self, size: int) -> list[Row]:
+        """Up to `size` more rows."""
+        return self._cursor.fetchmany(size) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """One psycopg connection that the spool's modules use as they use `sqlite3.Connection`:
+    `execute(sql, params)` in SQLite's spelling, explicit BEGIN/COMMIT, `in_transaction`."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self._psycopg = psycopg
+        self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory,
+                                     application_name="sm")
+        self._conn.execute("SET TIME ZONE 'UTC'")
+
+    @staticmethod
+    def _arguments(order: tuple[int, ...] | None, params: Iterable[Any]) -> Sequence[Any]:
+        values = tuple(params)
+        return values if order is None else tuple(values[i] for i in order)
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
+        """Run one statement (SQLite spelling) and return its cursor."""
+        values = tuple(params)
+        text, order = translate(sql)
+        cursor = self._conn.cursor()
+        if ";" in text and text.startswith("BEGIN;"):
+            for part in text.split(";"):  # BEGIN, then the write lock
+                cursor.execute(part)
+            return PgCursor(cursor)
+        if values or order is not None:
+            cursor.execute(text, self._arguments(order, values))
+        else:
+            cursor.execute(text.replace("%%", "%"))
+        return PgCursor(cursor)
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> PgCursor:
+        """Run one statement for each parameter row; `rowcount` is their total."""
+        text, order = translate(sql)
+        cursor = self._conn.cursor()
+        cursor.executemany(text, [self._arguments(order, row) for row in rows])
+        return PgCursor(cursor)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside an explicit transaction (also a failed one, until ROLLBACK)."""
+        status = self._conn.info.transaction_status
+        return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+def spool_error(exc: BaseException, url: str) -> SmError:
+    """One clear error, with the next step, for what PostgreSQL (or libpq) said."""
+    from .db import SpoolError, SpoolFull
+
+    shown = redact(url)
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate == "53100" or "could not extend" in lowered:
+        return SpoolFull(f"the database of the spool {shown} is out of disk space;"
+                         " nothing was written", hint="free space on the database server")
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return SpoolError(f"the spool database {shown} refused the login ({text[:200]})",
+                          hint="give the password through PGPASSWORD, ~/.pgpass or"
+                          " pg_service.conf")
+    if sqlstate.startswith("08") or "connection" in lowered or "server closed" in lowered:
+        return SpoolError(f"cannot reach the spool database {shown} ({text[:200]})",
+                          hint="check that the database is up and reachable (pg_isready),"
+                          " then retry")
+    return SpoolError(f"the spool database {shown} failed: {text[:300]}")
+
+
+# --------------------------------------------------------------------------- schema
+
+_TYPES = [  # SQLite's column types → PostgreSQL's, for the shared layouts
+    (re.compile(r'"id" INTEGER PRIMARY KEY'), '"id" BIGINT GENERATED BY DEFAULT AS IDENTITY'
+     " PRIMARY KEY"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r'"message_row" INTEGER'), '"message_row" BIGINT'),
+    (re.compile(r"\)\s*WITHOUT ROWID"), ")"),
+]
+
+
+def ddl(layout: str) -> list[str]:
+    """The statements of one of the spool's SQLite layouts, in PostgreSQL's types."""
+    for pattern, replacement in _TYPES:
+        layout = pattern.sub(replacement, layout)
+    return [s.strip() for s in layout.split(";") if s.strip()]
+
+
+def _step1(conn: PgConnection) -> None:
+    from .db import _V1_LAYOUT
+
+    for statement in ddl(_V1_LAYOUT):
+        conn.execute(statement)
+
+
+def _step2_nothing(conn: PgConnection) -> None:
+    """Final reason codes: a new PostgreSQL spool holds only codes already."""
+
+
+def _step3(conn: PgConnection) -> None:
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
+                 ' ON "messages" ("state", "project_id", "id")')
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_waiting_since"'
+                 ' ON "messages" ("state", (COALESCE("confirmed_at", "created_at")))')
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_stored_at"'
+                 ' ON "messages" ("state", "project_id", "stored_at")')
+    conn.execute('ALTER TABLE "destination_health" ADD COLUMN IF NOT EXISTS "failed_probes"'
+                 ' INTEGER NOT NULL DEFAULT 0')
+    conn.execute('ALTER TABLE "destination_health" ADD COLUMN IF NOT EXISTS "probing_until"'
+                 ' DOUBLE PRECISION')
+
+
+def _step4(conn: PgConnection) -> None:
+    from .daemons import _LAYOUT
+
+    for statement in ddl(_LAYOUT):
+        conn.execute(statement)
+
+
+def _step5(conn: PgConnection) -> None:
+    from .manifests import _TABLES, SETTLED_OUTCOMES
+
+    for statement in ddl(_TABLES):
+        conn.execute(statement)
+    outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
+    # The same trigger as SQLite's: an outcome never commits without its manifest entry.
+    conn.execute(f"""
+CREATE OR REPLACE FUNCTION "manifest_entry_on_settle"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+   INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id", "outcome",
+       "stored_key", "relative_key", "payload_sha256", "medium", "message_type",
+       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload")
+   VALUES (NEW."project_id", NEW."id", NEW."message_id", NEW."state",
+       CASE WHEN NEW."state" = '{State.STORED.value}' THEN NEW."stored_key" END, NEW."key",
+       NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
+       NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
+       NEW."final_reason", COALESCE(NEW."payload", OLD."payload"));
+   RETURN NULL;
+END
+$$""")
+    conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle" ON "messages"')
+    conn.execute(
+        'CREATE TRIGGER "manifest_entry_on_settle" AFTER UPDATE OF "state" ON "messages"'
+        f' FOR EACH ROW WHEN (NEW."state" IN ({outcomes})'
+        ' AND OLD."state" IS DISTINCT FROM NEW."state")'
+        ' EXECUTE FUNCTION "manifest_entry_on_settle"()')
+
+
+def _step6(conn: PgConnection) -> None:
+    from .identifiers import _TABLES
+
+    conn.execute('ALTER TABLE "messages" ADD COLUMN IF NOT EXISTS "recipient_hashes" TEXT')
+    for statement in ddl(_TABLES):
+        conn.execute(statement)
+
+
+# The same numbered steps as `db.MIGRATIONS` (tests/test_migrations.py checks the names).
+MIGRATIONS = (
+    ("the 0.1.0 layout", _step1),
+    ("final reason codes", _step2_nothing),
+    ("claim and status indexes, failed probe counts", _step3),
+    ("daemon heartbeats", _step4),
+    ("manifest segments", _step5),
+    ("every recipient identifier indexed, index coverage per project", _step6),
+)
+
+
+def applied_version(conn: PgConnection) -> int:
+    """The last step applied (0 for an empty database)."""
+    found = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if found is None or found[0] is None:
+        return 0
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: PgConnection) -> int:
+    """Bring the schema to the latest step; returns how many steps ran.
+
+    Steps run in one transaction under an advisory lock, so workers starting together
+    migrate once; `schema_migrations` records each step (the role of SQLite's user_version).
+    """
+    from .db import SpoolVersionError
+
+    latest = len(MIGRATIONS)
+    if applied_version(conn) == latest:
+        return 0
+    conn.execute("BEGIN")
+    try:
+        conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        conn.execute('CREATE TABLE IF NOT EXISTS "schema_migrations" ("version" INTEGER'
+                     ' PRIMARY KEY, "name" TEXT NOT NULL, "applied_at" TIMESTAMPTZ NOT NULL'
+                     " DEFAULT now())")
+        applied = applied_version(conn)
+        if applied > latest:
+            raise SpoolVersionError(
+                f"this spool has schema version {applied}; this sm knows up to {latest}",
+                hint="upgrade sm (pip install -U stored-messages-cli)")
+        for number in range(applied + 1, latest + 1):
+            name, step = MIGRATIONS[number - 1]
+            step(conn)
+            conn.execute('INSERT INTO "schema_migrations" ("version", "name") VALUES (?, ?)',
+                         (number, name))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return latest - applied
+
+
+__all__ = ["MIGRATIONS", "PgConnection", "check_spool_url", "is_postgres_url", "migrate",
+           "redact", "spool_error", "translate"]
