@@ -29,20 +29,20 @@ from stored_messages_cli import InvalidMessage, MessageConflict
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.intake import Intake
+from tests.support.spool_db import rows
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 8
 
 
-def on_disk(path: Path) -> dict[str, tuple[str, bytes | None]]:
-    """message_id → (state, payload) as a fresh connection reads the file."""
-    conn = sqlite3.connect(path)
-    try:
-        return {r[0]: (r[1], r[2]) for r in conn.execute(
-            "SELECT message_id, state, payload FROM messages m LEFT JOIN message_bodies b"
-            " ON b.id = m.id")}
-    finally:
-        conn.close()
+pytestmark = pytest.mark.usefixtures("spool_backend")
+
+
+def on_disk(spool: Spool | Path | str) -> dict[str, tuple[str, bytes | None]]:
+    """message_id → (state, payload) as a fresh connection reads the spool."""
+    return {r[0]: (r[1], None if r[2] is None else bytes(r[2]))
+            for r in rows(spool, "SELECT message_id, state, payload FROM messages m"
+                          " LEFT JOIN message_bodies b ON b.id = m.id")}
 
 
 def messages(make_message: Callable[..., dict[str, Any]], prefix: str, count: int
@@ -131,7 +131,7 @@ def test_concurrent_records_are_all_durable_and_exact(spool: Spool, make_message
 
     results = run_threads([functools.partial(record_all, batch) for batch in batches])
     assert all(r == ["accepted"] * 40 for r in results), results
-    stored = on_disk(spool.path)
+    stored = on_disk(spool)
     assert len(stored) == THREADS * 40
     for batch in batches:
         for message in batch:
@@ -149,7 +149,7 @@ def test_callers_waiting_behind_a_transaction_share_the_next_one(
     runner.join(timeout=60)
     assert results == ["accepted"] * THREADS
     assert len(commits) <= 2  # the leader's group, then one for all that queued behind it
-    assert set(on_disk(spool.path)) == {m["message_id"] for m in batch}
+    assert set(on_disk(spool)) == {m["message_id"] for m in batch}
 
 
 def test_a_lone_caller_writes_at_once(spool: Spool, make_message) -> None:
@@ -164,7 +164,7 @@ def test_record_while_holding_the_spool_lock_does_not_deadlock(spool: Spool,
                                                                make_message) -> None:
     with spool.lock:
         assert spool.record(make_message(message_id="inside")) == "accepted"
-    assert "inside" in on_disk(spool.path)
+    assert "inside" in on_disk(spool)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -187,7 +187,7 @@ def test_each_error_goes_to_its_own_caller_and_rolls_back_nothing_else(
     assert "other content" in str(results[4])
     assert results[5] == "duplicate"
     assert isinstance(results[6], InvalidMessage)
-    stored = on_disk(spool.path)
+    stored = on_disk(spool)
     assert {m["message_id"] for m in good} <= set(stored)
     assert stored["taken"][1] == parse_message(first).payload()  # the first copy is kept
     assert len(stored) == 5
@@ -235,7 +235,7 @@ def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
         assert isinstance(outcomes.pop("boom"), RuntimeError)
         assert outcomes.pop("seen") == "duplicate"
         assert set(outcomes.values()) == {"accepted"}
-        stored = on_disk(spool.path)
+        stored = on_disk(spool)
         assert "boom" not in stored  # nothing of it was kept
         assert set(stored) == {*outcomes, "seen"}
 
@@ -243,14 +243,15 @@ def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
 class _FailingCommit:
     """The spool's connection, except that COMMIT fails once (a disk error, say)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any, error: type[BaseException]) -> None:
         self._conn = conn
+        self._error = error
         self.failed = False
 
     def execute(self, sql: str, *args: Any) -> Any:
         if sql == "COMMIT" and not self.failed:
             self.failed = True
-            raise sqlite3.OperationalError("disk I/O error (injected)")
+            raise self._error("disk I/O error (injected)")
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -261,7 +262,12 @@ def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
         spool: Spool, make_message, held) -> None:
     real = spool._db.conn
     batch = messages(make_message, "c", 4)
-    spool._db.conn = _FailingCommit(real)  # type: ignore[assignment]
+    error = sqlite3.OperationalError
+    if spool.is_postgres:
+        import psycopg
+
+        error = psycopg.OperationalError
+    spool._db.conn = _FailingCommit(real, error)
     try:
         runner, results = in_background([recorder(spool, m) for m in batch])
         held(len(batch))
@@ -274,7 +280,7 @@ def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
                     if r == "accepted"}
     assert failed, f"the injected COMMIT failure reached no caller: {results}"
     # Whatever was acknowledged is on disk, whatever failed is not.
-    assert set(on_disk(spool.path)) == acknowledged
+    assert set(on_disk(spool)) == acknowledged
     assert len(acknowledged) + len(failed) == len(batch)
     assert spool.record(make_message(message_id="after")) == "accepted"  # the spool still works
 
@@ -306,8 +312,8 @@ _RECORDER = textwrap.dedent("""
 
 
 def test_a_process_killed_mid_batch_loses_no_acknowledged_record(tmp_path: Path) -> None:
-    path = tmp_path / "spool.db"
-    proc = subprocess.Popen([sys.executable, "-c", _RECORDER, str(path)], cwd=ROOT,
+    path = os.environ.get("SM_SPOOL_URL") or str(tmp_path / "spool.db")
+    proc = subprocess.Popen([sys.executable, "-c", _RECORDER, path], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     acknowledged: list[str] = []

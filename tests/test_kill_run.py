@@ -13,10 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stored_messages_cli import Spool
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.model import parse_message
 from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
+from tests.support.spool_db import rows
 
 MESSAGES = 1500
 KILLS = 5
@@ -33,12 +36,11 @@ def messages() -> list[dict]:
     return made
 
 
+pytestmark = pytest.mark.usefixtures("spool_backend")
+
+
 def stored(home: Path) -> int:
-    conn = sqlite3.connect(home / "spool.db", timeout=30)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM messages WHERE state = 'stored'").fetchone()[0]
-    finally:
-        conn.close()
+    return int(rows(home, "SELECT COUNT(*) FROM messages WHERE state = 'stored'")[0][0])
 
 
 def test_sigkill_at_random_moments_then_restart_stores_everything_once(tmp_path: Path) -> None:
@@ -72,11 +74,12 @@ def test_sigkill_at_random_moments_then_restart_stores_everything_once(tmp_path:
     final = subprocess.run(command + ["--once"], env=env, capture_output=True, timeout=120)
     assert final.returncode == 0, (seed, final.stderr.decode())
 
-    conn = sqlite3.connect(home / "spool.db")
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    rows = dict(conn.execute("SELECT message_id, state FROM messages"))
-    conn.close()
-    assert rows == {m["message_id"]: "stored" for m in sent}, seed
+    if not os.environ.get("SM_SPOOL_URL"):
+        conn = sqlite3.connect(home / "spool.db")
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn.close()
+    states = {r[0]: r[1] for r in rows(home, "SELECT message_id, state FROM messages")}
+    assert states == {m["message_id"]: "stored" for m in sent}, seed
     files = sorted(p.relative_to(archive).as_posix() for p in archive.rglob("*.json.gz"))
     expected = {parse_message(m).key: parse_message(m).payload() for m in sent}
     assert files == sorted(expected), seed  # each message exactly once, nothing else

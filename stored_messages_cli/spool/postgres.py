@@ -237,6 +237,11 @@ class PgConnection:
         self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory,
                                      application_name="sm")
         self._conn.execute("SET TIME ZONE 'UTC'")
+        self._trace: Any = None
+
+    def set_trace_callback(self, callback: Any) -> None:
+        """Call `callback(sql)` with each statement run (as `sqlite3` does; for tests)."""
+        self._trace = callback
 
     @staticmethod
     def _arguments(order: tuple[int, ...] | None, params: Iterable[Any]) -> Sequence[Any]:
@@ -246,6 +251,8 @@ class PgConnection:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
         """Run one statement (SQLite spelling) and return its cursor."""
         values = tuple(params)
+        if self._trace is not None:
+            self._trace(sql)
         text, order = translate(sql)
         cursor = self._conn.cursor()
         if ";" in text and text.startswith("BEGIN;"):
