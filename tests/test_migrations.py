@@ -144,3 +144,39 @@ def test_every_kept_body_moves_out_of_its_row_intact(tmp_path: Path) -> None:
         assert spool.queue.make_due(message_id=expired[0], include_expired=True)
     finally:
         spool.close()
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def test_postgresql_has_the_same_numbered_steps() -> None:
+    from stored_messages_cli.spool import db, postgres
+
+    assert [name for name, _ in postgres.MIGRATIONS] == [name for name, _ in db.MIGRATIONS]
+
+
+def test_postgresql_migrates_once_and_records_each_step(postgres_url: str) -> None:
+    from stored_messages_cli.spool import Spool, postgres
+
+    with Spool(postgres_url) as first:
+        assert first.record_many([]) == []
+    conn = postgres.PgConnection(postgres_url)
+    try:
+        assert postgres.migrate(conn) == 0  # already at the latest step
+        steps = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [tuple(r) for r in steps.fetchall()] == [
+            (number, name) for number, (name, _) in enumerate(postgres.MIGRATIONS, 1)]
+    finally:
+        conn.close()
+
+
+def test_a_postgresql_spool_from_a_newer_sm_is_refused(postgres_url: str) -> None:
+    from stored_messages_cli.spool import Spool, SpoolVersionError, postgres
+
+    Spool(postgres_url).close()
+    conn = postgres.PgConnection(postgres_url)
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                 (len(postgres.MIGRATIONS) + 1, "from the future"))
+    conn.close()
+    with pytest.raises(SpoolVersionError):
+        Spool(postgres_url)

@@ -64,8 +64,18 @@ def _prunable_messages(conn: sqlite3.Connection) -> str:
         f"){open_entries}")
 
 
+def _sqlite_only(spool: Spool, command: str, instead: str) -> None:
+    """Refuse a file-level maintenance step on a PostgreSQL spool, naming what to use."""
+    if spool.is_postgres:
+        from .db import SpoolError
+
+        raise SpoolError(f"sm spool {command} works on a spool.db file; this spool is the"
+                         f" PostgreSQL database {spool.location}", hint=instead)
+
+
 def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneReport:
     """Delete settled bookkeeping older than `older_than` seconds (see the module docstring)."""
+    _sqlite_only(spool, "prune", "not yet available on PostgreSQL (docs/fleet.md)")
     if older_than <= 0:
         raise SmError("--older-than must be more than zero")
     from .db import immediate_transaction
@@ -135,6 +145,7 @@ def vacuum(spool: Spool) -> dict[str, int]:
 
     VACUUM holds the write lock while it runs: senders wait (up to the 60 s busy timeout).
     """
+    _sqlite_only(spool, "vacuum", 'PostgreSQL vacuums itself (autovacuum)')
     before = file_bytes(spool.path)
     with spool.lock:
         spool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -150,6 +161,7 @@ def backup(spool: Spool, path: str | os.PathLike[str], *, force: bool = False
     The copy is taken in one step (one read snapshot: consistent while others write) into a
     temporary file beside `path`, checked, then renamed into place.
     """
+    _sqlite_only(spool, "backup", "use your database's backups (pg_dump, or the managed service's)")
     target = Path(path)
     if target.exists() and not force:
         raise SmError(f"{target} already exists", hint=f"sm spool backup {target} --force")

@@ -86,8 +86,12 @@ class PostgresServer:
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_server(bindir: Path) -> PostgresServer:
-    """initdb a temporary cluster and start it; raises RuntimeError with the server's log."""
+def start_server(bindir: Path, *, durable: bool = False) -> PostgresServer:
+    """initdb a temporary cluster and start it; raises RuntimeError with the server's log.
+
+    Tests run without fsync (they kill sm, never the server); `durable` keeps PostgreSQL's
+    defaults, for benchmarks.
+    """
     folder = Path(tempfile.mkdtemp(prefix="sm-test-pg-"))
     if os.geteuid() == 0:
         account = pwd.getpwnam(SERVER_USER)
@@ -103,8 +107,9 @@ def start_server(bindir: Path) -> PostgresServer:
         raise RuntimeError(f"initdb failed: {init.stderr or init.stdout}")
     port = free_port()
     options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder}"
-               " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                " -c max_connections=300 -c shared_buffers=64MB")
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     started = subprocess.run(
         _as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
                          "-w", "-t", "60", "start"]),
