@@ -100,6 +100,9 @@ _REPLACE_KEYS = {"archive_index": ("project_id", "message_id")}
 _JSON_IDS = re.compile(r"\(SELECT value FROM json_each\((\?\d*)\)\)", re.IGNORECASE)
 _SCALAR_MIN = re.compile(r"MIN\(COALESCE\(([\w\"]+), (\?)\), (\?)\)")
 _NUMBERED = re.compile(r"\?(\d+)")
+_IS_PARAM = re.compile(r"\bIS \?")
+# Tables whose writers read `cursor.lastrowid` after a plain INSERT: it comes from RETURNING.
+_LASTROWID_TABLES = ("archive_locations", "archive_entries")
 
 
 @functools.lru_cache(maxsize=512)
@@ -129,6 +132,10 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
         if returning:
             text = text[:returning.start()] + suffix + text[returning.start():]
             suffix = ""
+    if text.startswith("INSERT INTO") and "RETURNING" not in text and any(
+            text.startswith(f'INSERT INTO "{t}"') for t in _LASTROWID_TABLES):
+        suffix += ' RETURNING "id"'
+    text = _IS_PARAM.sub("IS NOT DISTINCT FROM ?", text)
     text = _JSON_IDS.sub(r"(SELECT jsonb_array_elements_text(CAST(\1 AS jsonb))::bigint)", text)
     text = _SCALAR_MIN.sub(r"LEAST(COALESCE(\1, \2), \3)", text)
     text = text.replace("json_each(COALESCE(", "jsonb_each_text(COALESCE(")
@@ -202,6 +209,14 @@ class PgCursor:
     def rowcount(self) -> int:
         """Rows the statement changed."""
         return int(self._cursor.rowcount)
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The id an INSERT returned (`translate` adds `RETURNING "id"` where it is read)."""
+        if self._cursor.description is None:
+            return None
+        row = self._cursor.fetchone()
+        return None if row is None else int(row[0])
 
     @property
     def description(self) -> Any:
@@ -392,6 +407,32 @@ def _step6(conn: PgConnection) -> None:
         conn.execute(statement)
 
 
+def _step7(conn: PgConnection) -> None:
+    """The lean archive index (`archive.py`): hashes as 32-byte BYTEA (a hash that is not
+    hex is kept as its UTF-8 bytes), the layout key rebuilt, the `archive_index` view."""
+    from .archive import _SCHEMA
+
+    conn.execute('DROP TABLE IF EXISTS "archive_index"')  # a PostgreSQL spool of step 6
+    conn.execute('DROP TABLE IF EXISTS "archive_recipients"')
+    tables = _SCHEMA[:_SCHEMA.index("CREATE VIEW")]
+    for statement in ddl(tables):
+        conn.execute(statement)
+    hex_of = ("CASE WHEN octet_length(e.{0}) = 32 THEN encode(e.{0}, 'hex')"
+              " ELSE convert_from(e.{0}, 'UTF8') END")
+    layout_key = ("l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || "
+                  + hex_of.format('"recipient_hash"')
+                  + " || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
+                  " e.\"message_id\" || '.json.gz'")
+    conn.execute(
+        'CREATE OR REPLACE VIEW "archive_index" AS SELECT e."id" AS "entry", e."project_id",'
+        ' e."message_id", e."medium", e."message_type", e."campaign_id", '
+        + hex_of.format('"recipient_hash"') + ' AS "recipient_hash", e."sent_at",'
+        f' COALESCE(e."key", {layout_key}) AS "key", '
+        + hex_of.format('"payload_sha256"') + ' AS "payload_sha256",'
+        ' e."version_id", l."destination_url", e."stored_at"'
+        ' FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"')
+
+
 # The same numbered steps as `db.MIGRATIONS` (tests/test_migrations.py checks the names).
 MIGRATIONS = (
     ("the 0.1.0 layout", _step1),
@@ -400,6 +441,7 @@ MIGRATIONS = (
     ("daemon heartbeats", _step4),
     ("manifest segments", _step5),
     ("every recipient identifier indexed, index coverage per project", _step6),
+    ("a lean archive index: binary hashes, layout keys and destinations stored once", _step7),
 )
 
 
