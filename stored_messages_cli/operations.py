@@ -76,6 +76,7 @@ class Operations:
             projects=sorted(self.projects),
             heartbeat_interval=max(HEARTBEAT_EVERY, self.poll_interval))
         self._heartbeat = Heartbeat(self.daemons, self.daemon_id)
+        self._drain_inbox()  # what SQL senders wrote is due in this pass too (--once)
         if self.metrics_addr is not None:
             try:
                 self._start_metrics(*self.metrics_addr)
@@ -149,11 +150,24 @@ class Operations:
 
     # ----------------------------------------------------------------------- seams
 
+    def _drain_inbox(self) -> None:
+        """Record what SQL senders wrote to the inbox (docs/fleet.md); log rejections."""
+        try:
+            report = self.spool.intake.drain_inbox()
+        except SmError as exc:  # a busy or unreachable spool must not stop the archiver
+            log.warning("could not drain the inbox: %s", exc)
+            return
+        if report.rejected:
+            log.warning("inbox: %d line(s) rejected (sm status counts them)", report.rejected,
+                        extra={"event": "inbox_rejected", "rejected": report.rejected})
+
     def _tick(self) -> None:
         if self.liveness is not None:
             self.liveness.tick()
         if self._heartbeat is not None:
             self._heartbeat()
+        if not self.archiver.stop.is_set():
+            self._drain_inbox()
         if self.archiver.stop.is_set():
             self._announce_stopping()
         now = time.monotonic()

@@ -100,3 +100,35 @@ def test_an_unreachable_database_is_one_clear_error(cli, postgres_server,
     assert result.stderr.startswith("Error: cannot reach the spool database"
                                     " postgresql://postgres@127.0.0.1:")
     assert "pg_isready" in result.stderr
+
+
+def _drop_connections(postgres_server, url: str) -> int:
+    """Terminate every session on the spool's database (a restart or fail-over, as sm sees it)."""
+    import psycopg
+
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        return len(admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,)).fetchall())
+
+
+def test_a_dropped_connection_is_opened_again_and_nothing_is_lost(
+        postgres_server, postgres_spool_url: str, make_message) -> None:
+    from stored_messages_cli.spool import SpoolError
+
+    with Spool.open(postgres_spool_url) as spool:
+        assert spool.record(make_message(message_id="before")) == "accepted"
+        assert _drop_connections(postgres_server, postgres_spool_url) == 1
+        assert spool.record(make_message(message_id="after")) == "accepted"
+        assert spool.status()["counts"]["queued"] == 2
+        # Dropped inside a transaction: that transaction fails, as a whole, with a clear error.
+        with pytest.raises(SpoolError, match="spool database"), spool._db.write() as conn:
+            conn.execute("UPDATE messages SET attempts = 7")
+            _drop_connections(postgres_server, postgres_spool_url)
+            conn.execute("UPDATE messages SET attempts = 8")
+        assert spool.record(make_message(message_id="later")) == "accepted"
+        assert sorted(r["message_id"] for r in [spool.message_state("12345", m)
+                                                for m in ("before", "after", "later")]) == [
+            "after", "before", "later"]
+        assert {spool.message_state("12345", m)["attempts"] for m in ("before", "after")} == {0}

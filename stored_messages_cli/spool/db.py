@@ -29,6 +29,7 @@ from .bodies import migrate_bodies
 from .daemons import migrate_daemons
 from .dialect import SQLITE, postgres_dialect
 from .identifiers import migrate_identifiers
+from .inbox import migrate_inbox
 from .manifests import migrate_manifests
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
@@ -429,6 +430,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
      migrate_archive),
     ("message bodies apart from their rows", migrate_bodies),
     ("partial indexes for the claim order and recent stored messages", _v9_partial_indexes),
+    ("the inbox of SQL senders", migrate_inbox),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -349,33 +349,66 @@ class Intake:
 
     def _ingest_batch(self, batch: list[tuple[int, str, Any]], source: str,
                       report: IngestReport) -> None:
+        with self.db.write() as conn:
+            self._apply_lines(conn, [(source, *line) for line in batch], report)
+
+    def drain_inbox(self, limit: int = INGEST_BATCH) -> IngestReport:
+        """Record the oldest lines SQL senders wrote to the `inbox` table (docs/fleet.md).
+
+        In one transaction: each line is recorded exactly as `sm ingest` records it (the same
+        validation and bytes; a bad line goes to `rejected`, source `inbox:SOURCE`, line =
+        its inbox id), then deleted. Several workers drain side by side (skip locked).
+        """
+        report = IngestReport()
+        if not self.db.read('SELECT 1 FROM "inbox" LIMIT 1'):
+            return report  # the usual case, without taking the write lock
+        with self.db.write() as conn:
+            rows = conn.execute(
+                'SELECT "id", "line", "source" FROM "inbox" ORDER BY "id"'
+                f" LIMIT ?{self.db.dialect.skip_locked}", (limit,)).fetchall()
+            if not rows:
+                return report
+            lines = []
+            for row_id, text, source in rows:
+                item = _line_item(text or "")
+                if item is None:
+                    item = (text or "", InvalidMessage("empty line"))
+                lines.append((f"inbox:{source or '-'}", int(row_id), *item))
+            self._apply_lines(conn, lines, report)
+            conn.execute('DELETE FROM "inbox" WHERE "id" IN'
+                         " (SELECT value FROM json_each(?))",
+                         (json.dumps([int(r[0]) for r in rows]),))
+        return report
+
+    def _apply_lines(self, conn: sqlite3.Connection, lines: list[tuple[str, int, str, Any]],
+                     report: IngestReport) -> None:
+        """Record parsed lines in the caller's transaction; bad ones go to `rejected`."""
         now = self.db.clock.now()
         mediums: MediumsCache = {}
-        with self.db.write() as conn:
-            for number, text, item in batch:
-                try:
-                    if isinstance(item, InvalidMessage):
-                        raise item
-                    if isinstance(item, SendEvent):
-                        outcome = self._apply_event(conn, item, now)
-                    else:
-                        outcome = self._apply_message(conn, item, now, mediums)
-                except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
-                    reason = str(exc)
-                    if isinstance(exc, MessageConflict):
-                        reason = f"conflict: {reason}"
-                    conn.execute(
-                        "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
-                        " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
-                    report.rejected += 1
-                    report.errors.append({"line": number, "reason": reason})
-                    continue
-                if outcome == IngestOutcome.DUPLICATE:
-                    report.duplicate += 1
+        for source, number, text, item in lines:
+            try:
+                if isinstance(item, InvalidMessage):
+                    raise item
+                if isinstance(item, SendEvent):
+                    outcome = self._apply_event(conn, item, now)
                 else:
-                    report.accepted += 1
-                    if outcome == IngestOutcome.DISCARDED:
-                        report.discarded += 1
+                    outcome = self._apply_message(conn, item, now, mediums)
+            except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
+                reason = str(exc)
+                if isinstance(exc, MessageConflict):
+                    reason = f"conflict: {reason}"
+                conn.execute(
+                    "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
+                report.rejected += 1
+                report.errors.append({"line": number, "reason": reason})
+                continue
+            if outcome == IngestOutcome.DUPLICATE:
+                report.duplicate += 1
+            else:
+                report.accepted += 1
+                if outcome == IngestOutcome.DISCARDED:
+                    report.discarded += 1
 
     # ----------------------------------------------------------------------- transitions
 

@@ -202,18 +202,18 @@ class PgCursor:
     """The part of `sqlite3.Cursor` the spool uses, over a psycopg cursor."""
 
     def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
+        self._cursor = cursor  # None: a statement that had nothing to do (see execute)
         self.row_factory: Any = None  # rows are always `Row` (name and position)
 
     @property
     def rowcount(self) -> int:
         """Rows the statement changed."""
-        return int(self._cursor.rowcount)
+        return 0 if self._cursor is None else int(self._cursor.rowcount)
 
     @property
     def lastrowid(self) -> int | None:
         """The id an INSERT returned (`translate` adds `RETURNING "id"` where it is read)."""
-        if self._cursor.description is None:
+        if self._cursor is None or self._cursor.description is None:
             return None
         row = self._cursor.fetchone()
         return None if row is None else int(row[0])
@@ -221,19 +221,19 @@ class PgCursor:
     @property
     def description(self) -> Any:
         """Column descriptions of the result."""
-        return self._cursor.description
+        return None if self._cursor is None else self._cursor.description
 
     def fetchone(self) -> Row | None:
         """The next row, or None."""
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if self.description else None
 
     def fetchall(self) -> list[Row]:
         """Every remaining row."""
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if self.description else []
 
     def fetchmany(self, size: int) -> list[Row]:
         """Up to `size` more rows."""
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return self._cursor.fetchmany(size) if self.description else []
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
@@ -249,10 +249,16 @@ class PgConnection:
         self.url = url
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self._psycopg = psycopg
-        self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory,
-                                     application_name="sm")
-        self._conn.execute("SET TIME ZONE 'UTC'")
         self._trace: Any = None
+        self._in_transaction = False  # BEGIN sent, COMMIT/ROLLBACK not yet
+        self._closed = False
+        self._conn = self._connect()
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
+                                     application_name="sm")
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn
 
     def set_trace_callback(self, callback: Any) -> None:
         """Call `callback(sql)` with each statement run (as `sqlite3` does; for tests)."""
@@ -264,21 +270,49 @@ class PgConnection:
         return values if order is None else tuple(values[i] for i in order)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
-        """Run one statement (SQLite spelling) and return its cursor."""
+        """Run one statement (SQLite spelling) and return its cursor.
+
+        A connection the server dropped (a restart, a fail-over, an idle timeout) is opened
+        again before a transaction or a read outside one: nothing is lost, since nothing of
+        it had run. Inside a transaction the error stands (the transaction is gone) and the
+        caller's ROLLBACK ends it here.
+        """
         values = tuple(params)
         if self._trace is not None:
             self._trace(sql)
         text, order = translate(sql)
+        verb = text.lstrip()[:8].upper()
+        if self._conn.broken and not self._closed:
+            if self._in_transaction:
+                if verb.startswith("ROLLBACK"):
+                    self._in_transaction = False
+                    return PgCursor(None)
+            else:
+                self._conn = self._connect()
+        may_retry = not self._in_transaction and verb.startswith(("BEGIN", "SELECT"))
+        try:
+            cursor = self._run(text, order, values)
+        except self._psycopg.OperationalError:
+            if not (may_retry and self._conn.broken and not self._closed):
+                raise
+            self._conn = self._connect()  # the server dropped us before anything ran
+            cursor = self._run(text, order, values)
+        if verb.startswith("BEGIN"):
+            self._in_transaction = True
+        elif verb.startswith(("COMMIT", "ROLLBACK")):
+            self._in_transaction = False
+        return PgCursor(cursor)
+
+    def _run(self, text: str, order: tuple[int, ...] | None, values: tuple[Any, ...]) -> Any:
         cursor = self._conn.cursor()
         if ";" in text and text.startswith("BEGIN;"):
             for part in text.split(";"):  # BEGIN, then the write lock
                 cursor.execute(part)
-            return PgCursor(cursor)
-        if values or order is not None:
+        elif values or order is not None:
             cursor.execute(text, self._arguments(order, values))
         else:
             cursor.execute(text.replace("%%", "%"))
-        return PgCursor(cursor)
+        return cursor
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> PgCursor:
         """Run one statement for each parameter row; `rowcount` is their total."""
@@ -290,11 +324,14 @@ class PgConnection:
     @property
     def in_transaction(self) -> bool:
         """True inside an explicit transaction (also a failed one, until ROLLBACK)."""
+        if self._conn.broken:
+            return self._in_transaction
         status = self._conn.info.transaction_status
         return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
 
     def close(self) -> None:
         """Close the connection."""
+        self._closed = True
         self._conn.close()
 
 
@@ -433,6 +470,13 @@ def _step7(conn: PgConnection) -> None:
         ' FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"')
 
 
+def _step8(conn: PgConnection) -> None:
+    from .inbox import _LAYOUT
+
+    for statement in ddl(_LAYOUT):
+        conn.execute(statement)
+
+
 # The same numbered steps as `db.MIGRATIONS` (tests/test_migrations.py checks the names).
 MIGRATIONS = (
     ("the 0.1.0 layout", _step1),
@@ -442,6 +486,7 @@ MIGRATIONS = (
     ("manifest segments", _step5),
     ("every recipient identifier indexed, index coverage per project", _step6),
     ("a lean archive index: binary hashes, layout keys and destinations stored once", _step7),
+    ("the inbox of SQL senders", _step8),
 )
 
 
