@@ -101,8 +101,9 @@ _JSON_IDS = re.compile(r"\(SELECT value FROM json_each\((\?\d*)\)\)", re.IGNOREC
 _SCALAR_MIN = re.compile(r"MIN\(COALESCE\(([\w\"]+), (\?)\), (\?)\)")
 _NUMBERED = re.compile(r"\?(\d+)")
 _IS_PARAM = re.compile(r"\bIS \?")
+_BLOB_LITERAL = re.compile(r"\bX'([0-9A-Fa-f]*)'")
 # Tables whose writers read `cursor.lastrowid` after a plain INSERT: it comes from RETURNING.
-_LASTROWID_TABLES = ("archive_locations", "archive_entries")
+_LASTROWID_TABLES = ("messages", "archive_locations", "archive_entries")
 
 
 @functools.lru_cache(maxsize=512)
@@ -132,10 +133,11 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
         if returning:
             text = text[:returning.start()] + suffix + text[returning.start():]
             suffix = ""
-    if text.startswith("INSERT INTO") and "RETURNING" not in text and any(
-            text.startswith(f'INSERT INTO "{t}"') for t in _LASTROWID_TABLES):
+    into = re.match(r'INSERT INTO "?(\w+)"?', text)
+    if into and into.group(1) in _LASTROWID_TABLES and "RETURNING" not in text:
         suffix += ' RETURNING "id"'
     text = _IS_PARAM.sub("IS NOT DISTINCT FROM ?", text)
+    text = _BLOB_LITERAL.sub(r"'\\x\1'::bytea", text)
     text = _JSON_IDS.sub(r"(SELECT jsonb_array_elements_text(CAST(\1 AS jsonb))::bigint)", text)
     text = _SCALAR_MIN.sub(r"LEAST(COALESCE(\1, \2), \3)", text)
     text = text.replace("json_each(COALESCE(", "jsonb_each_text(COALESCE(")
@@ -407,13 +409,12 @@ def _step4(conn: PgConnection) -> None:
         conn.execute(statement)
 
 
-def _step5(conn: PgConnection) -> None:
-    from .manifests import _TABLES, SETTLED_OUTCOMES
+def _manifest_trigger(conn: PgConnection, body: str) -> None:
+    """The same trigger as SQLite's: an outcome never commits without its manifest entry;
+    `body` is SQL for the settled message's payload."""
+    from .manifests import SETTLED_OUTCOMES
 
-    for statement in ddl(_TABLES):
-        conn.execute(statement)
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
-    # The same trigger as SQLite's: an outcome never commits without its manifest entry.
     conn.execute(f"""
 CREATE OR REPLACE FUNCTION "manifest_entry_on_settle"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -424,7 +425,7 @@ BEGIN
        CASE WHEN NEW."state" = '{State.STORED.value}' THEN NEW."stored_key" END, NEW."key",
        NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
        NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
-       NEW."final_reason", COALESCE(NEW."payload", OLD."payload"));
+       NEW."final_reason", {body});
    RETURN NULL;
 END
 $$""")
@@ -434,6 +435,14 @@ $$""")
         f' FOR EACH ROW WHEN (NEW."state" IN ({outcomes})'
         ' AND OLD."state" IS DISTINCT FROM NEW."state")'
         ' EXECUTE FUNCTION "manifest_entry_on_settle"()')
+
+
+def _step5(conn: PgConnection) -> None:
+    from .manifests import _TABLES
+
+    for statement in ddl(_TABLES):
+        conn.execute(statement)
+    _manifest_trigger(conn, 'COALESCE(NEW."payload", OLD."payload")')
 
 
 def _step6(conn: PgConnection) -> None:
@@ -471,6 +480,31 @@ def _step7(conn: PgConnection) -> None:
 
 
 def _step8(conn: PgConnection) -> None:
+    """Message bodies apart from their rows (`bodies.py`)."""
+    from .bodies import _SCHEMA, BODY_OF
+
+    for statement in ddl(_SCHEMA[0]):
+        conn.execute(statement)
+    conn.execute(
+        'CREATE OR REPLACE FUNCTION "message_body_on_delete"() RETURNS trigger'
+        ' LANGUAGE plpgsql AS $$ BEGIN DELETE FROM "message_bodies" WHERE "id" = OLD."id";'
+        " RETURN NULL; END $$")
+    conn.execute('DROP TRIGGER IF EXISTS "message_body_on_delete" ON "messages"')
+    conn.execute('CREATE TRIGGER "message_body_on_delete" AFTER DELETE ON "messages"'
+                 ' FOR EACH ROW EXECUTE FUNCTION "message_body_on_delete"()')
+    conn.execute('INSERT INTO "message_bodies" ("id", "payload") SELECT "id", "payload"'
+                 ' FROM "messages" WHERE "payload" IS NOT NULL ON CONFLICT DO NOTHING')
+    _manifest_trigger(conn, BODY_OF.replace('"messages"."id"', 'NEW."id"'))
+    conn.execute('ALTER TABLE "messages" DROP COLUMN "payload"')
+
+
+def _step9(conn: PgConnection) -> None:
+    from .db import _v9_partial_indexes
+
+    _v9_partial_indexes(conn)  # type: ignore[arg-type]  # plain SQL, the same on both
+
+
+def _step10(conn: PgConnection) -> None:
     from .inbox import _LAYOUT
 
     for statement in ddl(_LAYOUT):
@@ -486,7 +520,9 @@ MIGRATIONS = (
     ("manifest segments", _step5),
     ("every recipient identifier indexed, index coverage per project", _step6),
     ("a lean archive index: binary hashes, layout keys and destinations stored once", _step7),
-    ("the inbox of SQL senders", _step8),
+    ("message bodies apart from their rows", _step8),
+    ("partial indexes for the claim order and recent stored messages", _step9),
+    ("the inbox of SQL senders", _step10),
 )
 
 
