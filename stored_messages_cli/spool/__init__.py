@@ -52,20 +52,20 @@ class Spool:
     Use `Spool.open()` (config home), `Spool.open(path)` or `Spool.open("postgresql://…")`.
     """
 
-    def __init__(self, location: str | os.PathLike[str], *, clock: Clock | None = None,
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None) -> None:
-        self._db = SpoolDB(location, clock or SystemClock())
+        self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
         self.intake = Intake(self._db, mediums_for)
         self.queue = Queue(self._db)
         self.health = DestinationHealth(self._db)
         self.report = Report(self._db)
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str] | None = None, *,
+    def open(cls, path: str | os.PathLike[str] | None = None, *,
              home: str | os.PathLike[str] | None = None, clock: Clock | None = None) -> Spool:
-        """Open the spool of `home` (default `$SM_HOME` or the platform folders), or `location`.
+        """Open the spool of `home` (default `$SM_HOME` or the platform folders), or `path`.
 
-        `location` is a file path or a `postgresql://` URL; without it, `SM_SPOOL_URL`, then
+        `path` is a file path or a `postgresql://` URL; without it, `SM_SPOOL_URL`, then
         config.toml's `spool_url`, then the home's `spool.db` (docs/fleet.md). A PostgreSQL
         URL must require TLS to a database on another host. The project's archived mediums
         are read from that home's `config.toml` so messages of a medium the project does not
@@ -75,7 +75,7 @@ class Spool:
         from .postgres import check_spool_url, is_postgres_url
 
         paths = Paths.resolve(home)
-        where = spool_location(paths, location)
+        where = spool_location(paths, path)
         if is_postgres_url(where.target):
             check_spool_url(where.target, source=where.source,
                             allow_insecure=where.allow_insecure)
