@@ -356,13 +356,7 @@ def bench_run_s3(work: Path, count: int, concurrency: int = 8) -> None:
 
 def bench_status(work: Path, runs: int = 7) -> None:
     home = work / "run-home"  # the spool the folder run left: thousands of stored rows
-    sm(home, "--json", "status")  # first call compiles nothing new; measure the rest
-    times, cpu = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        times.append(sm(home, "--json", "status"))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    times, cpu = status_samples(home, runs)
     row(f"sm --json status (median of {runs})", f"{statistics.median(times):.3f} s",
         f"min {min(times):.3f} s", "-", "")
     row("  (CPU time of the command)", f"{statistics.median(cpu):.3f} s", "-", "-",
@@ -772,15 +766,21 @@ def _proc_status(pid: int) -> list[str]:
         return []
 
 
-def sm_status_times(home: Path, runs: int = 5) -> tuple[float, float]:
-    """Median wall time and CPU time of `sm --json status` (whole command)."""
-    sm(home, "--json", "status")  # warm the page cache like a second look would
+def status_samples(home: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU times of `runs` whole `sm --json status` commands, after one unmeasured
+    call (which warms the page cache like a second look would)."""
+    sm(home, "--json", "status")
     times, cpu = [], []
     for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = _cpu_of_children()
         times.append(sm(home, "--json", "status"))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        cpu.append(_cpu_of_children() - before)
+    return times, cpu
+
+
+def sm_status_times(home: Path, runs: int = 5) -> tuple[float, float]:
+    """Median wall time and CPU time of `sm --json status` (whole command)."""
+    times, cpu = status_samples(home, runs)
     return statistics.median(times), statistics.median(cpu)
 
 

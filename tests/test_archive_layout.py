@@ -8,7 +8,6 @@ hashes), that recipient finds use every identifier, and that a stored message co
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,11 @@ from stored_messages_cli.model import sha256_hex
 from stored_messages_cli.spool import Spool, Stored
 from stored_messages_cli.spool.maintenance import prune, vacuum
 from tests.test_migrations import legacy_spool
+from tests.test_migrations import read as rows
 
 INDEX_SQL = ("SELECT project_id, message_id, medium, message_type, campaign_id, recipient_hash,"
              " sent_at, key, payload_sha256, version_id, destination_url, stored_at"
              " FROM archive_index ORDER BY project_id, message_id")
-
-
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_an_upgraded_spool_answers_exactly_what_its_table_held(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ docs/fleet.md gives the 10,000-message run).
 
 from __future__ import annotations
 
-import copy
 import gzip
 import hashlib
 import multiprocessing
@@ -32,7 +31,7 @@ from stored_messages_cli.model import parse_message
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
-from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
+from tests.support.fixtures.core import mixed_messages
 from tests.support.fixtures.faults import ACCESS_DENIED
 from tests.support.spool_db import rows
 from tests.test_concurrency import BLOCKS, PER_BLOCK, sender
@@ -46,14 +45,7 @@ SLOT = 8 * 3600.0
 
 
 def fleet_messages(count: int) -> list[dict[str, Any]]:
-    bases = (EMAIL_MESSAGE, SMS_MESSAGE, PUSH_MESSAGE)
-    made = []
-    for index in range(count):
-        message = copy.deepcopy(bases[index % 3])
-        message["message_id"] = f"f-{index:05d}"
-        message["recipient"] = dict(message["recipient"], user_id=f"u-{index}")
-        made.append(message)
-    return made
+    return mixed_messages(count, lambda index: f"f-{index:05d}")
 
 
 def worker(home: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
 import os
 import random
@@ -18,7 +17,7 @@ import pytest
 from stored_messages_cli import Spool
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.model import parse_message
-from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
+from tests.support.fixtures.core import mixed_messages
 from tests.support.spool_db import rows
 
 MESSAGES = 1500
@@ -26,14 +25,7 @@ KILLS = 5
 
 
 def messages() -> list[dict]:
-    bases = (EMAIL_MESSAGE, SMS_MESSAGE, PUSH_MESSAGE)
-    made = []
-    for index in range(MESSAGES):
-        message = copy.deepcopy(bases[index % 3])
-        message["message_id"] = f"k-{index}"
-        message["recipient"] = dict(message["recipient"], user_id=f"u-{index}")
-        made.append(message)
-    return made
+    return mixed_messages(MESSAGES, lambda index: f"k-{index}")
 
 
 pytestmark = pytest.mark.usefixtures("spool_backend")

@@ -15,7 +15,7 @@ from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.errors import DestinationError
 from stored_messages_cli.manifest import Manifests, parse_segment, segment_key
-from stored_messages_cli.model import gzip_body, sha256_hex
+from stored_messages_cli.model import gzip_body, identifier_hashes, sha256_hex
 from stored_messages_cli.spool import Failed, Spool, Stored
 from stored_messages_cli.states import FinalReason
 from tests.support.fixtures.core import jsonl
@@ -271,3 +271,29 @@ def test_an_entry_from_the_uploaders_hash_equals_one_from_the_payload(
     assert all(row[2] is not None and row[5] is None for row in entries[0])
     assert json.loads(entries[0][1][4]) == {"email": sha("b@x.io"), "user_id": sha("u-7")}
     assert list(json.loads(entries[0][2][4])) == ["phone_number", "device_token"]
+
+
+def test_unreadable_ingest_hashes_leave_the_entry_to_the_payload_path(
+        tmp_path: Path, make_message: Any) -> None:
+    """A row whose identifier hashes are not readable JSON (a damaged spool) does not get a
+    guessed entry: the settle leaves it, and the completion from the payload fills it."""
+    spool = Spool(tmp_path / "spool.db", clock=FakeClock())
+    try:
+        spool.record(make_message(message_id="m-1"))
+        spool.conn.execute("UPDATE messages SET recipient_hashes = '{not json'")
+        (claimed,) = spool.queue.claim("me", "12345", 10, lease_seconds=60)
+        body = gzip_body(claimed.payload)
+        spool.queue.settle("me", [Stored(claimed.row_id, claimed.key, "file:///a/", None,
+                                         sha256_hex(body), len(body))])
+        kept = spool.conn.execute("SELECT payload IS NOT NULL FROM manifest_entries").fetchone()
+        from stored_messages_cli.spool.manifests import complete_entries
+        with spool.lock:
+            assert complete_entries(spool.conn) == 1
+        entry = spool.conn.execute("SELECT object_sha256, size, recipient_hashes, payload"
+                                   " FROM manifest_entries").fetchone()
+    finally:
+        spool.close()
+    assert kept == (1,)
+    assert entry[:2] == (sha256_hex(body), len(body)) and entry[3] is None
+    recipient = json.loads(claimed.payload)["recipient"]
+    assert json.loads(entry[2]) == identifier_hashes(recipient) and len(recipient) >= 2

@@ -73,24 +73,29 @@ CREATE TABLE IF NOT EXISTS "manifest_segments" (
 """
 
 
+def entry_insert_sql(body: str) -> str:
+    """The statement both backends' triggers run for a settled message (`NEW` is its row);
+    `body` is SQL for its payload."""
+    return f"""INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id", "outcome",
+       "stored_key", "relative_key", "payload_sha256", "medium", "message_type",
+       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload")
+   VALUES (NEW."project_id", NEW."id", NEW."message_id", NEW."state",
+       CASE WHEN NEW."state" = '{State.STORED.value}' THEN NEW."stored_key" END, NEW."key",
+       NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
+       NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
+       NEW."final_reason", {body})"""
+
+
 def trigger_sql(body: str = 'COALESCE(NEW."payload", OLD."payload")') -> str:
     """The trigger adding a settled message's entry; `body` is SQL for its payload (a column of
     `messages` up to step 7, a read of `message_bodies` from step 8)."""
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
-    stored = State.STORED.value
     return f"""
 CREATE TRIGGER IF NOT EXISTS "manifest_entry_on_settle"
 AFTER UPDATE OF "state" ON "messages"
 WHEN NEW."state" IN ({outcomes}) AND OLD."state" IS NOT NEW."state"
 BEGIN
-   INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id", "outcome",
-       "stored_key", "relative_key", "payload_sha256", "medium", "message_type",
-       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload")
-   VALUES (NEW."project_id", NEW."id", NEW."message_id", NEW."state",
-       CASE WHEN NEW."state" = '{stored}' THEN NEW."stored_key" END, NEW."key",
-       NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
-       NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
-       NEW."final_reason", {body});
+   {entry_insert_sql(body)};
 END
 """
 

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigError, SmError
 from ..network import is_loopback
-from ..states import State
 
 SCHEMES = ("postgresql", "postgres")
 # Advisory lock keys (any fixed 64-bit numbers, unlikely to clash with an application's).
@@ -412,20 +411,13 @@ def _step4(conn: PgConnection) -> None:
 def _manifest_trigger(conn: PgConnection, body: str) -> None:
     """The same trigger as SQLite's: an outcome never commits without its manifest entry;
     `body` is SQL for the settled message's payload."""
-    from .manifests import SETTLED_OUTCOMES
+    from .manifests import SETTLED_OUTCOMES, entry_insert_sql
 
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
     conn.execute(f"""
 CREATE OR REPLACE FUNCTION "manifest_entry_on_settle"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-   INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id", "outcome",
-       "stored_key", "relative_key", "payload_sha256", "medium", "message_type",
-       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload")
-   VALUES (NEW."project_id", NEW."id", NEW."message_id", NEW."state",
-       CASE WHEN NEW."state" = '{State.STORED.value}' THEN NEW."stored_key" END, NEW."key",
-       NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
-       NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
-       NEW."final_reason", {body});
+   {entry_insert_sql(body)};
    RETURN NULL;
 END
 $$""")
