@@ -39,6 +39,12 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def stored_in(samples: dict) -> tuple[float, float]:
+    """(the daemon's stored counter, the spool's stored gauge) of one scrape."""
+    return (value(samples, "sm_messages_stored_total", project=PROJECT),
+            value(samples, "sm_messages", state="stored"))
+
+
 def test_a_scrape_during_a_run_shows_the_counters_moving(tmp_path: Path) -> None:
     home, archive = tmp_path / "home", tmp_path / "archive"
     prepare_home(home, archive, 5)
@@ -47,9 +53,9 @@ def test_a_scrape_during_a_run_shows_the_counters_moving(tmp_path: Path) -> None
     daemon = start_run(home, tmp_path / "run.log", "--metrics-addr", f"127.0.0.1:{port}")
     try:
         wait_for(lambda: http_get(base + "/healthz")[0] == 200, what="/healthz")
-        first = wait_for(lambda: (s := scrape(base)) and value(
-            s, "sm_messages_stored_total", project=PROJECT) == 5 and s, what="5 stored")
-        assert value(first, "sm_messages", state="stored") == 5
+        # One scrape reads the spool's gauges before the daemon's counters, so a settle that
+        # commits in between shows in the counters first: wait until both agree.
+        first = wait_for(lambda: stored_in(s := scrape(base)) == (5, 5) and s, what="5 stored")
         assert value(first, "sm_messages", state="queued") == 0
         assert value(first, "sm_upload_duration_seconds_count", project=PROJECT) == 5
         assert value(first, "sm_upload_failures_total", project=PROJECT,
@@ -71,9 +77,7 @@ def test_a_scrape_during_a_run_shows_the_counters_moving(tmp_path: Path) -> None
         assert not any(v.startswith("m-") or "+1555" in v for v in label_values)
 
         record(home, 3, prefix="late")
-        later = wait_for(lambda: (s := scrape(base)) and value(
-            s, "sm_messages_stored_total", project=PROJECT) == 8 and s, what="8 stored")
-        assert value(later, "sm_messages", state="stored") == 8
+        later = wait_for(lambda: stored_in(s := scrape(base)) == (8, 8) and s, what="8 stored")
         assert value(later, "sm_upload_duration_seconds_count", project=PROJECT) == 8
         assert http_get(base + "/readyz") == (200, "ready\n")
         assert http_get(base + "/nope")[0] == 404
