@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,45 @@ def test_other_bytes_under_the_key_fail_as_conflict_and_are_left_alone(
     assert stored["last_error"].endswith("already exists with other content")
     assert stored["payload"] == parse_message(message).payload()  # kept for a replay
     assert gzip.decompress(squatter.read_bytes()) == b'{"someone":"else"}'
+
+
+def test_a_stored_message_settles_with_its_complete_manifest_entry(
+        spool, make_message, clock, tmp_path) -> None:
+    """The entry made in the settling UPDATE carries the bucket object's real hash and size
+    and the identifier hashes (no payload kept); a row whose ingest hashes are damaged keeps
+    its payload for the completion instead of getting guessed hashes."""
+    good = make_message(message_id="m-good", recipient={"email": "Ann@X.io", "user_id": "u-1"})
+    damaged = make_message(message_id="m-damaged")
+    spool.record(good)
+    spool.record(damaged)
+    conn = raw_connection(spool)
+    try:
+        conn.execute("UPDATE messages SET recipient_hashes = '{not json' WHERE message_id = ?",
+                     ("m-damaged",))
+        if isinstance(conn, sqlite3.Connection):  # PostgreSQL's test connection autocommits
+            conn.commit()
+    finally:
+        conn.close()
+    claimed = {c.message_id: c for c in spool.queue.claim("me", "12345", 10, lease_seconds=60)}
+    outcomes = []
+    for message_id, message in claimed.items():
+        (tmp_path / message_id).write_bytes(gzip.compress(message.payload))
+        body = (tmp_path / message_id).read_bytes()
+        outcomes.append(Stored(message.row_id, message.key, "file:///a/", None,
+                               hashlib.sha256(body).hexdigest(), len(body)))
+    spool.queue.settle("me", outcomes)
+    entries = {r["message_id"]: r for r in rows(
+        spool, "SELECT message_id, object_sha256, size, recipient_hashes,"
+        " payload IS NULL AS gone FROM manifest_entries")}
+    body = (tmp_path / "m-good").read_bytes()
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    assert (entries["m-good"]["object_sha256"], entries["m-good"]["size"]) == (
+        hashlib.sha256(body).hexdigest(), len(body))
+    assert json.loads(entries["m-good"]["recipient_hashes"]) == {
+        "email": sha("ann@x.io"), "user_id": sha("u-1")}
+    assert list(json.loads(entries["m-good"]["recipient_hashes"])) == ["email", "user_id"]
+    assert bool(entries["m-good"]["gone"]) is True
+    damaged_entry = entries["m-damaged"]
+    assert (damaged_entry["object_sha256"], damaged_entry["size"],
+            damaged_entry["recipient_hashes"], bool(damaged_entry["gone"])) == (
+        None, None, None, False)

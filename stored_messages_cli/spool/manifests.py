@@ -5,9 +5,12 @@ Two tables (SPEC 8, docs/manifests.md):
 - `manifest_entries`: the open segment of each project, one row per settled outcome in the
   order it settled. A schema trigger on `messages` inserts the row in the very UPDATE that makes
   a message `stored`, `expired` or `failed`, whichever process or code path settles it, so an
-  outcome can never commit without its entry. The trigger keeps the old payload for a moment:
-  the `on_settled` hook (`complete_entries`, also run before sealing) turns it into the object's
-  SHA-256, size and recipient hashes and drops it, in the same transaction.
+  outcome can never commit without its entry. A stored message whose settle knows the object's
+  SHA-256 and size (the uploader's, written on the row by the settling UPDATE, step 11) gets a
+  complete entry at once: those, with the identifier hashes taken at ingest. Any other outcome
+  keeps its payload for a moment: the `on_settled` hook (`complete_entries`, also run before
+  sealing) turns it into the object's SHA-256, size and recipient hashes and drops it, in the
+  same transaction.
 - `manifest_segments`: sealed segments with their number, hash chain and exact bytes; the bytes
   stay until the segment is written to the bucket (a crash between sealing and upload loses
   nothing: the same bytes are uploaded on restart), the row and its hash stay for good.
@@ -73,29 +76,38 @@ CREATE TABLE IF NOT EXISTS "manifest_segments" (
 """
 
 
-def entry_insert_sql(body: str) -> str:
+def entry_insert_sql(body: str, *, complete: bool = False) -> str:
     """The statement both backends' triggers run for a settled message (`NEW` is its row);
-    `body` is SQL for its payload."""
+    `body` is SQL for its payload. With `complete` (step 11), a row whose settle wrote the
+    object's hash and size gets its whole entry now, without its payload."""
+    columns = values = ""
+    payload = body
+    if complete:
+        columns = ', "object_sha256", "size", "recipient_hashes"'
+        values = (', NEW."object_sha256", NEW."object_size",'
+                  ' CASE WHEN NEW."object_sha256" IS NOT NULL THEN NEW."recipient_hashes" END')
+        payload = f'CASE WHEN NEW."object_sha256" IS NULL THEN {body} END'
     return f"""INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id", "outcome",
        "stored_key", "relative_key", "payload_sha256", "medium", "message_type",
-       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload")
+       "campaign_id", "sent_at", "recipient_hash", "settled_at", "reason", "payload"{columns})
    VALUES (NEW."project_id", NEW."id", NEW."message_id", NEW."state",
        CASE WHEN NEW."state" = '{State.STORED.value}' THEN NEW."stored_key" END, NEW."key",
        NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
        NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
-       NEW."final_reason", {body})"""
+       NEW."final_reason", {payload}{values})"""
 
 
-def trigger_sql(body: str = 'COALESCE(NEW."payload", OLD."payload")') -> str:
+def trigger_sql(body: str = 'COALESCE(NEW."payload", OLD."payload")', *,
+                complete: bool = False) -> str:
     """The trigger adding a settled message's entry; `body` is SQL for its payload (a column of
-    `messages` up to step 7, a read of `message_bodies` from step 8)."""
+    `messages` up to step 7, a read of `message_bodies` from step 8); `complete` from step 11."""
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
     return f"""
 CREATE TRIGGER IF NOT EXISTS "manifest_entry_on_settle"
 AFTER UPDATE OF "state" ON "messages"
 WHEN NEW."state" IN ({outcomes}) AND OLD."state" IS NOT NEW."state"
 BEGIN
-   {entry_insert_sql(body)};
+   {entry_insert_sql(body, complete=complete)};
 END
 """
 
@@ -106,6 +118,21 @@ def migrate_manifests(conn: sqlite3.Connection) -> None:
         if statement.strip():
             conn.execute(statement)
     conn.execute(trigger_sql())
+
+
+def migrate_complete_entries(conn: sqlite3.Connection) -> None:
+    """Migration step 11: the settle of a stored message writes the object's SHA-256 and size
+    on its row, and the trigger makes the complete entry from them (no payload copied into the
+    entry, no second statement to complete it). Safe to run twice."""
+    from .bodies import BODY_OF
+
+    columns = {row[1] for row in conn.execute('PRAGMA table_info("messages")')}
+    if "object_sha256" not in columns:
+        conn.execute('ALTER TABLE "messages" ADD COLUMN "object_sha256" TEXT')
+    if "object_size" not in columns:
+        conn.execute('ALTER TABLE "messages" ADD COLUMN "object_size" INTEGER')
+    conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle"')
+    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"'), complete=True))
 
 
 # --------------------------------------------------------------------------- entries
@@ -156,30 +183,21 @@ def complete_entries(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
-def complete_stored_entry(conn: sqlite3.Connection, message_row: int, object_sha256: str,
-                          size: int, identifier_hashes: str | None) -> None:
-    """Complete the entry the trigger just added for a stored message, from what the uploader
-    knows (the object's hash and size) and the identifier hashes taken at ingest
-    (`messages.recipient_hashes`): what `complete_entries` would write, without a second
-    gzip of the payload. Without those hashes the entry is left for `complete_entries`."""
+def canonical_hashes(identifier_hashes: str | None) -> str | None:
+    """The identifier hashes taken at ingest (`messages.recipient_hashes`) as the entry's
+    `recipient_hashes` (compact JSON, identifiers in SPEC order): what `complete_entries`
+    would compute from the payload. None when they are missing or not readable (a damaged
+    spool): the entry then takes the payload path."""
     try:
         known = json.loads(identifier_hashes) if identifier_hashes else None
     except ValueError:
-        known = None
+        return None
     if not isinstance(known, dict) or not known:
-        return
+        return None
     ordered = {name: known[name] for name in RECIPIENT_FIELDS if isinstance(known.get(name), str)}
     if len(ordered) != len(known):
-        return
-    conn.execute(
-        'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
-        ' "recipient_hashes" = ?, "payload" = NULL'
-        # The trigger's entry is the newest row (one seek, not a scan of the batch's open
-        # entries); if it is not this message's, `complete_entries` completes it later.
-        ' WHERE "id" = (SELECT MAX("id") FROM "manifest_entries") AND "message_row" = ?'
-        ' AND "outcome" = ? AND "payload" IS NOT NULL',
-        (object_sha256, size, json.dumps(ordered, separators=(",", ":")), message_row,
-         State.STORED))
+        return None
+    return json.dumps(ordered, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

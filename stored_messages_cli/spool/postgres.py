@@ -408,16 +408,16 @@ def _step4(conn: PgConnection) -> None:
         conn.execute(statement)
 
 
-def _manifest_trigger(conn: PgConnection, body: str) -> None:
+def _manifest_trigger(conn: PgConnection, body: str, *, complete: bool = False) -> None:
     """The same trigger as SQLite's: an outcome never commits without its manifest entry;
-    `body` is SQL for the settled message's payload."""
+    `body` is SQL for the settled message's payload; `complete` from step 11."""
     from .manifests import SETTLED_OUTCOMES, entry_insert_sql
 
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
     conn.execute(f"""
 CREATE OR REPLACE FUNCTION "manifest_entry_on_settle"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-   {entry_insert_sql(body)};
+   {entry_insert_sql(body, complete=complete)};
    RETURN NULL;
 END
 $$""")
@@ -503,6 +503,16 @@ def _step10(conn: PgConnection) -> None:
         conn.execute(statement)
 
 
+def _step11(conn: PgConnection) -> None:
+    """A stored message's settle writes the object's hash and size on its row; the trigger
+    makes the complete manifest entry from them (`manifests.migrate_complete_entries`)."""
+    from .bodies import BODY_OF
+
+    conn.execute('ALTER TABLE "messages" ADD COLUMN IF NOT EXISTS "object_sha256" TEXT')
+    conn.execute('ALTER TABLE "messages" ADD COLUMN IF NOT EXISTS "object_size" BIGINT')
+    _manifest_trigger(conn, BODY_OF.replace('"messages"."id"', 'NEW."id"'), complete=True)
+
+
 # The same numbered steps as `db.MIGRATIONS` (tests/test_migrations.py checks the names).
 MIGRATIONS = (
     ("the 0.1.0 layout", _step1),
@@ -515,6 +525,7 @@ MIGRATIONS = (
     ("message bodies apart from their rows", _step8),
     ("partial indexes for the claim order and recent stored messages", _step9),
     ("the inbox of SQL senders", _step10),
+    ("manifest entries complete when a stored message settles", _step11),
 )
 
 

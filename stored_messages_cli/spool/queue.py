@@ -265,22 +265,33 @@ class Queue:
         index them, all in the caller's transaction."""
         settled: list[Settled] = []
         first_of_project: dict[str, int] = {}
+        # The identifier hashes taken at ingest, checked, make the manifest entry with the
+        # uploader's object hash and size (the trigger reads them from the row); a row
+        # without readable ones gets no object hash here and its entry takes the payload path.
+        hashes: dict[int, str | None] = {}
+        known = [o.row_id for o in stored if o.object_sha256 is not None and o.size is not None]
+        for start in range(0, len(known), 500):
+            chunk = known[start:start + 500]
+            hashes.update((row_id, manifests.canonical_hashes(text)) for row_id, text in
+                          conn.execute("SELECT id, recipient_hashes FROM messages WHERE id IN"
+                                       f" ({','.join('?' * len(chunk))})", chunk).fetchall())
         for outcome in stored:
+            canonical = hashes.get(outcome.row_id)
             row = conn.execute(
                 "UPDATE messages SET state = ?, attempts = attempts + 1,"
                 " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
                 " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
                 " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state != ?"
-                " RETURNING id, project_id, message_id, recipient_hashes",
+                " lease_expires_at = NULL, updated_at = ?, object_sha256 = ?, object_size = ?,"
+                " recipient_hashes = COALESCE(?, recipient_hashes)"
+                " WHERE id = ? AND state != ? RETURNING id, project_id, message_id",
                 (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id,
-                 now, outcome.row_id, State.STORED)).fetchone()
+                 now, outcome.object_sha256 if canonical else None,
+                 outcome.size if canonical else None, canonical, outcome.row_id,
+                 State.STORED)).fetchone()
             if row is None:
                 continue
-            if outcome.object_sha256 is not None and outcome.size is not None:
-                manifests.complete_stored_entry(conn, outcome.row_id, outcome.object_sha256,
-                                                outcome.size, row[3])
-            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger kept it
+            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger may read it
             first_of_project.setdefault(row[1], outcome.row_id)
             settled.append(Settled(row[0], row[1], row[2], State.STORED, None, now))
         # The index rows, with every identifier's hash, commit with the outcomes.
