@@ -20,7 +20,7 @@ from typing import Any
 from .clock import Clock, SystemClock
 from .model import UNASSOCIATED, parse_sent_at
 from .spool import Spool, immediate_transaction
-from .spool.archive import entry_row, recipient_condition, write_entries
+from .spool.archive import entry_row, recipient_condition, text_as_bytes, write_entries
 from .spool.identifiers import COMPLETE, PARTIAL
 
 COLUMNS: tuple[str, ...] = (
@@ -142,12 +142,14 @@ class FindQuery:
                 return False
         return True
 
-    def where(self) -> tuple[str, list[Any]]:
-        """The SQL condition and parameters for these filters."""
+    def where(self, *, text_as_bytes: bool = False) -> tuple[str, list[Any]]:
+        """The SQL condition and parameters for these filters (`text_as_bytes`: the index's
+        hash columns hold odd text as bytes, see `spool.archive.packed`)."""
         clauses: list[str] = []
         params: list[Any] = []
         if self.recipient_hashes:
-            condition, values = recipient_condition(self.recipient_hashes)
+            condition, values = recipient_condition(self.recipient_hashes,
+                                                    text_as_bytes=text_as_bytes)
             clauses.append(condition)
             params.extend(values)
         if self.campaign_id == UNASSOCIATED:
@@ -172,7 +174,7 @@ class FindQuery:
             clauses.append(f"sent_at <= ? AND (substr(sent_at, 1, 19) < ?"
                            f" OR {_SQL_FRACTION} <= ?)")
             params.extend([second + "Z", second, fraction])
-        return (" AND ".join(clauses) or "1"), params
+        return (" AND ".join(clauses) or "1 = 1"), params
 
 
 def _split_second(moment: datetime) -> tuple[str, float]:
@@ -243,7 +245,7 @@ class ArchiveIndex:
 
     def find(self, query: FindQuery) -> FindResult:
         """Entries matching `query`, newest first, at most `query.limit` of them."""
-        where, params = query.where()
+        where, params = query.where(text_as_bytes=text_as_bytes(self.conn))
         suffix = "ORDER BY sent_at DESC, project_id, message_id"
         if query.limit is not None:
             suffix += " LIMIT ?"

@@ -240,6 +240,30 @@ def test_stored_drops_the_body_and_keeps_hash_key_and_index(
     assert [tuple(r) for r in index] == [(stored["stored_key"],)]
 
 
+# Hashes of every shape the index may hold: a lowercase hex SHA-256 (kept as 32 bytes), and
+# text it must give back exactly: upper case, short, 32 characters (hex or not, one or two bytes
+# each), a backslash (PostgreSQL's bytea escape), and none at all.
+ODD_HASHES = [hashlib.sha256(b"a@x.io").hexdigest(), hashlib.sha256(b"b").hexdigest().upper(),
+              "not-a-hash", "x" * 32, "0123456789abcdef" * 2, "\u00e9" * 16, "\\x41\\", None]
+
+
+def test_index_rows_give_back_every_hash_exactly_as_written(spool) -> None:
+    from stored_messages_cli.archive_index import ArchiveIndex, FindQuery, IndexEntry
+
+    written = [IndexEntry(
+        project_id="12345", message_id=f"m-{n}", medium="email", message_type="blast",
+        campaign_id="111", recipient_hash=value or "r", sent_at="2026-11-27T17:00:00Z",
+        key=f"archive/email/12345/{value or 'r'}/111/m-{n}.json.gz", payload_sha256=value,
+        destination_url="s3://bucket/archive/", stored_at=1.5e9)
+        for n, value in enumerate(ODD_HASHES)]
+    index = ArchiveIndex.of(spool)
+    assert index.add(written) == len(written)
+    found = index.find(FindQuery(limit=None)).entries
+    assert sorted(found, key=lambda e: e.message_id) == written
+    by_recipient = index.find(FindQuery(recipient_hashes=("x" * 32,))).entries
+    assert [e.message_id for e in by_recipient] == ["m-3"]
+
+
 def test_lapsed_lease_returns_to_queued_and_nothing_is_deleted_on_claim(
         spool, make_message, clock) -> None:
     spool.record(make_message())

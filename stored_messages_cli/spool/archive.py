@@ -6,7 +6,9 @@ a stored message stays for good, so it is kept in as few bytes as it takes:
 - `archive_entries`: one row per stored message. Hashes are 32-byte BLOBs, not 64 hex
   characters; the key is NULL when it is the SPEC 3 layout key under its location's prefix (it
   is then rebuilt by the view); the destination URL and key prefix live once in
-  `archive_locations`. A recipient hash that is not hex (a bucket's odd key) stays text.
+  `archive_locations`. A hash that is not lowercase hex (a bucket's odd key) stays text in
+  SQLite (told apart by its type); PostgreSQL's BYTEA column holds its UTF-8 bytes, with a
+  zero byte added when they are 32 long, so that it is never read back as a hash.
 - `archive_recipients`: the recipient's other identifiers' hashes (the key's own is in the
   entry row), one `(hash, entry)` pair each.
 - `archive_index`: a view giving readers the columns they always had (hex hashes, the full
@@ -109,19 +111,30 @@ def entry_row(values: Sequence[Any], hashes: Sequence[str] = ()) -> EntryRow:
                     tuple(hashes))
 
 
-def packed(value: str | None) -> bytes | str | None:
-    """A lowercase hex SHA-256 as its 32 bytes; anything else (None, odd text) as it is."""
-    if value is None or len(value) != 64 or value != value.lower():
+def packed(value: str | None, *, text_as_bytes: bool = False) -> bytes | str | None:
+    """A lowercase hex SHA-256 as its 32 bytes; anything else (None, odd text) as it is, or
+    with `text_as_bytes` (a BYTEA column: PostgreSQL) as UTF-8 bytes that are never 32 long."""
+    if value is None:
+        return None
+    if len(value) == 64 and value == value.lower():
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    if not text_as_bytes:
         return value
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        return value
+    encoded = value.encode("utf-8")
+    return encoded + b"\0" if len(encoded) == 32 else encoded
 
 
 def unpacked(value: bytes | str | None) -> str | None:
-    """The hex form of what `packed` stored."""
+    """The text of what `packed` stored (SQLite's column types)."""
     return value.hex() if isinstance(value, bytes) else value
+
+
+def text_as_bytes(conn: Any) -> bool:
+    """True when `conn`'s hash columns hold odd text as bytes (PostgreSQL's BYTEA)."""
+    return not isinstance(conn, sqlite3.Connection)
 
 
 def _split_key(row: EntryRow) -> tuple[str, str | None]:
@@ -157,6 +170,7 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
     replaced with it.
     """
     locations: dict[tuple[str | None, str], int] = {}
+    as_bytes = text_as_bytes(conn)
     written = 0
     for row in rows:
         prefix, key = _split_key(row)
@@ -172,8 +186,9 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
             _add_hashes(conn, old[0], others)  # the same object: only learn identifiers
             continue
         values = (row.project_id, row.message_id, row.medium, row.message_type,
-                  row.campaign_id, packed(row.recipient_hash), row.sent_at, key,
-                  packed(row.payload_sha256), row.version_id, locations[where], row.stored_at)
+                  row.campaign_id, packed(row.recipient_hash, text_as_bytes=as_bytes),
+                  row.sent_at, key, packed(row.payload_sha256, text_as_bytes=as_bytes),
+                  row.version_id, locations[where], row.stored_at)
         if old is None:
             entry = int(conn.execute(
                 'INSERT INTO "archive_entries" ("project_id", "message_id", "medium",'
@@ -194,13 +209,17 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
 
 
 def _add_hashes(conn: sqlite3.Connection, entry: int, hashes: Sequence[str]) -> None:
+    as_bytes = text_as_bytes(conn)
     conn.executemany('INSERT OR IGNORE INTO "archive_recipient_hashes" ("recipient_hash",'
-                     ' "entry") VALUES (?, ?)', [(packed(h), entry) for h in hashes])
+                     ' "entry") VALUES (?, ?)',
+                     [(packed(h, text_as_bytes=as_bytes), entry) for h in hashes])
 
 
-def recipient_condition(hashes: Sequence[str]) -> tuple[str, list[bytes | str | None]]:
-    """SQL on `archive_index` matching entries any of whose identifiers has one of `hashes`."""
-    values = [packed(h) for h in hashes]
+def recipient_condition(hashes: Sequence[str], *, text_as_bytes: bool = False
+                        ) -> tuple[str, list[bytes | str | None]]:
+    """SQL on `archive_index` matching entries any of whose identifiers has one of `hashes`
+    (`text_as_bytes`: as `packed` wrote them on this backend)."""
+    values = [packed(h, text_as_bytes=text_as_bytes) for h in hashes]
     marks = ",".join("?" * len(values))
     return (f'"entry" IN (SELECT "id" FROM "archive_entries" WHERE "recipient_hash" IN ({marks})'
             f' UNION SELECT "entry" FROM "archive_recipient_hashes" WHERE "recipient_hash"'

@@ -447,7 +447,8 @@ def _step6(conn: PgConnection) -> None:
 
 def _step7(conn: PgConnection) -> None:
     """The lean archive index (`archive.py`): hashes as 32-byte BYTEA (a hash that is not
-    hex is kept as its UTF-8 bytes), the layout key rebuilt, the `archive_index` view."""
+    hex is kept as its UTF-8 bytes, never 32 long: see `archive.packed`), the layout key
+    rebuilt, the `archive_index` view."""
     from .archive import _SCHEMA
 
     conn.execute('DROP TABLE IF EXISTS "archive_index"')  # a PostgreSQL spool of step 6
@@ -456,6 +457,8 @@ def _step7(conn: PgConnection) -> None:
     for statement in ddl(tables):
         conn.execute(statement)
     hex_of = ("CASE WHEN octet_length(e.{0}) = 32 THEN encode(e.{0}, 'hex')"
+              " WHEN octet_length(e.{0}) = 33 AND get_byte(e.{0}, 32) = 0"
+              " THEN convert_from(substring(e.{0} FROM 1 FOR 32), 'UTF8')"
               " ELSE convert_from(e.{0}, 'UTF8') END")
     layout_key = ("l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || "
                   + hex_of.format('"recipient_hash"')
