@@ -309,7 +309,7 @@ class ArchiveIndex:
 
     def count(self, project_id: str | None = None) -> int:
         """How many messages the index holds (of one project, or in all)."""
-        where, params = ("project_id = ?", [project_id]) if project_id else ("1", [])
+        where, params = ("project_id = ?", [project_id]) if project_id else ("1 = 1", [])
         with self._lock:
             return int(self.conn.execute(
                 f"SELECT COUNT(*) FROM archive_index WHERE {where}", params).fetchone()[0])
