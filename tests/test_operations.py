@@ -299,6 +299,7 @@ def rows(spool: Spool, sql: str) -> list[tuple]:
         return spool.conn.execute(sql).fetchall()
 
 
+@pytest.mark.usefixtures("spool_backend")
 def test_prune_never_touches_unsettled_rows_final_failures_or_index_rows(
         cli, sm_home: Path, tmp_path: Path) -> None:
     from stored_messages_cli.spool import Failed, Retry, Stored
@@ -414,3 +415,37 @@ def test_vacuum_gives_the_pruned_pages_back(cli, sm_home: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     sizes = json.loads(result.stdout)
     assert sizes["bytes_after"] < sizes["bytes_before"] - 500_000
+
+
+@pytest.mark.parametrize("spool_backend", ["postgresql"], indirect=True)
+def test_on_postgresql_vacuum_analyzes_the_spool_tables_and_backup_names_pg_dump(
+        cli, sm_home: Path, tmp_path: Path, spool_backend: str) -> None:
+    from stored_messages_cli.spool.maintenance import PG_TABLES
+
+    prepare_home(sm_home, tmp_path / "archive", 0)
+    with Spool.open(home=sm_home) as spool:
+        spool.ingest_lines([f"not json {'x' * 500} {i}\n" for i in range(2000)], source="junk")
+        tables = {r[0] for r in rows(spool, "SELECT tablename FROM pg_tables"
+                                            " WHERE schemaname = current_schema()")}
+        assert tables == set(PG_TABLES)  # a new table of the spool belongs in PG_TABLES
+        with spool.lock:
+            spool.conn.execute("DELETE FROM rejected")
+    result = cli("--json", "spool", "vacuum")
+    assert result.exit_code == 0, result.output
+    sizes = json.loads(result.stdout)
+    assert 0 < sizes["bytes_after"] <= sizes["bytes_before"]
+    with Spool.open(home=sm_home) as spool:
+        vacuumed = dict(rows(spool, "SELECT relname, last_vacuum IS NOT NULL AND"
+                                    " last_analyze IS NOT NULL FROM pg_stat_user_tables"))
+    assert vacuumed == dict.fromkeys(PG_TABLES, True)
+
+    target = tmp_path / "backups" / "spool.dump"
+    backup = cli("spool", "backup", str(target))
+    assert backup.exit_code == 1
+    url = os.environ["SM_SPOOL_URL"]
+    assert backup.stderr.splitlines() == [
+        f"Error: sm spool backup copies a spool.db file; this spool is the PostgreSQL database"
+        f" {url}: back it up with the database",
+        f"Try: pg_dump --format=custom --file={target} --dbname={url}  (or your managed"
+        " service's snapshots; restore with pg_restore)"]
+    assert not target.parent.exists()

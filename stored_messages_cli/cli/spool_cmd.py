@@ -1,4 +1,5 @@
-"""`sm spool prune|vacuum|backup`: keep the spool small, and copy it safely."""
+"""`sm spool prune|vacuum|backup`: keep the spool small, and copy it safely (a spool.db file;
+prune and vacuum also a PostgreSQL spool, whose backups are the database's: docs/fleet.md)."""
 
 # No `from __future__ import annotations`: typer would have to eval every annotation.
 
@@ -22,7 +23,7 @@ def _size(count: int) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the spool group."""
-    group = typer.Typer(help="Maintain the local spool: prune, vacuum, backup.",
+    group = typer.Typer(help="Maintain the spool: prune, vacuum, backup.",
                         no_args_is_help=True)
     app.add_typer(group, name="spool")
 
@@ -54,11 +55,16 @@ def register(app: typer.Typer) -> None:
         out.print(f"{verb}: stored {report.stored}, discarded {report.discarded}, rejected lines"
                   f" {report.rejected_lines}, stopped daemons {report.daemons}", highlight=False)
         if not dry_run and (report.stored or report.discarded or report.rejected_lines):
-            out.info("The file keeps its size until: sm spool vacuum")
+            out.info("PostgreSQL reuses the freed rows once vacuumed (autovacuum, or: sm spool"
+                     " vacuum)" if spool.is_postgres
+                     else "The file keeps its size until: sm spool vacuum")
 
     @command(group, "vacuum")
     def vacuum(ctx: typer.Context) -> None:
         """Rewrite the spool file compactly (after a prune). Writers wait while it runs.
+
+        On a PostgreSQL spool: VACUUM (ANALYZE) of the spool's tables; writers carry on, and
+        the freed space is reused by the database rather than given back to the disk.
 
         Example: sm spool prune --older-than 30d && sm spool vacuum
         """
@@ -82,6 +88,9 @@ def register(app: typer.Typer) -> None:
             "--force", help="Replace FILE if it exists.")] = False,
     ) -> None:
         """Copy the spool with SQLite's online backup: consistent while sm run and senders write.
+
+        A PostgreSQL spool is backed up with its database (pg_dump, or the managed service's
+        snapshots); there this command says how and exits 1.
 
         Example: sm spool backup /var/backups/sm/spool-$(date +%F).db
         """

@@ -7,15 +7,20 @@
   `sent` event can still revive it), rejected input lines, and rows of stopped daemons.
   It never touches an unsettled message (`awaiting_confirmation`, `queued`, `in_flight`,
   `retry_wait`), an `expired` or `failed` one (an operator must see and may replay them),
-  an index row, or a message whose manifest entry is still open.
-- `vacuum(spool)` rewrites the file to give the freed pages back to the file system.
-- `backup(spool, path)` copies the spool with SQLite's online backup API: one consistent
-  snapshot even while `sm run` and senders write.
+  an index row, or a message whose manifest entry is still open. The same on both backends.
+- `vacuum(spool)` rewrites a spool.db file to give the freed pages back to the file system;
+  on PostgreSQL it runs `VACUUM (ANALYZE)` on the spool's own tables (no exclusive lock:
+  senders and workers carry on; the space is reused by the database, not given back).
+- `backup(spool, path)` copies a spool.db with SQLite's online backup API: one consistent
+  snapshot even while `sm run` and senders write. A PostgreSQL spool is backed up with the
+  database (`pg_dump`, or the managed service's snapshots): `backup` says how.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,45 +50,46 @@ class PruneReport:
         return asdict(self)
 
 
+# The tables of a PostgreSQL spool (what the numbered migrations create), for `vacuum`;
+# tests/test_operations.py checks the list against a freshly migrated database.
+PG_TABLES = ("messages", "message_bodies", "destination_health", "rejected", "daemons",
+             "manifest_segments", "manifest_entries", "index_coverage", "archive_locations",
+             "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations")
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    if not isinstance(conn, sqlite3.Connection):  # PostgreSQL
+        return conn.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                         (name,)).fetchone() is not None
 
 
 def _prunable_messages(conn: sqlite3.Connection) -> str:
-    """SQL selecting the ids of message rows prune may delete (parameters: see `_params`)."""
+    """SQL selecting the ids of message rows prune may delete; its numbered parameters are
+    ?1 stored, ?2 discarded, ?3 never_confirmed, ?4 the cutoff, ?5 the grace cutoff."""
     open_entries = (" AND id NOT IN (SELECT message_row FROM manifest_entries)"
                     if _has_table(conn, "manifest_entries") else "")
     return (
         "SELECT id FROM messages WHERE ("
-        "  (state = :stored AND stored_at IS NOT NULL AND stored_at < :cutoff"
+        "  (state = ?1 AND stored_at IS NOT NULL AND stored_at < ?4"
         "   AND EXISTS (SELECT 1 FROM archive_index a WHERE a.project_id = messages.project_id"
         "               AND a.message_id = messages.message_id))"
-        "  OR (state = :discarded AND COALESCE(updated_at, created_at) < :cutoff"
-        "      AND (final_reason IS NOT :never OR COALESCE(updated_at, created_at) < :grace))"
+        "  OR (state = ?2 AND COALESCE(updated_at, created_at) < ?4"
+        "      AND (final_reason IS NULL OR final_reason <> ?3"
+        "           OR COALESCE(updated_at, created_at) < ?5))"
         f"){open_entries}")
-
-
-def _sqlite_only(spool: Spool, command: str, instead: str) -> None:
-    """Refuse a file-level maintenance step on a PostgreSQL spool, naming what to use."""
-    if spool.is_postgres:
-        from .db import SpoolError
-
-        raise SpoolError(f"sm spool {command} works on a spool.db file; this spool is the"
-                         f" PostgreSQL database {spool.location}", hint=instead)
 
 
 def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneReport:
     """Delete settled bookkeeping older than `older_than` seconds (see the module docstring)."""
-    _sqlite_only(spool, "prune", "not yet available on PostgreSQL (docs/fleet.md)")
     if older_than <= 0:
         raise SmError("--older-than must be more than zero")
     from .db import immediate_transaction
 
     now = spool.clock.now()
-    params = {"stored": State.STORED, "discarded": State.DISCARDED,
-              "never": FinalReason.NEVER_CONFIRMED, "cutoff": now - older_than,
-              "grace": now - max(older_than, CONFIRM_GRACE)}
+    cutoff = now - older_than
+    params = (State.STORED.value, State.DISCARDED.value, FinalReason.NEVER_CONFIRMED.value,
+              cutoff, now - max(older_than, CONFIRM_GRACE))
     report = PruneReport()
     conn = spool.conn
     with spool.lock:
@@ -95,10 +101,10 @@ def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneRep
                 setattr(report, "stored" if state == State.STORED else "discarded", count)
             report.rejected_lines = conn.execute(
                 "SELECT COUNT(*) FROM rejected WHERE rejected_at < ?",
-                (params["cutoff"],)).fetchone()[0]
+                (cutoff,)).fetchone()[0]
             report.daemons = conn.execute(
                 "SELECT COUNT(*) FROM daemons WHERE stopped_at < ?",
-                (params["cutoff"],)).fetchone()[0] if _has_table(conn, "daemons") else 0
+                (cutoff,)).fetchone()[0] if _has_table(conn, "daemons") else 0
             return report
     while True:
         with immediate_transaction(conn, spool.lock):
@@ -116,16 +122,17 @@ def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneRep
         with immediate_transaction(conn, spool.lock):
             deleted = conn.execute(
                 "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE rejected_at < ?"
-                f" LIMIT {BATCH})", (params["cutoff"],)).rowcount
+                f" LIMIT {BATCH})", (cutoff,)).rowcount
         report.rejected_lines += deleted
         if deleted < BATCH:
             break
     with immediate_transaction(conn, spool.lock):
         if _has_table(conn, "daemons"):
             report.daemons = conn.execute("DELETE FROM daemons WHERE stopped_at < ?",
-                                          (params["cutoff"],)).rowcount
-    with spool.lock:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                                          (cutoff,)).rowcount
+    if not spool.is_postgres:
+        with spool.lock:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     return report
 
 
@@ -141,17 +148,39 @@ def file_bytes(path: Path) -> int:
 
 
 def vacuum(spool: Spool) -> dict[str, int]:
-    """Rewrite the spool compactly; returns the bytes before and after (file + WAL).
+    """Compact the spool; returns its bytes before and after.
 
-    VACUUM holds the write lock while it runs: senders wait (up to the 60 s busy timeout).
+    SQLite: the file is rewritten (file + WAL bytes); VACUUM holds the write lock while it
+    runs, so senders wait (up to the 60 s busy timeout). PostgreSQL: `VACUUM (ANALYZE)` of
+    each of the spool's tables, outside a transaction, with no lock that stops writers; the
+    bytes are the tables' with their indexes and TOAST (space freed is reused, not given
+    back: only VACUUM FULL does that, and it locks the tables, so sm never runs it).
     """
-    _sqlite_only(spool, "vacuum", 'PostgreSQL vacuums itself (autovacuum)')
+    if spool.is_postgres:
+        return _vacuum_postgres(spool)
     before = file_bytes(spool.path)
     with spool.lock:
         spool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         spool.conn.execute("VACUUM")
         spool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return {"bytes_before": before, "bytes_after": file_bytes(spool.path)}
+
+
+def _postgres_bytes(conn: Any, tables: list[str]) -> int:
+    row = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0)"
+                       " FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS t",
+                       (json.dumps(tables),)).fetchone()
+    return int(row[0])
+
+
+def _vacuum_postgres(spool: Spool) -> dict[str, int]:
+    conn = spool.conn
+    with spool.lock:
+        tables = [t for t in PG_TABLES if _has_table(conn, t)]
+        before = _postgres_bytes(conn, tables)
+        for table in tables:  # one statement per table: VACUUM cannot run in a transaction
+            conn.execute(f'VACUUM (ANALYZE) "{table}"')
+        return {"bytes_before": before, "bytes_after": _postgres_bytes(conn, tables)}
 
 
 def backup(spool: Spool, path: str | os.PathLike[str], *, force: bool = False
@@ -161,7 +190,17 @@ def backup(spool: Spool, path: str | os.PathLike[str], *, force: bool = False
     The copy is taken in one step (one read snapshot: consistent while others write) into a
     temporary file beside `path`, checked, then renamed into place.
     """
-    _sqlite_only(spool, "backup", "use your database's backups (pg_dump, or the managed service's)")
+    if spool.is_postgres:
+        from .db import SpoolError
+
+        # A file copy of one client's view is no backup of a shared database: the database's
+        # own tools take a consistent one (and point-in-time recovery, with its WAL archive).
+        raise SpoolError(
+            f"sm spool backup copies a spool.db file; this spool is the PostgreSQL database"
+            f" {spool.location}: back it up with the database",
+            hint=f"pg_dump --format=custom --file={shlex.quote(os.fspath(path))}"
+            f" --dbname={shlex.quote(spool.location)}  (or your managed service's snapshots;"
+            " restore with pg_restore)")
     target = Path(path)
     if target.exists() and not force:
         raise SmError(f"{target} already exists", hint=f"sm spool backup {target} --force")
