@@ -13,10 +13,12 @@ Figures:
                            to a folder and to the S3 stand-in of scripts/bench_put.py (a
                            keep-alive HTTP server in its own process answering each PUT at
                            once), scaling measured, not assumed; beside each, what limits it:
-                           the machine's CPU busy share, the CPU seconds of the workers and
-                           of everything else (PostgreSQL, the stand-in), and how many worker
-                           sessions were, on average, waiting for the spool's write lock
-                           (sampled from pg_stat_activity every 20 ms)
+                           the machine's CPU busy share, the CPU seconds of the workers, of
+                           PostgreSQL, of the stand-in and of anything else on the machine,
+                           the share of the time the spool's write lock (recording, settling)
+                           was held and its milliseconds per message, and how many worker
+                           sessions waited for it on average (pg_locks and pg_stat_activity,
+                           sampled every 20 ms)
 
 Without SM_BENCH_PG_URL a throw-away server is started with initdb + pg_ctl on loopback
 (fsync on, like production; as root it runs as the postgres user). This is a benchmark, not a
@@ -219,7 +221,8 @@ def bench_workers(admin_url: str, work: Path, count: int, workers: int,
           f" ({count} in {elapsed:5.1f} s) | machine CPU busy {busy_share:3.0f} %;"
           f" CPU s: workers {worker_cpu:5.1f}, PostgreSQL {server:5.1f},"
           f" stand-in {stand_in:4.1f}, anything else {others:5.1f}"
-          f" | write lock held {100 * held:3.0f} % of the time,"
+          f" | write lock held {100 * held:3.0f} % of the time"
+          f" ({1000 * held * elapsed / count:3.1f} ms per message),"
           f" {waiting:4.2f} of {active:4.2f} active sessions waiting for it", flush=True)
 
 

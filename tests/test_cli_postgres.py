@@ -1,4 +1,4 @@
-"""Every reading and repairing command on a PostgreSQL spool, beside the same on SQLite
+"""The reading and repairing commands on a PostgreSQL spool, beside the same on SQLite
 (issue 16: "the same contract on both: … every CLI command").
 
 One arrangement for the module: the same input (four messages stored, one failed as a
@@ -195,6 +195,14 @@ def test_status_and_check_count_every_state(homes: tuple[Home, Home]) -> None:
     check = postgres.json("status", "--check", exit_code=1)
     assert [p["kind"] for p in check["problems"]] == ["no_live_daemon", "messages_failed"]
     assert check == sqlite.json("status", "--check", exit_code=1)
+    same = ("message_id", "project_id", "state", "final_reason", "attempts", "key",
+            "payload_sha256", "body_in_spool")
+    for message_id, state, body in (("a-1", "stored", False), ("x-9", "failed", True),
+                                    ("w-1", "awaiting_confirmation", True)):
+        shown = postgres.json("show", message_id)
+        assert (shown["state"], shown["body_in_spool"]) == (state, body)
+        assert {k: shown[k] for k in same} == {k: v for k, v in sqlite.json(
+            "show", message_id).items() if k in same}
 
 
 def test_index_rebuild_on_a_fresh_postgresql_spool_answers_like_the_original(
