@@ -17,8 +17,9 @@ Figures:
                            PostgreSQL, of the stand-in and of anything else on the machine,
                            the share of the time the spool's write lock (recording, settling)
                            was held and its milliseconds per message, and how many worker
-                           sessions waited for it on average (pg_locks and pg_stat_activity,
-                           sampled every 20 ms)
+                           sessions waited for it on average, and what its holder was doing
+                           (pg_locks and pg_stat_activity, sampled every 20 ms: see
+                           HOLDER_DOING)
 
 Without SM_BENCH_PG_URL a throw-away server is started with initdb + pg_ctl on loopback
 (fsync on, like production; as root it runs as the postgres user). This is a benchmark, not a
@@ -129,32 +130,58 @@ def server_cpu(postmaster: int | None) -> float:
     return total
 
 
+# What the session holding the write lock was doing, by pg_stat_activity's words.
+HOLDER_DOING = (
+    ("worker", "idle in transaction: between statements, in the worker's Python or waiting"
+               " for a CPU"),
+    ("WAL flush", "waiting for the commit's WAL write and fsync"),
+    ("SQL", "running a statement (PostgreSQL's CPU, or waiting for one)"),
+    ("other", "another wait (locks, buffer I/O)"),
+)
+
+
+def holder_doing(state: str | None, wait_type: str | None, wait_event: str | None) -> str:
+    """One of HOLDER_DOING's names for a sampled session."""
+    if state == "idle in transaction":
+        return "worker"
+    if wait_event and wait_event.startswith("WAL"):
+        return "WAL flush"
+    if state == "active" and wait_type is None:
+        return "SQL"
+    return "other"
+
+
 class LockSampler(threading.Thread):
     """Samples, every 20 ms: how many `sm` sessions wait for an advisory lock (the spool's
-    write lock: recording, settling), how many are running a statement, and whether some
-    session holds the write lock."""
+    write lock: recording, settling), how many are running a statement, and what the session
+    holding the write lock, if any, is doing."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.stop = threading.Event()
-        self.samples: list[tuple[int, int, int]] = []
+        self.samples: list[tuple[int, int, str | None]] = []
 
     def run(self) -> None:
         import psycopg
 
+        from stored_messages_cli.spool.postgres import WRITE_LOCK
+
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.stop.wait(0.02):
-                row = conn.execute(
+                waiting, active = conn.execute(
                     "SELECT count(*) FILTER (WHERE wait_event = 'advisory'),"
-                    " count(*) FILTER (WHERE state = 'active'),"
-                    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    "  AND database = (SELECT oid FROM pg_database"
-                    "                  WHERE datname = current_database()))"
-                    " FROM pg_stat_activity"
+                    " count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity"
                     " WHERE datname = current_database() AND application_name = 'sm'"
                 ).fetchone()
-                self.samples.append(row)
+                holder = conn.execute(
+                    "SELECT a.state, a.wait_event_type, a.wait_event FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s"
+                    " AND l.objid = %s AND a.datname = current_database()",
+                    (WRITE_LOCK >> 32, WRITE_LOCK & 0xFFFFFFFF)).fetchone()
+                self.samples.append((waiting, active,
+                                     holder_doing(*holder) if holder else None))
 
     def means(self) -> tuple[float, float, float]:
         """(sessions waiting for the write lock, sessions running a statement, share of the
@@ -163,7 +190,13 @@ class LockSampler(threading.Thread):
             return 0.0, 0.0, 0.0
         return (statistics.fmean(s[0] for s in self.samples),
                 statistics.fmean(s[1] for s in self.samples),
-                statistics.fmean(min(1, s[2]) for s in self.samples))
+                statistics.fmean(s[2] is not None for s in self.samples))
+
+    def holder_shares(self) -> str:
+        """While the lock was held, the share of samples the holder spent on each thing."""
+        held = [s[2] for s in self.samples if s[2] is not None]
+        return ", ".join(f"{name} {100 * held.count(name) / max(1, len(held)):.0f} %"
+                         for name, _ in HOLDER_DOING)
 
 
 def bench_workers(admin_url: str, work: Path, count: int, workers: int,
@@ -223,7 +256,8 @@ def bench_workers(admin_url: str, work: Path, count: int, workers: int,
           f" stand-in {stand_in:4.1f}, anything else {others:5.1f}"
           f" | write lock held {100 * held:3.0f} % of the time"
           f" ({1000 * held * elapsed / count:3.1f} ms per message),"
-          f" {waiting:4.2f} of {active:4.2f} active sessions waiting for it", flush=True)
+          f" {waiting:4.2f} of {active:4.2f} active sessions waiting for it;"
+          f" its holder was: {sampler.holder_shares()}", flush=True)
 
 
 def main() -> None:
