@@ -169,16 +169,34 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
     an identical one is kept as written at settle). A replaced row's identifier hashes are
     replaced with it.
     """
+    rows = list(rows)
     locations: dict[tuple[str | None, str], int] = {}
     as_bytes = text_as_bytes(conn)
+    # Which messages are indexed already: one read per project and slice, not one per row
+    # (on a shared PostgreSQL spool each statement is a round trip under the write lock).
+    keys = [(row.project_id, row.message_id) for row in rows]
+    indexed = _indexed_entries(conn, keys) if len(set(keys)) == len(keys) else None
+    plain: list[tuple[Any, ...]] = []  # new rows with no other identifier: inserted together
+
+    def flush() -> None:
+        if plain:
+            conn.executemany(_INSERT_ENTRY, plain)
+            plain.clear()
+
     written = 0
     for row in rows:
         prefix, key = _split_key(row)
         where = (row.destination_url, prefix)
         if where not in locations:
             locations[where] = location_id(conn, *where)
-        old = conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
-                           ' AND "project_id" = ?', (row.message_id, row.project_id)).fetchone()
+        if indexed is not None:
+            found = indexed.get((row.project_id, row.message_id))
+            old = None if found is None else (found,)
+        else:  # the same message twice in one call: each sees the one before
+            flush()
+            old = conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
+                               ' AND "project_id" = ?', (row.message_id, row.project_id)
+                               ).fetchone()
         others = sorted({h for h in row.recipient_hashes if h and h != row.recipient_hash})
         if old is not None and replace == "other_key" and conn.execute(
                 'SELECT "key" FROM "archive_index" WHERE "entry" = ?', (old[0],)
@@ -189,12 +207,13 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
                   row.campaign_id, packed(row.recipient_hash, text_as_bytes=as_bytes),
                   row.sent_at, key, packed(row.payload_sha256, text_as_bytes=as_bytes),
                   row.version_id, locations[where], row.stored_at)
+        written += 1
+        if old is None and not others:
+            plain.append(values)
+            continue
+        flush()  # entries keep the order of `rows`
         if old is None:
-            entry = int(conn.execute(
-                'INSERT INTO "archive_entries" ("project_id", "message_id", "medium",'
-                ' "message_type", "campaign_id", "recipient_hash", "sent_at", "key",'
-                ' "payload_sha256", "version_id", "location", "stored_at")'
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values).lastrowid or 0)
+            entry = int(conn.execute(_INSERT_ENTRY, values).lastrowid or 0)
         else:
             entry = old[0]
             conn.execute(
@@ -204,8 +223,31 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
                 ' "stored_at" = ? WHERE "id" = ?', (*values, entry))
             conn.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = ?', (entry,))
         _add_hashes(conn, entry, others)
-        written += 1
+    flush()
     return written
+
+
+_INSERT_ENTRY = (
+    'INSERT INTO "archive_entries" ("project_id", "message_id", "medium", "message_type",'
+    ' "campaign_id", "recipient_hash", "sent_at", "key", "payload_sha256", "version_id",'
+    ' "location", "stored_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+
+
+def _indexed_entries(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
+                     ) -> dict[tuple[str, str], int]:
+    """The `archive_entries` id of each (project, message) of `keys` already indexed."""
+    by_project: dict[str, list[str]] = {}
+    for project_id, message_id in keys:
+        by_project.setdefault(project_id, []).append(message_id)
+    found: dict[tuple[str, str], int] = {}
+    for project_id, message_ids in by_project.items():
+        for start in range(0, len(message_ids), 500):
+            chunk = message_ids[start:start + 500]
+            found.update(((project_id, r[1]), int(r[0])) for r in conn.execute(
+                'SELECT "id", "message_id" FROM "archive_entries" WHERE "project_id" = ?'
+                f' AND "message_id" IN ({",".join("?" * len(chunk))})',
+                (project_id, *chunk)).fetchall())
+    return found
 
 
 def _add_hashes(conn: sqlite3.Connection, entry: int, hashes: Sequence[str]) -> None:

@@ -44,6 +44,12 @@ def put_many(conn: sqlite3.Connection, bodies: Iterable[tuple[int, bytes]]) -> N
     conn.executemany('INSERT INTO "message_bodies" ("id", "payload") VALUES (?, ?)', bodies)
 
 
+def drop_many(conn: sqlite3.Connection, row_ids: list[int]) -> None:
+    """The bodies of `row_ids` are no longer needed (stored): one statement."""
+    conn.execute(f'DELETE FROM "message_bodies" WHERE "id" IN ({",".join("?" * len(row_ids))})',
+                 row_ids)
+
+
 def drop(conn: sqlite3.Connection, row_id: int) -> None:
     """The body of `row_id` is no longer needed (stored, or discarded for good)."""
     conn.execute('DELETE FROM "message_bodies" WHERE "id" = ?', (row_id,))

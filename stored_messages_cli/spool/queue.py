@@ -21,6 +21,11 @@ from . import archive, bodies, identifiers, manifests
 from .db import Settled, SpoolDB
 
 
+def _chunks(ids: list[int], size: int = 250) -> Iterable[list[int]]:
+    """`ids` in slices small enough for one statement's parameters."""
+    return (ids[start:start + size] for start in range(0, len(ids), size))
+
+
 @dataclass(slots=True)
 class ClaimedMessage:
     """A message leased to one worker for one upload attempt."""
@@ -262,38 +267,55 @@ class Queue:
     def _settle_stored(conn: sqlite3.Connection, stored: list[Stored], now: float
                        ) -> list[Settled]:
         """Mark verified objects stored (whoever holds the lease now), drop their bodies and
-        index them, all in the caller's transaction."""
-        settled: list[Settled] = []
-        first_of_project: dict[str, int] = {}
+        index them, all in the caller's transaction: a few statements per batch, not per
+        message (on a shared PostgreSQL spool each is a round trip under the write lock)."""
+        unique: dict[int, Stored] = {}
+        for outcome in stored:  # the same row twice: the first outcome stands
+            unique.setdefault(outcome.row_id, outcome)
+        ids = list(unique)
         # The identifier hashes taken at ingest, checked, make the manifest entry with the
         # uploader's object hash and size (the trigger reads them from the row); a row
         # without readable ones gets no object hash here and its entry takes the payload path.
         hashes: dict[int, str | None] = {}
-        known = [o.row_id for o in stored if o.object_sha256 is not None and o.size is not None]
-        for start in range(0, len(known), 500):
-            chunk = known[start:start + 500]
+        known = [i for i in ids if unique[i].object_sha256 is not None
+                 and unique[i].size is not None]
+        for chunk in _chunks(known):
             hashes.update((row_id, manifests.canonical_hashes(text)) for row_id, text in
                           conn.execute("SELECT id, recipient_hashes FROM messages WHERE id IN"
                                        f" ({','.join('?' * len(chunk))})", chunk).fetchall())
-        for outcome in stored:
-            canonical = hashes.get(outcome.row_id)
-            row = conn.execute(
-                "UPDATE messages SET state = ?, attempts = attempts + 1,"
-                " stored_at = ?, stored_key = ?, destination_url = ?, version_id = ?,"
+        found: dict[int, tuple[Any, ...]] = {}
+        for chunk in _chunks(ids):
+            values: list[Any] = []
+            for row_id in chunk:
+                outcome, canonical = unique[row_id], hashes.get(row_id)
+                values += [row_id, outcome.key, outcome.destination_url, outcome.version_id,
+                           outcome.object_sha256 if canonical else None,
+                           outcome.size if canonical else None, canonical]
+            rows = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            found.update((r[0], tuple(r)) for r in conn.execute(
+                f"WITH v (row_id, stored_key, url, version_id, sha, size, hashes) AS"
+                f" (VALUES {rows})"
+                f" UPDATE messages SET state = '{State.STORED}', attempts = attempts + 1,"
+                " stored_at = ?, stored_key = CAST(v.stored_key AS TEXT),"
+                " destination_url = CAST(v.url AS TEXT),"
+                " version_id = CAST(v.version_id AS TEXT),"
                 " next_attempt_at = NULL, retry_reason = NULL, first_failure_at = NULL,"
                 " last_error = NULL, final_reason = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ?, object_sha256 = ?, object_size = ?,"
-                " recipient_hashes = COALESCE(?, recipient_hashes)"
-                " WHERE id = ? AND state != ? RETURNING id, project_id, message_id",
-                (State.STORED, now, outcome.key, outcome.destination_url, outcome.version_id,
-                 now, outcome.object_sha256 if canonical else None,
-                 outcome.size if canonical else None, canonical, outcome.row_id,
-                 State.STORED)).fetchone()
-            if row is None:
-                continue
-            bodies.drop(conn, outcome.row_id)  # after the UPDATE, whose trigger may read it
-            first_of_project.setdefault(row[1], outcome.row_id)
-            settled.append(Settled(row[0], row[1], row[2], State.STORED, None, now))
+                " lease_expires_at = NULL, updated_at = ?,"
+                " object_sha256 = CAST(v.sha AS TEXT), object_size = CAST(v.size AS BIGINT),"
+                " recipient_hashes = COALESCE(CAST(v.hashes AS TEXT), messages.recipient_hashes)"
+                f" FROM v WHERE messages.id = CAST(v.row_id AS BIGINT)"
+                f" AND messages.state != '{State.STORED}'"
+                " RETURNING messages.id, messages.project_id, messages.message_id",
+                (*values, now, now)).fetchall())
+            done = [row_id for row_id in chunk if row_id in found]
+            if done:  # after the UPDATE, whose trigger may read them
+                bodies.drop_many(conn, done)
+        settled = [Settled(found[i][0], found[i][1], found[i][2], State.STORED, None, now)
+                   for i in ids if i in found]
+        first_of_project: dict[str, int] = {}
+        for item in settled:
+            first_of_project.setdefault(item.project_id, item.row_id)
         # The index rows, with every identifier's hash, commit with the outcomes.
         archive.write_entries(conn, archive.entries_of_message_rows(
             conn, [s.row_id for s in settled]))
