@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench.py --scale    # the backlog figures (about 5 minutes)
     .venv/bin/python scripts/bench.py --audit    # sm audit over 100,000 messages (~10 minutes)
     .venv/bin/python scripts/bench.py --manifests --rounds 9   # only the manifest cost
+    .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -920,6 +921,9 @@ def main() -> None:
                         help="messages for --audit (default 100,000)")
     parser.add_argument("--manifests", action="store_true",
                         help="only the manifest cost figure (sm run with and without)")
+    parser.add_argument("--senders", action="store_true",
+                        help="only the sender figures: record p50/p99, record on 8 threads"
+                             " (group commit) and record_many (a couple of minutes)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -937,6 +941,14 @@ def main() -> None:
         if args.manifests:
             _load_row()
             bench_manifest_cost(work, int(3000 * scale), rounds)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.senders:
+            bench_record(work, int(500 * scale))
+            _load_row()
+            bench_record_threads(work, int(100 * scale), rounds=rounds)
+            _load_row()
+            bench_record_many(work, int(20000 * scale))
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.audit:
