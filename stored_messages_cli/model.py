@@ -430,6 +430,19 @@ def identifier_hashes(recipient: Any) -> dict[str, str]:
     return hashes
 
 
+_SORTED_RECIPIENT_FIELDS = tuple(sorted(RECIPIENT_FIELDS))
+
+
+def identifier_hashes_json(hashes: dict[str, str]) -> str:
+    """`identifier_hashes` as compact JSON with sorted keys (`messages.recipient_hashes`).
+
+    Written by hand: the names and hex digits need no escaping, so this is exactly what
+    `json.dumps(hashes, separators=(",", ":"), sort_keys=True)` gives, at a fraction of it.
+    """
+    return "{" + ",".join(f'"{name}":"{hashes[name]}"' for name in _SORTED_RECIPIENT_FIELDS
+                          if name in hashes) + "}"
+
+
 def recipient_hash_candidates(value: str) -> list[str]:
     """Hashes a free-form recipient search term may have been stored under.
 
@@ -512,6 +525,8 @@ class Message:
     document: dict[str, Any]  # the input with normalised reference ids, no schema_version
     payload_bytes: bytes  # the archived payload (SPEC 3), encoded once at validation
     content_sha: str  # hash of everything but the confirmation fields
+    recipient_hashes: str  # every identifier's hash, as JSON (`identifier_hashes_json`)
+    sent_at_text: str | None  # sent_at as `format_utc` writes it (the spool's form)
 
     @property
     def confirmed(self) -> bool:
@@ -569,6 +584,13 @@ def _encode(value: Any) -> str:
     return _encode_object(value)
 
 
+_SCHEMA_PART = f'"schema_version":{SCHEMA_VERSION}'
+# '"name":' of the usual top-level members, encoded once.
+_MEMBER_PREFIXES = {name: f"{_encode_string(name)}:" for name in (
+    "campaign_id", "content", "journey_id", "medium", "message_id", "message_type",
+    "project_id", "provider", "recipient", "sent_at", "template_id")}
+
+
 def encode_document(document: dict[str, Any]) -> tuple[bytes, str]:
     """The archived payload bytes of `document` and its content hash, in one encoding pass.
 
@@ -577,14 +599,25 @@ def encode_document(document: dict[str, Any]) -> tuple[bytes, str]:
     top-level member is encoded once and the two documents are spliced from the same parts
     (sorted keys, compact separators), so both are byte-identical to encoding them whole.
     """
+    keys = list(document)
+    if "schema_version" not in document:
+        keys.append("schema_version")
+    keys.sort()
+    payload_parts: list[str] = []
+    core_parts: list[str] = []
     try:
-        parts = {key: f"{_encode_string(key)}:{_encode(value)}"
-                 for key, value in document.items()}
-        parts["schema_version"] = f'"schema_version":{SCHEMA_VERSION}'
-        keys = sorted(parts)
-        payload = ("{" + ",".join(parts[k] for k in keys) + "}").encode("utf-8")
-        core = ("{" + ",".join(parts[k] for k in keys if k != "schema_version"
-                               and k not in CONFIRMATION_FIELDS) + "}").encode("utf-8")
+        for key in keys:
+            if key == "schema_version":
+                payload_parts.append(_SCHEMA_PART)
+                continue
+            value = document[key]
+            part = (_MEMBER_PREFIXES.get(key) or f"{_encode_string(key)}:") + (
+                _encode_string(value) if type(value) is str else _encode(value))
+            payload_parts.append(part)
+            if key not in CONFIRMATION_FIELDS:
+                core_parts.append(part)
+        payload = ("{" + ",".join(payload_parts) + "}").encode("utf-8")
+        core = ("{" + ",".join(core_parts) + "}").encode("utf-8")
     except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
         _check_json_values(document)
         raise InvalidMessage("message contains a value JSON cannot carry") from None
@@ -702,21 +735,37 @@ def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
             # the validator normalised it already (normalise_reference)
             document[name] = getattr(validated, name)
     # checked here, not by a validator, so it is parsed once
-    sent_at = parse_sent_at(raw["sent_at"]) if raw.get("sent_at") is not None else None
+    sent_at_raw = raw.get("sent_at")
+    sent_at = parse_sent_at(sent_at_raw) if sent_at_raw is not None else None
     # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
     payload, content_sha = encode_document(document)
+    hashes = identifier_hashes(document["recipient"])
+    if not hashes:  # the Recipient model checked this already; the key needs one
+        raise InvalidMessage(
+            "recipient needs at least one of email, user_id, phone_number, device_token")
     return Message(
         project_id=document["project_id"],
         message_id=document["message_id"],
         medium=document["medium"],
         message_type=document["message_type"],
         campaign_id=document.get("campaign_id"),
-        recipient_hash=recipient_hash(document["recipient"]),
+        # the first identifier present, as recipient_hash reads it (the key's hash)
+        recipient_hash=next(iter(hashes.values())),
         sent_at=sent_at,
         document=document,
         payload_bytes=payload,
         content_sha=content_sha,
+        recipient_hashes=identifier_hashes_json(hashes),
+        sent_at_text=None if sent_at is None else _utc_text(sent_at_raw, sent_at),
     )
+
+
+def _utc_text(given: Any, moment: datetime) -> str:
+    """`format_utc(moment)`, where `given` is the text `moment` was parsed from: text already
+    in that form (`2026-11-27T17:00:00Z`: UTC, whole seconds) is returned as it is."""
+    if type(given) is str and len(given) == 20 and given[10] == "T" and given[19] == "Z":
+        return given
+    return format_utc(moment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..model import identifier_hashes
+from ..model import identifier_hashes, identifier_hashes_json
 
 COMPLETE = "complete"
 PARTIAL = "partial"
@@ -55,7 +55,7 @@ COVERAGE_ON_SETTLE_SQL = (
 
 def hashes_json(recipient: object) -> str:
     """`messages.recipient_hashes` for a recipient object (compact JSON)."""
-    return json.dumps(identifier_hashes(recipient), separators=(",", ":"), sort_keys=True)
+    return identifier_hashes_json(identifier_hashes(recipient))
 
 
 def migrate_identifiers(conn: sqlite3.Connection) -> None:

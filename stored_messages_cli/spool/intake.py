@@ -34,7 +34,6 @@ from ..model import (
 from ..states import FinalReason, IngestOutcome, State
 from . import bodies
 from .db import SpoolDB
-from .identifiers import hashes_json
 
 INGEST_BATCH = 500
 # How long a group-commit leader waits, at most, for callers still validating their message
@@ -444,11 +443,11 @@ class Intake:
         else:
             state = State.AWAITING_CONFIRMATION
         return ((msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
-                 msg.recipient_hash, format_utc(msg.sent_at) if msg.sent_at else None, msg.key,
+                 msg.recipient_hash, msg.sent_at_text, msg.key,
                  state, payload_blob, content_sha,
                  sha256_hex(payload) if msg.confirmed else None, now,
                  now if msg.confirmed else None, now, final_reason,
-                 hashes_json(msg.document["recipient"])),
+                 msg.recipient_hashes),
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
 
     def _insert_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
