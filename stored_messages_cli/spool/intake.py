@@ -381,33 +381,67 @@ class Intake:
 
     def _apply_lines(self, conn: sqlite3.Connection, lines: list[tuple[str, int, str, Any]],
                      report: IngestReport) -> None:
-        """Record parsed lines in the caller's transaction; bad ones go to `rejected`."""
+        """Record parsed lines in the caller's transaction; bad ones go to `rejected`.
+
+        The messages between two events (a whole file of messages, usually) go in together
+        (`_insert_new`: two statements); when one of them was seen before, that run is
+        applied line by line instead, as an event always is.
+        """
         now = self.db.clock.now()
         mediums: MediumsCache = {}
-        for source, number, text, item in lines:
-            try:
-                if isinstance(item, InvalidMessage):
-                    raise item
-                if isinstance(item, SendEvent):
-                    outcome = self._apply_event(conn, item, now)
-                else:
-                    outcome = self._apply_message(conn, item, now, mediums)
-            except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
-                reason = str(exc)
-                if isinstance(exc, MessageConflict):
-                    reason = f"conflict: {reason}"
-                conn.execute(
-                    "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
-                    " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
-                report.rejected += 1
-                report.errors.append({"line": number, "reason": reason})
-                continue
-            if outcome == IngestOutcome.DUPLICATE:
-                report.duplicate += 1
+        run: list[tuple[str, int, str, Any]] = []
+        for line in lines:
+            if isinstance(line[3], SendEvent):
+                self._apply_run(conn, run, now, mediums, report)
+                run = []
+                self._apply_line(conn, line, now, mediums, report)
             else:
-                report.accepted += 1
-                if outcome == IngestOutcome.DISCARDED:
-                    report.discarded += 1
+                run.append(line)
+        self._apply_run(conn, run, now, mediums, report)
+
+    def _apply_run(self, conn: sqlite3.Connection, run: list[tuple[str, int, str, Any]],
+                   now: float, mediums: MediumsCache, report: IngestReport) -> None:
+        """Lines holding messages or rejections (no event), in line order."""
+        messages = [item for _, _, _, item in run if isinstance(item, Message)]
+        if len(messages) > 1:
+            new = [self._new_row(message, now, mediums) for message in messages]
+            conn.execute("SAVEPOINT sm_lines")
+            if self._insert_new(conn, [row for row, _ in new]):
+                conn.execute("RELEASE sm_lines")
+                outcomes = iter([outcome for _, outcome in new])
+                for line in run:
+                    if isinstance(line[3], Message):
+                        _count(report, next(outcomes))
+                    else:
+                        self._apply_line(conn, line, now, mediums, report)
+                return
+            conn.execute("ROLLBACK TO sm_lines")  # some were seen before: one by one
+            conn.execute("RELEASE sm_lines")
+        for line in run:
+            self._apply_line(conn, line, now, mediums, report)
+
+    def _apply_line(self, conn: sqlite3.Connection, line: tuple[str, int, str, Any], now: float,
+                    mediums: MediumsCache, report: IngestReport) -> None:
+        """One parsed line: recorded and counted, or kept in `rejected` with its reason."""
+        source, number, text, item = line
+        try:
+            if isinstance(item, InvalidMessage):
+                raise item
+            if isinstance(item, SendEvent):
+                outcome = self._apply_event(conn, item, now)
+            else:
+                outcome = self._apply_message(conn, item, now, mediums)
+        except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
+            reason = str(exc)
+            if isinstance(exc, MessageConflict):
+                reason = f"conflict: {reason}"
+            conn.execute(
+                "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
+                " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
+            report.rejected += 1
+            report.errors.append({"line": number, "reason": reason})
+            return
+        _count(report, outcome)
 
     # ----------------------------------------------------------------------- transitions
 
@@ -575,6 +609,16 @@ class Intake:
 
 
 _BODY = 9  # where `_new_row` puts the payload (None: no body kept)
+
+
+def _count(report: IngestReport, outcome: str) -> None:
+    """Count one recorded line's outcome."""
+    if outcome == IngestOutcome.DUPLICATE:
+        report.duplicate += 1
+    else:
+        report.accepted += 1
+        if outcome == IngestOutcome.DISCARDED:
+            report.discarded += 1
 
 
 def _without_body(row: tuple[Any, ...]) -> tuple[Any, ...]:
