@@ -119,6 +119,34 @@ def test_events_confirm_and_fail_earlier_lines(cli, sm_home, make_message) -> No
     ]
 
 
+def test_messages_between_events_go_in_together_or_line_by_line_with_the_same_outcomes(
+        cli, sm_home, make_message) -> None:
+    """Runs of new messages are written together; a run holding one seen before (here the
+    first file's message, and a message repeated within the run) is applied line by line:
+    either way each line keeps its own outcome, its rejection and its place."""
+    seen = make_message(message_id="seen-before")
+    assert cli("ingest", input=jsonl(seen)).exit_code == 0
+    pending = {k: v for k, v in make_message(message_id="pending").items()
+               if k not in ("sent_at", "provider")}
+    fresh = [make_message(message_id=f"fresh-{i}") for i in range(3)]
+    lines = [json.dumps(m) for m in (fresh[0], pending, fresh[1])] + [
+        "{bad",
+        json.dumps({"event": "sent", "message_id": "pending", "project_id": 12345,
+                    "sent_at": "2026-11-27T17:00:09Z"}),
+        json.dumps(fresh[2]), json.dumps(seen), json.dumps(fresh[2]), "[]"]
+    result = cli("--json", "ingest", input="\n".join(lines) + "\n")
+    report = json.loads(result.stdout)
+    assert (report["accepted"], report["duplicate"], report["rejected"]) == (5, 2, 2)
+    assert report["errors"] == [
+        {"line": 4, "reason": "not valid JSON (Expecting property name enclosed in double"
+                              " quotes)"},
+        {"line": 9, "reason": "a message must be a JSON object"}]
+    assert spool_rows(sm_home, "SELECT message_id, state FROM messages ORDER BY id") == [
+        ("seen-before", "queued"), ("fresh-0", "queued"), ("pending", "queued"),
+        ("fresh-1", "queued"), ("fresh-2", "queued")]
+    assert spool_rows(sm_home, "SELECT line FROM rejected ORDER BY id") == [(4,), (9,)]
+
+
 def test_line_that_is_not_utf8_is_rejected_with_its_number(cli, tmp_path, make_message):
     source = tmp_path / "mixed.jsonl"
     source.write_bytes(jsonl(make_message()).encode() + b'{"message_id": "\xff"}\n')
