@@ -584,11 +584,62 @@ def _encode(value: Any) -> str:
     return _encode_object(value)
 
 
-_SCHEMA_PART = f'"schema_version":{SCHEMA_VERSION}'
+_SCHEMA_PART = f'"schema_version":{SCHEMA_VERSION}'.encode()
 # '"name":' of the usual top-level members, encoded once.
-_MEMBER_PREFIXES = {name: f"{_encode_string(name)}:" for name in (
+_MEMBER_PREFIXES = {name: f"{_encode_string(name)}:".encode() for name in (
     "campaign_id", "content", "journey_id", "medium", "message_id", "message_type",
     "project_id", "provider", "recipient", "sent_at", "template_id")}
+_TO_JSON: Callable[[Any], bytes] | None = None
+
+
+def _sorted_tree(value: Any) -> Any:
+    """A copy of a JSON object or array with every object's keys sorted, for pydantic-core's
+    encoder (which keeps the order it is given). Raises _Unusual at anything but dict, list,
+    str, int, bool and None exactly: a float (its digits are Python's repr to spell), a very
+    long integer, a subclass, a key that is not a str — those take the standard library's
+    encoder, which also names what JSON cannot carry."""
+    kind = type(value)
+    if kind is dict:
+        copy = {}
+        for key in sorted(value):
+            if type(key) is not str:
+                raise _Unusual
+            item = value[key]
+            kind = type(item)
+            if kind is str or item is None or kind is bool or (
+                    kind is int and item.bit_length() <= _SAFE_INT_BITS):
+                copy[key] = item
+            else:
+                copy[key] = _sorted_tree(item)
+        return copy
+    if kind is list:
+        return [item if type(item) is str else _sorted_tree(item) for item in value]
+    if value is None or kind is bool or (kind is int and value.bit_length() <= _SAFE_INT_BITS):
+        return value
+    raise _Unusual
+
+
+def _encode_member(value: Any, *, large: bool = False) -> bytes:
+    """One member's value as canonical JSON bytes (sorted keys, compact, UTF-8)."""
+    global _TO_JSON
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value).encode("utf-8")
+    if large and (kind is dict or kind is list):
+        # The content (most of a message's bytes) through pydantic-core's encoder: its
+        # strings cost a third of the standard library's, and the bytes are the same for
+        # these trees (the same escapes, raw UTF-8, compact). Small objects (recipient,
+        # provider) stay with the standard library: copying them sorted costs more than
+        # that saves. Anything unusual falls through to it too.
+        try:
+            if _TO_JSON is None:
+                from pydantic_core import to_json
+
+                _TO_JSON = to_json
+            return _TO_JSON(_sorted_tree(value))
+        except Exception:  # a lone surrogate, a float, ...: the standard library says what
+            pass
+    return _encode(value).encode("utf-8")
 
 
 def encode_document(document: dict[str, Any]) -> tuple[bytes, str]:
@@ -603,25 +654,22 @@ def encode_document(document: dict[str, Any]) -> tuple[bytes, str]:
     if "schema_version" not in document:
         keys.append("schema_version")
     keys.sort()
-    payload_parts: list[str] = []
-    core_parts: list[str] = []
+    payload_parts: list[bytes] = []
+    core_parts: list[bytes] = []
     try:
         for key in keys:
             if key == "schema_version":
                 payload_parts.append(_SCHEMA_PART)
                 continue
-            value = document[key]
-            part = (_MEMBER_PREFIXES.get(key) or f"{_encode_string(key)}:") + (
-                _encode_string(value) if type(value) is str else _encode(value))
+            part = (_MEMBER_PREFIXES.get(key) or f"{_encode_string(key)}:".encode()
+                    ) + _encode_member(document[key], large=key == "content")
             payload_parts.append(part)
             if key not in CONFIRMATION_FIELDS:
                 core_parts.append(part)
-        payload = ("{" + ",".join(payload_parts) + "}").encode("utf-8")
-        core = ("{" + ",".join(core_parts) + "}").encode("utf-8")
     except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
         _check_json_values(document)
         raise InvalidMessage("message contains a value JSON cannot carry") from None
-    return payload, sha256_hex(core)
+    return b"{" + b",".join(payload_parts) + b"}", sha256_hex(b"{" + b",".join(core_parts) + b"}")
 
 
 def payload_bytes(document: dict[str, Any]) -> bytes:

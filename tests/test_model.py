@@ -139,6 +139,24 @@ def test_strings_round_trip_byte_exactly(subject, text, header, user_id) -> None
     assert parse_message(copy.deepcopy(message)).payload() == payload
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10 ** 40), 10 ** 40)
+    | st.floats(allow_nan=False, allow_infinity=False) | TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY, inner, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(extra=JSON_VALUES, nested=st.dictionaries(TRICKY, JSON_VALUES, max_size=4))
+def test_any_json_kept_in_the_content_is_encoded_byte_exactly(extra, nested) -> None:
+    """The content (any fields beyond the required ones, of any JSON type, keys in any
+    order) gives the bytes SPEC 3 names, whichever encoder writes it."""
+    message = copy.deepcopy(EMAIL_MESSAGE)
+    message["content"].update(extra=extra, nested=nested, headers=dict(
+        reversed(list(nested.items()))))
+    assert parse_message(message).payload() == spec_payload(message)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
