@@ -180,7 +180,7 @@ def test_each_error_goes_to_its_own_caller_and_rolls_back_nothing_else(
     invalid = make_message(message_id="bad id with spaces")
     calls = [recorder(spool, m) for m in [*good, conflicting, duplicate, invalid]]
     runner, results = in_background(calls)
-    held(len(calls) - 1)  # the invalid one never queues: it fails validation in its thread
+    held(len(calls))  # every caller queues: the leader validates its group before writing
     runner.join(timeout=60)
     assert results[:4] == ["accepted"] * 4
     assert isinstance(results[4], MessageConflict)
