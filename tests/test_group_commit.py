@@ -28,6 +28,7 @@ import pytest
 from stored_messages_cli import InvalidMessage, MessageConflict
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Spool
+from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.intake import Intake
 from tests.support.spool_db import rows
 
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("spool_backend")
 
 def on_disk(spool: Spool | Path | str) -> dict[str, tuple[str, bytes | None]]:
     """message_id → (state, payload) as a fresh connection reads the spool."""
-    return {r[0]: (r[1], None if r[2] is None else bytes(r[2]))
+    return {r[0]: (r[1], None if r[2] is None else payload_of(bytes(r[2])))
             for r in rows(spool, "SELECT message_id, state, payload FROM messages m"
                           " LEFT JOIN message_bodies b ON b.id = m.id")}
 

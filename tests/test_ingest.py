@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from stored_messages_cli.spool.bodies import payload_of
 from tests.support.fixtures.core import jsonl
 
 
@@ -93,7 +94,8 @@ def test_conflicting_line_is_rejected_and_the_first_copy_kept(cli, sm_home, make
         "line": 2,
         "reason": "conflict: message 9c438a20d26e4e9f8ad4edea23f811cd of project 12345 was"
                   " recorded before with other content; the first copy is kept"}]
-    payload = json.loads(spool_rows(sm_home, "SELECT payload FROM message_bodies")[0][0])
+    kept = spool_rows(sm_home, "SELECT payload FROM message_bodies")[0][0]
+    payload = json.loads(payload_of(kept))
     assert payload["content"]["subject"] == "Your order shipped"
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 import stored_messages_cli
 from stored_messages_cli import InvalidMessage, MessageConflict, Spool
+from stored_messages_cli.spool.bodies import payload_of
 
 
 def states(path: Path) -> dict[str, str]:
@@ -61,7 +62,7 @@ def test_confirm_sent_takes_an_aware_datetime(sm_home: Path, make_message) -> No
         spool.record(rendered)
         spool.confirm_sent(12345, rendered["message_id"],
                            sent_at=datetime(2026, 11, 27, 17, 0, 0, tzinfo=UTC))
-        payload = spool.conn.execute("SELECT payload FROM message_bodies").fetchone()[0]
+        payload = payload_of(spool.conn.execute("SELECT payload FROM message_bodies").fetchone()[0])
     assert b'"sent_at":"2026-11-27T17:00:00Z"' in payload
 
 

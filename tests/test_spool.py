@@ -18,6 +18,7 @@ from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.model import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored
+from stored_messages_cli.spool.bodies import payload_of
 from tests.support.spool_db import raw_connection, rows
 
 DAY = 86400.0
@@ -33,7 +34,11 @@ def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, A
                  " ON b.id = m.id WHERE project_id = ? AND message_id = ?",
                  (project_id, message_id))
     assert found, f"{message_id} is not in the spool"
-    return {name: found[0][name] for name in found[0].keys()}
+    result = {name: found[0][name] for name in found[0].keys()}
+    result["kept"] = result["payload"]  # as the spool keeps it: the gzip object
+    if result["payload"] is not None:
+        result["payload"] = payload_of(bytes(result["payload"]))
+    return result
 
 
 def awaiting(make_message, **overrides: Any) -> dict[str, Any]:
@@ -59,6 +64,8 @@ def test_confirmed_message_is_queued_with_its_exact_payload(spool, make_message)
     stored = row(spool, message["message_id"])
     assert stored["state"] == "queued"
     assert stored["payload"] == parse_message(message).payload()
+    # Kept as the object it will be uploaded as: deterministic gzip (a 2.4 KB email ~400 B).
+    assert bytes(stored["kept"]) == gzip.compress(stored["payload"], compresslevel=6, mtime=0)
     assert stored["key"] == parse_message(message).key
 
 
@@ -326,7 +333,8 @@ def test_a_recorded_message_is_on_disk_when_record_returns(spool, make_message) 
     other = raw_connection(spool)
     assert [tuple(r) for r in other.execute("SELECT state FROM messages").fetchall()] == [
         ("queued",)]
-    payload = json.loads(other.execute("SELECT payload FROM message_bodies").fetchone()[0])
+    kept = other.execute("SELECT payload FROM message_bodies").fetchone()[0]
+    payload = json.loads(payload_of(kept))
     assert payload["schema_version"] == 1
 
 

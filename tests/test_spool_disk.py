@@ -12,7 +12,9 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
+from stored_messages_cli.model import gzip_body, parse_message
 from stored_messages_cli.spool import Spool
+from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.db import spool_error
 from tests.support.fixtures.core import jsonl
 from tests.test_crash_safety import start_sm
@@ -110,23 +112,49 @@ def test_a_spool_deleted_under_the_daemon_stops_it_with_an_error(
 
 
 
+def kept_body(spool: Spool, message_id: str) -> bytes:
+    return bytes(spool.conn.execute(
+        "SELECT payload FROM message_bodies WHERE id = (SELECT id FROM messages"
+        " WHERE message_id = ?)", (message_id,)).fetchone()[0])
+
+
+def keep_body(spool: Spool, message_id: str, body: bytes) -> None:
+    spool.conn.execute("UPDATE message_bodies SET payload = ? WHERE id = (SELECT id FROM"
+                       " messages WHERE message_id = ?)", (body, message_id))
+
+
 def test_a_payload_altered_in_the_spool_is_never_uploaded(
         spool: Spool, make_message, tmp_path: Path) -> None:
-    spool.record(make_message(message_id="rotten"))
-    spool.record(make_message(message_id="sound"))
-    with spool.lock:  # bit rot: one byte of the stored body changes under the spool
-        payload = spool.conn.execute(
-            "SELECT payload FROM message_bodies WHERE id = (SELECT id FROM messages"
-            " WHERE message_id = 'rotten')").fetchone()[0]
-        altered = payload.replace(b"shipped", b"shippe!")
-        assert altered != payload
-        spool.conn.execute("UPDATE message_bodies SET payload = ? WHERE id = (SELECT id FROM"
-                           " messages WHERE message_id = 'rotten')", (altered,))
+    """Bit rot in a kept body, in the compressed stream, in its gzip header, or in a plain
+    body an earlier sm kept: that message fails as corrupt, the others are archived with the
+    exact bytes (an earlier sm's plain body compressed at upload)."""
+    names = ("rotten", "rotten-header", "legacy-rotten", "legacy-sound", "sound")
+    for name in names:
+        spool.record(make_message(message_id=name))
+    with spool.lock:  # one byte of a kept body changes under the spool
+        body = kept_body(spool, "rotten")
+        middle = len(body) // 2
+        keep_body(spool, "rotten", body[:middle] + bytes([body[middle] ^ 0x01])
+                  + body[middle + 1:])
+        body = kept_body(spool, "rotten-header")
+        keep_body(spool, "rotten-header", body[:4] + b"\x01" + body[5:])  # mtime no longer 0
+        for name in ("legacy-rotten", "legacy-sound"):  # plain payloads, as before gzip
+            keep_body(spool, name, payload_of(kept_body(spool, name)))
+        keep_body(spool, "legacy-rotten",
+                  kept_body(spool, "legacy-rotten").replace(b"shipped", b"shippe!"))
     report = Archiver(spool, [ProjectTarget("12345", FileDestination(
         f"file://{tmp_path}/a/"))]).run(once=True)
-    assert (report.stored, report.failed) == (1, 1)
-    row = spool.message_state("12345", "rotten")
-    assert (row["state"], row["final_reason"]) == ("failed", "corrupt_in_spool")
+    assert (report.stored, report.failed) == (3, 2)
+    for name in ("rotten", "legacy-rotten"):
+        row = spool.message_state("12345", name)
+        assert (row["state"], row["final_reason"]) == ("failed", "corrupt_in_spool")
+    # A header changed (here the mtime) is not the gzip ingest made: the upload makes it again.
+    for name in ("rotten-header", "legacy-sound", "sound"):
+        (path,) = (tmp_path / "a").rglob(f"{name}.json.gz")
+        expected = gzip_body(parse_message(make_message(message_id=name)).payload())
+        assert path.read_bytes() == expected
+    assert sorted(p.name for p in (tmp_path / "a").rglob("*.json.gz")) == sorted(
+        f"{n}.json.gz" for n in ("rotten-header", "legacy-sound", "sound"))
 
 
 def test_a_body_lost_from_the_spool_fails_its_message_and_nothing_else(

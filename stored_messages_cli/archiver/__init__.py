@@ -340,7 +340,9 @@ class Archiver:
                 " hash recorded at ingest (disk corruption?); it was not uploaded")
         target = self.targets.get(message.project_id) or self._retired[message.project_id]
         key = target.destination.prefix + message.key
-        body = gzip_body(message.payload)
+        # The payload's hash matched, so the gzip ingest made of it is the object (its header
+        # is checked when claimed); a body from an earlier sm is compressed here.
+        body = message.body if message.body is not None else gzip_body(message.payload)
         message.object_sha256, message.object_size = sha256_hex(body), len(body)
         if not self._upload_hooks:
             return target.destination.put(key, body, message.payload_sha256)

@@ -493,7 +493,7 @@ class Intake:
         payload = msg.payload()
         state: State
         final_reason: FinalReason | None = None
-        payload_blob: bytes | None = payload
+        payload_blob: bytes | None = bodies.encoded(payload)
         if not self._archived(msg.project_id, msg.medium, mediums):
             state, final_reason, payload_blob = (State.DISCARDED, FinalReason.MEDIUM_NOT_ARCHIVED,
                                                  None)
@@ -567,7 +567,7 @@ class Intake:
             (State.QUEUED, sha256_hex(payload),
              format_utc(parse_sent_at(document["sent_at"])), now, now, row_id),
         )
-        bodies.put(conn, row_id, payload)
+        bodies.put(conn, row_id, bodies.encoded(payload))
 
     def _apply_event(self, conn: sqlite3.Connection, event: SendEvent, now: float) -> str:
         row = conn.execute(
@@ -596,7 +596,7 @@ class Intake:
         # event == "sent"
         if state == State.AWAITING_CONFIRMATION or _revivable(state, final_reason,
                                                               payload is not None):
-            document = json.loads(payload)
+            document = json.loads(bodies.payload_of(payload))
             document.pop("schema_version", None)
             document["sent_at"] = event.sent_at_text
             if event.provider is not None:

@@ -170,15 +170,18 @@ def complete_entries(conn: sqlite3.Connection) -> int:
     rows = conn.execute(
         'SELECT "id", "outcome", "payload", "recipient_hash" FROM "manifest_entries"'
         ' WHERE "payload" IS NOT NULL').fetchall()
-    for row_id, outcome, payload, fallback in rows:
+    from .bodies import object_of, payload_of
+
+    for row_id, outcome, kept, fallback in rows:
+        payload = payload_of(bytes(kept))
         object_sha = size = None
         if outcome == State.STORED:
-            body = gzip_body(bytes(payload))
+            body = object_of(bytes(kept)) or gzip_body(payload)
             object_sha, size = sha256_hex(body), len(body)
         conn.execute(
             'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
             ' "recipient_hashes" = ?, "payload" = NULL WHERE "id" = ?',
-            (object_sha, size, json.dumps(recipient_hashes(bytes(payload), fallback),
+            (object_sha, size, json.dumps(recipient_hashes(payload, fallback),
                                           separators=(",", ":")), row_id))
     return len(rows)
 

@@ -42,6 +42,8 @@ class ClaimedMessage:
     # Set by the uploader: the SHA-256 and size of the gzip object it wrote.
     object_sha256: str | None = None
     object_size: int | None = None
+    # The gzip object as ingest made it (None for a body kept by an earlier sm).
+    body: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -189,7 +191,13 @@ class Queue:
             f" updated_at = ? WHERE id IN ({marks})", (State.IN_FLIGHT, owner, until, now, *ids))
         rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM messages WHERE id IN ({marks})"
                             " ORDER BY id", ids).fetchall()
-        return [ClaimedMessage(*r) for r in rows]
+        claimed = []
+        for r in rows:
+            kept = bytes(r[4])
+            claimed.append(ClaimedMessage(
+                r[0], r[1], r[2], r[3], bodies.payload_of(kept), r[5], r[6], r[7], r[8],
+                body=bodies.object_of(kept)))
+        return claimed
 
     def release(self, owner: str, row_ids: Iterable[int] | None = None) -> int:
         """Give leased messages back (shutdown): they return to where they were waiting."""
