@@ -65,6 +65,7 @@ from stored_messages_cli.model import gzip_body, parse_message  # noqa: E402
 from stored_messages_cli.retry import RetryPolicy  # noqa: E402
 from stored_messages_cli.spool import lease_owner_name  # noqa: E402
 from stored_messages_cli.spool.archive import location_id  # noqa: E402
+from stored_messages_cli.spool.bodies import payload_of  # noqa: E402
 from stored_messages_cli.states import State  # noqa: E402
 
 EMAIL = {
@@ -645,14 +646,15 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
     """A spool with `stored` archived rows (history) then `queued` rows, by direct SQL in one
     transaction through the real schema (`Spool(path)` runs the migrations first). Each row
     is the real recorded row with its own message id and recipient: payload, key, hashes and
-    times made as ingest makes them. Queued rows have their body in `message_bodies`; stored
+    times made as ingest makes them. Queued rows have their body in `message_bodies` (its
+    gzip object, as ingest keeps it); stored
     rows have none and their archive index row (the lean layout: binary hashes, the key
     rebuilt from the layout), as a settle leaves them. Rows are numbered from `first` (to add
     more to a spool filled before). Returns the seconds it took."""
     started = time.perf_counter()
     spool = Spool(path)
     tmpl = _template(spool)
-    payload = tmpl.pop("payload")
+    payload = payload_of(bytes(tmpl.pop("payload")))  # kept as its gzip object
     assert payload.count(b"tmpl-0") == 1 and payload.count(b"user0@example.com") == 1
     head, rest = payload.split(b"tmpl-0")
     middle, tail = rest.split(b"user0@example.com") if b"user0@" in rest else (None, None)
@@ -694,7 +696,7 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
                                 bytes.fromhex(rhash), values[at_["sent_at"]],
                                 hashlib.sha256(body).digest(), where, at + 1))
             else:
-                bodies.append((next_id + n, body))
+                bodies.append((next_id + n, gzip_body(body)))  # kept as ingest keeps it
             values[at_["payload_sha256"]] = hashlib.sha256(body).hexdigest()
             values[at_["content_sha256"]] = hashlib.sha256(b"core:" + mid.encode()).hexdigest()
             values[at_["created_at"]] = values[at_["confirmed_at"]] = at

@@ -334,7 +334,8 @@ class Archiver:
         self.outage.hold({m.project_id for m in parked})
 
     def _upload(self, message: ClaimedMessage) -> PutResult:
-        if sha256_hex(message.payload) != message.payload_sha256:
+        payload = message.payload
+        if sha256_hex(payload) != message.payload_sha256:
             raise CorruptInSpool(
                 f"the spool's copy of message {message.message_id} no longer matches the"
                 " hash recorded at ingest (disk corruption?); it was not uploaded")
@@ -342,7 +343,9 @@ class Archiver:
         key = target.destination.prefix + message.key
         # The payload's hash matched, so the gzip ingest made of it is the object (its header
         # is checked when claimed); a body from an earlier sm is compressed here.
-        body = message.body if message.body is not None else gzip_body(message.payload)
+        body = message.body
+        if body is None:
+            body = gzip_body(payload)
         message.object_sha256, message.object_size = sha256_hex(body), len(body)
         if not self._upload_hooks:
             return target.destination.put(key, body, message.payload_sha256)

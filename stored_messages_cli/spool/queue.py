@@ -34,7 +34,7 @@ class ClaimedMessage:
     project_id: str
     message_id: str
     key: str  # relative to the destination prefix
-    payload: bytes
+    kept: bytes  # the body as the spool keeps it (`bodies`): its gzip object, or older plain
     payload_sha256: str
     attempts: int
     first_failure_at: float | None
@@ -42,8 +42,16 @@ class ClaimedMessage:
     # Set by the uploader: the SHA-256 and size of the gzip object it wrote.
     object_sha256: str | None = None
     object_size: int | None = None
-    # The gzip object as ingest made it (None for a body kept by an earlier sm).
-    body: bytes | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The payload (decompressed here, on the uploader's thread, not in the claim)."""
+        return bodies.payload_of(self.kept)
+
+    @property
+    def body(self) -> bytes | None:
+        """The gzip object as ingest made it (None for a body kept by an earlier sm)."""
+        return bodies.object_of(self.kept)
 
 
 @dataclass(slots=True)
@@ -191,13 +199,8 @@ class Queue:
             f" updated_at = ? WHERE id IN ({marks})", (State.IN_FLIGHT, owner, until, now, *ids))
         rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM messages WHERE id IN ({marks})"
                             " ORDER BY id", ids).fetchall()
-        claimed = []
-        for r in rows:
-            kept = bytes(r[4])
-            claimed.append(ClaimedMessage(
-                r[0], r[1], r[2], r[3], bodies.payload_of(kept), r[5], r[6], r[7], r[8],
-                body=bodies.object_of(kept)))
-        return claimed
+        return [ClaimedMessage(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
+                for r in rows]
 
     def release(self, owner: str, row_ids: Iterable[int] | None = None) -> int:
         """Give leased messages back (shutdown): they return to where they were waiting."""
