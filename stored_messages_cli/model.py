@@ -524,6 +524,7 @@ class Message:
     sent_at: datetime | None
     document: dict[str, Any]  # the input with normalised reference ids, no schema_version
     payload_bytes: bytes  # the archived payload (SPEC 3), encoded once at validation
+    object_bytes: bytes  # its gzip object (`gzip_body`), made at validation, outside any lock
     content_sha: str  # hash of everything but the confirmation fields
     recipient_hashes: str  # every identifier's hash, as JSON (`identifier_hashes_json`)
     sent_at_text: str | None  # sent_at as `format_utc` writes it (the spool's form)
@@ -802,6 +803,7 @@ def _parse_message(raw: Any, *, decoded: bool = False) -> Message:
         sent_at=sent_at,
         document=document,
         payload_bytes=payload,
+        object_bytes=gzip_body(payload),
         content_sha=content_sha,
         recipient_hashes=identifier_hashes_json(hashes),
         sent_at_text=None if sent_at is None else _utc_text(sent_at_raw, sent_at),

@@ -493,7 +493,7 @@ class Intake:
         payload = msg.payload()
         state: State
         final_reason: FinalReason | None = None
-        payload_blob: bytes | None = bodies.encoded(payload)
+        payload_blob: bytes | None = msg.object_bytes  # compressed at validation, not here
         if not self._archived(msg.project_id, msg.medium, mediums):
             state, final_reason, payload_blob = (State.DISCARDED, FinalReason.MEDIUM_NOT_ARCHIVED,
                                                  None)

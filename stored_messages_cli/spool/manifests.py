@@ -172,11 +172,12 @@ def complete_entries(conn: sqlite3.Connection) -> int:
         ' WHERE "payload" IS NOT NULL').fetchall()
     from .bodies import object_of, payload_of
 
-    for row_id, outcome, kept, fallback in rows:
-        payload = payload_of(bytes(kept))
+    for row_id, outcome, column, fallback in rows:
+        kept = bytes(column)
+        payload = payload_of(kept)
         object_sha = size = None
         if outcome == State.STORED:
-            body = object_of(bytes(kept)) or gzip_body(payload)
+            body = object_of(kept) or gzip_body(payload)
             object_sha, size = sha256_hex(body), len(body)
         conn.execute(
             'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
