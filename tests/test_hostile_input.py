@@ -31,8 +31,12 @@ from stored_messages_cli.model import (
     Message,
     SendEvent,
     parse_event,
+    gzip_bodies,
+    gzip_body,
     parse_line,
+    parse_lines,
     parse_message,
+    parse_messages,
     parse_sent_at,
 )
 from stored_messages_cli.spool import Spool
@@ -563,3 +567,71 @@ def test_fuzz_ingest_accounts_for_every_line(cli, raw_lines: list[bytes]) -> Non
     assert [e["line"] for e in report["errors"]] == sorted(e["line"] for e in report["errors"])
     assert set(e["line"] for e in report["errors"]) <= set(counted)
     assert result.exit_code == (1 if report["rejected"] else 0)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _one_by_one(value: Any) -> Message | InvalidMessage:
+    try:
+        return parse_message(value)
+    except InvalidMessage as exc:
+        return exc
+
+
+def _same_outcome(batched: Any, alone: Any) -> None:
+    """The batch gave what the single call gives: the same Message (every field, the gzip
+    object's bytes included), or an InvalidMessage with the same reason."""
+    assert type(batched) is type(alone)
+    if isinstance(alone, InvalidMessage):
+        assert str(batched) == str(alone)
+    else:
+        assert batched == alone
+
+
+@pytest.mark.parametrize("size", [3, 70])  # below and above the two-thread compression
+def test_parse_messages_gives_each_message_what_parse_message_gives(size: int) -> None:
+    """Hostile objects between good ones, in one batch: each keeps its own reason, and the
+    good ones beside them come out exactly as parse_message makes them."""
+    good = [with_field(EMAIL_MESSAGE, message_id=f"m{i}") for i in range(size)]
+    batch: list[Any] = []
+    for index, message in enumerate(good):
+        batch.append(message)
+        batch.append(HOSTILE_OBJECTS[index % len(HOSTILE_OBJECTS)][0]())
+    outcomes = parse_messages(batch)
+    assert len(outcomes) == len(batch)
+    for index, outcome in enumerate(outcomes):
+        if index % 2 == 0:
+            assert isinstance(outcome, Message)
+        else:
+            assert str(outcome) == HOSTILE_OBJECTS[(index // 2) % len(HOSTILE_OBJECTS)][1]
+        _same_outcome(outcome, _one_by_one(batch[index]))
+
+
+@FUZZ
+@given(st.lists(json_values | mutated_messages(), max_size=12))
+def test_fuzz_parse_messages_matches_parse_message(values: list[Any]) -> None:
+    for batched, value in zip(parse_messages(values), values, strict=True):
+        _same_outcome(batched, _one_by_one(value))
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=200) | st.sampled_from([line for line, _ in HOSTILE_LINES])
+                | st.builds(lambda m: json.dumps(m, ensure_ascii=False), mutated_messages()),
+                max_size=12))
+def test_fuzz_parse_lines_matches_parse_line(texts: list[str]) -> None:
+    outcomes = parse_lines(texts)
+    assert len(outcomes) == len(texts)
+    for batched, text in zip(outcomes, texts, strict=True):
+        alone = parse_line(text)
+        assert type(batched) is type(alone)
+        if isinstance(alone, InvalidMessage):
+            assert str(batched) == str(alone)
+        else:
+            assert batched == alone
+
+
+def test_gzip_bodies_on_two_threads_gives_gzip_body_of_each_in_order() -> None:
+    payloads = [f'{{"n":{i},"pad":"{"x" * (i % 97)}"}}'.encode() for i in range(301)]
+    assert gzip_bodies(payloads) == [gzip_body(payload) for payload in payloads]
+    assert gzip_bodies([]) == []

@@ -25,8 +25,9 @@ from ..model import (
     SendEvent,
     format_utc,
     parse_event,
-    parse_line,
+    parse_lines,
     parse_message,
+    parse_messages,
     parse_sent_at,
     payload_bytes,
     sha256_hex,
@@ -88,7 +89,7 @@ class _Waiting:
 ApplyMessage = Callable[[sqlite3.Connection, Message, float, MediumsCache], str]
 NewRow = Callable[[Message, float, MediumsCache], tuple[tuple[Any, ...], str]]
 InsertNew = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], bool]
-ParseMessage = Callable[[Any], Message]
+ParseMessages = Callable[[list[Any]], list[Message | InvalidMessage]]
 
 
 def _valid(item: _Waiting) -> Message:
@@ -130,7 +131,7 @@ class GroupCommit:
     """
 
     def __init__(self, db: SpoolDB, apply: ApplyMessage, new_row: NewRow,
-                 insert_new: InsertNew, parse: ParseMessage = parse_message) -> None:
+                 insert_new: InsertNew, parse: ParseMessages = parse_messages) -> None:
         self._db = db
         self._parse = parse
         self._apply = apply
@@ -215,15 +216,14 @@ class GroupCommit:
                     item.error = exc
 
     def _validate(self, group: list[_Waiting]) -> list[_Waiting]:
-        """Validate the group's messages one after another, before any lock is taken; the
-        callers of invalid ones are told at once. Returns the valid ones."""
+        """Validate the group's messages (`parse_messages`: stage by stage), before any lock
+        is taken; the callers of invalid ones are told at once. Returns the valid ones."""
         valid: list[_Waiting] = []
-        for item in group:
-            try:
-                item.message = self._parse(item.raw)
-            except Exception as exc:  # InvalidMessage: this caller's error
-                item.error = exc
+        for item, parsed in zip(group, self._parse([item.raw for item in group]), strict=True):
+            if isinstance(parsed, InvalidMessage):  # this caller's error
+                item.error = parsed
             else:
+                item.message = parsed
                 valid.append(item)
         if len(valid) < len(group):
             with self._cond:
@@ -290,11 +290,10 @@ class Intake:
     def record_many(self, messages: Iterable[Any]) -> list[str]:
         """Record a batch in one transaction: all of it is durable, or none of it."""
         parsed: list[Message] = []
-        for index, message in enumerate(messages):
-            try:
-                parsed.append(parse_message(message))
-            except InvalidMessage as exc:
-                raise InvalidMessage(f"message {index}: {exc}") from None
+        for index, item in enumerate(parse_messages(list(messages))):
+            if isinstance(item, InvalidMessage):
+                raise InvalidMessage(f"message {index}: {item}") from None
+            parsed.append(item)
         now = self.db.clock.now()
         mediums: MediumsCache = {}
         with self.db.write() as conn:
@@ -340,13 +339,15 @@ class Intake:
         `sm run` archives them meanwhile.
         """
         report = IngestReport()
-        batch: list[tuple[int, str, Message | SendEvent | InvalidMessage]] = []
+        batch: list[tuple[int, str | bytes]] = []  # (line number, the line as read)
         opened = 0.0  # when the oldest line of `batch` arrived (monotonic)
 
         def commit() -> None:
             nonlocal batch
             if batch:
-                self._ingest_batch(batch, source, report)
+                items = _line_items([raw for _, raw in batch])  # parsed a batch at a time
+                self._ingest_batch([(number, *item) for (number, _), item in
+                                    zip(batch, items, strict=True)], source, report)
                 if progress:
                     progress(len(batch))
                 batch = []
@@ -359,12 +360,11 @@ class Intake:
                 commit()
                 continue
             number += 1
-            item = _line_item(raw)
-            if item is None:
+            if not _has_text(raw):
                 continue  # an empty line; one of other whitespace is rejected by parse_line
             if not batch:
                 opened = time.monotonic()
-            batch.append((number, *item))
+            batch.append((number, raw))
             if len(batch) >= INGEST_BATCH or (
                     flush_after is not None and time.monotonic() >= opened + flush_after):
                 commit()
@@ -392,11 +392,11 @@ class Intake:
                 f" LIMIT ?{self.db.dialect.skip_locked}", (limit,)).fetchall()
             if not rows:
                 return report
+            texts = [text or "" for _, text, _ in rows]
+            items = _line_items([text for text in texts if _has_text(text)])[::-1]
             lines = []
-            for row_id, text, source in rows:
-                item = _line_item(text or "")
-                if item is None:
-                    item = (text or "", InvalidMessage("empty line"))
+            for (row_id, _, source), text in zip(rows, texts, strict=True):
+                item = items.pop() if _has_text(text) else (text, InvalidMessage("empty line"))
                 lines.append((f"inbox:{source or '-'}", int(row_id), *item))
             self._apply_lines(conn, lines, report)
             conn.execute('DELETE FROM "inbox" WHERE "id" IN'
@@ -650,19 +650,34 @@ def _without_body(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row[:_BODY] + row[_BODY + 1:]
 
 
-def _line_item(raw: str | bytes) -> tuple[str, Message | SendEvent | InvalidMessage] | None:
-    """One input line as (its text, what it is), or None for an empty line."""
+def _has_text(raw: str | bytes) -> bool:
+    """False for an empty line (nothing once its line ending, `\\r\\n`, is removed)."""
     if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            # Kept readable for the operator; never accepted with replaced characters.
-            return (raw.decode("utf-8", "backslashreplace").rstrip("\r\n"),
-                    InvalidMessage(f"not valid UTF-8 (bad byte at column {exc.start + 1})"))
-    else:
-        text = raw
-    text = text.rstrip("\r\n")
-    return (text, parse_line(text)) if text else None
+        return bool(raw.rstrip(b"\r\n"))
+    return bool(raw.rstrip("\r\n"))
+
+
+def _line_items(raws: list[str | bytes]
+                ) -> list[tuple[str, Message | SendEvent | InvalidMessage]]:
+    """Non-empty input lines as (its text, what it is), parsed together (`parse_lines`)."""
+    texts: list[str] = []
+    undecodable: dict[int, InvalidMessage] = {}
+    for index, raw in enumerate(raws):
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                # Kept readable for the operator; never accepted with replaced characters.
+                text = raw.decode("utf-8", "backslashreplace")
+                undecodable[index] = InvalidMessage(
+                    f"not valid UTF-8 (bad byte at column {exc.start + 1})")
+        else:
+            text = raw
+        texts.append(text.rstrip("\r\n"))
+    parsed = iter(parse_lines([text for index, text in enumerate(texts)
+                               if index not in undecodable]))
+    return [(text, undecodable[index] if index in undecodable else next(parsed))
+            for index, text in enumerate(texts)]
 
 
 _END = object()
