@@ -6,12 +6,15 @@
     .venv/bin/python scripts/bench.py --scale    # the backlog figures (about 5 minutes)
     .venv/bin/python scripts/bench.py --audit    # sm audit over 100,000 messages (~10 minutes)
     .venv/bin/python scripts/bench.py --manifests --rounds 9   # only the manifest cost
-    .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many
+    .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many,
+                                                 # ingest
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
   Spool.record, 8 threads   group commit vs the same threads, one transaction per record (≥ 3×)
   Spool.record_many         messages/s (≥ 8,000/s)
+  sm ingest                 messages/s of a 20,000-line file, its core in process and the whole
+                            command (≥ 8,000/s)
   sm run --once, folder     whole command vs the same objects written on the same number of
                             threads with the same fsyncs (≥ 500/s)
   sm run --once, S3 (moto)  whole command at --concurrency 8 vs a boto3 put_object loop on 8
@@ -253,6 +256,29 @@ def bench_record_many(work: Path, count: int, batch: int = 1000) -> None:
     print("  (inserts alone: the spool's two statements per batch for messages validated"
           " beforehand; baseline: the same payload bytes into a table with one unique index;"
           " both one fsync'd transaction per batch, after record_many in the same run)")
+
+
+def bench_ingest(work: Path, count: int) -> None:
+    """`sm ingest` of a file of `count` JSON lines: its core (`Spool.ingest_lines` over the
+    file's lines, in this process) and the whole command (start-up included)."""
+    lines = work / "ingest.jsonl"
+    with lines.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            out.write(json.dumps(message(index, "ing")) + "\n")
+    spool = Spool(work / "ingest" / "spool.db")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with lines.open("rb") as source:
+        report = spool.ingest_lines(source)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    spool.close()
+    assert report.accepted == count, report.as_dict()
+    row(f"Spool.ingest_lines ({count} lines)", f"{count / elapsed:,.0f} msg/s", "-", "-",
+        "target ≥ 8,000 msg/s")
+    row("  (per CPU-second of this process)", f"{count / cpu:,.0f} msg/s", "-", "-", "")
+    home = work / "ingest-home"
+    seconds = sm(home, "--json", "ingest", str(lines))
+    row(f"sm --json ingest ({count} lines)", f"{count / seconds:,.0f} msg/s", "-", "-",
+        "whole command")
 
 
 # ----------------------------------------------------------------------------- sm run
@@ -998,6 +1024,8 @@ def main() -> None:
             bench_record_threads(work, int(100 * scale), rounds=rounds)
             _load_row()
             bench_record_many(work, int(20000 * scale))
+            _load_row()
+            bench_ingest(work, int(20000 * scale))
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.audit:
@@ -1007,6 +1035,7 @@ def main() -> None:
         bench_record(work, int(500 * scale))
         bench_record_threads(work, int(100 * scale))
         bench_record_many(work, int(20000 * scale))
+        bench_ingest(work, int(20000 * scale))
         bench_run_folder(work, int(3000 * scale))
         bench_run_s3(work, int(2000 * scale))
         bench_status(work)

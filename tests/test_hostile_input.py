@@ -14,6 +14,7 @@ calls `model.parse_line` for every line and skips only lines that are exactly em
 from __future__ import annotations
 
 import copy
+import gc
 import gzip
 import json
 import sqlite3
@@ -25,14 +26,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stored_messages_cli import model
 from stored_messages_cli.errors import InvalidMessage, MessageConflict
 from stored_messages_cli.model import (
     MAX_DEPTH,
     Message,
     SendEvent,
-    parse_event,
     gzip_bodies,
     gzip_body,
+    parse_event,
     parse_line,
     parse_lines,
     parse_message,
@@ -589,10 +591,13 @@ def _same_outcome(batched: Any, alone: Any) -> None:
         assert batched == alone
 
 
-@pytest.mark.parametrize("size", [3, 70])  # below and above the two-thread compression
-def test_parse_messages_gives_each_message_what_parse_message_gives(size: int) -> None:
-    """Hostile objects between good ones, in one batch: each keeps its own reason, and the
-    good ones beside them come out exactly as parse_message makes them."""
+@pytest.mark.parametrize(("size", "chunk"), [(3, 1000), (70, 1000), (70, 9)])
+def test_parse_messages_gives_each_message_what_parse_message_gives(
+        size: int, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile objects between good ones, in one batch (below and above the two-thread
+    compression; in one chunk and in many): each keeps its own reason, and the good ones
+    beside them come out exactly as parse_message makes them."""
+    monkeypatch.setattr(model, "STAGE_CHUNK", chunk)
     good = [with_field(EMAIL_MESSAGE, message_id=f"m{i}") for i in range(size)]
     batch: list[Any] = []
     for index, message in enumerate(good):
@@ -635,3 +640,16 @@ def test_gzip_bodies_on_two_threads_gives_gzip_body_of_each_in_order() -> None:
     payloads = [f'{{"n":{i},"pad":"{"x" * (i % 97)}"}}'.encode() for i in range(301)]
     assert gzip_bodies(payloads) == [gzip_body(payload) for payload in payloads]
     assert gzip_bodies([]) == []
+
+
+def test_parse_messages_leaves_the_garbage_collector_as_it_found_it() -> None:
+    batch = [with_field(EMAIL_MESSAGE, message_id=f"gc{i}") for i in range(3)]
+    assert gc.isenabled()
+    parse_messages(batch)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_messages(batch)
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
