@@ -531,6 +531,7 @@ class Message:
     content_sha: str  # hash of everything but the confirmation fields
     recipient_hashes: str  # every identifier's hash, as JSON (`identifier_hashes_json`)
     sent_at_text: str | None  # sent_at as `format_utc` writes it (the spool's form)
+    payload_sha: str  # SHA-256 of payload_bytes (`sm-payload-sha256`), taken at validation
     object_bytes: bytes  # its gzip object (`gzip_body`), made at validation, outside any lock
 
     @property
@@ -792,7 +793,7 @@ def _checked(raw: Any, decoded: bool) -> tuple[dict[str, Any], Any]:
 
 # A message's fields in `Message`'s order, all but its last (the gzip object).
 _Draft = tuple[str, str, str, str, str | None, str, datetime | None, dict[str, Any], bytes, str,
-               str, str | None]
+               str, str | None, str]
 _PAYLOAD: Final = 8  # where a draft holds the payload bytes
 
 
@@ -821,6 +822,7 @@ def _drafted(checked: tuple[dict[str, Any], Any]) -> _Draft:
         next(iter(hashes.values())),
         sent_at, document, payload, content_sha, identifier_hashes_json(hashes),
         None if sent_at is None else _utc_text(sent_at_raw, sent_at),
+        sha256_hex(payload),
     )
 
 

@@ -490,7 +490,6 @@ class Intake:
                  ) -> tuple[tuple[Any, ...], str]:
         """The INSERT parameters of a message never seen before, and its outcome then."""
         content_sha = msg.content_sha256()
-        payload = msg.payload()
         state: State
         final_reason: FinalReason | None = None
         payload_blob: bytes | None = msg.object_bytes  # compressed at validation, not here
@@ -504,7 +503,7 @@ class Intake:
         return ((msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
                  msg.recipient_hash, msg.sent_at_text, msg.key,
                  state, payload_blob, content_sha,
-                 sha256_hex(payload) if msg.confirmed else None, now,
+                 msg.payload_sha if msg.confirmed else None, now,
                  now if msg.confirmed else None, now, final_reason,
                  msg.recipient_hashes),
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
@@ -552,7 +551,7 @@ class Intake:
         if known_state == State.DISCARDED:
             raise MessageConflict(f"{name} was discarded ({_discard_words(known_reason)});"
                                   " it cannot be confirmed now")
-        if known_payload_sha == sha256_hex(msg.payload()):
+        if known_payload_sha == msg.payload_sha:
             return IngestOutcome.DUPLICATE
         raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
                               " the first copy is kept")
