@@ -1009,6 +1009,11 @@ def _parse_many(items: list[Any], *, decoded: bool, what: str
     walk the caller's whole heap (a third more CPU a message with 20,000 messages alive).
     A chunk's objects hold no cycles; whatever it leaves is collected once it is back on.
     """
+    if len(items) == 1:  # a lone `record()`: the stages' bookkeeping would cost more
+        try:
+            return [_parse_message(items[0], decoded=decoded)]
+        except Exception as exc:
+            return [_as_invalid(exc, what)]
     results: list[Message | InvalidMessage] = []
     for first in range(0, len(items), STAGE_CHUNK):
         paused = gc.isenabled()
