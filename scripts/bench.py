@@ -792,11 +792,13 @@ def claim_latency(path: Path, rounds: int = 15) -> dict[str, list[float]]:
 
 
 def claim_plan(path: Path) -> list[str]:
-    """EXPLAIN QUERY PLAN of the claim's reads (queued by id, due retries by time)."""
+    """EXPLAIN QUERY PLAN of the claim's reads (queued by id with their bodies, due retries
+    by time)."""
     conn = sqlite3.connect(path)
     plans = []
-    for sql in ("SELECT id FROM messages WHERE state = 'queued' AND project_id = ? AND id <= ?"
-                " ORDER BY id LIMIT 64",
+    for sql in ("SELECT messages.id, b.payload FROM messages LEFT JOIN message_bodies b"
+                " ON b.id = messages.id WHERE state = 'queued' AND project_id = ?"
+                " AND messages.id <= ? ORDER BY messages.id LIMIT 64",
                 "SELECT id FROM messages WHERE state = 'retry_wait' AND project_id = ?"
                 " AND next_attempt_at <= ? AND id <= ? ORDER BY next_attempt_at LIMIT 64"):
         detail = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql,

@@ -308,6 +308,29 @@ def test_a_failed_attempt_waits_in_retry_wait(spool, make_message, clock) -> Non
     assert row(spool, claimed.message_id)["state"] == "stored"
 
 
+def test_a_claim_takes_due_retries_and_queued_messages_oldest_first(
+        spool, make_message, clock) -> None:
+    for n in range(4):
+        spool.record(make_message(message_id=f"m-{n}"))
+    first = spool.queue.claim("me", "12345", 2, lease_seconds=60)
+    assert [c.message_id for c in first] == ["m-0", "m-1"]
+    spool.queue.settle("me", [Retry(first[0].row_id, "rate_limited", clock.now() + 5, "SlowDown"),
+                              Retry(first[1].row_id, "rate_limited", clock.now() + 100, "x")])
+    clock.advance(5)
+    # m-0 is due again and older than the queued m-2 and m-3; m-1 waits.
+    claimed = spool.queue.claim("me", "12345", 2, lease_seconds=60)
+    assert [c.message_id for c in claimed] == ["m-0", "m-2"]
+    for message in claimed:
+        assert message.payload == row(spool, message.message_id)["payload"]
+        assert row(spool, message.message_id)["state"] == "in_flight"
+    assert (claimed[0].attempts, claimed[0].retry_reason) == (1, "rate_limited")
+    # A schedule further ahead than `overdue_after` (a clock that went back) is due too.
+    late = spool.queue.claim("me", "12345", 5, lease_seconds=60,
+                             overdue_after=clock.now() + 50)
+    assert [c.message_id for c in late] == ["m-1", "m-3"]
+    assert late[0].payload == row(spool, "m-1")["payload"]
+
+
 # ----------------------------------------------------------------------------- the file
 
 

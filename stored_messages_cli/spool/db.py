@@ -30,7 +30,7 @@ from .daemons import migrate_daemons
 from .dialect import SQLITE, postgres_dialect
 from .identifiers import migrate_identifiers
 from .inbox import migrate_inbox
-from .manifests import migrate_complete_entries, migrate_manifests
+from .manifests import migrate_complete_entries, migrate_manifests, migrate_settle_condition
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
@@ -432,6 +432,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("partial indexes for the claim order and recent stored messages", _v9_partial_indexes),
     ("the inbox of SQL senders", migrate_inbox),
     ("manifest entries complete when a stored message settles", migrate_complete_entries),
+    ("the settle trigger's condition without a table per row", migrate_settle_condition),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

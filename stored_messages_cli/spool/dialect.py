@@ -21,14 +21,17 @@ class Dialect:
     begin_claim: str
     # Appended to a claim's SELECTs: locked rows (another worker's claim) are skipped.
     skip_locked: str
+    # The same for a claim's SELECT of `messages` joined with their bodies: only the
+    # messages are locked (PostgreSQL locks no side of an outer join it may leave empty).
+    skip_locked_joined: str
     errors: tuple[type[BaseException], ...]
 
 
 SQLITE = Dialect(name="sqlite", begin_claim="BEGIN IMMEDIATE", skip_locked="",
-                 errors=(sqlite3.Error,))
+                 skip_locked_joined="", errors=(sqlite3.Error,))
 
 
 def postgres_dialect(errors: tuple[type[BaseException], ...]) -> Dialect:
     """PostgreSQL's answers (`errors` are psycopg's, imported only when one is opened)."""
     return Dialect(name="postgresql", begin_claim="BEGIN", skip_locked=" FOR UPDATE SKIP LOCKED",
-                   errors=errors)
+                   skip_locked_joined=" FOR UPDATE OF messages SKIP LOCKED", errors=errors)
