@@ -18,7 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stored_messages_cli.errors import InvalidMessage
-from stored_messages_cli.model import gzip_body, object_key, parse_event, parse_message
+from stored_messages_cli.model import (
+    format_utc,
+    gzip_body,
+    identifier_hashes,
+    identifier_hashes_json,
+    object_key,
+    parse_event,
+    parse_message,
+    parse_sent_at,
+)
 from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
 
 
@@ -237,6 +246,26 @@ def test_rfc3339_sent_at_forms_are_accepted_and_kept_as_given(sent_at) -> None:
     parsed = parse_message(changed(EMAIL_MESSAGE, "sent_at", sent_at))
     assert parsed.confirmed
     assert json.loads(parsed.payload())["sent_at"] == sent_at
+
+
+@pytest.mark.parametrize("sent_at", [
+    "2026-11-27T17:00:00Z", "2026-11-27T17:00:00.123Z", "2026-11-27T19:00:00+02:00",
+    "2026-11-27t17:00:00z", "2026-11-27 17:00:00Z", "2026-11-27T17:00:00.123456789-05:30",
+    "2026-11-27T17:00:00+00:00", "2026-11-27T23:30:00-01:00",
+])
+def test_the_fields_taken_at_validation_are_what_their_rules_give(sent_at) -> None:
+    """What the spool stores of a message, made once at validation (no field derived
+    twice may drift): the UTC `Z` form of sent_at (the fast path for text already in it
+    included), the payload's hash, the identifiers' JSON and the gzip object."""
+    parsed = parse_message(changed(EMAIL_MESSAGE, "sent_at", sent_at))
+    assert parsed.sent_at_text == format_utc(parse_sent_at(sent_at))
+    assert parsed.sent_at_text.endswith("Z")
+    assert parsed.payload_sha == hashlib.sha256(parsed.payload()).hexdigest()
+    assert parsed.recipient_hashes == identifier_hashes_json(
+        identifier_hashes(parsed.document["recipient"]))
+    assert parsed.recipient_hashes == json.dumps(
+        identifier_hashes(parsed.document["recipient"]), separators=(",", ":"), sort_keys=True)
+    assert parsed.object_bytes == gzip_body(parsed.payload())
 
 
 def test_no_sent_at_means_awaiting_confirmation() -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import object_key
+from .dialect import chunks
 
 _LAYOUT_KEY = (
     "l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || lower(hex("
@@ -241,8 +242,7 @@ def _indexed_entries(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
         by_project.setdefault(project_id, []).append(message_id)
     found: dict[tuple[str, str], int] = {}
     for project_id, message_ids in by_project.items():
-        for start in range(0, len(message_ids), 500):
-            chunk = message_ids[start:start + 500]
+        for chunk in chunks(message_ids):
             found.update(((project_id, r[1]), int(r[0])) for r in conn.execute(
                 'SELECT "id", "message_id" FROM "archive_entries" WHERE "project_id" = ?'
                 f' AND "message_id" IN ({",".join("?" * len(chunk))})',
@@ -272,9 +272,7 @@ def entries_of_message_rows(conn: sqlite3.Connection, row_ids: Sequence[int]
                             ) -> list[EntryRow]:
     """What the settle of stored messages indexes: their rows in `messages`."""
     found = []
-    ids = list(row_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+    for chunk in chunks(list(row_ids)):
         rows = conn.execute(
             'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
             ' "recipient_hash", "sent_at", "stored_key", "payload_sha256", "version_id",'

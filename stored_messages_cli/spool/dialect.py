@@ -3,12 +3,24 @@
 The spool's modules write SQL once (SQLite's spelling; `postgres.translate` respells it) and
 ask the dialect only for what cannot be respelled: how a claim locks the rows it takes, and
 which exceptions mean "the database failed" rather than "this message is wrong".
+`chunks` slices a list of ids so that one statement's parameters stay within both
+backends' limits.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+_Item = TypeVar("_Item")
+
+
+def chunks(items: Sequence[_Item], size: int = 500) -> Iterator[Sequence[_Item]]:
+    """`items` in slices small enough to bind as one statement's parameters (`IN (…)`,
+    `VALUES …`) on either backend."""
+    return (items[start:start + size] for start in range(0, len(items), size))
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,9 +105,10 @@ class GroupCommit:
     """Group commit for `record()`: concurrent callers of one process share one transaction.
 
     Leader/follower. A caller queues its message as given; when no group is being written
-    it becomes the leader, takes every queued message, validates them one after another
-    (outside any lock; an invalid one's caller gets its InvalidMessage at once) and writes
-    the valid ones in one `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all). Callers that
+    it becomes the leader, takes every queued message, validates them together
+    (`parse_messages`, outside any lock; an invalid one's caller gets its InvalidMessage at
+    once) and writes the valid ones in one `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all).
+    Callers that
     arrive meanwhile wait — the window is the leader's group, its fsync included — and the
     first of them to wake leads the next group. A leader first waits (at most `window`,
     2 ms) for as many callers as the last group held: after a commit they are back a moment
@@ -393,10 +394,10 @@ class Intake:
             if not rows:
                 return report
             texts = [text or "" for _, text, _ in rows]
-            items = _line_items([text for text in texts if _has_text(text)])[::-1]
+            items = iter(_line_items([text for text in texts if _has_text(text)]))
             lines = []
             for (row_id, _, source), text in zip(rows, texts, strict=True):
-                item = items.pop() if _has_text(text) else (text, InvalidMessage("empty line"))
+                item = next(items) if _has_text(text) else (text, InvalidMessage("empty line"))
                 lines.append((f"inbox:{source or '-'}", int(row_id), *item))
             self._apply_lines(conn, lines, report)
             conn.execute('DELETE FROM "inbox" WHERE "id" IN'

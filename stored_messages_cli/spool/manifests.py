@@ -130,15 +130,12 @@ def migrate_complete_entries(conn: sqlite3.Connection) -> None:
     """Migration step 11: the settle of a stored message writes the object's SHA-256 and size
     on its row, and the trigger makes the complete entry from them (no payload copied into the
     entry, no second statement to complete it). Safe to run twice."""
-    from .bodies import BODY_OF
-
     columns = {row[1] for row in conn.execute('PRAGMA table_info("messages")')}
     if "object_sha256" not in columns:
         conn.execute('ALTER TABLE "messages" ADD COLUMN "object_sha256" TEXT')
     if "object_size" not in columns:
         conn.execute('ALTER TABLE "messages" ADD COLUMN "object_size" INTEGER')
-    conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle"')
-    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"'), complete=True))
+    _replace_trigger(conn, complete=True)
 
 
 def migrate_settle_condition(conn: sqlite3.Connection) -> None:
@@ -148,11 +145,16 @@ def migrate_settle_condition(conn: sqlite3.Connection) -> None:
     release and retry), and SQLite builds the table of an `IN (…)` list of three anew for
     each of them: ~7 µs a row, a third of a claim's UPDATE. Safe to run twice.
     """
+    _replace_trigger(conn, complete=True, compared=True)
+
+
+def _replace_trigger(conn: sqlite3.Connection, **form: bool) -> None:
+    """The settle trigger made again in the `form` a step gives it (`trigger_sql`), reading
+    the body from `message_bodies` (step 8 on)."""
     from .bodies import BODY_OF
 
     conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle"')
-    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"'), complete=True,
-                             compared=True))
+    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"'), **form))
 
 
 # --------------------------------------------------------------------------- entries

@@ -19,11 +19,7 @@ from typing import Any
 from ..states import FinalReason, RetryClass, State
 from . import archive, bodies, identifiers, manifests
 from .db import Settled, SpoolDB
-
-
-def _chunks(ids: list[int], size: int = 250) -> Iterable[list[int]]:
-    """`ids` in slices small enough for one statement's parameters."""
-    return (ids[start:start + size] for start in range(0, len(ids), size))
+from .dialect import chunks
 
 
 @dataclass(slots=True)
@@ -309,12 +305,12 @@ class Queue:
         hashes: dict[int, str | None] = {}
         known = [i for i in ids if unique[i].object_sha256 is not None
                  and unique[i].size is not None]
-        for chunk in _chunks(known):
+        for chunk in chunks(known):
             hashes.update((row_id, manifests.canonical_hashes(text)) for row_id, text in
                           conn.execute("SELECT id, recipient_hashes FROM messages WHERE id IN"
                                        f" ({','.join('?' * len(chunk))})", chunk).fetchall())
         found: dict[int, tuple[Any, ...]] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, 250):  # seven parameters a row
             values: list[Any] = []
             for row_id in chunk:
                 outcome, canonical = unique[row_id], hashes.get(row_id)
