@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidMessage, MessageConflict, SmError, UnknownMessage
 
 if TYPE_CHECKING:
-    from .message_models import EmailMessage, PushMessage, SmsMessage
+    from .message.models import EmailMessage, PushMessage, SmsMessage
     from .spool import Spool
 
 __all__ = ["Spool", "EmailMessage", "SmsMessage", "PushMessage", "SmError", "InvalidMessage",
@@ -24,8 +24,8 @@ __all__ = ["Spool", "EmailMessage", "SmsMessage", "PushMessage", "SmError", "Inv
 # Loaded on first use: the spool and the models bring SQLite, pydantic and the config code
 # (about 0.3 s of imports), which `sm --version` and commands that never validate or open
 # the spool do not need.
-_LAZY = {"Spool": ".spool", "EmailMessage": ".message_models",
-         "SmsMessage": ".message_models", "PushMessage": ".message_models"}
+_LAZY = {"Spool": ".spool", "EmailMessage": ".message.models",
+         "SmsMessage": ".message.models", "PushMessage": ".message.models"}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stored_messages_cli.archive_index import ArchiveIndex, FindQuery, IndexEntry
 from stored_messages_cli.clock import FakeClock
-from stored_messages_cli.manifest import Manifests
-from stored_messages_cli.model import sha256_hex
+from stored_messages_cli.evidence.manifest import Manifests
+from stored_messages_cli.investigate.index import ArchiveIndex, FindQuery, IndexEntry
+from stored_messages_cli.message import sha256_hex
 from stored_messages_cli.spool import Spool, Stored
 from stored_messages_cli.spool.maintenance import prune, vacuum
 from tests.test_migrations import legacy_spool

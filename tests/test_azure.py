@@ -27,7 +27,7 @@ from stored_messages_cli.destinations.azure import (
 )
 from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
-from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
+from stored_messages_cli.message import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
 from tests.support.cloud_pipeline import assert_investigation_works
 from tests.support.fixtures.azure import ACCOUNT, connection_string

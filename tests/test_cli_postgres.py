@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from tests.support.daemon import free_port, http_get, start_run, wait_for
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import jsonl
 from tests.support.fixtures.faults import PASS, STALL

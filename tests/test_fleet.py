@@ -27,7 +27,7 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.config import ProjectDestination, save_projects
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState

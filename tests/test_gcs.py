@@ -21,7 +21,7 @@ from stored_messages_cli.destinations import gcs
 from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.destinations.gcs import GCSDestination, bucket_checks, retention_check
 from stored_messages_cli.errors import ConfigError, DestinationError, IntegrityError
-from stored_messages_cli.model import gzip_body, payload_bytes, sha256_hex
+from stored_messages_cli.message import gzip_body, payload_bytes, sha256_hex
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE, classify
 from tests.support.cloud_pipeline import assert_investigation_works
 from tests.support.fixtures.cloud_faults import CannedReply, canned_server, closed_port

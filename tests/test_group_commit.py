@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from stored_messages_cli import InvalidMessage, MessageConflict
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.intake import Intake

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from stored_messages_cli import model
 from stored_messages_cli.errors import InvalidMessage, MessageConflict
-from stored_messages_cli.model import (
+from stored_messages_cli.message import (
     MAX_DEPTH,
     Message,
     SendEvent,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stored_messages_cli.config import ProjectDestination, save_projects
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from tests.support.spool_db import raw_connection, rows
 
 pytestmark = pytest.mark.usefixtures("spool_backend")

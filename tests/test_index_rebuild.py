@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from stored_messages_cli import investigate
-from stored_messages_cli.archive_index import ArchiveIndex
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
-from stored_messages_cli.investigate import rebuild_index
+from stored_messages_cli.investigate.find import rebuild_index
+from stored_messages_cli.investigate.index import ArchiveIndex
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (

@@ -16,7 +16,7 @@ import pytest
 
 from stored_messages_cli import Spool
 from stored_messages_cli.config import ProjectDestination, save_projects
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from tests.support.fixtures.core import mixed_messages
 from tests.support.spool_db import rows
 

@@ -13,7 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stored_messages_cli import Spool, __version__
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.metrics import DaemonMetrics, Liveness, MetricsServer, parse_metrics_addr
+from stored_messages_cli.ops.metrics import (
+    DaemonMetrics,
+    Liveness,
+    MetricsServer,
+    parse_metrics_addr,
+)
 from stored_messages_cli.states import HealthState
 from tests.support.daemon import (
     PROJECT,

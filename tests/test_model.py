@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stored_messages_cli.errors import InvalidMessage
-from stored_messages_cli.model import (
+from stored_messages_cli.message import (
     format_utc,
     gzip_body,
     identifier_hashes,

@@ -13,7 +13,7 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.clock import FakeClock
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import jsonl

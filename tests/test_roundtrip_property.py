@@ -22,7 +22,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from tests.support.investigation_support import cli_for
 
 ROUNDTRIP = settings(max_examples=12, deadline=None,

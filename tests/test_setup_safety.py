@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli.checks import accept_failures, blocking_failure
 from stored_messages_cli.destinations.base import Check
+from stored_messages_cli.setup.checks import accept_failures, blocking_failure
 from tests.support.fixtures.core import jsonl
 
 

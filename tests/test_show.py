@@ -39,7 +39,7 @@ def message(message_id: str, *, sent: bool = True) -> dict[str, Any]:
 
 
 def payload_sha(message_id: str) -> str:
-    from stored_messages_cli.model import parse_message
+    from stored_messages_cli.message import parse_message
 
     return sha256_hex(parse_message(message(message_id)).payload())
 

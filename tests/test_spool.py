@@ -16,7 +16,7 @@ from stored_messages_cli import InvalidMessage, MessageConflict, UnknownMessage
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.destinations.file import FileDestination
-from stored_messages_cli.model import parse_message
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored
 from stored_messages_cli.spool.bodies import payload_of
 from tests.support.spool_db import raw_connection, rows
@@ -255,7 +255,7 @@ ODD_HASHES = [hashlib.sha256(b"a@x.io").hexdigest(), hashlib.sha256(b"b").hexdig
 
 
 def test_index_rows_give_back_every_hash_exactly_as_written(spool) -> None:
-    from stored_messages_cli.archive_index import ArchiveIndex, FindQuery, IndexEntry
+    from stored_messages_cli.investigate.index import ArchiveIndex, FindQuery, IndexEntry
 
     written = [IndexEntry(
         project_id="12345", message_id=f"m-{n}", medium="email", message_type="blast",

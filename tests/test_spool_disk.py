@@ -12,7 +12,7 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
-from stored_messages_cli.model import gzip_body, parse_message
+from stored_messages_cli.message import gzip_body, parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.db import spool_error

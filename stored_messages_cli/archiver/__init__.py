@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock, SystemClock
 from ..destinations.base import Destination, PutResult
-from ..model import gzip_body, sha256_hex
+from ..message import gzip_body, sha256_hex
 from ..retry import RetryPolicy, describe, error_class
 from ..spool import (
     ClaimedMessage,

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..access_log import (
+from ..errors import SmError
+from ..evidence.access_log import (
     CASE_ID_RULE,
     ERROR,
     OK,
@@ -25,8 +26,7 @@ from ..access_log import (
     select,
     write_case_copy,
 )
-from ..archive_index import parse_time_bound
-from ..errors import SmError
+from ..investigate.index import parse_time_bound
 from .common import AppState, command, fail, open_project_destination, state_of
 
 

@@ -18,8 +18,8 @@ def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime |
     """`--since`/`--until`: RFC 3339, a UTC day, or a time ago (`7d`, `2h`); else exit 2."""
     if value is None:
         return None
-    from ..archive_index import parse_time_bound
     from ..config import parse_duration
+    from ..investigate.index import parse_time_bound
 
     try:
         return parse_time_bound(value, end_of_day=end_of_day)
@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
 
         Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
         """
-        from ..audit import audit as run_audit
-        from ..audit import write_report
+        from ..evidence.audit import audit as run_audit
+        from ..evidence.audit import write_report
 
         state = state_of(ctx)
         out = state.output

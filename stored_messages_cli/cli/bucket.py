@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from ..aws_setup import BucketRequest, create_bucket
-from ..checks import as_documents, failed
 from ..destinations.base import DestinationOptions
 from ..destinations.names import check_kms_key_id
 from ..destinations.s3 import RETENTION_MODES
+from ..setup.aws import BucketRequest, create_bucket
+from ..setup.checks import as_documents, failed
 from .common import checked_value, command, fail, state_of
 from .connect import (
     AllowInsecureOption,

@@ -14,15 +14,15 @@ import typer
 
 from ..config import Paths, save_projects
 from ..errors import ConfigError, SmError
-from ..logs import JsonLogFormatter, TextLogFormatter
+from ..ops.logs import JsonLogFormatter, TextLogFormatter
 
 # Rich, pydantic (the settings), the destinations and the spool are imported where used: a
 # command pays only for what it touches (`sm --json status` never loads Rich).
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..config.settings import ProjectDestination, Settings
     from ..destinations import Destination, DestinationOptions
-    from ..settings import ProjectDestination, Settings
     from ..spool import Spool
 
 
@@ -159,7 +159,7 @@ class AppState:
     def settings(self) -> Settings:
         """The settings and destinations (read once)."""
         if self._settings is None:
-            from ..settings import load_settings
+            from ..config.settings import load_settings
 
             self._settings = load_settings(self.paths.config_file)
         return self._settings

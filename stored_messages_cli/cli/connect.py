@@ -7,7 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..checks import (
+from ..config import ProjectDestination
+from ..destinations import open_destination
+from ..destinations.base import Check, split_url
+from ..destinations.names import check_destination_url
+from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
+from ..message import MEDIUMS, normalise_reference
+from ..setup.checks import (
     accept_failures,
     as_documents,
     blocking_failure,
@@ -15,12 +21,6 @@ from ..checks import (
     read_only_checks,
     run_checks,
 )
-from ..config import ProjectDestination
-from ..destinations import open_destination
-from ..destinations.base import Check, split_url
-from ..destinations.names import check_destination_url
-from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
-from ..model import MEDIUMS, normalise_reference
 from .common import AppState, Output, checked_value, command, fail, options_for, state_of
 
 # Endpoint and credential options shared by `sm connect` and `sm bucket create`.

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..access_log import FAILED, filters_of, refs_of
-from ..archive_index import ArchiveIndex, IndexEntry
-from ..export import FORMATS, ExportReport, export
-from ..model import MEDIUMS, sha256_hex
+from ..evidence.access_log import FAILED, filters_of, refs_of
+from ..evidence.export import FORMATS, ExportReport, export
+from ..investigate.index import ArchiveIndex, IndexEntry
+from ..message import MEDIUMS, sha256_hex
 from .access_log import case_option, recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
 from .find import (

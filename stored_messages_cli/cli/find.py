@@ -12,17 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
-from ..archive_index import (
-    DEFAULT_FIND_LIMIT,
-    ArchiveIndex,
-    FindQuery,
-    IndexEntry,
-    parse_time_bound,
-    sort_newest_first,
-)
 from ..destinations import Destination, DestinationOptions, open_destination
-from ..investigate import (
+from ..evidence.access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
+from ..investigate.find import (
     MANIFESTS,
     PARTS,
     AmbiguousMessage,
@@ -32,7 +24,15 @@ from ..investigate import (
     find_remote,
     rebuild_index,
 )
-from ..model import (
+from ..investigate.index import (
+    DEFAULT_FIND_LIMIT,
+    ArchiveIndex,
+    FindQuery,
+    IndexEntry,
+    parse_time_bound,
+    sort_newest_first,
+)
+from ..message import (
     MEDIUMS,
     RFC3339_RE,
     check_message_id,

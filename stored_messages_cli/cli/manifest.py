@@ -30,8 +30,8 @@ def register(app: typer.Typer) -> None:
 
         Example: sm manifest backfill --project 12345
         """
-        from ..manifest import backfill as run_backfill
-        from ..manifest import limits_from
+        from ..evidence.manifest import backfill as run_backfill
+        from ..evidence.manifest import limits_from
 
         state = state_of(ctx)
         out = state.output

@@ -11,7 +11,7 @@ import typer
 
 from ..archiver import Archiver, ProjectTarget
 from ..clock import to_rfc3339
-from ..manifest import Manifests, limits_from
+from ..evidence.manifest import Manifests, limits_from
 from ..states import State
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option

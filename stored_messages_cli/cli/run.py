@@ -14,8 +14,8 @@ import typer
 
 from ..archiver import Archiver, ProjectTarget, RunReport
 from ..clock import to_rfc3339
-from ..manifest import Manifests, limits_from
-from ..operations import operate
+from ..evidence.manifest import Manifests, limits_from
+from ..ops.operations import operate
 from ..retry import RetryPolicy
 from ..states import HealthState
 from .common import command, fail, open_project_destination, state_of
@@ -116,7 +116,7 @@ def _metrics_addr_option(value: str | None) -> str | None:
 def _parsed_addr(value: str | None) -> tuple[str, int] | None:
     if not value:
         return None
-    from ..metrics import parse_metrics_addr  # prometheus_client only when serving metrics
+    from ..ops.metrics import parse_metrics_addr  # prometheus_client only when serving metrics
 
     return parse_metrics_addr(value)
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..access_log import AMBIGUOUS, filters_of, message_ref
-from ..archive_index import ArchiveIndex
-from ..investigate import REASON_WORDS, SHOW_FIELDS, AmbiguousMessage, show_message
+from ..evidence.access_log import AMBIGUOUS, filters_of, message_ref
+from ..investigate.find import REASON_WORDS, SHOW_FIELDS, AmbiguousMessage, show_message
+from ..investigate.index import ArchiveIndex
 from .access_log import CASE_HELP, case_option, recorded
 from .common import command, fail, state_of
 from .find import _message_id_option, _optional_project

@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
-from ..aws_setup import identity_policy, trust_policy
-from ..checks import (
+from ..destinations.base import Check
+from ..destinations.names import check_kms_key_arn
+from ..setup.aws import identity_policy, trust_policy
+from ..setup.checks import (
     accept_failures,
     as_documents,
     failed,
@@ -19,8 +21,6 @@ from ..checks import (
     recent_write_checks,
     run_checks,
 )
-from ..destinations.base import Check
-from ..destinations.names import check_kms_key_arn
 from .common import checked_value, command, fail, open_project_destination, state_of
 from .connect import destination_url, print_checks, project_option
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, DestinationError, ObjectNotFound
-from ..model import sha256_hex
+from ..message import sha256_hex
 from .base import (
     PAYLOAD_SHA_METADATA,
     Check,

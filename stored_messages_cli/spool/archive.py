@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import object_key
+from ..message import object_key
 from .dialect import chunks
 
 _LAYOUT_KEY = (

@@ -22,7 +22,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterable
 
-from ..model import gzip_body
+from ..message import gzip_body
 from .manifests import trigger_sql
 
 GZIP_HEADER = gzip_body(b"")[:10]  # what every body made by `gzip_body` starts with

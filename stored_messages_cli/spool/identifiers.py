@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..model import identifier_hashes, identifier_hashes_json
+from ..message import identifier_hashes, identifier_hashes_json
 
 COMPLETE = "complete"
 PARTIAL = "partial"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidMessage, MessageConflict, UnknownMessage
-from ..model import (
+from ..message import (
     Message,
     SendEvent,
     format_utc,

@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
+from ..message import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
 from ..states import State
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import SmError
-from .spool.daemons import HEARTBEAT_EVERY, Daemons, Heartbeat
-from .states import State
+from ..errors import SmError
+from ..spool.daemons import HEARTBEAT_EVERY, Daemons, Heartbeat
+from ..states import State
 
 log = logging.getLogger("sm.run")
 
@@ -38,7 +38,7 @@ class Operations:
                  metrics_addr: tuple[str, int] | None = None, once: bool = False,
                  version: str | None = None, environ: dict[str, str] | None = None) -> None:
         if version is None:
-            from . import __version__
+            from .. import __version__
 
             version = str(__version__)
         self.spool = spool

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .destinations.base import TEST_OBJECT_FOLDER, Check, DestinationOptions, split_url
-from .destinations.names import check_destination_url, check_kms_key_arn, check_kms_key_id
-from .destinations.s3 import PUBLIC_ACCESS_FLAGS, RETENTION_MODES, S3Destination, error_code
-from .errors import ConfigError, DestinationError, SmError
-from .retry import describe
+from ..destinations.base import TEST_OBJECT_FOLDER, Check, DestinationOptions, split_url
+from ..destinations.names import check_destination_url, check_kms_key_arn, check_kms_key_id
+from ..destinations.s3 import PUBLIC_ACCESS_FLAGS, RETENTION_MODES, S3Destination, error_code
+from ..errors import ConfigError, DestinationError, SmError
+from ..retry import describe
 
 IAM_VERSION = "2012-10-17"
 # What `sm verify` reads of the bucket: its safety settings and whether it is public.

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .model import check_message_id, normalise_reference, recipient_identity
+from . import check_message_id, normalise_reference, recipient_identity
 
 __all__ = ["BaseModel", "ValidationError", "CONTENT_MODELS", "MESSAGE_MODELS", "EmailMessage",
            "SmsMessage", "PushMessage", "MessageFields", "Provider", "Recipient", "EmailContent",

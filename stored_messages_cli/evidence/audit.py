@@ -34,9 +34,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from .clock import to_rfc3339
-from .destinations.base import Destination, ObjectInfo
-from .errors import IntegrityError, ObjectNotFound
+from ..clock import to_rfc3339
+from ..destinations.base import Destination, ObjectInfo
+from ..errors import IntegrityError, ObjectNotFound
+from ..message import MEDIUMS, parse_key, parse_sent_at, sha256_hex
+from ..spool import Spool
+from ..spool import manifests as store
+from ..states import State
 from .manifest import (
     RETENTION_SLACK,
     ManifestFormatError,
@@ -47,10 +51,6 @@ from .manifest import (
     retention_days_of,
     seq_of_key,
 )
-from .model import MEDIUMS, parse_key, parse_sent_at, sha256_hex
-from .spool import Spool
-from .spool import manifests as store
-from .states import State
 
 FINDING_TYPES = ("missing_object", "altered_object", "unexpected_object", "manifest_missing",
                  "chain_broken", "unaccounted_message", "retention_short")

@@ -35,8 +35,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .spool.postgres import database_errors, is_postgres_url
-from .states import STATES, FinalReason, HealthState, RetryClass, State
+from ..spool.postgres import database_errors, is_postgres_url
+from ..states import STATES, FinalReason, HealthState, RetryClass, State
 
 log = logging.getLogger("sm.metrics")
 
@@ -109,7 +109,7 @@ class SpoolCollector(Collector):
 
     def _connection(self) -> Any:
         if self._conn is None and isinstance(self.spool_path, str):  # a PostgreSQL spool
-            from .spool.postgres import PgConnection
+            from ..spool.postgres import PgConnection
 
             self._conn = PgConnection(self.spool_path)
             self._conn.execute("SET default_transaction_read_only = on")
@@ -292,7 +292,7 @@ class DaemonMetrics:
         """Time every attempt; count the failures that will be retried (`on_upload` hook)."""
         self.duration.labels(project_id).observe(seconds)
         if isinstance(result, BaseException):
-            from .retry import error_class
+            from ..retry import error_class
 
             kind = error_class(result)
             if kind in (RetryClass.RATE_LIMITED, RetryClass.UNREACHABLE):

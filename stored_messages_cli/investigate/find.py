@@ -17,11 +17,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .archive_index import ArchiveIndex, FindQuery, IndexEntry, sort_newest_first
-from .clock import to_rfc3339
-from .destinations.base import PAYLOAD_SHA_METADATA, Destination
-from .errors import DestinationError, IntegrityError, InvalidMessage, ObjectNotFound, SmError
-from .model import (
+from ..clock import to_rfc3339
+from ..destinations.base import PAYLOAD_SHA_METADATA, Destination
+from ..errors import DestinationError, IntegrityError, InvalidMessage, ObjectNotFound, SmError
+from ..message import (
     KEY_SUFFIX,
     MEDIUMS,
     UNASSOCIATED,
@@ -35,7 +34,8 @@ from .model import (
     recipient_prefix,
     sha256_hex,
 )
-from .spool.bodies import HAS_BODY
+from ..spool.bodies import HAS_BODY
+from .index import ArchiveIndex, FindQuery, IndexEntry, sort_newest_first
 
 PARTS: tuple[str, ...] = ("json", "html", "text", "body")
 READ_WORKERS = 8
@@ -305,7 +305,7 @@ def _manifest_candidates(destination: Destination, project_id: str, query: FindQ
                          report: RemoteFindReport) -> list[str]:
     """Keys of stored messages the project's manifests list for any of the query's hashes
     (and within its other filters, dates included); records in `report` what was read."""
-    from .manifest import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
+    from ..evidence.manifest import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
 
     wanted = set(query.recipient_hashes)
     segment_keys = sorted((seq, info.key) for info in destination.list(

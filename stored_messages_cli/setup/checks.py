@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .destinations.base import TEST_OBJECT_FOLDER, Check, Destination
-from .errors import ObjectConflict, SmError
-from .model import canonical_json, gzip_body, sha256_hex
-from .states import State
+from ..destinations.base import TEST_OBJECT_FOLDER, Check, Destination
+from ..errors import ObjectConflict, SmError
+from ..message import canonical_json, gzip_body, sha256_hex
+from ..states import State
 
 if TYPE_CHECKING:
-    from .spool import Spool
+    from ..spool import Spool
 
 FAIL = "fail"
 WARN = "warn"

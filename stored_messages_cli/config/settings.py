@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import (
+from ..errors import ConfigError
+from ..message import MEDIUMS
+from . import (
     DEFAULT_RECOVERY_PROBES,
     DURATION_SETTINGS,
     _read_toml,
@@ -22,8 +24,6 @@ from .config import (
     check_keys,
     parse_duration,
 )
-from .errors import ConfigError
-from .model import MEDIUMS
 
 
 class ProjectDestination(BaseModel):

@@ -22,22 +22,22 @@ from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from .errors import InvalidMessage
+from ..errors import InvalidMessage
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .message_models import CONTENT_MODELS as CONTENT_MODELS
-    from .message_models import MESSAGE_MODELS as MESSAGE_MODELS
-    from .message_models import EmailContent as EmailContent
-    from .message_models import EmailMessage as EmailMessage
-    from .message_models import MessageFields as MessageFields
-    from .message_models import Provider as Provider
-    from .message_models import PushContent as PushContent
-    from .message_models import PushMessage as PushMessage
-    from .message_models import Recipient as Recipient
-    from .message_models import SmsContent as SmsContent
-    from .message_models import SmsMessage as SmsMessage
+    from .models import CONTENT_MODELS as CONTENT_MODELS
+    from .models import MESSAGE_MODELS as MESSAGE_MODELS
+    from .models import EmailContent as EmailContent
+    from .models import EmailMessage as EmailMessage
+    from .models import MessageFields as MessageFields
+    from .models import Provider as Provider
+    from .models import PushContent as PushContent
+    from .models import PushMessage as PushMessage
+    from .models import Recipient as Recipient
+    from .models import SmsContent as SmsContent
+    from .models import SmsMessage as SmsMessage
 
 SCHEMA_VERSION = 1
 MEDIUMS: tuple[str, ...] = ("email", "sms", "push")
@@ -707,7 +707,7 @@ def _models() -> Any:
     """`message_models` (pydantic and the message classes), imported on first validation."""
     global _MODELS
     if _MODELS is None:
-        from . import message_models
+        from . import models as message_models
 
         _MODELS = message_models
     return _MODELS

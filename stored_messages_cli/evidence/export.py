@@ -33,11 +33,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from .archive_index import IndexEntry
-from .destinations.base import Destination
-from .errors import SmError
-from .investigate import READ_WORKERS, VerifiedMessage, read_many
-from .model import parse_sent_at, sha256_hex
+from ..destinations.base import Destination
+from ..errors import SmError
+from ..investigate.find import READ_WORKERS, VerifiedMessage, read_many
+from ..investigate.index import IndexEntry
+from ..message import parse_sent_at, sha256_hex
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
 LOADFILE_FIELDS: tuple[str, ...] = (

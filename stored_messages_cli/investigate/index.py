@@ -17,11 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from typing import Any
 
-from .clock import Clock, SystemClock
-from .model import UNASSOCIATED, parse_sent_at
-from .spool import Spool, immediate_transaction
-from .spool.archive import entry_row, recipient_condition, text_as_bytes, write_entries
-from .spool.identifiers import COMPLETE, PARTIAL
+from ..clock import Clock, SystemClock
+from ..message import UNASSOCIATED, parse_sent_at
+from ..spool import Spool, immediate_transaction
+from ..spool.archive import entry_row, recipient_condition, text_as_bytes, write_entries
+from ..spool.identifiers import COMPLETE, PARTIAL
 
 COLUMNS: tuple[str, ...] = (
     "project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .clock import Clock, to_rfc3339
-from .destinations.base import Destination
-from .errors import ConfigError
-from .model import sha256_hex
-from .spool import Spool, immediate_transaction
-from .spool import manifests as store
-from .states import State
+from ..clock import Clock, to_rfc3339
+from ..destinations.base import Destination
+from ..errors import ConfigError
+from ..message import sha256_hex
+from ..spool import Spool, immediate_transaction
+from ..spool import manifests as store
+from ..states import State
 
 log = logging.getLogger("sm.manifest")
 
@@ -43,7 +43,7 @@ OUTCOMES = (State.STORED.value, State.EXPIRED.value, State.FAILED.value)
 def limits_from(settings: Any) -> tuple[int, float]:
     """`manifest_max_entries` and `manifest_max_age` (seconds) from the settings when they
     know them, else from `SM_MANIFEST_MAX_ENTRIES` / `SM_MANIFEST_MAX_AGE`, else the defaults."""
-    from .config import parse_duration
+    from ..config import parse_duration
 
     entries = getattr(settings, "manifest_max_entries", None) or \
         os.environ.get("SM_MANIFEST_MAX_ENTRIES") or DEFAULT_MAX_ENTRIES

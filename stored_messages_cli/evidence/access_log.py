@@ -34,12 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .archive_index import IndexEntry
-from .clock import Clock, SystemClock, to_rfc3339
-from .config import ensure_private_dir
-from .destinations.base import Destination
-from .errors import IntegrityError, ObjectConflict, ObjectNotFound
-from .model import recipient_hash_candidates, sha256_hex
+from ..clock import Clock, SystemClock, to_rfc3339
+from ..config import ensure_private_dir
+from ..destinations.base import Destination
+from ..errors import IntegrityError, ObjectConflict, ObjectNotFound
+from ..investigate.index import IndexEntry
+from ..message import recipient_hash_candidates, sha256_hex
 
 ACCESS_LOG_FILE = "access.log"
 ACCESS_FOLDER = "_sm/access/"
