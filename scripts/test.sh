@@ -11,10 +11,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet -e ".[test]"
-if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
-  if [ ! -x node_modules/.bin/azurite-blob ]; then
-    npm install --no-audit --no-fund --silent
-  fi
+# Azurite, the Azure Storage emulator, is a test tool pinned in tests/support/package.json.
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+fi
+if [ ! -x tests/support/node_modules/.bin/azurite-blob ]; then
+  npm install --prefix tests/support --no-audit --no-fund --silent
 fi
 # The PostgreSQL spool's tests run a real server (initdb + pg_ctl in a temporary folder).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \

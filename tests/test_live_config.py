@@ -7,8 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+from tests.spool_contract.test_crash_safety import start_sm
 from tests.support.fixtures.core import jsonl
-from tests.test_crash_safety import start_sm
 
 
 def wait_until(check, timeout: float = 20.0) -> bool:

@@ -16,8 +16,8 @@ from stored_messages_cli.message import gzip_body, parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.db import spool_error
+from tests.spool_contract.test_crash_safety import start_sm
 from tests.support.fixtures.core import jsonl
-from tests.test_crash_safety import start_sm
 
 
 def one_line_error(result, fragment: str) -> None:

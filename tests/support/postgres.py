@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -128,18 +129,29 @@ def stop_server(server: PostgresServer) -> None:
     shutil.rmtree(server.folder, ignore_errors=True)
 
 
+def _missing(reason: str) -> NoReturn:
+    """Skip for lack of PostgreSQL on a developer's machine; fail in CI."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI needs PostgreSQL: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session (skips when PostgreSQL is not installed)."""
+    """One PostgreSQL server for the whole session.
+
+    Without PostgreSQL the tests that need it skip on a developer's machine, and fail in CI
+    (`CI=true`): there a missing server is a broken set-up, not a reason to test less.
+    """
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg is not installed (pip install -e '.[test]' installs it)")
+        _missing("psycopg is not installed (pip install -e '.[test]' installs it)")
     bindir = find_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install the"
-                    " postgresql package (scripts/test.sh does on Debian) or set"
-                    " SM_TEST_PG_BINDIR")
+        _missing("PostgreSQL server binaries (initdb, pg_ctl) not found: install the"
+                 " postgresql package (scripts/test.sh does on Debian) or set"
+                 " SM_TEST_PG_BINDIR")
     server = start_server(bindir)
     try:
         deadline = time.monotonic() + 30

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from stored_messages_cli import Spool
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.message import parse_message
@@ -28,7 +26,6 @@ def messages() -> list[dict]:
     return mixed_messages(MESSAGES, lambda index: f"k-{index}")
 
 
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 
 def stored(home: Path) -> int:

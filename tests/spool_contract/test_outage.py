@@ -19,8 +19,6 @@ from stored_messages_cli.states import HealthState
 from tests.support.fixtures.core import jsonl
 from tests.support.fixtures.faults import ACCESS_DENIED, NO_SUCH_BUCKET, PASS, RESET, STALL
 
-pytestmark = pytest.mark.usefixtures("spool_backend")
-
 PROJECT = "12345"
 SLOT = 8 * 3600.0
 WEEK = 7 * 86400.0

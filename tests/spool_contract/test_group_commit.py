@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 THREADS = 8
 
 
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 
 def on_disk(spool: Spool | Path | str) -> dict[str, tuple[str, bytes | None]]:

@@ -24,7 +24,6 @@ from tests.support.spool_db import raw_connection, rows
 DAY = 86400.0
 
 
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 
 def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, Any]:

@@ -11,13 +11,9 @@ import json
 import signal
 from pathlib import Path
 
-import pytest
-
 from stored_messages_cli.spool import Spool
+from tests.spool_contract.test_crash_safety import PROJECT, counts, prepare, start_sm
 from tests.support.fixtures.faults import ACCESS_DENIED, PASS
-from tests.test_crash_safety import PROJECT, counts, prepare, start_sm
-
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 
 def test_replay_follows_what_the_daemon_is_uploading(

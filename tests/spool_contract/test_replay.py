@@ -9,8 +9,6 @@ import json
 import time
 from typing import Any
 
-import pytest
-
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.message import parse_message
@@ -18,8 +16,6 @@ from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import jsonl
 from tests.support.fixtures.faults import ACCESS_DENIED, PASS
-
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 PROJECT = "12345"
 WEEK = 7 * 86400.0

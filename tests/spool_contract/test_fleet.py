@@ -31,12 +31,12 @@ from stored_messages_cli.message import parse_message
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
+from tests.spool_contract.test_concurrency import BLOCKS, PER_BLOCK, sender
 from tests.support.fixtures.core import mixed_messages
 from tests.support.fixtures.faults import ACCESS_DENIED
 from tests.support.spool_db import rows
-from tests.test_concurrency import BLOCKS, PER_BLOCK, sender
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("spool_backend"),
+pytestmark = [pytest.mark.slow,
               pytest.mark.parametrize("spool_backend", ["postgresql"], indirect=True)]
 
 PROJECT = "12345"

@@ -12,13 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from stored_messages_cli.config import ProjectDestination, save_projects
 from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
 from tests.support.spool_db import rows
-
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 SENDERS = 3
 BLOCKS = 10

@@ -24,7 +24,7 @@ from tests.support.fixtures.core import jsonl
 from tests.support.fixtures.faults import PASS, STALL
 
 PROJECT = "12345"
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("spool_backend")]
+pytestmark = [pytest.mark.slow]
 
 
 def prepare(cli: Any, faults: Any, bucket: str, make_message: Any, count: int

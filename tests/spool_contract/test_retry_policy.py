@@ -27,8 +27,6 @@ from tests.support.fixtures.faults import (
     STALL,
 )
 
-pytestmark = pytest.mark.usefixtures("spool_backend")
-
 PROJECT = "12345"
 DAY = 86400.0
 

@@ -11,13 +11,9 @@ import gzip
 import json
 from pathlib import Path
 
-import pytest
-
 from stored_messages_cli.config import ProjectDestination, save_projects
 from stored_messages_cli.message import parse_message
 from tests.support.spool_db import raw_connection, rows
-
-pytestmark = pytest.mark.usefixtures("spool_backend")
 
 
 def test_lines_written_with_sql_are_recorded_and_archived_like_ingested_ones(
