@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stored_messages_cli import model
+from stored_messages_cli import message as model
 from stored_messages_cli.errors import InvalidMessage, MessageConflict
 from stored_messages_cli.message import (
     MAX_DEPTH,
