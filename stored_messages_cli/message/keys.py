@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from .fields import MEDIUMS
 
@@ -50,19 +50,8 @@ def key_pieces(field: Callable[[str, str | None], _Piece],
     return pieces
 
 
-def _format_field(name: str, when_absent: str | None) -> str:
-    return "{" + name + "}"
-
-
-def _format_text(literal: str) -> str:
-    return literal.replace("{", "{{").replace("}", "}}")
-
-
-# The layout as a `str.format` template, built once: a key costs one format call.
-_KEY_TEMPLATE: Final = "".join(key_pieces(_format_field, _format_text))
-_RECIPIENT_FIELDS: Final = KEY_FIELDS[:KEY_FIELDS.index("recipient_hash") + 1]
-_RECIPIENT_TEMPLATE: Final = "".join(
-    _format_field(name, None) + _format_text(KEY_SEPARATOR) for name in _RECIPIENT_FIELDS)
+# Where each stand-in goes among the key's fields (`object_key` fills them in by position).
+_STAND_INS: Final = tuple((KEY_FIELDS.index(name), text) for name, text in WHEN_ABSENT.items())
 
 
 def object_key(
@@ -70,21 +59,22 @@ def object_key(
     message_id: str, prefix: str = "",
 ) -> str:
     """The object key of a message (SPEC 3); `prefix` is the destination's path."""
-    fields: dict[str, str | None] = {
-        "medium": medium, "project_id": project_id, "recipient_hash": recipient_hash_hex,
-        "campaign_id": campaign_id, "message_id": message_id}
-    for name, stand_in in WHEN_ABSENT.items():
-        if fields[name] is None:
-            fields[name] = stand_in
-    return prefix + _KEY_TEMPLATE.format_map(fields)
+    fields: list[str | None] = [medium, project_id, recipient_hash_hex, campaign_id,
+                                message_id]  # in KEY_FIELDS' order
+    for at, stand_in in _STAND_INS:
+        if fields[at] is None:
+            fields[at] = stand_in
+    # what `key_pieces` lays out: the fields between separators, then the suffix (every None
+    # has its stand-in by now)
+    return prefix + KEY_SEPARATOR.join(cast("list[str]", fields)) + KEY_SUFFIX
 
 
 def recipient_prefix(
     medium: str, project_id: str, recipient_hash_hex: str, prefix: str = "",
 ) -> str:
     """The key prefix under which every message to one recipient of a project lies."""
-    return prefix + _RECIPIENT_TEMPLATE.format(
-        medium=medium, project_id=project_id, recipient_hash=recipient_hash_hex)
+    # the fields up to the recipient hash, as `object_key` lays them out
+    return prefix + KEY_SEPARATOR.join((medium, project_id, recipient_hash_hex)) + KEY_SEPARATOR
 
 
 def parse_key(key: str, prefix: str = "") -> dict[str, Any] | None:

@@ -86,7 +86,6 @@ class SendEvent:
     reason: str | None = None
 
 
-
 _MODELS: ModuleType | None = None
 
 
