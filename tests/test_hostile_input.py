@@ -7,7 +7,7 @@ is given; `sm find --since/--until` never prints a traceback; a compressed file 
 issue 17, a naive datetime is invalid; SPEC 8 "Input strictness".)
 
 The tests marked WIRING below go through `Spool.ingest_lines`, so they pass once the spool
-calls `model.parse_line` for every line and skips only lines that are exactly empty once
+calls `message.parse_line` for every line and skips only lines that are exactly empty once
 `\\r\\n` is removed.
 """
 

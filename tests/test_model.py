@@ -10,6 +10,7 @@ import copy
 import gzip
 import hashlib
 import json
+import sqlite3
 import struct
 from typing import Any
 
@@ -23,8 +24,10 @@ from stored_messages_cli.message import (
     gzip_body,
     identifier_hashes,
     identifier_hashes_json,
+    key_pieces,
     object_key,
     parse_event,
+    parse_key,
     parse_message,
     parse_sent_at,
 )
@@ -87,6 +90,27 @@ def test_no_campaign_gives_unassociated(campaign) -> None:
     else:
         message["campaign_id"] = None
     assert parse_message(message).key.split("/")[3] == "unassociated"
+
+
+@pytest.mark.parametrize("campaign", ["spring-sale", None])
+def test_the_layout_as_data_builds_the_same_key_in_sql(campaign) -> None:
+    # What the spool's views do with `key_pieces`: the key column, spelled in SQL from it.
+    def column(name: str, when_absent: str | None) -> str:
+        return f'"{name}"' if when_absent is None else f"COALESCE(\"{name}\", '{when_absent}')"
+
+    expression = " || ".join(["\"prefix\"", *key_pieces(column, lambda text: f"'{text}'")])
+    db = sqlite3.connect(":memory:")
+    db.execute('CREATE TABLE m ("prefix", "medium", "project_id", "recipient_hash",'
+               ' "campaign_id", "message_id")')
+    row = ("archive/", "sms", "12345", sha("+1555"), campaign, "m-1")
+    db.execute("INSERT INTO m VALUES (?, ?, ?, ?, ?, ?)", row)
+    (in_sql,) = db.execute(f"SELECT {expression} FROM m").fetchone()
+    db.close()
+    assert in_sql == object_key("sms", "12345", sha("+1555"), campaign, "m-1", prefix="archive/")
+    assert in_sql == f"archive/sms/12345/{sha('+1555')}/{campaign or 'unassociated'}/m-1.json.gz"
+    assert parse_key(in_sql, "archive/") == {
+        "medium": "sms", "project_id": "12345", "recipient_hash": sha("+1555"),
+        "campaign_id": campaign, "message_id": "m-1"}
 
 
 # ----------------------------------------------------------------------------- bytes

@@ -1,8 +1,9 @@
 """The pydantic models of a sent message, and their errors as one short line.
 
-`model.py` imports this on the first validation, so that everything else it holds (the key
+`validate.py` imports this on the first validation, so that the rest of `message/` (the key
 layout, the payload encoding, the hashes) is importable without pydantic: `sm status` and
-the archiver's start never build these classes.
+the archiver's start never build these classes. It reads the field rules from `fields.py`
+and `recipients.py`, never from the package, so nothing here imports itself back.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import check_message_id, normalise_reference, recipient_identity
+from .fields import check_message_id, normalise_reference
+from .recipients import recipient_identity
 
 __all__ = ["BaseModel", "ValidationError", "CONTENT_MODELS", "MESSAGE_MODELS", "EmailMessage",
            "SmsMessage", "PushMessage", "MessageFields", "Provider", "Recipient", "EmailContent",

@@ -1,0 +1,89 @@
+"""Who a message went to: the recipient's identity, its hash (the key's), every identifier's hash.
+
+SPEC 3: the key's recipient hash is the SHA-256 of the first present field of `email`,
+`user_id`, `phone_number`, `device_token`, stripped (and lowercased for email and device
+token), so a search by any of them finds the message without storing it in the clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from ..errors import InvalidMessage
+
+# The recipient fields in the order the hash rule looks at them.
+RECIPIENT_FIELDS: Final[tuple[str, ...]] = ("email", "user_id", "phone_number", "device_token")
+
+
+def _identity_of(field: str, value: Any) -> str | None:
+    """One recipient field's value normalised as the hash rule reads it; None if it is
+    missing, true/false or blank."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    return text.lower() if field in ("email", "device_token") else text
+
+
+def recipient_identity(recipient: dict[str, Any]) -> str | None:
+    """The normalised string the recipient hash is taken of: the first present field."""
+    for field in RECIPIENT_FIELDS:
+        text = _identity_of(field, recipient.get(field))
+        if text is not None:
+            return text
+    return None
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lowercase hex SHA-256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def recipient_hash(recipient: dict[str, Any]) -> str:
+    """Lowercase hex SHA-256 of the recipient's normalised identity (SPEC 3)."""
+    identity = recipient_identity(recipient)
+    if identity is None:
+        raise InvalidMessage(
+            "recipient needs at least one of email, user_id, phone_number, device_token"
+        )
+    return sha256_hex(identity.encode("utf-8"))
+
+
+def identifier_hashes(recipient: Any) -> dict[str, str]:
+    """The hash of every recipient identifier present, by field name (`email`, `user_id`,
+    `phone_number`, `device_token`), each normalised as the key's rule normalises that field
+    (SPEC 3); blank and missing fields are left out, and so is anything not an object."""
+    hashes: dict[str, str] = {}
+    if isinstance(recipient, dict):
+        for name in RECIPIENT_FIELDS:
+            identity = _identity_of(name, recipient.get(name))
+            if identity is not None:
+                hashes[name] = sha256_hex(identity.encode("utf-8"))
+    return hashes
+
+
+_SORTED_RECIPIENT_FIELDS: Final = tuple(sorted(RECIPIENT_FIELDS))
+
+
+def identifier_hashes_json(hashes: dict[str, str]) -> str:
+    """`identifier_hashes` as compact JSON with sorted keys (`messages.recipient_hashes`).
+
+    Written by hand: the names and hex digits need no escaping, so this is exactly what
+    `json.dumps(hashes, separators=(",", ":"), sort_keys=True)` gives, at a fraction of it.
+    """
+    return "{" + ",".join(f'"{name}":"{hashes[name]}"' for name in _SORTED_RECIPIENT_FIELDS
+                          if name in hashes) + "}"
+
+
+def recipient_hash_candidates(value: str) -> list[str]:
+    """Hashes a free-form recipient search term may have been stored under.
+
+    The caller does not say whether `value` is an email, user id, phone number or device
+    token, so both normalisations are tried: stripped, and stripped + lowercased.
+    """
+    stripped = value.strip()
+    # Both forms even with an `@`: a user id or phone number like `Bob@Corp` keeps its case.
+    forms = [stripped, stripped.lower()]
+    return list(dict.fromkeys(sha256_hex(form.encode("utf-8")) for form in forms))
