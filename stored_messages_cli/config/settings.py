@@ -1,7 +1,8 @@
 """The settings and the saved destinations as pydantic models, and reading them.
 
-Kept apart from `config.py` (paths, the config file's keys, saving): commands that only
-need those, such as `sm status`, never import pydantic or build these models.
+Kept apart from the rest of `config/` (paths, the file's keys, reading and writing it):
+commands that only need those, such as `sm status`, never import pydantic or build these
+models.
 """
 
 from __future__ import annotations
@@ -16,34 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 from ..message import MEDIUMS
-from . import (
-    DEFAULT_RECOVERY_PROBES,
-    DURATION_SETTINGS,
-    _read_toml,
-    _unreadable,
-    check_keys,
-    parse_duration,
-)
+from .durations import parse_duration
+from .file import read_document, unreadable_error
+from .keys import DURATION_SETTINGS, SavedDestinationOptions, check_keys
+
+DEFAULT_RECOVERY_PROBES = (60.0, 300.0, 1800.0, 7200.0)  # 1m, 5m, 30m, 2h
 
 
-class ProjectDestination(BaseModel):
-    """One project's destination, as saved by `sm connect` (never any secret)."""
+class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
+    """One project's destination, as saved by `sm connect` (never any secret).
+
+    How the destination is reached (endpoint, region, role, retention, …) is declared once,
+    in `SavedDestinationOptions`: pydantic validates the fields it inherits from that
+    dataclass like its own. Only the project's own keys are declared here.
+    """
 
     # Built on first validation: building imports pydantic's plugin loader (~0.1 s).
     model_config = ConfigDict(defer_build=True)
 
     url: str
     mediums: list[str] = Field(default_factory=lambda: list(MEDIUMS))
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = None
-    expected_owner: str | None = None
-    retention_days: int | None = None
-    retention_mode: str | None = None
-    account_url: str | None = None
-    allow_insecure_endpoint: bool = False
     # An investigator's destination: list and read only (`sm connect --read-only`).
     read_only: bool = False
     # Safety checks that failed and that the operator accepted by name on `sm connect`.
@@ -69,7 +62,7 @@ if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
     class Settings(BaseSettings):
-        """See `_settings_class`."""
+        """See `settings_class`."""
 
         retry_interval: float
         retry_window: float
@@ -90,8 +83,13 @@ if TYPE_CHECKING:
 
 
 @functools.cache
-def _settings_class() -> Any:
-    from pydantic_settings import (
+def settings_class() -> Any:
+    """The pydantic-settings class of the settings, made on first use.
+
+    Made in a function because importing pydantic-settings costs start-up time that
+    `load_projects` (read-only commands) never pays.
+    """
+    from pydantic_settings import (  # start-up: see the docstring
         BaseSettings,
         PydanticBaseSettingsSource,
         SettingsConfigDict,
@@ -190,13 +188,12 @@ def load_settings(config_file: Path) -> Settings:
     suggestion for a near miss), a bad value in the file, or a bad `SM_*` variable (blamed
     on the variable, not on the file).
     """
-    from pydantic_settings import SettingsConfigDict
+    from pydantic_settings import SettingsConfigDict  # start-up: as in settings_class
 
-    settings_class = _settings_class()
-    document = _read_toml(config_file)  # unreadable or invalid TOML: one clear error
+    document = read_document(config_file)  # unreadable or invalid TOML: one clear error
     check_keys(config_file, document)
 
-    class BoundSettings(settings_class):  # type: ignore[misc,valid-type]
+    class BoundSettings(settings_class()):  # type: ignore[misc]
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:
@@ -204,7 +201,7 @@ def load_settings(config_file: Path) -> Settings:
     except ValidationError as exc:
         raise _settings_error(config_file, exc) from None
     except OSError as exc:  # the file changed under us between the two reads
-        raise _unreadable(config_file, exc) from None
+        raise unreadable_error(config_file, exc) from None
     except ValueError as exc:
         raise ConfigError(f"{config_file}: {_first_line(str(exc))}",
                           hint=f"fix it in {config_file}") from None
@@ -239,24 +236,3 @@ def _settings_error(config_file: Path, exc: ValidationError) -> ConfigError:
     shown = f" = {value!r}" if isinstance(value, str | int | float | bool) else ""
     return ConfigError(f"{config_file}: {where}{shown}: {reason}",
                        hint=f"fix {where} in {config_file}")
-
-
-class _Projects(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
-
-
-
-def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
-    """Only the saved destinations of `config_file` (missing is fine).
-
-    Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
-    """
-    document = _read_toml(config_file)
-    projects = document.get("projects", {})
-    check_keys(config_file, {"projects": projects}, top_level=False)
-    try:
-        return _Projects.model_validate({"projects": projects}).projects
-    except ValidationError as exc:
-        raise _settings_error(config_file, exc) from None
