@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stored_messages_cli.config.settings import ProjectDestination
+from stored_messages_cli.config.projects import ProjectDestination
 from stored_messages_cli.config.writer import save_projects
 from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
 from tests.support.spool_db import rows

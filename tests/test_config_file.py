@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from stored_messages_cli.cli.common import options_for
 from stored_messages_cli.config import PROJECT_KEYS, SavedDestinationOptions
-from stored_messages_cli.config.settings import ProjectDestination, load_settings
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.settings import load_settings
 from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.destinations import DestinationOptions
 

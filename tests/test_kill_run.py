@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stored_messages_cli import Spool
-from stored_messages_cli.config.settings import ProjectDestination
+from stored_messages_cli.config.projects import ProjectDestination
 from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
 from tests.support.fixtures.core import mixed_messages

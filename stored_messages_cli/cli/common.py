@@ -21,7 +21,8 @@ from ..ops.logs import JsonLogFormatter, TextLogFormatter
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..config.settings import ProjectDestination, Settings
+    from ..config.projects import ProjectDestination
+    from ..config.settings import Settings
     from ..destinations import Destination, DestinationOptions
     from ..spool import Spool
 

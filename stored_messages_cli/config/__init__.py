@@ -2,11 +2,12 @@
 
 By concern: `paths` (the home's files, private folders, where the spool is), `keys` (the
 keys config.toml knows, the destination options declared once), `durations`, `file`
-(reading config.toml without pydantic), `writer` (saving it with its comments, tomlkit),
-`settings` (the pydantic models and `load_settings`). No credentials are ever written here.
+(reading config.toml without pydantic), `projects` (`ProjectDestination`, pydantic),
+`settings` (`Settings` and `load_settings`, pydantic-settings), `writer` (saving config.toml
+with its comments, tomlkit). No credentials are ever written here.
 
-This package imports neither pydantic nor tomlkit: import `settings` for the models and
-`writer` to save, where they are used.
+This package imports neither pydantic nor tomlkit: import `projects`, `settings` or `writer`
+where they are used.
 """
 
 from __future__ import annotations

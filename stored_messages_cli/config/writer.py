@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from .file import read_document, unreadable_error
 from .keys import PROJECT_KEY_ORDER
 from .paths import ensure_private_dir
-from .settings import ProjectDestination
+from .projects import ProjectDestination
 
 HEADER = "sm configuration. No credentials belong here."
 # Keys not written while false or empty: an ordinary destination's table stays as it was.
