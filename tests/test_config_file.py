@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -127,3 +128,27 @@ def test_a_destination_option_is_declared_once_and_carried_everywhere() -> None:
     options = options_for(ProjectDestination(url="file:///a/", **unusual), max_connections=3)
     assert {name: getattr(options, name) for name in saved_options} == unusual
     assert options.max_connections == 3
+
+
+@pytest.mark.parametrize("layout", [
+    'projects."1".url = "file:///one/"\nretry_interval = 3\n',
+    'projects = {"1" = {url = "file:///one/"}}\n',
+    '[projects]\n"1" = {url = "file:///one/"}\n',
+    '[projects]\n[projects."1"]\nurl = "file:///one/"\n',
+    '   \n# only a comment\n',
+])
+def test_every_valid_layout_takes_an_added_changed_and_removed_project(
+        tmp_path: Path, layout: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(layout)
+    projects = dict(load_settings(config).projects)
+    projects["9"] = ProjectDestination(url="file:///nine/", region="eu")
+    save_projects(config, projects)
+    assert load_settings(config).projects == projects
+    if "1" in projects:
+        projects["1"] = projects["1"].model_copy(update={"url": "file:///moved/"})
+        save_projects(config, projects)
+        assert load_settings(config).projects == projects
+        del projects["1"]
+        save_projects(config, projects)
+    assert load_settings(config).projects == projects == {"9": projects["9"]}

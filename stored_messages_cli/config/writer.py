@@ -77,8 +77,10 @@ def _new_document() -> TOMLDocument:
 def _apply(document: TOMLDocument, projects: Mapping[str, ProjectDestination]) -> None:
     """Edit `document`'s project tables until they hold `projects`."""
     tables = document.get("projects")
-    if not isinstance(tables, Table):  # none yet (or an inline table): `[projects."ID"]` tables
-        if tables is not None:
+    dotted = any(key is not None and key.key == "projects" and key.is_dotted()
+                 for key, _ in document.body)
+    if not isinstance(tables, Table) or dotted:  # none yet, inline or `projects."1".url = …`
+        if tables is not None:  # rewritten as `[projects."ID"]` tables
             document.remove("projects")
         tables = tomlkit.table(is_super_table=True)
         document.add("projects", tables)
