@@ -63,7 +63,8 @@ sys.path.insert(0, str(ROOT))
 
 from stored_messages_cli import Spool  # noqa: E402
 from stored_messages_cli.archiver import CLAIM_AT_LEAST  # noqa: E402
-from stored_messages_cli.config import ProjectDestination, save_projects  # noqa: E402
+from stored_messages_cli.config.projects import ProjectDestination  # noqa: E402
+from stored_messages_cli.config.writer import save_projects  # noqa: E402
 from stored_messages_cli.message import gzip_body, parse_message  # noqa: E402
 from stored_messages_cli.retry import RetryPolicy  # noqa: E402
 from stored_messages_cli.spool import lease_owner_name  # noqa: E402

@@ -46,7 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench_put import start_stand_in  # noqa: E402
-from stored_messages_cli.config import ProjectDestination, save_projects  # noqa: E402
+from stored_messages_cli.config.projects import ProjectDestination  # noqa: E402
+from stored_messages_cli.config.writer import save_projects  # noqa: E402
 from stored_messages_cli.spool import Spool  # noqa: E402
 from tests.support.fixtures.core import EMAIL_MESSAGE  # noqa: E402
 

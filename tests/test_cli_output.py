@@ -85,8 +85,9 @@ def test_status_reports_a_broken_config_in_one_line(cli, sm_home: Path) -> None:
 
 
 def test_status_knows_every_setting_name_without_pydantic_settings() -> None:
-    from stored_messages_cli.config import PROJECT_KEYS, SETTING_NAMES, _settings_class
-    from stored_messages_cli.config.settings import ProjectDestination
+    from stored_messages_cli.config import PROJECT_KEYS, SETTING_NAMES
+    from stored_messages_cli.config.projects import ProjectDestination
+    from stored_messages_cli.config.settings import Settings
 
-    assert set(_settings_class().model_fields) == SETTING_NAMES
+    assert set(Settings.model_fields) == SETTING_NAMES
     assert set(ProjectDestination.model_fields) == PROJECT_KEYS

@@ -18,7 +18,8 @@ import pytest
 
 from stored_messages_cli import Spool, __version__
 from stored_messages_cli.clock import FakeClock
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.ops.logs import KNOWN_EVENTS, JsonLogFormatter, event_of
 from stored_messages_cli.spool.daemons import Daemons
 from stored_messages_cli.states import HealthState

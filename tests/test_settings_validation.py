@@ -111,7 +111,7 @@ def test_an_unreadable_config_is_one_line(cli, sm_home) -> None:
 def test_valid_settings_still_load(cli, sm_home) -> None:
     write_config(sm_home, 'retry_interval = "30m"\nretry_window = "2d"\nconcurrency = 2\n'
                  'log_format = "json"\n')
-    from stored_messages_cli.config import load_settings
+    from stored_messages_cli.config.settings import load_settings
 
     settings = load_settings(sm_home / "config.toml")
     assert (settings.retry_interval, settings.retry_window, settings.concurrency) == (

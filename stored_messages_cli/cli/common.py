@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from ..config import Paths, save_projects
+from ..config import Paths, SavedDestinationOptions
 from ..errors import ConfigError, SmError
 from ..ops.logs import JsonLogFormatter, TextLogFormatter
 
@@ -21,7 +21,8 @@ from ..ops.logs import JsonLogFormatter, TextLogFormatter
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..config.settings import ProjectDestination, Settings
+    from ..config.projects import ProjectDestination
+    from ..config.settings import Settings
     from ..destinations import Destination, DestinationOptions
     from ..spool import Spool
 
@@ -185,28 +186,21 @@ class AppState:
             projects.pop(project_id, None)
         else:
             projects[project_id] = destination
+        from ..config.writer import save_projects  # start-up: tomlkit only when saving
+
         save_projects(self.paths.config_file, projects)
         self._settings = None
 
 
 def options_for(destination: ProjectDestination, *, max_connections: int = 10
                 ) -> DestinationOptions:
-    """Destination options from a saved project destination."""
+    """Destination options from a saved project destination: every saved option (the
+    fields of `SavedDestinationOptions`) and this run's connection count."""
     from ..destinations import DestinationOptions
 
-    return DestinationOptions(
-        endpoint_url=destination.endpoint_url,
-        region=destination.region,
-        profile=destination.profile,
-        role_arn=destination.role_arn,
-        external_id=destination.external_id,
-        expected_owner=destination.expected_owner,
-        retention_days=destination.retention_days,
-        retention_mode=destination.retention_mode,
-        account_url=destination.account_url,
-        allow_insecure_endpoint=destination.allow_insecure_endpoint,
-        max_connections=max_connections,
-    )
+    saved = {option.name: getattr(destination, option.name)
+             for option in fields(SavedDestinationOptions)}
+    return DestinationOptions(**saved, max_connections=max_connections)
 
 
 def open_project_destination(state: AppState, project_id: str, *, max_connections: int = 10,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from ..config import ProjectDestination
+from ..config.projects import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
 from ..destinations.names import check_destination_url

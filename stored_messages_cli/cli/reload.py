@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from ..archiver import Archiver, ProjectTarget
-from ..config import load_settings
+from ..config.settings import load_settings
 from ..destinations import open_destination
 from ..destinations.base import Destination
 from ..errors import SmError

@@ -1,186 +1,118 @@
-"""The settings and the saved destinations as pydantic models, and reading them.
+"""The settings as a pydantic-settings model, and `load_settings`.
 
-Kept apart from `config.py` (paths, the config file's keys, saving): commands that only
-need those, such as `sm status`, never import pydantic or build these models.
+Kept apart from the rest of `config/` (paths, the file's keys, reading and writing it, the
+`ProjectDestination` model): commands that only need those never import pydantic-settings,
+and `sm status` not even pydantic.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from ..errors import ConfigError
-from ..message import MEDIUMS
-from . import (
-    DEFAULT_RECOVERY_PROBES,
-    DURATION_SETTINGS,
-    _read_toml,
-    _unreadable,
-    check_keys,
-    parse_duration,
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
+from ..errors import ConfigError
+from .durations import parse_duration
+from .file import read_document, unreadable_error
+from .keys import DURATION_SETTINGS, check_keys
+from .projects import ProjectDestination
 
-class ProjectDestination(BaseModel):
-    """One project's destination, as saved by `sm connect` (never any secret)."""
+__all__ = ["ProjectDestination", "Settings", "load_settings"]
 
-    # Built on first validation: building imports pydantic's plugin loader (~0.1 s).
-    model_config = ConfigDict(defer_build=True)
+DEFAULT_RECOVERY_PROBES = (60.0, 300.0, 1800.0, 7200.0)  # 1m, 5m, 30m, 2h
 
-    url: str
-    mediums: list[str] = Field(default_factory=lambda: list(MEDIUMS))
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = None
-    expected_owner: str | None = None
-    retention_days: int | None = None
-    retention_mode: str | None = None
-    account_url: str | None = None
-    allow_insecure_endpoint: bool = False
-    # An investigator's destination: list and read only (`sm connect --read-only`).
-    read_only: bool = False
-    # Safety checks that failed and that the operator accepted by name on `sm connect`.
-    accepted_failed_checks: list[str] = Field(default_factory=list)
 
-    @field_validator("mediums")
+class Settings(BaseSettings):
+    """Tunable settings; from `SM_*` environment variables, then `config.toml`, then
+    defaults."""
+
+    # Built when load_settings first binds a file (importing this module stays cheap).
+    model_config = SettingsConfigDict(env_prefix="SM_", extra="ignore", defer_build=True)
+
+    retry_interval: float = 8 * 3600
+    retry_window: float = 7 * 86400
+    confirm_timeout: float = 24 * 3600
+    confirm_grace: float = 7 * 86400  # a never-confirmed message keeps its body this long
+    lease_seconds: float = 300
+    rate_limit_backoff_base: float = 1.0
+    rate_limit_backoff_cap: float = 300.0
+    concurrency: int = 8
+    poll_interval: float = 1.0
+    log_format: str = "text"
+    # Probes of an unreachable destination after its outage began; [] is every 8 h only.
+    recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
+    manifest_max_entries: int = 10_000
+    manifest_max_age: float = 15 * 60
+    # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
+    spool_url: str | None = None
+    spool_allow_insecure: bool = False  # a database on another host without TLS
+    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+
+    @field_validator("recovery_probes", mode="before")
     @classmethod
-    def _known_mediums(cls, value: list[str]) -> list[str]:
-        for medium in value:
-            if medium not in MEDIUMS:
-                raise ValueError(f"unknown medium {medium!r} (use email, sms or push)")
+    def _probe_delays(cls, value: Any) -> tuple[float, ...]:
+        if isinstance(value, str):  # SM_RECOVERY_PROBES arrives as text when not JSON
+            value = [part for part in value.strip("[] ").split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of durations, e.g. [\"1m\", \"5m\", \"30m\"]")
+        delays = tuple(sorted(parse_duration(str(v).strip().strip('"')) for v in value))
+        if any(not math.isfinite(d) or d <= 0 for d in delays):
+            raise ValueError("every delay must be more than 0 seconds")
+        return delays
+
+    @field_validator(*DURATION_SETTINGS, mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator(*DURATION_SETTINGS)
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be more than 0 seconds, not {value:g}")
         return value
 
-    @field_validator("retention_days")
+    @field_validator("concurrency", "manifest_max_entries", mode="before")
     @classmethod
-    def _positive_days(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError(f"must be at least 1 day, not {value}")
+    def _whole(cls, value: Any) -> Any:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"must be a whole number, not {value!r}")
         return value
 
+    @field_validator("concurrency", "manifest_max_entries")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}")
+        return value
 
-if TYPE_CHECKING:
-    from pydantic_settings import BaseSettings
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError(f"use text or json, not {value!r}")
+        return value
 
-    class Settings(BaseSettings):
-        """See `_settings_class`."""
-
-        retry_interval: float
-        retry_window: float
-        confirm_timeout: float
-        confirm_grace: float
-        lease_seconds: float
-        rate_limit_backoff_base: float
-        rate_limit_backoff_cap: float
-        concurrency: int
-        poll_interval: float
-        log_format: str
-        recovery_probes: tuple[float, ...]
-        manifest_max_entries: int
-        manifest_max_age: float
-        spool_url: str | None
-        spool_allow_insecure: bool
-        projects: dict[str, ProjectDestination]
-
-
-@functools.cache
-def _settings_class() -> Any:
-    from pydantic_settings import (
-        BaseSettings,
-        PydanticBaseSettingsSource,
-        SettingsConfigDict,
-        TomlConfigSettingsSource,
-    )
-
-    class Settings(BaseSettings):
-        """Tunable settings; from `SM_*` environment variables, then `config.toml`, then
-        defaults."""
-
-        model_config = SettingsConfigDict(env_prefix="SM_", extra="ignore")
-
-        retry_interval: float = 8 * 3600
-        retry_window: float = 7 * 86400
-        confirm_timeout: float = 24 * 3600
-        confirm_grace: float = 7 * 86400  # a never-confirmed message keeps its body this long
-        lease_seconds: float = 300
-        rate_limit_backoff_base: float = 1.0
-        rate_limit_backoff_cap: float = 300.0
-        concurrency: int = 8
-        poll_interval: float = 1.0
-        log_format: str = "text"
-        # Probes of an unreachable destination after its outage began; [] is every 8 h only.
-        recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
-        manifest_max_entries: int = 10_000
-        manifest_max_age: float = 15 * 60
-        # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
-        spool_url: str | None = None
-        spool_allow_insecure: bool = False  # a database on another host without TLS
-        projects: dict[str, ProjectDestination] = Field(default_factory=dict)
-
-        @field_validator("recovery_probes", mode="before")
-        @classmethod
-        def _probe_delays(cls, value: Any) -> tuple[float, ...]:
-            if isinstance(value, str):  # SM_RECOVERY_PROBES arrives as text when not JSON
-                value = [part for part in value.strip("[] ").split(",") if part.strip()]
-            if not isinstance(value, list | tuple):
-                raise ValueError("must be a list of durations, e.g. [\"1m\", \"5m\", \"30m\"]")
-            delays = tuple(sorted(parse_duration(str(v).strip().strip('"')) for v in value))
-            if any(not math.isfinite(d) or d <= 0 for d in delays):
-                raise ValueError("every delay must be more than 0 seconds")
-            return delays
-
-        @field_validator(*DURATION_SETTINGS, mode="before")
-        @classmethod
-        def _duration(cls, value: Any) -> float:
-            return parse_duration(value)
-
-        @field_validator(*DURATION_SETTINGS)
-        @classmethod
-        def _positive(cls, value: float) -> float:
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"must be more than 0 seconds, not {value:g}")
-            return value
-
-        @field_validator("concurrency", "manifest_max_entries", mode="before")
-        @classmethod
-        def _whole(cls, value: Any) -> Any:
-            if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"must be a whole number, not {value!r}")
-            return value
-
-        @field_validator("concurrency", "manifest_max_entries")
-        @classmethod
-        def _at_least_one(cls, value: int) -> int:
-            if value < 1:
-                raise ValueError(f"must be at least 1, not {value}")
-            return value
-
-        @field_validator("log_format")
-        @classmethod
-        def _log_format(cls, value: str) -> str:
-            if value not in ("text", "json"):
-                raise ValueError(f"use text or json, not {value!r}")
-            return value
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            # The TOML file comes from model_config["toml_file"], bound by load_settings().
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-    return Settings
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file comes from model_config["toml_file"], bound by load_settings().
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
 def load_settings(config_file: Path) -> Settings:
@@ -190,13 +122,10 @@ def load_settings(config_file: Path) -> Settings:
     suggestion for a near miss), a bad value in the file, or a bad `SM_*` variable (blamed
     on the variable, not on the file).
     """
-    from pydantic_settings import SettingsConfigDict
-
-    settings_class = _settings_class()
-    document = _read_toml(config_file)  # unreadable or invalid TOML: one clear error
+    document = read_document(config_file)  # unreadable or invalid TOML: one clear error
     check_keys(config_file, document)
 
-    class BoundSettings(settings_class):  # type: ignore[misc,valid-type]
+    class BoundSettings(Settings):
         model_config = SettingsConfigDict(toml_file=config_file)
 
     try:
@@ -204,7 +133,7 @@ def load_settings(config_file: Path) -> Settings:
     except ValidationError as exc:
         raise _settings_error(config_file, exc) from None
     except OSError as exc:  # the file changed under us between the two reads
-        raise _unreadable(config_file, exc) from None
+        raise unreadable_error(config_file, exc) from None
     except ValueError as exc:
         raise ConfigError(f"{config_file}: {_first_line(str(exc))}",
                           hint=f"fix it in {config_file}") from None
@@ -239,24 +168,3 @@ def _settings_error(config_file: Path, exc: ValidationError) -> ConfigError:
     shown = f" = {value!r}" if isinstance(value, str | int | float | bool) else ""
     return ConfigError(f"{config_file}: {where}{shown}: {reason}",
                        hint=f"fix {where} in {config_file}")
-
-
-class _Projects(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    projects: dict[str, ProjectDestination] = Field(default_factory=dict)
-
-
-
-def load_projects(config_file: Path) -> dict[str, ProjectDestination]:
-    """Only the saved destinations of `config_file` (missing is fine).
-
-    Cheaper than `load_settings` (no pydantic-settings import), for read-only commands.
-    """
-    document = _read_toml(config_file)
-    projects = document.get("projects", {})
-    check_keys(config_file, {"projects": projects}, top_level=False)
-    try:
-        return _Projects.model_validate({"projects": projects}).projects
-    except ValidationError as exc:
-        raise _settings_error(config_file, exc) from None

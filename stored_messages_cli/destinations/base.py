@@ -11,6 +11,7 @@ from datetime import UTC
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ..config.keys import SavedDestinationOptions
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
 from ..network import is_loopback
 
@@ -19,19 +20,13 @@ TEST_OBJECT_FOLDER = "_sm/"
 
 
 @dataclass(frozen=True)
-class DestinationOptions:
-    """How to reach a destination (never a secret: credentials come from SDK chains)."""
+class DestinationOptions(SavedDestinationOptions):
+    """How to reach a destination (never a secret: credentials come from SDK chains).
 
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    external_id: str | None = None
-    expected_owner: str | None = None
-    retention_days: int | None = None
-    retention_mode: str | None = None
-    account_url: str | None = None
-    allow_insecure_endpoint: bool = False
+    The options `sm connect` saves are declared once, in `SavedDestinationOptions`
+    (config.toml's project keys derive from it); what a run chooses is added here.
+    """
+
     max_connections: int = 10
 
 

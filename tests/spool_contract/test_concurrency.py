@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
 from tests.support.spool_db import rows
 

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool

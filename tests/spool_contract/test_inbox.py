@@ -11,7 +11,8 @@ import gzip
 import json
 from pathlib import Path
 
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
 from tests.support.spool_db import raw_connection, rows
 

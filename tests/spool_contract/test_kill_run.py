@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from stored_messages_cli import Spool
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
 from tests.support.fixtures.core import mixed_messages
 from tests.support.spool_db import rows

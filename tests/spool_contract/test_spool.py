@@ -14,7 +14,8 @@ import pytest
 
 from stored_messages_cli import InvalidMessage, MessageConflict, UnknownMessage
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored

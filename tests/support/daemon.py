@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stored_messages_cli import Spool
-from stored_messages_cli.config import ProjectDestination, save_projects
+from stored_messages_cli.config.projects import ProjectDestination
+from stored_messages_cli.config.writer import save_projects
 from tests.support.fixtures.core import SMS_MESSAGE
 
 PROJECT = "12345"

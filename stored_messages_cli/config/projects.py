@@ -1,0 +1,46 @@
+"""A project's saved destination (`[projects."ID"]` in config.toml) as a pydantic model.
+
+Its own module so that commands which handle destinations but never read the settings
+import pydantic only, not pydantic-settings (`settings.py`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..message import MEDIUMS
+from .keys import SavedDestinationOptions
+
+
+class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
+    """One project's destination, as saved by `sm connect` (never any secret).
+
+    How the destination is reached (endpoint, region, role, retention, …) is declared once,
+    in `SavedDestinationOptions`: pydantic validates the fields it inherits from that
+    dataclass like its own. Only the project's own keys are declared here.
+    """
+
+    # Built on first validation: building imports pydantic's plugin loader (~0.1 s).
+    model_config = ConfigDict(defer_build=True)
+
+    url: str
+    mediums: list[str] = Field(default_factory=lambda: list(MEDIUMS))
+    # An investigator's destination: list and read only (`sm connect --read-only`).
+    read_only: bool = False
+    # Safety checks that failed and that the operator accepted by name on `sm connect`.
+    accepted_failed_checks: list[str] = Field(default_factory=list)
+
+    @field_validator("mediums")
+    @classmethod
+    def _known_mediums(cls, value: list[str]) -> list[str]:
+        for medium in value:
+            if medium not in MEDIUMS:
+                raise ValueError(f"unknown medium {medium!r} (use email, sms or push)")
+        return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _positive_days(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 day, not {value}")
+        return value
