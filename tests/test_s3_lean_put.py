@@ -387,7 +387,8 @@ def test_over_tls_the_lean_path_keeps_the_clients_certificate_checks(
                     hashlib.sha256(archived(text)[0]).hexdigest() for text in "ab"]
                 assert [is_lean for _, is_lean, _ in relay.requests] == [False, lean]
                 relay.use(untrusted)  # a new connection now meets a certificate nobody trusts
-                destination.client._endpoint.http_session.close()  # drop open connections
+                destination.client.close()  # drop open connections: the client's
+                destination.lean_put.close()  # and the lean path's own
                 with pytest.raises(DestinationError) as failure:
                     destination.put(f"c-{lean}.json.gz", *archived("c"))
                 assert len(relay.requests) == 2  # refused before anything was sent
