@@ -24,6 +24,7 @@ from ..errors import (
     SmError,
 )
 from ..retry import classify, describe, error_facts
+from ..states import CheckStatus
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -243,13 +244,13 @@ class AzureDestination:
         """Reachability, then public access, encryption at rest, soft delete, immutability
         and the transport, as `sm verify` lines."""
         reachable = self.reachable_check()
-        if reachable.status == "fail":
+        if reachable.status == CheckStatus.FAIL:
             return [reachable]
         try:
             properties = self.container.get_container_properties()
         except Exception as exc:
             return [reachable, Check(
-                "settings", "warn", f"cannot read the properties of container"
+                "settings", CheckStatus.WARN, f"cannot read the properties of container"
                 f" {self.container_name} ({describe(exc)})",
                 hint="grant Storage Blob Data Contributor on the container (or the account)"),
                 endpoint_check(self.account_url)]
@@ -273,9 +274,10 @@ class AzureDestination:
             next(iter(pages.by_page()), None)
         except Exception as exc:
             error = self._wrap(exc, "listing")
-            return Check("reachable", "fail", f"cannot list container {self.container_name}:"
+            return Check("reachable", CheckStatus.FAIL,
+                         f"cannot list container {self.container_name}:"
                          f" {describe(exc)}", hint=error.hint)
-        return Check("reachable", "pass", f"container {self.container_name} at"
+        return Check("reachable", CheckStatus.PASS, f"container {self.container_name} at"
                      f" {self.account_url} answers")
 
     def close(self) -> None:
@@ -303,28 +305,32 @@ def container_checks(properties: Any, soft_delete_days: int | None,
     on = f"--account-name {account}"
     access = properties.public_access
     if access:
-        public = Check("public_access", "fail", f"the container allows anonymous {access}-level"
+        public = Check("public_access", CheckStatus.FAIL,
+                       f"the container allows anonymous {access}-level"
                        " read access; the container holds personal data",
                        hint=f"az storage container set-permission --name {name} --public-access"
                        f" off {on}")
     else:
-        public = Check("public_access", "pass", "the container is private")
+        public = Check("public_access", CheckStatus.PASS, "the container is private")
     scope = getattr(getattr(properties, "encryption_scope", None), "default_encryption_scope",
                     None)
     if scope and not scope.startswith("$account"):
-        encryption = Check("encryption", "pass", f"default encryption scope {scope}")
+        encryption = Check("encryption", CheckStatus.PASS, f"default encryption scope {scope}")
     else:
-        encryption = Check("encryption", "pass", "Azure Storage encryption at rest (always on)")
+        encryption = Check("encryption", CheckStatus.PASS,
+                           "Azure Storage encryption at rest (always on)")
     enable = (f"az storage account blob-service-properties update --enable-delete-retention"
               f" true --delete-retention-days 14 {on}")
     if soft_delete_days is None:
-        soft_delete = Check("soft_delete", "warn", "cannot read the account's blob soft-delete"
+        soft_delete = Check("soft_delete", CheckStatus.WARN,
+                            "cannot read the account's blob soft-delete"
                             " setting (needs account-level read access)")
     elif soft_delete_days:
-        soft_delete = Check("soft_delete", "pass",
+        soft_delete = Check("soft_delete", CheckStatus.PASS,
                             f"blob soft delete keeps deleted blobs for {soft_delete_days} days")
     else:
-        soft_delete = Check("soft_delete", "warn", "blob soft delete is off for the account: a"
+        soft_delete = Check("soft_delete", CheckStatus.WARN,
+                            "blob soft delete is off for the account: a"
                             " deleted blob cannot be recovered", hint=enable)
     return [public, encryption, soft_delete,
             immutability_check(properties, retention_days, account=account)]
@@ -346,15 +352,16 @@ def immutability_check(properties: Any, retention_days: int | None, *,
               f" --account-name {account}")
     if not found:
         if retention_days:
-            return Check("immutability", "fail", f"retention of {retention_days} days is"
+            return Check("immutability", CheckStatus.FAIL, f"retention of {retention_days} days is"
                          " configured but the container has no immutability policy",
                          hint=create)
-        return Check("immutability", "warn", "no immutability policy: archived blobs can be"
+        return Check("immutability", CheckStatus.WARN,
+                     "no immutability policy: archived blobs can be"
                      " deleted by anyone allowed to delete blobs", hint=create)
     detail = "the container has " + " and ".join(found)
     if retention_days and policy:
         detail += f" (its period must be at least {retention_days} days)"
-    return Check("immutability", "pass", detail)
+    return Check("immutability", CheckStatus.PASS, detail)
 
 
 def _info(key: str, properties: Any) -> ObjectInfo:
