@@ -16,6 +16,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+# The SDK at the top: this module itself is loaded only for an az:// URL (`REGISTRY`).
+import requests
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 from ..errors import (
     ConfigError,
     DestinationError,
@@ -89,12 +97,6 @@ class AzureDestination:
             return self._service
 
     def _new_service(self) -> Any:
-        import requests
-        from azure.core.pipeline.transport import RequestsTransport
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
         # One pooled connection per upload worker (requests keeps 10 by default); retries are
         # the SDK's policy's job, not urllib3's.
         session = requests.Session()
@@ -131,6 +133,7 @@ class AzureDestination:
                     f"{self.url} needs an account: --account-url or {CONNECTION_STRING_ENV}",
                     hint=f"sm connect {self.url} --account-url"
                     " https://ACCOUNT.blob.core.windows.net --project ID")
+            # azure-identity (and msal) load only when no connection string spares them
             from azure.identity import DefaultAzureCredential
 
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
@@ -143,9 +146,6 @@ class AzureDestination:
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create-only upload; an existing blob with the same payload hash is success."""
-        from azure.core.exceptions import ResourceExistsError
-        from azure.storage.blob import ContentSettings
-
         md5 = hashlib.md5(body).digest()
         try:
             response = self.container.get_blob_client(key).upload_blob(
@@ -173,8 +173,6 @@ class AzureDestination:
 
     def get(self, key: str) -> FetchedObject:
         """Download a blob; the bytes are checked against the Content-MD5 Azure stored."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             downloader = self.container.get_blob_client(key).download_blob(
                 validate_content=True)
@@ -199,8 +197,6 @@ class AzureDestination:
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of a blob, or None when it does not exist (a missing container raises)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             properties = self.container.get_blob_client(key).get_blob_properties()
         except ResourceNotFoundError as exc:
@@ -226,8 +222,6 @@ class AzureDestination:
 
     def delete(self, key: str) -> None:
         """Delete a blob (the connect test object); a missing one is fine."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             self.container.get_blob_client(key).delete_blob()
         except ResourceNotFoundError as exc:

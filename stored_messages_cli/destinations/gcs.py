@@ -15,6 +15,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+# The SDK at the top: this module itself is loaded only for a gs:// URL (`REGISTRY`).
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+from google.resumable_media import DataCorruption
+
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectNotFound, SmError
 from ..retry import classify, describe
 from ..states import CheckStatus
@@ -110,8 +116,6 @@ class GCSDestination:
         return None, None
 
     def _make_client(self) -> Any:
-        from google.cloud import storage
-
         endpoint, source = self._endpoint_and_source()
         check_endpoint(endpoint, self.options.allow_insecure_endpoint, source=source)
         client_options = {"api_endpoint": endpoint} if endpoint else None
@@ -128,8 +132,6 @@ class GCSDestination:
 
     @property
     def _retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         return DEFAULT_RETRY.with_timeout(SDK_RETRY_SECONDS)
 
     def _bucket(self) -> Any:
@@ -139,8 +141,6 @@ class GCSDestination:
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create-only upload; an existing object with the same payload hash is success."""
-        from google.api_core.exceptions import PreconditionFailed
-
         try:
             blob = self._bucket().blob(key)
             blob.metadata = {PAYLOAD_SHA_METADATA: payload_sha256}
@@ -162,9 +162,6 @@ class GCSDestination:
 
     def get(self, key: str) -> FetchedObject:
         """Download the stored bytes as-is; the SDK checks them against the CRC32C GCS holds."""
-        from google.api_core.exceptions import NotFound
-        from google.resumable_media import DataCorruption
-
         try:
             blob = self._bucket().blob(key)
             blob.reload(retry=self._retry, timeout=TIMEOUT)
@@ -187,8 +184,6 @@ class GCSDestination:
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of an object, or None when it does not exist (a missing bucket raises)."""
-        from google.api_core.exceptions import NotFound
-
         try:
             blob = self._bucket().blob(key)
             blob.reload(retry=self._retry, timeout=TIMEOUT)
@@ -211,8 +206,6 @@ class GCSDestination:
 
     def delete(self, key: str) -> None:
         """Delete an object (the connect test object); a missing one is fine."""
-        from google.api_core.exceptions import NotFound
-
         try:
             self._bucket().blob(key).delete(retry=self._retry, timeout=TIMEOUT)
         except NotFound as exc:

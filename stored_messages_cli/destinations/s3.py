@@ -156,6 +156,7 @@ class S3Destination:
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create-only upload; an existing object with the same payload hash is success."""
+        # boto3/botocore load on first S3 use, not at start-up
         from botocore.exceptions import ClientError
 
         checksum = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
@@ -189,6 +190,7 @@ class S3Destination:
 
     def get(self, key: str) -> FetchedObject:
         """Download an object; S3 checks `ChecksumSHA256` on the way (ChecksumMode)."""
+        # boto3/botocore load on first S3 use, not at start-up
         from botocore.exceptions import ClientError
 
         try:
@@ -207,6 +209,7 @@ class S3Destination:
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of an object, or None when it does not exist."""
+        # boto3/botocore load on first S3 use, not at start-up
         from botocore.exceptions import ClientError
 
         try:

@@ -51,6 +51,7 @@ def make_session(options: DestinationOptions) -> Any:
     The role's credentials are botocore's own `DeferredRefreshableCredentials`: fetched on
     first use and fetched again by botocore shortly before they expire.
     """
+    # boto3/botocore load on first S3 use, not at start-up
     import boto3
     import botocore.session
     from botocore.credentials import (
@@ -124,6 +125,7 @@ def resolved_endpoint(options: DestinationOptions, session: Any = None) -> str:
     profile's `endpoint_url` (services or top level) from its configuration; whichever wins
     is what `client.meta.endpoint_url` says, so that is what is checked, never the option.
     """
+    # boto3/botocore load on first S3 use, not at start-up
     import boto3
 
     session = session or boto3.session.Session(profile_name=options.profile,
@@ -152,6 +154,7 @@ def transport_settings(options: DestinationOptions) -> Transport:
     """The CA bundle and TCP keep-alive botocore would take for `options`: `ca_bundle`
     (AWS_CA_BUNDLE or the profile), else REQUESTS_CA_BUNDLE, else its default bundle; and
     `tcp_keepalive` (AWS_TCP_KEEPALIVE or the profile)."""
+    # boto3/botocore load on first S3 use, not at start-up
     import botocore.session
 
     source = botocore.session.Session(profile=options.profile)
@@ -166,6 +169,7 @@ def make_s3_client(options: DestinationOptions, session: Any = None,
 
     Raises ConfigError when the endpoint it resolves to (from any source) is not allowed.
     """
+    # boto3/botocore load on first S3 use, not at start-up
     from botocore.config import Config
 
     session = session or make_session(options)
@@ -200,6 +204,7 @@ def skip_expect_continue(client: Any) -> None:
     message on real S3 and saves nothing. Every other guarantee of the request (conditions,
     checksums, signing) stays.
     """
+    # boto3/botocore load on first S3 use, not at start-up
     from botocore.handlers import add_expect_header
 
     client.meta.events.unregister("before-call.s3", add_expect_header)
@@ -219,6 +224,7 @@ class _UnlimitedRetryQuota:
 def standard_retry_policy(service: str, max_attempts: int) -> tuple[Any, Any]:
     """botocore's standard-mode retry policy for `service` (its retry conditions and its
     exponential backoff) and the throttling detector it uses."""
+    # boto3/botocore load on first S3 use, not at start-up
     from botocore.retries import standard
 
     throttling = standard.ThrottlingErrorDetector(standard.RetryEventAdapter())
@@ -239,6 +245,7 @@ def disable_retry_quota(client: Any, max_attempts: int) -> None:
     `botocore.retries.standard.register_retry_handler` installed for one built from the same
     botocore parts, with a quota that never runs dry.
     """
+    # boto3/botocore load on first S3 use, not at start-up
     from botocore.retries import standard
 
     service = client.meta.service_model.service_id.hyphenize()
