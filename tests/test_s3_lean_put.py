@@ -387,7 +387,8 @@ def test_over_tls_the_lean_path_keeps_the_clients_certificate_checks(
                     hashlib.sha256(archived(text)[0]).hexdigest() for text in "ab"]
                 assert [is_lean for _, is_lean, _ in relay.requests] == [False, lean]
                 relay.use(untrusted)  # a new connection now meets a certificate nobody trusts
-                destination.client._endpoint.http_session.close()  # drop open connections
+                destination.client.close()  # drop open connections: the client's
+                destination.lean_put.close()  # and the lean path's own
                 with pytest.raises(DestinationError) as failure:
                     destination.put(f"c-{lean}.json.gz", *archived("c"))
                 assert len(relay.requests) == 2  # refused before anything was sent
@@ -424,3 +425,32 @@ def test_the_lean_path_stands_down_when_botocore_would_send_other_headers(
     puts = proxy.seen(s3_bucket, method="PUT")
     assert len(puts) == 3 and not any(is_lean(r) for r in puts)
     assert all("x-amz-request-payer" in signed_headers(r).split(";") for r in puts)
+
+
+def test_the_lean_path_goes_through_the_proxy_the_client_uses(
+        s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy from the environment (`HTTP_PROXY`) carries the lean PUTs as it carries
+    boto3's, and `NO_PROXY` for the endpoint's host sends both straight to it."""
+    proxy = wire_proxy(moto_endpoint)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    for bypass in (False, True):
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", urlsplit(moto_endpoint).hostname or "")
+        proxy.reset()
+        destination = S3Destination(f"s3://{s3_bucket}/", DestinationOptions(
+            endpoint_url=moto_endpoint, allow_insecure_endpoint=True))
+        try:
+            for i in range(3):
+                assert destination.put(f"p{i}-{bypass}.json.gz", *archived(str(i))).created
+            assert destination.lean_put.route is not None
+        finally:
+            destination.close()
+        puts = proxy.seen(s3_bucket, method="PUT")
+        if bypass:
+            assert puts == []  # neither boto3 nor the lean path used the proxy
+        else:
+            assert [is_lean(r) for r in puts] == [False, True, True]
+            # a plain-http request through a proxy names the whole URL, as botocore sends it
+            assert all(r.path.startswith(moto_endpoint + "/") for r in puts)

@@ -16,6 +16,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+# The SDK at the top: this module itself is loaded only for an az:// URL (`REGISTRY`).
+import requests
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 from ..errors import (
     ConfigError,
     DestinationError,
@@ -24,6 +32,7 @@ from ..errors import (
     SmError,
 )
 from ..retry import classify, describe, error_facts
+from ..states import CheckStatus
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -88,12 +97,6 @@ class AzureDestination:
             return self._service
 
     def _new_service(self) -> Any:
-        import requests
-        from azure.core.pipeline.transport import RequestsTransport
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
         # One pooled connection per upload worker (requests keeps 10 by default); retries are
         # the SDK's policy's job, not urllib3's.
         session = requests.Session()
@@ -130,6 +133,7 @@ class AzureDestination:
                     f"{self.url} needs an account: --account-url or {CONNECTION_STRING_ENV}",
                     hint=f"sm connect {self.url} --account-url"
                     " https://ACCOUNT.blob.core.windows.net --project ID")
+            # azure-identity (and msal) load only when no connection string spares them
             from azure.identity import DefaultAzureCredential
 
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
@@ -142,9 +146,6 @@ class AzureDestination:
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create-only upload; an existing blob with the same payload hash is success."""
-        from azure.core.exceptions import ResourceExistsError
-        from azure.storage.blob import ContentSettings
-
         md5 = hashlib.md5(body).digest()
         try:
             response = self.container.get_blob_client(key).upload_blob(
@@ -172,8 +173,6 @@ class AzureDestination:
 
     def get(self, key: str) -> FetchedObject:
         """Download a blob; the bytes are checked against the Content-MD5 Azure stored."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             downloader = self.container.get_blob_client(key).download_blob(
                 validate_content=True)
@@ -198,8 +197,6 @@ class AzureDestination:
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of a blob, or None when it does not exist (a missing container raises)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             properties = self.container.get_blob_client(key).get_blob_properties()
         except ResourceNotFoundError as exc:
@@ -225,8 +222,6 @@ class AzureDestination:
 
     def delete(self, key: str) -> None:
         """Delete a blob (the connect test object); a missing one is fine."""
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             self.container.get_blob_client(key).delete_blob()
         except ResourceNotFoundError as exc:
@@ -243,13 +238,13 @@ class AzureDestination:
         """Reachability, then public access, encryption at rest, soft delete, immutability
         and the transport, as `sm verify` lines."""
         reachable = self.reachable_check()
-        if reachable.status == "fail":
+        if reachable.status == CheckStatus.FAIL:
             return [reachable]
         try:
             properties = self.container.get_container_properties()
         except Exception as exc:
             return [reachable, Check(
-                "settings", "warn", f"cannot read the properties of container"
+                "settings", CheckStatus.WARN, f"cannot read the properties of container"
                 f" {self.container_name} ({describe(exc)})",
                 hint="grant Storage Blob Data Contributor on the container (or the account)"),
                 endpoint_check(self.account_url)]
@@ -273,9 +268,10 @@ class AzureDestination:
             next(iter(pages.by_page()), None)
         except Exception as exc:
             error = self._wrap(exc, "listing")
-            return Check("reachable", "fail", f"cannot list container {self.container_name}:"
+            return Check("reachable", CheckStatus.FAIL,
+                         f"cannot list container {self.container_name}:"
                          f" {describe(exc)}", hint=error.hint)
-        return Check("reachable", "pass", f"container {self.container_name} at"
+        return Check("reachable", CheckStatus.PASS, f"container {self.container_name} at"
                      f" {self.account_url} answers")
 
     def close(self) -> None:
@@ -303,28 +299,32 @@ def container_checks(properties: Any, soft_delete_days: int | None,
     on = f"--account-name {account}"
     access = properties.public_access
     if access:
-        public = Check("public_access", "fail", f"the container allows anonymous {access}-level"
+        public = Check("public_access", CheckStatus.FAIL,
+                       f"the container allows anonymous {access}-level"
                        " read access; the container holds personal data",
                        hint=f"az storage container set-permission --name {name} --public-access"
                        f" off {on}")
     else:
-        public = Check("public_access", "pass", "the container is private")
+        public = Check("public_access", CheckStatus.PASS, "the container is private")
     scope = getattr(getattr(properties, "encryption_scope", None), "default_encryption_scope",
                     None)
     if scope and not scope.startswith("$account"):
-        encryption = Check("encryption", "pass", f"default encryption scope {scope}")
+        encryption = Check("encryption", CheckStatus.PASS, f"default encryption scope {scope}")
     else:
-        encryption = Check("encryption", "pass", "Azure Storage encryption at rest (always on)")
+        encryption = Check("encryption", CheckStatus.PASS,
+                           "Azure Storage encryption at rest (always on)")
     enable = (f"az storage account blob-service-properties update --enable-delete-retention"
               f" true --delete-retention-days 14 {on}")
     if soft_delete_days is None:
-        soft_delete = Check("soft_delete", "warn", "cannot read the account's blob soft-delete"
+        soft_delete = Check("soft_delete", CheckStatus.WARN,
+                            "cannot read the account's blob soft-delete"
                             " setting (needs account-level read access)")
     elif soft_delete_days:
-        soft_delete = Check("soft_delete", "pass",
+        soft_delete = Check("soft_delete", CheckStatus.PASS,
                             f"blob soft delete keeps deleted blobs for {soft_delete_days} days")
     else:
-        soft_delete = Check("soft_delete", "warn", "blob soft delete is off for the account: a"
+        soft_delete = Check("soft_delete", CheckStatus.WARN,
+                            "blob soft delete is off for the account: a"
                             " deleted blob cannot be recovered", hint=enable)
     return [public, encryption, soft_delete,
             immutability_check(properties, retention_days, account=account)]
@@ -346,15 +346,16 @@ def immutability_check(properties: Any, retention_days: int | None, *,
               f" --account-name {account}")
     if not found:
         if retention_days:
-            return Check("immutability", "fail", f"retention of {retention_days} days is"
+            return Check("immutability", CheckStatus.FAIL, f"retention of {retention_days} days is"
                          " configured but the container has no immutability policy",
                          hint=create)
-        return Check("immutability", "warn", "no immutability policy: archived blobs can be"
+        return Check("immutability", CheckStatus.WARN,
+                     "no immutability policy: archived blobs can be"
                      " deleted by anyone allowed to delete blobs", hint=create)
     detail = "the container has " + " and ".join(found)
     if retention_days and policy:
         detail += f" (its period must be at least {retention_days} days)"
-    return Check("immutability", "pass", detail)
+    return Check("immutability", CheckStatus.PASS, detail)
 
 
 def _info(key: str, properties: Any) -> ObjectInfo:

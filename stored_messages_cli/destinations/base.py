@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from ..config.keys import SavedDestinationOptions
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectConflict, ObjectNotFound
 from ..network import is_loopback
+from ..states import CheckStatus
 
 PAYLOAD_SHA_METADATA = "sm-payload-sha256"
 TEST_OBJECT_FOLDER = "_sm/"
@@ -71,7 +72,7 @@ class Check:
     """One line of `sm verify`: name, pass/warn/fail, detail."""
 
     name: str
-    status: str  # pass | warn | fail
+    status: str  # a CheckStatus (pass | warn | fail)
     detail: str
     hint: str | None = None  # the next step for a user, shown after a failure
 
@@ -211,9 +212,9 @@ def endpoint_check(endpoint_url: str | None) -> Check:
     pass on TLS, warn on allowed loopback http."""
     shown = redact_url(endpoint_url) if endpoint_url else "the default endpoint"
     if endpoint_url and endpoint_url.lower().startswith("http://"):
-        return Check("tls", "warn", f"plain http to loopback endpoint {shown}"
+        return Check("tls", CheckStatus.WARN, f"plain http to loopback endpoint {shown}"
                      " (allowed by --allow-insecure-endpoint; for tests only)")
-    return Check("tls", "pass", f"HTTPS to {shown}")
+    return Check("tls", CheckStatus.PASS, f"HTTPS to {shown}")
 
 
 def timestamp_of(moment: Any) -> float | None:

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, DestinationError, ObjectNotFound
 from ..message import sha256_hex
+from ..states import CheckStatus
 from .base import (
     PAYLOAD_SHA_METADATA,
     Check,
@@ -286,16 +287,16 @@ class FileDestination:
     def checks(self) -> builtins.list[Check]:
         """Folder exists, is writable, and is not readable by other users."""
         if not self.root.is_dir():
-            return [Check("reachable", "fail", f"{self.root} is not a folder")]
+            return [Check("reachable", CheckStatus.FAIL, f"{self.root} is not a folder")]
         mode = self.root.stat().st_mode
-        results = [Check("reachable", "pass", f"{self.root} exists")]
+        results = [Check("reachable", CheckStatus.PASS, f"{self.root} exists")]
         if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IXOTH):
-            results.append(Check("private", "fail",
+            results.append(Check("private", CheckStatus.FAIL,
                                  f"{self.root} is open to other users (mode"
                                  f" {stat.filemode(mode)}); run chmod 700 on it"))
         else:
-            results.append(Check("private", "pass", "folder is closed to other users"))
-        results.append(Check("encryption", "warn",
+            results.append(Check("private", CheckStatus.PASS, "folder is closed to other users"))
+        results.append(Check("encryption", CheckStatus.WARN,
                              "a local folder is only as encrypted as its disk"))
         return results
 

@@ -15,8 +15,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+# The SDK at the top: this module itself is loaded only for a gs:// URL (`REGISTRY`).
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+from google.resumable_media import DataCorruption
+
 from ..errors import ConfigError, DestinationError, IntegrityError, ObjectNotFound, SmError
 from ..retry import classify, describe
+from ..states import CheckStatus
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -67,18 +74,30 @@ class GCSDestination:
         self.endpoint_url, source = self._endpoint_and_source()
         check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint, source=source)
         self.url = f"gs://{self.bucket_name}/{self.prefix}"
-        self._client: Any = None
+        self._clients: list[Any] = []  # every thread's client, closed together
+        self._generation = 0  # a thread's client from before the last close is not used
+        self._local = threading.local()
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------- client
 
     @property
     def client(self) -> Any:
-        """The storage client, built on first use (credentials resolve here)."""
-        with self._lock:  # upload workers share one client
-            if self._client is None:
-                self._client = self._make_client()
-            return self._client
+        """This thread's storage client, built on first use (credentials resolve there).
+
+        One client per thread: each has its own HTTP session, whose pool (10 connections)
+        always has room for its thread's one request at a time, so every upload worker
+        keeps its connection open however many run. (The SDK offers no public way to size
+        the pool of one shared client.)
+        """
+        local = self._local
+        client = getattr(local, "client", None)
+        if client is None or local.generation != self._generation:
+            client = self._make_client()
+            with self._lock:
+                self._clients.append(client)
+                local.client, local.generation = client, self._generation
+        return client
 
     def refresh_credentials(self) -> None:
         """Drop the client so the next call resolves credentials afresh (before a probe)."""
@@ -97,34 +116,22 @@ class GCSDestination:
         return None, None
 
     def _make_client(self) -> Any:
-        from google.cloud import storage
-        from requests.adapters import HTTPAdapter
-
-        self.endpoint_url, source = self._endpoint_and_source()
-        check_endpoint(self.endpoint_url, self.options.allow_insecure_endpoint, source=source)
-        client_options = {"api_endpoint": self.endpoint_url} if self.endpoint_url else None
+        endpoint, source = self._endpoint_and_source()
+        check_endpoint(endpoint, self.options.allow_insecure_endpoint, source=source)
+        client_options = {"api_endpoint": endpoint} if endpoint else None
         # project=None: object calls need no project, so ADC without a project id is enough.
         client = storage.Client(project=None, client_options=client_options)
-        # What the SDK really sends requests to (uploads and downloads use the same base).
-        connection = client._connection
-        used = {connection.API_BASE_URL}
-        if hasattr(connection, "get_api_base_url_for_mtls"):
-            used.add(connection.get_api_base_url_for_mtls())
-        for base in sorted(used):
-            if base != self.endpoint_url:
-                check_endpoint(base, self.options.allow_insecure_endpoint,
-                               source=source or "the google-cloud-storage defaults")
-        self.endpoint_url = connection.API_BASE_URL
-        # One pooled connection per upload worker (requests keeps 10 by default).
-        adapter = HTTPAdapter(pool_maxsize=max(10, self.options.max_connections))
-        for scheme in ("https://", "http://"):
-            client._http.mount(scheme, adapter)
+        # What the SDK really sends requests to (uploads and downloads use the same base;
+        # the only other base, Google's mTLS endpoint, is HTTPS and always allowed).
+        used = str(client.api_endpoint)
+        if used != endpoint:
+            check_endpoint(used, self.options.allow_insecure_endpoint,
+                           source=source or "the google-cloud-storage defaults")
+        self.endpoint_url = used
         return client
 
     @property
     def _retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         return DEFAULT_RETRY.with_timeout(SDK_RETRY_SECONDS)
 
     def _bucket(self) -> Any:
@@ -134,8 +141,6 @@ class GCSDestination:
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create-only upload; an existing object with the same payload hash is success."""
-        from google.api_core.exceptions import PreconditionFailed
-
         try:
             blob = self._bucket().blob(key)
             blob.metadata = {PAYLOAD_SHA_METADATA: payload_sha256}
@@ -157,9 +162,6 @@ class GCSDestination:
 
     def get(self, key: str) -> FetchedObject:
         """Download the stored bytes as-is; the SDK checks them against the CRC32C GCS holds."""
-        from google.api_core.exceptions import NotFound
-        from google.resumable_media import DataCorruption
-
         try:
             blob = self._bucket().blob(key)
             blob.reload(retry=self._retry, timeout=TIMEOUT)
@@ -182,8 +184,6 @@ class GCSDestination:
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of an object, or None when it does not exist (a missing bucket raises)."""
-        from google.api_core.exceptions import NotFound
-
         try:
             blob = self._bucket().blob(key)
             blob.reload(retry=self._retry, timeout=TIMEOUT)
@@ -206,8 +206,6 @@ class GCSDestination:
 
     def delete(self, key: str) -> None:
         """Delete an object (the connect test object); a missing one is fine."""
-        from google.api_core.exceptions import NotFound
-
         try:
             self._bucket().blob(key).delete(retry=self._retry, timeout=TIMEOUT)
         except NotFound as exc:
@@ -222,14 +220,14 @@ class GCSDestination:
         """Reachability, then public access, encryption at rest, versioning, the retention
         policy and the transport, as `sm verify` lines."""
         reachable = self.reachable_check()
-        if reachable.status == "fail":
+        if reachable.status == CheckStatus.FAIL:
             return [reachable]
         try:
             bucket = self.client.get_bucket(self.bucket_name, retry=self._retry,
                                             timeout=TIMEOUT)
         except Exception as exc:
             return [reachable, Check(
-                "settings", "warn", f"cannot read the settings of gs://{self.bucket_name}"
+                "settings", CheckStatus.WARN, f"cannot read the settings of gs://{self.bucket_name}"
                 f" ({describe(exc)})", hint="grant storage.buckets.get and"
                 " storage.buckets.getIamPolicy (roles/storage.legacyBucketReader) to check them"),
                 endpoint_check(self.endpoint_url)]
@@ -246,9 +244,9 @@ class GCSDestination:
             list(blobs)
         except Exception as exc:
             error = self._wrap(exc, "listing")
-            return Check("reachable", "fail", f"cannot list gs://{self.bucket_name}:"
+            return Check("reachable", CheckStatus.FAIL, f"cannot list gs://{self.bucket_name}:"
                          f" {describe(exc)}", hint=error.hint)
-        return Check("reachable", "pass", f"bucket {self.bucket_name} answers")
+        return Check("reachable", CheckStatus.PASS, f"bucket {self.bucket_name} answers")
 
     def _public_members(self, bucket: Any) -> set[str] | None:
         """Members of allUsers/allAuthenticatedUsers in the bucket IAM policy (None: unknown)."""
@@ -262,11 +260,12 @@ class GCSDestination:
         return members
 
     def close(self) -> None:
-        """Close the HTTP session."""
+        """Close every thread's HTTP session; the next call builds a client again."""
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            clients, self._clients = self._clients, []
+            self._generation += 1
+        for client in clients:
+            client.close()
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         hint = None
@@ -291,16 +290,18 @@ def public_access_check(name: str, resource: dict[str, Any],
     prevention = (resource.get("iamConfiguration") or {}).get("publicAccessPrevention")
     enforce = f"gcloud storage buckets update gs://{name} --public-access-prevention"
     if public_members:
-        return Check("public_access", "fail", "the bucket IAM policy grants access to "
+        return Check("public_access", CheckStatus.FAIL, "the bucket IAM policy grants access to "
                      + ", ".join(sorted(public_members)) + "; the bucket holds personal data",
                      hint=f"gcloud storage buckets remove-iam-policy-binding gs://{name}"
                      f" --member={sorted(public_members)[0]} --role=ROLE, then {enforce}")
     if prevention == "enforced":
-        return Check("public_access", "pass", "public access prevention is enforced")
+        return Check("public_access", CheckStatus.PASS, "public access prevention is enforced")
     if public_members is None:
-        return Check("public_access", "warn", "public access prevention is not enforced on"
+        return Check("public_access", CheckStatus.WARN,
+                     "public access prevention is not enforced on"
                      " the bucket and its IAM policy is unreadable", hint=enforce)
-    return Check("public_access", "warn", "not public, but public access prevention is not"
+    return Check("public_access", CheckStatus.WARN,
+                 "not public, but public access prevention is not"
                  " enforced on the bucket (an organisation policy may enforce it)", hint=enforce)
 
 
@@ -308,20 +309,21 @@ def encryption_check(resource: dict[str, Any]) -> Check:
     """GCS always encrypts at rest; report the default customer-managed key when set."""
     kms_key = (resource.get("encryption") or {}).get("defaultKmsKeyName")
     if kms_key:
-        return Check("encryption", "pass", f"default customer-managed key {kms_key}")
-    return Check("encryption", "pass", "Google-managed encryption at rest (always on)")
+        return Check("encryption", CheckStatus.PASS, f"default customer-managed key {kms_key}")
+    return Check("encryption", CheckStatus.PASS, "Google-managed encryption at rest (always on)")
 
 
 def versioning_check(name: str, resource: dict[str, Any]) -> Check:
     """Object versioning, or soft delete, keeps a deleted object recoverable."""
     if (resource.get("versioning") or {}).get("enabled"):
-        return Check("versioning", "pass", "object versioning is enabled")
+        return Check("versioning", CheckStatus.PASS, "object versioning is enabled")
     soft_delete = int((resource.get("softDeletePolicy") or {}).get("retentionDurationSeconds")
                       or 0)
     if soft_delete:
-        return Check("versioning", "pass", f"soft delete keeps deleted objects for"
+        return Check("versioning", CheckStatus.PASS, f"soft delete keeps deleted objects for"
                      f" {soft_delete / 86400:g} days")
-    return Check("versioning", "warn", "neither object versioning nor soft delete is on: a"
+    return Check("versioning", CheckStatus.WARN,
+                 "neither object versioning nor soft delete is on: a"
                  " deleted object cannot be recovered",
                  hint=f"gcloud storage buckets update gs://{name} --versioning")
 
@@ -335,20 +337,22 @@ def retention_check(policy: dict[str, Any] | None, retention_days: int | None,
     set_policy = f"gcloud storage buckets update gs://{name} --retention-period={wanted}d"
     if not seconds:
         if retention_days:
-            return Check("retention", "fail", f"retention of {retention_days} days is"
+            return Check("retention", CheckStatus.FAIL, f"retention of {retention_days} days is"
                          " configured but the bucket has no retention policy", hint=set_policy)
-        return Check("retention", "warn", "no bucket retention policy: archived objects can be"
+        return Check("retention", CheckStatus.WARN,
+                     "no bucket retention policy: archived objects can be"
                      " deleted by anyone allowed to delete objects", hint=set_policy)
     described = (f"bucket retention policy of {seconds / 86400:g} days"
                  f" ({'locked' if locked else 'unlocked'})")
     if retention_days and seconds < retention_days * 86400:
-        return Check("retention", "fail",
+        return Check("retention", CheckStatus.FAIL,
                      f"{described} is shorter than the {retention_days} days configured",
                      hint=set_policy)
     if not locked:
-        return Check("retention", "warn", f"{described}: a bucket owner can still remove it",
+        return Check("retention", CheckStatus.WARN,
+                     f"{described}: a bucket owner can still remove it",
                      hint=f"gcloud storage buckets update gs://{name} --lock-retention-period")
-    return Check("retention", "pass", described)
+    return Check("retention", CheckStatus.PASS, described)
 
 
 def _info(blob: Any) -> ObjectInfo:

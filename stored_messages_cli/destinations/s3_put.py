@@ -2,63 +2,60 @@
 
 A `put_object` through a boto3 client costs ~3 ms of CPU here: parameter validation,
 serialisation, forty-odd event handlers, endpoint rules, response parsing. An archive PUT is
-always the same request, so `LeanPut` sends it itself, and keeps every part that carries a
-guarantee in botocore's hands:
+always the same request, so `LeanPut` sends it itself, on public interfaces only, and keeps
+every part that carries a guarantee botocore's:
 
 - **where**: the URL and signing region are the ones botocore itself used for this bucket,
-  learned from a PUT made through the client (`before-send`), so endpoint rules, addressing
-  style, a region redirect and the endpoint checks of `make_s3_client` all stay botocore's;
+  learned from a PUT made through the client (its public `before-send` event), so endpoint
+  rules, addressing style, a region redirect and the endpoint checks of `make_s3_client`
+  all stay botocore's;
 - **what**: every header is serialised from the PutObject model (`If-None-Match`, checksum,
   metadata, object lock, bucket owner, SSE…); before its first request the path compares the
   headers it signs with the ones botocore signed for the learned PUT and stands down if they
   differ;
-- **who**: botocore's SigV4 signer with the client's own credentials object, which refreshes
-  itself (AssumeRole, SSO, instance roles) before they expire;
-- **how**: straight to urllib3, through the client's own pool manager (its TLS
-  verification, proxies, timeouts and kept-alive connections) exactly as botocore's
-  `URLLib3Session.send` drives it, with the same mapping of urllib3's errors to botocore's,
-  and no `Expect: 100-continue`;
+- **who**: botocore's SigV4 signer (`S3SigV4Auth` on an `AWSRequest`) with the session's
+  credentials (`get_credentials()`, the object the client signs with), frozen per request
+  with `get_frozen_credentials()`, which refreshes them (AssumeRole, SSO, instance roles)
+  before they expire;
+- **how**: straight to urllib3, through a pool this module owns (`s3_http.HttpPool`), set up
+  as botocore sets up the client's: the same CA bundle, client certificate, proxies,
+  timeouts and pool size, with the same mapping of urllib3's errors to botocore's, and no
+  `Expect: 100-continue`;
 - **when it fails**: botocore's standard-mode retry conditions and backoff (the classes the
   client uses), and a failure raised as the very exception the client would raise, parsed by
   botocore's error parser from the real response body (so a throttle, a 403, a 5xx, a reset
   connection and a taken key are classified exactly as before).
 
-Anything else (no route learned yet, a redirect, any other 3xx or 4xx) goes through the
-client, which handles it as it always did; a create-only PUT can always be sent again.
+Anything else (no route learned yet, a redirect, any other 3xx or 4xx, a proxy setting the
+pool does not reproduce) goes through the client, which handles it as it always did; a
+create-only PUT can always be sent again.
 """
 
 from __future__ import annotations
 
 import calendar
-import socket
 import threading
 import time
 import uuid
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 # Imported only with an S3 destination (`S3Destination` loads this module when it connects).
 import botocore
-from botocore import exceptions as botocore_errors
 from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
-from botocore.httpsession import mask_proxy_url
 from botocore.parsers import create_parser
 from botocore.retries.standard import RetryContext
 from botocore.utils import percent_encode
-from urllib3 import exceptions as urllib3_errors
-from urllib3.util.retry import Retry
+
+from .s3_http import HttpPool, host_header
 
 OPERATION = "PutObject"
 _EVENT = f"before-send.s3.{OPERATION}"
 # Statuses whose errors this path raises itself (after its retries); others go to the client.
 _RAISED_STATUSES = frozenset({403, 404, 409, 412, 429})
-# What `_urlopen` uses of botocore's URLLib3Session, as its own `send` does.
-_SESSION_PARTS = ("_proxy_config", "_get_connection_manager", "_setup_ssl_cert", "_verify",
-                  "_get_request_target")
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ class Route:
     """Where botocore sent a PutObject for this bucket, and how it signed it."""
 
     base_url: str  # the URL without the `/key` part
-    host: str | None  # its Host header, as botocore's signer derives it
+    host: str  # its Host header, signed and sent as given
     region: str
     service: str
     signed_headers: frozenset[str]
@@ -88,8 +85,9 @@ def signature_scope(authorization: str | None) -> tuple[str, str, frozenset[str]
 class LeanPut:
     """`put_object(**params)` for one S3 client, sent directly when it safely can."""
 
-    def __init__(self, client: Any, credentials: Any, retry_policy: Any,
-                 max_attempts: int, *, enabled: bool = True) -> None:
+    def __init__(self, client: Any, credentials: Any, retry_policy: Any, max_attempts: int,
+                 *, verify: bool | str = True, tcp_keepalive: bool = False,
+                 enabled: bool = True) -> None:
         self._client = client
         self._credentials = credentials
         self._retry_policy = retry_policy
@@ -97,15 +95,13 @@ class LeanPut:
         self._operation = client.meta.service_model.operation_model(OPERATION)
         self._members = self._operation.input_shape.members
         self._parser = create_parser(client.meta.service_model.metadata["protocol"])
-        # The client's urllib3 pool: its TLS rules, proxies, timeouts and open connections
-        # (botocore's URLLib3Session; without the parts `_urlopen` uses, this path stays off).
-        self._http = getattr(getattr(client, "_endpoint", None), "http_session", None)
-        if not all(hasattr(self._http, name) for name in _SESSION_PARTS):
-            self._http = None
+        # Its own connections, with the TLS rules, proxies and timeouts of the client's
+        self._http = HttpPool(client.meta.config, client.meta.endpoint_url, verify,
+                              tcp_keepalive)
         self._user_agent = f"Botocore/{_botocore_version()} sm-put"
         self._route: Route | None = None
         self._verified = False
-        self._off = not enabled or self._http is None or credentials is None
+        self._off = not enabled or not self._http.supported or credentials is None
         self._local = threading.local()
         client.meta.events.register(_EVENT, self._observe, unique_id="sm-lean-put-route")
 
@@ -124,6 +120,10 @@ class LeanPut:
                 if answer is not None:
                     return answer
         return self._through_client(params)
+
+    def close(self) -> None:
+        """Close this path's open connections (the client closes its own)."""
+        self._http.close()
 
     # ----------------------------------------------------------------------- the client
 
@@ -159,7 +159,7 @@ class LeanPut:
         scope = signature_scope(authorization)
         if scope is not None:
             region, service, signed = scope
-            self._route = Route(base_url, host_from_url(base_url), region, service, signed)
+            self._route = Route(base_url, host_header(base_url), region, service, signed)
 
     # ----------------------------------------------------------------------- the request
 
@@ -194,10 +194,9 @@ class LeanPut:
 
     def _signed(self, route: Route, url: str, params: dict[str, Any], headers: dict[str, str],
                 attempt: int) -> Any:
-        # Host given, as the signer would derive it from the URL (twice) and urllib3 send it
-        host = {"Host": route.host} if route.host else {}
+        # Host given, so the signer signs what urllib3 sends (and need not derive it twice)
         request = _PutRequest(method="PUT", url=url, data=params["Body"], headers={
-            **headers, **host, "User-Agent": self._user_agent})
+            **headers, "Host": route.host, "User-Agent": self._user_agent})
         # The context botocore's client gives the signer. No checksum context: botocore sets
         # none when the caller gives the checksum header, so the payload hash is signed too.
         request.context.update({"client_config": self._client.meta.config,
@@ -224,7 +223,7 @@ class LeanPut:
                     return None
                 self._verified = True
             try:
-                response = self._urlopen(url, params["Body"], request.headers)
+                response = self._http.send(url, params["Body"], dict(request.headers.items()))
             except Exception as exc:  # botocore's own HTTP errors (reset, timeout, TLS…)
                 context = RetryContext(attempt_number=attempt, operation_model=self._operation,
                                        caught_exception=exc)
@@ -259,30 +258,6 @@ class LeanPut:
             self._route = None  # a redirect or a request S3 did not take: relearn
             return None
 
-    def _urlopen(self, url: str, body: bytes, headers: Any) -> Any:
-        """Send through the client's urllib3 pool as `URLLib3Session.send` does (the same
-        pool, TLS settings and request target), without building botocore's request and
-        response objects; urllib3's errors become botocore's, as there. The answer is a
-        botocore `AWSResponse` with its body read."""
-        session: Any = self._http
-        proxy_url = session._proxy_config.proxy_url_for(url)
-        try:
-            pool = session._get_connection_manager(url, proxy_url).connection_from_url(url)
-            session._setup_ssl_cert(pool, url, session._verify)
-            raw = pool.urlopen(
-                method="PUT", url=session._get_request_target(url, proxy_url), body=body,
-                headers=dict(headers.items()), retries=Retry(False), assert_same_host=False,
-                preload_content=False, decode_content=False, chunked=False,
-                enforce_content_length=False)
-            response = AWSResponse(url, raw.status, raw.headers, raw)
-            _ = response.content  # read it all: the connection goes back to the pool
-            return response
-        except CancelledError:
-            raise
-        except Exception as exc:
-            # the exception botocore raises for it (with no cause, as botocore raises it)
-            raise botocore_http_error(exc, url, proxy_url) from None
-
     def _retryable_kind(self, parsed: dict[str, Any], response: Any) -> bool:
         """Whether botocore would retry this answer had it attempts left (a throttle or a
         transient error that used up its retries)."""
@@ -304,32 +279,6 @@ class _PutRequest(AWSRequest):
 def _header(headers: Any, name: str) -> str | None:
     value = headers.get(name)
     return value.decode() if isinstance(value, bytes) else value
-
-
-def botocore_http_error(exc: Exception, url: str, proxy_url: str | None) -> Exception:
-    """The botocore exception `URLLib3Session.send` makes of urllib3's `exc`."""
-    if isinstance(exc, urllib3_errors.SSLError):
-        return botocore_errors.SSLError(endpoint_url=url, error=exc)
-    if isinstance(exc, urllib3_errors.NewConnectionError | socket.gaierror):
-        return botocore_errors.EndpointConnectionError(endpoint_url=url, error=exc)
-    if isinstance(exc, urllib3_errors.ProxyError):
-        return botocore_errors.ProxyConnectionError(proxy_url=mask_proxy_url(proxy_url), error=exc)
-    if isinstance(exc, urllib3_errors.ConnectTimeoutError):
-        return botocore_errors.ConnectTimeoutError(endpoint_url=url, error=exc)
-    if isinstance(exc, urllib3_errors.ReadTimeoutError):
-        return botocore_errors.ReadTimeoutError(endpoint_url=url, error=exc)
-    if isinstance(exc, urllib3_errors.ProtocolError):
-        return botocore_errors.ConnectionClosedError(error=exc, request=None, endpoint_url=url)
-    return botocore_errors.HTTPClientError(error=exc)
-
-
-def host_from_url(url: str) -> str | None:
-    """The Host header botocore's signer derives from `url`; None if this botocore has no
-    such helper (the signer then derives it per request, as before)."""
-    from botocore import auth
-
-    derive = getattr(auth, "_host_from_url", None)
-    return str(derive(url)) if derive is not None else None
 
 
 def _botocore_version() -> str:

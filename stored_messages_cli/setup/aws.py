@@ -14,7 +14,9 @@ from typing import Any
 
 from ..destinations.base import TEST_OBJECT_FOLDER, Check, DestinationOptions, split_url
 from ..destinations.names import check_destination_url, check_kms_key_arn, check_kms_key_id
-from ..destinations.s3 import PUBLIC_ACCESS_FLAGS, RETENTION_MODES, S3Destination, error_code
+from ..destinations.s3 import RETENTION_MODES, S3Destination
+from ..destinations.s3_checks import PUBLIC_ACCESS_FLAGS
+from ..destinations.s3_client import error_code
 from ..errors import ConfigError, DestinationError, SmError
 from ..retry import describe
 
