@@ -11,6 +11,7 @@ from ..destinations.names import check_kms_key_id
 from ..destinations.s3 import RETENTION_MODES
 from ..setup.aws import BucketRequest, create_bucket
 from ..setup.checks import as_documents, failed
+from .command_classes import group
 from .common import checked_value, command, fail, state_of
 from .connect import (
     AllowInsecureOption,
@@ -24,10 +25,9 @@ from .connect import (
     print_checks,
 )
 
-bucket_app = typer.Typer(
-    help="Create an S3 bucket for the archive with safe defaults (sm bucket create).\n\n"
-    "Example: sm bucket create s3://acme-archive/ --region eu-west-1 --object-lock",
-    no_args_is_help=True)
+bucket_app = group(
+    "bucket", "Create an S3 bucket for the archive with safe defaults (sm bucket create).\n\n"
+    "Example: sm bucket create s3://acme-archive/ --region eu-west-1 --object-lock")
 
 
 def register(app: typer.Typer) -> None:

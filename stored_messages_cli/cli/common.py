@@ -15,6 +15,7 @@ import typer
 from ..config import Paths, save_projects
 from ..errors import ConfigError, SmError
 from ..ops.logs import JsonLogFormatter, TextLogFormatter
+from .command_classes import SmCommand
 
 # Rich, pydantic (the settings), the destinations and the spool are imported where used: a
 # command pays only for what it touches (`sm --json status` never loads Rich).
@@ -339,6 +340,6 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Any:
             except SmError as exc:
                 report_error(exc)
 
-        return app.command(name, **kwargs)(wrapper)
+        return app.command(name, cls=SmCommand, **kwargs)(wrapper)
 
     return decorate

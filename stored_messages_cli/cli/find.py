@@ -41,6 +41,7 @@ from ..message import (
     recipient_hash_candidates,
 )
 from .access_log import CASE_HELP, case_option, recorded, touched_projects
+from .command_classes import group
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
 from .connect import project_option
 
@@ -417,8 +418,7 @@ def register(app: typer.Typer) -> None:
             access.details["bytes"] = len(data)
             _emit_part(out, verified, part, data, output, force=force)
 
-    index_app = typer.Typer(name="index", help="The local index of stored messages.",
-                            no_args_is_help=True)
+    index_app = group("index", "The local index of stored messages.")
     app.add_typer(index_app, name="index")
 
     @command(index_app, "rebuild")

@@ -6,17 +6,17 @@ from typing import Annotated
 
 import typer
 
+from .command_classes import group
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
 
 
 def register(app: typer.Typer) -> None:
     """Add the manifest group."""
-    group = typer.Typer(help="Manifests of the archive (docs/manifests.md).",
-                        no_args_is_help=True)
-    app.add_typer(group, name="manifest")
+    manifest_app = group("manifest", "Manifests of the archive (docs/manifests.md).")
+    app.add_typer(manifest_app, name="manifest")
 
-    @command(group, "backfill")
+    @command(manifest_app, "backfill")
     def backfill(
         ctx: typer.Context,
         project: Annotated[str | None, typer.Option(

@@ -13,9 +13,9 @@ from ..archiver import Archiver, ProjectTarget
 from ..clock import to_rfc3339
 from ..evidence.manifest import Manifests, limits_from
 from ..states import State
+from .archiving import policy_from, progress_for, stop_on_signals
 from .common import command, fail, open_project_destination, state_of
 from .connect import project_option
-from .run import policy_from, progress_for, stop_on_signals
 
 FAILURES_SHOWN = 20
 IN_PROGRESS_ELSEWHERE = "in_progress_elsewhere"  # another process (sm run) is uploading it

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .command_classes import group
 from .common import command, duration_option, state_of
 
 DEFAULT_OLDER_THAN = "30d"
@@ -23,11 +24,10 @@ def _size(count: int) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the spool group."""
-    group = typer.Typer(help="Maintain the spool: prune, vacuum, backup.",
-                        no_args_is_help=True)
-    app.add_typer(group, name="spool")
+    spool_app = group("spool", "Maintain the spool: prune, vacuum, backup.")
+    app.add_typer(spool_app, name="spool")
 
-    @command(group, "prune")
+    @command(spool_app, "prune")
     def prune(
         ctx: typer.Context,
         older_than: Annotated[float, typer.Option(
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
                      " vacuum)" if spool.is_postgres
                      else "The file keeps its size until: sm spool vacuum")
 
-    @command(group, "vacuum")
+    @command(spool_app, "vacuum")
     def vacuum(ctx: typer.Context) -> None:
         """Rewrite the spool file compactly (after a prune). Writers wait while it runs.
 
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"spool {_size(sizes['bytes_before'])} -> {_size(sizes['bytes_after'])}",
                   highlight=False)
 
-    @command(group, "backup")
+    @command(spool_app, "backup")
     def backup(
         ctx: typer.Context,
         path: Annotated[str, typer.Argument(metavar="FILE", help="Where to write the copy.")],
