@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
+from .options import ProjectOption, SinceOption, UntilOption
 
 
 def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime | None:
@@ -32,71 +32,66 @@ def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime |
                  f" or {name} 7d", code=2)
 
 
+def audit(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Download and re-hash every stored object.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", file_okay=False, help="Write an evidence bundle with verify.sh here.")
+    ] = None,
+) -> None:
+    """Prove the archive complete: the manifest chain, the bucket and the spool agree.
+
+    Checks every manifest segment is present and chained, every stored message's object is
+    in the bucket (with --deep: unaltered), no object is outside the manifests, and no
+    archived message of the spool is missing from them. Exit 1 on any finding.
+
+    Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
+    """
+    from ..evidence.audit import audit as run_audit
+    from ..evidence.audit import write_report
+
+    state = state_of(ctx)
+    out = state.output
+    since_at = time_option(since, end_of_day=False, name="--since")
+    until_at = time_option(until, end_of_day=True, name="--until")
+    if since_at is not None and until_at is not None and since_at > until_at:
+        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
+             hint="sm audit --since 7d --until 1d (the earlier time first)")
+    projects = state.settings().projects
+    if project is not None:
+        state.project(project)  # raises with `Try: sm connect …` when unknown
+        chosen = [project]
+    else:
+        chosen = sorted(projects)
+    if not chosen:
+        fail("no project has a destination yet; nothing to audit",
+             hint="sm connect URL --project ID")
+    destinations = {pid: open_project_destination(state, pid) for pid in chosen}
+    try:
+        with state.open_spool() as spool, progress_for(out) as progress:
+            result = run_audit(spool, destinations, since=since_at, until=until_at,
+                               deep=deep, progress=progress)
+    finally:
+        for destination in destinations.values():
+            destination.close()
+    if report is not None:
+        write_report(result, report)
+    document = result.as_dict()
+    if out.json_mode:
+        out.emit_json(document)
+    else:
+        _print(out, document, report)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add audit."""
-
-    @command(app, "audit")
-    def audit(
-        ctx: typer.Context,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Audit this project only (default: every project).")] = None,
-        since: Annotated[str | None, typer.Option(
-            help="Only messages sent at or after this time (RFC 3339, a UTC day, or 7d).")
-        ] = None,
-        until: Annotated[str | None, typer.Option(
-            help="Only messages sent at or before this time (a day includes all of it).")
-        ] = None,
-        deep: Annotated[bool, typer.Option(
-            "--deep", help="Download and re-hash every stored object.")] = False,
-        report: Annotated[Path | None, typer.Option(
-            "--report", file_okay=False, help="Write an evidence bundle with verify.sh here.")
-        ] = None,
-    ) -> None:
-        """Prove the archive complete: the manifest chain, the bucket and the spool agree.
-
-        Checks every manifest segment is present and chained, every stored message's object is
-        in the bucket (with --deep: unaltered), no object is outside the manifests, and no
-        archived message of the spool is missing from them. Exit 1 on any finding.
-
-        Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
-        """
-        from ..evidence.audit import audit as run_audit
-        from ..evidence.audit import write_report
-
-        state = state_of(ctx)
-        out = state.output
-        since_at = time_option(since, end_of_day=False, name="--since")
-        until_at = time_option(until, end_of_day=True, name="--until")
-        if since_at is not None and until_at is not None and since_at > until_at:
-            fail(f"--since {since} is after --until {until}: the range is empty", code=2,
-                 hint="sm audit --since 7d --until 1d (the earlier time first)")
-        projects = state.settings().projects
-        if project is not None:
-            state.project(project)  # raises with `Try: sm connect …` when unknown
-            chosen = [project]
-        else:
-            chosen = sorted(projects)
-        if not chosen:
-            fail("no project has a destination yet; nothing to audit",
-                 hint="sm connect URL --project ID")
-        destinations = {pid: open_project_destination(state, pid) for pid in chosen}
-        try:
-            with state.open_spool() as spool, progress_for(out) as progress:
-                result = run_audit(spool, destinations, since=since_at, until=until_at,
-                                   deep=deep, progress=progress)
-        finally:
-            for destination in destinations.values():
-                destination.close()
-        if report is not None:
-            write_report(result, report)
-        document = result.as_dict()
-        if out.json_mode:
-            out.emit_json(document)
-        else:
-            _print(out, document, report)
-        if not result.ok:
-            raise typer.Exit(1)
+    command(app, "audit")(audit)
 
 
 def progress_for(out: Any) -> Any:

@@ -16,88 +16,86 @@ from ..ops.operations import operate
 from ..states import HealthState
 from .archiving import policy_from, progress_for, stop_on_signals
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
+from .options import ConcurrencyOption, ProjectOption
 from .reload import Reloader
 
 log = logging.getLogger("sm.run")
 
 
+def run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(
+        "--once", help="One pass over what is due now, then exit.")] = False,
+    concurrency: ConcurrencyOption = None,
+    project: ProjectOption = None,
+    metrics_addr: Annotated[str | None, typer.Option(
+        "--metrics-addr", envvar="SM_METRICS_ADDR", callback=_metrics_addr_option,
+        help="Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT is loopback)."
+    )] = None,
+) -> None:
+    """Upload confirmed messages to their project's destination, under the retry policy.
+
+    Runs until SIGTERM/SIGINT (in-flight uploads finish, then exit 0; a second signal
+    exits at once). Example: sm run --once --concurrency 16
+    """
+    state = state_of(ctx)
+    out = state.output
+    settings = state.settings()
+    workers = concurrency or settings.concurrency
+    project_ids = [project] if project else sorted(settings.projects)
+    if project and project not in settings.projects:
+        fail(f"project {project} has no destination",
+             hint=f"sm connect URL --project {project}")
+    if not project_ids:
+        fail("no project has a destination yet; messages wait in the spool",
+             hint="sm connect URL --project ID")
+    targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
+                                                          max_connections=workers))
+               for pid in project_ids]
+    stop = threading.Event()
+    reload = threading.Event()
+    with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
+        progress, on_outcome = progress_for(out, "archiving",
+                                            spool.status()["counts"]["queued"] if once
+                                            else None)
+        archiver = Archiver(spool, targets, policy=policy_from(settings),
+                            concurrency=workers, lease_seconds=settings.lease_seconds,
+                            confirm_timeout=settings.confirm_timeout,
+                            confirm_grace=settings.confirm_grace,
+                            poll_interval=settings.poll_interval, stop=stop,
+                            on_outcome=on_outcome)
+        manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                              *limits_from(settings))
+        archiver.on_tick(manifests.tick)
+        reloader = Reloader(state, archiver, targets, only_project=project,
+                            max_connections=workers,
+                            on_targets=[manifests.destinations.update])
+        reloader.requested = reload
+        if not once:
+            archiver.on_tick(reloader.tick)
+        try:
+            with operate(spool, archiver, once=once, concurrency=workers,
+                         projects={p: settings.projects[p].url for p in project_ids},
+                         poll_interval=settings.poll_interval,
+                         metrics_addr=_parsed_addr(metrics_addr)) as ops, \
+                    progress or nullcontext():
+                report = ops.report = archiver.run(once=once)
+        finally:
+            manifests.close()  # the daemon stops: seal what is open, write what is sealed
+            reloader.close()
+        waiting = [h.next_probe_at for h in spool.health.all().values()
+                   if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
+                   and h.next_probe_at is not None]
+    _print_report(out, report, min(waiting) if waiting else None)
+    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
+    # (rate limiting alone is retried on its own and is not a failure).
+    if once and (report.failed or report.expired or report.unreachable):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add run."""
-
-    @command(app, "run")
-    def run(
-        ctx: typer.Context,
-        once: Annotated[bool, typer.Option(
-            "--once", help="One pass over what is due now, then exit.")] = False,
-        concurrency: Annotated[int | None, typer.Option(
-            min=1, max=256, help="Parallel uploads (default 8, setting `concurrency`).")] = None,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Archive only this project.")] = None,
-        metrics_addr: Annotated[str | None, typer.Option(
-            "--metrics-addr", envvar="SM_METRICS_ADDR", callback=_metrics_addr_option,
-            help="Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT is loopback)."
-        )] = None,
-    ) -> None:
-        """Upload confirmed messages to their project's destination, under the retry policy.
-
-        Runs until SIGTERM/SIGINT (in-flight uploads finish, then exit 0; a second signal
-        exits at once). Example: sm run --once --concurrency 16
-        """
-        state = state_of(ctx)
-        out = state.output
-        settings = state.settings()
-        workers = concurrency or settings.concurrency
-        project_ids = [project] if project else sorted(settings.projects)
-        if project and project not in settings.projects:
-            fail(f"project {project} has no destination",
-                 hint=f"sm connect URL --project {project}")
-        if not project_ids:
-            fail("no project has a destination yet; messages wait in the spool",
-                 hint="sm connect URL --project ID")
-        targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
-                                                              max_connections=workers))
-                   for pid in project_ids]
-        stop = threading.Event()
-        reload = threading.Event()
-        with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
-            progress, on_outcome = progress_for(out, "archiving",
-                                                spool.status()["counts"]["queued"] if once
-                                                else None)
-            archiver = Archiver(spool, targets, policy=policy_from(settings),
-                                concurrency=workers, lease_seconds=settings.lease_seconds,
-                                confirm_timeout=settings.confirm_timeout,
-                                confirm_grace=settings.confirm_grace,
-                                poll_interval=settings.poll_interval, stop=stop,
-                                on_outcome=on_outcome)
-            manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                                  *limits_from(settings))
-            archiver.on_tick(manifests.tick)
-            reloader = Reloader(state, archiver, targets, only_project=project,
-                                max_connections=workers,
-                                on_targets=[manifests.destinations.update])
-            reloader.requested = reload
-            if not once:
-                archiver.on_tick(reloader.tick)
-            try:
-                with operate(spool, archiver, once=once, concurrency=workers,
-                             projects={p: settings.projects[p].url for p in project_ids},
-                             poll_interval=settings.poll_interval,
-                             metrics_addr=_parsed_addr(metrics_addr)) as ops, \
-                        progress or nullcontext():
-                    report = ops.report = archiver.run(once=once)
-            finally:
-                manifests.close()  # the daemon stops: seal what is open, write what is sealed
-                reloader.close()
-            waiting = [h.next_probe_at for h in spool.health.all().values()
-                       if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
-                       and h.next_probe_at is not None]
-        _print_report(out, report, min(waiting) if waiting else None)
-        # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
-        # (rate limiting alone is retried on its own and is not a failure).
-        if once and (report.failed or report.expired or report.unreachable):
-            raise typer.Exit(1)
+    command(app, "run")(run)
 
 
 def _metrics_addr_option(value: str | None) -> str | None:
