@@ -65,7 +65,12 @@ def progress_for(out: Any, label: str, total: int | None) -> tuple[Any, Any]:
     """A progress bar on stderr (only on a terminal) and the callback that advances it."""
     if not out.interactive:
         return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (  # only on a terminal
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+    )
 
     progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[detail]}"), console=out.stderr, transient=True)

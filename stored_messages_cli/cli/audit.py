@@ -10,6 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..config import parse_duration
+from ..evidence.audit import audit as run_audit
+from ..evidence.audit import write_report
+from ..investigate.index import parse_time_bound
 from .common import command, fail, open_project_destination, state_of
 from .options import ProjectOption, SinceOption, UntilOption
 
@@ -18,9 +22,6 @@ def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime |
     """`--since`/`--until`: RFC 3339, a UTC day, or a time ago (`7d`, `2h`); else exit 2."""
     if value is None:
         return None
-    from ..config import parse_duration
-    from ..investigate.index import parse_time_bound
-
     try:
         return parse_time_bound(value, end_of_day=end_of_day)
     except (ValueError, OverflowError) as exc:
@@ -51,9 +52,6 @@ def audit(
 
     Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
     """
-    from ..evidence.audit import audit as run_audit
-    from ..evidence.audit import write_report
-
     state = state_of(ctx)
     out = state.output
     since_at = time_option(since, end_of_day=False, name="--since")
@@ -105,7 +103,7 @@ class _AuditProgress:
     bar and a count when its size is known; transient, so only the result stays."""
 
     def __init__(self, out: Any) -> None:
-        from rich.progress import (
+        from rich.progress import (  # only on a terminal
             BarColumn,
             MofNCompleteColumn,
             Progress,

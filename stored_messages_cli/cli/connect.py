@@ -22,6 +22,7 @@ from ..setup.checks import (
     read_only_checks,
     run_checks,
 )
+from ..spool.daemons import Daemons
 from ..states import CheckStatus
 from .common import AppState, Output, checked_value, command, fail, options_for, state_of
 from .options import (
@@ -249,8 +250,6 @@ def disconnect(
 
 def _daemon_pickup(state: AppState) -> str:
     """Whether a running `sm run` will pick a config change up (it reloads on its own)."""
-    from ..spool.daemons import Daemons
-
     with state.open_spool() as spool:
         alive = [d for d in Daemons(spool).listed() if d.alive]
     if not alive:

@@ -114,7 +114,7 @@ def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, 
     if not out.interactive:
         return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
                       workers=workers)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress  # only on a terminal
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), console=out.stderr, transient=True) as bar:

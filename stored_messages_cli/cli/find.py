@@ -439,7 +439,12 @@ def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, pro
     out.info(f"Listing {destination.url} for project {project_id}…")
     if not out.interactive:
         return rebuild_index(index, destination, project_id, workers=workers)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (  # only on a terminal
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeRemainingColumn(), console=out.stderr,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ..evidence.manifest import backfill as run_backfill
+from ..evidence.manifest import limits_from
 from .command_classes import group
 from .common import command, fail, open_project_destination, state_of
 from .options import ProjectOption
@@ -20,9 +22,6 @@ def backfill(
 
     Example: sm manifest backfill --project 12345
     """
-    from ..evidence.manifest import backfill as run_backfill
-    from ..evidence.manifest import limits_from
-
     state = state_of(ctx)
     out = state.output
     settings = state.settings()

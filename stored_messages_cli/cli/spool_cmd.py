@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..spool.maintenance import backup as do_backup
+from ..spool.maintenance import prune as do_prune
+from ..spool.maintenance import vacuum as do_vacuum
 from .command_classes import group
 from .common import command, duration_option, state_of
 
@@ -36,8 +39,6 @@ def prune(
     Index rows stay (sm find, fetch and audits keep working); queued, in-flight, waiting,
     expired and failed messages are never touched. Example: sm spool prune --older-than 7d
     """
-    from ..spool.maintenance import prune as do_prune
-
     state = state_of(ctx)
     out = state.output
     with state.open_spool() as spool:
@@ -61,8 +62,6 @@ def vacuum(ctx: typer.Context) -> None:
 
     Example: sm spool prune --older-than 30d && sm spool vacuum
     """
-    from ..spool.maintenance import vacuum as do_vacuum
-
     state = state_of(ctx)
     out = state.output
     with state.open_spool() as spool:
@@ -86,8 +85,6 @@ def backup(
 
     Example: sm spool backup /var/backups/sm/spool-$(date +%F).db
     """
-    from ..spool.maintenance import backup as do_backup
-
     state = state_of(ctx)
     out = state.output
     with state.open_spool() as spool:
