@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stored_messages_cli import investigate
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
+from stored_messages_cli.investigate import find as investigate
 from stored_messages_cli.investigate.find import rebuild_index
 from stored_messages_cli.investigate.index import ArchiveIndex
 from stored_messages_cli.spool import Spool

@@ -2,9 +2,11 @@
 with metavars, and the app built from the command modules (`cli/app.py` imports this only
 when a command runs, so `sm --version` never loads Typer).
 
-Everything here goes through the extension points Typer documents: the `cls=` of the app,
-of each group and of each command (subclasses of `typer.core.TyperGroup` and
-`TyperCommand` overriding Click's public methods), `context_settings` and the root callback.
+Typer is reached through the extension points it documents: the `cls=` of the app, of each
+group and of each command (`RootGroup` here, `SmGroup` and `SmCommand` in
+`command_classes.py`: subclasses of `typer.core.TyperGroup` and `TyperCommand` overriding
+Click's public methods), `context_settings` and the root callback. No argv is rewritten
+before Typer reads it and no Typer class is replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
-import typer.core
 
 from .argv import command_word, hoist_global_options
 from .command_classes import SmGroup
