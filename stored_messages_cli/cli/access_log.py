@@ -24,9 +24,8 @@ from ..evidence.access_log import (
     select,
     write_case_copy,
 )
-from ..investigate.index import parse_time_bound
 from .common import AppState, command, fail, open_project_destination, state_of
-from .options import case_option
+from .options import case_option, time_bound
 
 
 def access_log_of(state: AppState) -> AccessLog:
@@ -153,14 +152,7 @@ def access_log(
     """
     state = state_of(ctx)
     out = state.output
-    moment = None
-    if since is not None:
-        try:
-            moment = parse_time_bound(since)
-        except (ValueError, OverflowError) as exc:
-            fail(f"invalid value for --since: {exc}", code=2,
-                 hint="sm access-log --since 2026-11-27, --since 2026-11-27T17:00:00Z or"
-                      " --since 7d")
+    moment = time_bound(since, end_of_day=False, name="--since", command="access-log")
     log = access_log_of(state)
     good: list[dict[str, Any]] = []
     for number, document in log.records():

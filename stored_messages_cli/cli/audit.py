@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from ..config import parse_duration
 from ..evidence.audit import audit as run_audit
 from ..evidence.audit import write_report
-from ..investigate.index import parse_time_bound
 from .common import command, fail, open_project_destination, state_of
-from .options import ProjectOption, SinceOption, UntilOption
-
-
-def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime | None:
-    """`--since`/`--until`: RFC 3339, a UTC day, or a time ago (`7d`, `2h`); else exit 2."""
-    if value is None:
-        return None
-    try:
-        return parse_time_bound(value, end_of_day=end_of_day)
-    except (ValueError, OverflowError) as exc:
-        try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(value.strip()))
-        except (ValueError, OverflowError):
-            fail(f"invalid value for {name}: {exc}",
-                 hint=f"sm audit {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z"
-                 f" or {name} 7d", code=2)
+from .options import ProjectOption, SinceOption, UntilOption, time_range
 
 
 def audit(
@@ -54,11 +36,7 @@ def audit(
     """
     state = state_of(ctx)
     out = state.output
-    since_at = time_option(since, end_of_day=False, name="--since")
-    until_at = time_option(until, end_of_day=True, name="--until")
-    if since_at is not None and until_at is not None and since_at > until_at:
-        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
-             hint="sm audit --since 7d --until 1d (the earlier time first)")
+    since_at, until_at = time_range(since, until, command="audit")
     projects = state.settings().projects
     if project is not None:
         state.project(project)  # raises with `Try: sm connect …` when unknown

@@ -72,7 +72,7 @@ def export_command(
     out = state.output
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
-                        limit=None)
+                        limit=None, command="export")
     filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
                          project=project, medium=medium, since=since, until=until)
     details = {"format": format, "zip": zip_output, "output": os.path.abspath(output)}

@@ -29,12 +29,9 @@ from ..investigate.index import (
     ArchiveIndex,
     FindQuery,
     IndexEntry,
-    parse_time_bound,
     sort_newest_first,
 )
 from ..message import (
-    RFC3339_RE,
-    parse_sent_at,
     recipient_hash_candidates,
 )
 from .access_log import recorded, touched_projects
@@ -52,6 +49,7 @@ from .options import (
     SinceOption,
     UntilOption,
     WorkersOption,
+    time_range,
 )
 
 FIND_COLUMNS = ["sent_at", "project", "medium", "type", "campaign", "message_id"]
@@ -63,45 +61,17 @@ def _part_option(value: str) -> str:
     return value
 
 
-def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
-    """`--since` / `--until` as an aware UTC datetime; a bad value is a one-line usage error.
-
-    Never a traceback: a time outside years 1-9999 once in UTC, a naive time, or any other
-    text gives `Error: …` and exit 2.
-    """
-    if value is None:
-        return None
-    try:
-        return parse_time_bound(value, end_of_day=end_of_day)
-    except (ValueError, OverflowError) as exc:  # InvalidMessage is a ValueError too
-        reason = str(exc)
-        if RFC3339_RE.fullmatch(value.strip()):
-            try:  # the precise reason (e.g. out of range in UTC) rather than "not a time"
-                parse_sent_at(value.strip())
-            except ValueError as precise:
-                reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
-        fail(f"invalid value for {name}: {reason}",
-             hint=f"sm find {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z or"
-                  f" {name} 7d",
-             code=2)
-
-
 def build_query(recipient: str | None, *, message_id: str | None, campaign: str | None,
                 project: str | None, medium: str | None, since: str | None,
-                until: str | None, limit: int | None) -> FindQuery:
+                until: str | None, limit: int | None, command: str = "find") -> FindQuery:
     """The FindQuery of the shared filters (find, export); bad values are usage errors."""
     if recipient is not None and not recipient.strip():
         raise typer.BadParameter("must not be empty", param_hint="--recipient")
-    query = FindQuery(
+    since_at, until_at = time_range(since, until, command=command)
+    return FindQuery(
         recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
         message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
-        since=_time_option(since, end_of_day=False, name="--since"),
-        until=_time_option(until, end_of_day=True, name="--until"),
-        limit=limit)
-    if query.since is not None and query.until is not None and query.since > query.until:
-        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
-             hint="sm find --since 7d --until 1d (the earlier time first)")
-    return query
+        since=since_at, until=until_at, limit=limit)
 
 
 def coverage_warnings(out: Output, index: ArchiveIndex, project: str | None) -> None:

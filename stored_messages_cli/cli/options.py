@@ -8,12 +8,15 @@ declared in that command's module.
 
 # No `from __future__ import annotations`: Typer evaluates the aliases when it reads them.
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from ..evidence.access_log import CASE_ID_RULE, check_case_id
-from ..message import MEDIUMS, check_message_id, normalise_reference
+from ..investigate.index import parse_time_bound
+from ..message import MEDIUMS, RFC3339_RE, check_message_id, normalise_reference, parse_sent_at
+from .common import fail
 
 
 def project_option(value: str | None) -> str | None:
@@ -61,6 +64,41 @@ def case_option(value: str | None) -> str | None:
         return check_case_id(value)
     except ValueError:
         raise typer.BadParameter(CASE_ID_RULE) from None
+
+
+def time_bound(value: str | None, *, end_of_day: bool, name: str, command: str
+               ) -> datetime | None:
+    """`--since` / `--until` of `sm COMMAND` as an aware UTC datetime (None when not given).
+
+    Never a traceback: a time outside years 1-9999 once in UTC, a naive time, or any other
+    text gives `Error: invalid value for --since: …`, a `Try:` line and exit 2.
+    """
+    if value is None:
+        return None
+    try:
+        return parse_time_bound(value, end_of_day=end_of_day)
+    except (ValueError, OverflowError) as exc:  # InvalidMessage is a ValueError too
+        reason = str(exc)
+        if RFC3339_RE.fullmatch(value.strip()):
+            try:  # the precise reason (e.g. out of range in UTC) rather than "not a time"
+                parse_sent_at(value.strip())
+            except ValueError as precise:
+                reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
+        fail(f"invalid value for {name}: {reason}",
+             hint=f"sm {command} {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z"
+                  f" or {name} 7d",
+             code=2)
+
+
+def time_range(since: str | None, until: str | None, *, command: str
+               ) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` of `sm COMMAND`; an empty range is a usage error too."""
+    since_at = time_bound(since, end_of_day=False, name="--since", command=command)
+    until_at = time_bound(until, end_of_day=True, name="--until", command=command)
+    if since_at is not None and until_at is not None and since_at > until_at:
+        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
+             hint=f"sm {command} --since 7d --until 1d (the earlier time first)")
+    return since_at, until_at
 
 
 # ----------------------------------------------------------------- which messages
