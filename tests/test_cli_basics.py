@@ -78,3 +78,28 @@ def test_global_options_and_version() -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["archive-everything"])
     assert result.exit_code == 2
+
+
+def test_the_command_table_is_what_the_modules_register() -> None:
+    from stored_messages_cli.cli.app import COMMANDS
+
+    assert set(typer.main.get_command(app).commands) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("table", [
+    {"status": "status", "statistics": "status"},  # a command the module does not register
+    {},                                             # a registered command not in the table
+], ids=["missing from the module", "missing from the table"])
+def test_building_the_app_fails_when_table_and_module_disagree(table) -> None:
+    from stored_messages_cli.cli.root import build_app
+
+    with pytest.raises(RuntimeError, match="command table"):
+        build_app(["status"], table)
+
+
+def test_a_call_imports_only_the_module_of_its_command() -> None:
+    from stored_messages_cli.cli.app import module_for
+
+    assert module_for(["--home", "/tmp/x", "fetch", "abc"]) == "find"
+    assert module_for(["--json", "spool", "prune"]) == "spool_cmd"
+    assert module_for(["--help"]) is None

@@ -223,7 +223,7 @@ def test_run_once_exits_1_when_the_pass_ends_unreachable(
 
 
 def test_recovery_probes_come_from_the_settings(cli, sm_home: Path, monkeypatch) -> None:
-    from stored_messages_cli.cli.run import policy_from
+    from stored_messages_cli.cli.archiving import policy_from
     from stored_messages_cli.config.settings import load_settings
 
     sm_home.mkdir(parents=True, exist_ok=True)

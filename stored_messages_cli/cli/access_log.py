@@ -15,33 +15,17 @@ import typer
 
 from ..errors import SmError
 from ..evidence.access_log import (
-    CASE_ID_RULE,
     ERROR,
     OK,
     AccessLog,
     AccessRecord,
-    check_case_id,
     redact,
     result_of,
     select,
     write_case_copy,
 )
-from ..investigate.index import parse_time_bound
 from .common import AppState, command, fail, open_project_destination, state_of
-
-
-def case_option(value: str | None) -> str | None:
-    """`--case ID`: a case id that can name a key folder and a file."""
-    if value is None:
-        return None
-    try:
-        return check_case_id(value)
-    except ValueError:
-        raise typer.BadParameter(CASE_ID_RULE) from None
-
-
-CASE_HELP = ("A case id: the access is also recorded, create-only, in the bucket under"
-             " _sm/access/ID/.")
+from .options import case_option, time_bound
 
 
 def access_log_of(state: AppState) -> AccessLog:
@@ -152,51 +136,45 @@ def _what(record: dict[str, Any]) -> str:
     return f"{count} message(s)"
 
 
+def access_log(
+    ctx: typer.Context,
+    case: Annotated[str | None, typer.Option(
+        "--case", callback=case_option, help="Only the accesses of this case.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only accesses at or after: RFC 3339, a date (UTC) or a time ago (7d).")
+    ] = None,
+) -> None:
+    """List the access log: who read which messages of the archive, when, and why.
+
+    Every sm fetch, show, export and find --remote adds a line (JSON Lines in
+    SM_HOME/access.log); --json prints them as one array.
+    Example: sm access-log --case DISPUTE-88
+    """
+    state = state_of(ctx)
+    out = state.output
+    moment = time_bound(since, end_of_day=False, name="--since", command="access-log")
+    log = access_log_of(state)
+    good: list[dict[str, Any]] = []
+    for number, document in log.records():
+        if document is None:
+            out.warn(f"{log.path} line {number} is not a JSON object; it was skipped")
+        else:
+            good.append(document)
+    chosen = select(good, case_id=case, since=moment)
+    if out.json_mode:
+        out.emit_json(chosen)
+        return
+    if chosen:
+        out.table(None, ACCESS_COLUMNS, [
+            [r.get("time"), r.get("user"), r.get("host"), r.get("command"),
+             r.get("case_id") or "-", _what(r), _result_cell(r)] for r in chosen])
+    out.info(f"{len(chosen)} access(es)" if chosen else "No access recorded"
+             + (f" for case {case}" if case else "") + ".")
+
+
 def register(app: typer.Typer) -> None:
     """Add `sm access-log`."""
-
-    @command(app, "access-log")
-    def access_log(
-        ctx: typer.Context,
-        case: Annotated[str | None, typer.Option(
-            "--case", callback=case_option, help="Only the accesses of this case.")] = None,
-        since: Annotated[str | None, typer.Option(
-            help="Only accesses at or after: RFC 3339, a date (UTC) or a time ago (7d).")
-        ] = None,
-    ) -> None:
-        """List the access log: who read which messages of the archive, when, and why.
-
-        Every sm fetch, show, export and find --remote adds a line (JSON Lines in
-        SM_HOME/access.log); --json prints them as one array.
-        Example: sm access-log --case DISPUTE-88
-        """
-        state = state_of(ctx)
-        out = state.output
-        moment = None
-        if since is not None:
-            try:
-                moment = parse_time_bound(since)
-            except (ValueError, OverflowError) as exc:
-                fail(f"invalid value for --since: {exc}", code=2,
-                     hint="sm access-log --since 2026-11-27, --since 2026-11-27T17:00:00Z or"
-                          " --since 7d")
-        log = access_log_of(state)
-        good: list[dict[str, Any]] = []
-        for number, document in log.records():
-            if document is None:
-                out.warn(f"{log.path} line {number} is not a JSON object; it was skipped")
-            else:
-                good.append(document)
-        chosen = select(good, case_id=case, since=moment)
-        if out.json_mode:
-            out.emit_json(chosen)
-            return
-        if chosen:
-            out.table(None, ACCESS_COLUMNS, [
-                [r.get("time"), r.get("user"), r.get("host"), r.get("command"),
-                 r.get("case_id") or "-", _what(r), _result_cell(r)] for r in chosen])
-        out.info(f"{len(chosen)} access(es)" if chosen else "No access recorded"
-                 + (f" for case {case}" if case else "") + ".")
+    command(app, "access-log")(access_log)
 
 
 def _result_cell(record: dict[str, Any]) -> str:

@@ -1,21 +1,22 @@
-"""The `sm` command: global options, then one module per command group."""
+"""The `sm` command: the command table and `main()`; global options and the Typer app are in
+`cli/root.py`, each command in its own module."""
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .argv import command_word
+
 if TYPE_CHECKING:
     import typer
 
-# The modules that register commands, and which one registers each command name: a call
-# imports only the module it needs, so `sm status` never pays for the cloud and find code.
-COMMAND_MODULES: tuple[str, ...] = (
-    "connect", "ingest", "run", "status", "replay", "verify", "bucket", "find", "audit",
-    "spool_cmd", "manifest", "show", "export", "access_log")
-MODULE_OF_COMMAND: dict[str, str] = {
+# Every command and group of `sm`, and the module that registers it: the one table. A call
+# imports only the module it needs, so `sm status` never pays for the cloud and find code;
+# building the app checks that each module registers exactly its commands here. `sm --help`
+# lists them in this order (commands, then groups).
+COMMANDS: dict[str, str] = {
     "connect": "connect", "disconnect": "connect", "destinations": "connect",
     "ingest": "ingest", "run": "run", "status": "status", "replay": "replay",
     "verify": "verify", "policy": "verify", "bucket": "bucket",
@@ -23,29 +24,20 @@ MODULE_OF_COMMAND: dict[str, str] = {
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
     "export": "export", "access-log": "access_log",
 }
-_GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--home", "--spool", "--log-format"})
-_GLOBAL_SWITCHES = frozenset({"--json", "--verbose", "--quiet", "-v", "-q"})
-_COUNTED_CLUSTER = re.compile(r"-[vq]{2,}")
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 def build_app(modules: Sequence[str] = COMMAND_MODULES) -> typer.Typer:
     """The `sm` Typer app with the commands of `modules` registered (`cli/root.py`)."""
-    from .root import build_app as build
+    from .root import build_app as build  # start-up: `sm --version` loads no Typer
 
-    return build(modules)
+    return build(modules, COMMANDS)
 
 
 def module_for(argv: Sequence[str]) -> str | None:
     """The module registering the command named in `argv`, or None (help, unknown…)."""
-    expects_value = False
-    for token in argv:
-        if expects_value:
-            expects_value = False
-        elif token in _GLOBAL_OPTIONS_WITH_VALUE:
-            expects_value = True
-        elif not token.startswith("-"):
-            return MODULE_OF_COMMAND.get(token)
-    return None
+    word = command_word(argv)
+    return None if word is None else COMMANDS.get(word)
 
 
 def __getattr__(name: str) -> typer.Typer:
@@ -59,7 +51,7 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console-script entry point."""
     if sys.argv[1:] == ["--version"]:  # answered before any command module is imported
-        from .. import __version__
+        from .. import __version__  # start-up: importlib.metadata only when asked
 
         sys.stdout.write(f"sm {__version__}\n")
         return

@@ -3,100 +3,71 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from ..evidence.audit import audit as run_audit
+from ..evidence.audit import write_report
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
+from .options import ProjectOption, SinceOption, UntilOption, time_range
 
 
-def time_option(value: str | None, *, end_of_day: bool, name: str) -> datetime | None:
-    """`--since`/`--until`: RFC 3339, a UTC day, or a time ago (`7d`, `2h`); else exit 2."""
-    if value is None:
-        return None
-    from ..config import parse_duration
-    from ..investigate.index import parse_time_bound
+def audit(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    deep: Annotated[bool, typer.Option(
+        "--deep", help="Download and re-hash every stored object.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", file_okay=False, help="Write an evidence bundle with verify.sh here.")
+    ] = None,
+) -> None:
+    """Prove the archive complete: the manifest chain, the bucket and the spool agree.
 
+    Checks every manifest segment is present and chained, every stored message's object is
+    in the bucket (with --deep: unaltered), no object is outside the manifests, and no
+    archived message of the spool is missing from them. Exit 1 on any finding.
+
+    Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
+    """
+    state = state_of(ctx)
+    out = state.output
+    since_at, until_at = time_range(since, until, command="audit")
+    projects = state.settings().projects
+    if project is not None:
+        state.project(project)  # raises with `Try: sm connect …` when unknown
+        chosen = [project]
+    else:
+        chosen = sorted(projects)
+    if not chosen:
+        fail("no project has a destination yet; nothing to audit",
+             hint="sm connect URL --project ID")
+    destinations = {pid: open_project_destination(state, pid) for pid in chosen}
     try:
-        return parse_time_bound(value, end_of_day=end_of_day)
-    except (ValueError, OverflowError) as exc:
-        try:
-            return datetime.now(UTC) - timedelta(seconds=parse_duration(value.strip()))
-        except (ValueError, OverflowError):
-            fail(f"invalid value for {name}: {exc}",
-                 hint=f"sm audit {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z"
-                 f" or {name} 7d", code=2)
+        with state.open_spool() as spool, progress_for(out) as progress:
+            result = run_audit(spool, destinations, since=since_at, until=until_at,
+                               deep=deep, progress=progress)
+    finally:
+        for destination in destinations.values():
+            destination.close()
+    if report is not None:
+        write_report(result, report)
+    document = result.as_dict()
+    if out.json_mode:
+        out.emit_json(document)
+    else:
+        _print(out, document, report)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add audit."""
-
-    @command(app, "audit")
-    def audit(
-        ctx: typer.Context,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Audit this project only (default: every project).")] = None,
-        since: Annotated[str | None, typer.Option(
-            help="Only messages sent at or after this time (RFC 3339, a UTC day, or 7d).")
-        ] = None,
-        until: Annotated[str | None, typer.Option(
-            help="Only messages sent at or before this time (a day includes all of it).")
-        ] = None,
-        deep: Annotated[bool, typer.Option(
-            "--deep", help="Download and re-hash every stored object.")] = False,
-        report: Annotated[Path | None, typer.Option(
-            "--report", file_okay=False, help="Write an evidence bundle with verify.sh here.")
-        ] = None,
-    ) -> None:
-        """Prove the archive complete: the manifest chain, the bucket and the spool agree.
-
-        Checks every manifest segment is present and chained, every stored message's object is
-        in the bucket (with --deep: unaltered), no object is outside the manifests, and no
-        archived message of the spool is missing from them. Exit 1 on any finding.
-
-        Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
-        """
-        from ..evidence.audit import audit as run_audit
-        from ..evidence.audit import write_report
-
-        state = state_of(ctx)
-        out = state.output
-        since_at = time_option(since, end_of_day=False, name="--since")
-        until_at = time_option(until, end_of_day=True, name="--until")
-        if since_at is not None and until_at is not None and since_at > until_at:
-            fail(f"--since {since} is after --until {until}: the range is empty", code=2,
-                 hint="sm audit --since 7d --until 1d (the earlier time first)")
-        projects = state.settings().projects
-        if project is not None:
-            state.project(project)  # raises with `Try: sm connect …` when unknown
-            chosen = [project]
-        else:
-            chosen = sorted(projects)
-        if not chosen:
-            fail("no project has a destination yet; nothing to audit",
-                 hint="sm connect URL --project ID")
-        destinations = {pid: open_project_destination(state, pid) for pid in chosen}
-        try:
-            with state.open_spool() as spool, progress_for(out) as progress:
-                result = run_audit(spool, destinations, since=since_at, until=until_at,
-                                   deep=deep, progress=progress)
-        finally:
-            for destination in destinations.values():
-                destination.close()
-        if report is not None:
-            write_report(result, report)
-        document = result.as_dict()
-        if out.json_mode:
-            out.emit_json(document)
-        else:
-            _print(out, document, report)
-        if not result.ok:
-            raise typer.Exit(1)
+    command(app, "audit")(audit)
 
 
 def progress_for(out: Any) -> Any:
@@ -110,7 +81,7 @@ class _AuditProgress:
     bar and a count when its size is known; transient, so only the result stays."""
 
     def __init__(self, out: Any) -> None:
-        from rich.progress import (
+        from rich.progress import (  # only on a terminal
             BarColumn,
             MofNCompleteColumn,
             Progress,

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from ..config import Paths, SavedDestinationOptions
+from ..config import Paths, SavedDestinationOptions, parse_duration
 from ..errors import ConfigError, SmError
 from ..ops.logs import JsonLogFormatter, TextLogFormatter
+from .command_classes import SmCommand
 
 # Rich, pydantic (the settings), the destinations and the spool are imported where used: a
 # command pays only for what it touches (`sm --json status` never loads Rich).
@@ -47,7 +48,7 @@ class Output:
     def stdout(self) -> Console:
         """The Rich console on stdout."""
         if self._stdout is None:
-            from rich.console import Console
+            from rich.console import Console  # start-up: `sm --json status` loads no Rich
 
             self._stdout = Console(soft_wrap=True)
         return self._stdout
@@ -56,7 +57,7 @@ class Output:
     def stderr(self) -> Console:
         """The Rich console on stderr."""
         if self._stderr is None:
-            from rich.console import Console
+            from rich.console import Console  # start-up: `sm --json status` loads no Rich
 
             self._stderr = Console(stderr=True, soft_wrap=True)
         return self._stderr
@@ -84,7 +85,7 @@ class Output:
 
     def warn(self, message: str) -> None:
         """A warning on stderr (always shown; the message printed literally)."""
-        from rich.text import Text
+        from rich.text import Text  # start-up: `sm --json status` loads no Rich
 
         self.stderr.print(Text.assemble(("Warning:", "yellow"), " ", message), highlight=False)
 
@@ -101,7 +102,7 @@ class Output:
         URLs, codes people copy) are never cut or wrapped: on a narrow terminal the other
         columns wrap instead, and in a pipe every row is one line, however long.
         """
-        from rich.table import Table
+        from rich.table import Table  # start-up: `sm --json status` loads no Rich
         from rich.text import Text
 
         keep = whole if whole is not None else frozenset(
@@ -160,14 +161,14 @@ class AppState:
     def settings(self) -> Settings:
         """The settings and destinations (read once)."""
         if self._settings is None:
-            from ..config.settings import load_settings
+            from ..config.settings import load_settings  # start-up: pydantic when read
 
             self._settings = load_settings(self.paths.config_file)
         return self._settings
 
     def open_spool(self) -> Spool:
         """The spool of this home (or of --spool, SM_SPOOL_URL, spool_url)."""
-        from ..spool import Spool
+        from ..spool import Spool  # start-up: only commands that open the spool load it
 
         return Spool.open(self.spool, home=self.home)
 
@@ -196,7 +197,7 @@ def options_for(destination: ProjectDestination, *, max_connections: int = 10
                 ) -> DestinationOptions:
     """Destination options from a saved project destination: every saved option (the
     fields of `SavedDestinationOptions`) and this run's connection count."""
-    from ..destinations import DestinationOptions
+    from ..destinations import DestinationOptions  # start-up: `sm status` opens none
 
     saved = {option.name: getattr(destination, option.name)
              for option in fields(SavedDestinationOptions)}
@@ -210,7 +211,7 @@ def open_project_destination(state: AppState, project_id: str, *, max_connection
     saved = state.project(project_id)
     if for_writing:
         refuse_read_only(project_id, saved)
-    from ..destinations import open_destination
+    from ..destinations import open_destination  # start-up: `sm status` opens none
 
     return open_destination(saved.url, options_for(saved, max_connections=max_connections))
 
@@ -228,8 +229,6 @@ def refuse_read_only(project_id: str, saved: ProjectDestination) -> None:
 def duration_option(value: Any) -> float:
     """A `--max-age` / `--older-than` value (`90`, `15m`, `8h`, `7d`) in seconds; a usage
     error (exit 2) unless it is a duration of more than zero."""
-    from ..config import parse_duration
-
     if isinstance(value, float):
         return value
     try:
@@ -252,7 +251,7 @@ def state_of(ctx: typer.Context) -> AppState:
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print `Error: …` (and `Try: …`) on stderr and exit."""
-    from rich.console import Console
+    from rich.console import Console  # start-up: `sm --json status` loads no Rich
     from rich.text import Text
 
     console = Console(stderr=True, soft_wrap=True)
@@ -333,6 +332,6 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Any:
             except SmError as exc:
                 report_error(exc)
 
-        return app.command(name, **kwargs)(wrapper)
+        return app.command(name, cls=SmCommand, **kwargs)(wrapper)
 
     return decorate

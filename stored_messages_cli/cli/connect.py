@@ -10,9 +10,10 @@ from rich.text import Text
 from ..config.projects import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
+from ..destinations.file import ensure_folder
 from ..destinations.names import check_destination_url
 from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
-from ..message import MEDIUMS, normalise_reference
+from ..message import MEDIUMS
 from ..setup.checks import (
     accept_failures,
     as_documents,
@@ -21,29 +22,22 @@ from ..setup.checks import (
     read_only_checks,
     run_checks,
 )
+from ..spool.daemons import Daemons
+from ..states import CheckStatus
 from .common import AppState, Output, checked_value, command, fail, options_for, state_of
+from .options import (
+    AllowInsecureOption,
+    EndpointUrlOption,
+    ExpectedOwnerOption,
+    ExternalIdOption,
+    ProfileOption,
+    ProjectIdOption,
+    RegionOption,
+    RoleArnOption,
+)
 
-# Endpoint and credential options shared by `sm connect` and `sm bucket create`.
-EndpointUrlOption = Annotated[str | None, typer.Option(help="S3-compatible endpoint (https).")]
-ProfileOption = Annotated[str | None, typer.Option(help="AWS profile to use.")]
-RoleArnOption = Annotated[str | None, typer.Option(help="IAM role to assume.")]
-ExternalIdOption = Annotated[str | None, typer.Option(help="External id for --role-arn.")]
-ExpectedOwnerOption = Annotated[str | None, typer.Option(
-    help="Account that must own the bucket (default: the account in --role-arn).")]
-AllowInsecureOption = Annotated[bool, typer.Option(
-    "--allow-insecure-endpoint",
-    help="Allow a plain-http endpoint on a loopback address (test servers).")]
-
-
-CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
-
-
-def project_option(value: str) -> str:
-    """Validate a --project value like the ingest rule does."""
-    try:
-        return normalise_reference("project_id", value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+CHECK_STYLE: dict[str, str] = {
+    CheckStatus.PASS: "green", CheckStatus.WARN: "yellow", CheckStatus.FAIL: "red"}
 
 
 def destination_url(command: str, then: str = "", **rules: Any) -> Any:
@@ -93,186 +87,209 @@ def print_checks(out: Output, checks: list[Check], title: str) -> None:
                for c in checks])
 
 
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(
+        callback=destination_url("sm connect", " --project ID"),
+        help="s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH/")],
+    project: ProjectIdOption,
+    medium: Annotated[list[str] | None, typer.Option(
+        "--medium", metavar="|".join(MEDIUMS),
+        help="Archive only this medium (repeatable; default all).")] = None,
+    endpoint_url: EndpointUrlOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    role_arn: RoleArnOption = None,
+    external_id: ExternalIdOption = None,
+    expected_owner: ExpectedOwnerOption = None,
+    retention_days: Annotated[int | None, typer.Option(
+        min=1, help="Object-lock retention for every object, in days.")] = None,
+    retention_mode: Annotated[str | None, typer.Option(
+        metavar="|".join(RETENTION_MODES),
+        help="Object-lock mode (with --retention-days; default governance).")] = None,
+    account_url: Annotated[str | None, typer.Option(
+        help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
+    allow_insecure_endpoint: AllowInsecureOption = False,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="For investigators: check list and read only (no test"
+        " write) and save the destination read-only; sm run refuses it.")] = False,
+    accept_failed_check: Annotated[list[str] | None, typer.Option(
+        "--accept-failed-check", help="Save even though this safety check failed (e.g."
+        " public_access); recorded in config.toml and shown by destinations and verify."
+        " Repeatable.")] = None,
+) -> None:
+    """Verify a destination, then save it as the project's one destination.
+
+    Writes, reads back and deletes (under object lock: keeps) a test object under
+    PREFIX/_sm/, and checks the bucket's safety settings; nothing is saved unless the
+    bucket can take the archive and every safety check passes (or is accepted by name
+    with --accept-failed-check). With --read-only nothing is written: sm lists and reads.
+
+    Example: sm connect s3://acme-archive/messages/ --project 12345
+    --expected-owner 111122223333
+    """
+    state = state_of(ctx)
+    out = state.output
+    mediums, expected_owner, accepted = _checked_choices(
+        medium, retention_days=retention_days, retention_mode=retention_mode,
+        role_arn=role_arn, external_id=external_id, expected_owner=expected_owner,
+        accept_failed_check=accept_failed_check, read_only=read_only)
+    scheme = split_url(url)[0]
+    if scheme == "file":
+        ensure_folder(url)
+    saved = ProjectDestination(
+        url=url, mediums=mediums, endpoint_url=endpoint_url, region=region, profile=profile,
+        role_arn=role_arn, external_id=external_id, expected_owner=expected_owner,
+        retention_days=retention_days,
+        retention_mode=(retention_mode or "governance") if retention_days else None,
+        account_url=account_url, allow_insecure_endpoint=allow_insecure_endpoint,
+        read_only=read_only,
+    )
+    saved, checks = _checked_destination(out, saved)
+    refusal = blocking_failure(checks, accepted)
+    waived = [c.name for c in checks if c.status == CheckStatus.FAIL and c.name in accepted]
+    shown = accept_failures(checks, accepted)
+    if out.json_mode:
+        document = {"project_id": project, "url": saved.url, "mediums": mediums,
+                    "saved": refusal is None, "read_only": read_only,
+                    "accepted_failed_checks": waived if refusal is None else [],
+                    "checks": as_documents(shown)}
+        out.emit_json(document)
+    else:
+        print_checks(out, shown, f"Checks for {saved.url}")
+    if refusal is not None:
+        fail(f"{saved.url} failed the {refusal.name} check: {refusal.detail};"
+             " nothing was saved", hint=_refusal_hint(refusal, saved.url, scheme))
+    _save(state, project, saved.model_copy(update={"accepted_failed_checks": waived}))
+
+
+def _checked_destination(out: Output, saved: ProjectDestination
+                         ) -> tuple[ProjectDestination, list[Check]]:
+    """`saved` with the URL as the destination spells it, and the checks run on it."""
+    destination = open_destination(saved.url, options_for(saved))
+    try:
+        out.info(f"Checking {destination.url} …" + (" (read-only)" if saved.read_only else ""))
+        return saved.model_copy(update={"url": destination.url}), (
+            read_only_checks(destination) if saved.read_only else
+            run_checks(destination, keep_test_object=bool(saved.retention_days)))
+    finally:
+        destination.close()
+
+
+def _checked_choices(medium: list[str] | None, *, retention_days: int | None,
+                     retention_mode: str | None, role_arn: str | None,
+                     external_id: str | None, expected_owner: str | None,
+                     accept_failed_check: list[str] | None, read_only: bool
+                     ) -> tuple[list[str], str | None, list[str]]:
+    """The mediums, the expected owner and the accepted failed checks `sm connect` saves,
+    after refusing, as usage errors, the choices that cannot go together."""
+    mediums = list(dict.fromkeys(medium or MEDIUMS))
+    for item in mediums:
+        if item not in MEDIUMS:
+            raise typer.BadParameter(f"{item!r}: use email, sms or push",
+                                     param_hint="--medium")
+    if retention_mode and not retention_days:
+        raise typer.BadParameter("needs --retention-days", param_hint="--retention-mode")
+    if retention_mode and retention_mode not in RETENTION_MODES:
+        raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
+    owner = check_identity_options(role_arn, external_id, expected_owner)
+    accepted = list(dict.fromkeys(accept_failed_check or []))
+    for name in accepted:
+        if not can_be_accepted(name):
+            raise typer.BadParameter(f"{name!r} cannot be accepted: without it the archive"
+                                     " cannot be written, read or kept",
+                                     param_hint="--accept-failed-check")
+    if read_only and retention_days:
+        raise typer.BadParameter("a read-only destination writes nothing to retain",
+                                 param_hint="--retention-days")
+    return mediums, owner, accepted
+
+
+def _save(state: AppState, project: str, saved: ProjectDestination) -> None:
+    """Save the checked destination and say what changed (and what stays where it was)."""
+    out = state.output
+    previous = state.settings().projects.get(project)
+    state.save_project(project, saved)
+    for name in saved.accepted_failed_checks:
+        out.warn(f"saved although the {name} check failed (accepted with"
+                 f" --accept-failed-check {name}; recorded in config.toml, shown by sm"
+                 " destinations and sm verify)")
+    verb = ("reads (read-only)" if saved.read_only
+            else "archives " + ", ".join(saved.mediums) + " to")
+    out.info(f"Project {project} now {verb} {saved.url}")
+    if previous is not None and previous.url != saved.url:
+        out.warn(f"objects archived before stay in {previous.url}; the local index still"
+                 " lists them (sm find). To read them, connect that URL read-only under"
+                 " another home: sm --home DIR connect"
+                 f" {previous.url} --project {project} --read-only")
+    out.info(_daemon_pickup(state))
+
+
+def disconnect(
+    ctx: typer.Context,
+    project: ProjectIdOption,
+) -> None:
+    """Remove a project's destination; its messages stay in the spool.
+
+    Example: sm disconnect --project 12345
+    """
+    state = state_of(ctx)
+    known = project in state.settings().projects
+    if known:
+        state.save_project(project, None)
+        with state.open_spool() as spool:
+            spool.health.forget(project)
+    if state.output.json_mode:
+        state.output.emit_json({"project_id": project, "removed": known})
+    elif known:
+        state.output.info(f"Project {project} has no destination now; its messages wait"
+                          " in the spool until you connect one.")
+        state.output.info(_daemon_pickup(state))
+    else:
+        state.output.info(f"Project {project} had no destination; nothing to do.")
+
+def _daemon_pickup(state: AppState) -> str:
+    """Whether a running `sm run` will pick a config change up (it reloads on its own)."""
+    with state.open_spool() as spool:
+        alive = [d for d in Daemons(spool).listed() if d.alive]
+    if not alive:
+        return "No sm run is running on this spool: start one with `sm run`."
+    who = ", ".join(f"pid {d.pid} on {d.host}" for d in alive)
+    return f"The running sm run ({who}) picks this up within a few seconds."
+
+def destinations(ctx: typer.Context) -> None:
+    """List projects, their destination and archived mediums.
+
+    Example: sm destinations --json
+    """
+    state = state_of(ctx)
+    projects = state.settings().projects
+    rows: list[dict[str, Any]] = [{"project_id": pid, "url": d.url, "mediums": d.mediums,
+             "endpoint_url": d.endpoint_url, "retention_days": d.retention_days,
+             "read_only": d.read_only,
+             "accepted_failed_checks": list(d.accepted_failed_checks)}
+            for pid, d in sorted(projects.items())]
+    if state.output.json_mode:
+        state.output.emit_json(rows)
+        return
+    if not rows:
+        state.output.info("No destinations yet. Try: sm connect URL --project ID")
+        return
+    state.output.table(None, ["project", "destination", "mediums", "warnings"],
+                       [[r["project_id"], r["url"],
+                         "read-only" if r["read_only"] else ", ".join(r["mediums"]),
+                         _warnings(r["accepted_failed_checks"])] for r in rows])
+    for r in rows:
+        for name in r["accepted_failed_checks"]:
+            state.output.warn(f"project {r['project_id']}: the {name} check failed and"
+                              " was accepted on connect; fix it, then run sm verify")
+
+
 def register(app: typer.Typer) -> None:
     """Add connect, disconnect and destinations."""
-
-    @command(app, "connect")
-    def connect(
-        ctx: typer.Context,
-        url: Annotated[str, typer.Argument(
-            callback=destination_url("sm connect", " --project ID"),
-            help="s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH/")],
-        project: Annotated[str, typer.Option("--project", callback=project_option,
-                                             help="Project id whose messages go there.")],
-        medium: Annotated[list[str] | None, typer.Option(
-            "--medium", metavar="|".join(MEDIUMS),
-            help="Archive only this medium (repeatable; default all).")] = None,
-        endpoint_url: EndpointUrlOption = None,
-        region: Annotated[str | None, typer.Option(help="Bucket region.")] = None,
-        profile: ProfileOption = None,
-        role_arn: RoleArnOption = None,
-        external_id: ExternalIdOption = None,
-        expected_owner: ExpectedOwnerOption = None,
-        retention_days: Annotated[int | None, typer.Option(
-            min=1, help="Object-lock retention for every object, in days.")] = None,
-        retention_mode: Annotated[str | None, typer.Option(
-            metavar="|".join(RETENTION_MODES),
-            help="Object-lock mode (with --retention-days; default governance).")] = None,
-        account_url: Annotated[str | None, typer.Option(
-            help="Azure account URL, https://ACCOUNT.blob.core.windows.net.")] = None,
-        allow_insecure_endpoint: AllowInsecureOption = False,
-        read_only: Annotated[bool, typer.Option(
-            "--read-only", help="For investigators: check list and read only (no test"
-            " write) and save the destination read-only; sm run refuses it.")] = False,
-        accept_failed_check: Annotated[list[str] | None, typer.Option(
-            "--accept-failed-check", help="Save even though this safety check failed (e.g."
-            " public_access); recorded in config.toml and shown by destinations and verify."
-            " Repeatable.")] = None,
-    ) -> None:
-        """Verify a destination, then save it as the project's one destination.
-
-        Writes, reads back and deletes (under object lock: keeps) a test object under
-        PREFIX/_sm/, and checks the bucket's safety settings; nothing is saved unless the
-        bucket can take the archive and every safety check passes (or is accepted by name
-        with --accept-failed-check). With --read-only nothing is written: sm lists and reads.
-
-        Example: sm connect s3://acme-archive/messages/ --project 12345
-        --expected-owner 111122223333
-        """
-        state = state_of(ctx)
-        out = state.output
-        mediums = list(dict.fromkeys(medium or MEDIUMS))
-        for item in mediums:
-            if item not in MEDIUMS:
-                raise typer.BadParameter(f"{item!r}: use email, sms or push",
-                                         param_hint="--medium")
-        if retention_mode and not retention_days:
-            raise typer.BadParameter("needs --retention-days", param_hint="--retention-mode")
-        if retention_mode and retention_mode not in RETENTION_MODES:
-            raise typer.BadParameter("use governance or compliance", param_hint="--retention-mode")
-        expected_owner = check_identity_options(role_arn, external_id, expected_owner)
-        accepted = list(dict.fromkeys(accept_failed_check or []))
-        for name in accepted:
-            if not can_be_accepted(name):
-                raise typer.BadParameter(f"{name!r} cannot be accepted: without it the archive"
-                                         " cannot be written, read or kept",
-                                         param_hint="--accept-failed-check")
-        if read_only and retention_days:
-            raise typer.BadParameter("a read-only destination writes nothing to retain",
-                                     param_hint="--retention-days")
-        scheme = split_url(url)[0]
-        if scheme == "file":
-            from ..destinations.file import ensure_folder
-
-            ensure_folder(url)
-        saved = ProjectDestination(
-            url=url, mediums=mediums, endpoint_url=endpoint_url, region=region, profile=profile,
-            role_arn=role_arn, external_id=external_id, expected_owner=expected_owner,
-            retention_days=retention_days,
-            retention_mode=(retention_mode or "governance") if retention_days else None,
-            account_url=account_url, allow_insecure_endpoint=allow_insecure_endpoint,
-            read_only=read_only,
-        )
-        destination = open_destination(url, options_for(saved))
-        saved = saved.model_copy(update={"url": destination.url})
-        try:
-            out.info(f"Checking {destination.url} …" + (" (read-only)" if read_only else ""))
-            checks = (read_only_checks(destination) if read_only else
-                      run_checks(destination, keep_test_object=bool(retention_days)))
-        finally:
-            destination.close()
-        refusal = blocking_failure(checks, accepted)
-        waived = [c.name for c in checks if c.status == "fail" and c.name in accepted]
-        shown = accept_failures(checks, accepted)
-        if out.json_mode:
-            document = {"project_id": project, "url": destination.url, "mediums": mediums,
-                        "saved": refusal is None, "read_only": read_only,
-                        "accepted_failed_checks": waived if refusal is None else [],
-                        "checks": as_documents(shown)}
-            out.emit_json(document)
-        else:
-            print_checks(out, shown, f"Checks for {destination.url}")
-        if refusal is not None:
-            fail(f"{destination.url} failed the {refusal.name} check: {refusal.detail};"
-                 " nothing was saved", hint=_refusal_hint(refusal, destination.url, scheme))
-        previous = state.settings().projects.get(project)
-        state.save_project(project, saved.model_copy(update={"accepted_failed_checks": waived}))
-        for name in waived:
-            out.warn(f"saved although the {name} check failed (accepted with"
-                     f" --accept-failed-check {name}; recorded in config.toml, shown by sm"
-                     " destinations and sm verify)")
-        verb = "reads (read-only)" if read_only else "archives " + ", ".join(mediums) + " to"
-        out.info(f"Project {project} now {verb} {destination.url}")
-        if previous is not None and previous.url != destination.url:
-            out.warn(f"objects archived before stay in {previous.url}; the local index still"
-                     " lists them (sm find). To read them, connect that URL read-only under"
-                     " another home: sm --home DIR connect"
-                     f" {previous.url} --project {project} --read-only")
-        out.info(_daemon_pickup(state))
-
-    @command(app, "disconnect")
-    def disconnect(
-        ctx: typer.Context,
-        project: Annotated[str, typer.Option("--project", callback=project_option,
-                                             help="Project whose destination to remove.")],
-    ) -> None:
-        """Remove a project's destination; its messages stay in the spool.
-
-        Example: sm disconnect --project 12345
-        """
-        state = state_of(ctx)
-        known = project in state.settings().projects
-        if known:
-            state.save_project(project, None)
-            with state.open_spool() as spool:
-                spool.health.forget(project)
-        if state.output.json_mode:
-            state.output.emit_json({"project_id": project, "removed": known})
-        elif known:
-            state.output.info(f"Project {project} has no destination now; its messages wait"
-                              " in the spool until you connect one.")
-            state.output.info(_daemon_pickup(state))
-        else:
-            state.output.info(f"Project {project} had no destination; nothing to do.")
-
-    def _daemon_pickup(state: AppState) -> str:
-        """Whether a running `sm run` will pick a config change up (it reloads on its own)."""
-        from ..spool.daemons import Daemons
-
-        with state.open_spool() as spool:
-            alive = [d for d in Daemons(spool).listed() if d.alive]
-        if not alive:
-            return "No sm run is running on this spool: start one with `sm run`."
-        who = ", ".join(f"pid {d.pid} on {d.host}" for d in alive)
-        return f"The running sm run ({who}) picks this up within a few seconds."
-
-    @command(app, "destinations")
-    def destinations(ctx: typer.Context) -> None:
-        """List projects, their destination and archived mediums.
-
-        Example: sm destinations --json
-        """
-        state = state_of(ctx)
-        projects = state.settings().projects
-        rows: list[dict[str, Any]] = [{"project_id": pid, "url": d.url, "mediums": d.mediums,
-                 "endpoint_url": d.endpoint_url, "retention_days": d.retention_days,
-                 "read_only": d.read_only,
-                 "accepted_failed_checks": list(d.accepted_failed_checks)}
-                for pid, d in sorted(projects.items())]
-        if state.output.json_mode:
-            state.output.emit_json(rows)
-            return
-        if not rows:
-            state.output.info("No destinations yet. Try: sm connect URL --project ID")
-            return
-        state.output.table(None, ["project", "destination", "mediums", "warnings"],
-                           [[r["project_id"], r["url"],
-                             "read-only" if r["read_only"] else ", ".join(r["mediums"]),
-                             _warnings(r["accepted_failed_checks"])] for r in rows])
-        for r in rows:
-            for name in r["accepted_failed_checks"]:
-                state.output.warn(f"project {r['project_id']}: the {name} check failed and"
-                                  " was accepted on connect; fix it, then run sm verify")
+    command(app, "connect")(connect)
+    command(app, "disconnect")(disconnect)
+    command(app, "destinations")(destinations)
 
 
 def _warnings(accepted: list[str]) -> Text | str:

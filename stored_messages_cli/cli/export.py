@@ -12,17 +12,20 @@ from rich.markup import escape
 from ..evidence.access_log import FAILED, filters_of, refs_of
 from ..evidence.export import FORMATS, ExportReport, export
 from ..investigate.index import ArchiveIndex, IndexEntry
-from ..message import MEDIUMS, sha256_hex
-from .access_log import case_option, recorded, touched_projects
+from ..message import sha256_hex
+from .access_log import recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
-from .find import (
-    _campaign_option,
-    _medium_option,
-    _message_id_option,
-    _opener,
-    _optional_project,
-    build_query,
-    coverage_warnings,
+from .find import build_query, coverage_warnings, opener
+from .options import (
+    CampaignOption,
+    CaseOption,
+    MediumOption,
+    MessageIdOption,
+    ProjectOption,
+    RecipientOption,
+    SinceOption,
+    UntilOption,
+    WorkersOption,
 )
 
 
@@ -32,85 +35,75 @@ def _format_option(value: str) -> str:
     return value
 
 
+def export_command(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", file_okay=False,
+        help="A new (or empty) folder for the export.")],
+    format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
+        "--format", callback=_format_option, metavar="|".join(FORMATS),
+        autocompletion=lambda: list(FORMATS),
+        help="eml (one file per email), mbox (emails in one mbox) or jsonl (payloads).")
+    ] = "eml",
+    recipient: RecipientOption = None,
+    message_id: MessageIdOption = None,
+    campaign: CampaignOption = None,
+    project: ProjectOption = None,
+    medium: MediumOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    zip_output: Annotated[bool, typer.Option(
+        "--zip", help="Write one reproducible zip (and its .sha256) instead of files.")
+    ] = False,
+    case: CaseOption = None,
+    workers: WorkersOption = 8,
+) -> None:
+    """Export matching stored messages for eDiscovery, each verified first.
+
+    Selects with the filters of `sm find` (local index), reads and verifies every object
+    as `sm fetch` does, and writes the messages, loadfile.csv, exceptions.csv and
+    SHA256SUMS (check with `sha256sum -c SHA256SUMS`). The same inputs give the same
+    bytes. Exit 1 when a message failed verification (it is listed, not exported). With
+    --case the zip is named after the case, and the access record and SHA256SUMS also go
+    create-only to the bucket under _sm/access/ID/.
+    Example: sm export --recipient ann.lee@example.com --format eml --output case-42/
+    """
+    state = state_of(ctx)
+    out = state.output
+    query = build_query(recipient, message_id=message_id, campaign=campaign,
+                        project=project, medium=medium, since=since, until=until,
+                        limit=None, command="export")
+    filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
+                         project=project, medium=medium, since=since, until=until)
+    details = {"format": format, "zip": zip_output, "output": os.path.abspath(output)}
+    with recorded(state, "export", case_id=case, filters=filters, details=details,
+                  recipient=recipient) as access:
+        access.concern([project])
+        with state.open_spool() as spool:
+            index = ArchiveIndex.of(spool)
+            entries = index.find(query).entries
+            coverage_warnings(out, index, project)
+        access.touch(refs_of(entries))
+        if entries:
+            access.projects = touched_projects(access.messages)
+        report = _export(state, entries, output, format, zip_output=zip_output,
+                         name=case or "export", workers=workers)
+        access.details.update(exported=report.exported, failed=len(report.failures))
+        if report.failures:
+            access.result = FAILED
+            access.details["failures"] = [
+                {"project_id": e.project_id, "message_id": e.message_id, "reason": r}
+                for e, r in report.failures]
+        listing = f"{case or 'export'}.zip.sha256" if zip_output else "SHA256SUMS"
+        sums = (output / listing).read_bytes()
+        access.details["checksums"] = {"file": listing, "sha256": sha256_hex(sums)}
+        access.attachments["SHA256SUMS"] = sums
+        _summarise(state.output, report)
+
+
 def register(app: typer.Typer) -> None:
     """Add `sm export`."""
-
-    @command(app, "export")
-    def export_command(
-        ctx: typer.Context,
-        output: Annotated[Path, typer.Option(
-            "--output", "-o", file_okay=False,
-            help="A new (or empty) folder for the export.")],
-        format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
-            "--format", callback=_format_option, metavar="|".join(FORMATS),
-            autocompletion=lambda: list(FORMATS),
-            help="eml (one file per email), mbox (emails in one mbox) or jsonl (payloads).")
-        ] = "eml",
-        recipient: Annotated[str | None, typer.Option(
-            help="Email, user id, phone number or device token.")] = None,
-        message_id: Annotated[str | None, typer.Option(
-            "--message-id", callback=_message_id_option, help="A message id.")] = None,
-        campaign: Annotated[str | None, typer.Option(
-            callback=_campaign_option,
-            help="A campaign id; 'unassociated' for messages without one.")] = None,
-        project: Annotated[str | None, typer.Option(
-            callback=_optional_project, help="A project id.")] = None,
-        medium: Annotated[str | None, typer.Option(
-            callback=_medium_option, metavar="|".join(MEDIUMS),
-            autocompletion=lambda: list(MEDIUMS), help="email, sms or push.")] = None,
-        since: Annotated[str | None, typer.Option(
-            help="Sent at or after: RFC 3339, a date or a time ago (7d).")] = None,
-        until: Annotated[str | None, typer.Option(
-            help="Sent at or before: RFC 3339, a date (whole day) or a time ago.")] = None,
-        zip_output: Annotated[bool, typer.Option(
-            "--zip", help="Write one reproducible zip (and its .sha256) instead of files.")
-        ] = False,
-        case: Annotated[str | None, typer.Option(
-            "--case", callback=case_option,
-            help="A case id: names the zip; the access record and SHA256SUMS also go"
-                 " create-only to the bucket under _sm/access/ID/.")] = None,
-        workers: Annotated[int, typer.Option(
-            min=1, max=64, help="Objects read in parallel.")] = 8,
-    ) -> None:
-        """Export matching stored messages for eDiscovery, each verified first.
-
-        Selects with the filters of `sm find` (local index), reads and verifies every object
-        as `sm fetch` does, and writes the messages, loadfile.csv, exceptions.csv and
-        SHA256SUMS (check with `sha256sum -c SHA256SUMS`). The same inputs give the same
-        bytes. Exit 1 when a message failed verification (it is listed, not exported).
-        Example: sm export --recipient ann.lee@example.com --format eml --output case-42/
-        """
-        state = state_of(ctx)
-        out = state.output
-        query = build_query(recipient, message_id=message_id, campaign=campaign,
-                            project=project, medium=medium, since=since, until=until,
-                            limit=None)
-        filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
-                             project=project, medium=medium, since=since, until=until)
-        details = {"format": format, "zip": zip_output, "output": os.path.abspath(output)}
-        with recorded(state, "export", case_id=case, filters=filters, details=details,
-                      recipient=recipient) as access:
-            access.concern([project])
-            with state.open_spool() as spool:
-                index = ArchiveIndex.of(spool)
-                entries = index.find(query).entries
-                coverage_warnings(out, index, project)
-            access.touch(refs_of(entries))
-            if entries:
-                access.projects = touched_projects(access.messages)
-            report = _export(state, entries, output, format, zip_output=zip_output,
-                             name=case or "export", workers=workers)
-            access.details.update(exported=report.exported, failed=len(report.failures))
-            if report.failures:
-                access.result = FAILED
-                access.details["failures"] = [
-                    {"project_id": e.project_id, "message_id": e.message_id, "reason": r}
-                    for e, r in report.failures]
-            listing = f"{case or 'export'}.zip.sha256" if zip_output else "SHA256SUMS"
-            sums = (output / listing).read_bytes()
-            access.details["checksums"] = {"file": listing, "sha256": sha256_hex(sums)}
-            access.attachments["SHA256SUMS"] = sums
-            _summarise(state.output, report)
+    command(app, "export")(export_command)
 
 
 def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
@@ -119,14 +112,14 @@ def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, 
     out = state.output
     out.info(f"Verifying {len(entries)} message(s)…")
     if not out.interactive:
-        return export(entries, _opener(state), output, fmt, as_zip=zip_output, name=name,
+        return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
                       workers=workers)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress  # only on a terminal
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), console=out.stderr, transient=True) as bar:
         task = bar.add_task("verify", total=len(entries))
-        return export(entries, _opener(state), output, fmt, as_zip=zip_output, name=name,
+        return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
                       workers=workers, on_read=lambda n: bar.advance(task, n))
 
 

@@ -29,50 +29,30 @@ from ..investigate.index import (
     ArchiveIndex,
     FindQuery,
     IndexEntry,
-    parse_time_bound,
     sort_newest_first,
 )
 from ..message import (
-    MEDIUMS,
-    RFC3339_RE,
-    check_message_id,
-    normalise_reference,
-    parse_sent_at,
     recipient_hash_candidates,
 )
-from .access_log import CASE_HELP, case_option, recorded, touched_projects
+from .access_log import recorded, touched_projects
+from .command_classes import group
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
-from .connect import project_option
+from .options import (
+    CampaignOption,
+    CaseOption,
+    MediumOption,
+    MessageIdArgument,
+    MessageIdOption,
+    MessageProjectOption,
+    ProjectOption,
+    RecipientOption,
+    SinceOption,
+    UntilOption,
+    WorkersOption,
+    time_range,
+)
 
 FIND_COLUMNS = ["sent_at", "project", "medium", "type", "campaign", "message_id"]
-
-
-def _optional_project(value: str | None) -> str | None:
-    return project_option(value) if value is not None else None
-
-
-def _campaign_option(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return normalise_reference("campaign_id", value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _message_id_option(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check_message_id(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _medium_option(value: str | None) -> str | None:
-    if value is not None and value not in MEDIUMS:
-        raise typer.BadParameter(f"{value!r}: use email, sms or push")
-    return value
 
 
 def _part_option(value: str) -> str:
@@ -81,45 +61,17 @@ def _part_option(value: str) -> str:
     return value
 
 
-def _time_option(value: str | None, *, end_of_day: bool, name: str) -> Any:
-    """`--since` / `--until` as an aware UTC datetime; a bad value is a one-line usage error.
-
-    Never a traceback: a time outside years 1-9999 once in UTC, a naive time, or any other
-    text gives `Error: …` and exit 2.
-    """
-    if value is None:
-        return None
-    try:
-        return parse_time_bound(value, end_of_day=end_of_day)
-    except (ValueError, OverflowError) as exc:  # InvalidMessage is a ValueError too
-        reason = str(exc)
-        if RFC3339_RE.fullmatch(value.strip()):
-            try:  # the precise reason (e.g. out of range in UTC) rather than "not a time"
-                parse_sent_at(value.strip())
-            except ValueError as precise:
-                reason = f"{value!r} {str(precise).removeprefix('sent_at ')}"
-        fail(f"invalid value for {name}: {reason}",
-             hint=f"sm find {name} 2026-11-27 (a UTC day), {name} 2026-11-27T17:00:00Z or"
-                  f" {name} 7d",
-             code=2)
-
-
 def build_query(recipient: str | None, *, message_id: str | None, campaign: str | None,
                 project: str | None, medium: str | None, since: str | None,
-                until: str | None, limit: int | None) -> FindQuery:
+                until: str | None, limit: int | None, command: str = "find") -> FindQuery:
     """The FindQuery of the shared filters (find, export); bad values are usage errors."""
     if recipient is not None and not recipient.strip():
         raise typer.BadParameter("must not be empty", param_hint="--recipient")
-    query = FindQuery(
+    since_at, until_at = time_range(since, until, command=command)
+    return FindQuery(
         recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
         message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
-        since=_time_option(since, end_of_day=False, name="--since"),
-        until=_time_option(until, end_of_day=True, name="--until"),
-        limit=limit)
-    if query.since is not None and query.until is not None and query.since > query.until:
-        fail(f"--since {since} is after --until {until}: the range is empty", code=2,
-             hint="sm find --since 7d --until 1d (the earlier time first)")
-    return query
+        since=since_at, until=until_at, limit=limit)
 
 
 def coverage_warnings(out: Output, index: ArchiveIndex, project: str | None) -> None:
@@ -161,7 +113,7 @@ def _search_projects(state: AppState, project: str | None) -> list[str]:
     return projects
 
 
-def _opener(state: AppState) -> Any:
+def opener(state: AppState) -> Any:
     """Opens the destination a message lives in, with its project's saved options."""
 
     def open_for(project_id: str, url: str | None) -> Destination:
@@ -294,182 +246,161 @@ def _write_private(path: Path, data: bytes, *, force: bool = False) -> None:
         raise
 
 
-def register(app: typer.Typer) -> None:
-    """Add find, fetch and the `index` group (rebuild)."""
+def find(
+    ctx: typer.Context,
+    recipient: RecipientOption = None,
+    message_id: MessageIdOption = None,
+    campaign: CampaignOption = None,
+    project: ProjectOption = None,
+    medium: MediumOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: Annotated[int, typer.Option(
+        min=0, help="At most this many, newest first (0: no limit).")] = DEFAULT_FIND_LIMIT,
+    remote: Annotated[bool, typer.Option(
+        "--remote", help="Search the bucket by recipient key prefix, not the local index.")
+    ] = False,
+    case: CaseOption = None,
+) -> None:
+    """Find stored messages by recipient, id, campaign, project, medium and time.
 
-    @command(app, "find")
-    def find(
-        ctx: typer.Context,
-        recipient: Annotated[str | None, typer.Option(
-            help="Email, user id, phone number or device token (normalised like the key).")
-        ] = None,
-        message_id: Annotated[str | None, typer.Option(
-            "--message-id", callback=_message_id_option, help="A message id.")] = None,
-        campaign: Annotated[str | None, typer.Option(
-            callback=_campaign_option,
-            help="A campaign id; 'unassociated' for messages without one.")] = None,
-        project: Annotated[str | None, typer.Option(
-            callback=_optional_project, help="A project id.")] = None,
-        medium: Annotated[str | None, typer.Option(
-            callback=_medium_option, metavar="|".join(MEDIUMS),
-            autocompletion=lambda: list(MEDIUMS), help="email, sms or push.")] = None,
-        since: Annotated[str | None, typer.Option(
-            help="Sent at or after: RFC 3339 time, a date (UTC) or a time ago (7d, 2h).")
-        ] = None,
-        until: Annotated[str | None, typer.Option(
-            help="Sent at or before: RFC 3339 time, a date (the whole day, UTC) or a time"
-                 " ago (2h).")] = None,
-        limit: Annotated[int, typer.Option(
-            min=0, help="At most this many, newest first (0: no limit).")] = DEFAULT_FIND_LIMIT,
-        remote: Annotated[bool, typer.Option(
-            "--remote", help="Search the bucket by recipient key prefix, not the local index.")
-        ] = False,
-        case: Annotated[str | None, typer.Option(
-            "--case", callback=case_option, help=CASE_HELP)] = None,
-    ) -> None:
-        """Find stored messages by recipient, id, campaign, project, medium and time.
-
-        Searches the local index; --remote reads the bucket instead (needs --recipient), so a
-        new machine can answer after `sm connect`. Newest first.
-        Example: sm find --recipient ann.lee@example.com --since 2026-11-01
-        """
-        state = state_of(ctx)
-        query = build_query(recipient, message_id=message_id, campaign=campaign,
-                            project=project, medium=medium, since=since, until=until,
-                            limit=limit or None)
-        if remote and recipient is None:
-            fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
-                 hint="sm find --remote --recipient someone@example.com (or sm index rebuild"
-                      " to search by other fields)")
-        if not remote and case is None:  # a local find reads no bucket: not an access
-            _find_local(state, query, project)
+    Searches the local index; --remote reads the bucket instead (needs --recipient), so a
+    new machine can answer after `sm connect`. Newest first.
+    Example: sm find --recipient ann.lee@example.com --since 2026-11-01
+    """
+    state = state_of(ctx)
+    query = build_query(recipient, message_id=message_id, campaign=campaign,
+                        project=project, medium=medium, since=since, until=until,
+                        limit=limit or None)
+    if remote and recipient is None:
+        fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
+             hint="sm find --remote --recipient someone@example.com (or sm index rebuild"
+                  " to search by other fields)")
+    if not remote and case is None:  # a local find reads no bucket: not an access
+        _find_local(state, query, project)
+        return
+    filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
+                         project=project, medium=medium, since=since, until=until,
+                         remote=remote)
+    with recorded(state, "find", case_id=case, filters=filters,
+                  recipient=recipient) as access:
+        if not remote:
+            entries = _find_local(state, query, project)
+            access.touch(refs_of(entries))
+            access.concern(touched_projects(access.messages) or [project])
             return
-        filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
-                             project=project, medium=medium, since=since, until=until,
-                             remote=remote)
-        with recorded(state, "find", case_id=case, filters=filters,
-                      recipient=recipient) as access:
-            if not remote:
-                entries = _find_local(state, query, project)
-                access.touch(refs_of(entries))
-                access.concern(touched_projects(access.messages) or [project])
-                return
-            _find_remote(state, query, project, access)
+        _find_remote(state, query, project, access)
 
-    @command(app, "fetch")
-    def fetch(
-        ctx: typer.Context,
-        message_id: Annotated[str, typer.Argument(
-            callback=_message_id_option, help="The message id.")],
-        project: Annotated[str | None, typer.Option(
-            callback=_optional_project,
-            help="The project (needed when the id exists in several).")] = None,
-        output: Annotated[Path | None, typer.Option(
-            "--output", "-o", dir_okay=False,
-            help="Save the part to this new file (owner-only, 0600); '-' is stdout.")
-        ] = None,
-        part: Annotated[str, typer.Option(
-            callback=_part_option, metavar="|".join(PARTS),
-            autocompletion=lambda: list(PARTS),
-            help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
-        force: Annotated[bool, typer.Option(
-            "--force", help="Replace the --output file if it exists.")] = False,
-        case: Annotated[str | None, typer.Option(
-            "--case", callback=case_option, help=CASE_HELP)] = None,
-    ) -> None:
-        """Download a stored message, verify it, and print or save one part byte for byte.
+def fetch(
+    ctx: typer.Context,
+    message_id: MessageIdArgument,
+    project: MessageProjectOption = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", dir_okay=False,
+        help="Save the part to this new file (owner-only, 0600); '-' is stdout.")
+    ] = None,
+    part: Annotated[str, typer.Option(
+        callback=_part_option, metavar="|".join(PARTS),
+        autocompletion=lambda: list(PARTS),
+        help="json (the whole payload), html, text (email) or body (sms, push).")] = "json",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace the --output file if it exists.")] = False,
+    case: CaseOption = None,
+) -> None:
+    """Download a stored message, verify it, and print or save one part byte for byte.
 
-        Verifies gzip, sm-payload-sha256 (against the object and the local index) and the
-        store's checksum; exits 1 with "checksum mismatch" if the object was altered.
-        Example: sm fetch 9c438a20d26e4e9f8ad4edea23f811cd --part html --output msg.html
-        """
-        state = state_of(ctx)
-        out = state.output
-        if output is not None and str(output) == "-":
-            output = None  # `-o -`: standard output
-        if output is not None and not force and os.path.lexists(output):
-            fail(f"{output} already exists; it was not overwritten",
-                 hint=f"sm fetch {message_id} --output {output} --force, or choose another"
-                 " file")
-        details = {"part": part, "output": os.path.abspath(output) if output else None}
-        with recorded(state, "fetch", case_id=case,
-                      filters=filters_of(message_id=message_id, project=project),
-                      details=details) as access:
-            with state.open_spool() as spool:
-                index = ArchiveIndex.of(spool)
-                known = index.entries_for(message_id, project)
-                access.touch(refs_of(known) if len(known) == 1
-                             else [message_ref(project, message_id, None)])
-                projects = ([] if known else _search_projects(state, project))
-                access.concern([e.project_id for e in known] or projects)
-                if not known:
-                    out.info(f"{message_id} is not in the local index; listing the bucket of"
-                             f" project(s) {', '.join(projects)} (slow for large archives)")
-                try:
-                    verified = fetch_message(index, message_id, projects=projects,
-                                             open_for=_opener(state), project_id=project)
-                except AmbiguousMessage as exc:
-                    access.result, access.error = AMBIGUOUS, str(exc)
-                    fail(str(exc), hint=exc.hint, code=2)
-            access.messages = refs_of([verified.entry])
-            access.projects = [verified.entry.project_id]
-            data = verified.part(part)
-            access.details["bytes"] = len(data)
-            _emit_part(out, verified, part, data, output, force=force)
-
-    index_app = typer.Typer(name="index", help="The local index of stored messages.",
-                            no_args_is_help=True)
-    app.add_typer(index_app, name="index")
-
-    @command(index_app, "rebuild")
-    def rebuild(
-        ctx: typer.Context,
-        project: Annotated[str | None, typer.Option(
-            callback=_optional_project, help="Only this project (default: all connected).")
-        ] = None,
-        workers: Annotated[int, typer.Option(
-            min=1, max=64, help="Objects read in parallel.")] = 8,
-    ) -> None:
-        """Rebuild the local index of stored messages from the bucket.
-
-        Lists every message key of the project(s), reads and verifies each object not yet
-        indexed under the same key, and indexes it. Resumable, and safe while `sm run` works.
-        Example: sm index rebuild --project 12345
-        """
-        state = state_of(ctx)
-        out = state.output
-        if project is not None:
-            state.project(project)
-        project_ids = [project] if project else sorted(state.settings().projects)
-        if not project_ids:
-            fail("no project has a destination to rebuild from", code=2,
-                 hint="sm connect URL --project ID")
-        reports: list[RebuildReport] = []
+    Verifies gzip, sm-payload-sha256 (against the object and the local index) and the
+    store's checksum; exits 1 with "checksum mismatch" if the object was altered.
+    Example: sm fetch 9c438a20d26e4e9f8ad4edea23f811cd --part html --output msg.html
+    """
+    state = state_of(ctx)
+    out = state.output
+    if output is not None and str(output) == "-":
+        output = None  # `-o -`: standard output
+    if output is not None and not force and os.path.lexists(output):
+        fail(f"{output} already exists; it was not overwritten",
+             hint=f"sm fetch {message_id} --output {output} --force, or choose another"
+             " file")
+    details = {"part": part, "output": os.path.abspath(output) if output else None}
+    with recorded(state, "fetch", case_id=case,
+                  filters=filters_of(message_id=message_id, project=project),
+                  details=details) as access:
         with state.open_spool() as spool:
             index = ArchiveIndex.of(spool)
-            for project_id in project_ids:
-                destination = open_project_destination(state, project_id,
-                                                       max_connections=workers)
-                try:
-                    reports.append(_rebuild_one(out, index, destination, project_id, workers))
-                finally:
-                    destination.close()
-        failed = sum(len(r.failures) for r in reports)
-        if out.json_mode:
-            out.emit_json({"projects": [r.as_dict() for r in reports],
-                           "indexed": sum(r.indexed for r in reports), "failed": failed})
-        else:
-            out.table("Index rebuild", ["project", "listed", "already indexed", "indexed",
-                                        "failed"],
-                      [[r.project_id, r.listed, r.already_indexed, r.indexed, len(r.failures)]
-                       for r in reports])
-            for report in reports:
-                for _, reason in report.failures:
-                    out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
-                                 highlight=False)
-        if failed:
-            fail(f"{failed} object(s) failed verification and were not indexed",
-                 hint="sm fetch MESSAGE_ID --project ID for the details of one")
+            known = index.entries_for(message_id, project)
+            access.touch(refs_of(known) if len(known) == 1
+                         else [message_ref(project, message_id, None)])
+            projects = ([] if known else _search_projects(state, project))
+            access.concern([e.project_id for e in known] or projects)
+            if not known:
+                out.info(f"{message_id} is not in the local index; listing the bucket of"
+                         f" project(s) {', '.join(projects)} (slow for large archives)")
+            try:
+                verified = fetch_message(index, message_id, projects=projects,
+                                         open_for=opener(state), project_id=project)
+            except AmbiguousMessage as exc:
+                access.result, access.error = AMBIGUOUS, str(exc)
+                fail(str(exc), hint=exc.hint, code=2)
+        access.messages = refs_of([verified.entry])
+        access.projects = [verified.entry.project_id]
+        data = verified.part(part)
+        access.details["bytes"] = len(data)
+        _emit_part(out, verified, part, data, output, force=force)
+
+def rebuild(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    workers: WorkersOption = 8,
+) -> None:
+    """Rebuild the local index of stored messages from the bucket.
+
+    Lists every message key of the project(s), reads and verifies each object not yet
+    indexed under the same key, and indexes it. Resumable, and safe while `sm run` works.
+    Example: sm index rebuild --project 12345
+    """
+    state = state_of(ctx)
+    out = state.output
+    if project is not None:
+        state.project(project)
+    project_ids = [project] if project else sorted(state.settings().projects)
+    if not project_ids:
+        fail("no project has a destination to rebuild from", code=2,
+             hint="sm connect URL --project ID")
+    reports: list[RebuildReport] = []
+    with state.open_spool() as spool:
+        index = ArchiveIndex.of(spool)
+        for project_id in project_ids:
+            destination = open_project_destination(state, project_id,
+                                                   max_connections=workers)
+            try:
+                reports.append(_rebuild_one(out, index, destination, project_id, workers))
+            finally:
+                destination.close()
+    failed = sum(len(r.failures) for r in reports)
+    if out.json_mode:
+        out.emit_json({"projects": [r.as_dict() for r in reports],
+                       "indexed": sum(r.indexed for r in reports), "failed": failed})
+    else:
+        out.table("Index rebuild", ["project", "listed", "already indexed", "indexed",
+                                    "failed"],
+                  [[r.project_id, r.listed, r.already_indexed, r.indexed, len(r.failures)]
+                   for r in reports])
+        for report in reports:
+            for _, reason in report.failures:
+                out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}",
+                             highlight=False)
+    if failed:
+        fail(f"{failed} object(s) failed verification and were not indexed",
+             hint="sm fetch MESSAGE_ID --project ID for the details of one")
+
+
+def register(app: typer.Typer) -> None:
+    """Add find, fetch and the `index` group (rebuild)."""
+    command(app, "find")(find)
+    command(app, "fetch")(fetch)
+    index_app = group("index", "The local index of stored messages.")
+    command(index_app, "rebuild")(rebuild)
+    app.add_typer(index_app, name="index")
 
 
 def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, project_id: str,
@@ -478,7 +409,12 @@ def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, pro
     out.info(f"Listing {destination.url} for project {project_id}…")
     if not out.interactive:
         return rebuild_index(index, destination, project_id, workers=workers)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (  # only on a terminal
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeRemainingColumn(), console=out.stderr,

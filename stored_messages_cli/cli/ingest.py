@@ -77,73 +77,74 @@ def _is_event(raw: bytes) -> bool:
     return isinstance(document, dict) and "event" in document
 
 
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[list[str] | None, typer.Argument(
+        help="JSON Lines files; '-' or nothing reads standard input.")] = None,
+) -> None:
+    """Read JSON Lines of messages and send events into the spool.
+
+    Prints accepted / duplicate / rejected counts, and each rejected line with its number
+    and reason; exits 1 if any line was rejected. Example: sm ingest sent-2026-11-27.jsonl
+    """
+    state = state_of(ctx)
+    out = state.output
+    sources = files or ["-"]
+    for name in sources:
+        if name != "-" and not Path(name).is_file():
+            fail(f"{name} does not exist or is not a file", code=2)
+    for name in sources:  # every file is checked before any line goes in
+        if name != "-":
+            with open(name, "rb") as fh:
+                _refuse_compressed(name, fh.read(16))
+    total = IngestReport()
+    line_count = messages = events = 0
+    with state.open_spool() as spool:
+        for name in sources:
+            label = "stdin" if name == "-" else name
+            kinds = LineKinds()
+            if name == "-":
+                # A stream (`tail -F sent.log | sm ingest -`): lines are committed within
+                # a second of arriving, not only every INGEST_BATCH lines.
+                report = spool.ingest_lines(
+                    kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label,
+                    flush_after=STREAM_FLUSH_AFTER)
+            else:
+                with open(name, "rb") as fh:
+                    report = spool.ingest_lines(kinds.follow(_checked_lines(name, fh)),
+                                                source=label)
+            total.accepted += report.accepted
+            total.duplicate += report.duplicate
+            total.rejected += report.rejected
+            total.discarded += report.discarded
+            rejected_events = 0
+            for error in report.errors:
+                rejected_events += error["line"] in kinds.event_lines
+                entry = {"line": error["line"], "reason": error["reason"]}
+                if len(sources) > 1:
+                    entry["file"] = label
+                total.errors.append(entry)
+            line_count += kinds.lines
+            events += len(kinds.event_lines) - rejected_events
+            messages += kinds.lines - len(kinds.event_lines) - (report.rejected
+                                                                - rejected_events)
+    if out.json_mode:
+        # SPEC 6 keys first and unchanged; `lines`, `messages`, `events` only added.
+        out.emit_json({**total.as_dict(), "lines": line_count, "messages": messages,
+                       "events": events})
+    else:
+        for error in total.errors:
+            where = f"{error['file']}:" if "file" in error else "line "
+            out.print(f"{where}{error['line']}: {error['reason']}", highlight=False,
+                      markup=False)
+        out.summary(ingest_summary(line_count, messages, events, total))
+    if total.rejected:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add ingest."""
-
-    @command(app, "ingest")
-    def ingest(
-        ctx: typer.Context,
-        files: Annotated[list[str] | None, typer.Argument(
-            help="JSON Lines files; '-' or nothing reads standard input.")] = None,
-    ) -> None:
-        """Read JSON Lines of messages and send events into the spool.
-
-        Prints accepted / duplicate / rejected counts, and each rejected line with its number
-        and reason; exits 1 if any line was rejected. Example: sm ingest sent-2026-11-27.jsonl
-        """
-        state = state_of(ctx)
-        out = state.output
-        sources = files or ["-"]
-        for name in sources:
-            if name != "-" and not Path(name).is_file():
-                fail(f"{name} does not exist or is not a file", code=2)
-        for name in sources:  # every file is checked before any line goes in
-            if name != "-":
-                with open(name, "rb") as fh:
-                    _refuse_compressed(name, fh.read(16))
-        total = IngestReport()
-        line_count = messages = events = 0
-        with state.open_spool() as spool:
-            for name in sources:
-                label = "stdin" if name == "-" else name
-                kinds = LineKinds()
-                if name == "-":
-                    # A stream (`tail -F sent.log | sm ingest -`): lines are committed within
-                    # a second of arriving, not only every INGEST_BATCH lines.
-                    report = spool.ingest_lines(
-                        kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label,
-                        flush_after=STREAM_FLUSH_AFTER)
-                else:
-                    with open(name, "rb") as fh:
-                        report = spool.ingest_lines(kinds.follow(_checked_lines(name, fh)),
-                                                    source=label)
-                total.accepted += report.accepted
-                total.duplicate += report.duplicate
-                total.rejected += report.rejected
-                total.discarded += report.discarded
-                rejected_events = 0
-                for error in report.errors:
-                    rejected_events += error["line"] in kinds.event_lines
-                    entry = {"line": error["line"], "reason": error["reason"]}
-                    if len(sources) > 1:
-                        entry["file"] = label
-                    total.errors.append(entry)
-                line_count += kinds.lines
-                events += len(kinds.event_lines) - rejected_events
-                messages += kinds.lines - len(kinds.event_lines) - (report.rejected
-                                                                    - rejected_events)
-        if out.json_mode:
-            # SPEC 6 keys first and unchanged; `lines`, `messages`, `events` only added.
-            out.emit_json({**total.as_dict(), "lines": line_count, "messages": messages,
-                           "events": events})
-        else:
-            for error in total.errors:
-                where = f"{error['file']}:" if "file" in error else "line "
-                out.print(f"{where}{error['line']}: {error['reason']}", highlight=False,
-                          markup=False)
-            out.summary(ingest_summary(line_count, messages, events, total))
-        if total.rejected:
-            raise typer.Exit(1)
+    command(app, "ingest")(ingest)
 
 
 def ingest_summary(lines: int, messages: int, events: int, total: IngestReport) -> str:

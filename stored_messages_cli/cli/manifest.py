@@ -2,64 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
+from ..evidence.manifest import backfill as run_backfill
+from ..evidence.manifest import limits_from
+from .command_classes import group
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
+from .options import ProjectOption
+
+
+def backfill(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+) -> None:
+    """Write manifest segments for stored messages of the index that no manifest lists.
+
+    Each object is downloaded and its payload hash checked first; one that fails is
+    reported and left out. Safe to run again. Exit 1 if any object failed.
+
+    Example: sm manifest backfill --project 12345
+    """
+    state = state_of(ctx)
+    out = state.output
+    settings = state.settings()
+    if project is not None:
+        state.project(project)
+    chosen = [project] if project else sorted(settings.projects)
+    if not chosen:
+        fail("no project has a destination yet", hint="sm connect URL --project ID")
+    max_entries, _age = limits_from(settings)
+    reports = []
+    with state.open_spool() as spool:
+        for project_id in chosen:
+            destination = open_project_destination(state, project_id)
+            try:
+                reports.append(run_backfill(spool, project_id, destination, max_entries))
+            finally:
+                destination.close()
+    failed = sum(len(r.failures) for r in reports)
+    if out.json_mode:
+        out.emit_json({"projects": [r.as_dict() for r in reports],
+                       "backfilled": sum(r.backfilled for r in reports), "failed": failed})
+    else:
+        for r in reports:
+            out.print(f"project {r.project_id}: backfilled {r.backfilled}, already in"
+                      f" manifests {r.already_in_manifests}, failed {len(r.failures)}",
+                      highlight=False)
+            for failure in r.failures:
+                out.print(f"  {failure['key']}: {failure['reason']}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the manifest group."""
-    group = typer.Typer(help="Manifests of the archive (docs/manifests.md).",
-                        no_args_is_help=True)
-    app.add_typer(group, name="manifest")
-
-    @command(group, "backfill")
-    def backfill(
-        ctx: typer.Context,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Only this project (default: every connected project).")] = None,
-    ) -> None:
-        """Write manifest segments for stored messages of the index that no manifest lists.
-
-        Each object is downloaded and its payload hash checked first; one that fails is
-        reported and left out. Safe to run again. Exit 1 if any object failed.
-
-        Example: sm manifest backfill --project 12345
-        """
-        from ..evidence.manifest import backfill as run_backfill
-        from ..evidence.manifest import limits_from
-
-        state = state_of(ctx)
-        out = state.output
-        settings = state.settings()
-        if project is not None:
-            state.project(project)
-        chosen = [project] if project else sorted(settings.projects)
-        if not chosen:
-            fail("no project has a destination yet", hint="sm connect URL --project ID")
-        max_entries, _age = limits_from(settings)
-        reports = []
-        with state.open_spool() as spool:
-            for project_id in chosen:
-                destination = open_project_destination(state, project_id)
-                try:
-                    reports.append(run_backfill(spool, project_id, destination, max_entries))
-                finally:
-                    destination.close()
-        failed = sum(len(r.failures) for r in reports)
-        if out.json_mode:
-            out.emit_json({"projects": [r.as_dict() for r in reports],
-                           "backfilled": sum(r.backfilled for r in reports), "failed": failed})
-        else:
-            for r in reports:
-                out.print(f"project {r.project_id}: backfilled {r.backfilled}, already in"
-                          f" manifests {r.already_in_manifests}, failed {len(r.failures)}",
-                          highlight=False)
-                for failure in r.failures:
-                    out.print(f"  {failure['key']}: {failure['reason']}", highlight=False)
-        if failed:
-            raise typer.Exit(1)
+    """Add the manifest group (backfill)."""
+    manifest_app = group("manifest", "Manifests of the archive (docs/manifests.md).")
+    command(manifest_app, "backfill")(backfill)
+    app.add_typer(manifest_app, name="manifest")

@@ -18,6 +18,7 @@ from ..config.settings import load_settings
 from ..destinations import open_destination
 from ..destinations.base import Destination
 from ..errors import SmError
+from .archiving import policy_from
 from .common import AppState, options_for, refuse_read_only
 
 log = logging.getLogger("sm.run")
@@ -85,8 +86,6 @@ class Reloader:
                 continue
             self.opened.append(destination)
             targets[project_id] = ProjectTarget(project_id, destination)
-        from .run import policy_from
-
         self.archiver.policy = self.archiver.outage.policy = policy_from(settings)
         if changed or removed:
             self.archiver.set_targets(targets.values())

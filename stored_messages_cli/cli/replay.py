@@ -13,9 +13,9 @@ from ..archiver import Archiver, ProjectTarget
 from ..clock import to_rfc3339
 from ..evidence.manifest import Manifests, limits_from
 from ..states import State
+from .archiving import policy_from, progress_for, stop_on_signals
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
-from .run import policy_from, progress_for, stop_on_signals
+from .options import ConcurrencyOption, MessageIdOption, ProjectOption
 
 FAILURES_SHOWN = 20
 IN_PROGRESS_ELSEWHERE = "in_progress_elsewhere"  # another process (sm run) is uploading it
@@ -59,87 +59,84 @@ def replay_document(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def replay(
+    ctx: typer.Context,
+    project: ProjectOption = None,
+    message_id: MessageIdOption = None,
+    expired: Annotated[bool, typer.Option(
+        "--expired", help="Also replay expired messages (a fresh retry window).")] = False,
+    failed: Annotated[bool, typer.Option(
+        "--failed", help="Also replay failed messages (e.g. a conflict you resolved).")
+    ] = False,
+    concurrency: ConcurrencyOption = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", min=0, metavar="SECONDS",
+        help="How long to follow messages a running `sm run` is uploading.")] = 60.0,
+) -> None:
+    """Attempt waiting retries now (with --expired/--failed those too), report the outcome.
+
+    A destination still marked unreachable gets one probe first (one across every process);
+    when it fails, the rest keep waiting. Messages a running `sm run` is uploading are
+    followed to their outcome for up to --wait seconds, then reported as in progress
+    elsewhere. Exit 1 only if something still fails.
+    Example: sm replay --expired --project 12345
+    """
+    state = state_of(ctx)
+    out = state.output
+    settings = state.settings()
+    if project is not None and project not in settings.projects:
+        fail(f"project {project} has no destination",
+             hint=f"sm connect URL --project {project}")
+    project_ids = [project] if project else sorted(settings.projects)
+    if not project_ids:
+        fail("no project has a destination yet; there is nothing to replay to",
+             hint="sm connect URL --project ID")
+    workers = concurrency or settings.concurrency
+    targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
+                                                          max_connections=workers))
+               for pid in project_ids]
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop), state.open_spool() as spool:
+            row_ids: list[int] = []
+            for pid in project_ids:
+                # What another process is uploading right now is followed, not retried.
+                row_ids += spool.queue.in_flight(project_id=pid, message_id=message_id)
+                row_ids += spool.queue.make_due(project_id=pid, message_id=message_id,
+                                                include_expired=expired,
+                                                include_failed=failed)
+            if row_ids:
+                progress, on_outcome = progress_for(out, "replaying", len(row_ids))
+                archiver = Archiver(spool, targets, policy=policy_from(settings),
+                                    concurrency=workers,
+                                    lease_seconds=settings.lease_seconds,
+                                    confirm_timeout=settings.confirm_timeout,
+                                    confirm_grace=settings.confirm_grace,
+                                    poll_interval=settings.poll_interval, stop=stop,
+                                    on_outcome=on_outcome)
+                manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                                      *limits_from(settings))
+                archiver.on_tick(manifests.tick)
+                try:
+                    with progress or nullcontext():
+                        archiver.run(once=True, row_ids=row_ids)
+                        outcomes = _follow(spool, archiver, row_ids, wait, stop)
+                finally:
+                    manifests.close()  # seal and write what this replay settled
+            else:
+                outcomes = []
+    finally:
+        for target in targets:
+            target.destination.close()
+    document = replay_document(outcomes)
+    _print(out, document)
+    if document["still_failing"]:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add replay."""
-
-    @command(app, "replay")
-    def replay(
-        ctx: typer.Context,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Only this project's messages.")] = None,
-        message_id: Annotated[str | None, typer.Option(
-            "--message-id", help="Only this message.")] = None,
-        expired: Annotated[bool, typer.Option(
-            "--expired", help="Also replay expired messages (a fresh retry window).")] = False,
-        failed: Annotated[bool, typer.Option(
-            "--failed", help="Also replay failed messages (e.g. a conflict you resolved).")
-        ] = False,
-        concurrency: Annotated[int | None, typer.Option(
-            min=1, max=256, help="Parallel uploads (default: setting `concurrency`).")] = None,
-        wait: Annotated[float, typer.Option(
-            "--wait", min=0, metavar="SECONDS",
-            help="How long to follow messages a running `sm run` is uploading.")] = 60.0,
-    ) -> None:
-        """Attempt waiting retries now (with --expired/--failed those too), report the outcome.
-
-        A destination still marked unreachable gets one probe first (one across every process);
-        when it fails, the rest keep waiting. Messages a running `sm run` is uploading are
-        followed to their outcome for up to --wait seconds, then reported as in progress
-        elsewhere. Exit 1 only if something still fails.
-        Example: sm replay --expired --project 12345
-        """
-        state = state_of(ctx)
-        out = state.output
-        settings = state.settings()
-        if project is not None and project not in settings.projects:
-            fail(f"project {project} has no destination",
-                 hint=f"sm connect URL --project {project}")
-        project_ids = [project] if project else sorted(settings.projects)
-        if not project_ids:
-            fail("no project has a destination yet; there is nothing to replay to",
-                 hint="sm connect URL --project ID")
-        workers = concurrency or settings.concurrency
-        targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
-                                                              max_connections=workers))
-                   for pid in project_ids]
-        stop = threading.Event()
-        try:
-            with stop_on_signals(stop), state.open_spool() as spool:
-                row_ids: list[int] = []
-                for pid in project_ids:
-                    # What another process is uploading right now is followed, not retried.
-                    row_ids += spool.queue.in_flight(project_id=pid, message_id=message_id)
-                    row_ids += spool.queue.make_due(project_id=pid, message_id=message_id,
-                                                    include_expired=expired,
-                                                    include_failed=failed)
-                if row_ids:
-                    progress, on_outcome = progress_for(out, "replaying", len(row_ids))
-                    archiver = Archiver(spool, targets, policy=policy_from(settings),
-                                        concurrency=workers,
-                                        lease_seconds=settings.lease_seconds,
-                                        confirm_timeout=settings.confirm_timeout,
-                                        confirm_grace=settings.confirm_grace,
-                                        poll_interval=settings.poll_interval, stop=stop,
-                                        on_outcome=on_outcome)
-                    manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                                          *limits_from(settings))
-                    archiver.on_tick(manifests.tick)
-                    try:
-                        with progress or nullcontext():
-                            archiver.run(once=True, row_ids=row_ids)
-                            outcomes = _follow(spool, archiver, row_ids, wait, stop)
-                    finally:
-                        manifests.close()  # seal and write what this replay settled
-                else:
-                    outcomes = []
-        finally:
-            for target in targets:
-                target.destination.close()
-        document = replay_document(outcomes)
-        _print(out, document)
-        if document["still_failing"]:
-            raise typer.Exit(1)
+    command(app, "replay")(replay)
 
 
 def _follow(spool: Any, archiver: Archiver, row_ids: list[int], wait: float,

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
@@ -16,91 +13,89 @@ from ..archiver import Archiver, ProjectTarget, RunReport
 from ..clock import to_rfc3339
 from ..evidence.manifest import Manifests, limits_from
 from ..ops.operations import operate
-from ..retry import RetryPolicy
 from ..states import HealthState
+from .archiving import policy_from, progress_for, stop_on_signals
 from .common import command, fail, open_project_destination, state_of
-from .connect import project_option
+from .options import ConcurrencyOption, ProjectOption
 from .reload import Reloader
 
 log = logging.getLogger("sm.run")
 
 
+def run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(
+        "--once", help="One pass over what is due now, then exit.")] = False,
+    concurrency: ConcurrencyOption = None,
+    project: ProjectOption = None,
+    metrics_addr: Annotated[str | None, typer.Option(
+        "--metrics-addr", envvar="SM_METRICS_ADDR", callback=_metrics_addr_option,
+        help="Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT is loopback)."
+    )] = None,
+) -> None:
+    """Upload confirmed messages to their project's destination, under the retry policy.
+
+    Runs until SIGTERM/SIGINT (in-flight uploads finish, then exit 0; a second signal
+    exits at once). Example: sm run --once --concurrency 16
+    """
+    state = state_of(ctx)
+    out = state.output
+    settings = state.settings()
+    workers = concurrency or settings.concurrency
+    project_ids = [project] if project else sorted(settings.projects)
+    if project and project not in settings.projects:
+        fail(f"project {project} has no destination",
+             hint=f"sm connect URL --project {project}")
+    if not project_ids:
+        fail("no project has a destination yet; messages wait in the spool",
+             hint="sm connect URL --project ID")
+    targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
+                                                          max_connections=workers))
+               for pid in project_ids]
+    stop = threading.Event()
+    reload = threading.Event()
+    with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
+        progress, on_outcome = progress_for(out, "archiving",
+                                            spool.status()["counts"]["queued"] if once
+                                            else None)
+        archiver = Archiver(spool, targets, policy=policy_from(settings),
+                            concurrency=workers, lease_seconds=settings.lease_seconds,
+                            confirm_timeout=settings.confirm_timeout,
+                            confirm_grace=settings.confirm_grace,
+                            poll_interval=settings.poll_interval, stop=stop,
+                            on_outcome=on_outcome)
+        manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                              *limits_from(settings))
+        archiver.on_tick(manifests.tick)
+        reloader = Reloader(state, archiver, targets, only_project=project,
+                            max_connections=workers,
+                            on_targets=[manifests.destinations.update])
+        reloader.requested = reload
+        if not once:
+            archiver.on_tick(reloader.tick)
+        try:
+            with operate(spool, archiver, once=once, concurrency=workers,
+                         projects={p: settings.projects[p].url for p in project_ids},
+                         poll_interval=settings.poll_interval,
+                         metrics_addr=_parsed_addr(metrics_addr)) as ops, \
+                    progress or nullcontext():
+                report = ops.report = archiver.run(once=once)
+        finally:
+            manifests.close()  # the daemon stops: seal what is open, write what is sealed
+            reloader.close()
+        waiting = [h.next_probe_at for h in spool.health.all().values()
+                   if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
+                   and h.next_probe_at is not None]
+    _print_report(out, report, min(waiting) if waiting else None)
+    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
+    # (rate limiting alone is retried on its own and is not a failure).
+    if once and (report.failed or report.expired or report.unreachable):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add run."""
-
-    @command(app, "run")
-    def run(
-        ctx: typer.Context,
-        once: Annotated[bool, typer.Option(
-            "--once", help="One pass over what is due now, then exit.")] = False,
-        concurrency: Annotated[int | None, typer.Option(
-            min=1, max=256, help="Parallel uploads (default 8, setting `concurrency`).")] = None,
-        project: Annotated[str | None, typer.Option(
-            "--project", callback=lambda v: project_option(v) if v is not None else None,
-            help="Archive only this project.")] = None,
-        metrics_addr: Annotated[str | None, typer.Option(
-            "--metrics-addr", envvar="SM_METRICS_ADDR", callback=_metrics_addr_option,
-            help="Serve /metrics, /healthz, /readyz on HOST:PORT (a bare PORT is loopback)."
-        )] = None,
-    ) -> None:
-        """Upload confirmed messages to their project's destination, under the retry policy.
-
-        Runs until SIGTERM/SIGINT (in-flight uploads finish, then exit 0; a second signal
-        exits at once). Example: sm run --once --concurrency 16
-        """
-        state = state_of(ctx)
-        out = state.output
-        settings = state.settings()
-        workers = concurrency or settings.concurrency
-        project_ids = [project] if project else sorted(settings.projects)
-        if project and project not in settings.projects:
-            fail(f"project {project} has no destination",
-                 hint=f"sm connect URL --project {project}")
-        if not project_ids:
-            fail("no project has a destination yet; messages wait in the spool",
-                 hint="sm connect URL --project ID")
-        targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
-                                                              max_connections=workers))
-                   for pid in project_ids]
-        stop = threading.Event()
-        reload = threading.Event()
-        with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
-            progress, on_outcome = progress_for(out, "archiving",
-                                                spool.status()["counts"]["queued"] if once
-                                                else None)
-            archiver = Archiver(spool, targets, policy=policy_from(settings),
-                                concurrency=workers, lease_seconds=settings.lease_seconds,
-                                confirm_timeout=settings.confirm_timeout,
-                                confirm_grace=settings.confirm_grace,
-                                poll_interval=settings.poll_interval, stop=stop,
-                                on_outcome=on_outcome)
-            manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                                  *limits_from(settings))
-            archiver.on_tick(manifests.tick)
-            reloader = Reloader(state, archiver, targets, only_project=project,
-                                max_connections=workers,
-                                on_targets=[manifests.destinations.update])
-            reloader.requested = reload
-            if not once:
-                archiver.on_tick(reloader.tick)
-            try:
-                with operate(spool, archiver, once=once, concurrency=workers,
-                             projects={p: settings.projects[p].url for p in project_ids},
-                             poll_interval=settings.poll_interval,
-                             metrics_addr=_parsed_addr(metrics_addr)) as ops, \
-                        progress or nullcontext():
-                    report = ops.report = archiver.run(once=once)
-            finally:
-                manifests.close()  # the daemon stops: seal what is open, write what is sealed
-                reloader.close()
-            waiting = [h.next_probe_at for h in spool.health.all().values()
-                       if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
-                       and h.next_probe_at is not None]
-        _print_report(out, report, min(waiting) if waiting else None)
-        # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
-        # (rate limiting alone is retried on its own and is not a failure).
-        if once and (report.failed or report.expired or report.unreachable):
-            raise typer.Exit(1)
+    command(app, "run")(run)
 
 
 def _metrics_addr_option(value: str | None) -> str | None:
@@ -119,70 +114,6 @@ def _parsed_addr(value: str | None) -> tuple[str, int] | None:
     from ..ops.metrics import parse_metrics_addr  # prometheus_client only when serving metrics
 
     return parse_metrics_addr(value)
-
-
-def policy_from(settings: Any) -> RetryPolicy:
-    """The retry policy the settings describe (interval, window, recovery probes, backoff)."""
-    return RetryPolicy(retry_interval=settings.retry_interval,
-                       retry_window=settings.retry_window,
-                       backoff_base=settings.rate_limit_backoff_base,
-                       backoff_cap=settings.rate_limit_backoff_cap,
-                       recovery_probes=tuple(settings.recovery_probes))
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event, *, reload: threading.Event | None = None
-                    ) -> Iterator[None]:
-    """SIGTERM/SIGINT set `stop` (finish or release in-flight work); a second one exits at once.
-
-    SIGHUP sets `reload` (re-read config.toml) and never ends the process. The previous
-    handlers come back afterwards, so an in-process caller keeps its own.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # not the main thread: the caller owns the stop event
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            # Exit now; this process's leases are reclaimed by the next run (dead owner).
-            os._exit(128 + signum)
-        stop.set()
-        # A log line, not console output: with --log-format json it is JSON like the rest.
-        log.info("Stopping: finishing in-flight uploads (signal again to exit at once)",
-                 extra={"event": "daemon_stopping", "signal": signal.Signals(signum).name})
-
-    def hang_up(signum: int, frame: object) -> None:
-        if reload is not None:  # a short command (replay) simply carries on
-            reload.set()
-            log.info("SIGHUP: configuration will be reloaded",
-                     extra={"event": "reload_requested"})
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def progress_for(out: Any, label: str, total: int | None) -> tuple[Any, Any]:
-    """A progress bar on stderr (only on a terminal) and the callback that advances it."""
-    if not out.interactive:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[detail]}"), console=out.stderr, transient=True)
-    task = progress.add_task(label, total=total or None, detail="")
-    counts: dict[str, int] = {}
-
-    def on_outcome(kind: str) -> None:
-        counts[kind] = counts.get(kind, 0) + 1
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        progress.update(task, advance=1, detail=detail)
-
-    return progress, on_outcome
 
 
 def _print_report(out: Any, report: RunReport, next_probe_at: float | None) -> None:

@@ -126,80 +126,81 @@ def _check(out: Any, doc: dict[str, Any], max_age: float) -> None:
         raise typer.Exit(1)
 
 
+def status(
+    ctx: typer.Context,
+    rejections: Annotated[int, typer.Option(
+        min=0, help="How many recent rejected lines to list.")] = 5,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Exit 1 and list the problems (no live sm run, a destination"
+        " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
+    )] = False,
+    max_age: Annotated[float, typer.Option(
+        "--max-age", parser=duration_option, metavar="DURATION",
+        help="With --check: the oldest unarchived message may be this old (e.g. 30m)."
+    )] = DEFAULT_MAX_AGE,
+) -> None:
+    """Show counts per state, the oldest unarchived age, destination health and rejections.
+
+    Example: sm --json status; sm status --check --max-age 30m (for cron or probes)
+    """
+    state = state_of(ctx)
+    out = state.output
+    doc = status_document(state)
+    if check:
+        _check(out, doc, max_age)
+        return
+    if out.json_mode:
+        out.emit_json(doc)
+        return
+    counts = doc["counts"]
+    out.table("Messages", ["state", "count"], [[s, counts[s]] for s in STATES])
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(doc["retry_reasons"].items()) if k)
+    out.print(f"Oldest unarchived: {_age(doc['oldest_unarchived_age_seconds'])}"
+              f"   Next retry: {doc['next_retry_at'] or '-'}"
+              + (f"   Waiting: {reasons}" if reasons else ""), highlight=False)
+    for final_state, why in sorted(doc["final_reasons"].items()):
+        for reason, count in sorted(why.items()):
+            out.print(f"{final_state.capitalize()} {count}: {reason}", highlight=False,
+                      markup=False)
+    if doc["destinations"]:
+        out.table("Destinations", ["project", "destination", "health", "next probe",
+                                   "last error"],
+                  [[d["project_id"], d["url"], d["health"], d["next_probe_at"] or "-",
+                    d["last_error"] or ""] for d in doc["destinations"]])
+    else:
+        out.print("No destinations yet. Try: sm connect URL --project ID")
+    if doc["projects_without_destination"]:
+        out.print("Waiting for a destination: project(s) "
+                  + ", ".join(doc["projects_without_destination"]), highlight=False)
+    if doc["discarded_by_reason"]:
+        out.print("Discarded: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(doc["discarded_by_reason"].items())),
+            highlight=False, markup=False)
+    unconfirmed = doc["discarded_by_reason"].get("never_confirmed", 0)
+    if unconfirmed:
+        # A broken confirmation path in the sender must not mean a silent, empty archive.
+        out.warn(f"{unconfirmed} message(s) were discarded because no send confirmation"
+                 " arrived within confirm_timeout: check that your sender records `sent`"
+                 " events (a late one within confirm_grace still revives the message)")
+    if doc["daemons"]:
+        out.table("Daemons", ["host", "pid", "version", "started", "last heartbeat",
+                              "alive", "in flight"],
+                  [[d["host"], d["pid"], d["version"] or "-", d["started_at"],
+                    d["last_heartbeat"], "yes" if d["alive"] else "NO (dead)",
+                    d["in_flight"]] for d in doc["daemons"]])
+    else:
+        out.print("No sm run is registered. Try: sm run", highlight=False)
+    if doc["in_flight_held_by_dead_daemon"]:
+        out.print(f"In flight {doc['in_flight_held_by_dead_daemon']}: held by a dead daemon"
+                  " (returned to the queue when sm run starts again)", highlight=False)
+    if doc["rejected_lines"]:
+        out.print(f"Rejected lines: {doc['rejected_lines']} (most recent first)",
+                  highlight=False)
+        for r in doc["recent_rejections"][:rejections]:
+            out.print(f"  {r['source']}:{r['line']}: {r['reason']}", highlight=False,
+                      markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add status."""
-
-    @command(app, "status")
-    def status(
-        ctx: typer.Context,
-        rejections: Annotated[int, typer.Option(
-            min=0, help="How many recent rejected lines to list.")] = 5,
-        check: Annotated[bool, typer.Option(
-            "--check", help="Exit 1 and list the problems (no live sm run, a destination"
-            " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
-        )] = False,
-        max_age: Annotated[float, typer.Option(
-            "--max-age", parser=duration_option, metavar="DURATION",
-            help="With --check: the oldest unarchived message may be this old (e.g. 30m)."
-        )] = DEFAULT_MAX_AGE,
-    ) -> None:
-        """Show counts per state, the oldest unarchived age, destination health and rejections.
-
-        Example: sm --json status; sm status --check --max-age 30m (for cron or probes)
-        """
-        state = state_of(ctx)
-        out = state.output
-        doc = status_document(state)
-        if check:
-            _check(out, doc, max_age)
-            return
-        if out.json_mode:
-            out.emit_json(doc)
-            return
-        counts = doc["counts"]
-        out.table("Messages", ["state", "count"], [[s, counts[s]] for s in STATES])
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(doc["retry_reasons"].items()) if k)
-        out.print(f"Oldest unarchived: {_age(doc['oldest_unarchived_age_seconds'])}"
-                  f"   Next retry: {doc['next_retry_at'] or '-'}"
-                  + (f"   Waiting: {reasons}" if reasons else ""), highlight=False)
-        for final_state, why in sorted(doc["final_reasons"].items()):
-            for reason, count in sorted(why.items()):
-                out.print(f"{final_state.capitalize()} {count}: {reason}", highlight=False,
-                          markup=False)
-        if doc["destinations"]:
-            out.table("Destinations", ["project", "destination", "health", "next probe",
-                                       "last error"],
-                      [[d["project_id"], d["url"], d["health"], d["next_probe_at"] or "-",
-                        d["last_error"] or ""] for d in doc["destinations"]])
-        else:
-            out.print("No destinations yet. Try: sm connect URL --project ID")
-        if doc["projects_without_destination"]:
-            out.print("Waiting for a destination: project(s) "
-                      + ", ".join(doc["projects_without_destination"]), highlight=False)
-        if doc["discarded_by_reason"]:
-            out.print("Discarded: " + ", ".join(
-                f"{k} {v}" for k, v in sorted(doc["discarded_by_reason"].items())),
-                highlight=False, markup=False)
-        unconfirmed = doc["discarded_by_reason"].get("never_confirmed", 0)
-        if unconfirmed:
-            # A broken confirmation path in the sender must not mean a silent, empty archive.
-            out.warn(f"{unconfirmed} message(s) were discarded because no send confirmation"
-                     " arrived within confirm_timeout: check that your sender records `sent`"
-                     " events (a late one within confirm_grace still revives the message)")
-        if doc["daemons"]:
-            out.table("Daemons", ["host", "pid", "version", "started", "last heartbeat",
-                                  "alive", "in flight"],
-                      [[d["host"], d["pid"], d["version"] or "-", d["started_at"],
-                        d["last_heartbeat"], "yes" if d["alive"] else "NO (dead)",
-                        d["in_flight"]] for d in doc["daemons"]])
-        else:
-            out.print("No sm run is registered. Try: sm run", highlight=False)
-        if doc["in_flight_held_by_dead_daemon"]:
-            out.print(f"In flight {doc['in_flight_held_by_dead_daemon']}: held by a dead daemon"
-                      " (returned to the queue when sm run starts again)", highlight=False)
-        if doc["rejected_lines"]:
-            out.print(f"Rejected lines: {doc['rejected_lines']} (most recent first)",
-                      highlight=False)
-            for r in doc["recent_rejections"][:rejections]:
-                out.print(f"  {r['source']}:{r['line']}: {r['reason']}", highlight=False,
-                          markup=False)
+    command(app, "status")(status)

@@ -168,8 +168,8 @@ def test_progress_is_shown_on_a_terminal_only() -> None:
 
     from rich.console import Console
 
+    from stored_messages_cli.cli.archiving import progress_for
     from stored_messages_cli.cli.common import Output
-    from stored_messages_cli.cli.run import progress_for
 
     screen = io.StringIO()
     terminal = Output(stderr=Console(file=screen, force_terminal=True, width=100))

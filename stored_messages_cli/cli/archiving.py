@@ -1,0 +1,85 @@
+"""What `sm run` and `sm replay` share: the retry policy the settings describe, the stop and
+reload signals, and the progress bar on a terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..retry import RetryPolicy
+
+log = logging.getLogger("sm.run")
+
+
+def policy_from(settings: Any) -> RetryPolicy:
+    """The retry policy the settings describe (interval, window, recovery probes, backoff)."""
+    return RetryPolicy(retry_interval=settings.retry_interval,
+                       retry_window=settings.retry_window,
+                       backoff_base=settings.rate_limit_backoff_base,
+                       backoff_cap=settings.rate_limit_backoff_cap,
+                       recovery_probes=tuple(settings.recovery_probes))
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, *, reload: threading.Event | None = None
+                    ) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop` (finish or release in-flight work); a second one exits at once.
+
+    SIGHUP sets `reload` (re-read config.toml) and never ends the process. The previous
+    handlers come back afterwards, so an in-process caller keeps its own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # not the main thread: the caller owns the stop event
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            # Exit now; this process's leases are reclaimed by the next run (dead owner).
+            os._exit(128 + signum)
+        stop.set()
+        # A log line, not console output: with --log-format json it is JSON like the rest.
+        log.info("Stopping: finishing in-flight uploads (signal again to exit at once)",
+                 extra={"event": "daemon_stopping", "signal": signal.Signals(signum).name})
+
+    def hang_up(signum: int, frame: object) -> None:
+        if reload is not None:  # a short command (replay) simply carries on
+            reload.set()
+            log.info("SIGHUP: configuration will be reloaded",
+                     extra={"event": "reload_requested"})
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def progress_for(out: Any, label: str, total: int | None) -> tuple[Any, Any]:
+    """A progress bar on stderr (only on a terminal) and the callback that advances it."""
+    if not out.interactive:
+        return None, None
+    from rich.progress import (  # only on a terminal
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+    )
+
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[detail]}"), console=out.stderr, transient=True)
+    task = progress.add_task(label, total=total or None, detail="")
+    counts: dict[str, int] = {}
+
+    def on_outcome(kind: str) -> None:
+        counts[kind] = counts.get(kind, 0) + 1
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        progress.update(task, advance=1, detail=detail)
+
+    return progress, on_outcome
