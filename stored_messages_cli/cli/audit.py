@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
         """
         from ..evidence.audit import audit as run_audit
-        from ..evidence.audit import write_report
+        from ..evidence.bundle import write_report
 
         state = state_of(ctx)
         out = state.output

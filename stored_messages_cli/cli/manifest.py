@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         Example: sm manifest backfill --project 12345
         """
-        from ..evidence.manifest import backfill as run_backfill
+        from ..evidence.backfill import backfill as run_backfill
         from ..evidence.manifest import limits_from
 
         state = state_of(ctx)

@@ -305,7 +305,7 @@ def _manifest_candidates(destination: Destination, project_id: str, query: FindQ
                          report: RemoteFindReport) -> list[str]:
     """Keys of stored messages the project's manifests list for any of the query's hashes
     (and within its other filters, dates included); records in `report` what was read."""
-    from ..evidence.manifest import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
+    from ..evidence.segments import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
 
     wanted = set(query.recipient_hashes)
     segment_keys = sorted((seq, info.key) for info in destination.list(

@@ -33,6 +33,7 @@ from .db import (
     SpoolVersionError,
     immediate_transaction,
 )
+from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth, Health
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
 from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
@@ -59,6 +60,7 @@ class Spool:
         self.queue = Queue(self._db)
         self.health = DestinationHealth(self._db)
         self.report = Report(self._db)
+        self.evidence = EvidenceQueries(self._db)  # manifest segments, audit reads
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,
