@@ -14,24 +14,19 @@ from rich.table import Table
 
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..evidence.access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
-from ..investigate.find import (
-    MANIFESTS,
-    PARTS,
-    AmbiguousMessage,
-    RebuildReport,
-    VerifiedMessage,
-    fetch_message,
-    find_remote,
-    rebuild_index,
-)
+from ..investigate.fetch import fetch_message
+from ..investigate.find import MANIFESTS, find_remote
 from ..investigate.index import (
     DEFAULT_FIND_LIMIT,
+    AmbiguousMessage,
     ArchiveIndex,
     FindQuery,
     IndexEntry,
     parse_time_bound,
     sort_newest_first,
 )
+from ..investigate.rebuild import RebuildReport, rebuild_index
+from ..investigate.verified import PARTS, VerifiedMessage
 from ..message import (
     MEDIUMS,
     RFC3339_RE,

@@ -35,6 +35,7 @@ from .db import (
 )
 from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth, Health
+from .index_queries import IndexQueries
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
 from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
 from .report import Report
@@ -61,6 +62,7 @@ class Spool:
         self.health = DestinationHealth(self._db)
         self.report = Report(self._db)
         self.evidence = EvidenceQueries(self._db)  # manifest segments, audit reads
+        self.index = IndexQueries(self._db)  # archive index and stored-message lookups
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,
