@@ -16,6 +16,7 @@ address. Everything is prefixed `sm_`.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from ..clock import Clock
 from ..errors import SmError
+from ..retry import error_class
 from ..spool import Spool
 from ..states import STATES, FinalReason, HealthState, RetryClass, State
 
@@ -271,8 +273,6 @@ class DaemonMetrics:
         """Time every attempt; count the failures that will be retried (`on_upload` hook)."""
         self.duration.labels(project_id).observe(seconds)
         if isinstance(result, BaseException):
-            from ..retry import error_class
-
             kind = error_class(result)
             if kind in (RetryClass.RATE_LIMITED, RetryClass.UNREACHABLE):
                 self.failures.labels(project_id, str(kind)).inc()
@@ -344,8 +344,6 @@ class MetricsServer:
     def __init__(self, metrics: DaemonMetrics, host: str, port: int) -> None:
         server_class = _ThreadingServer
         if ":" in host:
-            import socket
-
             class _V6(_ThreadingServer):
                 address_family = socket.AF_INET6
 

@@ -11,13 +11,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..states import UNARCHIVED_STATES, State
-from . import manifests
-from .db import SpoolDB
+from .manifests import (
+    SETTLED_OUTCOMES,
+    add_segment,
+    last_segment,
+    mark_write_failed,
+    mark_written,
+    on_settled,
+    recipient_hashes,
+    segment_body,
+    segment_rows,
+    take_entries,
+)
 
-SETTLED_OUTCOMES: tuple[State, ...] = manifests.SETTLED_OUTCOMES
+if TYPE_CHECKING:
+    from .db import SpoolDB
 
 _Result = TypeVar("_Result")
 
@@ -59,7 +70,7 @@ class EvidenceQueries:
 
     def complete_entries_on_settle(self) -> None:
         """Complete each settled message's manifest entry in its settling transaction."""
-        self.db.settled_hooks.append(manifests.on_settled)
+        self.db.settled_hooks.append(on_settled)
 
     # ----------------------------------------------------------------------- sealing
 
@@ -75,10 +86,10 @@ class EvidenceQueries:
         with self.db.write() as conn:
             if not due(open_entry_figures(conn, project_id)):
                 return None
-            rows = [dict(row) for row in manifests.take_entries(conn, project_id, limit)]
-            last_seq, prev_sha = manifests.last_segment(conn, project_id)
+            rows = [dict(row) for row in take_entries(conn, project_id, limit)]
+            last_seq, prev_sha = last_segment(conn, project_id)
             key, body = build(rows, last_seq + 1, prev_sha)
-            manifests.add_segment(conn, project_id=project_id, seq=last_seq + 1, key=key,
+            add_segment(conn, project_id=project_id, seq=last_seq + 1, key=key,
                                   sealed_at=sealed_at, count=len(rows), prev_sha256=prev_sha,
                                   body=body, entry_ids=[row["id"] for row in rows])
         return SealedSegment(last_seq + 1, len(rows))
@@ -88,23 +99,23 @@ class EvidenceQueries:
     def segments(self, project_id: str | None = None, *, unwritten_only: bool = False
                  ) -> list[dict[str, Any]]:
         """Sealed segments (without bodies) of one project or all, by project and number."""
-        return self._reading(lambda conn: [dict(row) for row in manifests.segment_rows(
+        return self._reading(lambda conn: [dict(row) for row in segment_rows(
             conn, project_id, unwritten_only=unwritten_only)])
 
     def segment_body(self, project_id: str, seq: int) -> bytes | None:
         """The exact bytes of a sealed segment not yet written (None once written)."""
-        return self._reading(lambda conn: manifests.segment_body(conn, project_id, seq))
+        return self._reading(lambda conn: segment_body(conn, project_id, seq))
 
     def mark_written(self, project_id: str, seq: int, now: float) -> None:
         """The segment is in the bucket: keep its hash, drop its bytes."""
         with self.db.write() as conn:
-            manifests.mark_written(conn, project_id, seq, now)
+            mark_written(conn, project_id, seq, now)
 
     def mark_write_failed(self, project_id: str, seq: int, error: str,
                           next_attempt_at: float) -> None:
         """The segment's upload failed: try again at `next_attempt_at`."""
         with self.db.write() as conn:
-            manifests.mark_write_failed(conn, project_id, seq, error, next_attempt_at)
+            mark_write_failed(conn, project_id, seq, error, next_attempt_at)
 
     # ----------------------------------------------------------------------- audit, backfill
 
@@ -206,5 +217,5 @@ def insert_backfilled_entry(conn: Any, entry: BackfilledEntry) -> None:
          entry.stored_key, entry.relative_key, entry.payload_sha256, entry.object_sha256,
          entry.size, entry.medium, entry.message_type, entry.campaign_id, entry.sent_at,
          entry.recipient_hash,
-         json.dumps(manifests.recipient_hashes(entry.payload, entry.recipient_hash),
+         json.dumps(recipient_hashes(entry.payload, entry.recipient_hash),
                     separators=(",", ":")), entry.settled_at))

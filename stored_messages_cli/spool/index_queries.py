@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..message import UNASSOCIATED
 from ..states import State
 from .archive import entry_row, recipient_condition, text_as_bytes, write_entries
 from .bodies import HAS_BODY
-from .db import SpoolDB
 from .identifiers import COMPLETE, PARTIAL
+
+if TYPE_CHECKING:
+    from .db import SpoolDB
 
 # The columns of one indexed message, in the order lookups return them.
 INDEX_COLUMNS: tuple[str, ...] = (
