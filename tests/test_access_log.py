@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli import access_log
 from stored_messages_cli.clock import FakeClock
+from stored_messages_cli.evidence import access_log
 from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
