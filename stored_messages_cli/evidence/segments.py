@@ -16,14 +16,13 @@ from typing import Any
 
 from ..clock import to_rfc3339
 from ..message import sha256_hex
-from ..states import State
+from ..states import SETTLED_OUTCOMES, State
 
 MANIFEST_VERSION = 1
 MANIFEST_FOLDER = "_sm/manifests/"
 SEGMENT_SUFFIX = ".jsonl.gz"
 
 HEADER_FIELDS = ("manifest_version", "project_id", "seq", "prev_sha256", "sealed_at", "count")
-OUTCOMES = (State.STORED.value, State.EXPIRED.value, State.FAILED.value)
 
 
 def segment_key(project_id: str, seq: int, sealed_at: float) -> str:
@@ -126,7 +125,7 @@ def parse_segment(body: bytes) -> Segment:
     header, entries = lines[0], lines[1:]
     if set(header) != set(HEADER_FIELDS):
         raise ManifestFormatError("the header does not have exactly the manifest fields")
-    if any(not isinstance(e, dict) or e.get("outcome") not in OUTCOMES for e in entries):
+    if any(not isinstance(e, dict) or e.get("outcome") not in SETTLED_OUTCOMES for e in entries):
         raise ManifestFormatError("a line is not a manifest entry")
     if header.get("count") != len(entries):
         raise ManifestFormatError(

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,6 @@ class Spool:
         self.queue = Queue(self._db)
         self.health = DestinationHealth(self._db)
         self.report = Report(self._db)
-        self.evidence = EvidenceQueries(self._db)  # manifest segments, audit reads
-        self.index = IndexQueries(self._db)  # archive index and stored-message lookups
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,
@@ -190,3 +189,15 @@ class Spool:
     def message_state(self, project_id: str | int, message_id: str) -> dict[str, Any] | None:
         """One message's row (without its body)."""
         return self.report.message_state(project_id, message_id)
+
+    # ----------------------------------------------------------------------- evidence, index
+
+    @cached_property
+    def evidence(self) -> EvidenceQueries:
+        """Manifest segments to seal and write, and what an audit or a backfill reads."""
+        return EvidenceQueries(self._db)
+
+    @cached_property
+    def index(self) -> IndexQueries:
+        """Lookups in the archive index and of stored messages (find, fetch, show, checks)."""
+        return IndexQueries(self._db)

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..states import UNARCHIVED_STATES, State
+from ..states import SETTLED_OUTCOMES, UNARCHIVED_STATES, State
 from .manifests import (
-    SETTLED_OUTCOMES,
     add_segment,
     last_segment,
     mark_write_failed,
