@@ -25,7 +25,10 @@ class State(StrEnum):
 STATES: tuple[State, ...] = tuple(State)
 FINAL_STATES: frozenset[State] = frozenset(
     {State.STORED, State.EXPIRED, State.FAILED, State.DISCARDED})
+# Confirmed and not yet archived: what `sm status` ages and an audit counts as pending.
 UNARCHIVED_STATES: tuple[State, ...] = (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT)
+# The outcomes of archiving, each recorded in a manifest (a discarded message never enters).
+SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
 
 
 class RetryClass(StrEnum):

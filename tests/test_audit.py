@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli.evidence.manifest import parse_segment
+from stored_messages_cli.evidence.segments import parse_segment
 from tests.support.fixtures.core import jsonl
 
 PROJECT = "12345"

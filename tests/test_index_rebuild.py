@@ -13,9 +13,9 @@ import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.file import FileDestination
-from stored_messages_cli.investigate import find as investigate
-from stored_messages_cli.investigate.find import rebuild_index
+from stored_messages_cli.investigate import rebuild
 from stored_messages_cli.investigate.index import ArchiveIndex
+from stored_messages_cli.investigate.rebuild import rebuild_index
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (
@@ -96,7 +96,7 @@ def test_rebuild_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.Mo
                                for n in range(1, 8)])
     laptop_home = tmp_path / "laptop"
     connect(cli_for(laptop_home), target, "12345")
-    monkeypatch.setattr(investigate, "INDEX_BATCH", 2)
+    monkeypatch.setattr(rebuild, "INDEX_BATCH", 2)
     reads = []
 
     def interrupt_after_three(count: int) -> None:

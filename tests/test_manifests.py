@@ -14,7 +14,8 @@ from typing import Any
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.errors import DestinationError
-from stored_messages_cli.evidence.manifest import Manifests, parse_segment, segment_key
+from stored_messages_cli.evidence.manifest import Manifests
+from stored_messages_cli.evidence.segments import parse_segment, segment_key
 from stored_messages_cli.message import gzip_body, identifier_hashes, sha256_hex
 from stored_messages_cli.spool import Failed, Spool, Stored
 from stored_messages_cli.states import FinalReason

@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from ..evidence.audit import audit as run_audit
-from ..evidence.audit import write_report
+from ..evidence.bundle import write_report
 from .common import command, fail, open_project_destination, state_of
 from .options import ProjectOption, SinceOption, UntilOption, time_range
 

@@ -14,23 +14,18 @@ from rich.table import Table
 
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..evidence.access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
-from ..investigate.find import (
-    MANIFESTS,
-    PARTS,
-    AmbiguousMessage,
-    RebuildReport,
-    VerifiedMessage,
-    fetch_message,
-    find_remote,
-    rebuild_index,
-)
+from ..investigate.fetch import fetch_message
+from ..investigate.find import MANIFESTS, find_remote
 from ..investigate.index import (
     DEFAULT_FIND_LIMIT,
+    AmbiguousMessage,
     ArchiveIndex,
     FindQuery,
     IndexEntry,
     sort_newest_first,
 )
+from ..investigate.rebuild import RebuildReport, rebuild_index
+from ..investigate.verified import PARTS, VerifiedMessage
 from ..message import (
     recipient_hash_candidates,
 )

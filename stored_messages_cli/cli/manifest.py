@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..evidence.manifest import backfill as run_backfill
+from ..evidence.backfill import backfill as run_backfill
 from ..evidence.manifest import limits_from
 from .command_classes import group
 from .common import command, fail, open_project_destination, state_of

@@ -8,8 +8,8 @@ import typer
 from rich.text import Text
 
 from ..evidence.access_log import AMBIGUOUS, filters_of, message_ref
-from ..investigate.find import REASON_WORDS, SHOW_FIELDS, AmbiguousMessage, show_message
-from ..investigate.index import ArchiveIndex
+from ..investigate.index import AmbiguousMessage, ArchiveIndex
+from ..investigate.show import REASON_WORDS, SHOW_FIELDS, show_message
 from .access_log import recorded
 from .common import command, fail, state_of
 from .options import CaseOption, MessageIdArgument, MessageProjectOption

@@ -35,8 +35,8 @@ from typing import Any
 
 from ..destinations.base import Destination
 from ..errors import SmError
-from ..investigate.find import READ_WORKERS, VerifiedMessage, read_many
 from ..investigate.index import IndexEntry
+from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
 from ..message import parse_sent_at, sha256_hex
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")

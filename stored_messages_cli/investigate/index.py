@@ -1,32 +1,26 @@
-"""The local index of stored messages: the `archive_index` table of the spool.
+"""The local index of stored messages, as investigations see it (`Spool.index` underneath).
 
 The spool writes one row in the same transaction that marks a message stored; this module
-queries those rows (`sm find`, `sm fetch`) and adds rows learnt from the bucket itself
+asks for those rows (`sm find`, `sm fetch`) and adds rows learnt from the bucket itself
 (`sm index rebuild`, remote finds). Rows hold the recipient hash, never the address.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from typing import Any
 
-from ..clock import Clock, SystemClock
+from ..clock import SystemClock
+from ..errors import SmError
 from ..message import UNASSOCIATED, parse_sent_at
-from ..spool import Spool, immediate_transaction
-from ..spool.archive import entry_row, recipient_condition, text_as_bytes, write_entries
-from ..spool.identifiers import COMPLETE, PARTIAL
+from ..spool import Spool
+from ..spool.identifiers import COMPLETE
+from ..spool.index_queries import INDEX_COLUMNS, IndexFilter, IndexQueries
 
-COLUMNS: tuple[str, ...] = (
-    "project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",
-    "sent_at", "key", "payload_sha256", "version_id", "destination_url", "stored_at",
-)
 # The fields of one `sm find --json` result, in the SPEC's order.
 FIND_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
@@ -37,8 +31,6 @@ _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A time relative to now: `90s`, `30m`, `2h`, `7d`, `4w` (that long ago).
 _RELATIVE_RE = re.compile(r"([0-9]{1,7})\s*([smhdw])", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-# The fraction of a second of a stored `sent_at` (`…:SS.ffffffZ` or `…:SSZ`), as a number.
-_SQL_FRACTION = "CAST('0' || rtrim(substr(sent_at, 20), 'Z') AS REAL)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +93,16 @@ def parse_time_bound(text: str, *, end_of_day: bool = False, now: float | None =
 
 
 @dataclass(frozen=True)
-class FindQuery:
+class FindQuery(IndexFilter):
     """What `sm find` looks for; every given filter must match (AND).
 
     `recipient_hashes` are the hashes a recipient term may be stored under
-    (`model.recipient_hash_candidates`); a message matches when any identifier of its
+    (`message.recipient_hash_candidates`); a message matches when any identifier of its
     recipient has one of them. `campaign_id="unassociated"` means no campaign (the key's
     `unassociated` folder, which a campaign literally named so shares). `limit=None` means
     no limit.
     """
 
-    recipient_hashes: tuple[str, ...] = ()
-    message_id: str | None = None
-    campaign_id: str | None = None
-    project_id: str | None = None
-    medium: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
     limit: int | None = DEFAULT_FIND_LIMIT
 
     def matches(self, entry: IndexEntry) -> bool:
@@ -141,45 +126,6 @@ class FindQuery:
             if self.until is not None and moment > self.until:
                 return False
         return True
-
-    def where(self, *, text_as_bytes: bool = False) -> tuple[str, list[Any]]:
-        """The SQL condition and parameters for these filters (`text_as_bytes`: the index's
-        hash columns hold odd text as bytes, see `spool.archive.packed`)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.recipient_hashes:
-            condition, values = recipient_condition(self.recipient_hashes,
-                                                    text_as_bytes=text_as_bytes)
-            clauses.append(condition)
-            params.extend(values)
-        if self.campaign_id == UNASSOCIATED:
-            clauses.append("(campaign_id IS NULL OR campaign_id = ?)")
-            params.append(UNASSOCIATED)
-        for column, wanted in (("message_id", self.message_id),
-                               ("campaign_id", None if self.campaign_id == UNASSOCIATED
-                                else self.campaign_id),
-                               ("project_id", self.project_id), ("medium", self.medium)):
-            if wanted is not None:
-                clauses.append(f"{column} = ?")
-                params.append(wanted)
-        # sent_at is text; `…:00.5Z` sorts before `…:00Z`, so the second is compared as text
-        # (which the sent_at indexes serve) and its fraction as a number.
-        if self.since is not None:
-            second, fraction = _split_second(self.since)
-            clauses.append(f"sent_at >= ? AND (substr(sent_at, 1, 19) > ?"
-                           f" OR {_SQL_FRACTION} >= ?)")
-            params.extend([second, second, fraction])
-        if self.until is not None:
-            second, fraction = _split_second(self.until)
-            clauses.append(f"sent_at <= ? AND (substr(sent_at, 1, 19) < ?"
-                           f" OR {_SQL_FRACTION} <= ?)")
-            params.extend([second + "Z", second, fraction])
-        return (" AND ".join(clauses) or "1 = 1"), params
-
-
-def _split_second(moment: datetime) -> tuple[str, float]:
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S"), utc.microsecond / 1_000_000
 
 
 def sort_newest_first(entries: Iterable[IndexEntry]) -> list[IndexEntry]:
@@ -216,56 +162,40 @@ class FindResult:
     truncated: bool = False
 
 
+class AmbiguousMessage(SmError):
+    """A message id found in more than one project (or under more than one key)."""
+
+    def __init__(self, message: str, *, places: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.places = places
+
+
 class ArchiveIndex:
-    """Reads and adds rows of the `archive_index` table of one spool database.
+    """The archive index of one spool, in the terms of an investigation (`IndexEntry`)."""
 
-    Writes are short `BEGIN IMMEDIATE` transactions, like the spool's own, so they interleave
-    with a running `sm run` instead of blocking it.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None,
-                 lock: threading.RLock | None = None) -> None:
-        self.conn = conn
-        self.clock: Clock = clock or SystemClock()
-        self._lock = lock or threading.RLock()  # pass the spool's lock when sharing its conn
+    def __init__(self, queries: IndexQueries) -> None:
+        self.queries = queries
 
     @classmethod
     def of(cls, spool: Spool) -> ArchiveIndex:
-        """The index kept in `spool` (which created the table)."""
-        return cls(spool.conn, clock=spool.clock, lock=spool.lock)
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate_transaction(self.conn, self._lock)
-
-    def _select(self, where: str, params: list[Any], suffix: str = "") -> list[IndexEntry]:
-        sql = f"SELECT {', '.join(COLUMNS)} FROM archive_index WHERE {where} {suffix}"
-        with self._lock:
-            rows = self.conn.execute(sql, params).fetchall()
-        return [IndexEntry(*row) for row in rows]
+        """The index kept in `spool`."""
+        return cls(spool.index)
 
     def find(self, query: FindQuery) -> FindResult:
         """Entries matching `query`, newest first, at most `query.limit` of them."""
-        where, params = query.where(text_as_bytes=text_as_bytes(self.conn))
-        suffix = "ORDER BY sent_at DESC, project_id, message_id"
-        if query.limit is not None:
-            suffix += " LIMIT ?"
-            params = [*params, query.limit + 1]  # one more tells whether the list was cut
-        entries = self._select(where, params, suffix)
+        # One more than the limit tells whether the list was cut.
+        rows = self.queries.find(query, None if query.limit is None else query.limit + 1)
+        entries = [IndexEntry(*row) for row in rows]
         truncated = query.limit is not None and len(entries) > query.limit
         return FindResult(entries[: query.limit] if truncated else entries, truncated)
 
     def entries_for(self, message_id: str, project_id: str | None = None) -> list[IndexEntry]:
         """The entries of one message id (one per project it occurs in)."""
-        if project_id is None:
-            return self._select("message_id = ?", [message_id], "ORDER BY project_id")
-        return self._select("message_id = ? AND project_id = ?", [message_id, project_id])
+        return [IndexEntry(*row) for row in self.queries.entries_for(message_id, project_id)]
 
     def keys_of(self, project_id: str) -> dict[str, str]:
         """message_id -> key of every indexed message of a project (rebuild skips these)."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT message_id, key FROM archive_index WHERE project_id = ?", (project_id,))
-            return dict(rows.fetchall())
+        return self.queries.keys_of(project_id)
 
     def add(self, entries: Iterable[IndexEntry]) -> int:
         """Add entries learnt from the bucket in one transaction; returns how many changed.
@@ -274,42 +204,18 @@ class ArchiveIndex:
         when the message was stored, stays authoritative); one under another key is replaced
         by what the bucket holds now.
         """
-        now = self.clock.now()
-        entries = list(entries)
-        if not entries:
-            return 0
-        rows = [entry_row([*(getattr(e, c) for c in COLUMNS[:-1]), e.stored_at or now],
-                          e.recipient_hashes) for e in entries]
-        with self._write() as conn:
-            changed = write_entries(conn, rows, replace="other_key")
-            conn.executemany(
-                "INSERT OR IGNORE INTO index_coverage (project_id, coverage, source, since,"
-                " updated_at) VALUES (?, ?, 'remote', ?, ?)",
-                [(pid, PARTIAL, now, now) for pid in sorted({e.project_id for e in entries})])
-            return changed
+        return self.queries.add_learnt(
+            ([getattr(entry, column) for column in INDEX_COLUMNS], entry.recipient_hashes)
+            for entry in entries)
 
     def coverage(self) -> dict[str, Coverage]:
         """What the index knows of each project it holds rows of (or was told about)."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT project_id, coverage, source, since, updated_at FROM index_coverage"
-                " ORDER BY project_id").fetchall()
-        return {row[0]: Coverage(*row) for row in rows}
+        return {row[0]: Coverage(*row) for row in self.queries.coverage()}
 
     def mark_complete(self, project_id: str, source: str = "rebuild") -> None:
         """The index now holds every message of the project (a full rebuild finished)."""
-        now = self.clock.now()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO index_coverage (project_id, coverage, source, since, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET"
-                " coverage = excluded.coverage, source = excluded.source,"
-                " updated_at = excluded.updated_at",
-                (project_id, COMPLETE, source, now, now))
+        self.queries.mark_complete(project_id, source)
 
     def count(self, project_id: str | None = None) -> int:
         """How many messages the index holds (of one project, or in all)."""
-        where, params = ("project_id = ?", [project_id]) if project_id else ("1 = 1", [])
-        with self._lock:
-            return int(self.conn.execute(
-                f"SELECT COUNT(*) FROM archive_index WHERE {where}", params).fetchone()[0])
+        return self.queries.count(project_id)

@@ -6,8 +6,8 @@ Two sources, one registry:
   `on_upload`), so they count what this process did since it started (Prometheus handles the
   reset at a restart);
 - gauges (and `sm_messages_discarded_total`, which senders move too) are read from the spool
-  when Prometheus scrapes, on a read-only connection of their own: a scrape never waits on,
-  nor blocks, the archiver's connection.
+  when Prometheus scrapes (`Report.status()`, the destination health rows, the index), through
+  a `Spool` of their own: a scrape never waits on, nor blocks, the archiver's connection.
 
 Labels carry project ids, states, classes and reason codes only: never a message id or an
 address. Everything is prefixed `sm_`.
@@ -16,7 +16,7 @@ address. Everything is prefixed `sm_`.
 from __future__ import annotations
 
 import logging
-import sqlite3
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +35,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..spool.postgres import database_errors, is_postgres_url
+from ..clock import Clock
+from ..errors import SmError
+from ..retry import error_class
+from ..spool import Spool
 from ..states import STATES, FinalReason, HealthState, RetryClass, State
 
 log = logging.getLogger("sm.metrics")
@@ -94,63 +97,51 @@ class Liveness:
 
 
 class SpoolCollector(Collector):
-    """Gauges read from the spool at scrape time (cheap, index-backed queries)."""
+    """Gauges read from the spool at scrape time (its status figures and health rows)."""
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
-                 *, clock: Callable[[], float] = time.time) -> None:
-        self.spool_path = spool_path if is_postgres_url(spool_path) else Path(spool_path)
+                 *, clock: Clock | None = None) -> None:
+        self.spool_path = spool_path  # a file, or a postgresql:// URL
         self.projects = dict(projects)  # project id → destination URL this daemon uses
         self.version = version
         self.clock = clock
         self._lock = threading.Lock()
-        self._conn: Any = None
+        self._spool: Spool | None = None
         self._last_stored: dict[str, float] | None = None
         self.stored_at: dict[str, float] = {}  # moved by the archiver as messages are stored
 
-    def _connection(self) -> Any:
-        if self._conn is None and isinstance(self.spool_path, str):  # a PostgreSQL spool
-            from ..spool.postgres import PgConnection
-
-            self._conn = PgConnection(self.spool_path)
-            self._conn.execute("SET default_transaction_read_only = on")
-        if self._conn is None:
-            assert isinstance(self.spool_path, Path)
-            self._conn = sqlite3.connect(f"{self.spool_path.resolve().as_uri()}?mode=ro",
-                                         uri=True, timeout=5, check_same_thread=False,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA busy_timeout=5000")
-        return self._conn
-
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read on the collector's own read-only connection."""
+    def spool(self) -> Spool:
+        """The collector's own Spool on the daemon's database, opened at the first scrape."""
         with self._lock:
-            return list(self._connection().execute(sql, tuple(params)).fetchall())
+            if self._spool is None:
+                self._spool = Spool(self.spool_path, clock=self.clock)
+            return self._spool
 
     def close(self) -> None:
-        """Close the read-only connection."""
+        """Close the collector's Spool."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
 
     def spool_open(self) -> bool:
-        """The spool answers a read."""
+        """The spool can be opened."""
         try:
-            return self.query("SELECT 1") == [(1,)]
-        except database_errors():
+            self.spool()
+        except SmError:
             return False
+        return True
 
     def health(self) -> dict[str, tuple[str, float | None]]:
         """Each project's destination health (unknown when never recorded for its URL)."""
-        known = {r[0]: (r[1], r[2], r[3]) for r in self.query(
-            "SELECT project_id, url, health, next_probe_at FROM destination_health")}
+        known = self.spool().health.all()
         result: dict[str, tuple[str, float | None]] = {}
         for project_id, url in sorted(self.projects.items()):
             row = known.get(project_id)
-            if row is None or row[0] != url:
+            if row is None or row.url != url:
                 result[project_id] = (HealthState.UNKNOWN, None)
             else:
-                result[project_id] = (row[1], row[2])
+                result[project_id] = (row.health, row.next_probe_at)
         return result
 
     def last_stored(self) -> dict[str, float]:
@@ -158,10 +149,9 @@ class SpoolCollector(Collector):
         if self._last_stored is None:
             self._last_stored = {}
             for project_id in self.projects:
-                value = self.query("SELECT MAX(stored_at) FROM archive_index WHERE project_id = ?",
-                                   (project_id,))[0][0]
+                value = self.spool().index.last_stored_at(project_id)
                 if value is not None:
-                    self._last_stored[project_id] = float(value)
+                    self._last_stored[project_id] = value
         for project_id, at in list(self.stored_at.items()):
             self._last_stored[project_id] = max(at, self._last_stored.get(project_id, at))
         return self._last_stored
@@ -173,25 +163,21 @@ class SpoolCollector(Collector):
         yield build
         try:
             yield from self._from_spool()
-        except database_errors() as exc:
+        except SmError as exc:
             log.warning("metrics: could not read the spool: %s", exc)
 
     def _from_spool(self) -> Iterator[Any]:
-        now = self.clock()
-        counts: dict[str, int] = dict.fromkeys([str(s) for s in STATES], 0)
-        for state in STATES:  # one index range count per state
-            counts[state] = self.query("SELECT COUNT(*) FROM messages WHERE state = ?",
-                                       (state,))[0][0]
+        status = self.spool().report.status()
         messages = GaugeMetricFamily("sm_messages", "Messages in the spool, by state.",
                                      labels=["state"])
+        counts: dict[str, int] = dict.fromkeys([str(s) for s in STATES], 0)
+        counts.update(status["counts"])
         for name, count in counts.items():
             messages.add_metric([name], count)
         yield messages
 
         waiting = dict.fromkeys(RetryClass, 0)
-        for reason, count in self.query(
-                "SELECT retry_reason, COUNT(*) FROM messages WHERE state = ?"
-                " GROUP BY retry_reason", (State.RETRY_WAIT,)):
+        for reason, count in status["retry_reasons"].items():
             if reason in waiting:
                 waiting[RetryClass(reason)] = count
         retry = GaugeMetricFamily("sm_messages_retry_wait",
@@ -201,19 +187,14 @@ class SpoolCollector(Collector):
             retry.add_metric([retry_class], count)
         yield retry
 
-        oldest = self.query(
-            "SELECT MIN(COALESCE(confirmed_at, created_at)) FROM messages WHERE state IN"
-            " (?, ?, ?)", (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT))[0][0]
+        age = status["oldest_unarchived_age_seconds"]
         yield GaugeMetricFamily(
             "sm_oldest_unarchived_age_seconds",
             "Age of the oldest confirmed message not yet archived (0 when none).",
-            value=0.0 if oldest is None else max(0.0, now - oldest))
+            value=0.0 if age is None else age)
 
         discarded = dict.fromkeys([str(r) for r in DISCARD_REASONS], 0)
-        for reason, count in self.query(
-                "SELECT COALESCE(final_reason, 'unknown'), COUNT(*) FROM messages"
-                " WHERE state = ? GROUP BY 1", (State.DISCARDED,)):
-            discarded[reason] = count
+        discarded.update(status["discarded_by_reason"])
         family = CounterMetricFamily(
             "sm_messages_discarded", "Messages discarded (never archived), by reason; counts"
             " the spool's rows, so `sm spool prune` lowers it.", labels=["reason"])
@@ -292,8 +273,6 @@ class DaemonMetrics:
         """Time every attempt; count the failures that will be retried (`on_upload` hook)."""
         self.duration.labels(project_id).observe(seconds)
         if isinstance(result, BaseException):
-            from ..retry import error_class
-
             kind = error_class(result)
             if kind in (RetryClass.RATE_LIMITED, RetryClass.UNREACHABLE):
                 self.failures.labels(project_id, str(kind)).inc()
@@ -304,7 +283,7 @@ class DaemonMetrics:
             return False, "spool not open"
         try:
             health = self.spool.health()
-        except database_errors() as exc:
+        except SmError as exc:
             return False, f"spool not readable: {exc}"
         down = [f"{p} {h}" for p, (h, _) in health.items() if h not in READY_HEALTH]
         if down:
@@ -346,7 +325,7 @@ class DaemonMetrics:
         return app
 
     def close(self) -> None:
-        """Release the collector's connection."""
+        """Release the collector's Spool."""
         self.spool.close()
 
 
@@ -365,8 +344,6 @@ class MetricsServer:
     def __init__(self, metrics: DaemonMetrics, host: str, port: int) -> None:
         server_class = _ThreadingServer
         if ":" in host:
-            import socket
-
             class _V6(_ThreadingServer):
                 address_family = socket.AF_INET6
 

@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING
 from ..destinations.base import TEST_OBJECT_FOLDER, Check, Destination
 from ..errors import ObjectConflict, SmError
 from ..message import canonical_json, gzip_body, sha256_hex
-from ..states import State
+from ..states import CheckStatus
 
 if TYPE_CHECKING:
     from ..spool import Spool
-
-FAIL = "fail"
-WARN = "warn"
-PASS = "pass"
 
 # A failure of one of these means the destination cannot take or keep the archive: connect
 # saves nothing, and no operator can accept it. Retention that cannot be kept blocks alike on
@@ -44,25 +40,29 @@ def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
     try:
         destination.put(key, body, sha256_hex(payload))
     except SmError as exc:
-        return [Check("write", FAIL, f"cannot write the test object: {exc}", hint=exc.hint)]
-    results = [Check("write", PASS, f"wrote {key}")]
+        return [Check("write", CheckStatus.FAIL,
+                      f"cannot write the test object: {exc}", hint=exc.hint)]
+    results = [Check("write", CheckStatus.PASS, f"wrote {key}")]
     try:
         fetched = destination.get(key)
     except SmError as exc:
-        return [*results, Check("read", FAIL, f"cannot read the test object back: {exc}",
+        return [*results, Check("read", CheckStatus.FAIL,
+                                f"cannot read the test object back: {exc}",
                                  hint=exc.hint)]
     if fetched.body != body:
-        return [*results, Check("read", FAIL, f"{key} came back with different bytes")]
-    results.append(Check("read", PASS, "read back the same bytes"))
+        return [*results, Check("read", CheckStatus.FAIL, f"{key} came back with different bytes")]
+    results.append(Check("read", CheckStatus.PASS, "read back the same bytes"))
     results.append(create_only_check(destination, key, body))
     if keep:
-        results.append(Check("cleanup", PASS, f"kept {key} (object lock forbids deleting it)"))
+        results.append(Check("cleanup", CheckStatus.PASS,
+                             f"kept {key} (object lock forbids deleting it)"))
         return results
     try:
         destination.delete(key)
-        results.append(Check("cleanup", PASS, "deleted the test object"))
+        results.append(Check("cleanup", CheckStatus.PASS, "deleted the test object"))
     except SmError as exc:
-        results.append(Check("cleanup", WARN, f"could not delete {key}: {exc}", hint=exc.hint))
+        results.append(Check("cleanup", CheckStatus.WARN,
+                             f"could not delete {key}: {exc}", hint=exc.hint))
     return results
 
 
@@ -80,17 +80,20 @@ def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
     except ObjectConflict:
         refused = True
     except SmError as exc:
-        return Check("create_only", FAIL, f"cannot prove that the store refuses to overwrite:"
+        return Check("create_only", CheckStatus.FAIL,
+                     f"cannot prove that the store refuses to overwrite:"
                      f" the second conditional write failed ({exc})", hint=exc.hint)
     try:
         still = destination.get(key).body == body
     except SmError as exc:
-        return Check("create_only", FAIL, f"cannot read the test object after the second"
+        return Check("create_only", CheckStatus.FAIL,
+                     f"cannot read the test object after the second"
                      f" conditional write: {exc}", hint=exc.hint)
     if refused and still:
-        return Check("create_only", PASS, "a second create-only write to the test key was"
+        return Check("create_only", CheckStatus.PASS,
+                     "a second create-only write to the test key was"
                      " refused")
-    return Check("create_only", FAIL, "the store accepted a second create-only write to"
+    return Check("create_only", CheckStatus.FAIL, "the store accepted a second create-only write to"
                  f" {key} and overwrote it: it ignores conditional writes (If-None-Match), so"
                  " an archived message could be replaced",
                  hint="use a store (or a proxy in front of it) that honours conditional"
@@ -102,7 +105,7 @@ def _own_checks(destination: Destination) -> tuple[list[Check], list[Check]]:
     try:
         own = list(destination.checks())
     except SmError as exc:
-        own = [Check("settings", WARN, f"cannot read the destination's settings: {exc}",
+        own = [Check("settings", CheckStatus.WARN, f"cannot read the destination's settings: {exc}",
                      hint=exc.hint)]
     return ([c for c in own if c.name == "reachable"],
             [c for c in own if c.name != "reachable"])
@@ -118,7 +121,7 @@ def run_checks(destination: Destination, *, keep_test_object: bool = False) -> l
     reachable, settings = _own_checks(destination)
     if failed(reachable):
         return reachable
-    lock_missing = any(c.name == "object_lock" and c.status == FAIL for c in settings)
+    lock_missing = any(c.name == "object_lock" and c.status == CheckStatus.FAIL for c in settings)
     trip = round_trip(destination, keep=keep_test_object and not lock_missing)
     return [*reachable, *trip, *settings]
 
@@ -132,18 +135,19 @@ def read_only_checks(destination: Destination) -> list[Check]:
     try:
         first = next(iter(destination.list(destination.prefix)), None)
     except SmError as exc:
-        return [*reachable, Check("list", FAIL, f"cannot list the archive: {exc}",
+        return [*reachable, Check("list", CheckStatus.FAIL, f"cannot list the archive: {exc}",
                                   hint=exc.hint), *settings]
-    listed = Check("list", PASS, f"listed {destination.prefix or 'the archive'}")
+    listed = Check("list", CheckStatus.PASS, f"listed {destination.prefix or 'the archive'}")
     if first is None:
-        read = Check("read", WARN, "nothing is stored yet, so reading is not proven; the first"
+        read = Check("read", CheckStatus.WARN,
+                     "nothing is stored yet, so reading is not proven; the first"
                      " sm find --remote or sm fetch will show it")
     else:
         try:
             destination.get(first.key)
-            read = Check("read", PASS, f"read {first.key}")
+            read = Check("read", CheckStatus.PASS, f"read {first.key}")
         except SmError as exc:
-            read = Check("read", FAIL, f"cannot read {first.key}: {exc}", hint=exc.hint)
+            read = Check("read", CheckStatus.FAIL, f"cannot read {first.key}: {exc}", hint=exc.hint)
     return [*reachable, listed, read, *settings]
 
 
@@ -161,14 +165,8 @@ class RecentWrite:
 def recent_write(spool: Spool, project_id: str, *, within: float = RECENT_WRITE_WINDOW
                  ) -> RecentWrite | None:
     """The newest message of `project_id` the daemon stored within `within` seconds."""
-    since = spool.clock.now() - within
-    with spool.lock:
-        row = spool.conn.execute(
-            f"SELECT stored_key, stored_at FROM messages WHERE state = '{State.STORED}'"
-            " AND project_id = ? AND stored_at >= ? AND stored_key IS NOT NULL"
-            " ORDER BY stored_at DESC LIMIT 1",  # the literal state: a partial index serves it
-            (str(project_id), since)).fetchone()
-    return RecentWrite(row[0], row[1]) if row else None
+    found = spool.index.latest_stored(project_id, spool.clock.now() - within)
+    return None if found is None else RecentWrite(*found)
 
 
 def recent_write_checks(destination: Destination, recent: RecentWrite) -> list[Check]:
@@ -183,40 +181,46 @@ def recent_write_checks(destination: Destination, recent: RecentWrite) -> list[C
     if failed(reachable):
         return reachable
     when = datetime.fromtimestamp(recent.stored_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    results = [*reachable, Check("write", PASS, f"sm run stored {recent.key} at {when}; no test"
+    results = [*reachable, Check("write", CheckStatus.PASS,
+                                 f"sm run stored {recent.key} at {when}; no test"
                                  " object written (sm verify --write-test writes one)")]
     try:
         fetched = destination.get(recent.key)
     except SmError as exc:
-        return [*results, Check("read", FAIL, f"cannot read {recent.key} back: {exc}",
-                                hint=exc.hint), *settings]
-    results.append(Check("read", PASS, f"read back {recent.key}"))
+        return [*results, Check("read", CheckStatus.FAIL,
+                                f"cannot read {recent.key} back: {exc}", hint=exc.hint),
+                *settings]
+    results.append(Check("read", CheckStatus.PASS, f"read back {recent.key}"))
     if fetched.info.payload_sha256 is None:
-        results.append(Check("create_only", WARN, f"{recent.key} has no payload hash metadata;"
+        results.append(Check("create_only", CheckStatus.WARN,
+                             f"{recent.key} has no payload hash metadata;"
                              " run sm verify --write-test to prove create-only writes"))
         return [*results, *settings]
     try:
         again = destination.put(recent.key, fetched.body, fetched.info.payload_sha256)
     except SmError as exc:
-        results.append(Check("create_only", FAIL, "cannot prove that the store refuses to"
+        results.append(Check("create_only", CheckStatus.FAIL,
+                             "cannot prove that the store refuses to"
                              f" overwrite: a create-only write of the same bytes failed ({exc})",
                              hint=exc.hint))
         return [*results, *settings]
     if again.created:
-        results.append(Check("create_only", FAIL, f"the store accepted a second create-only"
+        results.append(Check("create_only", CheckStatus.FAIL,
+                             f"the store accepted a second create-only"
                              f" write to {recent.key}: it ignores conditional writes"
                              " (If-None-Match), so an archived message could be replaced",
                              hint="use a store (or a proxy in front of it) that honours"
                              " conditional writes"))
     else:
-        results.append(Check("create_only", PASS, f"a second create-only write to {recent.key}"
+        results.append(Check("create_only", CheckStatus.PASS,
+                             f"a second create-only write to {recent.key}"
                              " was refused"))
     return [*results, *settings]
 
 
 def failed(checks: list[Check]) -> bool:
     """True when any check failed."""
-    return any(c.status == FAIL for c in checks)
+    return any(c.status == CheckStatus.FAIL for c in checks)
 
 
 def blocking_failure(checks: list[Check], accepted: Iterable[str] = ()) -> Check | None:
@@ -227,10 +231,10 @@ def blocking_failure(checks: list[Check], accepted: Iterable[str] = ()) -> Check
     """
     for name in BLOCKING_CHECKS:
         for check in checks:
-            if check.name == name and check.status == FAIL:
+            if check.name == name and check.status == CheckStatus.FAIL:
                 return check
     waived = set(accepted)
-    return next((c for c in checks if c.status == FAIL and c.name not in waived), None)
+    return next((c for c in checks if c.status == CheckStatus.FAIL and c.name not in waived), None)
 
 
 def can_be_accepted(name: str) -> bool:
@@ -241,9 +245,10 @@ def can_be_accepted(name: str) -> bool:
 def accept_failures(checks: list[Check], accepted: Iterable[str]) -> list[Check]:
     """`checks` with the failures of accepted checks shown as warnings that say so."""
     waived = {name for name in accepted if can_be_accepted(name)}
-    return [replace(c, status=WARN, detail=f"accepted failure (--accept-failed-check {c.name},"
+    return [replace(c, status=CheckStatus.WARN,
+                    detail=f"accepted failure (--accept-failed-check {c.name},"
                     f" recorded in config.toml): {c.detail}")
-            if c.status == FAIL and c.name in waived else c for c in checks]
+            if c.status == CheckStatus.FAIL and c.name in waived else c for c in checks]
 
 
 def as_documents(checks: list[Check]) -> list[dict[str, str]]:

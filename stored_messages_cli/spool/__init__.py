@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from .db import (
     SpoolVersionError,
     immediate_transaction,
 )
+from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth, Health
+from .index_queries import IndexQueries
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
 from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
 from .report import Report
@@ -186,3 +189,15 @@ class Spool:
     def message_state(self, project_id: str | int, message_id: str) -> dict[str, Any] | None:
         """One message's row (without its body)."""
         return self.report.message_state(project_id, message_id)
+
+    # ----------------------------------------------------------------------- evidence, index
+
+    @cached_property
+    def evidence(self) -> EvidenceQueries:
+        """Manifest segments to seal and write, and what an audit or a backfill reads."""
+        return EvidenceQueries(self._db)
+
+    @cached_property
+    def index(self) -> IndexQueries:
+        """Lookups in the archive index and of stored messages (find, fetch, show, checks)."""
+        return IndexQueries(self._db)

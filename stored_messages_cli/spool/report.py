@@ -17,7 +17,8 @@ class Report:
         self.db = db
 
     def status(self) -> dict[str, Any]:
-        """Counts per state and retry reason, oldest unarchived age, next retry, rejections."""
+        """Counts per state and retry reason, oldest unarchived age, next retry, rejections,
+        discarded messages per reason code."""
         now = self.db.clock.now()
         counts = {str(state): 0 for state in STATES}
         for state, count in self.db.read("SELECT state, COUNT(*) FROM messages GROUP BY state"):
@@ -35,12 +36,16 @@ class Report:
             "SELECT MIN(next_attempt_at) FROM messages WHERE state = ?",
             (State.RETRY_WAIT,))[0][0]
         rejected = self.db.read("SELECT COUNT(*) FROM rejected")[0][0]
+        discarded = {r[0]: r[1] for r in self.db.read(
+            "SELECT COALESCE(final_reason, 'unknown'), COUNT(*) FROM messages WHERE state = ?"
+            " GROUP BY 1 ORDER BY 1", (State.DISCARDED,))}
         return {
             "counts": counts,
             "retry_reasons": reasons,
             "oldest_unarchived_age_seconds": None if oldest is None else max(0.0, now - oldest),
             "next_retry_at": next_retry,
             "rejected_lines": rejected,
+            "discarded_by_reason": discarded,
         }
 
     def final_reasons(self) -> dict[str, dict[str, int]]:

@@ -1,0 +1,108 @@
+"""`sm audit`, step 1: the chain of a project's manifest segments.
+
+Every segment present (`manifest_missing`), numbers contiguous, each `prev_sha256` the hash of
+the previous segment's bytes, each segment's bytes the ones sealed (`chain_broken`). The
+segments read here are what steps 2 and 3 check the bucket and the spool against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..destinations.base import Destination
+from ..errors import IntegrityError, ObjectNotFound
+from ..message import sha256_hex
+from ..spool import Spool
+from .findings import Finding, ProjectAudit
+from .segments import ManifestFormatError, Segment, manifest_prefix, parse_segment, seq_of_key
+
+
+def check_chain(spool: Spool, project_id: str, destination: Destination,
+                result: ProjectAudit) -> list[Segment]:
+    """The project's segments in order, read from the bucket (or the spool, while unwritten);
+    a missing, altered or misnumbered one becomes a finding in `result`."""
+    listed: dict[int, list[str]] = {}
+    for info in destination.list(manifest_prefix(destination.prefix, project_id)):
+        seq = seq_of_key(info.key)
+        if seq is not None:
+            listed.setdefault(seq, []).append(info.key)
+            result.listing[info.key] = info
+    known = {int(r["seq"]): r for r in spool.evidence.segments(project_id)}
+    last = max([*listed, *known], default=0)
+    segments: list[Segment] = []
+    previous: str | None = None  # the previous segment's hash, when known
+    previous_known = True
+    for seq in range(1, last + 1):
+        row = known.get(seq)
+        recorded = row["sha256"] if row is not None else None
+        if recorded:
+            result.recorded_sha256[seq] = recorded
+        body, key = _segment_bytes(spool, project_id, destination, seq, listed, row, result)
+        if body is None:
+            if key is None:
+                result.findings.append(Finding(
+                    "manifest_missing", f"manifest segment {seq} is not in the bucket"
+                    + (" (the spool sealed and wrote it)" if row is not None else
+                       f" (segments up to {last} exist)"), seq=seq,
+                    key=destination.prefix + row["key"] if row is not None else None))
+            previous, previous_known = recorded, recorded is not None
+            continue
+        result.segments[seq] = body
+        digest = sha256_hex(body)
+        broken = False
+        if recorded and digest != recorded:
+            result.findings.append(Finding(
+                "chain_broken", f"segment {seq}'s bytes are not those sealed (sha256 {digest},"
+                f" sealed as {recorded})", seq=seq, key=key))
+            broken = True
+        try:
+            segment = parse_segment(body)
+        except ManifestFormatError as exc:
+            if not broken:
+                result.findings.append(Finding("chain_broken", f"segment {seq}: {exc}",
+                                               seq=seq, key=key))
+            previous, previous_known = recorded or digest, True
+            continue
+        header = segment.header
+        problems = []
+        if header.get("seq") != seq or str(header.get("project_id")) != project_id:
+            problems.append(f"its header says project {header.get('project_id')} segment"
+                            f" {header.get('seq')}")
+        expected_prev = None if seq == 1 else previous
+        if (seq == 1 or previous_known) and header.get("prev_sha256") != expected_prev:
+            problems.append("its prev_sha256 is not the hash of segment"
+                            f" {seq - 1}'s bytes" if seq > 1 else "segment 1 has a prev_sha256")
+        if problems and not broken:
+            result.findings.append(Finding("chain_broken", f"segment {seq}: "
+                                           + "; ".join(problems), seq=seq, key=key))
+        result.manifests += 1
+        segments.append(segment)
+        previous, previous_known = recorded or digest, True
+    return segments
+
+
+def _segment_bytes(spool: Spool, project_id: str, destination: Destination, seq: int,
+                   listed: dict[int, list[str]], row: dict[str, Any] | None,
+                   result: ProjectAudit) -> tuple[bytes | None, str | None]:
+    """The segment's bytes from the bucket, or from the spool while it is not yet written.
+
+    Returns (None, None) when it is nowhere; (None, key) when it was reported otherwise.
+    """
+    keys = listed.get(seq, [])
+    if len(keys) > 1:
+        result.findings.append(Finding("chain_broken", f"segment {seq} exists {len(keys)} times"
+                                       f" ({', '.join(keys)})", seq=seq, key=keys[0]))
+    for key in keys:
+        try:
+            return destination.get(key).body, key
+        except ObjectNotFound:
+            continue
+        except IntegrityError as exc:
+            result.findings.append(Finding("chain_broken", f"segment {seq}: {exc}",
+                                           seq=seq, key=key))
+            return None, key
+    if row is not None and row["written_at"] is None:
+        body = spool.evidence.segment_body(project_id, seq)
+        if body is not None:
+            return body, destination.prefix + row["key"]
+    return None, None

@@ -1,0 +1,129 @@
+"""What an audit finds: findings, each project's figures, the whole result (`sm audit --json`).
+
+The data of `sm audit` (SPEC 8), apart from the checks that fill it (`audit`, `audit_chain`,
+`audit_bucket`) and the evidence bundle that writes it (`bundle`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..clock import to_rfc3339
+from ..destinations.base import ObjectInfo
+from ..message import parse_sent_at
+
+FINDING_TYPES = ("missing_object", "altered_object", "unexpected_object", "manifest_missing",
+                 "chain_broken", "unaccounted_message", "retention_short")
+
+
+class Progress(Protocol):
+    """Where a long audit says how far it is (the CLI draws it on a terminal)."""
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        """A new step begins; `total` items when known."""
+
+    def advance(self, count: int = 1) -> None:
+        """`count` more items of the current step are done."""
+
+
+class SilentProgress:
+    """A Progress that says nothing (an audit run without a terminal)."""
+
+    def stage(self, text: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: its type, what it concerns, and one line of detail."""
+
+    type: str
+    detail: str
+    message_id: str | None = None
+    key: str | None = None
+    seq: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `--json` form: `type`, then whichever of message_id/key/seq apply, `detail`."""
+        document: dict[str, Any] = {"type": self.type}
+        for name in ("message_id", "key", "seq"):
+            value = getattr(self, name)
+            if value is not None:
+                document[name] = value
+        document["detail"] = self.detail
+        return document
+
+
+@dataclass
+class ProjectAudit:
+    """What the audit of one project found."""
+
+    project_id: str
+    manifests: int = 0
+    entries: int = 0
+    stored: int = 0
+    expired: int = 0
+    failed: int = 0
+    pending: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    # for the evidence bundle
+    segments: dict[int, bytes] = field(default_factory=dict)
+    recorded_sha256: dict[int, str] = field(default_factory=dict)
+    listing: dict[str, ObjectInfo] = field(default_factory=dict)
+    object_sha256: dict[str, str] = field(default_factory=dict)
+    retain_until: dict[str, float | None] = field(default_factory=dict)  # as --deep read it
+
+    def as_dict(self) -> dict[str, Any]:
+        """The project's object in `sm audit --json`."""
+        return {"project_id": self.project_id, "manifests": self.manifests,
+                "entries": self.entries, "stored": self.stored, "expired": self.expired,
+                "failed": self.failed, "pending": self.pending,
+                "findings": [f.as_dict() for f in self.findings]}
+
+
+@dataclass
+class AuditResult:
+    """The whole audit: `ok` exactly when no project has a finding."""
+
+    since: datetime | None
+    until: datetime | None
+    projects: list[ProjectAudit]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found."""
+        return not any(p.findings for p in self.projects)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `sm audit --json` document (SPEC 8)."""
+        return {"ok": self.ok, "since": _iso(self.since), "until": _iso(self.until),
+                "projects": [p.as_dict() for p in self.projects]}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else to_rfc3339(moment.timestamp())
+
+
+class Period:
+    """The messages an audit checks: those sent between `since` and `until` (either open)."""
+
+    def __init__(self, since: datetime | None, until: datetime | None) -> None:
+        self.since, self.until = since, until
+
+    def holds(self, sent_at: str | None) -> bool:
+        """True when a message sent at `sent_at` is within the period."""
+        if self.since is None and self.until is None:
+            return True
+        if not sent_at:
+            return False
+        try:
+            moment = parse_sent_at(sent_at)
+        except ValueError:
+            return True  # unreadable: check it rather than skip it
+        return (self.since is None or moment >= self.since) and (
+            self.until is None or moment <= self.until)
