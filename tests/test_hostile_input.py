@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stored_messages_cli import message as model
 from stored_messages_cli.errors import InvalidMessage, MessageConflict
 from stored_messages_cli.message import (
     MAX_DEPTH,
@@ -41,6 +40,7 @@ from stored_messages_cli.message import (
     parse_messages,
     parse_sent_at,
 )
+from stored_messages_cli.message import batch as message_batch
 from stored_messages_cli.spool import Spool
 from tests.support.fixtures.core import EMAIL_MESSAGE, PUSH_MESSAGE, SMS_MESSAGE
 
@@ -597,7 +597,7 @@ def test_parse_messages_gives_each_message_what_parse_message_gives(
     """Hostile objects between good ones, in one batch (below and above the two-thread
     compression; in one chunk and in many): each keeps its own reason, and the good ones
     beside them come out exactly as parse_message makes them."""
-    monkeypatch.setattr(model, "STAGE_CHUNK", chunk)
+    monkeypatch.setattr(message_batch, "STAGE_CHUNK", chunk)
     good = [with_field(EMAIL_MESSAGE, message_id=f"m{i}") for i in range(size)]
     batch: list[Any] = []
     for index, message in enumerate(good):

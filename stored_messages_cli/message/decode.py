@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from ..errors import InvalidMessage
 
@@ -147,7 +147,7 @@ def check_structure(root: Any) -> None:
     check_json_values(root, scalars=False)
 
 
-def _too_deep(root: Any, link: _Link) -> None:
+def _too_deep(root: Any, link: _Link) -> NoReturn:
     """Raise for a container past MAX_DEPTH: a circular reference if one is on its path."""
     chain: list[str | int] = []
     walk = link
