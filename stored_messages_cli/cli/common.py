@@ -182,13 +182,13 @@ class AppState:
 
     def save_project(self, project_id: str, destination: ProjectDestination | None) -> None:
         """Save (or with None, remove) a project's destination in config.toml."""
+        from ..config.writer import save_projects  # start-up: tomlkit only when saving
+
         projects = dict(self.settings().projects)
         if destination is None:
             projects.pop(project_id, None)
         else:
             projects[project_id] = destination
-        from ..config.writer import save_projects  # start-up: tomlkit only when saving
-
         save_projects(self.paths.config_file, projects)
         self._settings = None
 
