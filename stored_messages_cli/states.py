@@ -84,3 +84,19 @@ class CheckStatus(StrEnum):
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
+
+
+class Medium(StrEnum):
+    """The channels a message goes out on (the first part of every object key)."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class MessageType(StrEnum):
+    """How a send was started."""
+
+    BLAST = "blast"
+    TRIGGERED = "triggered"
+    JOURNEY = "journey"

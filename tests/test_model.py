@@ -321,3 +321,15 @@ def test_bad_events_get_a_one_line_reason(event, reason) -> None:
     with pytest.raises(InvalidMessage) as caught:
         parse_event(event)
     assert str(caught.value) == reason
+
+
+def test_the_models_accept_exactly_the_mediums_and_types_of_states() -> None:
+    import typing
+
+    from stored_messages_cli.message.models import CONTENT_MODELS, MESSAGE_MODELS, MessageFields
+    from stored_messages_cli.states import Medium, MessageType
+
+    fields = MessageFields.model_fields
+    assert typing.get_args(fields["medium"].annotation) == tuple(Medium)
+    assert typing.get_args(fields["message_type"].annotation) == tuple(MessageType)
+    assert set(CONTENT_MODELS) == set(MESSAGE_MODELS) == set(Medium)

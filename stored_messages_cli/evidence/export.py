@@ -38,6 +38,7 @@ from ..errors import SmError
 from ..investigate.index import IndexEntry
 from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
 from ..message import parse_sent_at, sha256_hex
+from ..states import Medium
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
 LOADFILE_FIELDS: tuple[str, ...] = (
@@ -209,7 +210,7 @@ def build_files(entries: list[IndexEntry], verified: dict[tuple[str, str], Verif
         if fmt == "jsonl":
             row["file"] = "messages.jsonl"
             jsonl.append(result.payload + b"\n")
-        elif entry.medium == "email":
+        elif entry.medium == Medium.EMAIL:
             eml = build_eml(result)
             if fmt == "eml":
                 row["file"] = f"{base}.eml"

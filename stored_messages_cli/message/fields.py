@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from ..states import Medium, MessageType
+
 SCHEMA_VERSION: Final = 1
-MEDIUMS: Final[tuple[str, ...]] = ("email", "sms", "push")
-MESSAGE_TYPES: Final[tuple[str, ...]] = ("blast", "triggered", "journey")
+MEDIUMS: Final[tuple[str, ...]] = tuple(Medium)
+MESSAGE_TYPES: Final[tuple[str, ...]] = tuple(MessageType)
 # Fields stored as strings whatever JSON type they arrived as.
 REFERENCE_FIELDS: Final[tuple[str, ...]] = ("project_id", "campaign_id", "template_id",
                                             "journey_id")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..states import Medium
 from .fields import check_message_id, normalise_reference
 from .recipients import recipient_identity
 
@@ -84,9 +85,9 @@ class PushContent(_Strict):
 
 
 CONTENT_MODELS: dict[str, type[_Strict]] = {
-    "email": EmailContent,
-    "sms": SmsContent,
-    "push": PushContent,
+    Medium.EMAIL: EmailContent,
+    Medium.SMS: SmsContent,
+    Medium.PUSH: PushContent,
 }
 
 
@@ -100,6 +101,8 @@ class MessageFields(_Strict):
 
     message_id: str
     project_id: str | int
+    # Spelled as literals so pydantic's error names the allowed words; a test checks they are
+    # exactly `states.Medium` and `states.MessageType`.
     medium: Literal["email", "sms", "push"]
     message_type: Literal["blast", "triggered", "journey"]
     campaign_id: str | int | None = None
@@ -144,7 +147,7 @@ class PushMessage(MessageFields):
 
 
 MESSAGE_MODELS: dict[str, type[MessageFields]] = {
-    "email": EmailMessage, "sms": SmsMessage, "push": PushMessage,
+    Medium.EMAIL: EmailMessage, Medium.SMS: SmsMessage, Medium.PUSH: PushMessage,
 }
 
 
