@@ -14,21 +14,9 @@ from typing import Any
 from ..archiver import Archiver, ProjectTarget
 from ..evidence.manifest import Manifests, limits_from
 from ..retry import RetryPolicy
-from .common import AppState, fail, open_project_destination
+from .common import AppState, open_project_destination
 
 log = logging.getLogger("sm.run")
-
-
-def chosen_projects(settings: Any, project: str | None, *, none_yet: str) -> list[str]:
-    """The projects to upload for: the one named (it must have a destination), else every
-    connected one; `none_yet` is the error when there is none."""
-    if project is not None and project not in settings.projects:
-        fail(f"project {project} has no destination",
-             hint=f"sm connect URL --project {project}")
-    project_ids = [project] if project else sorted(settings.projects)
-    if not project_ids:
-        fail(none_yet, hint="sm connect URL --project ID")
-    return project_ids
 
 
 def writing_targets(state: AppState, project_ids: list[str], workers: int

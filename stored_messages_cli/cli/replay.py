@@ -14,7 +14,6 @@ from ..clock import to_rfc3339
 from ..states import State
 from .archiving import (
     archiver_for,
-    chosen_projects,
     progress_for,
     stop_on_signals,
     writing_targets,
@@ -89,9 +88,8 @@ def replay(
     state = state_of(ctx)
     out = state.output
     settings = state.settings()
-    project_ids = chosen_projects(settings, project,
-                                  none_yet="no project has a destination yet; there is"
-                                  " nothing to replay to")
+    project_ids = state.connected_projects(
+        project, none_yet="no project has a destination yet; there is nothing to replay to")
     workers = concurrency or settings.concurrency
     targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()

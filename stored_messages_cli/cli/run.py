@@ -15,7 +15,6 @@ from ..ops.operations import operate
 from ..states import HealthState
 from .archiving import (
     archiver_for,
-    chosen_projects,
     progress_for,
     stop_on_signals,
     writing_targets,
@@ -47,9 +46,8 @@ def run(
     out = state.output
     settings = state.settings()
     workers = concurrency or settings.concurrency
-    project_ids = chosen_projects(settings, project,
-                                  none_yet="no project has a destination yet; messages wait"
-                                  " in the spool")
+    project_ids = state.connected_projects(
+        project, none_yet="no project has a destination yet; messages wait in the spool")
     targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()
     reload = threading.Event()
