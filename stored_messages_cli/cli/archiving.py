@@ -11,9 +11,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..archiver import Archiver, ProjectTarget
+from ..evidence.manifest import Manifests, limits_from
 from ..retry import RetryPolicy
+from .common import AppState, open_project_destination
 
 log = logging.getLogger("sm.run")
+
+
+def writing_targets(state: AppState, project_ids: list[str], workers: int
+                    ) -> list[ProjectTarget]:
+    """Each project's destination, opened for writing with a pool for `workers` uploads."""
+    return [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
+                                                       max_connections=workers))
+            for pid in project_ids]
+
+
+def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, workers: int,
+                 stop: threading.Event, on_outcome: Any) -> tuple[Archiver, Manifests]:
+    """The archiver the settings describe, and the manifests it fills as it settles
+    (the caller closes them: that seals what is open and writes what is sealed)."""
+    archiver = Archiver(spool, targets, policy=policy_from(settings), concurrency=workers,
+                        lease_seconds=settings.lease_seconds,
+                        confirm_timeout=settings.confirm_timeout,
+                        confirm_grace=settings.confirm_grace,
+                        poll_interval=settings.poll_interval, stop=stop,
+                        on_outcome=on_outcome)
+    manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
+                          *limits_from(settings))
+    archiver.on_tick(manifests.tick)
+    return archiver, manifests
 
 
 def policy_from(settings: Any) -> RetryPolicy:

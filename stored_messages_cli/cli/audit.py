@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..evidence.audit import audit as run_audit
 from ..evidence.bundle import write_report
-from .common import command, fail, open_project_destination, state_of
+from .common import command, open_project_destination, state_of
 from .options import ProjectOption, SinceOption, UntilOption, time_range
 
 
@@ -37,15 +37,8 @@ def audit(
     state = state_of(ctx)
     out = state.output
     since_at, until_at = time_range(since, until, command="audit")
-    projects = state.settings().projects
-    if project is not None:
-        state.project(project)  # raises with `Try: sm connect …` when unknown
-        chosen = [project]
-    else:
-        chosen = sorted(projects)
-    if not chosen:
-        fail("no project has a destination yet; nothing to audit",
-             hint="sm connect URL --project ID")
+    chosen = state.connected_projects(
+        project, none_yet="no project has a destination yet; nothing to audit")
     destinations = {pid: open_project_destination(state, pid) for pid in chosen}
     try:
         with state.open_spool() as spool, progress_for(out) as progress:

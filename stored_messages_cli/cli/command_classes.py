@@ -179,7 +179,6 @@ class SmGroup(typer.core.TyperGroup):
         return _prepared(super().get_params(ctx))
 
 
-
 def group(name: str, help_text: str) -> typer.Typer:
     """A command group of `sm` (`sm index`, `sm spool`…), shown with plain help."""
     return typer.Typer(name=name, cls=SmGroup, help=help_text, no_args_is_help=True)

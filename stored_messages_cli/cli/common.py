@@ -180,6 +180,20 @@ class AppState:
                               hint=f"sm connect URL --project {project_id}")
         return projects[project_id]
 
+    def connected_projects(self, project_id: str | None, *, none_yet: str,
+                           hint: str = "sm connect URL --project ID", code: int = 1
+                           ) -> list[str]:
+        """The projects a command works on: the one named (a ConfigError naming `sm
+        connect` when it has no destination), else every connected one, sorted; when there
+        is none, `none_yet` and `hint` as `Error:`/`Try:` lines and exit `code`."""
+        if project_id is not None:
+            self.project(project_id)
+            return [project_id]
+        projects = sorted(self.settings().projects)
+        if not projects:
+            fail(none_yet, hint=hint, code=code)
+        return projects
+
     def save_project(self, project_id: str, destination: ProjectDestination | None) -> None:
         """Save (or with None, remove) a project's destination in config.toml."""
         from ..config.writer import save_projects  # start-up: tomlkit only when saving

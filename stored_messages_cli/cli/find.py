@@ -98,14 +98,9 @@ def say_remote_source(out: Output, project_id: str, report: Any) -> None:
 
 def _search_projects(state: AppState, project: str | None) -> list[str]:
     """The projects a remote search covers: the one named, else every connected one."""
-    if project is not None:
-        state.project(project)  # a ConfigError naming `sm connect` when it has no destination
-        return [project]
-    projects = sorted(state.settings().projects)
-    if not projects:
-        fail("no project has a destination to search", code=2,
-             hint="sm connect URL --project ID, then sm find --remote --recipient R")
-    return projects
+    return state.connected_projects(
+        project, none_yet="no project has a destination to search", code=2,
+        hint="sm connect URL --project ID, then sm find --remote --recipient R")
 
 
 def opener(state: AppState) -> Any:
@@ -325,7 +320,7 @@ def fetch(
             known = index.entries_for(message_id, project)
             access.touch(refs_of(known) if len(known) == 1
                          else [message_ref(project, message_id, None)])
-            projects = ([] if known else _search_projects(state, project))
+            projects = [] if known else _search_projects(state, project)
             access.concern([e.project_id for e in known] or projects)
             if not known:
                 out.info(f"{message_id} is not in the local index; listing the bucket of"
@@ -355,12 +350,8 @@ def rebuild(
     """
     state = state_of(ctx)
     out = state.output
-    if project is not None:
-        state.project(project)
-    project_ids = [project] if project else sorted(state.settings().projects)
-    if not project_ids:
-        fail("no project has a destination to rebuild from", code=2,
-             hint="sm connect URL --project ID")
+    project_ids = state.connected_projects(
+        project, none_yet="no project has a destination to rebuild from", code=2)
     reports: list[RebuildReport] = []
     with state.open_spool() as spool:
         index = ArchiveIndex.of(spool)

@@ -7,7 +7,7 @@ import typer
 from ..evidence.backfill import backfill as run_backfill
 from ..evidence.manifest import limits_from
 from .command_classes import group
-from .common import command, fail, open_project_destination, state_of
+from .common import command, open_project_destination, state_of
 from .options import ProjectOption
 
 
@@ -25,11 +25,7 @@ def backfill(
     state = state_of(ctx)
     out = state.output
     settings = state.settings()
-    if project is not None:
-        state.project(project)
-    chosen = [project] if project else sorted(settings.projects)
-    if not chosen:
-        fail("no project has a destination yet", hint="sm connect URL --project ID")
+    chosen = state.connected_projects(project, none_yet="no project has a destination yet")
     max_entries, _age = limits_from(settings)
     reports = []
     with state.open_spool() as spool:

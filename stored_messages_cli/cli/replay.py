@@ -9,12 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ..archiver import Archiver, ProjectTarget
+from ..archiver import Archiver
 from ..clock import to_rfc3339
-from ..evidence.manifest import Manifests, limits_from
 from ..states import State
-from .archiving import policy_from, progress_for, stop_on_signals
-from .common import command, fail, open_project_destination, state_of
+from .archiving import (
+    archiver_for,
+    progress_for,
+    stop_on_signals,
+    writing_targets,
+)
+from .common import command, state_of
 from .options import ConcurrencyOption, MessageIdOption, ProjectOption
 
 FAILURES_SHOWN = 20
@@ -84,17 +88,10 @@ def replay(
     state = state_of(ctx)
     out = state.output
     settings = state.settings()
-    if project is not None and project not in settings.projects:
-        fail(f"project {project} has no destination",
-             hint=f"sm connect URL --project {project}")
-    project_ids = [project] if project else sorted(settings.projects)
-    if not project_ids:
-        fail("no project has a destination yet; there is nothing to replay to",
-             hint="sm connect URL --project ID")
+    project_ids = state.connected_projects(
+        project, none_yet="no project has a destination yet; there is nothing to replay to")
     workers = concurrency or settings.concurrency
-    targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
-                                                          max_connections=workers))
-               for pid in project_ids]
+    targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()
     try:
         with stop_on_signals(stop), state.open_spool() as spool:
@@ -107,16 +104,9 @@ def replay(
                                                 include_failed=failed)
             if row_ids:
                 progress, on_outcome = progress_for(out, "replaying", len(row_ids))
-                archiver = Archiver(spool, targets, policy=policy_from(settings),
-                                    concurrency=workers,
-                                    lease_seconds=settings.lease_seconds,
-                                    confirm_timeout=settings.confirm_timeout,
-                                    confirm_grace=settings.confirm_grace,
-                                    poll_interval=settings.poll_interval, stop=stop,
-                                    on_outcome=on_outcome)
-                manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                                      *limits_from(settings))
-                archiver.on_tick(manifests.tick)
+                archiver, manifests = archiver_for(spool, targets, settings,
+                                                   workers=workers, stop=stop,
+                                                   on_outcome=on_outcome)
                 try:
                     with progress or nullcontext():
                         archiver.run(once=True, row_ids=row_ids)

@@ -9,13 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ..archiver import Archiver, ProjectTarget, RunReport
+from ..archiver import RunReport
 from ..clock import to_rfc3339
-from ..evidence.manifest import Manifests, limits_from
 from ..ops.operations import operate
 from ..states import HealthState
-from .archiving import policy_from, progress_for, stop_on_signals
-from .common import command, fail, open_project_destination, state_of
+from .archiving import (
+    archiver_for,
+    progress_for,
+    stop_on_signals,
+    writing_targets,
+)
+from .common import command, state_of
 from .options import ConcurrencyOption, ProjectOption
 from .reload import Reloader
 
@@ -42,31 +46,17 @@ def run(
     out = state.output
     settings = state.settings()
     workers = concurrency or settings.concurrency
-    project_ids = [project] if project else sorted(settings.projects)
-    if project and project not in settings.projects:
-        fail(f"project {project} has no destination",
-             hint=f"sm connect URL --project {project}")
-    if not project_ids:
-        fail("no project has a destination yet; messages wait in the spool",
-             hint="sm connect URL --project ID")
-    targets = [ProjectTarget(pid, open_project_destination(state, pid, for_writing=True,
-                                                          max_connections=workers))
-               for pid in project_ids]
+    project_ids = state.connected_projects(
+        project, none_yet="no project has a destination yet; messages wait in the spool")
+    targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()
     reload = threading.Event()
     with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
         progress, on_outcome = progress_for(out, "archiving",
                                             spool.status()["counts"]["queued"] if once
                                             else None)
-        archiver = Archiver(spool, targets, policy=policy_from(settings),
-                            concurrency=workers, lease_seconds=settings.lease_seconds,
-                            confirm_timeout=settings.confirm_timeout,
-                            confirm_grace=settings.confirm_grace,
-                            poll_interval=settings.poll_interval, stop=stop,
-                            on_outcome=on_outcome)
-        manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                              *limits_from(settings))
-        archiver.on_tick(manifests.tick)
+        archiver, manifests = archiver_for(spool, targets, settings, workers=workers,
+                                           stop=stop, on_outcome=on_outcome)
         reloader = Reloader(state, archiver, targets, only_project=project,
                             max_connections=workers,
                             on_targets=[manifests.destinations.update])

@@ -16,8 +16,6 @@ from .common import command, duration_option, state_of
 DEFAULT_OLDER_THAN = "30d"
 
 
-
-
 def _size(count: int) -> str:
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if count >= scale:

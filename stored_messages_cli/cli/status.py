@@ -107,8 +107,6 @@ def _age(seconds: float | None) -> str:
 DEFAULT_MAX_AGE = 3600.0
 
 
-
-
 def _check(out: Any, doc: dict[str, Any], max_age: float) -> None:
     """`--check`: one line per problem on stdout (or JSON), exit 1 when there is any."""
     found = problems(doc, max_age)

@@ -47,13 +47,7 @@ def verify(
     state = state_of(ctx)
     out = state.output
     projects = state.settings().projects
-    if project is not None:
-        state.project(project)  # raises with `Try: sm connect …` when unknown
-        chosen = [project]
-    else:
-        chosen = sorted(projects)
-    if not chosen:
-        fail("no project has a destination yet", hint="sm connect URL --project ID")
+    chosen = state.connected_projects(project, none_yet="no project has a destination yet")
     every: list[Check] = []
     for project_id in chosen:
         saved = projects[project_id]
