@@ -231,7 +231,7 @@ class GCSDestination:
                 f" ({describe(exc)})", hint="grant storage.buckets.get and"
                 " storage.buckets.getIamPolicy (roles/storage.legacyBucketReader) to check them"),
                 endpoint_check(self.endpoint_url)]
-        settings = bucket_checks(bucket._properties, self._public_members(bucket),
+        settings = bucket_checks(bucket_resource(bucket), self._public_members(bucket),
                                  self.options.retention_days)
         return [reachable, *settings, endpoint_check(self.endpoint_url)]
 
@@ -273,6 +273,24 @@ class GCSDestination:
             hint = "gcloud auth application-default login  (or set GOOGLE_APPLICATION_CREDENTIALS)"
         return DestinationError(f"{action} in gs://{self.bucket_name} failed: {describe(exc)}",
                                 retry_class=classify(exc), hint=hint)
+
+
+def bucket_resource(bucket: Any) -> dict[str, Any]:
+    """The parts of a bucket's JSON resource (`storage#bucket`) the checks read, from the
+    client library's public properties."""
+    soft_delete = bucket.soft_delete_policy
+    return {
+        "name": bucket.name,
+        "iamConfiguration": {
+            "publicAccessPrevention": bucket.iam_configuration.public_access_prevention},
+        "encryption": {"defaultKmsKeyName": bucket.default_kms_key_name},
+        "versioning": {"enabled": bool(bucket.versioning_enabled)},
+        "softDeletePolicy": {"retentionDurationSeconds": (
+            soft_delete.retention_duration_seconds if soft_delete is not None else None)},
+        "retentionPolicy": ({"retentionPeriod": bucket.retention_period,
+                             "isLocked": bool(bucket.retention_policy_locked)}
+                            if bucket.retention_period else None),
+    }
 
 
 def bucket_checks(resource: dict[str, Any], public_members: set[str] | None,
