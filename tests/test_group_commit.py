@@ -212,8 +212,8 @@ def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
     else:
         apply = Intake._apply_message
 
-        def failing(self: Intake, conn: sqlite3.Connection, msg: Any, *args: Any) -> str:
-            outcome = apply(self, conn, msg, *args)  # its row is written, then the failure
+        def failing(self: Intake, msg: Any, *args: Any) -> str:
+            outcome = apply(self, msg, *args)  # its row is written, then the failure
             if msg.message_id == "boom":
                 raise RuntimeError("injected")
             return outcome

@@ -3,6 +3,7 @@
 `Spool` is the small public facade (docs/python-api.md). Behind it, one module per concern:
 
 - `db`: the connection, `BEGIN IMMEDIATE` transactions and numbered schema migrations;
+- `store`: the storage seam (`SpoolStore`) the state machines call; `sqlite/` implements it;
 - `intake`: messages and send events in, discards (`spool.intake`);
 - `queue`: claim, release and settle under leases (`spool.queue`);
 - `health`: destination health rows and project-wide hold / wake / expire (`spool.health`);
@@ -25,18 +26,18 @@ from ..clock import Clock, SystemClock
 from ..states import FinalReason
 from .db import (
     LATEST_VERSION,
-    Settled,
-    SettledHook,
     SpoolDB,
     SpoolError,
     SpoolFull,
     SpoolVersionError,
     immediate_transaction,
 )
-from .health import DestinationHealth, Health
+from .health import DestinationHealth
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
-from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
+from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
+from .sqlite import SqliteStore
+from .store import Failed, Health, Outcome, Retry, Settled, SettledHook, SpoolStore, Stored
 
 __all__ = [
     "LATEST_VERSION", "ClaimedMessage", "DestinationHealth", "Failed", "Health", "IngestReport",
@@ -55,10 +56,11 @@ class Spool:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None) -> None:
         self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
-        self.intake = Intake(self._db, mediums_for)
-        self.queue = Queue(self._db)
-        self.health = DestinationHealth(self._db)
-        self.report = Report(self._db)
+        self.store: SpoolStore = SqliteStore(self._db)
+        self.intake = Intake(self.store, mediums_for)
+        self.queue = Queue(self.store)
+        self.health = DestinationHealth(self.store)
+        self.report = Report(self.store)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,

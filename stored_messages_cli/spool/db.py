@@ -15,7 +15,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +25,15 @@ from ..states import FinalReason, State
 from . import postgres
 from .archive import migrate_archive
 from .bodies import migrate_bodies
-from .daemons import migrate_daemons
 from .dialect import SQLITE, postgres_dialect
 from .identifiers import migrate_identifiers
 from .inbox import migrate_inbox
 from .manifests import migrate_complete_entries, migrate_manifests, migrate_settle_condition
+from .sqlite.schema import migrate_daemons
+from .store import Settled, SettledHook
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """One message that reached a final archive outcome (stored, expired or failed)."""
-
-    row_id: int
-    project_id: str
-    message_id: str
-    state: State
-    final_reason: str | None
-    at: float
-
-
-# A hook runs inside the settling transaction: what it writes commits with the outcome.
-SettledHook = Callable[[Any, list[Settled]], None]
 
 
 class SpoolVersionError(SmError):

@@ -402,7 +402,7 @@ def _step3(conn: PgConnection) -> None:
 
 
 def _step4(conn: PgConnection) -> None:
-    from .daemons import _LAYOUT
+    from .sqlite.schema import DAEMONS_LAYOUT as _LAYOUT
 
     for statement in ddl(_LAYOUT):
         conn.execute(statement)
