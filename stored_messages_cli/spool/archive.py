@@ -29,60 +29,6 @@ from typing import Any
 from ..message import object_key
 from .dialect import chunks
 
-_LAYOUT_KEY = (
-    "l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || lower(hex("
-    "e.\"recipient_hash\")) || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
-    " e.\"message_id\" || '.json.gz'"
-)
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS "archive_locations" (
-   "id" INTEGER PRIMARY KEY,
-   "destination_url" TEXT,
-   "key_prefix" TEXT NOT NULL,
-   UNIQUE ("destination_url", "key_prefix")
-);
-CREATE TABLE IF NOT EXISTS "archive_entries" (
-   "id" INTEGER PRIMARY KEY,
-   "project_id" TEXT NOT NULL,
-   "message_id" TEXT NOT NULL,
-   "medium" TEXT,
-   "message_type" TEXT,
-   "campaign_id" TEXT,
-   "recipient_hash" BLOB,
-   "sent_at" TEXT,
-   "key" TEXT,
-   "payload_sha256" BLOB,
-   "version_id" TEXT,
-   "location" INTEGER,
-   "stored_at" REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS "idx_archive_entries_message_id_project_id"
-    ON "archive_entries" ("message_id", "project_id");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_recipient_hash"
-    ON "archive_entries" ("recipient_hash");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_campaign_id_sent_at"
-    ON "archive_entries" ("campaign_id", "sent_at");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_sent_at"
-    ON "archive_entries" ("sent_at");
-CREATE TABLE IF NOT EXISTS "archive_recipient_hashes" (
-   "recipient_hash" BLOB NOT NULL,
-   "entry" INTEGER NOT NULL,
-   PRIMARY KEY ("recipient_hash", "entry")
-) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS "archive_index" AS
-SELECT e."id" AS "entry", e."project_id", e."message_id", e."medium", e."message_type",
-   e."campaign_id",
-   CASE WHEN typeof(e."recipient_hash") = 'blob' THEN lower(hex(e."recipient_hash"))
-        ELSE e."recipient_hash" END AS "recipient_hash",
-   e."sent_at",
-   CASE WHEN e."key" IS NOT NULL THEN e."key" ELSE {_LAYOUT_KEY} END AS "key",
-   CASE WHEN typeof(e."payload_sha256") = 'blob' THEN lower(hex(e."payload_sha256"))
-        ELSE e."payload_sha256" END AS "payload_sha256",
-   e."version_id", l."destination_url", e."stored_at"
-FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class EntryRow:
@@ -287,36 +233,3 @@ def entries_of_message_rows(conn: sqlite3.Connection, row_ids: Sequence[int]
     return found
 
 
-def migrate_archive(conn: sqlite3.Connection) -> None:
-    """Migration step: move `archive_index` and `archive_recipients` into the lean layout.
-
-    Every row keeps its values exactly (the view returns what the table held); identifier
-    hashes other than the key's own move to `archive_recipient_hashes`. Safe to run twice.
-    """
-    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'archive_index'"
-                        ).fetchone()
-    for statement in _SCHEMA.split(";\n"):
-        if statement.strip() and not (kind and kind[0] == "table"
-                                      and "CREATE VIEW" in statement):
-            conn.execute(statement)
-    if not kind or kind[0] != "table":
-        return
-    extra: dict[tuple[str, str], list[str]] = {}
-    for rhash, project_id, message_id in conn.execute(
-            'SELECT "recipient_hash", "project_id", "message_id" FROM "archive_recipients"'):
-        extra.setdefault((project_id, message_id), []).append(rhash)
-    rows = [entry_row(row, extra.get((row[0], row[1]), []))
-            for row in conn.execute(
-                'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
-                ' "recipient_hash", "sent_at", "key", "payload_sha256", "version_id",'
-                ' "destination_url", "stored_at" FROM "archive_index" ORDER BY "stored_at",'
-                ' "project_id", "message_id"')]
-    write_entries(conn, rows)
-    for name in ("idx_archive_index_recipient_hash_sent_at", "idx_archive_index_message_id",
-                 "idx_archive_index_campaign_id_sent_at", "idx_archive_index_sent_at",
-                 "idx_archive_recipients_project_id_message_id"):
-        conn.execute(f'DROP INDEX IF EXISTS "{name}"')
-    conn.execute('DROP TABLE "archive_index"')
-    conn.execute('DROP TABLE IF EXISTS "archive_recipients"')
-    view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):]
-    conn.execute(view)

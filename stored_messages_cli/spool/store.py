@@ -17,7 +17,20 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from ..clock import Clock
+from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
+
+
+class SpoolVersionError(SmError):
+    """The spool was written by a newer `sm` than this one."""
+
+
+class SpoolError(SmError):
+    """The spool cannot be used: corrupt, unreadable, read-only, gone or unreachable."""
+
+
+class SpoolFull(SpoolError):
+    """The disk holding the spool is full: nothing was written; retry once there is room."""
 
 
 @dataclass(frozen=True, slots=True)
