@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..config import Paths, spool_location
 from ..states import FinalReason
 from .db import (
     LATEST_VERSION,
@@ -34,6 +35,7 @@ from .db import (
 )
 from .health import DestinationHealth
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
+from .postgres import check_spool_url, is_postgres_url
 from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
 from .sqlite import SqliteStore
@@ -73,9 +75,6 @@ class Spool:
         are read from that home's `config.toml` so messages of a medium the project does not
         archive are discarded at ingest.
         """
-        from ..config import Paths, spool_location
-        from .postgres import check_spool_url, is_postgres_url
-
         paths = Paths.resolve(home)
         where = spool_location(paths, path)
         if is_postgres_url(where.target):
@@ -116,7 +115,8 @@ class Spool:
     @property
     def conn(self) -> sqlite3.Connection:
         """The shared connection (hold `lock` while using it)."""
-        return self._db.conn
+        conn: sqlite3.Connection = self._db.conn
+        return conn
 
     @property
     def lock(self) -> threading.RLock:

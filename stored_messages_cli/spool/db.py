@@ -201,7 +201,8 @@ class SpoolDB:
             try:
                 cursor = self.conn.execute(sql, tuple(params))
                 cursor.row_factory = sqlite3.Row
-                return cursor.fetchall()
+                rows: list[sqlite3.Row] = cursor.fetchall()
+                return rows
             except self.dialect.errors as exc:
                 raise self.failure(exc) from None
 

@@ -669,7 +669,7 @@ class ConfigMediums:
         except FileNotFoundError:
             return None
         if stamp != self._stamp:
-            from ..config import load_settings
+            from ..config import load_settings  # loads pydantic: only once a config is read
 
             settings = load_settings(self.config_file)
             self._projects = {pid: dest.mediums for pid, dest in settings.projects.items()}

@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..message import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
 from ..states import State
-
-if TYPE_CHECKING:
-    from .db import Settled
+from .bodies import object_of, payload_of
+from .store import Settled
 
 SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
 
@@ -87,8 +86,6 @@ def complete_entries(conn: sqlite3.Connection) -> int:
     rows = conn.execute(
         'SELECT "id", "outcome", "payload", "recipient_hash" FROM "manifest_entries"'
         ' WHERE "payload" IS NOT NULL').fetchall()
-    from .bodies import object_of, payload_of
-
     for row_id, outcome, column, fallback in rows:
         kept = bytes(column)
         payload = payload_of(kept)
