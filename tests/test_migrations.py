@@ -166,7 +166,7 @@ def test_postgresql_migrates_once_and_records_each_step(postgres_url: str) -> No
 
     with Spool(postgres_url) as first:
         assert first.record_many([]) == []
-    conn = postgres.PgConnection(postgres_url)
+    conn = postgres.PgSession(postgres_url)
     try:
         assert schema.migrate(conn, postgres_steps()) == 0  # already at the latest step
         steps = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")

@@ -133,8 +133,9 @@ class SpoolDB:
         self.dialect = postgres_dialect((psycopg.Error,))
         self._identity = None
         try:
-            self.conn = postgres.PgConnection(url)
-            postgres_schema.migrate(self.conn, postgres_steps())
+            self.session = postgres.PgSession(url)
+            self.conn = postgres.PgConnection(self.session)
+            postgres_schema.migrate(self.session, postgres_steps())
         except psycopg.Error as exc:
             raise postgres.spool_error(exc, url) from None
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .postgres import schema as pg
+from .postgres.session import PgSession
 from .sqlite import schema as lite
 
 
@@ -24,7 +24,7 @@ class Step:
 
     name: str
     sqlite: Callable[[sqlite3.Connection], None]
-    postgres: Callable[[Any], None]
+    postgres: Callable[[PgSession], None]
 
 
 STEPS: tuple[Step, ...] = (
@@ -51,6 +51,6 @@ STEPS: tuple[Step, ...] = (
 LATEST_VERSION = len(STEPS)
 
 
-def postgres_steps() -> list[tuple[str, Callable[[Any], None]]]:
+def postgres_steps() -> list[tuple[str, Callable[[PgSession], None]]]:
     """(name, PostgreSQL body) of every step, for `postgres.schema.migrate`."""
     return [(step.name, step.postgres) for step in STEPS]

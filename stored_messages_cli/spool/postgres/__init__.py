@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ...errors import ConfigError, SmError
 from ...network import is_loopback
 from ..store import SpoolError, SpoolFull
+from .session import PgSession
 
 SCHEMES = ("postgresql", "postgres")
 # Advisory lock keys (any fixed 64-bit numbers, unlikely to clash with an application's).
@@ -204,7 +205,7 @@ class PgCursor:
     """The part of `sqlite3.Cursor` the spool uses, over a psycopg cursor."""
 
     def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor  # None: a statement that had nothing to do (see execute)
+        self._cursor = cursor  # None: a statement whose result nobody reads (BEGIN, a no-op)
         self.row_factory: Any = None  # rows are always `Row` (name and position)
 
     @property
@@ -242,25 +243,16 @@ class PgCursor:
 
 
 class PgConnection:
-    """One psycopg connection that the spool's modules use as they use `sqlite3.Connection`:
-    `execute(sql, params)` in SQLite's spelling, explicit BEGIN/COMMIT, `in_transaction`."""
+    """The spool's PostgreSQL session seen through SQLite's spelling: `execute(sql, params)`
+    with `?` placeholders, respelled by `translate`. Transitional: it serves `Spool.conn` and
+    the spool's modules not yet given their PostgreSQL SQL (manifests, the archive index,
+    maintenance); the store (`postgres/store.py`) runs its own SQL on the `PgSession`."""
 
-    def __init__(self, url: str) -> None:
-        import psycopg
-
-        self.url = url
-        self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
-        self._psycopg = psycopg
+    def __init__(self, target: str | PgSession) -> None:
+        self.session = target if isinstance(target, PgSession) else PgSession(target)
+        self.url = self.session.url
+        self.errors = self.session.errors
         self._trace: Any = None
-        self._in_transaction = False  # BEGIN sent, COMMIT/ROLLBACK not yet
-        self._closed = False
-        self._conn = self._connect()
-
-    def _connect(self) -> Any:
-        conn = self._psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
-                                     application_name="sm")
-        conn.execute("SET TIME ZONE 'UTC'")
-        return conn
 
     def set_trace_callback(self, callback: Any) -> None:
         """Call `callback(sql)` with each statement run (as `sqlite3` does; for tests)."""
@@ -272,69 +264,34 @@ class PgConnection:
         return values if order is None else tuple(values[i] for i in order)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
-        """Run one statement (SQLite spelling) and return its cursor.
-
-        A connection the server dropped (a restart, a fail-over, an idle timeout) is opened
-        again before a transaction or a read outside one: nothing is lost, since nothing of
-        it had run. Inside a transaction the error stands (the transaction is gone) and the
-        caller's ROLLBACK ends it here.
-        """
+        """Run one statement (SQLite spelling) and return its cursor."""
         values = tuple(params)
         if self._trace is not None:
             self._trace(sql)
         text, order = translate(sql)
-        verb = text.lstrip()[:8].upper()
-        if self._conn.broken and not self._closed:
-            if self._in_transaction:
-                if verb.startswith("ROLLBACK"):
-                    self._in_transaction = False
-                    return PgCursor(None)
-            else:
-                self._conn = self._connect()
-        may_retry = not self._in_transaction and verb.startswith(("BEGIN", "SELECT"))
-        try:
-            cursor = self._run(text, order, values)
-        except self._psycopg.OperationalError:
-            if not (may_retry and self._conn.broken and not self._closed):
-                raise
-            self._conn = self._connect()  # the server dropped us before anything ran
-            cursor = self._run(text, order, values)
-        if verb.startswith("BEGIN"):
-            self._in_transaction = True
-        elif verb.startswith(("COMMIT", "ROLLBACK")):
-            self._in_transaction = False
-        return PgCursor(cursor)
-
-    def _run(self, text: str, order: tuple[int, ...] | None, values: tuple[Any, ...]) -> Any:
-        cursor = self._conn.cursor()
-        if ";" in text and text.startswith("BEGIN;"):
+        if text.startswith("BEGIN;"):
             for part in text.split(";"):  # BEGIN, then the write lock
-                cursor.execute(part)
-        elif values or order is not None:
-            cursor.execute(text, self._arguments(order, values))
-        else:
-            cursor.execute(text.replace("%%", "%"))
-        return cursor
+                self.session.execute(part.strip())
+            return PgCursor(None)
+        if values or order is not None:
+            return PgCursor(self.session.execute(text, self._arguments(order, values),
+                                                 row_factory=_row_factory))
+        return PgCursor(self.session.execute(text.replace("%%", "%"), row_factory=_row_factory))
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> PgCursor:
         """Run one statement for each parameter row; `rowcount` is their total."""
         text, order = translate(sql)
-        cursor = self._conn.cursor()
-        cursor.executemany(text, [self._arguments(order, row) for row in rows])
-        return PgCursor(cursor)
+        return PgCursor(self.session.executemany(
+            text, [self._arguments(order, row) for row in rows]))
 
     @property
     def in_transaction(self) -> bool:
         """True inside an explicit transaction (also a failed one, until ROLLBACK)."""
-        if self._conn.broken:
-            return self._in_transaction
-        status = self._conn.info.transaction_status
-        return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
+        return self.session.in_transaction
 
     def close(self) -> None:
         """Close the connection."""
-        self._closed = True
-        self._conn.close()
+        self.session.close()
 
 
 def spool_error(exc: BaseException, url: str) -> SmError:
@@ -358,5 +315,5 @@ def spool_error(exc: BaseException, url: str) -> SmError:
     return SpoolError(f"the spool database {shown} failed: {text[:300]}")
 
 
-__all__ = ["PgConnection", "check_spool_url", "database_errors", "is_postgres_url",
+__all__ = ["PgConnection", "PgSession", "check_spool_url", "database_errors", "is_postgres_url",
            "redact", "spool_error", "translate"]

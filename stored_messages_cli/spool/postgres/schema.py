@@ -10,12 +10,12 @@ user_version). Every step must be safe to run twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ...states import State
 from ..bodies import BODY_OF
 from ..manifests import SETTLED_OUTCOMES, entry_insert_sql
 from ..store import SpoolVersionError
+from .session import PgSession
 
 MIGRATION_LOCK = 0x736D_7370_6F6F_6C02  # advisory lock key: "smspool" 2
 
@@ -228,23 +228,23 @@ CREATE TABLE IF NOT EXISTS "inbox" (
 """
 
 
-def _run(conn: Any, layout: str) -> None:
+def _run(conn: PgSession, layout: str) -> None:
     for statement in layout.split(";"):
         if statement.strip():
             conn.execute(statement.strip())
 
 
-def v1_layout(conn: Any) -> None:
+def v1_layout(conn: PgSession) -> None:
     """Step 1: the tables of the 0.1.0 layout."""
     _run(conn, V1_LAYOUT)
 
 
-def nothing(conn: Any) -> None:
+def nothing(conn: PgSession) -> None:
     """A step with nothing to do on PostgreSQL (step 2: a new PostgreSQL spool holds only
     reason codes already; step 12: PostgreSQL's `IN` list costs no table per row)."""
 
 
-def claim_indexes(conn: Any) -> None:
+def claim_indexes(conn: PgSession) -> None:
     """Step 3: claim and status indexes, failed probe counts, the probe lease."""
     conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
                  ' ON "messages" ("state", "project_id", "id")')
@@ -258,12 +258,12 @@ def claim_indexes(conn: Any) -> None:
                  ' DOUBLE PRECISION')
 
 
-def daemons(conn: Any) -> None:
+def daemons(conn: PgSession) -> None:
     """Step 4: the `daemons` heartbeat table."""
     _run(conn, DAEMONS_LAYOUT)
 
 
-def _manifest_trigger(conn: Any, body: str, *, complete: bool = False) -> None:
+def _manifest_trigger(conn: PgSession, body: str, *, complete: bool = False) -> None:
     """The same trigger as SQLite's: an outcome never commits without its manifest entry;
     `body` is SQL for the settled message's payload; `complete` from step 11."""
     outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
@@ -282,19 +282,19 @@ $$""")
         ' EXECUTE FUNCTION "manifest_entry_on_settle"()')
 
 
-def manifests(conn: Any) -> None:
+def manifests(conn: PgSession) -> None:
     """Step 5: the manifest tables and the trigger that fills the open segments."""
     _run(conn, MANIFEST_TABLES)
     _manifest_trigger(conn, 'COALESCE(NEW."payload", OLD."payload")')
 
 
-def identifiers(conn: Any) -> None:
+def identifiers(conn: PgSession) -> None:
     """Step 6: identifier hashes on messages, the identifier index, index coverage."""
     conn.execute('ALTER TABLE "messages" ADD COLUMN IF NOT EXISTS "recipient_hashes" TEXT')
     _run(conn, IDENTIFIER_TABLES)
 
 
-def archive(conn: Any) -> None:
+def archive(conn: PgSession) -> None:
     """Step 7: the lean archive index (`archive.py`): hashes as 32-byte BYTEA (a hash that is
     not hex is kept as its UTF-8 bytes, never 32 long: see `archive.packed`), the layout key
     rebuilt, the `archive_index` view."""
@@ -304,7 +304,7 @@ def archive(conn: Any) -> None:
     _archive_index_view(conn)
 
 
-def _archive_index_view(conn: Any) -> None:
+def _archive_index_view(conn: PgSession) -> None:
     """The `archive_index` view of the lean tables (step 7; made again by step 11, which
     reads back a 32-byte text that is not a hash as its text)."""
     hex_of = ("CASE WHEN octet_length(e.{0}) = 32 THEN encode(e.{0}, 'hex')"
@@ -325,7 +325,7 @@ def _archive_index_view(conn: Any) -> None:
         ' FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"')
 
 
-def bodies(conn: Any) -> None:
+def bodies(conn: PgSession) -> None:
     """Step 8: message bodies apart from their rows (`bodies.py`)."""
     _run(conn, BODIES_TABLE)
     conn.execute(
@@ -341,7 +341,7 @@ def bodies(conn: Any) -> None:
     conn.execute('ALTER TABLE "messages" DROP COLUMN "payload"')
 
 
-def partial_indexes(conn: Any) -> None:
+def partial_indexes(conn: PgSession) -> None:
     """Step 9: the claim order and the recent-stored lookup read partial indexes (the
     queries name the state literally, so the planner can use them)."""
     conn.execute('DROP INDEX IF EXISTS "idx_messages_state_project_id_id"')
@@ -353,12 +353,12 @@ def partial_indexes(conn: Any) -> None:
                  f' WHERE "state" = \'{State.STORED}\'')
 
 
-def inbox(conn: Any) -> None:
+def inbox(conn: PgSession) -> None:
     """Step 10: the `inbox` of SQL senders."""
     _run(conn, INBOX_LAYOUT)
 
 
-def complete_entries(conn: Any) -> None:
+def complete_entries(conn: PgSession) -> None:
     """Step 11: a stored message's settle writes the object's hash and size on its row; the
     trigger makes the complete manifest entry from them."""
     conn.execute('ALTER TABLE "messages" ADD COLUMN IF NOT EXISTS "object_sha256" TEXT')
@@ -367,7 +367,7 @@ def complete_entries(conn: Any) -> None:
     _archive_index_view(conn)  # a spool made before the view knew 32-byte text
 
 
-def applied_version(conn: Any) -> int:
+def applied_version(conn: PgSession) -> int:
     """The last step applied (0 for an empty database)."""
     found = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
     if found is None or found[0] is None:
@@ -376,7 +376,7 @@ def applied_version(conn: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: Any, steps: Sequence[tuple[str, Callable[[Any], None]]]) -> int:
+def migrate(conn: PgSession, steps: Sequence[tuple[str, Callable[[PgSession], None]]]) -> int:
     """Bring the schema to the last of `steps` (name, PostgreSQL body: `migrations.STEPS`);
     returns how many steps ran.
 
@@ -400,7 +400,7 @@ def migrate(conn: Any, steps: Sequence[tuple[str, Callable[[Any], None]]]) -> in
         for number in range(applied + 1, latest + 1):
             name, body = steps[number - 1]
             body(conn)
-            conn.execute('INSERT INTO "schema_migrations" ("version", "name") VALUES (?, ?)',
+            conn.execute('INSERT INTO "schema_migrations" ("version", "name") VALUES (%s, %s)',
                          (number, name))
         conn.execute("COMMIT")
     except BaseException:
