@@ -36,6 +36,7 @@ from .db import (
 from .health import DestinationHealth
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
 from .postgres import check_spool_url, is_postgres_url
+from .postgres.store import PostgresStore
 from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
 from .sqlite import SqliteStore
@@ -58,7 +59,8 @@ class Spool:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None) -> None:
         self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
-        self.store: SpoolStore = SqliteStore(self._db)
+        self.store: SpoolStore = (PostgresStore(self._db) if self._db.is_postgres
+                                  else SqliteStore(self._db))
         self.intake = Intake(self.store, mediums_for)
         self.queue = Queue(self.store)
         self.health = DestinationHealth(self.store)

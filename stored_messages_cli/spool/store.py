@@ -106,6 +106,11 @@ class MessageRow(NamedTuple):
     final_reason: FinalReason | None
     recipient_hashes: str | None
 
+    def without_body(self) -> tuple[Any, ...]:
+        """The `messages` columns (in this order; the body goes to `message_bodies`)."""
+        values = tuple(self)
+        return values[:9] + values[10:]
+
 
 class ClaimRow(NamedTuple):
     """What a claim reads of one message: its row and its kept body (`bodies`)."""

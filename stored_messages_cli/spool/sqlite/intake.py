@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from ...states import FinalReason, State
 from .. import bodies
@@ -17,12 +16,6 @@ INSERT_SQL = (
     " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (project_id, message_id) DO NOTHING")
-def without_body(row: MessageRow) -> tuple[Any, ...]:
-    """A message row's INSERT parameters (its body goes to `message_bodies`)."""
-    values = tuple(row)
-    return values[:9] + values[10:]
-
-
 class IntakeSql(StoreBase):
     """`IntakeStore` on SQLite."""
 
@@ -33,7 +26,7 @@ class IntakeSql(StoreBase):
         conn = self.conn
         conn.execute("SAVEPOINT sm_new")
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-        if conn.executemany(INSERT_SQL, [without_body(r) for r in rows]).rowcount != len(rows):
+        if conn.executemany(INSERT_SQL, [r.without_body() for r in rows]).rowcount != len(rows):
             conn.execute("ROLLBACK TO sm_new")
             conn.execute("RELEASE sm_new")
             return False
@@ -47,7 +40,7 @@ class IntakeSql(StoreBase):
 
     def insert_message(self, row: MessageRow) -> bool:
         """Insert one message row and its body; False when it was recorded before."""
-        inserted = self.conn.execute(INSERT_SQL, without_body(row))
+        inserted = self.conn.execute(INSERT_SQL, row.without_body())
         if not inserted.rowcount:
             return False
         if row.kept is not None:
@@ -115,10 +108,11 @@ class IntakeSql(StoreBase):
         return not self._rows('SELECT 1 FROM "inbox" LIMIT 1')
 
     def take_inbox(self, limit: int) -> list[tuple[int, str | None, str | None]]:
-        """The oldest inbox lines `(id, line, source)`; other workers' are skipped."""
+        """The oldest inbox lines `(id, line, source)` (the write lock keeps other workers
+        out)."""
         rows = self.conn.execute(
-            'SELECT "id", "line", "source" FROM "inbox" ORDER BY "id"'
-            f" LIMIT ?{self.db.dialect.skip_locked}", (limit,)).fetchall()
+            'SELECT "id", "line", "source" FROM "inbox" ORDER BY "id" LIMIT ?',
+            (limit,)).fetchall()
         return [(int(r[0]), r[1], r[2]) for r in rows]
 
     def drop_inbox(self, ids: Sequence[int]) -> None:
