@@ -23,7 +23,6 @@ from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
 from . import postgres
-from .dialect import SQLITE, postgres_dialect
 from .migrations import LATEST_VERSION, STEPS, postgres_steps
 from .postgres import schema as postgres_schema
 from .store import Settled, SettledHook, SpoolError, SpoolFull, SpoolVersionError
@@ -92,7 +91,7 @@ class SpoolDB:
         if postgres.is_postgres_url(location):
             self._open_postgres(str(location))
             return
-        self.dialect = SQLITE
+        self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         self.path = Path(location)
         self.location = str(self.path)
         try:
@@ -130,7 +129,7 @@ class SpoolDB:
         self.url = url
         self.location = postgres.redact(url)
         self.path = Path(self.location)  # for display only: nothing is a file here
-        self.dialect = postgres_dialect((psycopg.Error,))
+        self.errors = (psycopg.Error,)
         self._identity = None
         try:
             self.session = postgres.PgSession(url)
@@ -159,20 +158,26 @@ class SpoolDB:
         crash may lose without harm, like a claim's lease (the message is simply claimed
         again). The next durable commit syncs them too: the WAL is one ordered log.
         SQLite's disk-full, read-only and corruption errors become one SpoolError each.
+        On PostgreSQL the transaction holds the spool's write lock (`PgSession.transaction`).
         """
+        if self.url is not None:
+            try:
+                with self.lock, self.session.transaction(write_lock=True, durable=durable):
+                    yield self.conn
+            except self.errors as exc:
+                raise self.failure(exc) from None
+            return
         try:
             with self.lock:
-                if not durable and self.url is None:
+                if not durable:
                     self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
                     with immediate_transaction(self.conn, self.lock) as conn:
-                        if not durable and self.url is not None:
-                            conn.execute("SET LOCAL synchronous_commit = off")
                         yield conn
                 finally:
-                    if not durable and self.url is None:
+                    if not durable:
                         self.conn.execute("PRAGMA synchronous=FULL")
-        except self.dialect.errors as exc:
+        except self.errors as exc:
             raise self.failure(exc) from None
 
     @contextmanager
@@ -180,20 +185,22 @@ class SpoolDB:
         """A transaction that only leases rows (`Queue.claim`), committed without an fsync
         (a lost lease is simply claimed again): SQLite's write lock, or PostgreSQL's row
         locks (`FOR UPDATE SKIP LOCKED`) so workers claim in parallel."""
+        if self.url is not None:
+            try:
+                with self.lock, self.session.transaction(write_lock=False, durable=False):
+                    yield self.conn
+            except self.errors as exc:
+                raise self.failure(exc) from None
+            return
         try:
             with self.lock:
-                if self.url is None:
-                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    with immediate_transaction(self.conn, self.lock,
-                                               self.dialect.begin_claim) as conn:
-                        if self.url is not None:
-                            conn.execute("SET LOCAL synchronous_commit = off")
+                    with immediate_transaction(self.conn, self.lock) as conn:
                         yield conn
                 finally:
-                    if self.url is None:
-                        self.conn.execute("PRAGMA synchronous=FULL")
-        except self.dialect.errors as exc:
+                    self.conn.execute("PRAGMA synchronous=FULL")
+        except self.errors as exc:
             raise self.failure(exc) from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
@@ -204,7 +211,7 @@ class SpoolDB:
                 cursor.row_factory = sqlite3.Row
                 rows: list[sqlite3.Row] = cursor.fetchall()
                 return rows
-            except self.dialect.errors as exc:
+            except self.errors as exc:
                 raise self.failure(exc) from None
 
     def _file_identity(self) -> tuple[int, int] | None:

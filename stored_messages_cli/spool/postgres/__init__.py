@@ -26,11 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 from ...errors import ConfigError, SmError
 from ...network import is_loopback
 from ..store import SpoolError, SpoolFull
-from .session import PgSession
+from .session import WRITE_LOCK, PgSession
 
 SCHEMES = ("postgresql", "postgres")
-# Advisory lock keys (any fixed 64-bit numbers, unlikely to clash with an application's).
-WRITE_LOCK = 0x736D_7370_6F6F_6C01  # "smspool" 1: one writer at a time, like BEGIN IMMEDIATE
 _TLS_MODES = ("require", "verify-ca", "verify-full")
 
 
@@ -252,11 +250,10 @@ class PgConnection:
         self.session = target if isinstance(target, PgSession) else PgSession(target)
         self.url = self.session.url
         self.errors = self.session.errors
-        self._trace: Any = None
 
     def set_trace_callback(self, callback: Any) -> None:
-        """Call `callback(sql)` with each statement run (as `sqlite3` does; for tests)."""
-        self._trace = callback
+        """Call `callback(sql)` with each statement the session runs (PostgreSQL's text)."""
+        self.session.set_trace_callback(callback)
 
     @staticmethod
     def _arguments(order: tuple[int, ...] | None, params: Iterable[Any]) -> Sequence[Any]:
@@ -266,8 +263,6 @@ class PgConnection:
     def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
         """Run one statement (SQLite spelling) and return its cursor."""
         values = tuple(params)
-        if self._trace is not None:
-            self._trace(sql)
         text, order = translate(sql)
         if text.startswith("BEGIN;"):
             for part in text.split(";"):  # BEGIN, then the write lock

@@ -26,7 +26,7 @@ class PgStoreBase:
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
         """The exceptions that mean the database failed."""
-        return self.db.dialect.errors
+        return self.db.errors
 
     def lock_held_here(self) -> bool:
         """True when this thread holds the spool's lock."""
@@ -59,7 +59,7 @@ class PgStoreBase:
         with self.db.lock:
             try:
                 return self._all(sql, params)
-            except self.db.dialect.errors as exc:
+            except self.db.errors as exc:
                 raise self.db.failure(exc) from None
 
     def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -69,7 +69,7 @@ class PgStoreBase:
                 cursor = self.pg.execute(sql, params)
                 names = [column.name for column in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            except self.db.dialect.errors as exc:
+            except self.db.errors as exc:
                 raise self.db.failure(exc) from None
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -8,8 +8,13 @@ transaction the error stands (the transaction is gone) and the caller's ROLLBACK
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+# Advisory lock key (any fixed 64-bit number, unlikely to clash with an application's):
+# "smspool" 1, one writer at a time, as SQLite's BEGIN IMMEDIATE.
+WRITE_LOCK = 0x736D_7370_6F6F_6C01
 
 
 class PgSession:
@@ -23,6 +28,7 @@ class PgSession:
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self._in_transaction = False  # BEGIN sent, COMMIT/ROLLBACK not yet
         self._closed = False
+        self._trace: Callable[[str], object] | None = None
         self._conn = self._connect()
 
     def _connect(self) -> Any:
@@ -30,10 +36,35 @@ class PgSession:
         conn.execute("SET TIME ZONE 'UTC'")
         return conn
 
+    def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Call `callback(sql)` with each statement run (as `sqlite3` does; for tests)."""
+        self._trace = callback
+
+    @contextmanager
+    def transaction(self, *, write_lock: bool, durable: bool = True) -> Iterator[PgSession]:
+        """BEGIN … COMMIT, rolled back on error. `write_lock` takes the spool's write lock
+        (one writer at a time across hosts, as SQLite's BEGIN IMMEDIATE: read-then-write
+        steps keep their guarantees); a claim takes row locks only. Not `durable`: the
+        COMMIT does not wait for the WAL flush (a lost lease is simply claimed again)."""
+        self.execute("BEGIN")
+        try:
+            if write_lock:
+                self.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            if not durable:
+                self.execute("SET LOCAL synchronous_commit = off")
+            yield self
+            self.execute("COMMIT")
+        except BaseException:
+            if self.in_transaction:
+                self.execute("ROLLBACK")
+            raise
+
     def execute(self, sql: str, params: Sequence[Any] | None = None, *,
                 row_factory: Any = None) -> Any:
         """Run one statement and return its psycopg cursor (rows as tuples, unless
         `row_factory`; None for the ROLLBACK of a transaction the server dropped)."""
+        if self._trace is not None:
+            self._trace(sql)
         verb = sql.lstrip()[:8].upper()
         if self._conn.broken and not self._closed:
             if self._in_transaction:

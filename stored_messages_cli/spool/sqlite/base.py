@@ -31,7 +31,7 @@ class StoreBase:
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
         """The exceptions that mean the database failed."""
-        return self.db.dialect.errors
+        return self.db.errors
 
     def lock_held_here(self) -> bool:
         """True when this thread holds the spool's lock."""
