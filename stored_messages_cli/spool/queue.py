@@ -11,42 +11,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ..states import State
-from . import bodies
-from .store import ClaimRow, Failed, Outcome, Retry, Settled, SpoolStore, Stored
+from .store import ClaimedMessage, Failed, Outcome, Retry, Settled, SpoolStore, Stored
 
 __all__ = ["ClaimedMessage", "Failed", "Outcome", "Queue", "Retry", "Stored",
            "lease_owner_name"]
-
-
-@dataclass(slots=True)
-class ClaimedMessage:
-    """A message leased to one worker for one upload attempt."""
-
-    row_id: int
-    project_id: str
-    message_id: str
-    key: str  # relative to the destination prefix
-    kept: bytes  # the body as the spool keeps it (`bodies`): its gzip object, or older plain
-    payload_sha256: str
-    attempts: int
-    first_failure_at: float | None
-    retry_reason: str | None
-    # Set by the uploader: the SHA-256 and size of the gzip object it wrote.
-    object_sha256: str | None = None
-    object_size: int | None = None
-
-    @property
-    def payload(self) -> bytes:
-        """The payload (decompressed here, on the uploader's thread, not in the claim)."""
-        return bodies.payload_of(self.kept)
-
-    @property
-    def body(self) -> bytes | None:
-        """The gzip object as ingest made it (None for a body kept by an earlier sm)."""
-        return bodies.object_of(self.kept)
 
 
 def lease_owner_name() -> str:
@@ -94,11 +64,10 @@ class Queue:
             if overdue_after is not None:
                 waiting += store.waiting_overdue(project_id, overdue_after, max_row_id, limit)
             if not waiting:  # the usual case: the oldest queued are the claim, read at once
-                return _claimed(store.lease_oldest_queued(project_id, max_row_id, limit, owner,
-                                                          until, now))
+                return store.lease_oldest_queued(project_id, max_row_id, limit, owner, until, now)
             queued = store.queued_ids(project_id, max_row_id, limit)
             ids = sorted(set(queued + waiting))[:limit]
-            return _claimed(store.lease(ids, owner, until, now))
+            return store.lease(ids, owner, until, now)
 
     def claim_among(self, owner: str, project_id: str, row_ids: Iterable[int], limit: int, *,
                     lease_seconds: float, due_by: float | None = None
@@ -108,7 +77,7 @@ class Queue:
         due_by = now if due_by is None else due_by
         with self.store.claiming():
             ids = self.store.due_among(row_ids, project_id, due_by, limit)
-            return _claimed(self.store.lease(ids, owner, now + lease_seconds, now))
+            return self.store.lease(ids, owner, now + lease_seconds, now)
 
     def release(self, owner: str, row_ids: Iterable[int] | None = None) -> int:
         """Give leased messages back (shutdown): they return to where they were waiting."""
@@ -172,7 +141,3 @@ class Queue:
     def projects_with_work(self) -> list[str]:
         """Projects that have messages queued, in flight or waiting to retry."""
         return self.store.projects_with_work()
-
-
-def _claimed(rows: list[ClaimRow]) -> list[ClaimedMessage]:
-    return [ClaimedMessage(*row) for row in rows]

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from ..clock import Clock
 from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
+from . import bodies
 
 
 class SpoolVersionError(SmError):
@@ -112,18 +113,32 @@ class MessageRow(NamedTuple):
         return values[:9] + values[10:]
 
 
-class ClaimRow(NamedTuple):
-    """What a claim reads of one message: its row and its kept body (`bodies`)."""
+@dataclass(slots=True)
+class ClaimedMessage:
+    """A message leased to one worker for one upload attempt."""
 
     row_id: int
     project_id: str
     message_id: str
-    key: str
-    kept: bytes
+    key: str  # relative to the destination prefix
+    kept: bytes  # the body as the spool keeps it (`bodies`): its gzip object, or older plain
     payload_sha256: str
     attempts: int
     first_failure_at: float | None
     retry_reason: str | None
+    # Set by the uploader: the SHA-256 and size of the gzip object it wrote.
+    object_sha256: str | None = None
+    object_size: int | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The payload (decompressed here, on the uploader's thread, not in the claim)."""
+        return bodies.payload_of(self.kept)
+
+    @property
+    def body(self) -> bytes | None:
+        """The gzip object as ingest made it (None for a body kept by an earlier sm)."""
+        return bodies.object_of(self.kept)
 
 
 class KnownMessage(NamedTuple):
@@ -263,12 +278,12 @@ class QueueStore(Protocol):
         ...
 
     def lease_oldest_queued(self, project_id: str, max_row_id: int | None, limit: int,
-                            owner: str, until: float, now: float) -> list[ClaimRow]:
+                            owner: str, until: float, now: float) -> list[ClaimedMessage]:
         """Read and lease the oldest queued messages of a project to `owner`."""
         ...
 
     def lease(self, row_ids: Sequence[int], owner: str, until: float, now: float
-              ) -> list[ClaimRow]:
+              ) -> list[ClaimedMessage]:
         """Read and lease the messages `row_ids` (locked by this claim) to `owner`."""
         ...
 

@@ -13,7 +13,7 @@ from ...states import RetryClass, State
 from .. import archive, manifests
 from ..bodies import HAS_BODY
 from ..dialect import chunks
-from ..store import ClaimRow, Failed, Retry, Settled, Stored
+from ..store import ClaimedMessage, Failed, Retry, Settled, Stored
 from .base import PgStoreBase
 
 # A message whose body is missing claims as empty bytes: its hash check fails it as
@@ -47,8 +47,8 @@ def _matching(states: Sequence[State], project_id: str | None, message_id: str |
     return " AND ".join(where), params
 
 
-def _claim_row(r: Sequence[Any]) -> ClaimRow:
-    return ClaimRow(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
+def _claimed(r: Sequence[Any]) -> ClaimedMessage:
+    return ClaimedMessage(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
 
 
 def _below(max_row_id: int | None) -> tuple[str, tuple[Any, ...]]:
@@ -100,26 +100,26 @@ class QueuePg(PgStoreBase):
              limit))]
 
     def lease_oldest_queued(self, project_id: str, max_row_id: int | None, limit: int,
-                            owner: str, until: float, now: float) -> list[ClaimRow]:
+                            owner: str, until: float, now: float) -> list[ClaimedMessage]:
         """Read and lease the oldest queued messages of a project (one read, one write)."""
         below, extra = _below(max_row_id)
         rows = self._all(
             f"{_CLAIMED} WHERE state = '{State.QUEUED}' AND project_id = %s{below}"
             " ORDER BY messages.id LIMIT %s FOR UPDATE OF messages SKIP LOCKED",
             (project_id, *extra, limit))
-        return self._lease_rows([_claim_row(r) for r in rows], owner, until, now)
+        return self._lease_rows([_claimed(r) for r in rows], owner, until, now)
 
     def lease(self, row_ids: Sequence[int], owner: str, until: float, now: float
-              ) -> list[ClaimRow]:
+              ) -> list[ClaimedMessage]:
         """Read and lease `row_ids` (already locked by the claim), in id order."""
         if not row_ids:
             return []
         rows = self._all(f"{_CLAIMED} WHERE messages.id = ANY(%s) ORDER BY messages.id",
                          (list(row_ids),))
-        return self._lease_rows([_claim_row(r) for r in rows], owner, until, now)
+        return self._lease_rows([_claimed(r) for r in rows], owner, until, now)
 
-    def _lease_rows(self, rows: list[ClaimRow], owner: str, until: float, now: float
-                    ) -> list[ClaimRow]:
+    def _lease_rows(self, rows: list[ClaimedMessage], owner: str, until: float, now: float
+                    ) -> list[ClaimedMessage]:
         if rows:
             self.pg.execute(
                 "UPDATE messages SET state = %s, lease_owner = %s, lease_expires_at = %s,"

@@ -9,7 +9,7 @@ from typing import Any
 from ...states import RetryClass, State
 from .. import archive, bodies, identifiers, manifests
 from ..dialect import chunks
-from ..store import ClaimRow, Failed, Retry, Settled, Stored
+from ..store import ClaimedMessage, Failed, Retry, Settled, Stored
 from .base import StoreBase, marks
 
 # A message whose body is missing claims as empty bytes: its hash check fails it as
@@ -38,8 +38,8 @@ def matching(states: Sequence[State], project_id: str | None, message_id: str | 
     return " AND ".join(where), params
 
 
-def _claim_row(r: Any) -> ClaimRow:
-    return ClaimRow(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
+def _claimed(r: Any) -> ClaimedMessage:
+    return ClaimedMessage(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7], r[8])
 
 
 class QueueSql(StoreBase):
@@ -89,27 +89,27 @@ class QueueSql(StoreBase):
             (wanted, project_id, State.QUEUED, State.RETRY_WAIT, due_by, limit)).fetchall()]
 
     def lease_oldest_queued(self, project_id: str, max_row_id: int | None, limit: int,
-                            owner: str, until: float, now: float) -> list[ClaimRow]:
+                            owner: str, until: float, now: float) -> list[ClaimedMessage]:
         """Read and lease the oldest queued messages of a project (one read, one write)."""
         below, extra = _below(max_row_id)
         rows = self.conn.execute(
             f"{_CLAIMED} WHERE state = '{State.QUEUED}' AND project_id = ?{below}"
             " ORDER BY messages.id LIMIT ?",
             (project_id, *extra, limit)).fetchall()
-        return self._lease_rows([_claim_row(r) for r in rows], owner, until, now)
+        return self._lease_rows([_claimed(r) for r in rows], owner, until, now)
 
     def lease(self, row_ids: Sequence[int], owner: str, until: float, now: float
-              ) -> list[ClaimRow]:
+              ) -> list[ClaimedMessage]:
         """Read and lease `row_ids` (already locked by the claim), in id order: only the
         winners' bodies are read."""
         if not row_ids:
             return []
         rows = self.conn.execute(f"{_CLAIMED} WHERE messages.id IN ({marks(len(row_ids))})"
                                  " ORDER BY messages.id", list(row_ids)).fetchall()
-        return self._lease_rows([_claim_row(r) for r in rows], owner, until, now)
+        return self._lease_rows([_claimed(r) for r in rows], owner, until, now)
 
-    def _lease_rows(self, rows: list[ClaimRow], owner: str, until: float, now: float
-                    ) -> list[ClaimRow]:
+    def _lease_rows(self, rows: list[ClaimedMessage], owner: str, until: float, now: float
+                    ) -> list[ClaimedMessage]:
         if rows:
             self.conn.execute(
                 f"UPDATE messages SET state = ?, lease_owner = ?, lease_expires_at = ?,"
