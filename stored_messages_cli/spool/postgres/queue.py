@@ -15,6 +15,7 @@ from ..bodies import HAS_BODY
 from ..dialect import chunks
 from ..store import ClaimedMessage, Failed, Retry, Settled, Stored
 from .base import PgStoreBase
+from .index import PgIndex
 
 # A message whose body is missing claims as empty bytes: its hash check fails it as
 # `corrupt_in_spool`. Only the messages are locked (PostgreSQL locks no side of an outer
@@ -199,10 +200,9 @@ class QueuePg(PgStoreBase):
         first_of_project: dict[str, int] = {}
         for item in settled:
             first_of_project.setdefault(item.project_id, item.row_id)
-        # The index rows, with every identifier's hash, commit with the outcomes
-        # (`archive` is written in SQLite's spelling still: the transitional connection).
-        archive.write_entries(self.db.conn, archive.entries_of_message_rows(
-            self.db.conn, [s.row_id for s in settled]))
+        # The index rows, with every identifier's hash, commit with the outcomes.
+        index = PgIndex(self.pg)
+        archive.index_entries(index, index.entries_of_messages([s.row_id for s in settled]))
         for row_id in first_of_project.values():
             self.pg.execute(_COVERAGE, (now, now, row_id))
         return settled
