@@ -12,7 +12,7 @@ Migration step (SPEC 8, "Investigations"):
   from the project's first message, or by a full `sm index rebuild`) or `partial` (filled by
   remote finds and fetches).
 
-Safe to run twice.
+The tables are made by schema step 6 (`sqlite/schema.py`, `postgres/schema.py`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ from ..message import identifier_hashes, identifier_hashes_json
 
 COMPLETE = "complete"
 PARTIAL = "partial"
-
-# What `_settle_stored` runs after indexing a stored message: the project's index is complete
-# when this spool stored its first message (a project first seen through remote finds stays
-# partial).
-COVERAGE_ON_SETTLE_SQL = (
-    'INSERT OR IGNORE INTO "index_coverage" ("project_id", "coverage", "source", "since",'
-    ' "updated_at") SELECT "project_id", \'complete\', \'run\', ?2, ?2 FROM "messages"'
-    ' WHERE "id" = ?1'
-)
 
 
 def hashes_json(recipient: object) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...states import RetryClass, State
-from .. import archive, bodies, identifiers, manifests
+from .. import archive, bodies, manifests
 from ..dialect import chunks
 from ..store import ClaimedMessage, Failed, Retry, Settled, Stored
 from .base import StoreBase, marks
@@ -23,6 +23,13 @@ _RELEASE_SET = (
     f" ELSE '{State.RETRY_WAIT}' END,"
     " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
 )
+
+# What a stored message's settle records: the project's index is complete when this spool
+# stored its first message (a project first seen through remote finds stays partial).
+_COVERAGE = (
+    'INSERT OR IGNORE INTO "index_coverage" ("project_id", "coverage", "source", "since",'
+    ' "updated_at") SELECT "project_id", \'complete\', \'run\', ?2, ?2 FROM "messages"'
+    ' WHERE "id" = ?1')
 
 
 def matching(states: Sequence[State], project_id: str | None, message_id: str | None
@@ -198,7 +205,7 @@ class QueueSql(StoreBase):
         archive.write_entries(self.conn, archive.entries_of_message_rows(
             self.conn, [s.row_id for s in settled]))
         for row_id in first_of_project.values():
-            self.conn.execute(identifiers.COVERAGE_ON_SETTLE_SQL, (row_id, now))
+            self.conn.execute(_COVERAGE, (row_id, now))
         return settled
 
     def _canonical_hashes(self, ids: list[int]) -> dict[int, str | None]:
