@@ -173,34 +173,40 @@ def test_every_kept_body_moves_out_of_its_row_intact(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
-def test_postgresql_has_the_same_numbered_steps() -> None:
-    from stored_messages_cli.spool import db, postgres
+def test_every_step_has_a_body_for_each_backend() -> None:
+    from stored_messages_cli.spool.migrations import LATEST_VERSION, STEPS
 
-    assert [name for name, _ in postgres.MIGRATIONS] == [name for name, _ in db.MIGRATIONS]
+    assert len(STEPS) == LATEST_VERSION
+    assert len({step.name for step in STEPS}) == len(STEPS)
+    for number, step in enumerate(STEPS, 1):
+        assert callable(step.sqlite), f"step {number} ({step.name}) lacks its SQLite body"
+        assert callable(step.postgres), f"step {number} ({step.name}) lacks its PostgreSQL body"
 
 
 def test_postgresql_migrates_once_and_records_each_step(postgres_url: str) -> None:
     from stored_messages_cli.spool import Spool, postgres
+    from stored_messages_cli.spool.migrations import STEPS, postgres_steps
+    from stored_messages_cli.spool.postgres import schema
 
     with Spool(postgres_url) as first:
         assert first.record_many([]) == []
-    conn = postgres.PgConnection(postgres_url)
+    conn = postgres.PgSession(postgres_url)
     try:
-        assert postgres.migrate(conn) == 0  # already at the latest step
+        assert schema.migrate(conn, postgres_steps()) == 0  # already at the latest step
         steps = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
         assert [tuple(r) for r in steps.fetchall()] == [
-            (number, name) for number, (name, _) in enumerate(postgres.MIGRATIONS, 1)]
+            (number, step.name) for number, step in enumerate(STEPS, 1)]
     finally:
         conn.close()
 
 
 def test_a_postgresql_spool_from_a_newer_sm_is_refused(postgres_url: str) -> None:
-    from stored_messages_cli.spool import Spool, SpoolVersionError, postgres
+    from stored_messages_cli.spool import LATEST_VERSION, Spool, SpoolVersionError, postgres
 
     Spool(postgres_url).close()
     conn = postgres.PgConnection(postgres_url)
     conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
-                 (len(postgres.MIGRATIONS) + 1, "from the future"))
+                 (LATEST_VERSION + 1, "from the future"))
     conn.close()
     with pytest.raises(SpoolVersionError):
         Spool(postgres_url)

@@ -3,6 +3,7 @@
 `Spool` is the small public facade (docs/python-api.md). Behind it, one module per concern:
 
 - `db`: the connection, `BEGIN IMMEDIATE` transactions and numbered schema migrations;
+- `store`: the storage seam (`SpoolStore`) the state machines call; `sqlite/` implements it;
 - `intake`: messages and send events in, discards (`spool.intake`);
 - `queue`: claim, release and settle under leases (`spool.queue`);
 - `health`: destination health rows and project-wide hold / wake / expire (`spool.health`);
@@ -23,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..config import Paths, spool_location
 from ..states import FinalReason
 from .db import (
     LATEST_VERSION,
-    Settled,
-    SettledHook,
     SpoolDB,
     SpoolError,
     SpoolFull,
@@ -35,11 +35,15 @@ from .db import (
     immediate_transaction,
 )
 from .evidence_queries import EvidenceQueries
-from .health import DestinationHealth, Health
+from .health import DestinationHealth
 from .index_queries import IndexQueries
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
-from .queue import ClaimedMessage, Failed, Outcome, Queue, Retry, Stored, lease_owner_name
+from .postgres import check_spool_url, is_postgres_url
+from .postgres.store import PostgresStore
+from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
+from .sqlite import SqliteStore
+from .store import Failed, Health, Outcome, Retry, Settled, SettledHook, SpoolStore, Stored
 
 __all__ = [
     "LATEST_VERSION", "ClaimedMessage", "DestinationHealth", "Failed", "Health", "IngestReport",
@@ -58,10 +62,12 @@ class Spool:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None) -> None:
         self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
-        self.intake = Intake(self._db, mediums_for)
-        self.queue = Queue(self._db)
-        self.health = DestinationHealth(self._db)
-        self.report = Report(self._db)
+        self.store: SpoolStore = (PostgresStore(self._db) if self._db.is_postgres
+                                  else SqliteStore(self._db))
+        self.intake = Intake(self.store, mediums_for)
+        self.queue = Queue(self.store)
+        self.health = DestinationHealth(self.store)
+        self.report = Report(self.store)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,
@@ -74,9 +80,6 @@ class Spool:
         are read from that home's `config.toml` so messages of a medium the project does not
         archive are discarded at ingest.
         """
-        from ..config import Paths, spool_location
-        from .postgres import check_spool_url, is_postgres_url
-
         paths = Paths.resolve(home)
         where = spool_location(paths, path)
         if is_postgres_url(where.target):
@@ -117,7 +120,8 @@ class Spool:
     @property
     def conn(self) -> sqlite3.Connection:
         """The shared connection (hold `lock` while using it)."""
-        return self._db.conn
+        conn: sqlite3.Connection = self._db.conn
+        return conn
 
     @property
     def lock(self) -> threading.RLock:

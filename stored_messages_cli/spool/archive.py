@@ -24,64 +24,10 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..message import object_key
 from .dialect import chunks
-
-_LAYOUT_KEY = (
-    "l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || lower(hex("
-    "e.\"recipient_hash\")) || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
-    " e.\"message_id\" || '.json.gz'"
-)
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS "archive_locations" (
-   "id" INTEGER PRIMARY KEY,
-   "destination_url" TEXT,
-   "key_prefix" TEXT NOT NULL,
-   UNIQUE ("destination_url", "key_prefix")
-);
-CREATE TABLE IF NOT EXISTS "archive_entries" (
-   "id" INTEGER PRIMARY KEY,
-   "project_id" TEXT NOT NULL,
-   "message_id" TEXT NOT NULL,
-   "medium" TEXT,
-   "message_type" TEXT,
-   "campaign_id" TEXT,
-   "recipient_hash" BLOB,
-   "sent_at" TEXT,
-   "key" TEXT,
-   "payload_sha256" BLOB,
-   "version_id" TEXT,
-   "location" INTEGER,
-   "stored_at" REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS "idx_archive_entries_message_id_project_id"
-    ON "archive_entries" ("message_id", "project_id");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_recipient_hash"
-    ON "archive_entries" ("recipient_hash");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_campaign_id_sent_at"
-    ON "archive_entries" ("campaign_id", "sent_at");
-CREATE INDEX IF NOT EXISTS "idx_archive_entries_sent_at"
-    ON "archive_entries" ("sent_at");
-CREATE TABLE IF NOT EXISTS "archive_recipient_hashes" (
-   "recipient_hash" BLOB NOT NULL,
-   "entry" INTEGER NOT NULL,
-   PRIMARY KEY ("recipient_hash", "entry")
-) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS "archive_index" AS
-SELECT e."id" AS "entry", e."project_id", e."message_id", e."medium", e."message_type",
-   e."campaign_id",
-   CASE WHEN typeof(e."recipient_hash") = 'blob' THEN lower(hex(e."recipient_hash"))
-        ELSE e."recipient_hash" END AS "recipient_hash",
-   e."sent_at",
-   CASE WHEN e."key" IS NOT NULL THEN e."key" ELSE {_LAYOUT_KEY} END AS "key",
-   CASE WHEN typeof(e."payload_sha256") = 'blob' THEN lower(hex(e."payload_sha256"))
-        ELSE e."payload_sha256" END AS "payload_sha256",
-   e."version_id", l."destination_url", e."stored_at"
-FROM "archive_entries" e LEFT JOIN "archive_locations" l ON l."id" = e."location"
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +96,112 @@ def _split_key(row: EntryRow) -> tuple[str, str | None]:
     return "", row.key
 
 
-def location_id(conn: sqlite3.Connection, url: str | None, prefix: str) -> int:
-    """The `archive_locations` row of a destination URL and key prefix (made if new)."""
-    found = conn.execute('SELECT "id" FROM "archive_locations" WHERE "destination_url" IS ?'
-                         ' AND "key_prefix" = ?', (url, prefix)).fetchone()
-    if found:
-        return int(found[0])
-    cursor = conn.execute('INSERT INTO "archive_locations" ("destination_url", "key_prefix")'
-                          " VALUES (?, ?)", (url, prefix))
-    return int(cursor.lastrowid or 0)
+class IndexWriter(Protocol):
+    """The statements `write_entries` needs, in one database's SQL (the caller's transaction).
+    `SqliteIndex` here; `postgres.index.PgIndex` for PostgreSQL."""
+
+    text_as_bytes: bool  # odd (non-hex) hashes are stored as bytes (PostgreSQL's BYTEA)
+
+    def location_id(self, url: str | None, prefix: str) -> int:
+        """The `archive_locations` row of a destination URL and key prefix (made if new)."""
+        ...
+
+    def indexed(self, project_id: str, message_ids: Sequence[str]) -> list[tuple[int, str]]:
+        """`(entry, message_id)` of those of a project's messages already indexed."""
+        ...
+
+    def entry_of(self, project_id: str, message_id: str) -> int | None:
+        """The entry of one message, if indexed."""
+        ...
+
+    def key_of(self, entry: int) -> str:
+        """The full key an entry gives (as the `archive_index` view reads it)."""
+        ...
+
+    def insert(self, values: Sequence[tuple[Any, ...]]) -> None:
+        """Insert entries (`_ENTRY_COLUMNS` values each)."""
+        ...
+
+    def insert_one(self, values: tuple[Any, ...]) -> int:
+        """Insert one entry; its id."""
+        ...
+
+    def replace(self, entry: int, values: tuple[Any, ...]) -> None:
+        """Overwrite an entry and forget its identifier hashes."""
+        ...
+
+    def add_hashes(self, entry: int, hashes: Sequence[bytes | str | None]) -> None:
+        """Add identifier hashes (packed) to an entry (those it has are kept)."""
+        ...
 
 
-def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
+class SqliteIndex:
+    """`IndexWriter` in SQLite's spelling (also on PostgreSQL's `PgConnection`, which
+    respells it, for the callers outside the spool that still hold a connection)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.text_as_bytes = text_as_bytes(conn)
+
+    def location_id(self, url: str | None, prefix: str) -> int:
+        """The `archive_locations` row of a destination URL and key prefix (made if new)."""
+        found = self.conn.execute('SELECT "id" FROM "archive_locations" WHERE'
+                                  ' "destination_url" IS ? AND "key_prefix" = ?',
+                                  (url, prefix)).fetchone()
+        if found:
+            return int(found[0])
+        cursor = self.conn.execute('INSERT INTO "archive_locations" ("destination_url",'
+                                   ' "key_prefix") VALUES (?, ?)', (url, prefix))
+        return int(cursor.lastrowid or 0)
+
+    def indexed(self, project_id: str, message_ids: Sequence[str]) -> list[tuple[int, str]]:
+        """`(entry, message_id)` of those of a project's messages already indexed."""
+        return [(int(r[0]), r[1]) for r in self.conn.execute(
+            'SELECT "id", "message_id" FROM "archive_entries" WHERE "project_id" = ?'
+            f' AND "message_id" IN ({",".join("?" * len(message_ids))})',
+            (project_id, *message_ids)).fetchall()]
+
+    def entry_of(self, project_id: str, message_id: str) -> int | None:
+        """The entry of one message, if indexed."""
+        found = self.conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
+                                  ' AND "project_id" = ?', (message_id, project_id)).fetchone()
+        return None if found is None else int(found[0])
+
+    def key_of(self, entry: int) -> str:
+        """The full key an entry gives."""
+        return str(self.conn.execute('SELECT "key" FROM "archive_index" WHERE "entry" = ?',
+                                     (entry,)).fetchone()[0])
+
+    def insert(self, values: Sequence[tuple[Any, ...]]) -> None:
+        """Insert entries."""
+        self.conn.executemany(_INSERT_ENTRY, values)
+
+    def insert_one(self, values: tuple[Any, ...]) -> int:
+        """Insert one entry; its id."""
+        return int(self.conn.execute(_INSERT_ENTRY, values).lastrowid or 0)
+
+    def replace(self, entry: int, values: tuple[Any, ...]) -> None:
+        """Overwrite an entry and forget its identifier hashes."""
+        self.conn.execute(
+            'UPDATE "archive_entries" SET "project_id" = ?, "message_id" = ?, "medium" = ?,'
+            ' "message_type" = ?, "campaign_id" = ?, "recipient_hash" = ?, "sent_at" = ?,'
+            ' "key" = ?, "payload_sha256" = ?, "version_id" = ?, "location" = ?,'
+            ' "stored_at" = ? WHERE "id" = ?', (*values, entry))
+        self.conn.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = ?', (entry,))
+
+    def add_hashes(self, entry: int, hashes: Sequence[bytes | str | None]) -> None:
+        """Add identifier hashes to an entry (those it has are kept)."""
+        self.conn.executemany('INSERT OR IGNORE INTO "archive_recipient_hashes"'
+                              ' ("recipient_hash", "entry") VALUES (?, ?)',
+                              [(h, entry) for h in hashes])
+
+
+def write_entries(conn: Any, rows: Iterable[EntryRow], *, replace: str = "always") -> int:
+    """`index_entries` through a connection in SQLite's spelling (`SqliteIndex`)."""
+    return index_entries(SqliteIndex(conn), rows, replace=replace)
+
+
+def index_entries(index: IndexWriter, rows: Iterable[EntryRow], *,
                   replace: str = "always") -> int:
     """Index `rows` in the caller's transaction; returns how many rows were written.
 
@@ -172,16 +212,16 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
     """
     rows = list(rows)
     locations: dict[tuple[str | None, str], int] = {}
-    as_bytes = text_as_bytes(conn)
+    as_bytes = index.text_as_bytes
     # Which messages are indexed already: one read per project and slice, not one per row
     # (on a shared PostgreSQL spool each statement is a round trip under the write lock).
     keys = [(row.project_id, row.message_id) for row in rows]
-    indexed = _indexed_entries(conn, keys) if len(set(keys)) == len(keys) else None
+    indexed = _indexed_entries(index, keys) if len(set(keys)) == len(keys) else None
     plain: list[tuple[Any, ...]] = []  # new rows with no other identifier: inserted together
 
     def flush() -> None:
         if plain:
-            conn.executemany(_INSERT_ENTRY, plain)
+            index.insert(plain)
             plain.clear()
 
     written = 0
@@ -189,20 +229,16 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
         prefix, key = _split_key(row)
         where = (row.destination_url, prefix)
         if where not in locations:
-            locations[where] = location_id(conn, *where)
+            locations[where] = index.location_id(*where)
         if indexed is not None:
-            found = indexed.get((row.project_id, row.message_id))
-            old = None if found is None else (found,)
+            old = indexed.get((row.project_id, row.message_id))
         else:  # the same message twice in one call: each sees the one before
             flush()
-            old = conn.execute('SELECT "id" FROM "archive_entries" WHERE "message_id" = ?'
-                               ' AND "project_id" = ?', (row.message_id, row.project_id)
-                               ).fetchone()
-        others = sorted({h for h in row.recipient_hashes if h and h != row.recipient_hash})
-        if old is not None and replace == "other_key" and conn.execute(
-                'SELECT "key" FROM "archive_index" WHERE "entry" = ?', (old[0],)
-        ).fetchone()[0] == row.key:
-            _add_hashes(conn, old[0], others)  # the same object: only learn identifiers
+            old = index.entry_of(row.project_id, row.message_id)
+        others = [packed(h, text_as_bytes=as_bytes) for h in
+                  sorted({h for h in row.recipient_hashes if h and h != row.recipient_hash})]
+        if old is not None and replace == "other_key" and index.key_of(old) == row.key:
+            index.add_hashes(old, others)  # the same object: only learn identifiers
             continue
         values = (row.project_id, row.message_id, row.medium, row.message_type,
                   row.campaign_id, packed(row.recipient_hash, text_as_bytes=as_bytes),
@@ -214,16 +250,11 @@ def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
             continue
         flush()  # entries keep the order of `rows`
         if old is None:
-            entry = int(conn.execute(_INSERT_ENTRY, values).lastrowid or 0)
+            entry = index.insert_one(values)
         else:
-            entry = old[0]
-            conn.execute(
-                'UPDATE "archive_entries" SET "project_id" = ?, "message_id" = ?, "medium" = ?,'
-                ' "message_type" = ?, "campaign_id" = ?, "recipient_hash" = ?, "sent_at" = ?,'
-                ' "key" = ?, "payload_sha256" = ?, "version_id" = ?, "location" = ?,'
-                ' "stored_at" = ? WHERE "id" = ?', (*values, entry))
-            conn.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = ?', (entry,))
-        _add_hashes(conn, entry, others)
+            entry = old
+            index.replace(entry, values)
+        index.add_hashes(entry, others)
     flush()
     return written
 
@@ -234,7 +265,7 @@ _INSERT_ENTRY = (
     ' "location", "stored_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
 
 
-def _indexed_entries(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
+def _indexed_entries(index: IndexWriter, keys: Sequence[tuple[str, str]]
                      ) -> dict[tuple[str, str], int]:
     """The `archive_entries` id of each (project, message) of `keys` already indexed."""
     by_project: dict[str, list[str]] = {}
@@ -243,18 +274,9 @@ def _indexed_entries(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]
     found: dict[tuple[str, str], int] = {}
     for project_id, message_ids in by_project.items():
         for chunk in chunks(message_ids):
-            found.update(((project_id, r[1]), int(r[0])) for r in conn.execute(
-                'SELECT "id", "message_id" FROM "archive_entries" WHERE "project_id" = ?'
-                f' AND "message_id" IN ({",".join("?" * len(chunk))})',
-                (project_id, *chunk)).fetchall())
+            found.update(((project_id, message_id), entry)
+                         for entry, message_id in index.indexed(project_id, chunk))
     return found
-
-
-def _add_hashes(conn: sqlite3.Connection, entry: int, hashes: Sequence[str]) -> None:
-    as_bytes = text_as_bytes(conn)
-    conn.executemany('INSERT OR IGNORE INTO "archive_recipient_hashes" ("recipient_hash",'
-                     ' "entry") VALUES (?, ?)',
-                     [(packed(h, text_as_bytes=as_bytes), entry) for h in hashes])
 
 
 def recipient_condition(hashes: Sequence[str], *, text_as_bytes: bool = False
@@ -268,55 +290,27 @@ def recipient_condition(hashes: Sequence[str], *, text_as_bytes: bool = False
             f" IN ({marks}))"), values + values
 
 
+MESSAGE_ENTRY_COLUMNS = (
+    '"project_id", "message_id", "medium", "message_type", "campaign_id", "recipient_hash",'
+    ' "sent_at", "stored_key", "payload_sha256", "version_id", "destination_url",'
+    ' "stored_at", "recipient_hashes"')
+
+
+def message_entry(row: Sequence[Any]) -> EntryRow:
+    """The EntryRow of a stored message, from its `MESSAGE_ENTRY_COLUMNS` in `messages`."""
+    try:
+        hashes = list(json.loads(row[12]).values()) if row[12] else []
+    except (ValueError, AttributeError):
+        hashes = []
+    return entry_row(row, [h for h in hashes if isinstance(h, str)])
+
+
 def entries_of_message_rows(conn: sqlite3.Connection, row_ids: Sequence[int]
                             ) -> list[EntryRow]:
     """What the settle of stored messages indexes: their rows in `messages`."""
     found = []
     for chunk in chunks(list(row_ids)):
-        rows = conn.execute(
-            'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
-            ' "recipient_hash", "sent_at", "stored_key", "payload_sha256", "version_id",'
-            ' "destination_url", "stored_at", "recipient_hashes" FROM "messages"'
-            f' WHERE "id" IN ({",".join("?" * len(chunk))}) ORDER BY "id"', chunk).fetchall()
-        for row in rows:
-            try:
-                hashes = list(json.loads(row[12]).values()) if row[12] else []
-            except (ValueError, AttributeError):
-                hashes = []
-            found.append(entry_row(row, [h for h in hashes if isinstance(h, str)]))
+        found += [message_entry(row) for row in conn.execute(
+            f'SELECT {MESSAGE_ENTRY_COLUMNS} FROM "messages"'
+            f' WHERE "id" IN ({",".join("?" * len(chunk))}) ORDER BY "id"', chunk).fetchall()]
     return found
-
-
-def migrate_archive(conn: sqlite3.Connection) -> None:
-    """Migration step: move `archive_index` and `archive_recipients` into the lean layout.
-
-    Every row keeps its values exactly (the view returns what the table held); identifier
-    hashes other than the key's own move to `archive_recipient_hashes`. Safe to run twice.
-    """
-    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'archive_index'"
-                        ).fetchone()
-    for statement in _SCHEMA.split(";\n"):
-        if statement.strip() and not (kind and kind[0] == "table"
-                                      and "CREATE VIEW" in statement):
-            conn.execute(statement)
-    if not kind or kind[0] != "table":
-        return
-    extra: dict[tuple[str, str], list[str]] = {}
-    for rhash, project_id, message_id in conn.execute(
-            'SELECT "recipient_hash", "project_id", "message_id" FROM "archive_recipients"'):
-        extra.setdefault((project_id, message_id), []).append(rhash)
-    rows = [entry_row(row, extra.get((row[0], row[1]), []))
-            for row in conn.execute(
-                'SELECT "project_id", "message_id", "medium", "message_type", "campaign_id",'
-                ' "recipient_hash", "sent_at", "key", "payload_sha256", "version_id",'
-                ' "destination_url", "stored_at" FROM "archive_index" ORDER BY "stored_at",'
-                ' "project_id", "message_id"')]
-    write_entries(conn, rows)
-    for name in ("idx_archive_index_recipient_hash_sent_at", "idx_archive_index_message_id",
-                 "idx_archive_index_campaign_id_sent_at", "idx_archive_index_sent_at",
-                 "idx_archive_recipients_project_id_message_id"):
-        conn.execute(f'DROP INDEX IF EXISTS "{name}"')
-    conn.execute('DROP TABLE "archive_index"')
-    conn.execute('DROP TABLE IF EXISTS "archive_recipients"')
-    view = _SCHEMA[_SCHEMA.index("CREATE VIEW"):]
-    conn.execute(view)

@@ -23,23 +23,11 @@ import zlib
 from collections.abc import Iterable
 
 from ..message import gzip_body
-from .manifests import trigger_sql
 
 GZIP_HEADER = gzip_body(b"")[:10]  # what every body made by `gzip_body` starts with
 
 HAS_BODY = 'EXISTS (SELECT 1 FROM "message_bodies" b WHERE b."id" = "messages"."id")'
 BODY_OF = '(SELECT b."payload" FROM "message_bodies" b WHERE b."id" = "messages"."id")'
-
-_SCHEMA = ("""
-CREATE TABLE IF NOT EXISTS "message_bodies" (
-   "id" INTEGER PRIMARY KEY,
-   "payload" BLOB NOT NULL
-)""", """
-CREATE TRIGGER IF NOT EXISTS "message_body_on_delete" AFTER DELETE ON "messages"
-BEGIN
-   DELETE FROM "message_bodies" WHERE "id" = OLD."id";
-END""")
-
 
 def encoded(payload: bytes) -> bytes:
     """The form a payload is kept in: the gzip object it will be uploaded as."""
@@ -87,19 +75,3 @@ def drop(conn: sqlite3.Connection, row_id: int) -> None:
     conn.execute('DELETE FROM "message_bodies" WHERE "id" = ?', (row_id,))
 
 
-def migrate_bodies(conn: sqlite3.Connection) -> None:
-    """Migration step: move every kept payload out of `messages` into `message_bodies`.
-
-    The manifest trigger, which keeps a settled message's body for its entry, reads it from
-    the new table. Safe to run twice.
-    """
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    columns = {row[1] for row in conn.execute('PRAGMA table_info("messages")')}
-    if "payload" not in columns:
-        return
-    conn.execute('INSERT OR IGNORE INTO "message_bodies" ("id", "payload")'
-                 ' SELECT "id", "payload" FROM "messages" WHERE "payload" IS NOT NULL')
-    conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle"')
-    conn.execute('ALTER TABLE "messages" DROP COLUMN "payload"')
-    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"')))

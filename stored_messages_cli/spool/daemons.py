@@ -6,7 +6,7 @@ exits. A daemon killed with SIGKILL never stamps it: its heartbeat goes stale (a
 host, its pid is gone), so `sm status` shows it as not alive, and the messages it held
 `in_flight` as held by a dead daemon (the next `sm run` returns them to the queue).
 
-Read with plain SQL on the spool's shared connection; written in short `BEGIN IMMEDIATE`
+Read and written through the spool's store (`store.DaemonStore`), in short write
 transactions, at most every `HEARTBEAT_EVERY` seconds.
 """
 
@@ -16,12 +16,10 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..states import State
 from .postgres import database_errors
 
 if TYPE_CHECKING:
@@ -32,31 +30,6 @@ log = logging.getLogger("sm.daemons")
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeat writes (the loop ticks every 0.5 s)
 STALE_AFTER_MIN = 30.0  # a heartbeat older than max(this, 3 × the daemon's interval) is stale
 FORGET_AFTER = 7 * 86400.0  # rows of daemons stopped (or silent) this long ago are dropped
-
-_LAYOUT = """
-CREATE TABLE IF NOT EXISTS "daemons" (
-   "id" INTEGER PRIMARY KEY,
-   "host" TEXT NOT NULL,
-   "pid" INTEGER NOT NULL,
-   "version" TEXT,
-   "lease_owner" TEXT,
-   "projects" TEXT,
-   "heartbeat_interval" REAL NOT NULL,
-   "started_at" REAL NOT NULL,
-   "last_heartbeat" REAL NOT NULL,
-   "stopped_at" REAL
-);
-CREATE INDEX IF NOT EXISTS "idx_daemons_stopped_at_last_heartbeat"
-    ON "daemons" ("stopped_at", "last_heartbeat");
-"""
-
-
-def migrate_daemons(conn: sqlite3.Connection) -> None:
-    """Schema step: the `daemons` heartbeat table (idempotent)."""
-    for statement in _LAYOUT.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
 
 @dataclass(frozen=True, slots=True)
 class DaemonRow:
@@ -106,19 +79,11 @@ def is_alive(host: str, pid: int, last_heartbeat: float, heartbeat_interval: flo
 
 
 class Daemons:
-    """The `daemons` table of one spool."""
+    """The `daemons` table of one spool (its rows are the store's, `store.DaemonStore`)."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
-
-    def _write(self) -> Any:
-        from .db import immediate_transaction  # db imports this module for its migration
-
-        return immediate_transaction(self.spool.conn, self.spool.lock)
-
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self.spool.lock:
-            return self.spool.conn.execute(sql, params).fetchall()
+        self.store = spool.store
 
     def register(self, *, version: str | None, lease_owner: str | None = None,
                  projects: list[str] | None = None, heartbeat_interval: float = HEARTBEAT_EVERY,
@@ -128,55 +93,38 @@ class Daemons:
         Dead daemons of this host are marked stopped (their leases go back to the queue when
         the archiver starts), and rows stopped or silent for `FORGET_AFTER` are dropped.
         """
-        now = self.spool.clock.now()
+        now = self.store.clock.now()
         host = host or socket.gethostname()
         pid = os.getpid() if pid is None else pid
-        with self._write() as conn:
-            for row_id, other_pid in conn.execute(
-                    "SELECT id, pid FROM daemons WHERE stopped_at IS NULL AND host = ?",
-                    (host,)).fetchall():
-                if other_pid == pid or not pid_exists(other_pid):
-                    conn.execute("UPDATE daemons SET stopped_at = ? WHERE id = ?", (now, row_id))
-            conn.execute("DELETE FROM daemons WHERE COALESCE(stopped_at, last_heartbeat) < ?",
-                         (now - FORGET_AFTER,))
-            cursor = conn.execute(
-                "INSERT INTO daemons (host, pid, version, lease_owner, projects,"
-                " heartbeat_interval, started_at, last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING id",
-                (host, pid, version, lease_owner, json.dumps(projects or []),
-                 heartbeat_interval, now, now))
-            return int(cursor.fetchone()[0])
+        with self.store.write():
+            stopped = [row_id for row_id, other_pid in self.store.live_daemons_of(host)
+                       if other_pid == pid or not pid_exists(other_pid)]
+            return self.store.register_daemon(
+                host, pid, version, lease_owner, json.dumps(projects or []), heartbeat_interval,
+                now, stopped, now - FORGET_AFTER)
 
     def heartbeat(self, daemon_id: int) -> None:
         """The daemon is alive now."""
-        with self._write() as conn:
-            conn.execute("UPDATE daemons SET last_heartbeat = ? WHERE id = ?",
-                         (self.spool.clock.now(), daemon_id))
+        with self.store.write():
+            self.store.heartbeat(daemon_id, self.store.clock.now())
 
     def stopped(self, daemon_id: int) -> None:
         """The daemon exits normally."""
-        now = self.spool.clock.now()
-        with self._write() as conn:
-            conn.execute("UPDATE daemons SET last_heartbeat = ?, stopped_at = ? WHERE id = ?",
-                         (now, now, daemon_id))
+        now = self.store.clock.now()
+        with self.store.write():
+            self.store.daemon_stopped(daemon_id, now)
 
     def listed(self, *, include_stopped: bool = False) -> list[DaemonRow]:
         """Daemons that have not stopped (alive or dead), oldest first."""
-        now = self.spool.clock.now()
+        now = self.store.clock.now()
         here = socket.gethostname()
-        where = "" if include_stopped else " WHERE stopped_at IS NULL"
-        rows = self._read(
-            "SELECT id, host, pid, version, lease_owner, projects, heartbeat_interval,"
-            f" started_at, last_heartbeat, stopped_at FROM daemons{where} ORDER BY id")
         return [DaemonRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "[]"), r[6], r[7],
                           r[8], r[9], is_alive(r[1], r[2], r[8], r[6], r[9], now, here))
-                for r in rows]
+                for r in self.store.daemon_rows(include_stopped)]
 
     def in_flight_by_owner(self) -> dict[str, int]:
         """How many `in_flight` messages each lease owner holds."""
-        return {owner or "": count for owner, count in self._read(
-            "SELECT lease_owner, COUNT(*) FROM messages WHERE state = ? GROUP BY lease_owner",
-            (State.IN_FLIGHT,))}
+        return self.store.in_flight_by_owner()
 
 
 def lease_owner_alive(owner: str, daemons: list[DaemonRow]) -> bool:
@@ -197,11 +145,7 @@ def lease_owner_alive(owner: str, daemons: list[DaemonRow]) -> bool:
 
 def discarded_by_reason(spool: Spool) -> dict[str, int]:
     """Discarded messages counted per reason code (`send_failed`, `never_confirmed`, …)."""
-    with spool.lock:
-        rows = spool.conn.execute(
-            "SELECT COALESCE(final_reason, 'unknown'), COUNT(*) FROM messages WHERE state = ?"
-            " GROUP BY 1 ORDER BY 1", (State.DISCARDED,)).fetchall()
-    return {reason: count for reason, count in rows}
+    return spool.store.discarded_by_reason()
 
 
 class Heartbeat:

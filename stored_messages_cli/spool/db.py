@@ -3,9 +3,10 @@
 One SQLite file (WAL, `synchronous=FULL`), written only inside `BEGIN IMMEDIATE`
 transactions, so several sender processes and `sm run` can share it.
 
-The schema is a list of numbered, append-only steps; `PRAGMA user_version` holds the number of
-the last step applied. A spool at the latest version opens with one pragma read (fast
-`sm status`). Never edit a released step: add the next one.
+The schema is the list of numbered, append-only steps in `migrations.STEPS` (each step's
+SQLite body in `sqlite/schema.py`); `PRAGMA user_version` holds the number of the last step
+applied. A spool at the latest version opens with one pragma read (fast `sm status`).
+Never edit a released step: add the next one.
 """
 
 from __future__ import annotations
@@ -13,55 +14,24 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
-from ..states import FinalReason, State
 from . import postgres
-from .archive import migrate_archive
-from .bodies import migrate_bodies
-from .daemons import migrate_daemons
-from .dialect import SQLITE, postgres_dialect
-from .identifiers import migrate_identifiers
-from .inbox import migrate_inbox
-from .manifests import migrate_complete_entries, migrate_manifests, migrate_settle_condition
+from .migrations import LATEST_VERSION, STEPS, postgres_steps
+from .postgres import schema as postgres_schema
+from .store import Settled, SettledHook, SpoolError, SpoolFull, SpoolVersionError
+
+__all__ = ["LATEST_VERSION", "Settled", "SettledHook", "SpoolDB", "SpoolError", "SpoolFull",
+           "SpoolVersionError", "immediate_transaction", "migrate", "schema_of", "spool_error"]
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """One message that reached a final archive outcome (stored, expired or failed)."""
-
-    row_id: int
-    project_id: str
-    message_id: str
-    state: State
-    final_reason: str | None
-    at: float
-
-
-# A hook runs inside the settling transaction: what it writes commits with the outcome.
-SettledHook = Callable[[Any, list[Settled]], None]
-
-
-class SpoolVersionError(SmError):
-    """The spool was written by a newer `sm` than this one."""
-
-
-class SpoolError(SmError):
-    """The spool file cannot be used: corrupt, unreadable, read-only, or gone."""
-
-
-class SpoolFull(SpoolError):
-    """The disk holding the spool is full: nothing was written; retry once there is room."""
 
 
 def spool_error(exc: sqlite3.Error, path: Path) -> SpoolError:
@@ -121,7 +91,7 @@ class SpoolDB:
         if postgres.is_postgres_url(location):
             self._open_postgres(str(location))
             return
-        self.dialect = SQLITE
+        self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         self.path = Path(location)
         self.location = str(self.path)
         try:
@@ -159,11 +129,12 @@ class SpoolDB:
         self.url = url
         self.location = postgres.redact(url)
         self.path = Path(self.location)  # for display only: nothing is a file here
-        self.dialect = postgres_dialect((psycopg.Error,))
+        self.errors = (psycopg.Error,)
         self._identity = None
         try:
-            self.conn = postgres.PgConnection(url)
-            postgres.migrate(self.conn)
+            self.session = postgres.PgSession(url)
+            self.conn = postgres.PgConnection(self.session)
+            postgres_schema.migrate(self.session, postgres_steps())
         except psycopg.Error as exc:
             raise postgres.spool_error(exc, url) from None
 
@@ -187,20 +158,26 @@ class SpoolDB:
         crash may lose without harm, like a claim's lease (the message is simply claimed
         again). The next durable commit syncs them too: the WAL is one ordered log.
         SQLite's disk-full, read-only and corruption errors become one SpoolError each.
+        On PostgreSQL the transaction holds the spool's write lock (`PgSession.transaction`).
         """
+        if self.url is not None:
+            try:
+                with self.lock, self.session.transaction(write_lock=True, durable=durable):
+                    yield self.conn
+            except self.errors as exc:
+                raise self.failure(exc) from None
+            return
         try:
             with self.lock:
-                if not durable and self.url is None:
+                if not durable:
                     self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
                     with immediate_transaction(self.conn, self.lock) as conn:
-                        if not durable and self.url is not None:
-                            conn.execute("SET LOCAL synchronous_commit = off")
                         yield conn
                 finally:
-                    if not durable and self.url is None:
+                    if not durable:
                         self.conn.execute("PRAGMA synchronous=FULL")
-        except self.dialect.errors as exc:
+        except self.errors as exc:
             raise self.failure(exc) from None
 
     @contextmanager
@@ -208,20 +185,22 @@ class SpoolDB:
         """A transaction that only leases rows (`Queue.claim`), committed without an fsync
         (a lost lease is simply claimed again): SQLite's write lock, or PostgreSQL's row
         locks (`FOR UPDATE SKIP LOCKED`) so workers claim in parallel."""
+        if self.url is not None:
+            try:
+                with self.lock, self.session.transaction(write_lock=False, durable=False):
+                    yield self.conn
+            except self.errors as exc:
+                raise self.failure(exc) from None
+            return
         try:
             with self.lock:
-                if self.url is None:
-                    self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    with immediate_transaction(self.conn, self.lock,
-                                               self.dialect.begin_claim) as conn:
-                        if self.url is not None:
-                            conn.execute("SET LOCAL synchronous_commit = off")
+                    with immediate_transaction(self.conn, self.lock) as conn:
                         yield conn
                 finally:
-                    if self.url is None:
-                        self.conn.execute("PRAGMA synchronous=FULL")
-        except self.dialect.errors as exc:
+                    self.conn.execute("PRAGMA synchronous=FULL")
+        except self.errors as exc:
             raise self.failure(exc) from None
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
@@ -230,8 +209,9 @@ class SpoolDB:
             try:
                 cursor = self.conn.execute(sql, tuple(params))
                 cursor.row_factory = sqlite3.Row
-                return cursor.fetchall()
-            except self.dialect.errors as exc:
+                rows: list[sqlite3.Row] = cursor.fetchall()
+                return rows
+            except self.errors as exc:
                 raise self.failure(exc) from None
 
     def _file_identity(self) -> tuple[int, int] | None:
@@ -269,173 +249,6 @@ class SpoolDB:
 
 # --------------------------------------------------------------------------- migrations
 
-_V1_LAYOUT = """
-CREATE TABLE IF NOT EXISTS "messages" (
-   "id" INTEGER PRIMARY KEY,
-   "project_id" TEXT NOT NULL,
-   "message_id" TEXT NOT NULL,
-   "medium" TEXT NOT NULL,
-   "message_type" TEXT NOT NULL,
-   "campaign_id" TEXT,
-   "recipient_hash" TEXT NOT NULL,
-   "sent_at" TEXT,
-   "key" TEXT NOT NULL,
-   "state" TEXT NOT NULL,
-   "payload" BLOB,
-   "content_sha256" TEXT NOT NULL,
-   "payload_sha256" TEXT,
-   "created_at" REAL NOT NULL,
-   "confirmed_at" REAL,
-   "updated_at" REAL,
-   "attempts" INTEGER DEFAULT 0,
-   "first_failure_at" REAL,
-   "next_attempt_at" REAL,
-   "retry_reason" TEXT,
-   "last_error" TEXT,
-   "lease_owner" TEXT,
-   "lease_expires_at" REAL,
-   "final_reason" TEXT,
-   "stored_at" REAL,
-   "stored_key" TEXT,
-   "destination_url" TEXT,
-   "version_id" TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS "idx_messages_project_id_message_id"
-    ON "messages" ("project_id", "message_id");
-CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_next_attempt_at"
-    ON "messages" ("state", "project_id", "next_attempt_at");
-CREATE TABLE IF NOT EXISTS "rejected" (
-   "id" INTEGER PRIMARY KEY,
-   "source" TEXT,
-   "line" INTEGER,
-   "reason" TEXT,
-   "raw" TEXT,
-   "rejected_at" REAL
-);
-CREATE TABLE IF NOT EXISTS "destination_health" (
-   "project_id" TEXT PRIMARY KEY,
-   "url" TEXT,
-   "health" TEXT,
-   "since" REAL,
-   "next_probe_at" REAL,
-   "last_error" TEXT,
-   "updated_at" REAL
-);
-CREATE TABLE IF NOT EXISTS "archive_index" (
-   "project_id" TEXT,
-   "message_id" TEXT,
-   "medium" TEXT,
-   "message_type" TEXT,
-   "campaign_id" TEXT,
-   "recipient_hash" TEXT,
-   "sent_at" TEXT,
-   "key" TEXT,
-   "payload_sha256" TEXT,
-   "version_id" TEXT,
-   "destination_url" TEXT,
-   "stored_at" REAL,
-   PRIMARY KEY ("project_id", "message_id")
-);
-CREATE INDEX IF NOT EXISTS "idx_archive_index_recipient_hash_sent_at"
-    ON "archive_index" ("recipient_hash", "sent_at");
-CREATE INDEX IF NOT EXISTS "idx_archive_index_message_id"
-    ON "archive_index" ("message_id");
-CREATE INDEX IF NOT EXISTS "idx_archive_index_campaign_id_sent_at"
-    ON "archive_index" ("campaign_id", "sent_at");
-CREATE INDEX IF NOT EXISTS "idx_archive_index_sent_at"
-    ON "archive_index" ("sent_at");
-"""
-
-
-def _v1_layout(conn: sqlite3.Connection) -> None:
-    """The layout 0.1.0 created (its tables exactly, so an upgraded spool equals a fresh one)."""
-    for statement in _V1_LAYOUT.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _v2_reason_codes(conn: sqlite3.Connection) -> None:
-    """`final_reason` holds a code; the prose it held moves to `last_error` (SPEC 8)."""
-    conn.execute(
-        "UPDATE messages SET final_reason = ?,"
-        " last_error = COALESCE(last_error, final_reason) WHERE state = ?"
-        " AND final_reason IS NOT NULL AND final_reason NOT IN (SELECT value FROM json_each(?))",
-        (FinalReason.EXPIRED_UNREACHABLE, State.EXPIRED, _codes()))
-    conn.execute(
-        "UPDATE messages SET final_reason = ?,"
-        " last_error = COALESCE(last_error, SUBSTR(final_reason, 11)) WHERE state = ?"
-        " AND final_reason NOT IN (SELECT value FROM json_each(?))",
-        (FinalReason.CONFLICT, State.FAILED, _codes()))
-    conn.execute(
-        "UPDATE messages SET final_reason = ?, last_error = SUBSTR(final_reason, ?)"
-        " WHERE state = ? AND final_reason LIKE ?",
-        (FinalReason.SEND_FAILED, len(FinalReason.SEND_FAILED) + 3, State.DISCARDED,
-         f"{FinalReason.SEND_FAILED}: %"))
-
-
-def _codes() -> str:
-    return "[" + ",".join(f'"{code}"' for code in FinalReason) + "]"
-
-
-def _v2_claim_indexes(conn: sqlite3.Connection) -> None:
-    """Claims and `sm status` read through indexes; destinations count their failed probes.
-
-    Claims read queued rows of a project in id order, and status the oldest unarchived
-    message of each state, without visiting the archived history. `failed_probes` lets a
-    message expire only after its destination really failed the window's probes;
-    `probing_until` is the lease of the one process probing a down destination.
-    """
-    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_id"'
-                 ' ON "messages" ("state", "project_id", "id")')
-    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_waiting_since"'
-                 ' ON "messages" ("state", COALESCE("confirmed_at", "created_at"))')
-    # `sm verify` proves writing from a project's most recent stored message.
-    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_state_project_id_stored_at"'
-                 ' ON "messages" ("state", "project_id", "stored_at")')
-    columns = {row[1] for row in conn.execute('PRAGMA table_info("destination_health")')}
-    if "failed_probes" not in columns:
-        conn.execute('ALTER TABLE "destination_health"'
-                     ' ADD COLUMN "failed_probes" INTEGER NOT NULL DEFAULT 0')
-    if "probing_until" not in columns:  # one probe at a time across processes (run, replay)
-        conn.execute('ALTER TABLE "destination_health" ADD COLUMN "probing_until" REAL')
-
-
-def _v9_partial_indexes(conn: sqlite3.Connection) -> None:
-    """The claim order and the recent-stored lookup read partial indexes.
-
-    `(project_id, id) WHERE state = 'queued'` and `(project_id, stored_at) WHERE state =
-    'stored'` replace the full `(state, …)` indexes step 3 made: a lease then removes one
-    entry instead of moving four, and the stored history never enters the claim index. The
-    queries name the state literally (`state = 'queued'`), so the planner can use them.
-    """
-    conn.execute('DROP INDEX IF EXISTS "idx_messages_state_project_id_id"')
-    conn.execute('DROP INDEX IF EXISTS "idx_messages_state_project_id_stored_at"')
-    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_queued_project_id_id"'
-                 f' ON "messages" ("project_id", "id") WHERE "state" = \'{State.QUEUED}\'')
-    conn.execute('CREATE INDEX IF NOT EXISTS "idx_messages_stored_project_id_stored_at"'
-                 ' ON "messages" ("project_id", "stored_at")'
-                 f' WHERE "state" = \'{State.STORED}\'')
-
-
-# Append-only. Each step must be safe to run again on a spool it already changed (0.1.0,
-# opening a newer spool, would reset user_version to its fingerprint).
-MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("the 0.1.0 layout", _v1_layout),
-    ("final reason codes", _v2_reason_codes),
-    ("claim and status indexes, failed probe counts", _v2_claim_indexes),
-    ("daemon heartbeats", migrate_daemons),
-    ("manifest segments", migrate_manifests),
-    ("every recipient identifier indexed, index coverage per project", migrate_identifiers),
-    ("a lean archive index: binary hashes, layout keys and destinations stored once",
-     migrate_archive),
-    ("message bodies apart from their rows", migrate_bodies),
-    ("partial indexes for the claim order and recent stored messages", _v9_partial_indexes),
-    ("the inbox of SQL senders", migrate_inbox),
-    ("manifest entries complete when a stored message settles", migrate_complete_entries),
-    ("the settle trigger's condition without a table per row", migrate_settle_condition),
-)
-LATEST_VERSION = len(MIGRATIONS)
-
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -460,7 +273,7 @@ def migrate(conn: sqlite3.Connection, lock: threading.RLock) -> int:
     with immediate_transaction(conn, lock):
         applied = _applied(conn)  # re-read under the write lock: another process may have won
         for number in range(applied + 1, LATEST_VERSION + 1):
-            MIGRATIONS[number - 1][1](conn)
+            STEPS[number - 1].sqlite(conn)
         conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
     return LATEST_VERSION - applied
 

@@ -64,7 +64,7 @@ class EvidenceQueries:
         with self.db.lock:
             try:
                 return query(self.db.conn)
-            except self.db.dialect.errors as exc:
+            except self.db.errors as exc:
                 raise self.db.failure(exc) from None
 
     def complete_entries_on_settle(self) -> None:

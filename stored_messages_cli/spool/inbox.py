@@ -10,17 +10,4 @@ and the same bytes as `sm ingest`. docs/fleet.md is the contract for senders.
 
 from __future__ import annotations
 
-import sqlite3
 
-_LAYOUT = """
-CREATE TABLE IF NOT EXISTS "inbox" (
-   "id" INTEGER PRIMARY KEY,
-   "line" TEXT NOT NULL,
-   "source" TEXT
-)
-"""
-
-
-def migrate_inbox(conn: sqlite3.Connection) -> None:
-    """Migration step: the `inbox` table (idempotent)."""
-    conn.execute(_LAYOUT)

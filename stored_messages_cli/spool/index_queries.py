@@ -112,7 +112,7 @@ class IndexQueries:
         with self.db.lock:
             try:
                 return query(self.db.conn)
-            except self.db.dialect.errors as exc:
+            except self.db.errors as exc:
                 raise self.db.failure(exc) from None
 
     def find(self, wanted: IndexFilter, limit: int | None = None) -> list[tuple[Any, ...]]:

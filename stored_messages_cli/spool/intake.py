@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,22 +33,13 @@ from ..message import (
 )
 from ..states import FinalReason, IngestOutcome, State
 from . import bodies
-from .db import SpoolDB
+from .group_commit import GroupCommit, MediumsCache
+from .store import MessageRow, SpoolStore
 
 INGEST_BATCH = 500
-# How long a group-commit leader waits, at most, for the callers of the last group to come
-# back with their next message (a lone caller never waits: nobody else is coming).
-GROUP_WINDOW = 0.002
-INSERT_SQL = (
-    "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-    " recipient_hash, sent_at, key, state, content_sha256, payload_sha256,"
-    " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (project_id, message_id) DO NOTHING")
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
 MediumsLookup = Callable[[str], list[str] | None]
-MediumsCache = dict[str, list[str] | None]
 
 
 @dataclass
@@ -73,204 +63,13 @@ class IngestReport:
         }
 
 
-class _Waiting:
-    """One `record()` call waiting for the transaction that will hold its row."""
-
-    __slots__ = ("raw", "message", "outcome", "error", "done")
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw  # as the caller gave it; the leader validates it
-        self.message: Message | None = None
-        self.outcome: str | None = None
-        self.error: BaseException | None = None
-        self.done = False  # set (under the group's lock) once its transaction has ended
-
-
-ApplyMessage = Callable[[sqlite3.Connection, Message, float, MediumsCache], str]
-NewRow = Callable[[Message, float, MediumsCache], tuple[tuple[Any, ...], str]]
-InsertNew = Callable[[sqlite3.Connection, list[tuple[Any, ...]]], bool]
-ParseMessages = Callable[[list[Any]], list[Message | InvalidMessage]]
-
-
-def _valid(item: _Waiting) -> Message:
-    assert item.message is not None  # only validated callers reach the transaction
-    return item.message
-
-
-class _Isolate(Exception):
-    """One message of a group failed: the group's transaction is redone without it."""
-
-
-class GroupCommit:
-    """Group commit for `record()`: concurrent callers of one process share one transaction.
-
-    Leader/follower. A caller queues its message as given; when no group is being written
-    it becomes the leader, takes every queued message, validates them together
-    (`parse_messages`, outside any lock; an invalid one's caller gets its InvalidMessage at
-    once) and writes the valid ones in one `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all).
-    Callers that
-    arrive meanwhile wait — the window is the leader's group, its fsync included — and the
-    first of them to wake leads the next group. A leader first waits (at most `window`,
-    2 ms) for as many callers as the last group held: after a commit they are back a moment
-    later with their next message, and without the wait eight threads often split into a
-    group of one and one of seven, two fsyncs where one does. A lone caller writes at once
-    and never waits. The leader validates rather than each caller because under one GIL
-    the callers would validate one after another anyway, each on a thread just woken, with
-    the GIL handed over between them: several times the CPU of the same validations in a
-    row (8 threads: the time between two groups' writes fell from 0.9-2.4 ms to 0.3 ms).
-
-    Guarantees, the same as one transaction per call:
-
-    - a caller returns only after the COMMIT that holds its row (durable on return);
-    - an error of one message (InvalidMessage, MessageConflict, or any exception but the
-      spool's own) is raised in its own caller only: an invalid message never reaches the
-      transaction, and one whose write fails is left out and the transaction redone
-      without it, so nobody else's row is rolled back;
-    - when the transaction itself fails (COMMIT or BEGIN raises, the leader is interrupted),
-      no row of the group is kept and every caller of the group gets the error: nothing
-      unacknowledged is half-written, nothing acknowledged is lost.
-    """
-
-    def __init__(self, db: SpoolDB, apply: ApplyMessage, new_row: NewRow,
-                 insert_new: InsertNew, parse: ParseMessages = parse_messages) -> None:
-        self._db = db
-        self._parse = parse
-        self._apply = apply
-        self._new_row = new_row
-        self._insert_new = insert_new
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # followers wait here for their commit
-        self._arrival = threading.Condition(lock)  # a gathering leader waits here
-        self._queue: list[_Waiting] = []
-        self._leading = False
-        self._last_group = 1  # how many callers the last group held
-        self._writing: list[_Waiting] = []  # the group being written (for tests to watch)
-        self.window = GROUP_WINDOW  # seconds a leader may wait for the last group's callers
-
-    def submit(self, message: Any) -> str:
-        """Validate and record `message` with whatever else is queued; its outcome once
-        committed (InvalidMessage as soon as its group is validated)."""
-        waiting = _Waiting(message)
-        with self._cond:
-            self._queue.append(waiting)
-            self._arrival.notify()
-            while self._leading and not waiting.done:
-                self._cond.wait()
-            lead = not waiting.done
-            if lead:
-                self._leading = True
-                deadline = time.monotonic() + self.window
-                # The callers of the last group: back in a moment with their next message (or
-                # not: then the window ends the wait, once).
-                while len(self._queue) < self._last_group:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrival.wait(left)
-                group, self._queue = self._queue, []
-                self._last_group = len(group)
-                self._writing = group
-        if lead:
-            try:
-                self._write(group)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._writing = []
-                    for item in group:
-                        item.done = True
-                    self._cond.notify_all()
-        if waiting.error is not None:
-            raise waiting.error
-        assert waiting.outcome is not None
-        return waiting.outcome
-
-    def _write(self, group: list[_Waiting]) -> None:
-        """Validate the group, then one transaction for its valid messages. New messages
-        (the common case) go in with one statement per table. A message seen before is
-        applied alone; one whose apply raises is left out and the transaction redone
-        without it (its caller gets the error)."""
-        try:
-            pending = self._validate(group)
-        except BaseException as exc:  # the leader interrupted: nothing was written
-            for item in group:
-                if item.error is None:
-                    item.error = exc
-            return
-        now = self._db.clock.now()
-        mediums: MediumsCache = {}
-        try:
-            while pending:
-                try:
-                    with self._db.write() as conn:
-                        self._write_pending(conn, pending, now, mediums)
-                    break
-                except _Isolate:
-                    pending = [item for item in pending if item.error is None]
-        except BaseException as exc:  # nothing of what was pending was committed
-            with self._db.lock:
-                if self._db.conn.in_transaction:  # a failed COMMIT leaves it open
-                    self._db.conn.execute("ROLLBACK")
-            for item in pending:
-                item.outcome = None
-                if item.error is None:
-                    item.error = exc
-
-    def _validate(self, group: list[_Waiting]) -> list[_Waiting]:
-        """Validate the group's messages (`parse_messages`: stage by stage), before any lock
-        is taken; the callers of invalid ones are told at once. Returns the valid ones."""
-        valid: list[_Waiting] = []
-        for item, parsed in zip(group, self._parse([item.raw for item in group]), strict=True):
-            if isinstance(parsed, InvalidMessage):  # this caller's error
-                item.error = parsed
-            else:
-                item.message = parsed
-                valid.append(item)
-        if len(valid) < len(group):
-            with self._cond:
-                for item in group:
-                    if item.error is not None:
-                        item.done = True
-                self._cond.notify_all()
-        return valid
-
-    def _write_pending(self, conn: sqlite3.Connection, pending: list[_Waiting], now: float,
-                       mediums: MediumsCache) -> None:
-        if len(pending) > 1:
-            new: list[tuple[tuple[Any, ...], str]] = []
-            for item in pending:
-                try:
-                    new.append(self._new_row(_valid(item), now, mediums))
-                except Exception as exc:  # this caller's error
-                    item.error = exc
-                    raise _Isolate from None
-            conn.execute("SAVEPOINT sm_group")
-            if self._insert_new(conn, [row for row, _ in new]):
-                conn.execute("RELEASE sm_group")
-                for item, (_, outcome) in zip(pending, new, strict=True):
-                    item.outcome = outcome
-                return
-            conn.execute("ROLLBACK TO sm_group")  # some were seen before: one by one
-            conn.execute("RELEASE sm_group")
-        for item in pending:
-            try:
-                item.outcome = self._apply(conn, _valid(item), now, mediums)
-            except self._db.dialect.errors:
-                raise  # the spool failed, not this message: the whole group is told
-            except Exception as exc:  # this caller's error; the others' rows stay
-                item.error = exc
-                if len(pending) == 1:
-                    return  # alone: the rollback of its transaction is all there is to undo
-                raise _Isolate from None
-
-
 class Intake:
     """Messages and send events in; discards of what will never be archived."""
 
-    def __init__(self, db: SpoolDB, mediums_for: MediumsLookup | None = None) -> None:
-        self.db = db
+    def __init__(self, store: SpoolStore, mediums_for: MediumsLookup | None = None) -> None:
+        self.store = store
         self._mediums_for = mediums_for
-        self._group = GroupCommit(db, self._apply_message, self._new_row, self._insert_new)
+        self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new)
 
     # ----------------------------------------------------------------------- sender API
 
@@ -280,12 +79,12 @@ class Intake:
         Concurrent callers share one fsync'd transaction (`GroupCommit`); each returns only
         after the COMMIT that holds its row, and sees only its own error.
         """
-        if self.db.lock._is_owned():  # type: ignore[attr-defined]
+        if self.store.lock_held_here():
             # The caller holds the spool's lock: a leader on another thread could never take
             # it, so write alone (the transaction this thread already may be inside).
             parsed = parse_message(message)
-            with self.db.write() as conn:
-                return self._apply_message(conn, parsed, self.db.clock.now())
+            with self.store.write():
+                return self._apply_message(parsed, self.store.clock.now())
         return self._group.submit(message)
 
     def record_many(self, messages: Iterable[Any]) -> list[str]:
@@ -295,18 +94,14 @@ class Intake:
             if isinstance(item, InvalidMessage):
                 raise InvalidMessage(f"message {index}: {item}") from None
             parsed.append(item)
-        now = self.db.clock.now()
+        now = self.store.clock.now()
         mediums: MediumsCache = {}
-        with self.db.write() as conn:
+        with self.store.write():
             new = [self._new_row(item, now, mediums) for item in parsed]
-            conn.execute("SAVEPOINT sm_many")
-            if self._insert_new(conn, [row for row, _ in new]):
-                conn.execute("RELEASE sm_many")
+            if self._insert_new([row for row, _ in new]):
                 return [outcome for _, outcome in new]
             # Some were recorded before: one by one, so each gets its own outcome (or error).
-            conn.execute("ROLLBACK TO sm_many")
-            conn.execute("RELEASE sm_many")
-            return [self._apply_message(conn, item, now, mediums) for item in parsed]
+            return [self._apply_message(item, now, mediums) for item in parsed]
 
     def confirm_sent(self, project_id: str | int, message_id: str, *,
                      sent_at: str | datetime, provider: dict[str, Any] | None = None) -> str:
@@ -314,18 +109,18 @@ class Intake:
         text = format_utc(sent_at) if isinstance(sent_at, datetime) else sent_at
         event = parse_event({"event": "sent", "project_id": project_id,
                              "message_id": message_id, "sent_at": text, "provider": provider})
-        now = self.db.clock.now()
-        with self.db.write() as conn:
-            return self._apply_event(conn, event, now)
+        now = self.store.clock.now()
+        with self.store.write():
+            return self._apply_event(event, now)
 
     def record_send_failure(self, project_id: str | int, message_id: str, *,
                             reason: str = FinalReason.SEND_FAILED) -> str:
         """Mark a recorded message as not sent; it is discarded and never archived."""
         event = parse_event({"event": "send_failed", "project_id": project_id,
                              "message_id": message_id, "reason": reason})
-        now = self.db.clock.now()
-        with self.db.write() as conn:
-            return self._apply_event(conn, event, now)
+        now = self.store.clock.now()
+        with self.store.write():
+            return self._apply_event(event, now)
 
     # ----------------------------------------------------------------------- ingest
 
@@ -374,8 +169,8 @@ class Intake:
 
     def _ingest_batch(self, batch: list[tuple[int, str, Any]], source: str,
                       report: IngestReport) -> None:
-        with self.db.write() as conn:
-            self._apply_lines(conn, [(source, *line) for line in batch], report)
+        with self.store.write():
+            self._apply_lines([(source, *line) for line in batch], report)
 
     def drain_inbox(self, limit: int = INGEST_BATCH) -> IngestReport:
         """Record the oldest lines SQL senders wrote to the `inbox` table (docs/fleet.md).
@@ -385,12 +180,10 @@ class Intake:
         its inbox id), then deleted. Several workers drain side by side (skip locked).
         """
         report = IngestReport()
-        if not self.db.read('SELECT 1 FROM "inbox" LIMIT 1'):
+        if self.store.inbox_is_empty():
             return report  # the usual case, without taking the write lock
-        with self.db.write() as conn:
-            rows = conn.execute(
-                'SELECT "id", "line", "source" FROM "inbox" ORDER BY "id"'
-                f" LIMIT ?{self.db.dialect.skip_locked}", (limit,)).fetchall()
+        with self.store.write():
+            rows = self.store.take_inbox(limit)
             if not rows:
                 return report
             texts = [text or "" for _, text, _ in rows]
@@ -399,71 +192,63 @@ class Intake:
             for (row_id, _, source), text in zip(rows, texts, strict=True):
                 item = next(items) if _has_text(text) else (text, InvalidMessage("empty line"))
                 lines.append((f"inbox:{source or '-'}", int(row_id), *item))
-            self._apply_lines(conn, lines, report)
-            conn.execute('DELETE FROM "inbox" WHERE "id" IN'
-                         " (SELECT value FROM json_each(?))",
-                         (json.dumps([int(r[0]) for r in rows]),))
+            self._apply_lines(lines, report)
+            self.store.drop_inbox([row_id for row_id, _, _ in rows])
         return report
 
-    def _apply_lines(self, conn: sqlite3.Connection, lines: list[tuple[str, int, str, Any]],
-                     report: IngestReport) -> None:
+    def _apply_lines(self, lines: list[tuple[str, int, str, Any]], report: IngestReport
+                     ) -> None:
         """Record parsed lines in the caller's transaction; bad ones go to `rejected`.
 
         The messages between two events (a whole file of messages, usually) go in together
         (`_insert_new`: two statements); when one of them was seen before, that run is
         applied line by line instead, as an event always is.
         """
-        now = self.db.clock.now()
+        now = self.store.clock.now()
         mediums: MediumsCache = {}
         run: list[tuple[str, int, str, Any]] = []
         for line in lines:
             if isinstance(line[3], SendEvent):
-                self._apply_run(conn, run, now, mediums, report)
+                self._apply_run(run, now, mediums, report)
                 run = []
-                self._apply_line(conn, line, now, mediums, report)
+                self._apply_line(line, now, mediums, report)
             else:
                 run.append(line)
-        self._apply_run(conn, run, now, mediums, report)
+        self._apply_run(run, now, mediums, report)
 
-    def _apply_run(self, conn: sqlite3.Connection, run: list[tuple[str, int, str, Any]],
-                   now: float, mediums: MediumsCache, report: IngestReport) -> None:
+    def _apply_run(self, run: list[tuple[str, int, str, Any]], now: float,
+                   mediums: MediumsCache, report: IngestReport) -> None:
         """Lines holding messages or rejections (no event), in line order."""
         messages = [item for _, _, _, item in run if isinstance(item, Message)]
         if len(messages) > 1:
             new = [self._new_row(message, now, mediums) for message in messages]
-            conn.execute("SAVEPOINT sm_lines")
-            if self._insert_new(conn, [row for row, _ in new]):
-                conn.execute("RELEASE sm_lines")
+            if self._insert_new([row for row, _ in new]):
                 outcomes = iter([outcome for _, outcome in new])
                 for line in run:
                     if isinstance(line[3], Message):
                         _count(report, next(outcomes))
                     else:
-                        self._apply_line(conn, line, now, mediums, report)
+                        self._apply_line(line, now, mediums, report)
                 return
-            conn.execute("ROLLBACK TO sm_lines")  # some were seen before: one by one
-            conn.execute("RELEASE sm_lines")
-        for line in run:
-            self._apply_line(conn, line, now, mediums, report)
+        for line in run:  # some were seen before: one by one
+            self._apply_line(line, now, mediums, report)
 
-    def _apply_line(self, conn: sqlite3.Connection, line: tuple[str, int, str, Any], now: float,
-                    mediums: MediumsCache, report: IngestReport) -> None:
+    def _apply_line(self, line: tuple[str, int, str, Any], now: float, mediums: MediumsCache,
+                    report: IngestReport) -> None:
         """One parsed line: recorded and counted, or kept in `rejected` with its reason."""
         source, number, text, item = line
         try:
             if isinstance(item, InvalidMessage):
                 raise item
             if isinstance(item, SendEvent):
-                outcome = self._apply_event(conn, item, now)
+                outcome = self._apply_event(item, now)
             else:
-                outcome = self._apply_message(conn, item, now, mediums)
+                outcome = self._apply_message(item, now, mediums)
         except (InvalidMessage, MessageConflict, UnknownMessage) as exc:
             reason = str(exc)
             if isinstance(exc, MessageConflict):
                 reason = f"conflict: {reason}"
-            conn.execute(
-                "INSERT INTO rejected (source, line, reason, raw, rejected_at)"
-                " VALUES (?, ?, ?, ?, ?)", (source, number, reason, text, now))
+            self.store.reject_line(source, number, reason, text, now)
             report.rejected += 1
             report.errors.append({"line": number, "reason": reason})
             return
@@ -488,8 +273,8 @@ class Intake:
         return archived is None or medium in archived
 
     def _new_row(self, msg: Message, now: float, mediums: MediumsCache | None = None
-                 ) -> tuple[tuple[Any, ...], str]:
-        """The INSERT parameters of a message never seen before, and its outcome then."""
+                 ) -> tuple[MessageRow, str]:
+        """The row of a message never seen before, and its outcome then."""
         content_sha = msg.content_sha256()
         state: State
         final_reason: FinalReason | None = None
@@ -501,93 +286,63 @@ class Intake:
             state = State.QUEUED
         else:
             state = State.AWAITING_CONFIRMATION
-        return ((msg.project_id, msg.message_id, msg.medium, msg.message_type, msg.campaign_id,
-                 msg.recipient_hash, msg.sent_at_text, msg.key,
-                 state, payload_blob, content_sha,
-                 msg.payload_sha if msg.confirmed else None, now,
-                 now if msg.confirmed else None, now, final_reason,
-                 msg.recipient_hashes),
+        return (MessageRow(msg.project_id, msg.message_id, msg.medium, msg.message_type,
+                           msg.campaign_id, msg.recipient_hash, msg.sent_at_text, msg.key,
+                           state, payload_blob, content_sha,
+                           msg.payload_sha if msg.confirmed else None, now,
+                           now if msg.confirmed else None, now, final_reason,
+                           msg.recipient_hashes),
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
 
-    def _insert_new(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
-        """Insert rows made by `_new_row` in one statement, then their bodies in another;
-        True when every one went in (no message was seen before). Otherwise some were
-        skipped: the caller rolls back to a savepoint taken before and applies the messages
+    def _insert_new(self, rows: list[MessageRow]) -> bool:
+        """Insert rows made by `_new_row` together; True when every one went in (no message
+        was seen before). Otherwise nothing was written and the caller applies the messages
         one by one."""
-        last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
-        if conn.executemany(INSERT_SQL, [_without_body(r) for r in rows]).rowcount != len(rows):
-            return False
-        # Under the write lock, the rows above `last` are exactly these, in this order.
-        ids = [r[0] for r in conn.execute("SELECT id FROM messages WHERE id > ? ORDER BY id",
-                                          (last,))]
-        bodies.put_many(conn, [(row_id, row[_BODY]) for row_id, row in zip(ids, rows, strict=True)
-                               if row[_BODY] is not None])
-        return True
+        return self.store.insert_new(rows)
 
-    def _apply_message(self, conn: sqlite3.Connection, msg: Message, now: float,
-                       mediums: MediumsCache | None = None) -> str:
+    def _apply_message(self, msg: Message, now: float, mediums: MediumsCache | None = None
+                       ) -> str:
         row, outcome = self._new_row(msg, now, mediums)
         # Insert first and look only on a clash: the common case is one statement.
-        inserted = conn.execute(INSERT_SQL, _without_body(row))
-        if inserted.rowcount:
-            if row[_BODY] is not None:
-                bodies.put(conn, int(inserted.lastrowid or 0), row[_BODY])
+        if self.store.insert_message(row):
             return outcome
-        existing = conn.execute(
-            "SELECT id, state, content_sha256, payload_sha256, final_reason,"
-            f" {bodies.HAS_BODY} FROM messages WHERE project_id = ? AND message_id = ?",
-            (msg.project_id, msg.message_id),
-        ).fetchone()
-        row_id, known_state, known_content_sha, known_payload_sha, known_reason, kept = existing
+        known = self.store.known_message(msg.project_id, msg.message_id)
+        assert known is not None  # the insert clashed with it, under the write lock
         name = f"message {msg.message_id} of project {msg.project_id}"
-        if known_content_sha != msg.content_sha256():
+        if known.content_sha256 != msg.content_sha256():
             raise MessageConflict(f"{name} was recorded before with other content;"
                                   " the first copy is kept")
-        if not msg.confirmed or known_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
+        if not msg.confirmed or known.final_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
             return IngestOutcome.DUPLICATE  # the same rendered message again, or not archived
-        if known_state == State.AWAITING_CONFIRMATION or _revivable(known_state, known_reason,
-                                                                      kept):
-            self._confirm_row(conn, row_id, msg.document, now)
+        if known.state == State.AWAITING_CONFIRMATION or _revivable(
+                known.state, known.final_reason, known.body_kept):
+            self._confirm_row(known.row_id, msg.document, now)
             return IngestOutcome.ACCEPTED
-        if known_state == State.DISCARDED:
-            raise MessageConflict(f"{name} was discarded ({_discard_words(known_reason)});"
+        if known.state == State.DISCARDED:
+            raise MessageConflict(f"{name} was discarded ({_discard_words(known.final_reason)});"
                                   " it cannot be confirmed now")
-        if known_payload_sha == msg.payload_sha:
+        if known.payload_sha256 == msg.payload_sha:
             return IngestOutcome.DUPLICATE
         raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
                               " the first copy is kept")
 
-    def _confirm_row(self, conn: sqlite3.Connection, row_id: int, document: dict[str, Any],
-                     now: float) -> None:
+    def _confirm_row(self, row_id: int, document: dict[str, Any], now: float) -> None:
         payload = payload_bytes(document)
-        conn.execute(
-            "UPDATE messages SET state = ?, payload_sha256 = ?, sent_at = ?,"
-            " confirmed_at = ?, updated_at = ?, final_reason = NULL, last_error = NULL"
-            " WHERE id = ?",
-            (State.QUEUED, sha256_hex(payload),
-             format_utc(parse_sent_at(document["sent_at"])), now, now, row_id),
-        )
-        bodies.put(conn, row_id, bodies.encoded(payload))
+        self.store.confirm(row_id, sha256_hex(payload),
+                           format_utc(parse_sent_at(document["sent_at"])),
+                           bodies.encoded(payload), now)
 
-    def _apply_event(self, conn: sqlite3.Connection, event: SendEvent, now: float) -> str:
-        row = conn.execute(
-            f"SELECT id, state, {bodies.BODY_OF}, sent_at, final_reason FROM messages"
-            " WHERE project_id = ? AND message_id = ?", (event.project_id, event.message_id),
-        ).fetchone()
+    def _apply_event(self, event: SendEvent, now: float) -> str:
+        target = self.store.event_target(event.project_id, event.message_id)
         name = f"message {event.message_id} of project {event.project_id}"
-        if row is None:
+        if target is None:
             raise UnknownMessage(f"no {name} was recorded before this event")
-        row_id, state, payload, known_sent_at, final_reason = row
+        row_id, state, payload, known_sent_at, final_reason = target
         if final_reason == FinalReason.MEDIUM_NOT_ARCHIVED:
             return IngestOutcome.DUPLICATE
         if event.event == "send_failed":
             if state == State.AWAITING_CONFIRMATION:
-                conn.execute(
-                    "UPDATE messages SET state = ?, final_reason = ?,"
-                    " last_error = ?, updated_at = ? WHERE id = ?",
-                    (State.DISCARDED, FinalReason.SEND_FAILED, (event.reason or "")[:500] or None,
-                     now, row_id))
-                bodies.drop(conn, row_id)
+                self.store.discard_send_failed(row_id, (event.reason or "")[:500] or None, now)
                 return IngestOutcome.ACCEPTED
             if state == State.DISCARDED:
                 return IngestOutcome.DUPLICATE
@@ -596,12 +351,13 @@ class Intake:
         # event == "sent"
         if state == State.AWAITING_CONFIRMATION or _revivable(state, final_reason,
                                                               payload is not None):
+            assert payload is not None  # a message awaiting confirmation keeps its body
             document = json.loads(bodies.payload_of(payload))
             document.pop("schema_version", None)
             document["sent_at"] = event.sent_at_text
             if event.provider is not None:
                 document["provider"] = event.provider
-            self._confirm_row(conn, row_id, document, now)
+            self._confirm_row(row_id, document, now)
             return IngestOutcome.ACCEPTED
         if state == State.DISCARDED:
             raise MessageConflict(f"{name} was discarded ({_discard_words(final_reason)});"
@@ -618,22 +374,10 @@ class Intake:
         Their body is kept `confirm_grace` longer (SMS receipts can take days): a late `sent`
         event revives such a message to `queued`. After the grace the body is deleted.
         """
-        now = self.db.clock.now()
-        with self.db.write() as conn:
-            discarded = conn.execute(
-                "UPDATE messages SET state = ?, final_reason = ?, updated_at = ?"
-                " WHERE state = ? AND created_at <= ?",
-                (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now, State.AWAITING_CONFIRMATION,
-                 now - confirm_timeout),
-            ).rowcount
-            conn.execute(
-                "DELETE FROM message_bodies WHERE id IN (SELECT id FROM messages"
-                " WHERE state = ? AND final_reason = ? AND updated_at <= ?)",
-                (State.DISCARDED, FinalReason.NEVER_CONFIRMED, now - confirm_grace))
-            return discarded
-
-
-_BODY = 9  # where `_new_row` puts the payload (None: no body kept)
+        now = self.store.clock.now()
+        with self.store.write():
+            return self.store.discard_unconfirmed(now - confirm_timeout, now - confirm_grace,
+                                                  now)
 
 
 def _count(report: IngestReport, outcome: str) -> None:
@@ -644,10 +388,6 @@ def _count(report: IngestReport, outcome: str) -> None:
         report.accepted += 1
         if outcome == IngestOutcome.DISCARDED:
             report.discarded += 1
-
-
-def _without_body(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return row[:_BODY] + row[_BODY + 1:]
 
 
 def _has_text(raw: str | bytes) -> bool:
@@ -742,6 +482,7 @@ class ConfigMediums:
         except FileNotFoundError:
             return None
         if stamp != self._stamp:
+            # pydantic loads only once a config is read
             from ..config.settings import load_settings
 
             settings = load_settings(self.config_file)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SmError
 from ..states import FinalReason, State
+from .db import immediate_transaction
+from .store import SpoolError
 
 if TYPE_CHECKING:
     from . import Spool
@@ -84,8 +86,6 @@ def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneRep
     """Delete settled bookkeeping older than `older_than` seconds (see the module docstring)."""
     if older_than <= 0:
         raise SmError("--older-than must be more than zero")
-    from .db import immediate_transaction
-
     now = spool.clock.now()
     cutoff = now - older_than
     params = (State.STORED.value, State.DISCARDED.value, FinalReason.NEVER_CONFIRMED.value,
@@ -191,8 +191,6 @@ def backup(spool: Spool, path: str | os.PathLike[str], *, force: bool = False
     temporary file beside `path`, checked, then renamed into place.
     """
     if spool.is_postgres:
-        from .db import SpoolError
-
         # A file copy of one client's view is no backup of a shared database: the database's
         # own tools take a consistent one (and point-in-time recovery, with its WAL archive).
         raise SpoolError(

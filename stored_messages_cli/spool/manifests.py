@@ -21,60 +21,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..message import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
 from ..states import State
-
-if TYPE_CHECKING:
-    from .db import Settled
+from .bodies import object_of, payload_of
+from .store import Settled
 
 SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS "manifest_entries" (
-   "id" INTEGER PRIMARY KEY,
-   "project_id" TEXT NOT NULL,
-   "message_row" INTEGER NOT NULL,
-   "message_id" TEXT NOT NULL,
-   "outcome" TEXT NOT NULL,
-   "stored_key" TEXT,
-   "relative_key" TEXT NOT NULL,
-   "payload_sha256" TEXT,
-   "object_sha256" TEXT,
-   "size" INTEGER,
-   "medium" TEXT NOT NULL,
-   "message_type" TEXT NOT NULL,
-   "campaign_id" TEXT,
-   "sent_at" TEXT,
-   "recipient_hash" TEXT NOT NULL,
-   "recipient_hashes" TEXT,
-   "settled_at" REAL NOT NULL,
-   "reason" TEXT,
-   "payload" BLOB
-);
-CREATE INDEX IF NOT EXISTS "idx_manifest_entries_project_id_id"
-    ON "manifest_entries" ("project_id", "id");
-CREATE INDEX IF NOT EXISTS "idx_manifest_entries_unhashed"
-    ON "manifest_entries" ("id") WHERE "payload" IS NOT NULL;
-CREATE TABLE IF NOT EXISTS "manifest_segments" (
-   "project_id" TEXT NOT NULL,
-   "seq" INTEGER NOT NULL,
-   "key" TEXT NOT NULL,
-   "sealed_at" REAL NOT NULL,
-   "count" INTEGER NOT NULL,
-   "prev_sha256" TEXT,
-   "sha256" TEXT NOT NULL,
-   "size" INTEGER NOT NULL,
-   "body" BLOB,
-   "written_at" REAL,
-   "attempts" INTEGER NOT NULL DEFAULT 0,
-   "next_attempt_at" REAL,
-   "last_error" TEXT,
-   PRIMARY KEY ("project_id", "seq")
-);
-"""
-
 
 def entry_insert_sql(body: str, *, complete: bool = False) -> str:
     """The statement both backends' triggers run for a settled message (`NEW` is its row);
@@ -95,66 +49,6 @@ def entry_insert_sql(body: str, *, complete: bool = False) -> str:
        NEW."payload_sha256", NEW."medium", NEW."message_type", NEW."campaign_id",
        NEW."sent_at", NEW."recipient_hash", COALESCE(NEW."updated_at", NEW."stored_at", 0),
        NEW."final_reason", {payload}{values})"""
-
-
-def trigger_sql(body: str = 'COALESCE(NEW."payload", OLD."payload")', *,
-                complete: bool = False, compared: bool = False) -> str:
-    """The trigger adding a settled message's entry; `body` is SQL for its payload (a column of
-    `messages` up to step 7, a read of `message_bodies` from step 8); `complete` from step 11;
-    `compared` from step 12 (`migrate_settle_condition`)."""
-    if compared:
-        settled = " OR ".join(f"NEW.\"state\" = '{state.value}'" for state in SETTLED_OUTCOMES)
-        settled = f"({settled})"
-    else:
-        outcomes = ", ".join(f"'{state.value}'" for state in SETTLED_OUTCOMES)
-        settled = f'NEW."state" IN ({outcomes})'
-    return f"""
-CREATE TRIGGER IF NOT EXISTS "manifest_entry_on_settle"
-AFTER UPDATE OF "state" ON "messages"
-WHEN {settled} AND OLD."state" IS NOT NEW."state"
-BEGIN
-   {entry_insert_sql(body, complete=complete)};
-END
-"""
-
-
-def migrate_manifests(conn: sqlite3.Connection) -> None:
-    """Migration step: the manifest tables and the trigger that fills the open segments."""
-    for statement in _TABLES.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(trigger_sql())
-
-
-def migrate_complete_entries(conn: sqlite3.Connection) -> None:
-    """Migration step 11: the settle of a stored message writes the object's SHA-256 and size
-    on its row, and the trigger makes the complete entry from them (no payload copied into the
-    entry, no second statement to complete it). Safe to run twice."""
-    columns = {row[1] for row in conn.execute('PRAGMA table_info("messages")')}
-    if "object_sha256" not in columns:
-        conn.execute('ALTER TABLE "messages" ADD COLUMN "object_sha256" TEXT')
-    if "object_size" not in columns:
-        conn.execute('ALTER TABLE "messages" ADD COLUMN "object_size" INTEGER')
-    _replace_trigger(conn, complete=True)
-
-
-def migrate_settle_condition(conn: sqlite3.Connection) -> None:
-    """Migration step 12: the trigger compares the new state with each outcome in turn.
-
-    Its condition runs for every row an UPDATE of `state` touches (a claim's 64 leases, each
-    release and retry), and SQLite builds the table of an `IN (…)` list of three anew for
-    each of them: ~7 µs a row, a third of a claim's UPDATE. Safe to run twice.
-    """
-    _replace_trigger(conn, complete=True, compared=True)
-
-
-def _replace_trigger(conn: sqlite3.Connection, **form: bool) -> None:
-    """The settle trigger made again in the `form` a step gives it (`trigger_sql`), reading
-    the body from `message_bodies` (step 8 on)."""
-    from .bodies import BODY_OF
-
-    conn.execute('DROP TRIGGER IF EXISTS "manifest_entry_on_settle"')
-    conn.execute(trigger_sql(BODY_OF.replace('"messages"."id"', 'NEW."id"'), **form))
 
 
 # --------------------------------------------------------------------------- entries
@@ -192,8 +86,6 @@ def complete_entries(conn: sqlite3.Connection) -> int:
     rows = conn.execute(
         'SELECT "id", "outcome", "payload", "recipient_hash" FROM "manifest_entries"'
         ' WHERE "payload" IS NOT NULL').fetchall()
-    from .bodies import object_of, payload_of
-
     for row_id, outcome, column, fallback in rows:
         kept = bytes(column)
         payload = payload_of(kept)

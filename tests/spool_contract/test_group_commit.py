@@ -211,8 +211,8 @@ def test_an_exception_in_one_record_of_a_batch_keeps_the_others(
     else:
         apply = Intake._apply_message
 
-        def failing(self: Intake, conn: sqlite3.Connection, msg: Any, *args: Any) -> str:
-            outcome = apply(self, conn, msg, *args)  # its row is written, then the failure
+        def failing(self: Intake, msg: Any, *args: Any) -> str:
+            outcome = apply(self, msg, *args)  # its row is written, then the failure
             if msg.message_id == "boom":
                 raise RuntimeError("injected")
             return outcome
@@ -248,10 +248,14 @@ class _FailingCommit:
         self._error = error
         self.failed = False
 
-    def execute(self, sql: str, *args: Any) -> Any:
+    def trace(self, sql: str) -> None:
+        """Fail the first COMMIT (the PostgreSQL session calls this before each statement)."""
         if sql == "COMMIT" and not self.failed:
             self.failed = True
             raise self._error("disk I/O error (injected)")
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self.trace(sql)
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -262,18 +266,20 @@ def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
         spool: Spool, make_message, held) -> None:
     real = spool._db.conn
     batch = messages(make_message, "c", 4)
-    error = sqlite3.OperationalError
     if spool.is_postgres:
         import psycopg
 
-        error = psycopg.OperationalError
-    spool._db.conn = _FailingCommit(real, error)
+        spool.conn.set_trace_callback(_FailingCommit(None, psycopg.OperationalError).trace)
+    else:
+        spool._db.conn = _FailingCommit(real, sqlite3.OperationalError)
     try:
         runner, results = in_background([recorder(spool, m) for m in batch])
         held(len(batch))
         runner.join(timeout=60)
     finally:
         spool._db.conn = real
+        if spool.is_postgres:
+            spool.conn.set_trace_callback(None)
     # The caller sees the error (as sqlite3's, or as the spool's SpoolError wrapping it).
     failed = [r for r in results if isinstance(r, Exception) and "injected" in str(r)]
     acknowledged = {m["message_id"] for m, r in zip(batch, results, strict=True)

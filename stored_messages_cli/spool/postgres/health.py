@@ -1,0 +1,109 @@
+"""The PostgreSQL store's destination health verbs: health rows, hold, wake, expire."""
+
+from __future__ import annotations
+
+from ...states import FinalReason, HealthState, RetryClass, State
+from ..store import Health, Settled
+from .base import PgStoreBase
+
+_COLUMNS = "project_id, url, health, since, next_probe_at, last_error, failed_probes"
+
+
+class HealthPg(PgStoreBase):
+    """`HealthStore` on PostgreSQL."""
+
+    def health_of(self, project_id: str) -> Health | None:
+        """The recorded health of a project's destination."""
+        rows = self._rows(f"SELECT {_COLUMNS} FROM destination_health WHERE project_id = %s",
+                          (project_id,))
+        return Health(*rows[0]) if rows else None
+
+    def all_health(self) -> dict[str, Health]:
+        """Every recorded destination health, by project."""
+        return {r[0]: Health(*r) for r in self._rows(
+            f"SELECT {_COLUMNS} FROM destination_health")}
+
+    def set_health(self, project_id: str, url: str, health: HealthState, *,
+                   since: float, next_probe_at: float | None, last_error: str | None,
+                   failed_probes: int, now: float) -> bool:
+        """Record a destination's health (in the caller's transaction); True when it
+        changed. `since` and the failed probe count carry over while the health stays."""
+        rows = self._all("SELECT health, url FROM destination_health WHERE project_id = %s",
+                         (project_id,))
+        self.pg.execute(
+            "INSERT INTO destination_health (project_id, url, health, since, next_probe_at,"
+            " last_error, updated_at, failed_probes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT(project_id) DO UPDATE SET url = EXCLUDED.url,"
+            " health = EXCLUDED.health, next_probe_at = EXCLUDED.next_probe_at,"
+            " last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at,"
+            " probing_until = NULL,"
+            " since = CASE WHEN destination_health.health = EXCLUDED.health"
+            "   THEN destination_health.since ELSE EXCLUDED.since END,"
+            " failed_probes = CASE WHEN destination_health.health = EXCLUDED.health"
+            "   THEN destination_health.failed_probes + EXCLUDED.failed_probes"
+            "   ELSE EXCLUDED.failed_probes END",
+            (project_id, url, health, since, next_probe_at, last_error, now, failed_probes))
+        return not rows or rows[0][0] != health or rows[0][1] != url
+
+    def take_probe(self, project_id: str, until: float, now: float) -> bool:
+        """Take the probe lease of a down destination (False: another process holds an
+        unexpired one)."""
+        return self._count(
+            "UPDATE destination_health SET probing_until = %s WHERE project_id = %s"
+            " AND (probing_until IS NULL OR probing_until <= %s OR probing_until > %s)",
+            (until, project_id, now, until)) == 1
+
+    def release_probe(self, project_id: str) -> None:
+        """Give up the probe lease."""
+        self.pg.execute("UPDATE destination_health SET probing_until = NULL"
+                          " WHERE project_id = %s", (project_id,))
+
+    def forget_health(self, project_id: str) -> None:
+        """Drop a project's destination health row."""
+        self.pg.execute("DELETE FROM destination_health WHERE project_id = %s", (project_id,))
+
+    def hold(self, project_id: str, next_attempt_at: float, now: float) -> int:
+        """Park every queued or waiting message of a project behind the next probe; those
+        held for the first time count the hold as their first failure."""
+        return self._count(
+            "UPDATE messages SET state = %s, retry_reason = %s,"
+            " first_failure_at = COALESCE(first_failure_at, %s), next_attempt_at = %s,"
+            " updated_at = %s WHERE project_id = %s AND state IN (%s, %s)",
+            (State.RETRY_WAIT, RetryClass.UNREACHABLE, now, next_attempt_at, now, project_id,
+             State.QUEUED, State.RETRY_WAIT))
+
+    def wake(self, project_id: str, next_attempt_at: float, now: float) -> int:
+        """Bring messages waiting on an unreachable destination forward (only ever
+        earlier)."""
+        return self._count(
+            "UPDATE messages SET next_attempt_at = LEAST(COALESCE(next_attempt_at, %s), %s),"
+            " updated_at = %s WHERE project_id = %s AND state = %s AND retry_reason = %s",
+            (next_attempt_at, next_attempt_at, now, project_id, State.RETRY_WAIT,
+             RetryClass.UNREACHABLE))
+
+    def failed_probes(self, project_id: str) -> int | None:
+        """Failed probes of an unreachable destination (None: not unreachable)."""
+        rows = self._all(
+            "SELECT failed_probes FROM destination_health WHERE project_id = %s AND health = %s",
+            (project_id, HealthState.UNREACHABLE))
+        return int(rows[0][0]) if rows else None
+
+    def expire(self, project_id: str, retry_window: float, words: str, now: float
+               ) -> list[Settled]:
+        """Expire unreachable-waiting messages whose first failure is `retry_window` old."""
+        rows = self._all(
+            "UPDATE messages SET state = %s, final_reason = %s,"
+            " last_error = COALESCE(last_error, %s), next_attempt_at = NULL, updated_at = %s"
+            " WHERE project_id = %s AND state = %s AND retry_reason = %s"
+            " AND first_failure_at + %s <= %s RETURNING id, project_id, message_id",
+            (State.EXPIRED, FinalReason.EXPIRED_UNREACHABLE, words, now, project_id,
+             State.RETRY_WAIT, RetryClass.UNREACHABLE, retry_window, now))
+        return [Settled(r[0], r[1], r[2], State.EXPIRED, FinalReason.EXPIRED_UNREACHABLE, now)
+                for r in rows]
+
+    def first_unreachable_failure(self, project_id: str) -> float | None:
+        """The oldest first failure of a project's unreachable-waiting messages."""
+        first = self._one(
+            "SELECT MIN(first_failure_at) FROM messages WHERE project_id = %s AND state = %s"
+            " AND retry_reason = %s", (project_id, State.RETRY_WAIT, RetryClass.UNREACHABLE))
+        return None if first is None else float(first)

@@ -1,0 +1,17 @@
+"""The PostgreSQL store: the spool's SQL in PostgreSQL's spelling, one module per concern."""
+
+from __future__ import annotations
+
+from .daemons import DaemonPg
+from .health import HealthPg
+from .intake import IntakePg
+from .queue import QueuePg
+from .report import ReportPg
+
+
+class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg):
+    """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
+    `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
+
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,19 @@
+"""The SQLite store: the spool's SQL in SQLite's spelling, one module per concern.
+
+`SqliteStore` implements `store.SpoolStore` over the spool's connection (`db.SpoolDB`).
+"""
+
+from __future__ import annotations
+
+from .daemons import DaemonSql
+from .health import HealthSql
+from .intake import IntakeSql
+from .queue import QueueSql
+from .report import ReportSql
+
+
+class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql):
+    """Every verb of `SpoolStore`, in SQLite's SQL."""
+
+
+__all__ = ["SqliteStore"]
