@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sqlite3
@@ -27,12 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SmError
-from ..states import FinalReason, State
-from .db import immediate_transaction
+from ..states import State
+from .postgres.maintenance import PG_TABLES
+from .sqlite.maintenance import file_bytes
 from .store import SpoolError
 
 if TYPE_CHECKING:
     from . import Spool
+
+__all__ = ["BATCH", "CONFIRM_GRACE", "PG_TABLES", "PruneReport", "backup", "file_bytes", "prune",
+           "spool_size", "vacuum"]
 
 BATCH = 2000  # rows per delete transaction: a sender waits at most one batch
 CONFIRM_GRACE = 7 * 86400.0  # a never-confirmed discard keeps its row this long at least
@@ -52,135 +55,51 @@ class PruneReport:
         return asdict(self)
 
 
-# The tables of a PostgreSQL spool (what the numbered migrations create), for `vacuum`;
-# tests/test_operations.py checks the list against a freshly migrated database.
-PG_TABLES = ("messages", "message_bodies", "destination_health", "rejected", "daemons",
-             "manifest_segments", "manifest_entries", "index_coverage", "archive_locations",
-             "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations")
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    if not isinstance(conn, sqlite3.Connection):  # PostgreSQL
-        return conn.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (name,)).fetchone() is not None
-
-
-def _prunable_messages(conn: sqlite3.Connection) -> str:
-    """SQL selecting the ids of message rows prune may delete; its numbered parameters are
-    ?1 stored, ?2 discarded, ?3 never_confirmed, ?4 the cutoff, ?5 the grace cutoff."""
-    open_entries = (" AND id NOT IN (SELECT message_row FROM manifest_entries)"
-                    if _has_table(conn, "manifest_entries") else "")
-    return (
-        "SELECT id FROM messages WHERE ("
-        "  (state = ?1 AND stored_at IS NOT NULL AND stored_at < ?4"
-        "   AND EXISTS (SELECT 1 FROM archive_index a WHERE a.project_id = messages.project_id"
-        "               AND a.message_id = messages.message_id))"
-        "  OR (state = ?2 AND COALESCE(updated_at, created_at) < ?4"
-        "      AND (final_reason IS NULL OR final_reason <> ?3"
-        "           OR COALESCE(updated_at, created_at) < ?5))"
-        f"){open_entries}")
-
-
 def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneReport:
     """Delete settled bookkeeping older than `older_than` seconds (see the module docstring)."""
     if older_than <= 0:
         raise SmError("--older-than must be more than zero")
+    store = spool.store
     now = spool.clock.now()
     cutoff = now - older_than
-    params = (State.STORED.value, State.DISCARDED.value, FinalReason.NEVER_CONFIRMED.value,
-              cutoff, now - max(older_than, CONFIRM_GRACE))
+    grace_cutoff = now - max(older_than, CONFIRM_GRACE)
     report = PruneReport()
-    conn = spool.conn
-    with spool.lock:
-        select = _prunable_messages(conn)
-        if dry_run:
-            for state, count in conn.execute(
-                    f"SELECT state, COUNT(*) FROM messages WHERE id IN ({select})"
-                    " GROUP BY state", params):
-                setattr(report, "stored" if state == State.STORED else "discarded", count)
-            report.rejected_lines = conn.execute(
-                "SELECT COUNT(*) FROM rejected WHERE rejected_at < ?",
-                (cutoff,)).fetchone()[0]
-            report.daemons = conn.execute(
-                "SELECT COUNT(*) FROM daemons WHERE stopped_at < ?",
-                (cutoff,)).fetchone()[0] if _has_table(conn, "daemons") else 0
-            return report
-    while True:
-        with immediate_transaction(conn, spool.lock):
-            rows = conn.execute(
-                f"DELETE FROM messages WHERE id IN ({select} LIMIT {BATCH}) RETURNING state",
-                params).fetchall()
-        for (state,) in rows:
+    if dry_run:
+        for state, count in store.prunable_counts(cutoff, grace_cutoff).items():
+            setattr(report, "stored" if state == State.STORED else "discarded", count)
+        report.rejected_lines = store.old_rejected_count(cutoff)
+        report.daemons = store.old_daemons_count(cutoff)
+        return report
+    while True:  # short transactions: senders and `sm run` keep writing meanwhile
+        with store.write():
+            states = store.prune_messages(cutoff, grace_cutoff, BATCH)
+        for state in states:
             if state == State.STORED:
                 report.stored += 1
             else:
                 report.discarded += 1
-        if len(rows) < BATCH:
+        if len(states) < BATCH:
             break
     while True:
-        with immediate_transaction(conn, spool.lock):
-            deleted = conn.execute(
-                "DELETE FROM rejected WHERE id IN (SELECT id FROM rejected WHERE rejected_at < ?"
-                f" LIMIT {BATCH})", (cutoff,)).rowcount
+        with store.write():
+            deleted = store.prune_rejected(cutoff, BATCH)
         report.rejected_lines += deleted
         if deleted < BATCH:
             break
-    with immediate_transaction(conn, spool.lock):
-        if _has_table(conn, "daemons"):
-            report.daemons = conn.execute("DELETE FROM daemons WHERE stopped_at < ?",
-                                          (cutoff,)).rowcount
-    if not spool.is_postgres:
-        with spool.lock:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    with store.write():
+        report.daemons = store.prune_daemons(cutoff)
+    store.after_prune()
     return report
-
-
-def file_bytes(path: Path) -> int:
-    """Bytes of the database file with its -wal (what the spool costs on disk)."""
-    total = 0
-    for suffix in ("", "-wal"):
-        try:
-            total += os.stat(f"{path}{suffix}").st_size
-        except FileNotFoundError:
-            pass
-    return total
 
 
 def vacuum(spool: Spool) -> dict[str, int]:
     """Compact the spool; returns its bytes before and after.
 
-    SQLite: the file is rewritten (file + WAL bytes); VACUUM holds the write lock while it
-    runs, so senders wait (up to the 60 s busy timeout). PostgreSQL: `VACUUM (ANALYZE)` of
-    each of the spool's tables, outside a transaction, with no lock that stops writers; the
-    bytes are the tables' with their indexes and TOAST (space freed is reused, not given
-    back: only VACUUM FULL does that, and it locks the tables, so sm never runs it).
+    SQLite: the file is rewritten (file + WAL bytes); senders wait while it runs.
+    PostgreSQL: `VACUUM (ANALYZE)` of each of the spool's tables, with no lock that stops
+    writers (the space freed is reused by the database, not given back).
     """
-    if spool.is_postgres:
-        return _vacuum_postgres(spool)
-    before = file_bytes(spool.path)
-    with spool.lock:
-        spool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        spool.conn.execute("VACUUM")
-        spool.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return {"bytes_before": before, "bytes_after": file_bytes(spool.path)}
-
-
-def _postgres_bytes(conn: Any, tables: list[str]) -> int:
-    row = conn.execute("SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0)"
-                       " FROM jsonb_array_elements_text(CAST(? AS jsonb)) AS t",
-                       (json.dumps(tables),)).fetchone()
-    return int(row[0])
-
-
-def _vacuum_postgres(spool: Spool) -> dict[str, int]:
-    conn = spool.conn
-    with spool.lock:
-        tables = [t for t in PG_TABLES if _has_table(conn, t)]
-        before = _postgres_bytes(conn, tables)
-        for table in tables:  # one statement per table: VACUUM cannot run in a transaction
-            conn.execute(f'VACUUM (ANALYZE) "{table}"')
-        return {"bytes_before": before, "bytes_after": _postgres_bytes(conn, tables)}
+    return spool.store.vacuum()
 
 
 def backup(spool: Spool, path: str | os.PathLike[str], *, force: bool = False

@@ -459,6 +459,42 @@ class DaemonStore(Protocol):
         ...
 
 
+class MaintenanceStore(Protocol):
+    """Keeping the spool small (`maintenance`): what prune deletes, compaction."""
+
+    def prunable_counts(self, cutoff: float, grace_cutoff: float) -> dict[str, int]:
+        """How many message rows prune would delete, per state."""
+        ...
+
+    def old_rejected_count(self, cutoff: float) -> int:
+        """Rejected lines kept since before `cutoff`."""
+        ...
+
+    def old_daemons_count(self, cutoff: float) -> int:
+        """Daemons stopped before `cutoff`."""
+        ...
+
+    def prune_messages(self, cutoff: float, grace_cutoff: float, limit: int) -> list[str]:
+        """Delete up to `limit` prunable message rows; their states."""
+        ...
+
+    def prune_rejected(self, cutoff: float, limit: int) -> int:
+        """Delete up to `limit` rejected lines kept since before `cutoff`."""
+        ...
+
+    def prune_daemons(self, cutoff: float) -> int:
+        """Delete the rows of daemons stopped before `cutoff`."""
+        ...
+
+    def after_prune(self) -> None:
+        """Let the database reuse what prune freed."""
+        ...
+
+    def vacuum(self) -> dict[str, int]:
+        """Compact the spool; its bytes before and after."""
+        ...
+
+
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
-                 Protocol):
+                 MaintenanceStore, Protocol):
     """Everything the spool's state machines ask of its database."""

@@ -8,7 +8,7 @@ transaction the error stands (the transaction is gone) and the caller's ROLLBACK
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,7 +59,7 @@ class PgSession:
                 self.execute("ROLLBACK")
             raise
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None, *,
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None, *,
                 row_factory: Any = None) -> Any:
         """Run one statement and return its psycopg cursor (rows as tuples, unless
         `row_factory`; None for the ROLLBACK of a transaction the server dropped)."""
@@ -87,7 +87,8 @@ class PgSession:
             self._in_transaction = False
         return cursor
 
-    def _run(self, sql: str, params: Sequence[Any] | None, row_factory: Any) -> Any:
+    def _run(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None,
+             row_factory: Any) -> Any:
         cursor = (self._conn.cursor() if row_factory is None
                   else self._conn.cursor(row_factory=row_factory))
         cursor.execute(sql, params)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from .daemons import DaemonPg
 from .health import HealthPg
 from .intake import IntakePg
+from .maintenance import MaintenancePg
 from .queue import QueuePg
 from .report import ReportPg
 
 
-class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg):
+class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from .daemons import DaemonSql
 from .health import HealthSql
 from .intake import IntakeSql
+from .maintenance import MaintenanceSql
 from .queue import QueueSql
 from .report import ReportSql
 
 
-class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql):
+class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
