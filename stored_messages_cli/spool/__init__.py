@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
@@ -38,6 +37,7 @@ from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth
 from .index_queries import IndexQueries
 from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
+from .lock import SpoolLock
 from .postgres import check_spool_url, is_postgres_url
 from .postgres.store import PostgresStore
 from .queue import ClaimedMessage, Queue, lease_owner_name
@@ -124,7 +124,7 @@ class Spool:
         return conn
 
     @property
-    def lock(self) -> threading.RLock:
+    def lock(self) -> SpoolLock:
         """The lock guarding `conn`; anything else using `conn` must hold it too."""
         return self._db.lock
 

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import Clock
 from ..config import ensure_private_dir
 from ..errors import SmError
 from . import postgres
+from .lock import SpoolLock
 from .migrations import LATEST_VERSION, STEPS, postgres_steps
 from .postgres import schema as postgres_schema
 from .store import Settled, SettledHook, SpoolError, SpoolFull, SpoolVersionError
 
+_Result = TypeVar("_Result")
+
 __all__ = ["LATEST_VERSION", "Settled", "SettledHook", "SpoolDB", "SpoolError", "SpoolFull",
-           "SpoolVersionError", "immediate_transaction", "migrate", "schema_of", "spool_error"]
+           "SpoolVersionError", "immediate_transaction", "migrate", "spool_error"]
 
 # 0.1.0 versioned its schema by a CRC of its code: any user_version above this is one of those.
 LEGACY_FINGERPRINT_FLOOR = 1000
@@ -57,7 +59,7 @@ def spool_error(exc: sqlite3.Error, path: Path) -> SpoolError:
 
 
 @contextmanager
-def immediate_transaction(conn: Any, lock: threading.RLock, begin: str = "BEGIN IMMEDIATE"
+def immediate_transaction(conn: Any, lock: SpoolLock, begin: str = "BEGIN IMMEDIATE"
                           ) -> Iterator[Any]:
     """One `BEGIN IMMEDIATE` transaction on `conn` under `lock` (one lock per connection).
 
@@ -85,7 +87,7 @@ class SpoolDB:
 
     def __init__(self, location: str | os.PathLike[str], clock: Clock) -> None:
         self.clock = clock
-        self.lock = threading.RLock()
+        self.lock = SpoolLock()
         self.settled_hooks: list[SettledHook] = []
         self.url: str | None = None
         if postgres.is_postgres_url(location):
@@ -203,6 +205,14 @@ class SpoolDB:
         except self.errors as exc:
             raise self.failure(exc) from None
 
+    def reading(self, query: Callable[[Any], _Result]) -> _Result:
+        """Run `query(conn)` under the spool's lock; a database error becomes a SpoolError."""
+        with self.lock:
+            try:
+                return query(self.conn)
+            except self.errors as exc:
+                raise self.failure(exc) from None
+
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Rows of one query, as `sqlite3.Row`."""
         with self.lock:
@@ -266,7 +276,7 @@ def _applied(conn: sqlite3.Connection) -> int:
     return version
 
 
-def migrate(conn: sqlite3.Connection, lock: threading.RLock) -> int:
+def migrate(conn: sqlite3.Connection, lock: SpoolLock) -> int:
     """Bring the schema to `LATEST_VERSION`; returns how many steps ran."""
     if int(conn.execute("PRAGMA user_version").fetchone()[0]) == LATEST_VERSION:
         return 0
@@ -276,11 +286,3 @@ def migrate(conn: sqlite3.Connection, lock: threading.RLock) -> int:
             STEPS[number - 1].sqlite(conn)
         conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
     return LATEST_VERSION - applied
-
-
-def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-    """Every table and index with its SQL (normalised), for comparing two spools."""
-    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
-                        " ORDER BY type, name").fetchall()
-    return [(kind, name, " ".join(sql.replace("IF NOT EXISTS ", "").split()))
-            for kind, name, sql in rows]

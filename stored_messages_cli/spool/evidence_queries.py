@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..states import SETTLED_OUTCOMES, UNARCHIVED_STATES, State
 from .manifests import (
@@ -29,7 +29,6 @@ from .manifests import (
 if TYPE_CHECKING:
     from .db import SpoolDB
 
-_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +58,6 @@ class EvidenceQueries:
     def __init__(self, db: SpoolDB) -> None:
         self.db = db
 
-    def _reading(self, query: Callable[[Any], _Result]) -> _Result:
-        """Run one read under the spool's lock; a database error becomes a SpoolError."""
-        with self.db.lock:
-            try:
-                return query(self.db.conn)
-            except self.db.errors as exc:
-                raise self.db.failure(exc) from None
 
     def complete_entries_on_settle(self) -> None:
         """Complete each settled message's manifest entry in its settling transaction."""
@@ -75,7 +67,7 @@ class EvidenceQueries:
 
     def open_entries(self, project_id: str) -> OpenEntries:
         """How many outcomes the project's open segment holds, and the oldest one's time."""
-        return self._reading(lambda conn: open_entry_figures(conn, project_id))
+        return self.db.reading(lambda conn: open_entry_figures(conn, project_id))
 
     def seal_segment(self, project_id: str, limit: int, sealed_at: float, *,
                      due: Callable[[OpenEntries], bool], build: SegmentBuilder
@@ -98,12 +90,12 @@ class EvidenceQueries:
     def segments(self, project_id: str | None = None, *, unwritten_only: bool = False
                  ) -> list[dict[str, Any]]:
         """Sealed segments (without bodies) of one project or all, by project and number."""
-        return self._reading(lambda conn: [dict(row) for row in segment_rows(
+        return self.db.reading(lambda conn: [dict(row) for row in segment_rows(
             conn, project_id, unwritten_only=unwritten_only)])
 
     def segment_body(self, project_id: str, seq: int) -> bytes | None:
         """The exact bytes of a sealed segment not yet written (None once written)."""
-        return self._reading(lambda conn: segment_body(conn, project_id, seq))
+        return self.db.reading(lambda conn: segment_body(conn, project_id, seq))
 
     def mark_written(self, project_id: str, seq: int, now: float) -> None:
         """The segment is in the bucket: keep its hash, drop its bytes."""
@@ -120,15 +112,15 @@ class EvidenceQueries:
 
     def open_outcomes(self, project_id: str) -> list[tuple[str, str, str | None]]:
         """(message id, outcome, stored key) of each entry of the project's open segment."""
-        return self._reading(lambda conn: open_outcomes(conn, project_id))
+        return self.db.reading(lambda conn: open_outcomes(conn, project_id))
 
     def messages_to_account(self, project_id: str) -> list[dict[str, Any]]:
         """The project's messages a manifest must list (settled) or will list (unarchived)."""
-        return self._reading(lambda conn: messages_to_account(conn, project_id))
+        return self.db.reading(lambda conn: messages_to_account(conn, project_id))
 
     def indexed_messages(self, project_id: str) -> list[tuple[Any, ...]]:
         """What the archive index holds of a project, for a backfill (see `indexed_messages`)."""
-        return self._reading(lambda conn: indexed_messages(conn, project_id))
+        return self.db.reading(lambda conn: indexed_messages(conn, project_id))
 
     def add_backfilled_entry(self, entry: BackfilledEntry) -> None:
         """Add a verified stored message to the project's open segment (`sm manifest

@@ -10,10 +10,10 @@ shared spool), so a store per backend can own it. The tables are `spool/archive.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..message import UNASSOCIATED
 from ..states import State
@@ -32,7 +32,6 @@ INDEX_COLUMNS: tuple[str, ...] = (
 # The fraction of a second of a stored `sent_at` (`…:SS.ffffffZ` or `…:SSZ`), as a number.
 _SQL_FRACTION = "CAST('0' || rtrim(substr(sent_at, 20), 'Z') AS REAL)"
 
-_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -107,34 +106,27 @@ class IndexQueries:
     def __init__(self, db: SpoolDB) -> None:
         self.db = db
 
-    def _reading(self, query: Callable[[Any], _Result]) -> _Result:
-        """Run one read under the spool's lock; a database error becomes a SpoolError."""
-        with self.db.lock:
-            try:
-                return query(self.db.conn)
-            except self.db.errors as exc:
-                raise self.db.failure(exc) from None
 
     def find(self, wanted: IndexFilter, limit: int | None = None) -> list[tuple[Any, ...]]:
         """Indexed messages matching `wanted` (INDEX_COLUMNS), newest first, at most `limit`."""
-        return self._reading(lambda conn: find_entries(conn, wanted, limit))
+        return self.db.reading(lambda conn: find_entries(conn, wanted, limit))
 
     def entries_for(self, message_id: str, project_id: str | None = None
                     ) -> list[tuple[Any, ...]]:
         """The indexed rows of one message id (one per project it occurs in)."""
-        return self._reading(lambda conn: entries_of_message(conn, message_id, project_id))
+        return self.db.reading(lambda conn: entries_of_message(conn, message_id, project_id))
 
     def keys_of(self, project_id: str) -> dict[str, str]:
         """message_id -> key of every indexed message of a project."""
-        return self._reading(lambda conn: keys_of_project(conn, project_id))
+        return self.db.reading(lambda conn: keys_of_project(conn, project_id))
 
     def count(self, project_id: str | None = None) -> int:
         """How many messages the index holds (of one project, or in all)."""
-        return self._reading(lambda conn: count_entries(conn, project_id or None))
+        return self.db.reading(lambda conn: count_entries(conn, project_id or None))
 
     def last_stored_at(self, project_id: str) -> float | None:
         """When the project's latest indexed message was stored (None before the first)."""
-        return self._reading(lambda conn: last_stored_at(conn, project_id))
+        return self.db.reading(lambda conn: last_stored_at(conn, project_id))
 
     def add_learnt(self, entries: Iterable[LearntEntry]) -> int:
         """Index messages read from the bucket in one transaction; returns how many changed.
@@ -155,7 +147,7 @@ class IndexQueries:
 
     def coverage(self) -> list[tuple[Any, ...]]:
         """(project, coverage, source, since, updated_at) of each project, by project."""
-        return self._reading(coverage_rows)
+        return self.db.reading(coverage_rows)
 
     def mark_complete(self, project_id: str, source: str) -> None:
         """The index now holds every message of the project (`source`: how it was filled)."""
@@ -168,11 +160,11 @@ class IndexQueries:
         """The spool's rows of one message id, by project: project, state, final reason, last
         error, created, confirmed, first failure, next attempt, stored at, attempts,
         destination URL, stored key, relative key, payload hash, body still held."""
-        return self._reading(lambda conn: message_records(conn, message_id, project_id))
+        return self.db.reading(lambda conn: message_records(conn, message_id, project_id))
 
     def latest_stored(self, project_id: str, since: float) -> tuple[str, float] | None:
         """(stored key, stored_at) of the project's newest message stored at `since` or later."""
-        return self._reading(lambda conn: latest_stored(conn, project_id, since))
+        return self.db.reading(lambda conn: latest_stored(conn, project_id, since))
 
 
 # --------------------------------------------------------------------------- the queries

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ...clock import Clock
+from ..lock import SpoolLock
 from ..store import Settled
 from .session import PgSession
 
@@ -30,10 +30,10 @@ class PgStoreBase:
 
     def lock_held_here(self) -> bool:
         """True when this thread holds the spool's lock."""
-        return bool(self.db.lock._is_owned())  # type: ignore[attr-defined]
+        return self.db.lock.held_here()
 
     @property
-    def lock(self) -> threading.RLock:
+    def lock(self) -> SpoolLock:
         """The lock guarding the session."""
         return self.db.lock
 

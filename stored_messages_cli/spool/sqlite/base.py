@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ...clock import Clock
+from ..lock import SpoolLock
 from ..store import Settled
 
 if TYPE_CHECKING:  # the connection's owner; it imports this package's schema steps
@@ -35,10 +35,10 @@ class StoreBase:
 
     def lock_held_here(self) -> bool:
         """True when this thread holds the spool's lock."""
-        return bool(self.db.lock._is_owned())  # type: ignore[attr-defined]
+        return self.db.lock.held_here()
 
     @property
-    def lock(self) -> threading.RLock:
+    def lock(self) -> SpoolLock:
         """The lock guarding `conn`."""
         return self.db.lock
 
