@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ...message.keys import key_pieces
 from ...states import State
 from ..bodies import BODY_OF
 from ..manifests import SETTLED_OUTCOMES, entry_insert_sql
@@ -311,10 +312,13 @@ def _archive_index_view(conn: PgSession) -> None:
               " WHEN octet_length(e.{0}) = 33 AND get_byte(e.{0}, 32) = 0"
               " THEN convert_from(substring(e.{0} FROM 1 FOR 32), 'UTF8')"
               " ELSE convert_from(e.{0}, 'UTF8') END")
-    layout_key = ("l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || "
-                  + hex_of.format('"recipient_hash"')
-                  + " || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
-                  " e.\"message_id\" || '.json.gz'")
+    def key_column(name: str, when_absent: str | None) -> str:
+        column = hex_of.format(f'"{name}"') if name == "recipient_hash" else f'e."{name}"'
+        return column if when_absent is None else f"COALESCE({column}, '{when_absent}')"
+
+    # The layout key, built from the one definition of the layout (`message.keys`).
+    layout_key = 'l."key_prefix" || ' + " || ".join(
+        key_pieces(key_column, lambda literal: f"'{literal}'"))
     conn.execute(
         'CREATE OR REPLACE VIEW "archive_index" AS SELECT e."id" AS "entry", e."project_id",'
         ' e."message_id", e."medium", e."message_type", e."campaign_id", '

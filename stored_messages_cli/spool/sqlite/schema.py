@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from ...message.keys import key_pieces
 from ...states import FinalReason, State
 from ..archive import entry_row, write_entries
 from ..bodies import BODY_OF
@@ -353,11 +354,15 @@ def migrate_identifiers(conn: sqlite3.Connection) -> None:
         ' GROUP BY a."project_id"', (COMPLETE, PARTIAL))
 
 
-_LAYOUT_KEY = (
-    "l.\"key_prefix\" || e.\"medium\" || '/' || e.\"project_id\" || '/' || lower(hex("
-    "e.\"recipient_hash\")) || '/' || COALESCE(e.\"campaign_id\", 'unassociated') || '/' ||"
-    " e.\"message_id\" || '.json.gz'"
-)
+def _key_column(name: str, when_absent: str | None) -> str:
+    """One field of the key layout as a column of the view's `e` (archive_entries) row."""
+    column = 'lower(hex(e."recipient_hash"))' if name == "recipient_hash" else f'e."{name}"'
+    return column if when_absent is None else f"COALESCE({column}, '{when_absent}')"
+
+
+# The layout key, built from the one definition of the layout (`message.keys`).
+_LAYOUT_KEY = 'l."key_prefix" || ' + " || ".join(
+    key_pieces(_key_column, lambda literal: f"'{literal}'"))
 
 ARCHIVE_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS "archive_locations" (
