@@ -5,7 +5,9 @@ is written; a message that fails is listed in `exceptions.csv` and the report, n
 The export folder holds (docs/investigations.md):
 
 - the messages: `--format eml` one RFC 5322 file per email (a reconstruction from the
-  archived fields, marked so, carrying `X-SM-Payload-SHA256`), `mbox` the emails in one
+  archived fields, marked so, sm's `X-SM-*` headers first, carrying `X-SM-Payload-SHA256`;
+  a sender's own `X-SM-*` and `Content-*` headers kept as `X-Original-SM-*` and
+  `X-Original-Content-*`), `mbox` the emails in one
   `messages.mbox`; SMS and push as their exact payload JSON; `jsonl` every exact payload,
   one per line, in `messages.jsonl`;
 - `loadfile.csv`: message_id, project_id, medium, message_type, campaign_id, sent_at, key,
@@ -119,6 +121,21 @@ def _one_line(value: Any) -> str:
     return " ".join(text.splitlines())
 
 
+def exported_header_name(name: str) -> str:
+    """The name an archived header is exported under in an EML file.
+
+    Only sm writes `X-SM-*`: a sender's own becomes `X-Original-SM-*`. The body is sm's
+    reconstruction with MIME headers of its own, so the archived `Content-*` headers (type,
+    transfer encoding, …) are kept as `X-Original-Content-*` rather than contradict it.
+    """
+    lowered = name.lower()
+    if lowered.startswith("x-sm-"):
+        return "X-Original-SM-" + name[len("x-sm-"):]
+    if lowered.startswith("content-"):
+        return "X-Original-" + name
+    return name
+
+
 def build_eml(verified: VerifiedMessage) -> bytes:
     """An RFC 5322 message rebuilt from an archived email payload (CRLF line endings)."""
     document = verified.document
@@ -137,6 +154,11 @@ def build_eml(verified: VerifiedMessage) -> bytes:
             message[name] = _one_line(value).encode("ascii", "backslashreplace").decode()
         set_names.add(name.lower())
 
+    # sm's own headers first: a reader taking the first X-SM-Payload-SHA256 gets sm's
+    put("X-SM-Project-ID", entry.project_id)
+    put("X-SM-Key", entry.key)
+    put("X-SM-Payload-SHA256", entry.payload_sha256)
+    put("X-SM-Note", RECONSTRUCTION_NOTE)
     put("From", content.get("from"))
     put("To", content.get("to"))
     put("Reply-To", content.get("reply_to"))
@@ -146,14 +168,11 @@ def build_eml(verified: VerifiedMessage) -> bytes:
     headers = content.get("headers")
     if isinstance(headers, dict):
         for name in sorted(headers):
-            if name.lower() in set_names or not name or not all(
+            exported = exported_header_name(name)
+            if exported.lower() in set_names or not name or not all(
                     33 <= ord(c) <= 126 and c != ":" for c in name):
                 continue
-            put(name, headers[name])
-    put("X-SM-Project-ID", entry.project_id)
-    put("X-SM-Key", entry.key)
-    put("X-SM-Payload-SHA256", entry.payload_sha256)
-    put("X-SM-Note", RECONSTRUCTION_NOTE)
+            put(exported, headers[name])
     text, html = content.get("text"), content.get("html")
     if isinstance(text, str):
         message.set_content(text, cte="quoted-printable")
