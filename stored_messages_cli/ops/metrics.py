@@ -48,6 +48,9 @@ DISCARD_REASONS = (FinalReason.SEND_FAILED, FinalReason.NEVER_CONFIRMED,
 UPLOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 READY_HEALTH = frozenset({HealthState.OK, HealthState.UNKNOWN})
 DEFAULT_HOST = "127.0.0.1"
+READ_TIMEOUT = 10.0  # seconds a client may stay silent before its connection is closed
+MAX_CONNECTIONS = 64  # connections the endpoint holds at once (SPEC 9.2)
+SLOT_WAIT = 0.2  # seconds the accept loop waits for a free slot before checking for shutdown
 
 
 def parse_metrics_addr(text: str) -> tuple[str, int]:
@@ -330,7 +333,41 @@ class DaemonMetrics:
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most `slots` connections held at once (SPEC 9.2).
+
+    At the cap the server accepts nothing more: later clients wait in the kernel's listen
+    backlog, holding none of this process's descriptors, until a connection ends or is closed
+    by the read timeout; so idle clients can never starve uploads of file descriptors.
+    """
+
     daemon_threads = True
+    request_queue_size = 128  # the backlog where clients wait while every slot is held
+    read_timeout = READ_TIMEOUT
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)  # replaced per server by MetricsServer
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept one connection once a slot is free, with the read timeout set on it."""
+        if not self.slots.acquire(timeout=SLOT_WAIT):
+            # an OSError here is skipped by the serve loop, which then checks for shutdown
+            raise OSError("every metrics connection slot is held")
+        try:
+            connection, address = super().get_request()
+        except BaseException:
+            self.slots.release()
+            raise
+        connection.settimeout(self.read_timeout)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close an accepted connection (called once for each) and free its slot."""
+        try:
+            super().shutdown_request(request)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away is logged at debug, not as a traceback."""
+        log.debug("metrics connection from %s ended early", client_address, exc_info=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -341,7 +378,9 @@ class _QuietHandler(WSGIRequestHandler):
 class MetricsServer:
     """The HTTP endpoint on its own thread; `port` is the bound port (useful with port 0)."""
 
-    def __init__(self, metrics: DaemonMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: DaemonMetrics, host: str, port: int, *,
+                 read_timeout: float = READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         server_class = _ThreadingServer
         if ":" in host:
             class _V6(_ThreadingServer):
@@ -350,6 +389,8 @@ class MetricsServer:
             server_class = _V6
         self.server = make_server(host, port, metrics.wsgi_app(), server_class=server_class,
                                   handler_class=_QuietHandler)
+        self.server.read_timeout = read_timeout
+        self.server.slots = threading.BoundedSemaphore(max_connections)
         self.host = host
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sm-metrics",
