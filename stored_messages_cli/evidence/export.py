@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -41,8 +40,11 @@ from ..investigate.index import IndexEntry
 from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
 from ..message import parse_sent_at, sha256_hex
 from ..states import Medium
+from .private_files import private_folder, write_private
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
+# the formats whose messages make one stream (`sm export --output -`), and that stream's file
+STREAM_FILES: dict[str, str] = {"jsonl": "messages.jsonl", "mbox": "messages.mbox"}
 LOADFILE_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
     "payload_sha256", "file", "file_sha256")
@@ -284,19 +286,11 @@ def write_export(output: Path, files: dict[str, bytes], *, as_zip: bool, name: s
         body = zip_bytes(files)
         files = {f"{name}.zip": body,
                  f"{name}.zip.sha256": f"{sha256_hex(body)}  {name}.zip\n".encode()}
-    old_umask = os.umask(0o077)
-    try:
-        output.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in sorted(files):
-            target = output / path
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(files[path])
-                fh.flush()
-                os.fsync(fh.fileno())
-    finally:
-        os.umask(old_umask)
+    private_folder(output)
+    for path in sorted(files):
+        target = output / path
+        private_folder(target.parent)
+        write_private(target, files[path], exclusive=True)
     return {path: sha256_hex(data) for path, data in files.items()}
 
 
@@ -314,3 +308,23 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
     report = ExportReport(output, fmt, exported=len(verified), failures=failures)
     report.files = write_export(output, files, as_zip=as_zip, name=name)
     return report
+
+
+def export_stream(entries: list[IndexEntry], open_for: Opener, fmt: str, *,
+                  workers: int = READ_WORKERS, on_read: Callable[[int], None] | None = None
+                  ) -> tuple[bytes, ExportReport]:
+    """Verify every entry; the export's one stream (`messages.jsonl` or `messages.mbox`)
+    and its report, for standard output. Only emails go in an mbox: others are refused."""
+    if fmt not in STREAM_FILES:
+        raise ExportError(f"a {fmt} export is not one stream; use jsonl or mbox")
+    others = sum(1 for e in entries if e.medium != Medium.EMAIL)
+    if fmt == "mbox" and others:
+        raise ExportError(f"{others} matching message(s) are not emails and cannot go in an"
+                          " mbox stream; nothing was written",
+                          hint="add --medium email, or --output FOLDER")
+    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read)
+    name = STREAM_FILES[fmt]
+    stream = build_files(entries, verified, failures, fmt).get(name, b"")
+    report = ExportReport(Path("-"), fmt, exported=len(verified), failures=failures)
+    report.files = {name: sha256_hex(stream)}
+    return stream, report
