@@ -102,3 +102,17 @@ def test_the_kubernetes_example_binds_the_pod_ip_not_every_interface() -> None:
     # Kubernetes expands $(POD_IP) from the variable defined before it
     assert list(env).index("POD_IP") < list(env).index("SM_METRICS_ADDR")
     assert parse_metrics_addr(addr.replace("$(POD_IP)", "10.1.2.3")) == ("10.1.2.3", 9464)
+
+
+def test_a_client_trickling_its_request_is_cut_at_the_read_timeout(serve) -> None:
+    server = serve(read_timeout=0.5)
+    trickle = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        with pytest.raises(OSError):  # the server cut the connection: a send fails
+            for byte in trickle:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.05)  # each read waits far less than the timeout
+    assert time.monotonic() - started < 3  # all 200 bytes would take 10 s
+    wait_for(lambda: held_connections(server.port) == 0, timeout=5, what="connection released")
+    assert http_get(server.url + "/healthz") == (200, "ok\n")

@@ -337,13 +337,20 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
     At the cap the server accepts nothing more: later clients wait in the kernel's listen
     backlog, holding none of this process's descriptors, until a connection ends or is closed
-    by the read timeout; so idle clients can never starve uploads of file descriptors.
+    by the read timeout; so idle clients can never starve uploads of file descriptors. The
+    timeout bounds each read and, checked on every turn of the serve loop, the whole request
+    (a client trickling a byte at a time is cut as well).
     """
 
     daemon_threads = True
     request_queue_size = 128  # the backlog where clients wait while every slot is held
     read_timeout = READ_TIMEOUT
-    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)  # replaced per server by MetricsServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.reading: dict[socket.socket, float] = {}  # connection -> its request's deadline
+        self.reading_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept one connection once a slot is free, with the read timeout set on it."""
@@ -356,10 +363,29 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
             self.slots.release()
             raise
         connection.settimeout(self.read_timeout)
+        with self.reading_lock:
+            self.reading[connection] = time.monotonic() + self.read_timeout
         return connection, address
+
+    def request_received(self, connection: socket.socket) -> None:
+        """The request line and headers are in: the request deadline no longer applies."""
+        with self.reading_lock:
+            self.reading.pop(connection, None)
+
+    def service_actions(self) -> None:
+        """On each turn of the serve loop, cut connections whose request is overdue."""
+        now = time.monotonic()
+        with self.reading_lock:
+            overdue = [c for c, deadline in self.reading.items() if deadline <= now]
+        for connection in overdue:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)  # its blocked read returns at once
+            except OSError:
+                pass  # already closed
 
     def shutdown_request(self, request: Any) -> None:
         """Close an accepted connection (called once for each) and free its slot."""
+        self.request_received(request)
         try:
             super().shutdown_request(request)
         finally:
@@ -373,6 +399,13 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         pass  # one line per scrape is noise
+
+    def parse_request(self) -> bool:
+        """Read the request line's fields and the headers, then lift the request deadline."""
+        parsed = super().parse_request()
+        if isinstance(self.server, _ThreadingServer):
+            self.server.request_received(self.connection)
+        return parsed
 
 
 class MetricsServer:
