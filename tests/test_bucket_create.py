@@ -124,3 +124,20 @@ def test_missing_credentials_are_one_line(cli, endpoint_args, monkeypatch) -> No
     assert "Error: bucket setup for s3://" in result.stderr
     assert "ProfileNotFound" in result.stderr
     assert "Try: give sm AWS credentials" in result.stderr
+
+
+def test_the_next_hint_keeps_the_endpoint_and_works_as_shown(cli, s3_client,
+                                                             endpoint_args) -> None:
+    import shlex
+
+    bucket = new_name()
+    result = cli("bucket", "create", f"s3://{bucket}/", *endpoint_args)
+    assert result.exit_code == 0, result.stderr
+    [hint] = [line for line in result.stderr.splitlines() if line.startswith("Next: ")]
+    connect = hint.split("   then   ", 1)[1]
+    assert connect == (f"sm connect s3://{bucket}/ --project ID --endpoint-url"
+                       f" {endpoint_args[1]} --allow-insecure-endpoint")
+    argv = shlex.split(connect)[1:]
+    connected = cli(*[("7" if word == "ID" else word) for word in argv])
+    assert connected.exit_code == 0, connected.stderr  # reached the same bucket, not AWS
+    assert s3_client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"

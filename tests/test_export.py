@@ -201,3 +201,37 @@ def test_a_tampered_object_is_reported_and_left_out(target: ArchiveTarget,
     again = cli("export", "--format", "eml", "--output", str(out))
     assert again.exit_code == 1
     assert "exists and is not an empty folder; nothing was written" in again.stderr
+
+
+def test_eml_headers_are_sm_s_first_and_a_sender_s_forged_ones_are_kept_renamed(
+        tmp_path: Path) -> None:
+    target = build_target("file", tmp_path)
+    forged = "0000forged"
+    headers = {"X-SM-Payload-SHA256": forged, "x-sm-key": "elsewhere/forged.json.gz",
+               "Content-Type": "text/plain; charset=iso-8859-1",
+               "Content-Transfer-Encoding": "8bit", "List-Id": "<news.shop.example>"}
+    message = email_message("forger-1", headers=headers)
+    cli = cli_for(tmp_path / "home")
+    archive(cli, target, [message])
+    out = tmp_path / "case"
+    assert cli("export", "--format", "eml", "--output", str(out)).exit_code == 0
+    raw = (out / "messages/12345/email/forger-1.eml").read_bytes()
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    [row] = loadfile(out)
+    assert parsed["X-SM-Payload-SHA256"] == row["payload_sha256"] != forged
+    assert parsed.get_all("X-SM-Payload-SHA256") == [row["payload_sha256"]]
+    assert parsed["X-SM-Key"] == row["key"]
+    assert parsed["X-Original-SM-Payload-SHA256"] == forged
+    assert parsed["X-Original-SM-key"] == "elsewhere/forged.json.gz"
+    assert [name for name in parsed.keys() if name.lower().startswith("x-sm-")] == [
+        "X-SM-Project-ID", "X-SM-Key", "X-SM-Payload-SHA256", "X-SM-Note"]
+    assert parsed.keys()[:4] == ["X-SM-Project-ID", "X-SM-Key", "X-SM-Payload-SHA256",
+                                 "X-SM-Note"]
+    # the archived MIME headers are kept, and the rebuilt body still parses as sm wrote it
+    assert parsed["X-Original-Content-Type"] == "text/plain; charset=iso-8859-1"
+    assert parsed["X-Original-Content-Transfer-Encoding"] == "8bit"
+    assert parsed["List-Id"] == "<news.shop.example>"
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed.defects == []
+    plain = parsed.get_body(("plain",))
+    assert plain is not None and plain.get_content().rstrip() == "forger-1"

@@ -19,7 +19,7 @@ import pytest
 
 from stored_messages_cli.config import ensure_private_dir
 from stored_messages_cli.destinations.file import FileDestination, SymlinkRefused
-from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.core import connected_folder, jsonl
 
 
 def mode(path: Path) -> int:
@@ -186,7 +186,7 @@ def test_the_folder_destination_lists_names_starting_with_a_dot(tmp_path) -> Non
 
 def test_the_folder_destination_removes_its_stale_temp_files_at_start(tmp_path) -> None:
     root = tmp_path / "archive"
-    FileDestination(f"file://{root}/").put("push/1/a/b/m.json.gz", *body_of({"m": 1}))
+    connected_folder(f"file://{root}/").put("push/1/a/b/m.json.gz", *body_of({"m": 1}))
     temp = root / ".sm-tmp"
     stale = temp / "m.json.gz.0123456789abcdef0123456789abcdef.tmp"
     fresh = temp / "n.json.gz.fedcba9876543210fedcba9876543210.tmp"

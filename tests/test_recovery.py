@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
-from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.core import connected_folder, jsonl
 from tests.support.fixtures.faults import ACCESS_DENIED, PASS, RESET, SLOWDOWN
 
 A, B = "12345", "67890"
@@ -150,7 +149,7 @@ def test_a_clock_that_went_back_does_not_postpone_the_probe_for_weeks(
 def test_a_retry_scheduled_beyond_the_policy_is_due(spool, clock, tmp_path: Path,
                                                      make_message) -> None:
     (message_id,) = record(spool, make_message, 1)
-    destination = FileDestination(f"file://{tmp_path}/archive/")
+    destination = connected_folder(f"file://{tmp_path}/archive/")
     claimed = spool.queue.claim("me", A, 1, lease_seconds=60)
     from stored_messages_cli.spool import Retry
     from stored_messages_cli.states import RetryClass
@@ -165,7 +164,7 @@ class _Recording:
     """A real folder destination that remembers the order of its writes."""
 
     def __init__(self, root: Path, order: list[str]) -> None:
-        self._inner = FileDestination(f"file://{root}/")
+        self._inner = connected_folder(f"file://{root}/")
         self.url, self.prefix, self.order = self._inner.url, self._inner.prefix, order
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> Any:

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.message import gzip_body, parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.db import spool_error
 from tests.spool_contract.test_crash_safety import start_sm
-from tests.support.fixtures.core import jsonl
+from tests.support.fixtures.core import connected_folder, jsonl
 
 
 def one_line_error(result, fragment: str) -> None:
@@ -74,7 +73,7 @@ def test_run_waits_while_the_disk_is_full_and_loses_nothing(
         pages = spool.conn.execute("PRAGMA page_count").fetchone()[0]
         spool.conn.execute(f"PRAGMA max_page_count = {pages}")
     stop = threading.Event()
-    archiver = Archiver(spool, [ProjectTarget("12345", FileDestination(f"file://{tmp_path}/a/"))],
+    archiver = Archiver(spool, [ProjectTarget("12345", connected_folder(f"file://{tmp_path}/a/"))],
                         stop=stop, poll_interval=0.05)
     archiver.disk_full_wait = 0.1
     worker = threading.Thread(target=archiver.run)
@@ -142,7 +141,7 @@ def test_a_payload_altered_in_the_spool_is_never_uploaded(
             keep_body(spool, name, payload_of(kept_body(spool, name)))
         keep_body(spool, "legacy-rotten",
                   kept_body(spool, "legacy-rotten").replace(b"shipped", b"shippe!"))
-    report = Archiver(spool, [ProjectTarget("12345", FileDestination(
+    report = Archiver(spool, [ProjectTarget("12345", connected_folder(
         f"file://{tmp_path}/a/"))]).run(once=True)
     assert (report.stored, report.failed) == (3, 2)
     for name in ("rotten", "legacy-rotten"):
@@ -164,7 +163,7 @@ def test_a_body_lost_from_the_spool_fails_its_message_and_nothing_else(
     with spool.lock:  # a queued message whose body row is gone (a hand-edited spool)
         spool.conn.execute("DELETE FROM message_bodies WHERE id = (SELECT id FROM messages"
                            " WHERE message_id = 'lost')")
-    report = Archiver(spool, [ProjectTarget("12345", FileDestination(
+    report = Archiver(spool, [ProjectTarget("12345", connected_folder(
         f"file://{tmp_path}/a/"))]).run(once=True)
     assert (report.stored, report.failed) == (1, 1)
     row = spool.message_state("12345", "lost")

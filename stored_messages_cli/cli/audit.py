@@ -34,6 +34,9 @@ def audit(
 
     Example: sm --json audit --project 12345 --since 2026-11-01 --deep --report evidence/
     """
+    if report is not None and str(report) == "-":
+        raise typer.BadParameter("the evidence bundle is a folder of files, not a stream:"
+                                 " name a folder", param_hint="'--report'")
     state = state_of(ctx)
     out = state.output
     since_at, until_at = time_range(since, until, command="audit")

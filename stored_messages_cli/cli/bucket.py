@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -86,7 +87,14 @@ def create(
     bad = [c for c in report.checks if c.status == CheckStatus.FAIL]
     if failed(report.checks):
         fail(f"{url_out} is not safe yet: {bad[0].name}: {bad[0].detail}", hint=bad[0].hint)
-    out.info(f"Next: sm policy {url_out}   then   sm connect {url_out} --project ID")
+    # the connect hint reaches the same bucket the same way: copied as shown, it must not
+    # address AWS itself when the bucket is on another endpoint
+    flags = "".join(f" {flag} {shlex.quote(value)}" for flag, value in (
+        ("--endpoint-url", endpoint_url), ("--region", region), ("--profile", profile),
+        ("--role-arn", role_arn), ("--external-id", external_id),
+        ("--expected-owner", expected_owner)) if value)
+    flags += " --allow-insecure-endpoint" if allow_insecure_endpoint else ""
+    out.info(f"Next: sm policy {url_out}   then   sm connect {url_out} --project ID{flags}")
 
 
 def register(app: typer.Typer) -> None:

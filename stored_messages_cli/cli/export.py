@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from ..evidence.access_log import FAILED, filters_of, refs_of
-from ..evidence.export import FORMATS, ExportReport, export
+from ..evidence.export import FORMATS, STREAM_FILES, ExportReport, export, export_stream
 from ..investigate.index import ArchiveIndex, IndexEntry
 from ..message import sha256_hex
 from .access_log import recorded, touched_projects
@@ -39,7 +41,7 @@ def export_command(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option(
         "--output", "-o", file_okay=False,
-        help="A new (or empty) folder for the export.")],
+        help="A new (or empty) folder for the export; - for standard output (jsonl, mbox).")],
     format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
         "--format", callback=_format_option, metavar="|".join(FORMATS),
         autocompletion=lambda: list(FORMATS),
@@ -70,12 +72,16 @@ def export_command(
     """
     state = state_of(ctx)
     out = state.output
+    to_stdout = str(output) == "-"
+    if to_stdout:
+        _check_stdout_use(format, zip_output=zip_output, json_mode=out.json_mode)
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
                         limit=None, command="export")
     filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
                          project=project, medium=medium, since=since, until=until)
-    details = {"format": format, "zip": zip_output, "output": os.path.abspath(output)}
+    details = {"format": format, "zip": zip_output,
+               "output": "-" if to_stdout else os.path.abspath(output)}
     with recorded(state, "export", case_id=case, filters=filters, details=details,
                   recipient=recipient) as access:
         access.concern([project])
@@ -94,8 +100,13 @@ def export_command(
             access.details["failures"] = [
                 {"project_id": e.project_id, "message_id": e.message_id, "reason": r}
                 for e, r in report.failures]
-        listing = f"{case or 'export'}.zip.sha256" if zip_output else "SHA256SUMS"
-        sums = (output / listing).read_bytes()
+        if to_stdout:
+            listing = "SHA256SUMS"
+            sums = "".join(f"{digest}  {path}\n" for path, digest in report.files.items()
+                           ).encode()
+        else:
+            listing = f"{case or 'export'}.zip.sha256" if zip_output else "SHA256SUMS"
+            sums = (output / listing).read_bytes()
         access.details["checksums"] = {"file": listing, "sha256": sha256_hex(sums)}
         access.attachments["SHA256SUMS"] = sums
         _summarise(state.output, report)
@@ -106,28 +117,59 @@ def register(app: typer.Typer) -> None:
     command(app, "export")(export_command)
 
 
+def _check_stdout_use(fmt: str, *, zip_output: bool, json_mode: bool) -> None:
+    """`--output -` is standard output where one stream makes sense: else a usage error."""
+    if fmt not in STREAM_FILES:
+        raise typer.BadParameter(f"- (standard output) takes --format jsonl or mbox; {fmt}"
+                                 " writes a file per message: name a folder",
+                                 param_hint="'--output'")
+    if zip_output:
+        raise typer.BadParameter("- (standard output) cannot take --zip: name a folder",
+                                 param_hint="'--output'")
+    if json_mode:
+        raise typer.BadParameter("- (standard output) carries the export; drop --json",
+                                 param_hint="'--output'")
+
+
 def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
             zip_output: bool, name: str, workers: int) -> ExportReport:
-    """Verify and write, with a progress bar on a terminal."""
+    """Verify and write (a folder, or standard output for `-`), with a progress bar on a
+    terminal."""
     out = state.output
     out.info(f"Verifying {len(entries)} message(s)…")
     if not out.interactive:
-        return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
-                      workers=workers)
+        return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
+                                 name=name, workers=workers)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress  # only on a terminal
 
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), console=out.stderr, transient=True) as bar:
         task = bar.add_task("verify", total=len(entries))
+        return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
+                                 name=name, workers=workers,
+                                 on_read=lambda n: bar.advance(task, n))
+
+
+def _verify_and_write(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
+                      zip_output: bool, name: str, workers: int,
+                      on_read: Callable[[int], None] | None = None) -> ExportReport:
+    if str(output) != "-":
         return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
-                      workers=workers, on_read=lambda n: bar.advance(task, n))
+                      workers=workers, on_read=on_read)
+    stream, report = export_stream(entries, opener(state), fmt, workers=workers,
+                                   on_read=on_read)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(stream)
+    sys.stdout.buffer.flush()
+    return report
 
 
 def _summarise(out: Output, report: ExportReport) -> None:
     if out.json_mode:
         out.emit_json(report.as_dict())
     else:
-        out.info(f"Exported {report.exported} message(s) to {report.output}"
+        where = "standard output" if str(report.output) == "-" else report.output
+        out.info(f"Exported {report.exported} message(s) to {where}"
                  f" ({report.format}); {len(report.failures)} failed verification")
     for _, reason in report.failures:
         out.stderr.print(f"[bold red]Error:[/bold red] {escape(reason)}", highlight=False)

@@ -4,7 +4,8 @@ Writes are atomic and create-only: the body goes to a temp file (in `.sm-tmp/` a
 the folder) which is fsynced, then hard-linked into place (fails if the key exists), and the
 folder is fsynced. Every path is walked one folder at a time with `O_NOFOLLOW`, so a symlink
 inside the tree is refused and no read or write ever lands outside the folder. Temp files a
-crashed writer left behind are removed when the destination is opened.
+crashed writer left behind are removed when the destination is opened. The folder itself is
+made only by `sm connect` (`ensure_folder`): a missing root is `unreachable`, never re-created.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class SymlinkRefused(DestinationError):
     """A folder or file inside the archive folder is a symlink: it is never followed."""
 
 
+class FolderMissing(DestinationError):
+    """The archive folder itself is gone: `unreachable` until it is back (SPEC 9.2)."""
+
+
 class FileDestination:
     """A folder archive. Metadata is derived from the bytes (the gzip holds the payload)."""
 
@@ -75,22 +80,23 @@ class FileDestination:
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*self._parts(key))
 
-    def _open_root(self, *, create: bool = False) -> int:
+    def _open_root(self) -> int:
+        """A descriptor of the archive folder, which is never created here: a missing root
+        (moved away, not mounted) is unreachable, not an empty archive to fill again."""
         # The folder itself may be a symlink (the operator chose it); nothing inside may be.
         flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
         try:
             return os.open(self.root, flags)
         except FileNotFoundError:
-            if not create:
-                raise
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _fsync_dir(self.root.parent)
-            return os.open(self.root, flags)
+            raise FolderMissing(
+                f"the archive folder {self.root} is missing; sm never re-creates a connected"
+                " folder", hint=f"put the folder (or its mount) back at {self.root}, then:"
+                " sm replay") from None
 
     def _open_folders(self, folders: list[str], *, create: bool) -> int:
         """A descriptor of root/folders…, opened without following any symlink (creating
         missing folders 0700, each fsynced into its parent, when `create`)."""
-        fd = self._open_root(create=create)
+        fd = self._open_root()
         walked = self.root
         try:
             for name in folders:
@@ -286,6 +292,9 @@ class FileDestination:
 
     def checks(self) -> builtins.list[Check]:
         """Folder exists, is writable, and is not readable by other users."""
+        if not self.root.exists():
+            return [Check("reachable", CheckStatus.FAIL, f"the archive folder {self.root} is"
+                          " missing", hint=f"put the folder (or its mount) back at {self.root}")]
         if not self.root.is_dir():
             return [Check("reachable", CheckStatus.FAIL, f"{self.root} is not a folder")]
         mode = self.root.stat().st_mode
@@ -342,6 +351,8 @@ def _info(key: str, body: bytes) -> ObjectInfo:
 def ensure_folder(url: str) -> None:
     """Create a file destination's folder, owner-only (used by `sm connect`)."""
     dest = FileDestination(url)
-    dest.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not dest.root.is_dir():
+        dest.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _fsync_dir(dest.root.parent)
     if not os.access(dest.root, os.W_OK):
         raise ConfigError(f"{dest.root} is not writable")

@@ -2,8 +2,9 @@
 
 Owner condition, public access (S3's policy status, ACL grants, the four public access
 blocks), default encryption, versioning and object lock (required with retention), each read
-with the destination's own client: a setting the identity may not read is a warning (or a
-failure where retention depends on it), never a pass.
+with the destination's own client: a setting the identity may not read (403) or the store
+does not implement (501 NotImplemented) is a warning "cannot read …" (or a failure where
+retention depends on it), never a pass and never a traceback.
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ class BucketChecks:
                      " used too", hint=f"sm connect {self.url} --expected-owner ACCOUNT_ID …")
 
     def read_setting(self, call: str, missing_codes: set[str]) -> tuple[str, Any]:
-        """('ok', response) | ('missing', None) | ('unreadable', reason)."""
+        """('ok', response) | ('missing', None) | ('unreadable', reason): a setting the
+        identity may not read (403) or the store does not implement (501) is unreadable."""
         try:
-            return "ok", getattr(self.client, call)(Bucket=self.bucket)
+            response = getattr(self.client, call)(Bucket=self.bucket)
         except Exception as exc:
             if error_code(exc) in missing_codes:
                 return "missing", None
             return "unreadable", describe(exc)
+        if not isinstance(response, dict):
+            return "unreadable", f"unexpected answer to {call}"
+        return "ok", response
 
     def _public_access_check(self) -> Check:
         """Fail when the bucket is public (its policy status or an ACL grant says so) or when
@@ -145,6 +150,15 @@ class BucketChecks:
         required = bool(self.options.retention_days)
         state, value = self.read_setting("get_object_lock_configuration",
                                           {"ObjectLockConfigurationNotFoundError"})
+        if state == "unreadable":
+            # e.g. an S3-compatible store without object lock answers 501 NotImplemented
+            if not required:
+                return [Check("object_lock", CheckStatus.WARN,
+                              f"cannot read the object lock configuration ({value})",
+                              hint=f"sm policy {self.url}")]
+            return [Check("object_lock", CheckStatus.FAIL,
+                          f"cannot read the object lock configuration ({value}); retention is"
+                          " configured", hint=f"sm policy {self.url}")]
         config = (value or {}).get("ObjectLockConfiguration", {})
         enabled = config.get("ObjectLockEnabled") == "Enabled"
         if not required:
@@ -152,10 +166,6 @@ class BucketChecks:
                 return [Check("object_lock", CheckStatus.PASS,
                               f"object lock is on{_default_rule(config)}")]
             return []
-        if state == "unreadable":
-            return [Check("object_lock", CheckStatus.FAIL,
-                          f"cannot read the object lock configuration ({value}); retention is"
-                          " configured", hint=f"sm policy {self.url}")]
         if not enabled:
             return [Check("object_lock", CheckStatus.FAIL,
                           f"retention of {self.options.retention_days} days is configured but"

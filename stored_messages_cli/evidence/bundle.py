@@ -9,25 +9,26 @@ from pathlib import Path
 
 from ..message import sha256_hex
 from .findings import AuditResult
+from .private_files import open_private, private_folder, write_private
 from .segments import seq_of_key
 
 
 def write_report(result: AuditResult, folder: Path) -> None:
     """The evidence bundle: manifests as read, listing.csv, findings.json, summary.json,
     manifests.sha256 and verify.sh (docs/manifests.md)."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(folder)
     sums: list[str] = []
     for project in result.projects:
         target = folder / "manifests" / project.project_id
-        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(target)
         for seq, body in sorted(project.segments.items()):
             name = f"{seq:012d}.jsonl.gz"
-            (target / name).write_bytes(body)
+            write_private(target / name, body)
             recorded = project.recorded_sha256.get(seq) or sha256_hex(body)
             sums.append(f"{recorded}  manifests/{project.project_id}/{name}\n")
-    (folder / "manifests.sha256").write_text("".join(sums), encoding="utf-8")
-    with open(folder / "listing.csv", "w", encoding="utf-8", newline="") as handle:
-        handle.write("key,size,sha256\n")  # plain: keys hold no newline; verify.sh splits
+    write_private(folder / "manifests.sha256", "".join(sums).encode("utf-8"))
+    with open_private(folder / "listing.csv") as handle:
+        handle.write(b"key,size,sha256\n")  # plain: keys hold no newline; verify.sh splits
         for project in result.projects:
             for key, info in sorted(project.listing.items()):
                 digest = project.object_sha256.get(key, "")
@@ -35,16 +36,16 @@ def write_report(result: AuditResult, folder: Path) -> None:
                 if number is not None and number in project.segments and \
                         "_sm/manifests/" in key:
                     digest = sha256_hex(project.segments[number])
-                handle.write(f"{key},{'' if info.size is None else info.size},{digest}\n")
+                size = "" if info.size is None else info.size
+                handle.write(f"{key},{size},{digest}\n".encode())
     findings = [dict(f.as_dict(), project_id=p.project_id)
                 for p in result.projects for f in p.findings]
-    (folder / "findings.json").write_text(json.dumps(findings, indent=2) + "\n",
-                                          encoding="utf-8")
-    (folder / "summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n",
-                                         encoding="utf-8")
-    script = folder / "verify.sh"
-    script.write_text(VERIFY_SH, encoding="utf-8")
-    os.chmod(script, 0o755)
+    write_private(folder / "findings.json", (json.dumps(findings, indent=2) + "\n").encode())
+    write_private(folder / "summary.json",
+                  (json.dumps(result.as_dict(), indent=2) + "\n").encode())
+    # run as `sh verify.sh`: owner-only like the rest, executable by its owner
+    write_private(folder / "verify.sh", VERIFY_SH.encode("utf-8"))
+    os.chmod(folder / "verify.sh", 0o700)
 
 
 VERIFY_SH = r"""#!/bin/sh

@@ -5,7 +5,9 @@ is written; a message that fails is listed in `exceptions.csv` and the report, n
 The export folder holds (docs/investigations.md):
 
 - the messages: `--format eml` one RFC 5322 file per email (a reconstruction from the
-  archived fields, marked so, carrying `X-SM-Payload-SHA256`), `mbox` the emails in one
+  archived fields, marked so, sm's `X-SM-*` headers first, carrying `X-SM-Payload-SHA256`;
+  a sender's own `X-SM-*` and `Content-*` headers kept as `X-Original-SM-*` and
+  `X-Original-Content-*`), `mbox` the emails in one
   `messages.mbox`; SMS and push as their exact payload JSON; `jsonl` every exact payload,
   one per line, in `messages.jsonl`;
 - `loadfile.csv`: message_id, project_id, medium, message_type, campaign_id, sent_at, key,
@@ -22,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -39,8 +40,11 @@ from ..investigate.index import IndexEntry
 from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
 from ..message import parse_sent_at, sha256_hex
 from ..states import Medium
+from .private_files import private_folder, write_private
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
+# the formats whose messages make one stream (`sm export --output -`), and that stream's file
+STREAM_FILES: dict[str, str] = {"jsonl": "messages.jsonl", "mbox": "messages.mbox"}
 LOADFILE_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
     "payload_sha256", "file", "file_sha256")
@@ -119,6 +123,21 @@ def _one_line(value: Any) -> str:
     return " ".join(text.splitlines())
 
 
+def exported_header_name(name: str) -> str:
+    """The name an archived header is exported under in an EML file.
+
+    Only sm writes `X-SM-*`: a sender's own becomes `X-Original-SM-*`. The body is sm's
+    reconstruction with MIME headers of its own, so the archived `Content-*` headers (type,
+    transfer encoding, …) are kept as `X-Original-Content-*` rather than contradict it.
+    """
+    lowered = name.lower()
+    if lowered.startswith("x-sm-"):
+        return "X-Original-SM-" + name[len("x-sm-"):]
+    if lowered.startswith("content-"):
+        return "X-Original-" + name
+    return name
+
+
 def build_eml(verified: VerifiedMessage) -> bytes:
     """An RFC 5322 message rebuilt from an archived email payload (CRLF line endings)."""
     document = verified.document
@@ -137,6 +156,11 @@ def build_eml(verified: VerifiedMessage) -> bytes:
             message[name] = _one_line(value).encode("ascii", "backslashreplace").decode()
         set_names.add(name.lower())
 
+    # sm's own headers first: a reader taking the first X-SM-Payload-SHA256 gets sm's
+    put("X-SM-Project-ID", entry.project_id)
+    put("X-SM-Key", entry.key)
+    put("X-SM-Payload-SHA256", entry.payload_sha256)
+    put("X-SM-Note", RECONSTRUCTION_NOTE)
     put("From", content.get("from"))
     put("To", content.get("to"))
     put("Reply-To", content.get("reply_to"))
@@ -146,14 +170,11 @@ def build_eml(verified: VerifiedMessage) -> bytes:
     headers = content.get("headers")
     if isinstance(headers, dict):
         for name in sorted(headers):
-            if name.lower() in set_names or not name or not all(
+            exported = exported_header_name(name)
+            if exported.lower() in set_names or not name or not all(
                     33 <= ord(c) <= 126 and c != ":" for c in name):
                 continue
-            put(name, headers[name])
-    put("X-SM-Project-ID", entry.project_id)
-    put("X-SM-Key", entry.key)
-    put("X-SM-Payload-SHA256", entry.payload_sha256)
-    put("X-SM-Note", RECONSTRUCTION_NOTE)
+            put(exported, headers[name])
     text, html = content.get("text"), content.get("html")
     if isinstance(text, str):
         message.set_content(text, cte="quoted-printable")
@@ -265,19 +286,11 @@ def write_export(output: Path, files: dict[str, bytes], *, as_zip: bool, name: s
         body = zip_bytes(files)
         files = {f"{name}.zip": body,
                  f"{name}.zip.sha256": f"{sha256_hex(body)}  {name}.zip\n".encode()}
-    old_umask = os.umask(0o077)
-    try:
-        output.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in sorted(files):
-            target = output / path
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(files[path])
-                fh.flush()
-                os.fsync(fh.fileno())
-    finally:
-        os.umask(old_umask)
+    private_folder(output)
+    for path in sorted(files):
+        target = output / path
+        private_folder(target.parent)
+        write_private(target, files[path], exclusive=True)
     return {path: sha256_hex(data) for path, data in files.items()}
 
 
@@ -295,3 +308,23 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
     report = ExportReport(output, fmt, exported=len(verified), failures=failures)
     report.files = write_export(output, files, as_zip=as_zip, name=name)
     return report
+
+
+def export_stream(entries: list[IndexEntry], open_for: Opener, fmt: str, *,
+                  workers: int = READ_WORKERS, on_read: Callable[[int], None] | None = None
+                  ) -> tuple[bytes, ExportReport]:
+    """Verify every entry; the export's one stream (`messages.jsonl` or `messages.mbox`)
+    and its report, for standard output. Only emails go in an mbox: others are refused."""
+    if fmt not in STREAM_FILES:
+        raise ExportError(f"a {fmt} export is not one stream; use jsonl or mbox")
+    others = sum(1 for e in entries if e.medium != Medium.EMAIL)
+    if fmt == "mbox" and others:
+        raise ExportError(f"{others} matching message(s) are not emails and cannot go in an"
+                          " mbox stream; nothing was written",
+                          hint="add --medium email, or --output FOLDER")
+    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read)
+    name = STREAM_FILES[fmt]
+    stream = build_files(entries, verified, failures, fmt).get(name, b"")
+    report = ExportReport(Path("-"), fmt, exported=len(verified), failures=failures)
+    report.files = {name: sha256_hex(stream)}
+    return stream, report

@@ -48,6 +48,9 @@ DISCARD_REASONS = (FinalReason.SEND_FAILED, FinalReason.NEVER_CONFIRMED,
 UPLOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 READY_HEALTH = frozenset({HealthState.OK, HealthState.UNKNOWN})
 DEFAULT_HOST = "127.0.0.1"
+READ_TIMEOUT = 10.0  # seconds a client may stay silent before its connection is closed
+MAX_CONNECTIONS = 64  # connections the endpoint holds at once (SPEC 9.2)
+SLOT_WAIT = 0.2  # seconds the accept loop waits for a free slot before checking for shutdown
 
 
 def parse_metrics_addr(text: str) -> tuple[str, int]:
@@ -330,18 +333,87 @@ class DaemonMetrics:
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most `slots` connections held at once (SPEC 9.2).
+
+    At the cap the server accepts nothing more: later clients wait in the kernel's listen
+    backlog, holding none of this process's descriptors, until a connection ends or is closed
+    by the read timeout; so idle clients can never starve uploads of file descriptors. The
+    timeout bounds each read and, checked on every turn of the serve loop, the whole request
+    (a client trickling a byte at a time is cut as well).
+    """
+
     daemon_threads = True
+    request_queue_size = 128  # the backlog where clients wait while every slot is held
+    read_timeout = READ_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.reading: dict[socket.socket, float] = {}  # connection -> its request's deadline
+        self.reading_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept one connection once a slot is free, with the read timeout set on it."""
+        if not self.slots.acquire(timeout=SLOT_WAIT):
+            # an OSError here is skipped by the serve loop, which then checks for shutdown
+            raise OSError("every metrics connection slot is held")
+        try:
+            connection, address = super().get_request()
+        except BaseException:
+            self.slots.release()
+            raise
+        connection.settimeout(self.read_timeout)
+        with self.reading_lock:
+            self.reading[connection] = time.monotonic() + self.read_timeout
+        return connection, address
+
+    def request_received(self, connection: socket.socket) -> None:
+        """The request line and headers are in: the request deadline no longer applies."""
+        with self.reading_lock:
+            self.reading.pop(connection, None)
+
+    def service_actions(self) -> None:
+        """On each turn of the serve loop, cut connections whose request is overdue."""
+        now = time.monotonic()
+        with self.reading_lock:
+            overdue = [c for c, deadline in self.reading.items() if deadline <= now]
+        for connection in overdue:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)  # its blocked read returns at once
+            except OSError:
+                pass  # already closed
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close an accepted connection (called once for each) and free its slot."""
+        self.request_received(request)
+        try:
+            super().shutdown_request(request)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away is logged at debug, not as a traceback."""
+        log.debug("metrics connection from %s ended early", client_address, exc_info=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         pass  # one line per scrape is noise
 
+    def parse_request(self) -> bool:
+        """Read the request line's fields and the headers, then lift the request deadline."""
+        parsed = super().parse_request()
+        if isinstance(self.server, _ThreadingServer):
+            self.server.request_received(self.connection)
+        return parsed
+
 
 class MetricsServer:
     """The HTTP endpoint on its own thread; `port` is the bound port (useful with port 0)."""
 
-    def __init__(self, metrics: DaemonMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: DaemonMetrics, host: str, port: int, *,
+                 read_timeout: float = READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         server_class = _ThreadingServer
         if ":" in host:
             class _V6(_ThreadingServer):
@@ -350,6 +422,8 @@ class MetricsServer:
             server_class = _V6
         self.server = make_server(host, port, metrics.wsgi_app(), server_class=server_class,
                                   handler_class=_QuietHandler)
+        self.server.read_timeout = read_timeout
+        self.server.slots = threading.BoundedSemaphore(max_connections)
         self.host = host
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sm-metrics",

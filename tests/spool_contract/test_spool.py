@@ -16,10 +16,10 @@ from stored_messages_cli import InvalidMessage, MessageConflict, UnknownMessage
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.config.projects import ProjectDestination
 from stored_messages_cli.config.writer import save_projects
-from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored
 from stored_messages_cli.spool.bodies import payload_of
+from tests.support.fixtures.core import connected_folder
 from tests.support.spool_db import raw_connection, rows
 
 DAY = 86400.0
@@ -49,7 +49,7 @@ def awaiting(make_message, **overrides: Any) -> dict[str, Any]:
 
 
 def archive(spool: Spool, folder: Path, clock) -> Archiver:
-    archiver = Archiver(spool, [ProjectTarget("12345", FileDestination(f"file://{folder}/"))],
+    archiver = Archiver(spool, [ProjectTarget("12345", connected_folder(f"file://{folder}/"))],
                         clock=clock, concurrency=2)
     archiver.run(once=True)
     return archiver

@@ -51,6 +51,8 @@ class WireProxy:
         self.requests: list[WireRequest] = []
         self.fail_status: int | None = None  # answer every request with this 5xx when set
         self.deny: Callable[[WireRequest], bool] | None = None  # 403 what this matches
+        # 501 NotImplemented what this matches (an S3-compatible store lacking an API)
+        self.unimplemented: Callable[[WireRequest], bool] | None = None
         self._lock = threading.Lock()
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
@@ -63,6 +65,7 @@ class WireProxy:
             self.requests = []
             self.fail_status = None
             self.deny = None
+            self.unimplemented = None
 
     def seen(self, bucket: str | None = None, method: str | None = None) -> list[WireRequest]:
         """Recorded requests, optionally only those to `bucket` and/or of `method`."""
@@ -107,6 +110,10 @@ def _handler_for(proxy: WireProxy) -> type[BaseHTTPRequestHandler]:
                 return
             if proxy.deny is not None and proxy.deny(request):
                 self._error(403, "AccessDenied", "Access Denied")
+                return
+            if proxy.unimplemented is not None and proxy.unimplemented(request):
+                self._error(501, "NotImplemented", "A header you provided implies"
+                            " functionality that is not implemented")
                 return
             expected = request.headers.get(OWNER_HEADER)
             owner = bucket_owner(request.bucket) if request.bucket else None
