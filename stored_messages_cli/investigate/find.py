@@ -14,7 +14,13 @@ from typing import Any
 
 from ..destinations.base import Destination
 from ..errors import IntegrityError, ObjectNotFound
-from ..evidence.segments import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
+from ..evidence.segments import (
+    MAX_SEGMENT_BYTES,
+    ManifestFormatError,
+    manifest_prefix,
+    parse_segment,
+    seq_of_key,
+)
 from ..message import KEY_SUFFIX, MEDIUMS, UNASSOCIATED, parse_key, parse_sent_at, recipient_prefix
 from ..states import State
 from .index import FindQuery, IndexEntry, sort_newest_first
@@ -99,13 +105,17 @@ def _manifest_candidates(destination: Destination, project_id: str, query: FindQ
     (and within its other filters, dates included); records in `report` what was read."""
 
     wanted = set(query.recipient_hashes)
-    segment_keys = sorted((seq, info.key) for info in destination.list(
+    segment_keys = sorted((seq, info.key, info.size) for info in destination.list(
         manifest_prefix(destination.prefix, project_id))
         if (seq := seq_of_key(info.key)) is not None)
     keys: list[str] = []
-    for _, segment_key in segment_keys:
+    for _, segment_key, size in segment_keys:
+        if size is not None and size > MAX_SEGMENT_BYTES:
+            report.manifest_failures.append((segment_key, f"{size} bytes, over the"
+                                             f" {MAX_SEGMENT_BYTES} a segment may hold"))
+            continue
         try:
-            segment = parse_segment(destination.get(segment_key).body)
+            segment = parse_segment(destination.get(segment_key).body, segment_key)
         except (ManifestFormatError, ObjectNotFound) as exc:
             report.manifest_failures.append((segment_key, str(exc)))
             continue
