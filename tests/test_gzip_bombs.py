@@ -185,3 +185,19 @@ def test_a_bomb_at_an_unsent_key_is_a_conflict_not_an_outage(
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> ArchiveTarget:
     """A fresh local folder or moto S3 bucket."""
     return target_for(request, tmp_path)
+
+
+def test_ingest_of_a_40_mb_line_is_rejected_in_bounded_memory(tmp_path: Path) -> None:
+    """The default `max_payload_bytes` (32 MiB): the line is read past, never held whole."""
+    good = jsonl(email("a-1"))
+    huge = json.dumps(email("huge-1", text="x" * 40_000_000)) + "\n"
+    sent = tmp_path / "sent.jsonl"
+    sent.write_text(good + huge + good.replace("a-1", "b-2"))
+    result = limited_sm(tmp_path / "home", "--json", "ingest", str(sent))
+    assert result.returncode == 1
+    one_error_line(result)
+    assert json.loads(result.stdout) == {
+        "accepted": 2, "duplicate": 0, "rejected": 1, "discarded": 0, "lines": 3,
+        "messages": 2, "events": 0, "errors": [
+            {"line": 2, "reason": f"the line is {len(huge) - 1} bytes, over max_payload_bytes"
+                                  " (33554432)"}]}
