@@ -201,3 +201,27 @@ def test_ingest_of_a_40_mb_line_is_rejected_in_bounded_memory(tmp_path: Path) ->
         "messages": 2, "events": 0, "errors": [
             {"line": 2, "reason": f"the line is {len(huge) - 1} bytes, over max_payload_bytes"
                                   " (33554432)"}]}
+
+
+@pytest.mark.parametrize("target", ["file", "s3"], indirect=True)
+def test_max_payload_bytes_is_the_cap_of_every_read(
+        target: ArchiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = cli_for(tmp_path / "home")
+    archive(cli, target, [email("a-1")])
+    key = f"{target.key_prefix}email/12345/{ANN_HASH}/111/a-1.json.gz"
+    size = len(gunzip(target.read(key)))
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", str(size - 1))
+    refused = (f"Error: integrity check failed for {key}: the payload is over"
+               f" max_payload_bytes ({size - 1} bytes); not decompressed further")
+    fetched = cli("fetch", "a-1")
+    assert (fetched.exit_code, fetched.stderr.splitlines()[0]) == (1, refused)
+    laptop = cli_for(tmp_path / "laptop")
+    connect(laptop, target, "12345")
+    rebuilt = laptop("--json", "index", "rebuild")
+    assert rebuilt.exit_code == 1
+    assert json.loads(rebuilt.stdout)["projects"][0]["failures"] == [
+        {"key": key, "reason": refused.removeprefix("Error: ")}]
+    found = laptop("find", "--remote", "--recipient", "ann.lee@example.com")
+    assert found.exit_code == 1 and refused in found.stderr.splitlines()
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", str(size))
+    assert cli("fetch", "a-1").exit_code == 0

@@ -21,7 +21,15 @@ from ..evidence.segments import (
     parse_segment,
     seq_of_key,
 )
-from ..message import KEY_SUFFIX, MEDIUMS, UNASSOCIATED, parse_key, parse_sent_at, recipient_prefix
+from ..message import (
+    KEY_SUFFIX,
+    MAX_PAYLOAD_BYTES,
+    MEDIUMS,
+    UNASSOCIATED,
+    parse_key,
+    parse_sent_at,
+    recipient_prefix,
+)
 from ..states import State
 from .index import FindQuery, IndexEntry, sort_newest_first
 from .verified import READ_WORKERS, VerifiedMessage, read_many
@@ -50,8 +58,8 @@ class RemoteFindReport:
 
 
 def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
-                mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS
-                ) -> RemoteFindReport:
+                mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS,
+                max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> RemoteFindReport:
     """Find a recipient's messages of one project in the bucket, without the local index.
 
     Lists `{prefix}{medium}/{project}/{hash}/` for each medium and each hash the recipient
@@ -89,7 +97,8 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
             continue
         keys.append(key)
     keys = list(dict.fromkeys([*keys, *from_manifests]))
-    for key, result in read_many(destination, keys, workers=workers):
+    for key, result in read_many(destination, keys, workers=workers,
+                                 max_payload_bytes=max_payload_bytes):
         if isinstance(result, VerifiedMessage):
             if query.matches(result.entry):
                 report.entries.append(result.entry)
