@@ -242,10 +242,7 @@ def existing_object(destination: Destination, key: str, body: bytes, payload_sha
     downloading it and comparing. Anything else raises ObjectConflict naming `where` (the
     object's full address); the object is left as it is.
     """
-    try:
-        info = destination.head(key)
-    except IntegrityError as exc:  # bytes sm cannot read (a bomb, not gzip) are not ours
-        raise ObjectConflict(f"{where} already exists and cannot be read ({exc})") from None
+    info = destination.head(key)
     if info is None:  # gone between the refused write and this read: try again later
         raise DestinationError(f"{where} was taken, then vanished; the write will be retried")
     if info.payload_sha256 != payload_sha256:
