@@ -10,6 +10,7 @@ expands the bomb fails the test with a MemoryError instead of swapping the machi
 from __future__ import annotations
 
 import json
+import os
 import resource
 import struct
 import subprocess
@@ -225,3 +226,26 @@ def test_max_payload_bytes_is_the_cap_of_every_read(
     assert found.exit_code == 1 and refused in found.stderr.splitlines()
     monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", str(size))
     assert cli("fetch", "a-1").exit_code == 0
+
+
+@pytest.mark.parametrize("target", ["file", "s3"], indirect=True)
+def test_an_object_too_big_for_any_payload_is_refused_by_its_listed_size(
+        target: ArchiveTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object bigger than any sm writes under the cap is never downloaded by a remote find
+    or a rebuild: the listing's size is enough."""
+    archive(cli_for(tmp_path / "home"), target, [email("a-1"), email("b-2")])
+    key = f"{target.key_prefix}email/12345/{ANN_HASH}/111/a-1.json.gz"
+    target.overwrite(key, os.urandom(200_000), payload_sha256=None)
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", "100000")
+    refused = (f"cannot read {key}: the object is 200000 bytes, more than a payload of at most"
+               " max_payload_bytes (100000 bytes) makes; not read")
+    laptop = cli_for(tmp_path / "laptop")
+    connect(laptop, target, "12345")
+    rebuilt = laptop("--json", "index", "rebuild")
+    assert rebuilt.exit_code == 1
+    report = json.loads(rebuilt.stdout)["projects"][0]
+    assert (report["indexed"], report["failures"]) == (1, [{"key": key, "reason": refused}])
+    found = laptop("--json", "find", "--remote", "--recipient", "ann.lee@example.com")
+    assert found.exit_code == 1
+    assert [m["message_id"] for m in json.loads(found.stdout)] == ["b-2"]
+    assert f"Error: {refused}" in found.stderr.splitlines()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stored_messages_cli.errors import UnreadableObject
-from stored_messages_cli.message import gunzip
+from stored_messages_cli.message import gunzip, gzip_body
 from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
@@ -101,3 +102,12 @@ def test_commands_reading_hostile_objects_raise_only_sm_errors(
     _no_escape(lambda: laptop("--json", "index", "rebuild"))
     _no_escape(lambda: laptop("--json", "find", "--remote", "--recipient",
                               "ann.lee@example.com"))
+
+
+@pytest.mark.parametrize("limit", [1, 1000, 70_000, 1 << 20])
+def test_an_incompressible_payload_of_exactly_the_cap_is_read(limit: int) -> None:
+    """`max_object_bytes` never refuses what sm's own gzip makes of a payload under the cap."""
+    payload = os.urandom(limit)
+    assert gunzip(gzip_body(payload), "k", limit=limit) == payload
+    with pytest.raises(UnreadableObject, match=r"the object is \d+ bytes, more than a payload"):
+        gunzip(gzip_body(os.urandom(2 * limit + 100)), "k", limit=limit)

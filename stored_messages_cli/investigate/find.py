@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..destinations.base import Destination
+from ..destinations.base import Destination, ObjectInfo
 from ..errors import IntegrityError, ObjectNotFound
 from ..evidence.segments import (
     MAX_SEGMENT_BYTES,
@@ -26,9 +26,11 @@ from ..message import (
     MAX_PAYLOAD_BYTES,
     MEDIUMS,
     UNASSOCIATED,
+    max_object_bytes,
     parse_key,
     parse_sent_at,
     recipient_prefix,
+    too_big,
 )
 from ..states import State
 from .index import FindQuery, IndexEntry, sort_newest_first
@@ -76,8 +78,8 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
                 for rhash in query.recipient_hashes]
     keys: list[str] = []
 
-    def list_keys(prefix: str) -> list[str]:
-        return [info.key for info in destination.list(prefix)]
+    def list_keys(prefix: str) -> list[ObjectInfo]:
+        return list(destination.list(prefix))
 
     # The first listing runs alone so a lazily built SDK client is built once, not per
     # thread; the rest go in parallel, since on a real bucket each is a round trip.
@@ -85,7 +87,9 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(prefixes))),
                             thread_name_prefix="sm-list") as pool:
         listings.extend(pool.map(list_keys, prefixes[1:]))
-    for key in (key for listing in listings for key in listing):
+    too_big_at = max_object_bytes(max_payload_bytes)
+    for info in (info for listing in listings for info in listing):
+        key = info.key
         parsed = parse_key(key, destination.prefix)
         if parsed is None:
             continue
@@ -94,6 +98,10 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
             continue
         folder = parsed["campaign_id"] if parsed["campaign_id"] is not None else UNASSOCIATED
         if query.campaign_id is not None and folder != query.campaign_id:
+            continue
+        if info.size is not None and info.size > too_big_at:  # never downloaded
+            report.failures.append((key, str(too_big(key, info.size, max_payload_bytes))))
+            from_manifests = [k for k in from_manifests if k != key]
             continue
         keys.append(key)
     keys = list(dict.fromkeys([*keys, *from_manifests]))

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..destinations.base import Destination
 from ..errors import ObjectNotFound
-from ..message import MAX_PAYLOAD_BYTES, MEDIUMS, parse_key
+from ..message import MAX_PAYLOAD_BYTES, MEDIUMS, max_object_bytes, parse_key, too_big
 from .index import ArchiveIndex, IndexEntry
 from .verified import READ_WORKERS, VerifiedMessage, read_many
 
@@ -66,6 +66,9 @@ def rebuild_index(
             report.listed += 1
             if known.get(parsed["message_id"]) == info.key:
                 report.already_indexed += 1
+            elif info.size is not None and info.size > max_object_bytes(max_payload_bytes):
+                report.failures.append((info.key, str(too_big(info.key, info.size,
+                                                              max_payload_bytes))))
             else:
                 todo.append(info.key)
     if on_total:

@@ -31,7 +31,14 @@ from .fields import (
     check_message_id,
     normalise_reference,
 )
-from .gunzip import MAX_PAYLOAD_BYTES, check_known, gunzip, payload_sha256_of
+from .gunzip import (
+    MAX_PAYLOAD_BYTES,
+    check_known,
+    gunzip,
+    max_object_bytes,
+    payload_sha256_of,
+    too_big,
+)
 from .keys import (
     KEY_FIELDS,
     KEY_SEPARATOR,
@@ -62,8 +69,8 @@ __all__ = [
     "SCHEMA_VERSION", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message", "SendEvent",
     "canonical_json", "check_known", "check_message_id", "content_sha256", "decode_json",
     "encode_document", "format_utc", "gunzip", "gzip_bodies", "gzip_body", "identifier_hashes",
-    "identifier_hashes_json", "key_pieces", "normalise_reference", "object_key", "parse_event",
-    "parse_key", "parse_line", "parse_lines", "parse_message", "parse_messages", "parse_sent_at",
-    "payload_bytes", "payload_sha256_of", "recipient_hash", "recipient_hash_candidates",
-    "recipient_identity", "recipient_prefix", "sha256_hex",
+    "identifier_hashes_json", "key_pieces", "max_object_bytes", "normalise_reference",
+    "object_key", "parse_event", "parse_key", "parse_line", "parse_lines", "parse_message",
+    "parse_messages", "parse_sent_at", "payload_bytes", "payload_sha256_of", "recipient_hash",
+    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "sha256_hex", "too_big",
 ]

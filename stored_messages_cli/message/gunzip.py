@@ -19,6 +19,13 @@ INFLATE_CHUNK = 1024 * 1024  # output produced per step, so the cap is passed by
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer (CRC32, ISIZE), checked by zlib
 
 
+def max_object_bytes(limit: int = MAX_PAYLOAD_BYTES) -> int:
+    """The largest gzip object sm can have written for a payload of at most `limit` bytes
+    (deflate adds at most 5 bytes per stored block of 16 KiB or more, gzip 18); a bigger
+    object is refused by its listed size, before it is downloaded."""
+    return limit + limit // 1024 + 64
+
+
 def check_known(body: bytes, key: str, *, size: int | None = None,
                 object_sha256: str | None = None) -> None:
     """Refuse `body` when it is not the object recorded (its byte size, the hex SHA-256 of
@@ -42,6 +49,8 @@ def gunzip(body: bytes, key: str, *, limit: int = MAX_PAYLOAD_BYTES, size: int |
     the output passes `limit`; never expands more than `limit + INFLATE_CHUNK` bytes.
     """
     check_known(body, key, size=size, object_sha256=object_sha256)
+    if len(body) > max_object_bytes(limit):
+        raise too_big(key, len(body), limit)
     inflater = zlib.decompressobj(GZIP_WBITS)
     out = bytearray()
     pending = body
@@ -61,6 +70,12 @@ def gunzip(body: bytes, key: str, *, limit: int = MAX_PAYLOAD_BYTES, size: int |
         raise UnreadableObject(key, "the object is not valid gzip (bytes follow its gzip"
                                     " member)")
     return bytes(out)
+
+
+def too_big(key: str, size: int, limit: int) -> PayloadTooLarge:
+    """The refusal of an object too big to hold a payload of at most `limit` bytes."""
+    return PayloadTooLarge(key, f"the object is {size} bytes, more than a payload of at most"
+                                f" max_payload_bytes ({limit} bytes) makes; not read")
 
 
 def payload_sha256_of(body: bytes, *, limit: int = MAX_PAYLOAD_BYTES) -> str | None:
