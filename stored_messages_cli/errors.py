@@ -64,3 +64,18 @@ class ObjectNotFound(SmError):
 
 class IntegrityError(SmError):
     """Bytes read back do not match their recorded checksum."""
+
+
+class UnreadableObject(IntegrityError):
+    """Stored bytes sm refuses to read: not one intact gzip member, not the size or SHA-256
+    recorded for them, or a payload over `max_payload_bytes` (SPEC 9.2); `detail` is the why
+    without the key."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"cannot read {key}: {detail}")
+        self.key = key
+        self.detail = detail
+
+
+class PayloadTooLarge(UnreadableObject):
+    """A payload (decompressed, or a line at ingest) over `max_payload_bytes`."""

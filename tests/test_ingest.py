@@ -175,3 +175,36 @@ def test_missing_file_is_a_usage_error(cli, tmp_path) -> None:
     result = cli("ingest", str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def test_a_line_over_max_payload_bytes_is_rejected_by_number(cli, sm_home, make_message,
+                                                              monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", "2048")
+    big = dict(make_message("sms"), message_id="big-1")
+    big["content"] = dict(big["content"], body="x" * 3000)
+    lines = [json.dumps(make_message()), json.dumps(big), json.dumps(make_message("push"))]
+    size = len(lines[1].encode())
+    expected = {"accepted": 2, "duplicate": 0, "rejected": 1, "discarded": 0, "lines": 3,
+                "messages": 2, "events": 0, "errors": [
+                    {"line": 2, "reason": f"the line is {size} bytes, over max_payload_bytes"
+                                          " (2048)"}]}
+    result = cli("--json", "ingest", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == expected
+    # From a file too, and a last line without its newline; the big one never goes in.
+    sent = tmp_path / "sent.jsonl"
+    sent.write_text("\n".join([lines[0], "", lines[1]]))
+    result = cli("--json", "ingest", str(sent))
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["errors"] == [
+        {"line": 3, "reason": f"the line is {size} bytes, over max_payload_bytes (2048)"}]
+    assert spool_rows(sm_home, "SELECT message_id FROM messages WHERE message_id = 'big-1'") \
+        == []
+
+
+def test_a_line_of_exactly_max_payload_bytes_goes_in(cli, make_message, monkeypatch) -> None:
+    line = json.dumps(make_message())
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", str(len(line.encode())))
+    result = cli("--json", "ingest", "-", input=line + "\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accepted"] == 1

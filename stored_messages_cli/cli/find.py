@@ -184,7 +184,8 @@ def _find_remote(state: AppState, query: FindQuery, project: str | None, access:
     for project_id in projects:
         destination = open_project_destination(state, project_id)
         try:
-            report = find_remote(destination, project_id, query)
+            report = find_remote(destination, project_id, query,
+                                 max_payload_bytes=state.settings().max_payload_bytes)
         finally:
             destination.close()
         say_remote_source(out, project_id, report)
@@ -326,8 +327,9 @@ def fetch(
                 out.info(f"{message_id} is not in the local index; listing the bucket of"
                          f" project(s) {', '.join(projects)} (slow for large archives)")
             try:
-                verified = fetch_message(index, message_id, projects=projects,
-                                         open_for=opener(state), project_id=project)
+                verified = fetch_message(
+                    index, message_id, projects=projects, open_for=opener(state),
+                    project_id=project, max_payload_bytes=state.settings().max_payload_bytes)
             except AmbiguousMessage as exc:
                 access.result, access.error = AMBIGUOUS, str(exc)
                 fail(str(exc), hint=exc.hint, code=2)
@@ -359,7 +361,8 @@ def rebuild(
             destination = open_project_destination(state, project_id,
                                                    max_connections=workers)
             try:
-                reports.append(_rebuild_one(out, index, destination, project_id, workers))
+                reports.append(_rebuild_one(out, index, destination, project_id, workers,
+                                            state.settings().max_payload_bytes))
             finally:
                 destination.close()
     failed = sum(len(r.failures) for r in reports)
@@ -390,11 +393,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, project_id: str,
-                 workers: int) -> RebuildReport:
+                 workers: int, max_payload_bytes: int) -> RebuildReport:
     """Rebuild one project, with a progress bar on an interactive terminal."""
     out.info(f"Listing {destination.url} for project {project_id}…")
     if not out.interactive:
-        return rebuild_index(index, destination, project_id, workers=workers)
+        return rebuild_index(index, destination, project_id, workers=workers,
+                             max_payload_bytes=max_payload_bytes)
     from rich.progress import (  # only on a terminal
         BarColumn,
         MofNCompleteColumn,
@@ -407,7 +411,7 @@ def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, pro
                   transient=True) as progress:
         task = progress.add_task(f"project {project_id}", total=None)
         return rebuild_index(
-            index, destination, project_id, workers=workers,
+            index, destination, project_id, workers=workers, max_payload_bytes=max_payload_bytes,
             on_total=lambda total: progress.update(task, total=total),
             on_read=lambda count: progress.advance(task, count))
 

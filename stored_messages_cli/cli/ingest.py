@@ -7,9 +7,9 @@ import json
 import re
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -38,11 +38,46 @@ def _refuse_compressed(name: str, head: bytes) -> None:
                  code=1)
 
 
-def _checked_lines(name: str, fh: BinaryIO) -> Iterable[bytes]:
-    """The lines of `fh`, after refusing a compressed stream by its first line."""
-    first = fh.readline()
+LINE_CHUNK = 1 << 20  # how much of a line over the limit is read at a time, to skip it
+
+
+class BoundedLines:
+    """The lines of a stream, none held longer than `limit` bytes (`max_payload_bytes`).
+
+    A longer line is read past a chunk at a time and stands as an empty line (so the spool's
+    line numbers stay those of the file); `too_long` maps its number to its size.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.too_long: dict[int, int] = {}
+
+    def read(self, fh: BinaryIO) -> Iterator[bytes]:
+        """Yield the lines of `fh`, each over-long one as b"\\n"."""
+        number = 0
+        while raw := fh.readline(self.limit + 1):
+            number += 1
+            if len(raw) <= self.limit or raw.endswith(b"\n"):
+                yield raw
+                continue
+            size = len(raw)
+            while raw and not raw.endswith(b"\n"):
+                raw = fh.readline(LINE_CHUNK)
+                size += len(raw)
+            self.too_long[number] = size - raw.endswith(b"\n")
+            yield b"\n"
+
+    def errors(self) -> list[dict[str, Any]]:
+        """One rejection per over-long line, as the spool reports its own."""
+        return [{"line": number, "reason": f"the line is {size} bytes, over max_payload_bytes"
+                 f" ({self.limit})"} for number, size in self.too_long.items()]
+
+
+def _checked_lines(name: str, lines: Iterator[bytes]) -> Iterable[bytes]:
+    """`lines`, after refusing a compressed stream by its first line."""
+    first = next(lines, b"")
     _refuse_compressed(name, first)
-    return itertools.chain([first], fh) if first else iter(())
+    return itertools.chain([first], lines) if first else iter(())
 
 
 STREAM_FLUSH_AFTER = 1.0  # seconds: the longest a line read from stdin waits to be committed
@@ -99,26 +134,30 @@ def ingest(
                 _refuse_compressed(name, fh.read(16))
     total = IngestReport()
     line_count = messages = events = 0
+    limit = state.settings().max_payload_bytes
     with state.open_spool() as spool:
         for name in sources:
             label = "stdin" if name == "-" else name
             kinds = LineKinds()
+            bounded = BoundedLines(limit)
             if name == "-":
                 # A stream (`tail -F sent.log | sm ingest -`): lines are committed within
                 # a second of arriving, not only every INGEST_BATCH lines.
                 report = spool.ingest_lines(
-                    kinds.follow(_checked_lines(name, sys.stdin.buffer)), source=label,
-                    flush_after=STREAM_FLUSH_AFTER)
+                    kinds.follow(_checked_lines(name, bounded.read(sys.stdin.buffer))),
+                    source=label, flush_after=STREAM_FLUSH_AFTER)
             else:
                 with open(name, "rb") as fh:
-                    report = spool.ingest_lines(kinds.follow(_checked_lines(name, fh)),
-                                                source=label)
+                    report = spool.ingest_lines(
+                        kinds.follow(_checked_lines(name, bounded.read(fh))), source=label)
             total.accepted += report.accepted
             total.duplicate += report.duplicate
-            total.rejected += report.rejected
+            total.rejected += report.rejected + len(bounded.too_long)
             total.discarded += report.discarded
+            line_count += len(bounded.too_long)
             rejected_events = 0
-            for error in report.errors:
+            for error in sorted([*report.errors, *bounded.errors()],
+                                key=lambda e: int(e["line"])):
                 rejected_events += error["line"] in kinds.event_lines
                 entry = {"line": error["line"], "reason": error["reason"]}
                 if len(sources) > 1:

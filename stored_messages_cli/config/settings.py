@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from ..errors import ConfigError
+from ..message.gunzip import MAX_PAYLOAD_BYTES
 from .durations import parse_duration
 from .file import read_document, unreadable_error
 from .keys import DURATION_SETTINGS, check_keys
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     recovery_probes: tuple[float, ...] = DEFAULT_RECOVERY_PROBES
     manifest_max_entries: int = 10_000
     manifest_max_age: float = 15 * 60
+    # The largest payload sm accepts at ingest or decompresses from a bucket (SPEC 9.2).
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
     # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
     spool_url: str | None = None
     spool_allow_insecure: bool = False  # a database on another host without TLS
@@ -81,14 +84,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be more than 0 seconds, not {value:g}")
         return value
 
-    @field_validator("concurrency", "manifest_max_entries", mode="before")
+    @field_validator("concurrency", "manifest_max_entries", "max_payload_bytes", mode="before")
     @classmethod
     def _whole(cls, value: Any) -> Any:
         if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
             raise ValueError(f"must be a whole number, not {value!r}")
         return value
 
-    @field_validator("concurrency", "manifest_max_entries")
+    @field_validator("concurrency", "manifest_max_entries", "max_payload_bytes")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:

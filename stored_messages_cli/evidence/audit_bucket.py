@@ -8,7 +8,6 @@ retention and the manifest's `retain_until` (`retention_short`).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +15,8 @@ from typing import Any, TypeVar
 
 from ..clock import to_rfc3339
 from ..destinations.base import Destination, ObjectInfo
-from ..errors import IntegrityError, ObjectNotFound
-from ..message import MEDIUMS, parse_key, parse_sent_at, sha256_hex
+from ..errors import IntegrityError, ObjectNotFound, UnreadableObject
+from ..message import MEDIUMS, gunzip, parse_key, parse_sent_at, sha256_hex
 from .findings import Finding, Progress, ProjectAudit
 from .segments import RETENTION_SLACK, required_retain_until
 
@@ -95,12 +94,14 @@ def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str
     problems = []
     if entry.get("object_sha256") and digest != entry["object_sha256"]:
         problems.append(f"its sha256 is {digest}, the manifest says {entry['object_sha256']}")
-    try:
-        payload_sha = sha256_hex(gzip.decompress(body))
-    except (OSError, EOFError):
-        payload_sha = None
-    if payload_sha != entry.get("payload_sha256"):
-        problems.append("its payload hash is not the manifest's")
+    if not problems:  # bytes that are not the manifest's are never decompressed (a bomb)
+        try:
+            payload_sha: str | None = sha256_hex(gunzip(body, key))
+        except UnreadableObject as exc:
+            problems.append(exc.detail)
+            payload_sha = entry.get("payload_sha256")
+        if payload_sha != entry.get("payload_sha256"):
+            problems.append("its payload hash is not the manifest's")
     parts = parse_key(key, destination.prefix)
     if parts is None or parts["message_id"] != message_id or parts["project_id"] != project_id:
         problems.append("its key does not name this message")

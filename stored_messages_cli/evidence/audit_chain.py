@@ -14,7 +14,14 @@ from ..errors import IntegrityError, ObjectNotFound
 from ..message import sha256_hex
 from ..spool import Spool
 from .findings import Finding, ProjectAudit
-from .segments import ManifestFormatError, Segment, manifest_prefix, parse_segment, seq_of_key
+from .segments import (
+    MAX_SEGMENT_BYTES,
+    ManifestFormatError,
+    Segment,
+    manifest_prefix,
+    parse_segment,
+    seq_of_key,
+)
 
 
 def check_chain(spool: Spool, project_id: str, destination: Destination,
@@ -56,7 +63,9 @@ def check_chain(spool: Spool, project_id: str, destination: Destination,
                 f" sealed as {recorded})", seq=seq, key=key))
             broken = True
         try:
-            segment = parse_segment(body)
+            # Read even when not the bytes sealed (its entries still account for messages,
+            # so one edit is one finding), but never past MAX_SEGMENT_BYTES.
+            segment = parse_segment(body, key or f"segment {seq}")
         except ManifestFormatError as exc:
             if not broken:
                 result.findings.append(Finding("chain_broken", f"segment {seq}: {exc}",
@@ -93,6 +102,12 @@ def _segment_bytes(spool: Spool, project_id: str, destination: Destination, seq:
         result.findings.append(Finding("chain_broken", f"segment {seq} exists {len(keys)} times"
                                        f" ({', '.join(keys)})", seq=seq, key=keys[0]))
     for key in keys:
+        size = result.listing[key].size
+        if size is not None and size > MAX_SEGMENT_BYTES:
+            result.findings.append(Finding(
+                "chain_broken", f"segment {seq}: {size} bytes, over the {MAX_SEGMENT_BYTES} a"
+                " segment may hold (not read)", seq=seq, key=key))
+            return None, key
         try:
             return destination.get(key).body, key
         except ObjectNotFound:

@@ -7,12 +7,11 @@ settle would have added it; then the segments are sealed and written.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..destinations.base import Destination
-from ..message import sha256_hex
+from ..message import gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import BackfilledEntry
 from ..states import State
@@ -62,7 +61,7 @@ def backfill(spool: Spool, project_id: str, destination: Destination,
             continue
         try:
             body = destination.get(key).body
-            payload = gzip.decompress(body)
+            payload = gunzip(body, key)
         except Exception as exc:  # noqa: BLE001 - reported per object, never fatal
             report.failures.append({"key": key, "reason": str(exc) or type(exc).__name__})
             continue

@@ -9,7 +9,6 @@ later ticks and after restarts, never renumbered. Format: docs/manifests.md (SPE
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from collections.abc import Mapping
@@ -20,10 +19,16 @@ from ..clock import Clock
 from ..config import parse_duration
 from ..destinations.base import Destination
 from ..errors import ConfigError
-from ..message import sha256_hex
+from ..message import gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import OpenEntries
-from .segments import build_segment, entry_document, retention_days_of, segment_key
+from .segments import (
+    MAX_SEGMENT_BYTES,
+    build_segment,
+    entry_document,
+    retention_days_of,
+    segment_key,
+)
 
 log = logging.getLogger("sm.manifest")
 
@@ -135,7 +140,7 @@ class Manifests:
                 continue
             key = destination.prefix + row["key"]
             try:
-                destination.put(key, body, sha256_hex(gzip.decompress(body)))
+                destination.put(key, body, sha256_hex(gunzip(body, key, limit=MAX_SEGMENT_BYTES)))
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later
                 delay = min(RETRY_CAP, 2.0 ** min(row["attempts"] + 1, 16))
                 log.warning("manifest %d of project %s not written yet (%s); retrying in %ds",

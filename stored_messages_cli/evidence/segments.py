@@ -15,12 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..clock import to_rfc3339
-from ..message import sha256_hex
+from ..errors import UnreadableObject
+from ..message import gunzip, sha256_hex
 from ..states import SETTLED_OUTCOMES, State
 
 MANIFEST_VERSION = 1
 MANIFEST_FOLDER = "_sm/manifests/"
 SEGMENT_SUFFIX = ".jsonl.gz"
+
+# The most a segment may expand to (10,000 entries of the default seal are about 6 MiB); its
+# gzip bytes are refused above it too, before anything is downloaded where a listing says so.
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 HEADER_FIELDS = ("manifest_version", "project_id", "seq", "prev_sha256", "sealed_at", "count")
 
@@ -112,12 +117,18 @@ class Segment:
     sha256: str
 
 
-def parse_segment(body: bytes) -> Segment:
-    """Read a segment's bytes; raises ManifestFormatError when they are not a segment."""
+def parse_segment(body: bytes, key: str = "the segment") -> Segment:
+    """Read a segment's bytes (at most MAX_SEGMENT_BYTES, compressed or not); raises
+    ManifestFormatError when they are not a segment."""
+    if len(body) > MAX_SEGMENT_BYTES:
+        raise ManifestFormatError(f"{len(body)} bytes, over the {MAX_SEGMENT_BYTES} a segment"
+                                  " may hold (not read)")
     try:
-        text = gzip.decompress(body).decode("utf-8")
+        text = gunzip(body, key, limit=MAX_SEGMENT_BYTES).decode("utf-8")
         lines = [json.loads(line) for line in text.splitlines() if line]
-    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+    except UnreadableObject as exc:
+        raise ManifestFormatError(exc.detail) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ManifestFormatError(f"not gzip JSON Lines ({exc})") from None
     if not lines or not isinstance(lines[0], dict) or \
             lines[0].get("manifest_version") != MANIFEST_VERSION:

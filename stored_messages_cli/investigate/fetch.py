@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from ..destinations.base import Destination
 from ..errors import ObjectNotFound
+from ..message import MAX_PAYLOAD_BYTES
 from .find import locate_remote
 from .index import AmbiguousMessage, ArchiveIndex
 from .verified import VerifiedMessage, read_verified
@@ -21,12 +22,14 @@ def fetch_message(
     projects: list[str],
     open_for: DestinationOpener,
     project_id: str | None = None,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> VerifiedMessage:
     """Find a message (index first, else by listing each project's bucket) and read it verified.
 
     `projects` are the projects to search remotely when the index does not know the id.
     The same id in several projects raises AmbiguousMessage; a message read from the bucket
-    is added to the index so the next fetch is direct.
+    is added to the index so the next fetch is direct. At most `max_payload_bytes` are
+    decompressed.
     """
     entries = index.entries_for(message_id, project_id)
     if len(entries) > 1:
@@ -38,7 +41,8 @@ def fetch_message(
         entry = entries[0]
         destination = open_for(entry.project_id, entry.destination_url)
         try:
-            return read_verified(destination, entry.key, expected_sha256=entry.payload_sha256)
+            return read_verified(destination, entry.key, expected_sha256=entry.payload_sha256,
+                                 max_payload_bytes=max_payload_bytes)
         except ObjectNotFound:
             raise ObjectNotFound(
                 f"message {message_id} of project {entry.project_id} is in the local index but"
@@ -67,7 +71,7 @@ def fetch_message(
                 f"message id {message_id} exists in projects {', '.join(places)}",
                 places=places, hint=f"sm fetch {message_id} --project {places[0]}")
         pid, destination, key = found[0]
-        verified = read_verified(destination, key)
+        verified = read_verified(destination, key, max_payload_bytes=max_payload_bytes)
     finally:
         for _, destination, _ in found:
             destination.close()

@@ -12,10 +12,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..destinations.base import Destination
+from ..destinations.base import Destination, ObjectInfo
 from ..errors import IntegrityError, ObjectNotFound
-from ..evidence.segments import ManifestFormatError, manifest_prefix, parse_segment, seq_of_key
-from ..message import KEY_SUFFIX, MEDIUMS, UNASSOCIATED, parse_key, parse_sent_at, recipient_prefix
+from ..evidence.segments import (
+    MAX_SEGMENT_BYTES,
+    ManifestFormatError,
+    manifest_prefix,
+    parse_segment,
+    seq_of_key,
+)
+from ..message import (
+    KEY_SUFFIX,
+    MAX_PAYLOAD_BYTES,
+    MEDIUMS,
+    UNASSOCIATED,
+    max_object_bytes,
+    parse_key,
+    parse_sent_at,
+    recipient_prefix,
+    too_big,
+)
 from ..states import State
 from .index import FindQuery, IndexEntry, sort_newest_first
 from .verified import READ_WORKERS, VerifiedMessage, read_many
@@ -44,8 +60,8 @@ class RemoteFindReport:
 
 
 def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
-                mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS
-                ) -> RemoteFindReport:
+                mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS,
+                max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> RemoteFindReport:
     """Find a recipient's messages of one project in the bucket, without the local index.
 
     Lists `{prefix}{medium}/{project}/{hash}/` for each medium and each hash the recipient
@@ -62,8 +78,8 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
                 for rhash in query.recipient_hashes]
     keys: list[str] = []
 
-    def list_keys(prefix: str) -> list[str]:
-        return [info.key for info in destination.list(prefix)]
+    def list_keys(prefix: str) -> list[ObjectInfo]:
+        return list(destination.list(prefix))
 
     # The first listing runs alone so a lazily built SDK client is built once, not per
     # thread; the rest go in parallel, since on a real bucket each is a round trip.
@@ -71,7 +87,9 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(prefixes))),
                             thread_name_prefix="sm-list") as pool:
         listings.extend(pool.map(list_keys, prefixes[1:]))
-    for key in (key for listing in listings for key in listing):
+    too_big_at = max_object_bytes(max_payload_bytes)
+    for info in (info for listing in listings for info in listing):
+        key = info.key
         parsed = parse_key(key, destination.prefix)
         if parsed is None:
             continue
@@ -81,9 +99,14 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
         folder = parsed["campaign_id"] if parsed["campaign_id"] is not None else UNASSOCIATED
         if query.campaign_id is not None and folder != query.campaign_id:
             continue
+        if info.size is not None and info.size > too_big_at:  # never downloaded
+            report.failures.append((key, str(too_big(key, info.size, max_payload_bytes))))
+            from_manifests = [k for k in from_manifests if k != key]
+            continue
         keys.append(key)
     keys = list(dict.fromkeys([*keys, *from_manifests]))
-    for key, result in read_many(destination, keys, workers=workers):
+    for key, result in read_many(destination, keys, workers=workers,
+                                 max_payload_bytes=max_payload_bytes):
         if isinstance(result, VerifiedMessage):
             if query.matches(result.entry):
                 report.entries.append(result.entry)
@@ -99,13 +122,17 @@ def _manifest_candidates(destination: Destination, project_id: str, query: FindQ
     (and within its other filters, dates included); records in `report` what was read."""
 
     wanted = set(query.recipient_hashes)
-    segment_keys = sorted((seq, info.key) for info in destination.list(
+    segment_keys = sorted((seq, info.key, info.size) for info in destination.list(
         manifest_prefix(destination.prefix, project_id))
         if (seq := seq_of_key(info.key)) is not None)
     keys: list[str] = []
-    for _, segment_key in segment_keys:
+    for _, segment_key, size in segment_keys:
+        if size is not None and size > MAX_SEGMENT_BYTES:
+            report.manifest_failures.append((segment_key, f"{size} bytes, over the"
+                                             f" {MAX_SEGMENT_BYTES} a segment may hold"))
+            continue
         try:
-            segment = parse_segment(destination.get(segment_key).body)
+            segment = parse_segment(destination.get(segment_key).body, segment_key)
         except (ManifestFormatError, ObjectNotFound) as exc:
             report.manifest_failures.append((segment_key, str(exc)))
             continue

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..destinations.base import Destination
 from ..errors import ObjectNotFound
-from ..message import MEDIUMS, parse_key
+from ..message import MAX_PAYLOAD_BYTES, MEDIUMS, max_object_bytes, parse_key, too_big
 from .index import ArchiveIndex, IndexEntry
 from .verified import READ_WORKERS, VerifiedMessage, read_many
 
@@ -45,6 +45,7 @@ def rebuild_index(
     workers: int = READ_WORKERS,
     on_total: Callable[[int], None] | None = None,
     on_read: Callable[[int], None] | None = None,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> RebuildReport:
     """Index every message of a project found in the bucket, reading and verifying each.
 
@@ -65,12 +66,16 @@ def rebuild_index(
             report.listed += 1
             if known.get(parsed["message_id"]) == info.key:
                 report.already_indexed += 1
+            elif info.size is not None and info.size > max_object_bytes(max_payload_bytes):
+                report.failures.append((info.key, str(too_big(info.key, info.size,
+                                                              max_payload_bytes))))
             else:
                 todo.append(info.key)
     if on_total:
         on_total(len(todo))
     batch: list[IndexEntry] = []
-    for key, result in read_many(destination, todo, workers=workers):
+    for key, result in read_many(destination, todo, workers=workers,
+                                 max_payload_bytes=max_payload_bytes):
         if isinstance(result, VerifiedMessage):
             batch.append(result.entry)
             if len(batch) >= INDEX_BATCH:

@@ -8,9 +8,7 @@ Destination Protocol only.
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,12 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..destinations.base import PAYLOAD_SHA_METADATA, Destination
-from ..errors import DestinationError, IntegrityError, InvalidMessage, ObjectNotFound, SmError
+from ..errors import (
+    DestinationError,
+    IntegrityError,
+    InvalidMessage,
+    ObjectNotFound,
+    PayloadTooLarge,
+    SmError,
+    UnreadableObject,
+)
 from ..message import (
+    MAX_PAYLOAD_BYTES,
     UNASSOCIATED,
     canonical_json,
     decode_json,
     format_utc,
+    gunzip,
     identifier_hashes,
     parse_key,
     parse_sent_at,
@@ -85,11 +93,13 @@ def _not_intact(key: str, detail: str) -> IntegrityError:
 
 
 def read_verified(destination: Destination, key: str, *,
-                  expected_sha256: str | None = None) -> VerifiedMessage:
+                  expected_sha256: str | None = None,
+                  max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> VerifiedMessage:
     """Download `key` and verify it; raises IntegrityError naming what does not match.
 
     `expected_sha256` is the payload hash the local index recorded when the message was
-    stored; without it (a fresh machine) the object's own metadata is all there is.
+    stored; without it (a fresh machine) the object's own metadata is all there is. At most
+    `max_payload_bytes` are decompressed (a bigger payload is an IntegrityError too).
     """
     try:
         fetched = destination.get(key)
@@ -99,8 +109,10 @@ def read_verified(destination: Destination, key: str, *,
                             " of the object") from exc
         raise
     try:
-        payload = gzip.decompress(fetched.body)
-    except (OSError, EOFError, zlib.error):
+        payload = gunzip(fetched.body, key, limit=max_payload_bytes)
+    except PayloadTooLarge as exc:
+        raise _not_intact(key, exc.detail) from None
+    except UnreadableObject:
         raise _mismatch(key, "the object is not valid gzip") from None
     actual = sha256_hex(payload)
     recorded = fetched.info.payload_sha256
@@ -181,6 +193,7 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
 
 def read_many(destination: Destination, keys: Iterable[str], *,
               expected: dict[str, str] | None = None, workers: int = READ_WORKERS,
+              max_payload_bytes: int = MAX_PAYLOAD_BYTES,
               ) -> Iterator[tuple[str, VerifiedMessage | SmError]]:
     """Read and verify many keys in parallel; yields (key, result or the error) as they finish.
 
@@ -196,7 +209,8 @@ def read_many(destination: Destination, keys: Iterable[str], *,
             while pending and len(running) < workers * 2:
                 key = pending.popleft()
                 running[pool.submit(read_verified, destination, key,
-                                    expected_sha256=expected.get(key))] = key
+                                    expected_sha256=expected.get(key),
+                                    max_payload_bytes=max_payload_bytes)] = key
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 key = running.pop(future)

@@ -10,6 +10,7 @@ them from here. By concern:
 - `recipients.py`: the recipient's identity and hashes
 - `keys.py`: the object key layout, as data and as functions
 - `encode.py`: canonical JSON and the gzip object (one encoder)
+- `gunzip.py`: the bounded reader of stored gzip bytes (`gunzip`, `MAX_PAYLOAD_BYTES`)
 - `validate.py`: `parse_message`, `parse_event`, `parse_line`, `Message`, `SendEvent`
 - `batch.py`: the same over many messages, stage by stage
 - `models.py`: the pydantic classes, loaded on the first validation (not imported here, so
@@ -29,6 +30,14 @@ from .fields import (
     SCHEMA_VERSION,
     check_message_id,
     normalise_reference,
+)
+from .gunzip import (
+    MAX_PAYLOAD_BYTES,
+    check_known,
+    gunzip,
+    max_object_bytes,
+    payload_sha256_of,
+    too_big,
 )
 from .keys import (
     KEY_FIELDS,
@@ -55,13 +64,13 @@ from .validate import Message, SendEvent, parse_event, parse_line, parse_message
 
 __all__ = [
     "CONFIRMATION_FIELDS", "KEY_FIELDS", "KEY_SEPARATOR", "KEY_SUFFIX", "MAX_DEPTH",
-    "MAX_VALUES", "MEDIUMS", "MESSAGE_ID_RE", "MESSAGE_TYPES", "PARALLEL_GZIP_AT",
-    "RECIPIENT_FIELDS", "REFERENCE_FIELDS", "REFERENCE_RE", "RFC3339_RE", "SCHEMA_VERSION",
-    "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message", "SendEvent", "canonical_json",
-    "check_message_id", "content_sha256", "decode_json", "encode_document", "format_utc",
-    "gzip_bodies", "gzip_body", "identifier_hashes", "identifier_hashes_json", "key_pieces",
-    "normalise_reference", "object_key", "parse_event", "parse_key", "parse_line",
-    "parse_lines", "parse_message", "parse_messages", "parse_sent_at", "payload_bytes",
-    "recipient_hash", "recipient_hash_candidates", "recipient_identity", "recipient_prefix",
-    "sha256_hex",
+    "MAX_PAYLOAD_BYTES", "MAX_VALUES", "MEDIUMS", "MESSAGE_ID_RE", "MESSAGE_TYPES",
+    "PARALLEL_GZIP_AT", "RECIPIENT_FIELDS", "REFERENCE_FIELDS", "REFERENCE_RE", "RFC3339_RE",
+    "SCHEMA_VERSION", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message", "SendEvent",
+    "canonical_json", "check_known", "check_message_id", "content_sha256", "decode_json",
+    "encode_document", "format_utc", "gunzip", "gzip_bodies", "gzip_body", "identifier_hashes",
+    "identifier_hashes_json", "key_pieces", "max_object_bytes", "normalise_reference",
+    "object_key", "parse_event", "parse_key", "parse_line", "parse_lines", "parse_message",
+    "parse_messages", "parse_sent_at", "payload_bytes", "payload_sha256_of", "recipient_hash",
+    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "sha256_hex", "too_big",
 ]
