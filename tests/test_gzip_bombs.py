@@ -36,11 +36,6 @@ from tests.support.investigation_support import (
 ADDRESS_SPACE = 3 << 29  # 1.5 GiB: a 4 GiB expansion cannot fit, sm's own work easily does
 BOMB_EXPANDS_TO = 4 << 30
 ANN_HASH = sha256_hex(b"ann.lee@example.com")
-# The folder destination derives an object's metadata by decompressing it in
-# destinations/file.py (`_info`), outside this change: until that reads through
-# `message.payload_sha256_of`, every folder read of a bomb expands it.
-FOLDER_PENDING = pytest.mark.xfail(
-    strict=True, reason="destinations/file.py _info still decompresses without a bound")
 
 
 def gzip_bomb(expanded: int = BOMB_EXPANDS_TO, chunk: int = 1 << 24) -> bytes:
@@ -91,11 +86,6 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
 
 
-def pending_on_folder(request: pytest.FixtureRequest, target: ArchiveTarget) -> None:
-    """Mark a test that reads the bomb through the folder destination's `get`."""
-    if target.kind == "file":
-        request.node.add_marker(FOLDER_PENDING)
-
 
 @pytest.fixture(scope="module", params=["file", "s3"])
 def planted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
@@ -110,10 +100,8 @@ def planted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return folder, target, key
 
 
-def test_fetch_of_a_bomb_is_one_error_line(request: pytest.FixtureRequest,
-                                           planted: tuple[Path, ArchiveTarget, str]) -> None:
+def test_fetch_of_a_bomb_is_one_error_line(planted: tuple[Path, ArchiveTarget, str]) -> None:
     folder, target, key = planted
-    pending_on_folder(request, target)
     result = limited_sm(folder / "home", "fetch", "a-1")
     assert result.returncode == 1
     assert one_error_line(result) == [
@@ -135,9 +123,8 @@ def test_deep_audit_reports_the_bomb_without_expanding_it(
 
 
 def test_remote_find_and_index_rebuild_skip_the_bomb(
-        request: pytest.FixtureRequest, planted: tuple[Path, ArchiveTarget, str]) -> None:
+        planted: tuple[Path, ArchiveTarget, str]) -> None:
     folder, target, key = planted
-    pending_on_folder(request, target)
     laptop = folder / "laptop"
     connect(cli_for(laptop), target, "12345")
     rebuilt = limited_sm(laptop, "--json", "index", "rebuild")
@@ -156,9 +143,7 @@ def test_remote_find_and_index_rebuild_skip_the_bomb(
 
 @pytest.mark.parametrize("target", ["file", "s3"], indirect=True)
 def test_a_bomb_at_an_unsent_key_is_a_conflict_not_an_outage(
-        request: pytest.FixtureRequest, target: ArchiveTarget, tmp_path: Path,
-        bomb: bytes) -> None:
-    pending_on_folder(request, target)
+        target: ArchiveTarget, tmp_path: Path, bomb: bytes) -> None:
     home = tmp_path / "home"
     cli = cli_for(home)
     connect(cli, target, "12345")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import builtins
 import errno
-import gzip
 import hashlib
 import logging
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, DestinationError, ObjectNotFound
-from ..message import sha256_hex
+from ..message import payload_sha256_of
 from ..states import CheckStatus
 from .base import (
     PAYLOAD_SHA_METADATA,
@@ -337,10 +336,7 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
 
 
 def _info(key: str, body: bytes) -> ObjectInfo:
-    try:
-        payload_sha = sha256_hex(gzip.decompress(body))
-    except (OSError, EOFError):
-        payload_sha = None  # not gzip: fetch reports the mismatch
+    payload_sha = payload_sha256_of(body)  # bounded: None for a bomb or not gzip at all
     # Computed here from the bytes on disk, so it can be trusted like a store's checksum.
     checksum = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
     return ObjectInfo(key=key, size=len(body), payload_sha256=payload_sha,
