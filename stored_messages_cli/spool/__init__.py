@@ -129,10 +129,10 @@ class Spool:
         return self._db.lock
 
     def on_settled(self, hook: SettledHook) -> None:
-        """Call `hook(conn, settled)` inside every transaction that settles messages.
+        """Call `hook(settled)` inside every transaction that settles messages.
 
         `settled` lists the messages that reached `stored`, `failed` or `expired`; what the hook
-        writes through `conn` commits (or rolls back) with them.
+        writes through `spool.store`'s verbs commits (or rolls back) with them.
         """
         self._db.settled_hooks.append(hook)
 
@@ -199,7 +199,7 @@ class Spool:
     @cached_property
     def evidence(self) -> EvidenceQueries:
         """Manifest segments to seal and write, and what an audit or a backfill reads."""
-        return EvidenceQueries(self._db)
+        return EvidenceQueries(self.store, self._db.settled_hooks)
 
     @cached_property
     def index(self) -> IndexQueries:

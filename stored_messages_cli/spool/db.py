@@ -245,11 +245,11 @@ class SpoolDB:
             raise SpoolError(f"{self.path} was {what} while this process had it open",
                              hint="restore the spool file, then start sm again")
 
-    def settled(self, conn: Any, settled: list[Settled]) -> None:
+    def settled(self, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the transaction that settled these messages."""
         if settled:
             for hook in self.settled_hooks:
-                hook(conn, settled)
+                hook(settled)
 
     def close(self) -> None:
         """Close the connection."""

@@ -20,6 +20,7 @@ from ..clock import Clock
 from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
+from .manifests import BackfilledEntry, NewSegment, OpenEntries
 
 
 class SpoolVersionError(SmError):
@@ -46,8 +47,9 @@ class Settled:
     at: float
 
 
-# A hook runs inside the settling transaction: what it writes commits with the outcome.
-SettledHook = Callable[[Any, list[Settled]], None]
+# A hook runs inside the settling transaction: what it writes (through the store's verbs)
+# commits with the outcome.
+SettledHook = Callable[[list[Settled]], None]
 
 
 @dataclass(slots=True)
@@ -495,6 +497,67 @@ class MaintenanceStore(Protocol):
         ...
 
 
+class EvidenceStore(Protocol):
+    """Manifest entries and segments (`manifests`), and what audits and backfills read."""
+
+    def complete_entries(self) -> int:
+        """Turn the payloads the settle trigger kept into object hash, size and recipient
+        hashes (in the caller's transaction); how many it completed."""
+        ...
+
+    def open_entries(self, project_id: str) -> OpenEntries:
+        """Count and oldest settled time of a project's open entries."""
+        ...
+
+    def take_entries(self, project_id: str, limit: int) -> list[dict[str, Any]]:
+        """The oldest `limit` open entries of a project, completed, in settled order."""
+        ...
+
+    def last_segment(self, project_id: str) -> tuple[int, str | None]:
+        """The last sealed segment's number and hash (0 and None before the first)."""
+        ...
+
+    def add_segment(self, segment: NewSegment) -> None:
+        """Record a sealed segment and drop the open entries it now holds."""
+        ...
+
+    def segment_rows(self, project_id: str | None, unwritten_only: bool
+                     ) -> list[dict[str, Any]]:
+        """Sealed segments (without bodies), by project and number."""
+        ...
+
+    def segment_body(self, project_id: str, seq: int) -> bytes | None:
+        """The exact bytes of a sealed segment not yet written (None once written)."""
+        ...
+
+    def mark_written(self, project_id: str, seq: int, now: float) -> None:
+        """The segment is in the bucket: keep its hash, drop its bytes."""
+        ...
+
+    def mark_write_failed(self, project_id: str, seq: int, error: str,
+                          next_attempt_at: float) -> None:
+        """The segment's upload failed: try again at `next_attempt_at`."""
+        ...
+
+    def open_outcomes(self, project_id: str) -> list[tuple[str, str, str | None]]:
+        """(message id, outcome, stored key) of a project's open entries, in settled order."""
+        ...
+
+    def messages_to_account(self, project_id: str) -> list[dict[str, Any]]:
+        """message_id, state, sent_at, key, stored_key of a project's settled and unarchived
+        messages."""
+        ...
+
+    def indexed_messages(self, project_id: str) -> list[tuple[Any, ...]]:
+        """What the archive index holds of a project, with its row in `messages` (or None),
+        in the order stored."""
+        ...
+
+    def add_backfilled_entry(self, entry: BackfilledEntry) -> None:
+        """One complete `stored` entry in the open segment, as the settle trigger adds it."""
+        ...
+
+
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
-                 MaintenanceStore, Protocol):
+                 MaintenanceStore, EvidenceStore, Protocol):
     """Everything the spool's state machines ask of its database."""

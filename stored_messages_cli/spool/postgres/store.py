@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonPg
+from .evidence import EvidencePg
 from .health import HealthPg
 from .intake import IntakePg
 from .maintenance import MaintenancePg
@@ -10,7 +11,8 @@ from .queue import QueuePg
 from .report import ReportPg
 
 
-class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg):
+class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
+                    EvidencePg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

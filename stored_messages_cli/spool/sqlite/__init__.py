@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonSql
+from .evidence import EvidenceSql
 from .health import HealthSql
 from .intake import IntakeSql
 from .maintenance import MaintenanceSql
@@ -13,7 +14,8 @@ from .queue import QueueSql
 from .report import ReportSql
 
 
-class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql):
+class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
+                  EvidenceSql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
