@@ -204,4 +204,4 @@ class Spool:
     @cached_property
     def index(self) -> IndexQueries:
         """Lookups in the archive index and of stored messages (find, fetch, show, checks)."""
-        return IndexQueries(self._db)
+        return IndexQueries(self.store)
