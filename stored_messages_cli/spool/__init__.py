@@ -119,9 +119,12 @@ class Spool:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """The shared connection (hold `lock` while using it)."""
-        conn: sqlite3.Connection = self._db.conn
-        return conn
+        """The SQLite spool's connection, for SQLite's own file operations (backup, sizes;
+        hold `lock` while using it). A PostgreSQL spool has none: use `store`."""
+        if self._db.is_postgres:
+            raise SpoolError(f"{self.location} is a PostgreSQL spool: it has no SQLite"
+                             " connection", hint="use the spool's store (`Spool.store`)")
+        return self._db.conn
 
     @property
     def lock(self) -> SpoolLock:
