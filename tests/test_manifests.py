@@ -260,9 +260,8 @@ def test_an_entry_from_the_uploaders_hash_equals_one_from_the_payload(
                 outcomes.append(Stored(c.row_id, c.key, "file:///a/", None, *extra))
             spool.queue.settle("me", outcomes)
             if not fast:
-                from stored_messages_cli.spool.manifests import complete_entries
-                with spool.lock:
-                    assert complete_entries(spool.conn) == len(recipients)
+                with spool.store.write():
+                    assert spool.store.complete_entries() == len(recipients)
             entries.append(spool.conn.execute(
                 "SELECT message_id, outcome, object_sha256, size, recipient_hashes, payload"
                 " FROM manifest_entries ORDER BY message_id").fetchall())
@@ -287,9 +286,8 @@ def test_unreadable_ingest_hashes_leave_the_entry_to_the_payload_path(
         spool.queue.settle("me", [Stored(claimed.row_id, claimed.key, "file:///a/", None,
                                          sha256_hex(body), len(body))])
         kept = spool.conn.execute("SELECT payload IS NOT NULL FROM manifest_entries").fetchone()
-        from stored_messages_cli.spool.manifests import complete_entries
-        with spool.lock:
-            assert complete_entries(spool.conn) == 1
+        with spool.store.write():
+            assert spool.store.complete_entries() == 1
         entry = spool.conn.execute("SELECT object_sha256, size, recipient_hashes, payload"
                                    " FROM manifest_entries").fetchone()
     finally:

@@ -204,8 +204,8 @@ def test_a_postgresql_spool_from_a_newer_sm_is_refused(postgres_url: str) -> Non
     from stored_messages_cli.spool import LATEST_VERSION, Spool, SpoolVersionError, postgres
 
     Spool(postgres_url).close()
-    conn = postgres.PgConnection(postgres_url)
-    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+    conn = postgres.PgSession(postgres_url)
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                  (LATEST_VERSION + 1, "from the future"))
     conn.close()
     with pytest.raises(SpoolVersionError):

@@ -25,6 +25,8 @@ from stored_messages_cli.spool.daemons import Daemons
 from stored_messages_cli.states import HealthState
 from tests.support.daemon import PROJECT, prepare_home, record, sm, sms, start_run, wait_for
 from tests.support.fixtures.core import EMAIL_MESSAGE
+from tests.support.spool_db import raw_connection
+from tests.support.spool_db import rows as committed_rows
 
 TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -296,8 +298,23 @@ DAY = 86400.0
 
 
 def rows(spool: Spool, sql: str) -> list[tuple]:
+    if spool.is_postgres:
+        return committed_rows(spool, sql)
     with spool.lock:
         return spool.conn.execute(sql).fetchall()
+
+
+def execute(spool: Spool, sql: str) -> None:
+    """Run one statement on the spool's database, committed (no transaction of the spool's)."""
+    if not spool.is_postgres:
+        with spool.lock:
+            spool.conn.execute(sql)
+        return
+    conn = raw_connection(spool)  # autocommits
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
 
 
 @pytest.mark.usefixtures("spool_backend")
@@ -332,8 +349,8 @@ def test_prune_never_touches_unsettled_rows_final_failures_or_index_rows(
 
         assert prune(spool, 30 * DAY, dry_run=True).as_dict() == {
             "stored": 0, "discarded": 2, "rejected_lines": 1, "daemons": 0}  # entries open
-        with spool.lock:  # the manifest segment is sealed: its entries leave the open table
-            spool.conn.execute("DELETE FROM manifest_entries")
+        # the manifest segment is sealed: its entries leave the open table
+        execute(spool, "DELETE FROM manifest_entries")
         report = prune(spool, 30 * DAY)
         assert report.as_dict() == {"stored": 2, "discarded": 2, "rejected_lines": 1,
                                     "daemons": 0}
@@ -429,8 +446,7 @@ def test_on_postgresql_vacuum_analyzes_the_spool_tables_and_backup_names_pg_dump
         tables = {r[0] for r in rows(spool, "SELECT tablename FROM pg_tables"
                                             " WHERE schemaname = current_schema()")}
         assert tables == set(PG_TABLES)  # a new table of the spool belongs in PG_TABLES
-        with spool.lock:
-            spool.conn.execute("DELETE FROM rejected")
+        execute(spool, "DELETE FROM rejected")
     result = cli("--json", "spool", "vacuum")
     assert result.exit_code == 0, result.output
     sizes = json.loads(result.stdout)

@@ -123,10 +123,11 @@ def test_a_dropped_connection_is_opened_again_and_nothing_is_lost(
         assert spool.record(make_message(message_id="after")) == "accepted"
         assert spool.status()["counts"]["queued"] == 2
         # Dropped inside a transaction: that transaction fails, as a whole, with a clear error.
-        with pytest.raises(SpoolError, match="spool database"), spool._db.write() as conn:
-            conn.execute("UPDATE messages SET attempts = 7")
+        session = spool._db.session
+        with pytest.raises(SpoolError, match="spool database"), spool._db.write():
+            session.execute("UPDATE messages SET attempts = 7")
             _drop_connections(postgres_server, postgres_spool_url)
-            conn.execute("UPDATE messages SET attempts = 8")
+            session.execute("UPDATE messages SET attempts = 8")
         assert spool.record(make_message(message_id="later")) == "accepted"
         assert sorted(r["message_id"] for r in [spool.message_state("12345", m)
                                                 for m in ("before", "after", "later")]) == [

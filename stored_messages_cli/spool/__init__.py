@@ -119,9 +119,12 @@ class Spool:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """The shared connection (hold `lock` while using it)."""
-        conn: sqlite3.Connection = self._db.conn
-        return conn
+        """The SQLite spool's connection, for SQLite's own file operations (backup, sizes;
+        hold `lock` while using it). A PostgreSQL spool has none: use `store`."""
+        if self._db.is_postgres:
+            raise SpoolError(f"{self.location} is a PostgreSQL spool: it has no SQLite"
+                             " connection", hint="use the spool's store (`Spool.store`)")
+        return self._db.conn
 
     @property
     def lock(self) -> SpoolLock:
@@ -129,10 +132,10 @@ class Spool:
         return self._db.lock
 
     def on_settled(self, hook: SettledHook) -> None:
-        """Call `hook(conn, settled)` inside every transaction that settles messages.
+        """Call `hook(settled)` inside every transaction that settles messages.
 
         `settled` lists the messages that reached `stored`, `failed` or `expired`; what the hook
-        writes through `conn` commits (or rolls back) with them.
+        writes through `spool.store`'s verbs commits (or rolls back) with them.
         """
         self._db.settled_hooks.append(hook)
 
@@ -199,9 +202,9 @@ class Spool:
     @cached_property
     def evidence(self) -> EvidenceQueries:
         """Manifest segments to seal and write, and what an audit or a backfill reads."""
-        return EvidenceQueries(self._db)
+        return EvidenceQueries(self.store, self._db.settled_hooks)
 
     @cached_property
     def index(self) -> IndexQueries:
         """Lookups in the archive index and of stored messages (find, fetch, show, checks)."""
-        return IndexQueries(self._db)
+        return IndexQueries(self.store)

@@ -15,7 +15,8 @@ a stored message stays for good, so it is kept in as few bytes as it takes:
   key, the destination URL), so `sm find`, `fetch`, audits and metrics read it unchanged.
 
 Writers (the settle of a stored message, `sm index rebuild`, remote finds) go through
-`write_entries`, in the caller's transaction.
+`index_entries`, in the caller's transaction, with the store's `IndexWriter` (`SqliteIndex`
+here, `postgres.index.PgIndex`).
 """
 
 from __future__ import annotations
@@ -79,11 +80,6 @@ def unpacked(value: bytes | str | None) -> str | None:
     return value.hex() if isinstance(value, bytes) else value
 
 
-def text_as_bytes(conn: Any) -> bool:
-    """True when `conn`'s hash columns hold odd text as bytes (PostgreSQL's BYTEA)."""
-    return not isinstance(conn, sqlite3.Connection)
-
-
 def _split_key(row: EntryRow) -> tuple[str, str | None]:
     """(key prefix, key or None when the key is the layout key under that prefix)."""
     rhash = row.recipient_hash
@@ -136,12 +132,13 @@ class IndexWriter(Protocol):
 
 
 class SqliteIndex:
-    """`IndexWriter` in SQLite's spelling (also on PostgreSQL's `PgConnection`, which
-    respells it, for the callers outside the spool that still hold a connection)."""
+    """`IndexWriter` in SQLite's spelling (odd hashes stay text: SQLite tells them apart by
+    their type)."""
 
-    def __init__(self, conn: Any) -> None:
+    text_as_bytes = False
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.text_as_bytes = text_as_bytes(conn)
 
     def location_id(self, url: str | None, prefix: str) -> int:
         """The `archive_locations` row of a destination URL and key prefix (made if new)."""
@@ -196,8 +193,9 @@ class SqliteIndex:
                               [(h, entry) for h in hashes])
 
 
-def write_entries(conn: Any, rows: Iterable[EntryRow], *, replace: str = "always") -> int:
-    """`index_entries` through a connection in SQLite's spelling (`SqliteIndex`)."""
+def write_entries(conn: sqlite3.Connection, rows: Iterable[EntryRow], *,
+                  replace: str = "always") -> int:
+    """`index_entries` on a SQLite connection (`SqliteIndex`)."""
     return index_entries(SqliteIndex(conn), rows, replace=replace)
 
 
@@ -277,17 +275,6 @@ def _indexed_entries(index: IndexWriter, keys: Sequence[tuple[str, str]]
             found.update(((project_id, message_id), entry)
                          for entry, message_id in index.indexed(project_id, chunk))
     return found
-
-
-def recipient_condition(hashes: Sequence[str], *, text_as_bytes: bool = False
-                        ) -> tuple[str, list[bytes | str | None]]:
-    """SQL on `archive_index` matching entries any of whose identifiers has one of `hashes`
-    (`text_as_bytes`: as `packed` wrote them on this backend)."""
-    values = [packed(h, text_as_bytes=text_as_bytes) for h in hashes]
-    marks = ",".join("?" * len(values))
-    return (f'"entry" IN (SELECT "id" FROM "archive_entries" WHERE "recipient_hash" IN ({marks})'
-            f' UNION SELECT "entry" FROM "archive_recipient_hashes" WHERE "recipient_hash"'
-            f" IN ({marks}))"), values + values
 
 
 MESSAGE_ENTRY_COLUMNS = (

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..clock import Clock
 from ..config import ensure_private_dir
@@ -26,8 +26,6 @@ from .lock import SpoolLock
 from .migrations import LATEST_VERSION, STEPS, postgres_steps
 from .postgres import schema as postgres_schema
 from .store import Settled, SettledHook, SpoolError, SpoolFull, SpoolVersionError
-
-_Result = TypeVar("_Result")
 
 __all__ = ["LATEST_VERSION", "Settled", "SettledHook", "SpoolDB", "SpoolError", "SpoolFull",
            "SpoolVersionError", "immediate_transaction", "migrate", "spool_error"]
@@ -64,8 +62,7 @@ def immediate_transaction(conn: Any, lock: SpoolLock, begin: str = "BEGIN IMMEDI
     """One `BEGIN IMMEDIATE` transaction on `conn` under `lock` (one lock per connection).
 
     Committed on success, rolled back on error; writers of other processes wait on the busy
-    timeout instead of failing with "database is locked". On PostgreSQL the same words take
-    the spool's write lock (`postgres.translate`).
+    timeout instead of failing with "database is locked".
     """
     with lock:
         conn.execute(begin)
@@ -81,8 +78,9 @@ def immediate_transaction(conn: Any, lock: SpoolLock, begin: str = "BEGIN IMMEDI
 class SpoolDB:
     """The shared connection, its lock and the clock every part of the spool uses.
 
-    `location` is a file path (SQLite, the default) or a `postgresql://` URL (a fleet's
-    shared spool, `postgres.PgConnection`); either way `conn` takes SQLite's spelling.
+    `location` is a file path (SQLite, the default: `conn`, a `sqlite3.Connection`) or a
+    `postgresql://` URL (a fleet's shared spool: `session`, a `postgres.PgSession`). Each
+    store runs its own SQL on its own one.
     """
 
     def __init__(self, location: str | os.PathLike[str], clock: Clock) -> None:
@@ -103,7 +101,7 @@ class SpoolDB:
                              hint="set SM_HOME to a folder you can write") from None
         old_umask = os.umask(0o077)  # the db, -wal and -shm files are owner-only
         try:
-            self.conn: Any = sqlite3.connect(
+            self.conn: sqlite3.Connection = sqlite3.connect(
                 self.path, timeout=60, isolation_level=None, check_same_thread=False
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -135,7 +133,6 @@ class SpoolDB:
         self._identity = None
         try:
             self.session = postgres.PgSession(url)
-            self.conn = postgres.PgConnection(self.session)
             postgres_schema.migrate(self.session, postgres_steps())
         except psycopg.Error as exc:
             raise postgres.spool_error(exc, url) from None
@@ -153,7 +150,7 @@ class SpoolDB:
         return spool_error(exc, self.path)
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[None]:
         """One `BEGIN IMMEDIATE` transaction: committed on success, rolled back on error.
 
         `durable=False` commits without an fsync (WAL, `synchronous=NORMAL`): for writes a
@@ -165,7 +162,7 @@ class SpoolDB:
         if self.url is not None:
             try:
                 with self.lock, self.session.transaction(write_lock=True, durable=durable):
-                    yield self.conn
+                    yield
             except self.errors as exc:
                 raise self.failure(exc) from None
             return
@@ -174,8 +171,8 @@ class SpoolDB:
                 if not durable:
                     self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    with immediate_transaction(self.conn, self.lock) as conn:
-                        yield conn
+                    with immediate_transaction(self.conn, self.lock):
+                        yield
                 finally:
                     if not durable:
                         self.conn.execute("PRAGMA synchronous=FULL")
@@ -183,14 +180,14 @@ class SpoolDB:
             raise self.failure(exc) from None
 
     @contextmanager
-    def claiming(self) -> Iterator[Any]:
+    def claiming(self) -> Iterator[None]:
         """A transaction that only leases rows (`Queue.claim`), committed without an fsync
         (a lost lease is simply claimed again): SQLite's write lock, or PostgreSQL's row
         locks (`FOR UPDATE SKIP LOCKED`) so workers claim in parallel."""
         if self.url is not None:
             try:
                 with self.lock, self.session.transaction(write_lock=False, durable=False):
-                    yield self.conn
+                    yield
             except self.errors as exc:
                 raise self.failure(exc) from None
             return
@@ -198,23 +195,15 @@ class SpoolDB:
             with self.lock:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    with immediate_transaction(self.conn, self.lock) as conn:
-                        yield conn
+                    with immediate_transaction(self.conn, self.lock):
+                        yield
                 finally:
                     self.conn.execute("PRAGMA synchronous=FULL")
         except self.errors as exc:
             raise self.failure(exc) from None
 
-    def reading(self, query: Callable[[Any], _Result]) -> _Result:
-        """Run `query(conn)` under the spool's lock; a database error becomes a SpoolError."""
-        with self.lock:
-            try:
-                return query(self.conn)
-            except self.errors as exc:
-                raise self.failure(exc) from None
-
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        """Rows of one query, as `sqlite3.Row`."""
+        """Rows of one query on the SQLite connection, as `sqlite3.Row`."""
         with self.lock:
             try:
                 cursor = self.conn.execute(sql, tuple(params))
@@ -245,16 +234,19 @@ class SpoolDB:
             raise SpoolError(f"{self.path} was {what} while this process had it open",
                              hint="restore the spool file, then start sm again")
 
-    def settled(self, conn: Any, settled: list[Settled]) -> None:
+    def settled(self, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the transaction that settled these messages."""
         if settled:
             for hook in self.settled_hooks:
-                hook(conn, settled)
+                hook(settled)
 
     def close(self) -> None:
         """Close the connection."""
         with self.lock:
-            self.conn.close()
+            if self.url is not None:
+                self.session.close()
+            else:
+                self.conn.close()
 
 
 # --------------------------------------------------------------------------- migrations

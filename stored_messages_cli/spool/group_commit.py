@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import InvalidMessage
 from ..message import Message, parse_messages
-from .store import MessageRow, SpoolStore
+from .rows import MessageRow
+from .store import SpoolStore
 
 # How long a group-commit leader waits, at most, for the callers of the last group to come
 # back with their next message (a lone caller never waits: nobody else is coming).

@@ -34,7 +34,8 @@ from ..message import (
 from ..states import FinalReason, IngestOutcome, State
 from . import bodies
 from .group_commit import GroupCommit, MediumsCache
-from .store import MessageRow, SpoolStore
+from .rows import MessageRow
+from .store import SpoolStore
 
 INGEST_BATCH = 500
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body

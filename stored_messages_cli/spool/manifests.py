@@ -19,14 +19,12 @@ Two tables (SPEC 8, docs/manifests.md):
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from ..message import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
 from ..states import State
 from .bodies import object_of, payload_of
-from .store import Settled
 
 SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
 
@@ -72,33 +70,16 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
     return hashes or {"recipient": fallback}
 
 
-def on_settled(conn: sqlite3.Connection, settled: list[Settled]) -> None:
-    """The `Spool.on_settled` hook: complete the entries the settling UPDATE just added."""
-    complete_entries(conn)
-
-
-def complete_entries(conn: sqlite3.Connection) -> int:
-    """Turn the payloads the trigger kept into object hash, size and recipient hashes.
-
-    Run by the `on_settled` hook (same transaction as the outcome), and before sealing for
-    outcomes settled by a process that did not register it. Returns how many it completed.
-    """
-    rows = conn.execute(
-        'SELECT "id", "outcome", "payload", "recipient_hash" FROM "manifest_entries"'
-        ' WHERE "payload" IS NOT NULL').fetchall()
-    for row_id, outcome, column, fallback in rows:
-        kept = bytes(column)
-        payload = payload_of(kept)
-        object_sha = size = None
-        if outcome == State.STORED:
-            body = object_of(kept) or gzip_body(payload)
-            object_sha, size = sha256_hex(body), len(body)
-        conn.execute(
-            'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
-            ' "recipient_hashes" = ?, "payload" = NULL WHERE "id" = ?',
-            (object_sha, size, json.dumps(recipient_hashes(payload, fallback),
-                                          separators=(",", ":")), row_id))
-    return len(rows)
+def completed(outcome: str, column: bytes, fallback: str) -> tuple[str | None, int | None, str]:
+    """What an entry whose payload the trigger kept gets instead (`complete_entries`): the
+    object's SHA-256 and size (stored outcomes) and its recipient hashes as compact JSON."""
+    payload = payload_of(bytes(column))
+    object_sha = size = None
+    if outcome == State.STORED:
+        body = object_of(bytes(column)) or gzip_body(payload)
+        object_sha, size = sha256_hex(body), len(body)
+    return object_sha, size, json.dumps(recipient_hashes(payload, fallback),
+                                        separators=(",", ":"))
 
 
 def canonical_hashes(identifier_hashes: str | None) -> str | None:
@@ -118,94 +99,73 @@ def canonical_hashes(identifier_hashes: str | None) -> str | None:
     return json.dumps(ordered, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
-class OpenSegment:
-    """What a project's open segment holds: how many entries, settled since when."""
-
-    project_id: str
-    count: int
-    oldest: float
-
-
-def open_segments(conn: sqlite3.Connection) -> list[OpenSegment]:
-    """Every project's open segment (projects with no open entry are left out)."""
-    rows = conn.execute(
-        'SELECT "project_id", COUNT(*), MIN("settled_at") FROM "manifest_entries"'
-        ' GROUP BY "project_id" ORDER BY "project_id"').fetchall()
-    return [OpenSegment(r[0], int(r[1]), float(r[2])) for r in rows]
-
-
 ENTRY_COLUMNS = ('"id", "message_id", "outcome", "stored_key", "relative_key", "payload_sha256",'
                  ' "object_sha256", "size", "medium", "message_type", "campaign_id", "sent_at",'
                  ' "recipient_hashes", "recipient_hash", "settled_at", "reason"')
+SEGMENT_COLUMNS = ('"project_id", "seq", "key", "sealed_at", "count", "prev_sha256", "sha256",'
+                   ' "size", "written_at", "attempts", "next_attempt_at", "last_error"')
+# What an audit reads of the messages a manifest must (or will) list.
+ACCOUNT_COLUMNS = "message_id, state, sent_at, key, stored_key"
+# The columns of a backfilled entry, in `backfilled_values` order.
+BACKFILL_COLUMNS = ('"project_id", "message_row", "message_id", "outcome", "stored_key",'
+                    ' "relative_key", "payload_sha256", "object_sha256", "size", "medium",'
+                    ' "message_type", "campaign_id", "sent_at", "recipient_hash",'
+                    ' "recipient_hashes", "settled_at"')
 
 
-def take_entries(conn: sqlite3.Connection, project_id: str, limit: int
-                 ) -> list[sqlite3.Row]:
-    """The oldest `limit` open entries of a project, in settled order (completed first)."""
-    complete_entries(conn)
-    cursor = conn.execute(
-        f'SELECT {ENTRY_COLUMNS} FROM "manifest_entries" WHERE "project_id" = ?'
-        ' ORDER BY "id" LIMIT ?', (project_id, limit))
-    cursor.row_factory = sqlite3.Row
-    return cursor.fetchall()
+def backfilled_values(entry: BackfilledEntry) -> tuple[Any, ...]:
+    """The `BACKFILL_COLUMNS` values of a backfilled entry (a complete `stored` entry)."""
+    return (entry.project_id, entry.message_row, entry.message_id, State.STORED.value,
+            entry.stored_key, entry.relative_key, entry.payload_sha256, entry.object_sha256,
+            entry.size, entry.medium, entry.message_type, entry.campaign_id, entry.sent_at,
+            entry.recipient_hash,
+            json.dumps(recipient_hashes(entry.payload, entry.recipient_hash),
+                       separators=(",", ":")), entry.settled_at)
 
 
-def last_segment(conn: sqlite3.Connection, project_id: str) -> tuple[int, str | None]:
-    """The last sealed segment's number and hash (0 and None before the first)."""
-    row = conn.execute(
-        'SELECT "seq", "sha256" FROM "manifest_segments" WHERE "project_id" = ?'
-        ' ORDER BY "seq" DESC LIMIT 1', (project_id,)).fetchone()
-    return (0, None) if row is None else (int(row[0]), row[1])
+@dataclass(frozen=True, slots=True)
+class OpenEntries:
+    """What a project's open segment holds now: how many entries, the oldest settled when."""
+
+    count: int
+    oldest_settled_at: float | None
 
 
-def add_segment(conn: sqlite3.Connection, *, project_id: str, seq: int, key: str,
-                sealed_at: float, count: int, prev_sha256: str | None, body: bytes,
-                entry_ids: list[int]) -> None:
-    """Record a sealed segment and drop the open entries it now holds (one transaction)."""
-    conn.execute(
-        'INSERT INTO "manifest_segments" ("project_id", "seq", "key", "sealed_at", "count",'
-        ' "prev_sha256", "sha256", "size", "body") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        (project_id, seq, key, sealed_at, count, prev_sha256, sha256_hex(body), len(body), body))
-    conn.execute('DELETE FROM "manifest_entries" WHERE "id" IN'
-                 ' (SELECT value FROM json_each(?))', (json.dumps(entry_ids),))
+@dataclass(frozen=True, slots=True)
+class NewSegment:
+    """A sealed segment to record: its number, key, hash chain and exact bytes."""
+
+    project_id: str
+    seq: int
+    key: str
+    sealed_at: float
+    count: int
+    prev_sha256: str | None
+    body: bytes
+    entry_ids: list[int]
+
+    @property
+    def sha256(self) -> str:
+        """The segment's hash (the next segment's `prev_sha256`)."""
+        return sha256_hex(self.body)
 
 
-def segment_rows(conn: sqlite3.Connection, project_id: str | None = None, *,
-                 unwritten_only: bool = False) -> list[sqlite3.Row]:
-    """Sealed segments (without bodies), by project and number."""
-    where, params = [], []
-    if project_id is not None:
-        where.append('"project_id" = ?')
-        params.append(project_id)
-    if unwritten_only:
-        where.append('"written_at" IS NULL')
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    cursor = conn.execute(
-        'SELECT "project_id", "seq", "key", "sealed_at", "count", "prev_sha256", "sha256",'
-        ' "size", "written_at", "attempts", "next_attempt_at", "last_error"'
-        f' FROM "manifest_segments"{clause} ORDER BY "project_id", "seq"', params)
-    cursor.row_factory = sqlite3.Row
-    return cursor.fetchall()
+@dataclass(frozen=True, slots=True)
+class BackfilledEntry:
+    """A stored message no manifest lists, verified against its object in the bucket."""
 
-
-def segment_body(conn: sqlite3.Connection, project_id: str, seq: int) -> bytes | None:
-    """The exact bytes of a sealed segment not yet written (None once written)."""
-    row = conn.execute('SELECT "body" FROM "manifest_segments" WHERE "project_id" = ?'
-                       ' AND "seq" = ?', (project_id, seq)).fetchone()
-    return None if row is None or row[0] is None else bytes(row[0])
-
-
-def mark_written(conn: sqlite3.Connection, project_id: str, seq: int, now: float) -> None:
-    """The segment is in the bucket: keep its hash, drop its bytes."""
-    conn.execute('UPDATE "manifest_segments" SET "written_at" = ?, "body" = NULL,'
-                 ' "last_error" = NULL, "next_attempt_at" = NULL'
-                 ' WHERE "project_id" = ? AND "seq" = ?', (now, project_id, seq))
-
-
-def mark_write_failed(conn: sqlite3.Connection, project_id: str, seq: int, error: str,
-                      next_attempt_at: float) -> None:
-    """The upload failed: try again at `next_attempt_at`."""
-    conn.execute('UPDATE "manifest_segments" SET "attempts" = "attempts" + 1,'
-                 ' "last_error" = ?, "next_attempt_at" = ? WHERE "project_id" = ? AND "seq" = ?',
-                 (error[:500], next_attempt_at, project_id, seq))
+    project_id: str
+    message_row: int  # its row in `messages`, 0 when the spool no longer holds it
+    message_id: str
+    stored_key: str
+    relative_key: str
+    payload_sha256: str
+    object_sha256: str
+    size: int
+    medium: str
+    message_type: str
+    campaign_id: str | None
+    sent_at: str | None
+    recipient_hash: str  # the key's; the fallback when the payload names no identifier
+    payload: bytes  # the object's payload: its identifiers' hashes go into the entry
+    settled_at: float

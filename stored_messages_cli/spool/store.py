@@ -14,12 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from ..clock import Clock
 from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
+from .archive import EntryRow
+from .index_filter import IndexFilter
+from .manifests import BackfilledEntry, NewSegment, OpenEntries
+from .rows import EventTarget, KnownMessage, MessageRow
 
 
 class SpoolVersionError(SmError):
@@ -46,8 +50,9 @@ class Settled:
     at: float
 
 
-# A hook runs inside the settling transaction: what it writes commits with the outcome.
-SettledHook = Callable[[Any, list[Settled]], None]
+# A hook runs inside the settling transaction: what it writes (through the store's verbs)
+# commits with the outcome.
+SettledHook = Callable[[list[Settled]], None]
 
 
 @dataclass(slots=True)
@@ -86,33 +91,6 @@ class Failed:
 Outcome = Stored | Retry | Failed
 
 
-class MessageRow(NamedTuple):
-    """A message never seen before, as intake records it (`kept`: its body, or None)."""
-
-    project_id: str
-    message_id: str
-    medium: str
-    message_type: str
-    campaign_id: str | None
-    recipient_hash: str
-    sent_at: str | None
-    key: str
-    state: State
-    kept: bytes | None
-    content_sha256: str
-    payload_sha256: str | None
-    created_at: float
-    confirmed_at: float | None
-    updated_at: float
-    final_reason: FinalReason | None
-    recipient_hashes: str | None
-
-    def without_body(self) -> tuple[Any, ...]:
-        """The `messages` columns (in this order; the body goes to `message_bodies`)."""
-        values = tuple(self)
-        return values[:9] + values[10:]
-
-
 @dataclass(slots=True)
 class ClaimedMessage:
     """A message leased to one worker for one upload attempt."""
@@ -139,27 +117,6 @@ class ClaimedMessage:
     def body(self) -> bytes | None:
         """The gzip object as ingest made it (None for a body kept by an earlier sm)."""
         return bodies.object_of(self.kept)
-
-
-class KnownMessage(NamedTuple):
-    """A message recorded before, as a second `record` of it needs to see it."""
-
-    row_id: int
-    state: str
-    content_sha256: str
-    payload_sha256: str | None
-    final_reason: str | None
-    body_kept: bool
-
-
-class EventTarget(NamedTuple):
-    """The message a send event names, as the event needs to see it."""
-
-    row_id: int
-    state: str
-    kept: bytes | None
-    sent_at: str | None
-    final_reason: str | None
 
 
 @dataclass(slots=True)
@@ -495,6 +452,117 @@ class MaintenanceStore(Protocol):
         ...
 
 
+class EvidenceStore(Protocol):
+    """Manifest entries and segments (`manifests`), and what audits and backfills read."""
+
+    def complete_entries(self) -> int:
+        """Turn the payloads the settle trigger kept into object hash, size and recipient
+        hashes (in the caller's transaction); how many it completed."""
+        ...
+
+    def open_entries(self, project_id: str) -> OpenEntries:
+        """Count and oldest settled time of a project's open entries."""
+        ...
+
+    def take_entries(self, project_id: str, limit: int) -> list[dict[str, Any]]:
+        """The oldest `limit` open entries of a project, completed, in settled order."""
+        ...
+
+    def last_segment(self, project_id: str) -> tuple[int, str | None]:
+        """The last sealed segment's number and hash (0 and None before the first)."""
+        ...
+
+    def add_segment(self, segment: NewSegment) -> None:
+        """Record a sealed segment and drop the open entries it now holds."""
+        ...
+
+    def segment_rows(self, project_id: str | None, unwritten_only: bool
+                     ) -> list[dict[str, Any]]:
+        """Sealed segments (without bodies), by project and number."""
+        ...
+
+    def segment_body(self, project_id: str, seq: int) -> bytes | None:
+        """The exact bytes of a sealed segment not yet written (None once written)."""
+        ...
+
+    def mark_written(self, project_id: str, seq: int, now: float) -> None:
+        """The segment is in the bucket: keep its hash, drop its bytes."""
+        ...
+
+    def mark_write_failed(self, project_id: str, seq: int, error: str,
+                          next_attempt_at: float) -> None:
+        """The segment's upload failed: try again at `next_attempt_at`."""
+        ...
+
+    def open_outcomes(self, project_id: str) -> list[tuple[str, str, str | None]]:
+        """(message id, outcome, stored key) of a project's open entries, in settled order."""
+        ...
+
+    def messages_to_account(self, project_id: str) -> list[dict[str, Any]]:
+        """message_id, state, sent_at, key, stored_key of a project's settled and unarchived
+        messages."""
+        ...
+
+    def indexed_messages(self, project_id: str) -> list[tuple[Any, ...]]:
+        """What the archive index holds of a project, with its row in `messages` (or None),
+        in the order stored."""
+        ...
+
+    def add_backfilled_entry(self, entry: BackfilledEntry) -> None:
+        """One complete `stored` entry in the open segment, as the settle trigger adds it."""
+        ...
+
+
+class IndexStore(Protocol):
+    """The archive index and stored messages, for investigations (`Spool.index`)."""
+
+    def find_entries(self, wanted: IndexFilter, limit: int | None) -> list[tuple[Any, ...]]:
+        """Indexed messages matching `wanted` (INDEX_COLUMNS), newest `sent_at` first."""
+        ...
+
+    def entries_of_message(self, message_id: str, project_id: str | None
+                           ) -> list[tuple[Any, ...]]:
+        """The indexed rows of a message id (of one project, or of each, by project)."""
+        ...
+
+    def keys_of_project(self, project_id: str) -> dict[str, str]:
+        """message_id -> key of every indexed message of a project."""
+        ...
+
+    def count_entries(self, project_id: str | None) -> int:
+        """How many messages the index holds (of one project, or in all)."""
+        ...
+
+    def last_stored_at(self, project_id: str) -> float | None:
+        """When the project's latest indexed message was stored."""
+        ...
+
+    def index_rows(self, rows: Sequence[EntryRow], replace: str) -> int:
+        """Index `rows` (`archive.index_entries`); how many were written."""
+        ...
+
+    def add_partial_coverage(self, project_ids: Sequence[str], now: float) -> None:
+        """Projects the index knew nothing of are now covered in part."""
+        ...
+
+    def coverage_rows(self) -> list[tuple[Any, ...]]:
+        """(project, coverage, source, since, updated_at) of each project, by project."""
+        ...
+
+    def set_complete_coverage(self, project_id: str, source: str, now: float) -> None:
+        """The project's coverage becomes `complete`."""
+        ...
+
+    def message_records(self, message_id: str, project_id: str | None
+                        ) -> list[tuple[Any, ...]]:
+        """The `messages` rows of a message id, by project."""
+        ...
+
+    def latest_stored(self, project_id: str, since: float) -> tuple[str, float] | None:
+        """(stored key, stored_at) of the project's newest message stored since `since`."""
+        ...
+
+
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
-                 MaintenanceStore, Protocol):
+                 MaintenanceStore, EvidenceStore, IndexStore, Protocol):
     """Everything the spool's state machines ask of its database."""

@@ -114,9 +114,17 @@ def held(spool: Spool) -> Iterator[Callable[[int], None]]:
         spool.lock.release()
 
 
+def trace_statements(spool: Spool, callback: Callable[[str], object] | None) -> None:
+    """Call `callback(sql)` with each statement the spool's connection runs."""
+    if spool.is_postgres:
+        spool._db.session.set_trace_callback(callback)
+    else:
+        spool.conn.set_trace_callback(callback)
+
+
 def count_commits(spool: Spool) -> list[str]:
     statements: list[str] = []
-    spool.conn.set_trace_callback(
+    trace_statements(spool,
         lambda sql: statements.append(sql) if sql.strip().upper() == "COMMIT" else None)
     return statements
 
@@ -264,12 +272,12 @@ class _FailingCommit:
 
 def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
         spool: Spool, make_message, held) -> None:
-    real = spool._db.conn
+    real = None if spool.is_postgres else spool._db.conn
     batch = messages(make_message, "c", 4)
     if spool.is_postgres:
         import psycopg
 
-        spool.conn.set_trace_callback(_FailingCommit(None, psycopg.OperationalError).trace)
+        trace_statements(spool, _FailingCommit(None, psycopg.OperationalError).trace)
     else:
         spool._db.conn = _FailingCommit(real, sqlite3.OperationalError)
     try:
@@ -277,9 +285,10 @@ def test_a_failed_commit_keeps_nothing_and_tells_every_caller(
         held(len(batch))
         runner.join(timeout=60)
     finally:
-        spool._db.conn = real
         if spool.is_postgres:
-            spool.conn.set_trace_callback(None)
+            trace_statements(spool, None)
+        else:
+            spool._db.conn = real
     # The caller sees the error (as sqlite3's, or as the spool's SpoolError wrapping it).
     failed = [r for r in results if isinstance(r, Exception) and "injected" in str(r)]
     acknowledged = {m["message_id"] for m, r in zip(batch, results, strict=True)

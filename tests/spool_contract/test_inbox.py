@@ -14,7 +14,7 @@ from pathlib import Path
 from stored_messages_cli.config.projects import ProjectDestination
 from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
-from tests.support.spool_db import raw_connection, rows
+from tests.support.spool_db import mark, raw_connection, rows
 
 
 def test_lines_written_with_sql_are_recorded_and_archived_like_ingested_ones(
@@ -32,12 +32,13 @@ def test_lines_written_with_sql_are_recorded_and_archived_like_ingested_ones(
     lines = [json.dumps(confirmed, ensure_ascii=False), json.dumps(later), json.dumps(event),
              '{"message_id": "x", "message_id": "y"}']
     sender = raw_connection(sm_home)  # the sender's own connection and transaction
+    p = mark(sender)
     sender.execute("BEGIN")
     for line in lines:
-        sender.execute("INSERT INTO inbox (line, source) VALUES (?, ?)", (line, "crm"))
+        sender.execute(f"INSERT INTO inbox (line, source) VALUES ({p}, {p})", (line, "crm"))
     sender.execute("COMMIT")
     sender.execute("BEGIN")
-    sender.execute("INSERT INTO inbox (line, source) VALUES (?, ?)",
+    sender.execute(f"INSERT INTO inbox (line, source) VALUES ({p}, {p})",
                    (json.dumps(make_message(message_id="rolled-back")), "crm"))
     sender.execute("ROLLBACK")
     sender.close()

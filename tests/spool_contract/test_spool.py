@@ -20,7 +20,7 @@ from stored_messages_cli.message import parse_message
 from stored_messages_cli.spool import Retry, Spool, Stored
 from stored_messages_cli.spool.bodies import payload_of
 from tests.support.fixtures.core import connected_folder
-from tests.support.spool_db import raw_connection, rows
+from tests.support.spool_db import mark, raw_connection, rows
 
 DAY = 86400.0
 
@@ -31,7 +31,7 @@ def row(spool: Spool, message_id: str, project_id: str = "12345") -> dict[str, A
     """The raw spool row with its kept body (`payload`, None when gone), read over a
     separate connection (what is committed)."""
     found = rows(spool, "SELECT m.*, b.payload FROM messages m LEFT JOIN message_bodies b"
-                 " ON b.id = m.id WHERE project_id = ? AND message_id = ?",
+                 " ON b.id = m.id WHERE project_id = {p} AND message_id = {p}",
                  (project_id, message_id))
     assert found, f"{message_id} is not in the spool"
     result = {name: found[0][name] for name in found[0].keys()}
@@ -242,7 +242,7 @@ def test_stored_drops_the_body_and_keeps_hash_key_and_index(
     assert stored["stored_key"] == parse_message(message).key
     assert stored["payload_sha256"] == hashlib.sha256(payload).hexdigest()
     assert gzip.decompress((tmp_path / "a" / stored["stored_key"]).read_bytes()) == payload
-    index = rows(spool, "SELECT key FROM archive_index WHERE message_id = ?",
+    index = rows(spool, "SELECT key FROM archive_index WHERE message_id = {p}",
                  (message["message_id"],))
     assert [tuple(r) for r in index] == [(stored["stored_key"],)]
 
@@ -389,8 +389,8 @@ def test_a_stored_message_settles_with_its_complete_manifest_entry(
     spool.record(damaged)
     conn = raw_connection(spool)
     try:
-        conn.execute("UPDATE messages SET recipient_hashes = '{not json' WHERE message_id = ?",
-                     ("m-damaged",))
+        conn.execute("UPDATE messages SET recipient_hashes = '{not json'"
+                     f" WHERE message_id = {mark(conn)}", ("m-damaged",))
         if isinstance(conn, sqlite3.Connection):  # PostgreSQL's test connection autocommits
             conn.commit()
     finally:

@@ -2,9 +2,9 @@
 
 A fleet's senders and `sm run` workers share one PostgreSQL database (docs/fleet.md). The
 schema is PostgreSQL's own (`postgres/schema.py`, one body per step of `migrations.STEPS`).
-The store's statements are still written in SQLite's spelling for now: `PgConnection`
-respells the few constructs PostgreSQL writes differently (`translate`) until the
-PostgreSQL store holds its own SQL.
+Every statement is PostgreSQL's too: the PostgreSQL store (`postgres/store.py`, one module
+per concern) runs its own SQL on the spool's `PgSession` (`session.py`); nothing respells
+SQLite's SQL.
 
 Transactions: a write transaction (`BEGIN IMMEDIATE` in SQLite) takes the spool's write lock
 (a transaction-level advisory lock), so read-then-write steps keep SQLite's guarantees
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import ConfigError, SmError
 from ...network import is_loopback
 from ..store import SpoolError, SpoolFull
-from .session import WRITE_LOCK, PgSession
+from .session import PgSession
 
 SCHEMES = ("postgresql", "postgres")
 _TLS_MODES = ("require", "verify-ca", "verify-full")
@@ -90,205 +87,6 @@ def check_spool_url(url: str, *, source: str, allow_insecure: bool = False) -> N
         " SM_SPOOL_ALLOW_INSECURE=1 for a database on a trusted private network")
 
 
-# --------------------------------------------------------------------------- SQL spelling
-
-_INSERT_OR = re.compile(r"^\s*INSERT OR (IGNORE|REPLACE) INTO\s+(\"?\w+\"?)\s*\(([^)]*)\)",
-                        re.IGNORECASE)
-# Tables' conflict keys, for `INSERT OR REPLACE` (SQLite replaces on the primary key).
-_REPLACE_KEYS = {"archive_index": ("project_id", "message_id")}
-_JSON_IDS = re.compile(r"\(SELECT value FROM json_each\((\?\d*)\)\)", re.IGNORECASE)
-_SCALAR_MIN = re.compile(r"MIN\(COALESCE\(([\w\"]+), (\?)\), (\?)\)")
-_NUMBERED = re.compile(r"\?(\d+)")
-_IS_PARAM = re.compile(r"\bIS \?")
-_BLOB_LITERAL = re.compile(r"\bX'([0-9A-Fa-f]*)'")
-# Tables whose writers read `cursor.lastrowid` after a plain INSERT: it comes from RETURNING.
-_LASTROWID_TABLES = ("messages", "archive_locations", "archive_entries")
-
-
-@functools.lru_cache(maxsize=512)
-def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
-    """SQLite's spelling of a statement → PostgreSQL's, and how to order its parameters.
-
-    Placeholders `?` become `%s` (a literal `%` is doubled); numbered ones (`?1`) are
-    expanded, returning the parameter index of each placeholder in turn. The other rules
-    cover exactly the spellings the spool's modules use.
-    """
-    text = sql.strip()
-    if text.upper() == "BEGIN IMMEDIATE":
-        return f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})", None
-    suffix = ""
-    match = _INSERT_OR.match(text)
-    if match:
-        verb, table, columns = match.group(1).upper(), match.group(2), match.group(3)
-        text = f"INSERT INTO {table} ({columns})" + text[match.end():]
-        if verb == "IGNORE":
-            suffix = " ON CONFLICT DO NOTHING"
-        else:
-            keys = _REPLACE_KEYS[table.strip('"')]
-            names = [c.strip().strip('"') for c in columns.split(",")]
-            updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names if n not in keys)
-            suffix = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        returning = re.search(r"\sRETURNING\s", text, re.IGNORECASE)
-        if returning:
-            text = text[:returning.start()] + suffix + text[returning.start():]
-            suffix = ""
-    into = re.match(r'INSERT INTO "?(\w+)"?', text)
-    if into and into.group(1) in _LASTROWID_TABLES and "RETURNING" not in text:
-        suffix += ' RETURNING "id"'
-    text = _IS_PARAM.sub("IS NOT DISTINCT FROM ?", text)
-    text = _BLOB_LITERAL.sub(r"'\\x\1'::bytea", text)
-    text = _JSON_IDS.sub(r"(SELECT jsonb_array_elements_text(CAST(\1 AS jsonb))::bigint)", text)
-    text = _SCALAR_MIN.sub(r"LEAST(COALESCE(\1, \2), \3)", text)
-    text = text.replace("json_each(COALESCE(", "jsonb_each_text(COALESCE(")
-    text = text.replace("'{}')) j", "'{}')::jsonb) j")
-    text += suffix
-    return _placeholders(text)
-
-
-def _placeholders(text: str) -> tuple[str, tuple[int, ...] | None]:
-    """`?`/`?N` → `%s` outside string literals; `%` → `%%`."""
-    out: list[str] = []
-    order: list[int] = []
-    numbered = False
-    plain = 0
-    for index, piece in enumerate(re.split(r"('(?:[^']|'')*')", text)):
-        if index % 2:  # a string literal
-            out.append(piece.replace("%", "%%"))
-            continue
-        piece = piece.replace("%", "%%")
-
-        def number(match: re.Match[str]) -> str:
-            nonlocal numbered
-            numbered = True
-            order.append(int(match.group(1)) - 1)
-            return "%s"
-
-        piece = _NUMBERED.sub(number, piece)
-        plain += piece.count("?")
-        out.append(piece.replace("?", "%s"))
-    if numbered and plain:
-        raise ValueError(f"mixed ? and ?N placeholders: {text}")
-    return "".join(out), tuple(order) if numbered else None
-
-
-# --------------------------------------------------------------------------- connection
-
-
-class Row(tuple[Any, ...]):
-    """A result row readable by position and by column name, like `sqlite3.Row`."""
-
-    _names: dict[str, int]
-
-    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
-        row = super().__new__(cls, values)
-        row._names = names
-        return row
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._names[key])
-        return tuple.__getitem__(self, key)
-
-    def keys(self) -> list[str]:
-        """The column names, in order."""
-        return list(self._names)
-
-
-def _row_factory(cursor: Any) -> Any:
-    names = {column.name: i for i, column in enumerate(cursor.description or ())}
-    return lambda values: Row(values, names)
-
-
-class PgCursor:
-    """The part of `sqlite3.Cursor` the spool uses, over a psycopg cursor."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor  # None: a statement whose result nobody reads (BEGIN, a no-op)
-        self.row_factory: Any = None  # rows are always `Row` (name and position)
-
-    @property
-    def rowcount(self) -> int:
-        """Rows the statement changed."""
-        return 0 if self._cursor is None else int(self._cursor.rowcount)
-
-    @property
-    def lastrowid(self) -> int | None:
-        """The id an INSERT returned (`translate` adds `RETURNING "id"` where it is read)."""
-        if self._cursor is None or self._cursor.description is None:
-            return None
-        row = self._cursor.fetchone()
-        return None if row is None else int(row[0])
-
-    @property
-    def description(self) -> Any:
-        """Column descriptions of the result."""
-        return None if self._cursor is None else self._cursor.description
-
-    def fetchone(self) -> Row | None:
-        """The next row, or None."""
-        return self._cursor.fetchone() if self.description else None
-
-    def fetchall(self) -> list[Row]:
-        """Every remaining row."""
-        return self._cursor.fetchall() if self.description else []
-
-    def fetchmany(self, size: int) -> list[Row]:
-        """Up to `size` more rows."""
-        return self._cursor.fetchmany(size) if self.description else []
-
-    def __iter__(self) -> Iterator[Row]:
-        return iter(self.fetchall())
-
-
-class PgConnection:
-    """The spool's PostgreSQL session seen through SQLite's spelling: `execute(sql, params)`
-    with `?` placeholders, respelled by `translate`. Transitional: it serves `Spool.conn` and
-    the spool's modules not yet given their PostgreSQL SQL (manifests, the archive index,
-    maintenance); the store (`postgres/store.py`) runs its own SQL on the `PgSession`."""
-
-    def __init__(self, target: str | PgSession) -> None:
-        self.session = target if isinstance(target, PgSession) else PgSession(target)
-        self.url = self.session.url
-        self.errors = self.session.errors
-
-    def set_trace_callback(self, callback: Any) -> None:
-        """Call `callback(sql)` with each statement the session runs (PostgreSQL's text)."""
-        self.session.set_trace_callback(callback)
-
-    @staticmethod
-    def _arguments(order: tuple[int, ...] | None, params: Iterable[Any]) -> Sequence[Any]:
-        values = tuple(params)
-        return values if order is None else tuple(values[i] for i in order)
-
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> PgCursor:
-        """Run one statement (SQLite spelling) and return its cursor."""
-        values = tuple(params)
-        text, order = translate(sql)
-        if text.startswith("BEGIN;"):
-            for part in text.split(";"):  # BEGIN, then the write lock
-                self.session.execute(part.strip())
-            return PgCursor(None)
-        if values or order is not None:
-            return PgCursor(self.session.execute(text, self._arguments(order, values),
-                                                 row_factory=_row_factory))
-        return PgCursor(self.session.execute(text.replace("%%", "%"), row_factory=_row_factory))
-
-    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> PgCursor:
-        """Run one statement for each parameter row; `rowcount` is their total."""
-        text, order = translate(sql)
-        return PgCursor(self.session.executemany(
-            text, [self._arguments(order, row) for row in rows]))
-
-    @property
-    def in_transaction(self) -> bool:
-        """True inside an explicit transaction (also a failed one, until ROLLBACK)."""
-        return self.session.in_transaction
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.session.close()
-
-
 def spool_error(exc: BaseException, url: str) -> SmError:
     """One clear error, with the next step, for what PostgreSQL (or libpq) said."""
 
@@ -310,5 +108,5 @@ def spool_error(exc: BaseException, url: str) -> SmError:
     return SpoolError(f"the spool database {shown} failed: {text[:300]}")
 
 
-__all__ = ["PgConnection", "PgSession", "check_spool_url", "database_errors", "is_postgres_url",
-           "redact", "spool_error", "translate"]
+__all__ = ["PgSession", "check_spool_url", "database_errors", "is_postgres_url", "redact",
+           "spool_error"]

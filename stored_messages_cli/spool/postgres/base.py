@@ -47,7 +47,7 @@ class PgStoreBase:
 
     def settled(self, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the current transaction."""
-        self.db.settled(self.db.conn, settled)
+        self.db.settled(settled)
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement in the caller's transaction."""

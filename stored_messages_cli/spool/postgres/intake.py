@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ...states import FinalReason, State
 from ..bodies import BODY_OF, HAS_BODY
-from ..store import EventTarget, KnownMessage, MessageRow
+from ..rows import EventTarget, KnownMessage, MessageRow
 from .base import PgStoreBase
 
 INSERT_SQL = (

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from .daemons import DaemonPg
+from .evidence import EvidencePg
 from .health import HealthPg
 from .intake import IntakePg
+from .lookups import IndexPg
 from .maintenance import MaintenancePg
 from .queue import QueuePg
 from .report import ReportPg
 
 
-class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg):
+class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
+                    EvidencePg, IndexPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

@@ -6,14 +6,17 @@
 from __future__ import annotations
 
 from .daemons import DaemonSql
+from .evidence import EvidenceSql
 from .health import HealthSql
+from .index import IndexSql
 from .intake import IntakeSql
 from .maintenance import MaintenanceSql
 from .queue import QueueSql
 from .report import ReportSql
 
 
-class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql):
+class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
+                  EvidenceSql, IndexSql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 

@@ -52,7 +52,7 @@ class StoreBase:
 
     def settled(self, settled: list[Settled]) -> None:
         """Run the `on_settled` hooks inside the current transaction."""
-        self.db.settled(self.conn, settled)
+        self.db.settled(settled)
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         """Rows of one read (under the lock; the database's errors become SpoolError)."""

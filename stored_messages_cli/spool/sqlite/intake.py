@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ...states import FinalReason, State
 from .. import bodies
-from ..store import EventTarget, KnownMessage, MessageRow
+from ..rows import EventTarget, KnownMessage, MessageRow
 from .base import StoreBase
 
 INSERT_SQL = (

@@ -1,0 +1,55 @@
+"""The rows intake writes and reads (`store.IntakeStore`), as plain Python values."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..states import FinalReason, State
+
+
+class MessageRow(NamedTuple):
+    """A message never seen before, as intake records it (`kept`: its body, or None)."""
+
+    project_id: str
+    message_id: str
+    medium: str
+    message_type: str
+    campaign_id: str | None
+    recipient_hash: str
+    sent_at: str | None
+    key: str
+    state: State
+    kept: bytes | None
+    content_sha256: str
+    payload_sha256: str | None
+    created_at: float
+    confirmed_at: float | None
+    updated_at: float
+    final_reason: FinalReason | None
+    recipient_hashes: str | None
+
+    def without_body(self) -> tuple[Any, ...]:
+        """The `messages` columns (in this order; the body goes to `message_bodies`)."""
+        values = tuple(self)
+        return values[:9] + values[10:]
+
+
+class KnownMessage(NamedTuple):
+    """A message recorded before, as a second `record` of it needs to see it."""
+
+    row_id: int
+    state: str
+    content_sha256: str
+    payload_sha256: str | None
+    final_reason: str | None
+    body_kept: bool
+
+
+class EventTarget(NamedTuple):
+    """The message a send event names, as the event needs to see it."""
+
+    row_id: int
+    state: str
+    kept: bytes | None
+    sent_at: str | None
+    final_reason: str | None
