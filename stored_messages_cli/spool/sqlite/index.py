@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...states import State
-from ..archive import EntryRow, write_entries
+from ..archive import EntryRow
 from ..bodies import HAS_BODY
 from ..identifiers import COMPLETE, PARTIAL
 from ..index_filter import INDEX_COLUMNS, IndexFilter
 from .base import StoreBase
+from .index_writer import write_entries
 
 _COLUMNS = ", ".join(INDEX_COLUMNS)
 

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...states import RetryClass, State
-from .. import archive, bodies, manifests
+from .. import bodies, manifests
 from ..dialect import chunks
 from ..store import ClaimedMessage, Failed, Retry, Settled, Stored
 from .base import StoreBase, marks
+from .index_writer import entries_of_message_rows, write_entries
 
 # A message whose body is missing claims as empty bytes: its hash check fails it as
 # `corrupt_in_spool` rather than the loop crashing. The bodies come in the same read, joined
@@ -202,7 +203,7 @@ class QueueSql(StoreBase):
         for item in settled:
             first_of_project.setdefault(item.project_id, item.row_id)
         # The index rows, with every identifier's hash, commit with the outcomes.
-        archive.write_entries(self.conn, archive.entries_of_message_rows(
+        write_entries(self.conn, entries_of_message_rows(
             self.conn, [s.row_id for s in settled]))
         for row_id in first_of_project.values():
             self.conn.execute(_COVERAGE, (row_id, now))

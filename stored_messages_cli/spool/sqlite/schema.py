@@ -12,10 +12,11 @@ import sqlite3
 
 from ...message.keys import key_pieces
 from ...states import FinalReason, State
-from ..archive import entry_row, write_entries
+from ..archive import entry_row
 from ..bodies import BODY_OF
 from ..identifiers import COMPLETE, PARTIAL, hashes_json
 from ..manifests import SETTLED_OUTCOMES, entry_insert_sql
+from .index_writer import write_entries
 
 V1_LAYOUT = """
 CREATE TABLE IF NOT EXISTS "messages" (
