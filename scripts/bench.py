@@ -68,8 +68,8 @@ from stored_messages_cli.config.writer import save_projects  # noqa: E402
 from stored_messages_cli.message import gzip_body, parse_message  # noqa: E402
 from stored_messages_cli.retry import RetryPolicy  # noqa: E402
 from stored_messages_cli.spool import lease_owner_name  # noqa: E402
-from stored_messages_cli.spool.archive import location_id  # noqa: E402
 from stored_messages_cli.spool.bodies import payload_of  # noqa: E402
+from stored_messages_cli.spool.sqlite.index_writer import SqliteIndex  # noqa: E402
 from stored_messages_cli.states import State  # noqa: E402
 
 EMAIL = {
@@ -135,8 +135,8 @@ def bench_record(work: Path, count: int) -> None:
         spool.record(inputs[index])
         times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        with floor.intake.db.write() as write:
-            floor.intake._apply_message(write, validated[index], floor.clock.now())
+        with floor.store.write():
+            floor.intake._apply_message(validated[index], floor.clock.now())
         sql_times.append(time.perf_counter() - started)
     conn.close()
     spool.close()
@@ -163,8 +163,8 @@ def bench_record_threads(work: Path, per_thread: int, threads: int = 8, rounds: 
 
     def alone(spool: Spool, item: dict[str, Any]) -> str:
         parsed = parse_message(item)
-        with spool.intake.db.write() as conn:
-            return spool.intake._apply_message(conn, parsed, spool.clock.now())
+        with spool.store.write():
+            return spool.intake._apply_message(parsed, spool.clock.now())
 
     def grouped(spool: Spool, item: dict[str, Any]) -> str:
         return spool.record(item)
@@ -234,8 +234,8 @@ def bench_record_many(work: Path, count: int, batch: int = 1000) -> None:
     rows = [floor.intake._new_row(item, floor.clock.now())[0] for item in validated]
     started = time.perf_counter()
     for first in range(0, count, batch):
-        with floor.intake.db.write() as conn:
-            floor.intake._insert_new(conn, rows[first:first + batch])
+        with floor.store.write():
+            floor.store.insert_new(rows[first:first + batch])
     spool_floor = count / (time.perf_counter() - started)
     floor.close()
     raw = sqlite3.connect(work / "many-raw.db", isolation_level=None)
@@ -451,7 +451,7 @@ def bench_find(work: Path, count: int, runs: int = 5) -> None:
     spool = Spool(home / "spool.db")
     people = max(1, count // 5)
     spool.conn.execute("BEGIN IMMEDIATE")  # autocommit connection: one explicit transaction
-    where = location_id(spool.conn, "file:///bench/", "")
+    where = SqliteIndex(spool.conn).location_id("file:///bench/", "")
     rows = ((str(i % 3), f"f-{i}", "email", "blast", str(i % 500),
              hashlib.sha256(f"user{i % people}@example.com".encode()).digest(),
              f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", f"key-{i}", bytes(32),
@@ -699,7 +699,7 @@ def fill_scale(path: Path, *, stored: int, queued: int, archive_url: str, first:
                + 1 - first)
     bodies: list[tuple[int, bytes]] = []
     entries: list[tuple[Any, ...]] = []
-    where = location_id(spool.conn, archive_url, prefix)
+    where = SqliteIndex(spool.conn).location_id(archive_url, prefix)
 
     def rows(first: int, count: int, state: str) -> Iterator[list[Any]]:
         stored_ = state == State.STORED

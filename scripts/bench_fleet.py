@@ -166,7 +166,7 @@ class LockSampler(threading.Thread):
     def run(self) -> None:
         import psycopg
 
-        from stored_messages_cli.spool.postgres import WRITE_LOCK
+        from stored_messages_cli.spool.postgres.session import WRITE_LOCK
 
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self.stop.wait(0.02):
