@@ -3,51 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from ...clock import Clock
-from ..lock import SpoolLock
-from ..store import Settled
+from ..store_base import DbStore
 from .session import PgSession
 
 if TYPE_CHECKING:  # the connection's owner; it imports this package's schema steps
     from ..db import SpoolDB
 
 
-class PgStoreBase:
-    """The spool's PostgreSQL session (`SpoolDB.session`) and what every concern uses."""
+class PgStoreBase(DbStore):
+    """The spool's PostgreSQL session (`SpoolDB.session`) and how every concern reads."""
 
     def __init__(self, db: SpoolDB) -> None:
-        self.db = db
-        self.clock: Clock = db.clock
+        super().__init__(db)
         self.pg: PgSession = db.session
-
-    @property
-    def errors(self) -> tuple[type[BaseException], ...]:
-        """The exceptions that mean the database failed."""
-        return self.db.errors
-
-    def lock_held_here(self) -> bool:
-        """True when this thread holds the spool's lock."""
-        return self.db.lock.held_here()
-
-    @property
-    def lock(self) -> SpoolLock:
-        """The lock guarding the session."""
-        return self.db.lock
-
-    def write(self, durable: bool = True) -> AbstractContextManager[Any]:
-        """A write transaction holding the spool's write lock (`SpoolDB.write`)."""
-        return self.db.write(durable=durable)
-
-    def claiming(self) -> AbstractContextManager[Any]:
-        """A claim's transaction: row locks only (`SpoolDB.claiming`)."""
-        return self.db.claiming()
-
-    def settled(self, settled: list[Settled]) -> None:
-        """Run the `on_settled` hooks inside the current transaction."""
-        self.db.settled(settled)
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement in the caller's transaction."""
