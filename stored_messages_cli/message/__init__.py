@@ -57,6 +57,7 @@ from .recipients import (
     recipient_hash,
     recipient_hash_candidates,
     recipient_identity,
+    search_hashes,
     sha256_hex,
 )
 from .times import RFC3339_RE, format_utc, parse_sent_at
@@ -72,5 +73,6 @@ __all__ = [
     "identifier_hashes_json", "key_pieces", "max_object_bytes", "normalise_reference",
     "object_key", "parse_event", "parse_key", "parse_line", "parse_lines", "parse_message",
     "parse_messages", "parse_sent_at", "payload_bytes", "payload_sha256_of", "recipient_hash",
-    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "sha256_hex", "too_big",
+    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "search_hashes",
+    "sha256_hex", "too_big",
 ]
