@@ -47,6 +47,7 @@ def found(cli, *args: str) -> list[str]:
 def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An NFC address, an NFD address and a spaced phone number, archived to a folder."""
     monkeypatch.setenv("SM_DEFAULT_PHONE_REGION", "US")
+    monkeypatch.setenv("SM_MANIFEST_MAX_ENTRIES", "1")  # `sm run` seals every entry at once
     target = build_target("file", tmp_path)
     cli = cli_for(tmp_path / "home")
     archive(cli, target, [email("nfc-1", to=NFC), email("nfd-2", to=NFD),
@@ -120,3 +121,16 @@ def test_nfc_and_nfd_spellings_find_the_same(text: str) -> None:
         indexed = set(search_hashes({"email": stored_as}).values())
         hits = [bool(indexed & set(recipient_hash_candidates(query))) for query in (nfc, nfd)]
         assert hits[0] == hits[1]
+
+
+def test_remote_find_through_the_manifests_knows_the_search_forms(
+        stored, tmp_path: Path) -> None:
+    _, target = stored
+    fresh = cli_for(tmp_path / "fresh")
+    connect(fresh, target)
+    for query, expected in ((NFD, ["nfc-1", "nfd-2"]), (NFC, ["nfc-1", "nfd-2"]),
+                            ("+15550100000", ["tel-3"])):
+        result = fresh("--json", "find", "--remote", "--recipient", query)
+        assert result.exit_code == 0, result.output
+        assert sorted(item["message_id"] for item in json.loads(result.stdout)) == expected
+        assert "manifest" in result.stderr

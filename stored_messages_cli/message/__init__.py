@@ -52,6 +52,7 @@ from .keys import (
 )
 from .recipients import (
     RECIPIENT_FIELDS,
+    SEARCH_FORMS,
     identifier_hashes,
     identifier_hashes_json,
     recipient_hash,
@@ -67,7 +68,8 @@ __all__ = [
     "CONFIRMATION_FIELDS", "KEY_FIELDS", "KEY_SEPARATOR", "KEY_SUFFIX", "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES", "MAX_VALUES", "MEDIUMS", "MESSAGE_ID_RE", "MESSAGE_TYPES",
     "PARALLEL_GZIP_AT", "RECIPIENT_FIELDS", "REFERENCE_FIELDS", "REFERENCE_RE", "RFC3339_RE",
-    "SCHEMA_VERSION", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message", "SendEvent",
+    "SCHEMA_VERSION", "SEARCH_FORMS", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message",
+    "SendEvent",
     "canonical_json", "check_known", "check_message_id", "content_sha256", "decode_json",
     "encode_document", "format_utc", "gunzip", "gzip_bodies", "gzip_body", "identifier_hashes",
     "identifier_hashes_json", "key_pieces", "max_object_bytes", "normalise_reference",
