@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HEAVY = ("pydantic", "pydantic_core", "pydantic_settings", "rich", "boto3", "botocore",
-         "google", "azure", "prometheus_client", "urllib3")
+         "google", "azure", "prometheus_client", "urllib3", "phonenumbers")
 
 _RUN = """
 import atexit, json, sys
@@ -51,10 +51,11 @@ def test_status_in_a_terminal_form_still_renders_with_rich(tmp_path: Path) -> No
     result, modules = loaded_modules(home, "status")
     assert result.returncode == 0, result.stderr
     assert "awaiting_confirmation" in result.stdout
-    assert "rich" in modules and "pydantic" not in modules
+    assert "rich" in modules and "pydantic" not in modules and "phonenumbers" not in modules
 
 
 def test_version_loads_no_typer(tmp_path: Path) -> None:
     result, modules = loaded_modules(tmp_path, "--version")
     assert result.returncode == 0 and result.stdout.startswith("sm ")
     assert "typer" not in modules and "pydantic" not in modules
+    assert "phonenumbers" not in modules  # loaded only where a phone number is normalised

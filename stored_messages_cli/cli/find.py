@@ -58,15 +58,23 @@ def _part_option(value: str) -> str:
 
 def build_query(recipient: str | None, *, message_id: str | None, campaign: str | None,
                 project: str | None, medium: str | None, since: str | None,
-                until: str | None, limit: int | None, command: str = "find") -> FindQuery:
-    """The FindQuery of the shared filters (find, export); bad values are usage errors."""
+                until: str | None, limit: int | None, command: str = "find",
+                region: str | None = None) -> FindQuery:
+    """The FindQuery of the shared filters (find, export); bad values are usage errors.
+    `region` reads a national phone number (setting `default_phone_region`)."""
     if recipient is not None and not recipient.strip():
         raise typer.BadParameter("must not be empty", param_hint="--recipient")
     since_at, until_at = time_range(since, until, command=command)
     return FindQuery(
-        recipient_hashes=tuple(recipient_hash_candidates(recipient)) if recipient else (),
+        recipient_hashes=tuple(recipient_hash_candidates(recipient, region)) if recipient else (),
         message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
         since=since_at, until=until_at, limit=limit)
+
+
+def phone_region(state: AppState, recipient: str | None) -> str | None:
+    """The setting `default_phone_region` when a recipient is searched for (else no settings
+    are read)."""
+    return state.settings().default_phone_region if recipient else None
 
 
 def coverage_warnings(out: Output, index: ArchiveIndex, project: str | None) -> None:
@@ -262,7 +270,7 @@ def find(
     state = state_of(ctx)
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
-                        limit=limit or None)
+                        limit=limit or None, region=phone_region(state, recipient))
     if remote and recipient is None:
         fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
              hint="sm find --remote --recipient someone@example.com (or sm index rebuild"

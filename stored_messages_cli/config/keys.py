@@ -43,7 +43,9 @@ SETTING_NAMES = frozenset({
     "retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
     "rate_limit_backoff_base", "rate_limit_backoff_cap", "concurrency", "poll_interval",
     "log_format", "recovery_probes", "manifest_max_entries", "manifest_max_age",
-    "confirm_grace", "spool_url", "spool_allow_insecure", "max_payload_bytes", "projects"})
+    "confirm_grace", "spool_url", "spool_allow_insecure", "max_payload_bytes",
+    "default_phone_region",
+    "projects"})
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination
 # declares the four project-only fields (tests/test_cli_output.py checks they match).

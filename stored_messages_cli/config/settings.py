@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     manifest_max_age: float = 15 * 60
     # The largest payload sm accepts at ingest or decompresses from a bucket (SPEC 9.2).
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    # How a phone number without +country is read for its E.164 search hash (SPEC 9.2),
+    # a two-letter region such as "US"; none by default (such numbers get no E.164 hash).
+    default_phone_region: str | None = None
     # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
     spool_url: str | None = None
     spool_allow_insecure: bool = False  # a database on another host without TLS
@@ -97,6 +100,15 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError(f"must be at least 1, not {value}")
         return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _phone_region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) != 2 or not value.isascii() or not value.isalpha():
+            raise ValueError(f"must be a two-letter region such as \"US\", not {value!r}")
+        return value.upper()
 
     @field_validator("log_format")
     @classmethod

@@ -32,10 +32,10 @@ from ..message import (
     decode_json,
     format_utc,
     gunzip,
-    identifier_hashes,
     parse_key,
     parse_sent_at,
     recipient_hash,
+    search_hashes,
     sha256_hex,
 )
 from .index import IndexEntry
@@ -187,7 +187,7 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
         medium=parsed["medium"], message_type=message_type, campaign_id=campaign,
         recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
         version_id=version_id, destination_url=destination.url,
-        recipient_hashes=tuple(sorted({rhash, *identifier_hashes(
+        recipient_hashes=tuple(sorted({rhash, *search_hashes(
             document.get("recipient")).values()})))
 
 

@@ -52,11 +52,13 @@ from .keys import (
 )
 from .recipients import (
     RECIPIENT_FIELDS,
+    SEARCH_FORMS,
     identifier_hashes,
     identifier_hashes_json,
     recipient_hash,
     recipient_hash_candidates,
     recipient_identity,
+    search_hashes,
     sha256_hex,
 )
 from .times import RFC3339_RE, format_utc, parse_sent_at
@@ -66,11 +68,13 @@ __all__ = [
     "CONFIRMATION_FIELDS", "KEY_FIELDS", "KEY_SEPARATOR", "KEY_SUFFIX", "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES", "MAX_VALUES", "MEDIUMS", "MESSAGE_ID_RE", "MESSAGE_TYPES",
     "PARALLEL_GZIP_AT", "RECIPIENT_FIELDS", "REFERENCE_FIELDS", "REFERENCE_RE", "RFC3339_RE",
-    "SCHEMA_VERSION", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message", "SendEvent",
+    "SCHEMA_VERSION", "SEARCH_FORMS", "STAGE_CHUNK", "UNASSOCIATED", "WHEN_ABSENT", "Message",
+    "SendEvent",
     "canonical_json", "check_known", "check_message_id", "content_sha256", "decode_json",
     "encode_document", "format_utc", "gunzip", "gzip_bodies", "gzip_body", "identifier_hashes",
     "identifier_hashes_json", "key_pieces", "max_object_bytes", "normalise_reference",
     "object_key", "parse_event", "parse_key", "parse_line", "parse_lines", "parse_message",
     "parse_messages", "parse_sent_at", "payload_bytes", "payload_sha256_of", "recipient_hash",
-    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "sha256_hex", "too_big",
+    "recipient_hash_candidates", "recipient_identity", "recipient_prefix", "search_hashes",
+    "sha256_hex", "too_big",
 ]

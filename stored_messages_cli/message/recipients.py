@@ -8,6 +8,7 @@ token), so a search by any of them finds the message without storing it in the c
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from typing import Any, Final
 
 from ..errors import InvalidMessage
@@ -64,7 +65,42 @@ def identifier_hashes(recipient: Any) -> dict[str, str]:
     return hashes
 
 
-_SORTED_RECIPIENT_FIELDS: Final = tuple(sorted(RECIPIENT_FIELDS))
+# The search-only forms (SPEC 9.2): never the key's hash, only more ways to find a message.
+SEARCH_FORMS: Final[tuple[str, ...]] = ("email_nfc", "phone_number_e164")
+_SORTED_RECIPIENT_FIELDS: Final = tuple(sorted(RECIPIENT_FIELDS + SEARCH_FORMS))
+
+
+def e164(text: str, region: str | None = None) -> str | None:
+    """`text` as an E.164 phone number (`+15550100000`), read with `region` when it has no
+    +country; None when it does not parse as a possible number."""
+    # here, not at the top: only a phone number loads phonenumbers (`sm status` never does)
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def search_hashes(recipient: Any, region: str | None = None) -> dict[str, str]:
+    """`identifier_hashes` plus the search-only forms (SPEC 9.2) where they differ: the
+    email NFC-normalised (`email_nfc`) and the phone number in E.164 (`phone_number_e164`,
+    read with `region` when it has no +country; left out when it does not parse)."""
+    hashes = identifier_hashes(recipient)
+    if not hashes:
+        return hashes
+    email = _identity_of("email", recipient.get("email"))
+    if email is not None and unicodedata.normalize("NFC", email) != email:
+        hashes["email_nfc"] = sha256_hex(unicodedata.normalize("NFC", email).encode("utf-8"))
+    phone = _identity_of("phone_number", recipient.get("phone_number"))
+    if phone is not None:
+        number = e164(phone, region)
+        if number is not None and number != phone:
+            hashes["phone_number_e164"] = sha256_hex(number.encode("utf-8"))
+    return hashes
 
 
 def identifier_hashes_json(hashes: dict[str, str]) -> str:
@@ -77,13 +113,20 @@ def identifier_hashes_json(hashes: dict[str, str]) -> str:
                           if name in hashes) + "}"
 
 
-def recipient_hash_candidates(value: str) -> list[str]:
+def recipient_hash_candidates(value: str, region: str | None = None) -> list[str]:
     """Hashes a free-form recipient search term may have been stored under.
 
     The caller does not say whether `value` is an email, user id, phone number or device
-    token, so both normalisations are tried: stripped, and stripped + lowercased.
+    token, so every normalisation is tried: stripped, and stripped + lowercased; each of
+    those NFC-normalised (an email's search form, SPEC 9.2); and, when it reads as a phone
+    number (with `region` when it has no +country), its E.164 form.
     """
     stripped = value.strip()
     # Both forms even with an `@`: a user id or phone number like `Bob@Corp` keeps its case.
     forms = [stripped, stripped.lower()]
+    forms += [unicodedata.normalize("NFC", form) for form in forms]
+    if stripped and "@" not in stripped and any(c.isdigit() for c in stripped):
+        number = e164(stripped, region)
+        if number is not None:
+            forms.append(number)
     return list(dict.fromkeys(sha256_hex(form.encode("utf-8")) for form in forms))

@@ -25,7 +25,7 @@ from .fields import (
     schema_version_ok,
 )
 from .keys import object_key
-from .recipients import identifier_hashes, identifier_hashes_json, sha256_hex
+from .recipients import identifier_hashes_json, search_hashes, sha256_hex
 from .times import aware_utc, format_utc, parse_sent_at, utc_text
 
 if TYPE_CHECKING:
@@ -200,7 +200,8 @@ def drafted(checked: tuple[dict[str, Any], Any]) -> Draft:
     sent_at = parse_sent_at(sent_at_raw) if sent_at_raw is not None else None
     # Encoding here rejects lone surrogates and NaN at ingest, never at upload.
     payload, content_sha = encode_document(document)
-    hashes = identifier_hashes(document["recipient"])
+    # every identifier's hash, then the search-only forms (SPEC 9.2): the key's is the first
+    hashes = search_hashes(document["recipient"])
     if not hashes:  # the Recipient model checked this already; the key needs one
         raise InvalidMessage(
             "recipient needs at least one of email, user_id, phone_number, device_token")

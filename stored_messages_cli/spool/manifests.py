@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..message import RECIPIENT_FIELDS, gzip_body, recipient_identity, sha256_hex
+from ..message import RECIPIENT_FIELDS, SEARCH_FORMS, gzip_body, search_hashes, sha256_hex
 from ..states import State
 from .bodies import object_of, payload_of
 
@@ -61,12 +61,8 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
             recipient = json.loads(payload).get("recipient")
         except (ValueError, AttributeError):
             recipient = None
-    hashes: dict[str, str] = {}
-    if isinstance(recipient, dict):
-        for name in RECIPIENT_FIELDS:
-            identity = recipient_identity({name: recipient.get(name)})
-            if identity is not None:
-                hashes[name] = sha256_hex(identity.encode("utf-8"))
+    # the same identifiers, and search forms (SPEC 9.2), as ingest takes (`search_hashes`)
+    hashes = search_hashes(recipient)
     return hashes or {"recipient": fallback}
 
 
@@ -93,7 +89,8 @@ def canonical_hashes(identifier_hashes: str | None) -> str | None:
         return None
     if not isinstance(known, dict) or not known:
         return None
-    ordered = {name: known[name] for name in RECIPIENT_FIELDS if isinstance(known.get(name), str)}
+    ordered = {name: known[name] for name in RECIPIENT_FIELDS + SEARCH_FORMS
+               if isinstance(known.get(name), str)}
     if len(ordered) != len(known):
         return None
     return json.dumps(ordered, separators=(",", ":"))
