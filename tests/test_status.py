@@ -109,3 +109,16 @@ def test_status_warns_when_messages_are_discarded_for_lack_of_confirmation(
     assert json.loads(cli("--json", "status").stdout)["discarded_by_reason"] == {
         "never_confirmed": 1}
 
+
+def test_check_names_a_project_whose_messages_wait_for_a_destination(cli, make_message
+                                                                      ) -> None:
+    cli("ingest", input=jsonl(make_message(project_id=777)))
+    result = cli("status", "--check")
+    assert result.exit_code == 1, result.output
+    assert ("project_without_destination: project 777: messages wait for a destination;"
+            " sm connect URL --project 777") in result.stdout.splitlines()
+    doc = json.loads(cli("--json", "status", "--check").stdout)
+    assert doc["ok"] is False
+    assert {"kind": "project_without_destination",
+            "detail": "project 777: messages wait for a destination; sm connect URL --project"
+                      " 777"} in doc["problems"]
