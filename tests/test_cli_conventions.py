@@ -25,7 +25,7 @@ def usage_error_lines(result) -> list[str]:
 # ----------------------------------------------------------------- global options anywhere
 
 
-def test_json_after_the_command(cli) -> None:
+def test_json_after_the_command(cli, spool) -> None:
     status = cli("status", "--json")
     assert status.exit_code == 0, status.stderr
     assert "counts" in json.loads(status.stdout)
@@ -45,14 +45,14 @@ def test_every_global_option_after_the_command(cli, tmp_path: Path) -> None:
     assert verbose.exit_code == 0, verbose.stderr
 
 
-def test_a_value_that_looks_like_a_global_option_stays_a_value(cli) -> None:
+def test_a_value_that_looks_like_a_global_option_stays_a_value(cli, spool) -> None:
     # `--campaign -q` asks for campaign "-q"; -q is not moved before the command
     result = cli("find", "--campaign", "-q", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == []
 
 
-def test_a_subcommand_of_a_group_takes_global_options_too(cli) -> None:
+def test_a_subcommand_of_a_group_takes_global_options_too(cli, spool) -> None:
     result = cli("spool", "prune", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["dry_run"] is True

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from stored_messages_cli.spool import Spool
 from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
@@ -184,6 +185,12 @@ def test_remote_find_needs_a_recipient_and_a_project(cli, archived: ArchiveTarge
     no_recipient = cli("find", "--remote", "--project", "12345")
     assert no_recipient.exit_code == 2
     assert "Error: --remote needs --recipient" in no_recipient.stderr
+    no_spool = cli_for(tmp_path / "empty")("find", "--remote", "--recipient", "x@y.z")
+    assert no_spool.exit_code == 1
+    assert f"Error: no spool at {tmp_path / 'empty' / 'spool.db'}" in no_spool.stderr
+    assert not (tmp_path / "empty").exists()
+    with Spool.open(home=tmp_path / "empty"):
+        pass  # a spool, but no project connected
     nothing_connected = cli_for(tmp_path / "empty")("find", "--remote", "--recipient", "x@y.z")
     assert nothing_connected.exit_code == 2
     assert "Error: no project has a destination to search" in nothing_connected.stderr

@@ -13,12 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stored_messages_cli import Spool, __version__
 from stored_messages_cli.archiver import Archiver, ProjectTarget
+from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.ops.metrics import (
     DaemonMetrics,
     Liveness,
     MetricsServer,
     parse_metrics_addr,
 )
+from stored_messages_cli.spool.maintenance import prune
 from stored_messages_cli.states import HealthState
 from tests.support.daemon import (
     PROJECT,
@@ -73,7 +75,7 @@ def test_a_scrape_during_a_run_shows_the_counters_moving(tmp_path: Path) -> None
         assert value(first, "sm_destination_up", project=PROJECT) == 1
         assert value(first, "sm_build_info", version=__version__) == 1
         for reason in ("send_failed", "never_confirmed", "medium_not_archived"):
-            assert value(first, "sm_messages_discarded_total", reason=reason) == 0
+            assert value(first, "sm_messages_discarded_in_spool", reason=reason) == 0
         stored_at = value(first, "sm_last_stored_timestamp_seconds", project=PROJECT)
         assert time.time() - 60 < stored_at <= time.time()
         assert all(name.startswith("sm_") for name, _ in first)
@@ -182,3 +184,38 @@ def test_a_taken_port_is_one_error_line_and_no_daemon_stays_registered(tmp_path:
     status = sm(home, "--json", "status")
     assert '"daemons": []' in status.stdout
     assert '"queued": 1' in status.stdout  # nothing was attempted
+
+
+def counters(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a counter family in /metrics (what Prometheus may treat as a reset)."""
+    code, text = http_get(base + "/metrics")
+    assert code == 200, text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) if family.type == "counter"
+            for s in family.samples if s.name.endswith("_total")}
+
+
+def test_no_counter_falls_after_a_spool_prune(tmp_path: Path, make_message) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    unconfirmed = {k: v for k, v in make_message().items() if k not in ("sent_at", "provider")}
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        spool.record(unconfirmed)
+        clock.advance(25 * 3600)
+        assert spool.intake.discard_unconfirmed(24 * 3600) == 1
+        metrics = DaemonMetrics(spool.path, {}, "test", Liveness(1.0))
+        server = MetricsServer(metrics, "127.0.0.1", 0).start()
+        try:
+            before = counters(server.url)
+            assert scrape(server.url)[("sm_messages_discarded_in_spool",
+                                       (("reason", "never_confirmed"),))] == 1
+            clock.advance(30 * 86400)
+            assert prune(spool, 86400).discarded == 1
+            after = counters(server.url)
+            fell = {k: (v, after.get(k, 0.0)) for k, v in before.items()
+                    if after.get(k, 0.0) < v}
+            assert fell == {}
+            assert scrape(server.url)[("sm_messages_discarded_in_spool",
+                                       (("reason", "never_confirmed"),))] == 0
+        finally:
+            server.stop()
+            metrics.close()

@@ -15,6 +15,7 @@ from stored_messages_cli.message import gzip_body, parse_message
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.db import spool_error
+from stored_messages_cli.spool.store import SpoolFull
 from tests.spool_contract.test_crash_safety import start_sm
 from tests.support.fixtures.core import connected_folder, jsonl
 
@@ -171,3 +172,25 @@ def test_a_body_lost_from_the_spool_fails_its_message_and_nothing_else(
     assert not list((tmp_path / "a").rglob("lost.json.gz"))
     assert "no longer matches the hash recorded at ingest" in row["last_error"]
     assert [p.name for p in (tmp_path / "a").rglob("*.json.gz")] == ["sound.json.gz"]
+
+
+def test_ingest_on_a_full_disk_says_how_many_lines_were_committed(
+        spool: Spool, make_message) -> None:
+    def lines():
+        for n in range(1, 1501):
+            if n == 1001:  # two batches of 500 are in: now the file may not grow by a page
+                with spool.lock:
+                    pages = spool.conn.execute("PRAGMA page_count").fetchone()[0]
+                    spool.conn.execute(f"PRAGMA max_page_count = {pages}")
+            yield jsonl(make_message(message_id=f"m{n:04d}"))
+
+    with pytest.raises(SpoolFull) as raised:
+        spool.ingest_lines(lines(), source="sent.jsonl")
+    message = str(raised.value)
+    assert "nothing was written" not in message
+    assert message.endswith(": sent.jsonl was committed up to line 1000 (1000 line(s): accepted"
+                            " 1000, duplicate 0, rejected 0); line 1001 on was not written")
+    assert raised.value.hint is not None and "sm spool prune" in raised.value.hint
+    with spool.lock:
+        spool.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert spool.status()["counts"]["queued"] == 1000

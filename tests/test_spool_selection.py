@@ -81,6 +81,8 @@ def test_spool_option_env_and_config_each_select_postgresql(
         assert result.exit_code == 0, result.output
         return int(json.loads(result.stdout)["counts"]["queued"])
 
+    with Spool.open(home=sm_home):
+        pass  # the home's own spool.db, empty
     assert queued() == 0  # spool.db of the home
     assert queued("--spool", postgres_spool_url) == 1
     monkeypatch.setenv("SM_SPOOL_URL", postgres_spool_url)

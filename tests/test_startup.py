@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stored_messages_cli.spool import Spool
+
 HEAVY = ("pydantic", "pydantic_core", "pydantic_settings", "rich", "boto3", "botocore",
          "google", "azure", "prometheus_client", "urllib3", "phonenumbers")
 
@@ -35,10 +37,17 @@ def loaded_modules(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[
     return result, {name.split(".")[0] for name in json.loads(line.removeprefix("MODULES "))}
 
 
+def new_spool(home: Path) -> None:
+    """An empty spool in `home` (read-only commands refuse a home without one)."""
+    with Spool.open(home=home):
+        pass
+
+
 def test_status_loads_no_pydantic_rich_or_sdk(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     (home / "config.toml").write_text('[projects."1"]\nurl = "s3://bucket/prefix/"\n')
+    new_spool(home)
     result, modules = loaded_modules(home, "--json", "status")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["destinations"][0]["url"] == "s3://bucket/prefix/"
@@ -48,6 +57,7 @@ def test_status_loads_no_pydantic_rich_or_sdk(tmp_path: Path) -> None:
 def test_status_in_a_terminal_form_still_renders_with_rich(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
+    new_spool(home)
     result, modules = loaded_modules(home, "status")
     assert result.returncode == 0, result.stderr
     assert "awaiting_confirmation" in result.stdout

@@ -22,7 +22,7 @@ def status(cli) -> dict:
     return json.loads(result.stdout)
 
 
-def test_empty_spool_has_every_key_of_the_spec(cli) -> None:
+def test_empty_spool_has_every_key_of_the_spec(cli, spool) -> None:
     doc = status(cli)
     assert doc["counts"] == dict.fromkeys(STATES, 0)
     assert list(doc["counts"]) == STATES
@@ -72,7 +72,7 @@ def test_messages_of_a_project_without_destination_are_named(cli, make_message) 
     assert "Waiting for a destination: project(s) 777" in cli("status").stdout
 
 
-def test_human_status_shows_every_state(cli) -> None:
+def test_human_status_shows_every_state(cli, spool) -> None:
     out = cli("status").stdout
     for state in STATES:
         assert state in out
@@ -108,3 +108,17 @@ def test_status_warns_when_messages_are_discarded_for_lack_of_confirmation(
             " confirm_timeout") in " ".join(result.stderr.split())
     assert json.loads(cli("--json", "status").stdout)["discarded_by_reason"] == {
         "never_confirmed": 1}
+
+
+def test_check_names_a_project_whose_messages_wait_for_a_destination(cli, make_message
+                                                                      ) -> None:
+    cli("ingest", input=jsonl(make_message(project_id=777)))
+    result = cli("status", "--check")
+    assert result.exit_code == 1, result.output
+    assert ("project_without_destination: project 777: messages wait for a destination;"
+            " sm connect URL --project 777") in result.stdout.splitlines()
+    doc = json.loads(cli("--json", "status", "--check").stdout)
+    assert doc["ok"] is False
+    assert {"kind": "project_without_destination",
+            "detail": "project 777: messages wait for a destination; sm connect URL --project"
+                      " 777"} in doc["problems"]

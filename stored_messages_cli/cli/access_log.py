@@ -44,6 +44,7 @@ def recorded(state: AppState, command_name: str, *, case_id: str | None,
     with a non-zero code keeps the result the caller set, else `error`. `recipient` (the raw
     filter) is removed from any message logged.
     """
+    state.require_spool()  # no spool, no log: a typo in SM_HOME creates nothing
     record = AccessRecord(command_name, case_id=case_id, filters=filters,
                           details=dict(details or {}))
     try:
@@ -153,6 +154,7 @@ def access_log(
     state = state_of(ctx)
     out = state.output
     moment = time_bound(since, end_of_day=False, name="--since", command="access-log")
+    state.require_spool()
     log = access_log_of(state)
     good: list[dict[str, Any]] = []
     for number, document in log.records():

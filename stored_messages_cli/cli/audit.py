@@ -39,6 +39,7 @@ def audit(
                                  " name a folder", param_hint="'--report'")
     state = state_of(ctx)
     out = state.output
+    state.require_spool()
     since_at, until_at = time_range(since, until, command="audit")
     chosen = state.connected_projects(
         project, none_yet="no project has a destination yet; nothing to audit")

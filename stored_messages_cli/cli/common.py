@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -166,11 +167,29 @@ class AppState:
             self._settings = load_settings(self.paths.config_file)
         return self._settings
 
-    def open_spool(self) -> Spool:
-        """The spool of this home (or of --spool, SM_SPOOL_URL, spool_url)."""
+    def open_spool(self, *, create: bool = False) -> Spool:
+        """The spool of this home (or of --spool, SM_SPOOL_URL, spool_url).
+
+        Only commands that take messages in (`create`: connect, ingest, run, replay) create
+        a missing spool file; the others exit 1 with `Error: no spool at PATH`, creating
+        nothing (a typo in SM_HOME must not look like an empty archive)."""
+        if not create:
+            self.require_spool()
         from ..spool import Spool  # start-up: only commands that open the spool load it
 
         return Spool.open(self.spool, home=self.home)
+
+    def require_spool(self) -> None:
+        """Exit 1 (`Error: no spool at PATH`, `Try: …`) when the SQLite spool file is
+        missing; a PostgreSQL spool is the database's to have."""
+        from ..config.paths import spool_location
+
+        where = spool_location(self.paths, self.spool)
+        if "://" in where.target or Path(where.target).exists():
+            return
+        fail(f"no spool at {where.target}",
+             hint="check --home / SM_HOME (or --spool); a spool is created by sm connect,"
+             " sm ingest or sm run")
 
     def project(self, project_id: str) -> ProjectDestination:
         """A project's saved destination, or a ConfigError naming the next step."""

@@ -237,7 +237,7 @@ def disconnect(
     known = project in state.settings().projects
     if known:
         state.save_project(project, None)
-        with state.open_spool() as spool:
+        with state.open_spool(create=True) as spool:
             spool.health.forget(project)
     if state.output.json_mode:
         state.output.emit_json({"project_id": project, "removed": known})
@@ -250,7 +250,7 @@ def disconnect(
 
 def _daemon_pickup(state: AppState) -> str:
     """Whether a running `sm run` will pick a config change up (it reloads on its own)."""
-    with state.open_spool() as spool:
+    with state.open_spool(create=True) as spool:
         alive = [d for d in Daemons(spool).listed() if d.alive]
     if not alive:
         return "No sm run is running on this spool: start one with `sm run`."

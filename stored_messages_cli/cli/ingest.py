@@ -135,7 +135,7 @@ def ingest(
     total = IngestReport()
     line_count = messages = events = 0
     limit = state.settings().max_payload_bytes
-    with state.open_spool() as spool:
+    with state.open_spool(create=True) as spool:
         for name in sources:
             label = "stdin" if name == "-" else name
             kinds = LineKinds()

@@ -24,6 +24,7 @@ def backfill(
     """
     state = state_of(ctx)
     out = state.output
+    state.require_spool()
     settings = state.settings()
     chosen = state.connected_projects(project, none_yet="no project has a destination yet")
     max_entries, _age = limits_from(settings)

@@ -94,7 +94,7 @@ def replay(
     targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()
     try:
-        with stop_on_signals(stop), state.open_spool() as spool:
+        with stop_on_signals(stop), state.open_spool(create=True) as spool:
             row_ids: list[int] = []
             for pid in project_ids:
                 # What another process is uploading right now is followed, not retried.

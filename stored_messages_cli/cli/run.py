@@ -51,7 +51,7 @@ def run(
     targets = writing_targets(state, project_ids, workers)
     stop = threading.Event()
     reload = threading.Event()
-    with stop_on_signals(stop, reload=reload), state.open_spool() as spool:
+    with stop_on_signals(stop, reload=reload), state.open_spool(create=True) as spool:
         progress, on_outcome = progress_for(out, "archiving",
                                             spool.status()["counts"]["queued"] if once
                                             else None)

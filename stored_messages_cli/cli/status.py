@@ -80,6 +80,10 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
             found.append(("destination_unreachable",
                           f"project {d['project_id']}: {d['url']} unreachable since {d['since']}"
                           f", next probe {d['next_probe_at'] or '-'}"))
+    for project_id in doc["projects_without_destination"]:
+        found.append(("project_without_destination",
+                      f"project {project_id}: messages wait for a destination; sm connect URL"
+                      f" --project {project_id}"))
     for final_state in ("expired", "failed"):
         count = doc["counts"].get(final_state, 0)
         if count:

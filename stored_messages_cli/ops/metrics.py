@@ -5,9 +5,10 @@ Two sources, one registry:
 - counters and the upload histogram move with the archiver's seams (`on_settled`,
   `on_upload`), so they count what this process did since it started (Prometheus handles the
   reset at a restart);
-- gauges (and `sm_messages_discarded_total`, which senders move too) are read from the spool
-  when Prometheus scrapes (`Report.status()`, the destination health rows, the index), through
-  a `Spool` of their own: a scrape never waits on, nor blocks, the archiver's connection.
+- gauges (`sm_messages_discarded_in_spool` among them, which senders move too) are read
+  from the spool when Prometheus scrapes (`Report.status()`, the destination health rows, the
+  index), through a `Spool` of their own: a scrape never waits on, nor blocks, the archiver's
+  connection.
 
 Labels carry project ids, states, classes and reason codes only: never a message id or an
 address. Everything is prefixed `sm_`.
@@ -32,7 +33,7 @@ from prometheus_client import (
     disable_created_metrics,
     make_wsgi_app,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..clock import Clock
@@ -198,9 +199,11 @@ class SpoolCollector(Collector):
 
         discarded = dict.fromkeys([str(r) for r in DISCARD_REASONS], 0)
         discarded.update(status["discarded_by_reason"])
-        family = CounterMetricFamily(
-            "sm_messages_discarded", "Messages discarded (never archived), by reason; counts"
-            " the spool's rows, so `sm spool prune` lowers it.", labels=["reason"])
+        # A gauge, not a counter: it counts the spool's rows, which `sm spool prune` deletes
+        # (a counter that falls reads as a reset in Prometheus).
+        family = GaugeMetricFamily(
+            "sm_messages_discarded_in_spool", "Discarded messages (never archived) whose rows"
+            " the spool still holds, by reason; `sm spool prune` lowers it.", labels=["reason"])
         for reason, count in sorted(discarded.items()):
             family.add_metric([reason], count)
         yield family

@@ -35,7 +35,7 @@ from ..states import FinalReason, IngestOutcome, State
 from . import bodies
 from .group_commit import GroupCommit, MediumsCache
 from .rows import MessageRow
-from .store import SpoolStore
+from .store import SpoolFull, SpoolStore
 
 INGEST_BATCH = 500
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
@@ -62,6 +62,18 @@ class IngestReport:
             "discarded": self.discarded,
             "errors": self.errors,
         }
+
+
+def _full_after(exc: SpoolFull, source: str, first: int, report: IngestReport) -> SpoolFull:
+    """The disk filled up at the batch from line `first`: say what was committed before it."""
+    said = str(exc).removesuffix("; nothing was written")
+    committed = report.accepted + report.duplicate + report.rejected
+    if not committed:
+        return SpoolFull(f"{said}; nothing of {source} was written", hint=exc.hint)
+    return SpoolFull(
+        f"{said}: {source} was committed up to line {first - 1} ({committed} line(s): accepted"
+        f" {report.accepted}, duplicate {report.duplicate}, rejected {report.rejected}); line"
+        f" {first} on was not written", hint=exc.hint)
 
 
 class Intake:
@@ -143,8 +155,11 @@ class Intake:
             nonlocal batch
             if batch:
                 items = _line_items([raw for _, raw in batch])  # parsed a batch at a time
-                self._ingest_batch([(number, *item) for (number, _), item in
-                                    zip(batch, items, strict=True)], source, report)
+                try:
+                    self._ingest_batch([(number, *item) for (number, _), item in
+                                        zip(batch, items, strict=True)], source, report)
+                except SpoolFull as exc:
+                    raise _full_after(exc, source, batch[0][0], report) from None
                 if progress:
                     progress(len(batch))
                 batch = []

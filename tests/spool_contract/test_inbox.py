@@ -14,6 +14,7 @@ from pathlib import Path
 from stored_messages_cli.config.projects import ProjectDestination
 from stored_messages_cli.config.writer import save_projects
 from stored_messages_cli.message import parse_message
+from stored_messages_cli.spool import Spool
 from tests.support.spool_db import mark, raw_connection, rows
 
 
@@ -23,7 +24,9 @@ def test_lines_written_with_sql_are_recorded_and_archived_like_ingested_ones(
     archive.mkdir(mode=0o700)
     save_projects(sm_home / "config.toml", {"12345": ProjectDestination(
         url=f"file://{archive}/")})
-    assert cli("status").exit_code == 0  # creates and migrates the spool
+    with Spool.open(home=sm_home):
+        pass  # creates and migrates the spool (read-only commands such as status do not)
+    assert cli("status").exit_code == 0
     confirmed = make_message(message_id="sql-1", recipient={"email": "a@example.com"})
     later = make_message(message_id="sql-2", recipient={"email": "b@example.com"})
     sent_at = later.pop("sent_at")
