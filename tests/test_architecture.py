@@ -79,7 +79,17 @@ def imports_of(module: Module) -> set[str]:
                 resolved = _resolve(target)
                 if resolved and resolved != module.name:
                     found.add(resolved)
+                    found.update(_packages_run_first(module.name, resolved))
     return found
+
+
+def _packages_run_first(importer: str, target: str) -> set[str]:
+    """The packages whose `__init__` runs before `target` does (`a.b` for `a.b.c`), except
+    those the importer already lies in (they are running)."""
+    parts = target.split(".")
+    prefixes = {".".join(parts[:end]) for end in range(2, len(parts))}
+    return {prefix for prefix in prefixes
+            if prefix in modules() and not (importer + ".").startswith(prefix + ".")}
 
 
 def import_cycles() -> list[list[str]]:
@@ -120,6 +130,24 @@ def import_cycles() -> list[list[str]]:
 
 def test_the_package_has_no_import_cycle() -> None:
     assert import_cycles() == []
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_package_init() -> None:
+    # `from .pkg.leaf import x` runs `pkg/__init__.py` first; if that imports back, it is a
+    # cycle even though no module names the other directly.
+    root = Module(f"{PACKAGE}.c", ROOT / "c.py", ast.parse("from .pkg.leaf import x\n"))
+    package = Module(f"{PACKAGE}.pkg", ROOT / "pkg" / "__init__.py",
+                     ast.parse("from .other import y\n"))
+    leaf = Module(f"{PACKAGE}.pkg.leaf", ROOT / "pkg" / "leaf.py", ast.parse("x = 1\n"))
+    other = Module(f"{PACKAGE}.pkg.other", ROOT / "pkg" / "other.py",
+                   ast.parse("from ..c import z\n"))
+    saved = dict(modules())
+    modules().update({m.name: m for m in (root, package, leaf, other)})
+    try:
+        assert [f"{PACKAGE}.c", f"{PACKAGE}.pkg", f"{PACKAGE}.pkg.other"] in import_cycles()
+    finally:
+        modules().clear()
+        modules().update(saved)
 
 
 def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function() -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..store_base import DbStore
+from ..store_base import DbStore, SpoolDatabase
 from .session import PgSession
-
-if TYPE_CHECKING:  # the connection's owner; it imports this package's schema steps
-    from ..db import SpoolDB
 
 
 class PgStoreBase(DbStore):
     """The spool's PostgreSQL session (`SpoolDB.session`) and how every concern reads."""
 
-    def __init__(self, db: SpoolDB) -> None:
+    def __init__(self, db: SpoolDatabase) -> None:
         super().__init__(db)
         self.pg: PgSession = db.session
 
