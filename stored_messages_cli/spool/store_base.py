@@ -1,5 +1,6 @@
-"""What both stores' concern classes share: the open database (`SpoolDatabase`), its clock and lock, and the
-transactions it opens. Each backend's base adds how it reads (`sqlite.base`, `postgres.base`)."""
+"""What both stores' concern classes share: the open database (`SpoolDatabase`), its clock
+and lock, and the transactions it opens. Each backend's base adds how it reads (`sqlite.base`,
+`postgres.base`)."""
 
 from __future__ import annotations
 
