@@ -44,7 +44,8 @@ SETTING_NAMES = frozenset({
     "rate_limit_backoff_base", "rate_limit_backoff_cap", "concurrency", "poll_interval",
     "log_format", "recovery_probes", "manifest_max_entries", "manifest_max_age",
     "confirm_grace", "spool_url", "spool_allow_insecure", "max_payload_bytes",
-    "default_phone_region",
+    "default_phone_region", "log_key_file", "checkpoint_copies", "timestamp_authorities",
+    "trusted_keys", "timestamp_ca_file",
     "projects"})
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination

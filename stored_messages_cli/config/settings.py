@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     # How a phone number without +country is read for its E.164 search hash (SPEC 9.2),
     # a two-letter region such as "US"; none by default (such numbers get no E.164 hash).
     default_phone_region: str | None = None
+    # The signed manifest log (SPEC 9.1, docs/manifests.md): the signing key's file (unset is
+    # SM_HOME/keys/signing.key), where each checkpoint is also written, the RFC 3161
+    # time-stamp authorities that stamp it, the verifier keys `sm audit` trusts, and the CA
+    # certificates (PEM) a time-stamp token must chain to.
+    log_key_file: str | None = None
+    checkpoint_copies: tuple[str, ...] = ()
+    timestamp_authorities: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = ()
+    timestamp_ca_file: str | None = None
     # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
     spool_url: str | None = None
     spool_allow_insecure: bool = False  # a database on another host without TLS
@@ -109,6 +118,17 @@ class Settings(BaseSettings):
         if len(value) != 2 or not value.isascii() or not value.isalpha():
             raise ValueError(f"must be a two-letter region such as \"US\", not {value!r}")
         return value.upper()
+
+    @field_validator("checkpoint_copies", "timestamp_authorities", "trusted_keys",
+                     mode="before")
+    @classmethod
+    def _text_list(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):  # one value given alone (a JSON list arrives parsed)
+            value = [value]
+        if not isinstance(value, list | tuple) or \
+                not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError("must be a list of non-empty strings, e.g. [\"file:///srv/copy\"]")
+        return tuple(v.strip() for v in value)
 
     @field_validator("log_format")
     @classmethod
