@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..archiver import Archiver, ProjectTarget
+from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
 from ..retry import RetryPolicy
 from .common import AppState, open_project_destination
@@ -28,9 +29,11 @@ def writing_targets(state: AppState, project_ids: list[str], workers: int
 
 
 def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, workers: int,
-                 stop: threading.Event, on_outcome: Any) -> tuple[Archiver, Manifests]:
-    """The archiver the settings describe, and the manifests it fills as it settles
-    (the caller closes them: that seals what is open and writes what is sealed)."""
+                 stop: threading.Event, on_outcome: Any, home: str | None = None
+                 ) -> tuple[Archiver, Manifests]:
+    """The archiver the settings describe, and the manifests it fills as it settles, signed
+    with the key of `home` (the caller closes them: that seals what is open and writes what
+    is sealed)."""
     archiver = Archiver(spool, targets, policy=policy_from(settings), concurrency=workers,
                         lease_seconds=settings.lease_seconds,
                         confirm_timeout=settings.confirm_timeout,
@@ -38,7 +41,8 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                         poll_interval=settings.poll_interval, stop=stop,
                         on_outcome=on_outcome)
     manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
-                          *limits_from(settings))
+                          *limits_from(settings),
+                          log_options=LogOptions.from_settings(settings, home))
     archiver.on_tick(manifests.tick)
     return archiver, manifests
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..evidence.backfill import backfill as run_backfill
+from ..evidence.log import LogOptions
 from ..evidence.manifest import limits_from
 from .command_classes import group
 from .common import command, open_project_destination, state_of
@@ -17,8 +18,10 @@ def backfill(
 ) -> None:
     """Write manifest segments for stored messages of the index that no manifest lists.
 
-    Each object is downloaded and its payload hash checked first; one that fails is
-    reported and left out. Safe to run again. Exit 1 if any object failed.
+    Only messages this spool stored are backfilled (marked "backfilled" in the log); each
+    object is downloaded and its payload hash checked first; one that fails is reported and
+    left out, and so is an object the spool never stored (see sm manifest adopt). Safe to run
+    again. Exit 1 if any object failed.
 
     Example: sm manifest backfill --project 12345
     """
@@ -33,7 +36,8 @@ def backfill(
         for project_id in chosen:
             destination = open_project_destination(state, project_id)
             try:
-                reports.append(run_backfill(spool, project_id, destination, max_entries))
+                reports.append(run_backfill(spool, project_id, destination, max_entries,
+                                            LogOptions.from_settings(settings, state.home)))
             finally:
                 destination.close()
     failed = sum(len(r.failures) for r in reports)
@@ -47,6 +51,9 @@ def backfill(
                       highlight=False)
             for failure in r.failures:
                 out.print(f"  {failure['key']}: {failure['reason']}", highlight=False)
+            for key in r.not_stored_here:
+                out.print(f"  {key}: not stored by this spool, left out (if it belongs in the"
+                          " archive: sm manifest adopt KEY --reason TEXT)", highlight=False)
     if failed:
         raise typer.Exit(1)
 

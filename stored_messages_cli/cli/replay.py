@@ -106,7 +106,7 @@ def replay(
                 progress, on_outcome = progress_for(out, "replaying", len(row_ids))
                 archiver, manifests = archiver_for(spool, targets, settings,
                                                    workers=workers, stop=stop,
-                                                   on_outcome=on_outcome)
+                                                   on_outcome=on_outcome, home=state.home)
                 try:
                     with progress or nullcontext():
                         archiver.run(once=True, row_ids=row_ids)

@@ -56,7 +56,7 @@ def run(
                                             spool.status()["counts"]["queued"] if once
                                             else None)
         archiver, manifests = archiver_for(spool, targets, settings, workers=workers,
-                                           stop=stop, on_outcome=on_outcome)
+                                           stop=stop, on_outcome=on_outcome, home=state.home)
         reloader = Reloader(state, archiver, targets, only_project=project,
                             max_connections=workers,
                             on_targets=[manifests.destinations.update])

@@ -2,7 +2,11 @@
 
 What the index holds and no manifest lists (sealed, or in the open segment) is read back from
 the bucket, its payload hash checked against the index, and added to the open segment as the
-settle would have added it; then the segments are sealed and written.
+settle would have added it, marked `"backfilled": true` for ever; then the segments are sealed
+and written. Only what this spool itself stored (a `stored` message with that payload hash) is
+backfilled: an object it did not store (planted, or indexed by `sm index rebuild` from the
+bucket) is reported, never laundered into the log; `sm manifest adopt` takes one in, marked
+as adopted with the operator's reason (SPEC 9.1).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..spool.evidence_queries import BackfilledEntry
 from ..states import State
 from .audit_chain import check_chain
 from .findings import ProjectAudit
+from .log import LogOptions
 from .manifest import DEFAULT_MAX_ENTRIES, Manifests
 
 
@@ -28,13 +33,14 @@ class BackfillReport:
     already_in_manifests: int = 0
     backfilled: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    not_stored_here: list[str] = field(default_factory=list)  # keys this spool never stored
 
     def as_dict(self) -> dict[str, Any]:
         """The project's object in `sm manifest backfill --json`."""
         return {"project_id": self.project_id,
                 "already_in_manifests": self.already_in_manifests,
                 "backfilled": self.backfilled, "failed": len(self.failures),
-                "failures": self.failures}
+                "failures": self.failures, "not_stored_here": self.not_stored_here}
 
 
 def listed_as_stored(spool: Spool, project_id: str, destination: Destination) -> set[str]:
@@ -49,7 +55,8 @@ def listed_as_stored(spool: Spool, project_id: str, destination: Destination) ->
 
 
 def backfill(spool: Spool, project_id: str, destination: Destination,
-             max_entries: int = DEFAULT_MAX_ENTRIES) -> BackfillReport:
+             max_entries: int = DEFAULT_MAX_ENTRIES, log_options: LogOptions | None = None
+             ) -> BackfillReport:
     """Write manifest entries for what the index holds but no manifest lists (an archive made
     before manifests existed), each after verifying its object; then seal and write them."""
     report = BackfillReport(project_id)
@@ -58,6 +65,9 @@ def backfill(spool: Spool, project_id: str, destination: Destination,
          stored_at, row_id) in spool.evidence.indexed_messages(project_id):
         if message_id in listed:
             report.already_in_manifests += 1
+            continue
+        if row_id is None:
+            report.not_stored_here.append(key)
             continue
         try:
             body = destination.get(key).body
@@ -71,12 +81,13 @@ def backfill(spool: Spool, project_id: str, destination: Destination,
             continue
         relative = key[len(destination.prefix):] if key.startswith(destination.prefix) else key
         spool.evidence.add_backfilled_entry(BackfilledEntry(
-            project_id=project_id, message_row=row_id or 0, message_id=message_id,
+            project_id=project_id, message_row=row_id, message_id=message_id,
             stored_key=key, relative_key=relative, payload_sha256=payload_sha,
             object_sha256=sha256_hex(body), size=len(body), medium=medium,
             message_type=message_type, campaign_id=campaign_id, sent_at=sent_at,
-            recipient_hash=fallback, payload=payload, settled_at=stored_at or 0.0))
+            recipient_hash=fallback, payload=payload, settled_at=stored_at or 0.0,
+            marks={"backfilled": True}))
         listed.add(message_id)
         report.backfilled += 1
-    Manifests(spool, {project_id: destination}, max_entries).close()
+    Manifests(spool, {project_id: destination}, max_entries, log_options=log_options).close()
     return report

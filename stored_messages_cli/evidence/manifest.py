@@ -21,14 +21,9 @@ from ..destinations.base import Destination
 from ..errors import ConfigError
 from ..message import gunzip, sha256_hex
 from ..spool import Spool
-from ..spool.evidence_queries import OpenEntries
-from .segments import (
-    MAX_SEGMENT_BYTES,
-    build_segment,
-    entry_document,
-    retention_days_of,
-    segment_key,
-)
+from ..spool.evidence_queries import LogHead, OpenEntries, SegmentDraft
+from .log import LogOptions, LogSealer
+from .segments import MAX_SEGMENT_BYTES, checkpoint_key, log_origin
 
 log = logging.getLogger("sm.manifest")
 
@@ -57,12 +52,13 @@ class Manifests:
 
     def __init__(self, spool: Spool, destinations: Mapping[str, Destination],
                  max_entries: int = DEFAULT_MAX_ENTRIES, max_age: float = DEFAULT_MAX_AGE, *,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, log_options: LogOptions | None = None) -> None:
         self.spool = spool
         self.destinations = dict(destinations)
         self.max_entries = max(1, int(max_entries))
         self.max_age = float(max_age)
         self.clock = clock or spool.clock
+        self.log = LogSealer(spool, log_options or LogOptions.from_settings(None))
         spool.evidence.complete_entries_on_settle()
 
     # ----------------------------------------------------------------------- seams
@@ -84,9 +80,12 @@ class Manifests:
         sealed = 0
         now = self.clock.now()
         due = partial(self._due, now=now, force=force)
-        for project_id in self.destinations:
+        for project_id, destination in self.destinations.items():
             # A read first: a tick with nothing due takes no write lock (an ingest or a
             # settle elsewhere would make it wait); due is asked again under the lock.
+            if not due(self.spool.evidence.open_entries(project_id)) or \
+                    not self.log.prepare(project_id, destination):
+                continue
             while due(self.spool.evidence.open_entries(project_id)):
                 segment = self.spool.evidence.seal_segment(
                     project_id, self.max_entries, now, due=due,
@@ -108,13 +107,9 @@ class Manifests:
         return oldest is not None and now - oldest >= self.max_age
 
     def _segment(self, project_id: str, sealed_at: float, rows: list[dict[str, Any]],
-                 seq: int, prev_sha: str | None) -> tuple[str, bytes]:
-        """The key and bytes of segment `seq` holding `rows` (the open entries it seals)."""
-        destination = self.destinations[project_id]
-        days = retention_days_of(destination)
-        body = build_segment(project_id, seq, prev_sha, sealed_at,
-                             [entry_document(row, destination.prefix, days) for row in rows])
-        return segment_key(project_id, seq, sealed_at), body
+                 head: LogHead | None) -> SegmentDraft:
+        """The next segment of the project's log, holding `rows` (the open entries it seals)."""
+        return self.log.draft(project_id, self.destinations[project_id], sealed_at, rows, head)
 
     # ----------------------------------------------------------------------- writing
 
@@ -130,24 +125,32 @@ class Manifests:
         for row in self.spool.evidence.segments(unwritten_only=True):
             project_id, seq = row["project_id"], row["seq"]
             destination = self.destinations.get(project_id)
-            if destination is None or project_id in blocked:
-                continue
+            if destination is None or project_id in blocked or \
+                    row["origin"] not in ("", log_origin(destination.url, project_id)):
+                continue  # a segment of an earlier destination's log stays where it is
             if not ignore_schedule and row["next_attempt_at"] and row["next_attempt_at"] > now:
                 blocked.add(project_id)
                 continue
-            body = self.spool.evidence.segment_body(project_id, seq)
-            if body is None:
-                continue
-            key = destination.prefix + row["key"]
             try:
-                destination.put(key, body, sha256_hex(gunzip(body, key, limit=MAX_SEGMENT_BYTES)))
+                if row["written_at"] is None:
+                    body = self.spool.evidence.segment_body(project_id, seq)
+                    if body is None:
+                        continue
+                    key = destination.prefix + row["key"]
+                    destination.put(key, body,
+                                    sha256_hex(gunzip(body, key, limit=MAX_SEGMENT_BYTES)))
+                    self.spool.evidence.mark_written(project_id, seq, self.clock.now())
+                    written += 1
+                if row["checkpoint"]:  # after its segment: it never names a missing one
+                    text = row["checkpoint"].encode("utf-8")
+                    destination.put(destination.prefix + checkpoint_key(
+                        project_id, int(row["tree_size"])), text, sha256_hex(text))
+                    self.spool.evidence.mark_checkpoint_written(project_id, seq,
+                                                                self.clock.now())
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later
                 delay = min(RETRY_CAP, 2.0 ** min(row["attempts"] + 1, 16))
                 log.warning("manifest %d of project %s not written yet (%s); retrying in %ds",
                             seq, project_id, exc, int(delay))
                 self.spool.evidence.mark_write_failed(project_id, seq, str(exc), now + delay)
                 blocked.add(project_id)
-                continue
-            self.spool.evidence.mark_written(project_id, seq, self.clock.now())
-            written += 1
         return written

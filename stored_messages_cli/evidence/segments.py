@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..clock import to_rfc3339
 from ..errors import UnreadableObject
 from ..message import gunzip, sha256_hex
 from ..states import SETTLED_OUTCOMES, State
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # a segment of a signed Merkle log (SPEC 9.1); 1 is read as before
 MANIFEST_FOLDER = "_sm/manifests/"
+CHECKPOINT_FOLDER = "_sm/checkpoints/"
 SEGMENT_SUFFIX = ".jsonl.gz"
 
 # The most a segment may expand to (10,000 entries of the default seal are about 6 MiB); its
@@ -28,12 +30,33 @@ SEGMENT_SUFFIX = ".jsonl.gz"
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 HEADER_FIELDS = ("manifest_version", "project_id", "seq", "prev_sha256", "sealed_at", "count")
+# A version 2 header adds the log: the tree after this segment, its origin and sealer, and in a
+# log's first segment after a reconnect, the log before it (`previous_log`).
+LOG_HEADER_FIELDS = (*HEADER_FIELDS, "tree_size", "root", "origin", "sealer")
+PREVIOUS_LOG = "previous_log"
+# The marks an entry may carry for ever (SPEC 9.1), after its other fields.
+ENTRY_MARKS = ("backfilled", "adopted")
 
 
 def segment_key(project_id: str, seq: int, sealed_at: float) -> str:
     """The key of a segment relative to the destination prefix (SPEC 8)."""
     day = datetime.fromtimestamp(sealed_at, UTC)
     return f"{MANIFEST_FOLDER}{project_id}/{day:%Y/%m/%d}/{seq:012d}{SEGMENT_SUFFIX}"
+
+
+def checkpoint_key(project_id: str, tree_size: int, suffix: str = ".txt") -> str:
+    """The key of a log's checkpoint at `tree_size` (`.txt`), or of a time-stamp token of it
+    (`.tsr`), relative to the destination prefix (SPEC 9.1)."""
+    return f"{CHECKPOINT_FOLDER}{project_id}/{tree_size:012d}{suffix}"
+
+
+def log_origin(destination_url: str, project_id: str) -> str:
+    """The origin of a project's log at a destination: its URL without credentials, query or
+    fragment, ending in `/`, then `#` and the project id (`s3://acme-archive/messages/#12345`).
+    """
+    parts = urlsplit(destination_url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}/#{project_id}"
 
 
 def manifest_prefix(destination_prefix: str, project_id: str) -> str:
@@ -91,16 +114,31 @@ def entry_document(row: Mapping[str, Any], destination_prefix: str,
             required_retain_until(float(row["settled_at"]), retention_days))
     if row["reason"]:
         document["reason"] = row["reason"]
+    marks = json.loads(row["marks"]) if row.get("marks") else {}
+    for name in ENTRY_MARKS:
+        if name in marks:
+            document[name] = marks[name]
     return document
 
 
-def build_segment(project_id: str, seq: int, prev_sha256: str | None, sealed_at: float,
-                  entries: list[dict[str, Any]]) -> bytes:
-    """The gzip bytes of a segment: the header line, then one line per entry."""
-    header = {"manifest_version": MANIFEST_VERSION, "project_id": project_id, "seq": seq,
-              "prev_sha256": prev_sha256, "sealed_at": to_rfc3339(sealed_at),
-              "count": len(entries)}
-    raw = segment_line(header) + b"".join(segment_line(entry) for entry in entries)
+def segment_header(project_id: str, seq: int, prev_sha256: str | None, sealed_at: float,
+                   count: int, **log: Any) -> dict[str, Any]:
+    """A segment's header, fields in SPEC order: version 1's, then (version 2) `log`'s
+    `tree_size`, `root`, `origin`, `sealer` and, when given, `previous_log`."""
+    header: dict[str, Any] = {
+        "manifest_version": MANIFEST_VERSION if log else 1, "project_id": project_id,
+        "seq": seq, "prev_sha256": prev_sha256, "sealed_at": to_rfc3339(sealed_at),
+        "count": count}
+    for name in (*LOG_HEADER_FIELDS[len(HEADER_FIELDS):], PREVIOUS_LOG):
+        if name in log:
+            header[name] = log[name]
+    return header
+
+
+def build_segment(header: Mapping[str, Any], lines: list[bytes]) -> bytes:
+    """The gzip bytes of a segment: the header line, then the entry lines (each the exact
+    bytes of a leaf, without its newline)."""
+    raw = segment_line(header) + b"".join(line + b"\n" for line in lines)
     return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
@@ -115,6 +153,12 @@ class Segment:
     header: dict[str, Any]
     entries: list[dict[str, Any]]
     sha256: str
+    lines: tuple[bytes, ...] = ()  # each entry's exact line (a leaf of the log), no newline
+
+    @property
+    def version(self) -> int:
+        """The header's `manifest_version` (1 or 2)."""
+        return int(self.header["manifest_version"])
 
 
 def parse_segment(body: bytes, key: str = "the segment") -> Segment:
@@ -124,21 +168,31 @@ def parse_segment(body: bytes, key: str = "the segment") -> Segment:
         raise ManifestFormatError(f"{len(body)} bytes, over the {MAX_SEGMENT_BYTES} a segment"
                                   " may hold (not read)")
     try:
-        text = gunzip(body, key, limit=MAX_SEGMENT_BYTES).decode("utf-8")
-        lines = [json.loads(line) for line in text.splitlines() if line]
+        raw = gunzip(body, key, limit=MAX_SEGMENT_BYTES)
+        if not raw.endswith(b"\n"):
+            raise ValueError("the last line has no newline")
+        raw_lines = raw[:-1].split(b"\n")
+        lines = [json.loads(line.decode("utf-8")) for line in raw_lines]
     except UnreadableObject as exc:
         raise ManifestFormatError(exc.detail) from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ManifestFormatError(f"not gzip JSON Lines ({exc})") from None
     if not lines or not isinstance(lines[0], dict) or \
-            lines[0].get("manifest_version") != MANIFEST_VERSION:
+            lines[0].get("manifest_version") not in (1, MANIFEST_VERSION):
         raise ManifestFormatError("no manifest header on line 1")
     header, entries = lines[0], lines[1:]
-    if set(header) != set(HEADER_FIELDS):
+    if set(header) != set(_header_fields(header)):
         raise ManifestFormatError("the header does not have exactly the manifest fields")
     if any(not isinstance(e, dict) or e.get("outcome") not in SETTLED_OUTCOMES for e in entries):
         raise ManifestFormatError("a line is not a manifest entry")
     if header.get("count") != len(entries):
         raise ManifestFormatError(
             f"the header counts {header.get('count')} entries, the segment holds {len(entries)}")
-    return Segment(header, entries, sha256_hex(body))
+    return Segment(header, entries, sha256_hex(body), tuple(raw_lines[1:]))
+
+
+def _header_fields(header: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields a header of its version must have (exactly)."""
+    if header.get("manifest_version") == 1:
+        return HEADER_FIELDS
+    return (*LOG_HEADER_FIELDS, PREVIOUS_LOG) if PREVIOUS_LOG in header else LOG_HEADER_FIELDS

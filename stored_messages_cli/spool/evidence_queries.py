@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .manifests import BackfilledEntry, NewSegment, OpenEntries
+from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries, SegmentDraft
 from .store import Settled, SpoolStore
 
-__all__ = ["BackfilledEntry", "EvidenceQueries", "OpenEntries", "SealedSegment",
-           "SegmentBuilder"]
+__all__ = ["BackfilledEntry", "EvidenceQueries", "LogHead", "OpenEntries", "SealedSegment",
+           "SegmentBuilder", "SegmentDraft"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +28,10 @@ class SealedSegment:
     count: int
 
 
-# A segment's relative key and exact bytes, from its open entries (as dicts), number and the
-# previous segment's hash; built by the evidence layer inside the sealing transaction.
-SegmentBuilder = Callable[[list[dict[str, Any]], int, "str | None"], tuple[str, bytes]]
+# A segment (key, exact bytes, place in its log, tree, checkpoint) from its open entries (as
+# dicts) and the project's last sealed segment (None before the first); built by the
+# evidence layer inside the sealing transaction.
+SegmentBuilder = Callable[[list[dict[str, Any]], "LogHead | None"], SegmentDraft]
 
 
 class EvidenceQueries:
@@ -64,13 +65,43 @@ class EvidenceQueries:
             if not due(store.open_entries(project_id)):
                 return None
             rows = store.take_entries(project_id, limit)
-            last_seq, prev_sha = store.last_segment(project_id)
-            key, body = build(rows, last_seq + 1, prev_sha)
+            head = store.last_segment(project_id)
+            seq = 1 if head is None else head.seq + 1
+            draft = build(rows, head)
             store.add_segment(NewSegment(
-                project_id=project_id, seq=last_seq + 1, key=key, sealed_at=sealed_at,
-                count=len(rows), prev_sha256=prev_sha, body=body,
-                entry_ids=[row["id"] for row in rows]))
-        return SealedSegment(last_seq + 1, len(rows))
+                project_id=project_id, seq=seq, key=draft.key, sealed_at=sealed_at,
+                count=len(rows), prev_sha256=draft.prev_sha256, body=draft.body,
+                entry_ids=[row["id"] for row in rows], origin=draft.origin,
+                log_seq=draft.log_seq, version=draft.version, tree_size=draft.tree_size,
+                root=draft.root, frontier=draft.frontier, checkpoint=draft.checkpoint,
+                anchors=draft.anchors))
+        return SealedSegment(seq, len(rows))
+
+    def last_segment(self, project_id: str) -> LogHead | None:
+        """The project's last sealed segment and its place in its log (None before any)."""
+        return self.store.last_segment(project_id)
+
+    def adopt_unlogged_segments(self, project_id: str, origin: str) -> int:
+        """Segments sealed before logs had an origin become the start of the log `origin`."""
+        with self.store.write():
+            return self.store.adopt_unlogged_segments(project_id, origin)
+
+    def set_log_state(self, project_id: str, seq: int, tree_size: int, root: str,
+                      frontier: str) -> None:
+        """Record the tree after a segment sealed before logs had one (the v1 prefix)."""
+        with self.store.write():
+            self.store.set_log_state(project_id, seq, tree_size, root, frontier)
+
+    def sealer_id(self, new_id: str) -> str:
+        """The spool's sealer id (the `sealer` of every segment it seals); `new_id` becomes
+        it the first time."""
+        with self.store.write():
+            return self.store.sealer_id(new_id)
+
+    def mark_checkpoint_written(self, project_id: str, seq: int, now: float) -> None:
+        """The segment's signed checkpoint is in the bucket."""
+        with self.store.write():
+            self.store.mark_checkpoint_written(project_id, seq, now)
 
     # ----------------------------------------------------------------------- writing
 

@@ -98,9 +98,21 @@ def canonical_hashes(identifier_hashes: str | None) -> str | None:
 
 ENTRY_COLUMNS = ('"id", "message_id", "outcome", "stored_key", "relative_key", "payload_sha256",'
                  ' "object_sha256", "size", "medium", "message_type", "campaign_id", "sent_at",'
-                 ' "recipient_hashes", "recipient_hash", "settled_at", "reason"')
+                 ' "recipient_hashes", "recipient_hash", "settled_at", "reason", "marks"')
 SEGMENT_COLUMNS = ('"project_id", "seq", "key", "sealed_at", "count", "prev_sha256", "sha256",'
-                   ' "size", "written_at", "attempts", "next_attempt_at", "last_error"')
+                   ' "size", "written_at", "attempts", "next_attempt_at", "last_error",'
+                   ' "origin", COALESCE("log_seq", "seq") AS "log_seq", "version", "tree_size",'
+                   ' "root", "checkpoint", "checkpoint_written_at"')
+# What the next seal extends: the last segment's place in its log (`LogHead`).
+HEAD_COLUMNS = ('"seq", COALESCE("log_seq", "seq"), "origin", "sha256", "version", "tree_size",'
+                ' "root", "frontier"')
+# The columns of a sealed segment, in `segment_values` order.
+NEW_SEGMENT_COLUMNS = ('"project_id", "seq", "key", "sealed_at", "count", "prev_sha256",'
+                       ' "sha256", "size", "body", "origin", "log_seq", "version", "tree_size",'
+                       ' "root", "frontier", "checkpoint"')
+# The columns of an anchor still to make (`NewSegment.anchors`), in `anchor_values` order.
+ANCHOR_COLUMNS = '"project_id", "origin", "tree_size", "kind", "target", "created_at"'
+SEALER_NAME = "sealer"  # the spool's sealer id in `spool_meta`
 # What an audit reads of the messages a manifest must (or will) list.
 ACCOUNT_COLUMNS = "message_id, state, sent_at, key, stored_key"
 # The columns of a backfilled entry, in `backfilled_values` order.
@@ -117,7 +129,22 @@ def backfilled_values(entry: BackfilledEntry) -> tuple[Any, ...]:
             entry.size, entry.medium, entry.message_type, entry.campaign_id, entry.sent_at,
             entry.recipient_hash,
             json.dumps(recipient_hashes(entry.payload, entry.recipient_hash),
-                       separators=(",", ":")), entry.settled_at)
+                       separators=(",", ":")), entry.settled_at,
+            json.dumps(entry.marks, separators=(",", ":")) if entry.marks else None)
+
+
+def segment_values(segment: NewSegment) -> tuple[Any, ...]:
+    """The `NEW_SEGMENT_COLUMNS` values of a sealed segment."""
+    return (segment.project_id, segment.seq, segment.key, segment.sealed_at, segment.count,
+            segment.prev_sha256, segment.sha256, len(segment.body), segment.body,
+            segment.origin, segment.log_seq, segment.version, segment.tree_size, segment.root,
+            segment.frontier, segment.checkpoint)
+
+
+def anchor_values(segment: NewSegment) -> list[tuple[Any, ...]]:
+    """The `ANCHOR_COLUMNS` rows of the anchors a sealed segment's checkpoint is owed."""
+    return [(segment.project_id, segment.origin, segment.tree_size, kind, target,
+             segment.sealed_at) for kind, target in segment.anchors]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +156,45 @@ class OpenEntries:
 
 
 @dataclass(frozen=True, slots=True)
+class LogHead:
+    """The last sealed segment of a project: its number in the spool and in its log, the log
+    (`origin`; '' for a segment sealed before logs had one), its hash, and the tree after it
+    (version 2; `frontier` is the compact range the next seal extends, as JSON)."""
+
+    seq: int
+    log_seq: int
+    origin: str
+    sha256: str
+    version: int
+    tree_size: int | None
+    root: str | None
+    frontier: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDraft:
+    """What the evidence layer builds of a segment inside the sealing transaction: its key
+    and exact bytes, its place in its log, the tree after it, its signed checkpoint and the
+    anchors the checkpoint is owed (kind, target)."""
+
+    key: str
+    body: bytes
+    prev_sha256: str | None
+    origin: str = ""
+    log_seq: int | None = None
+    version: int = 1
+    tree_size: int | None = None
+    root: str | None = None
+    frontier: str | None = None
+    checkpoint: str | None = None
+    anchors: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NewSegment:
-    """A sealed segment to record: its number, key, hash chain and exact bytes."""
+    """A sealed segment to record: its number (in the spool and in its log), key, hash
+    chain, tree, signed checkpoint, exact bytes, and the anchors its checkpoint is owed
+    (kind, target)."""
 
     project_id: str
     seq: int
@@ -140,6 +204,14 @@ class NewSegment:
     prev_sha256: str | None
     body: bytes
     entry_ids: list[int]
+    origin: str = ""
+    log_seq: int | None = None
+    version: int = 1
+    tree_size: int | None = None
+    root: str | None = None
+    frontier: str | None = None
+    checkpoint: str | None = None
+    anchors: tuple[tuple[str, str], ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -166,3 +238,5 @@ class BackfilledEntry:
     recipient_hash: str  # the key's; the fallback when the payload names no identifier
     payload: bytes  # the object's payload: its identifiers' hashes go into the entry
     settled_at: float
+    # what marks the entry for ever (SPEC 9.1): {"backfilled": true}, {"adopted": {…}}
+    marks: dict[str, Any] | None = None

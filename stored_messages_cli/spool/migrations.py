@@ -47,6 +47,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_complete_entries, postgres=pg.complete_entries),
     Step("the settle trigger's condition without a table per row",
          sqlite=lite.migrate_settle_condition, postgres=pg.nothing),
+    Step("the manifests become a signed Merkle log per destination",
+         sqlite=lite.migrate_manifest_log, postgres=pg.manifest_log),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -22,7 +22,7 @@ from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
 from .archive import EntryRow
 from .index_filter import IndexFilter
-from .manifests import BackfilledEntry, NewSegment, OpenEntries
+from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
 from .rows import EventTarget, KnownMessage, MessageRow
 
 
@@ -468,12 +468,33 @@ class EvidenceStore(Protocol):
         """The oldest `limit` open entries of a project, completed, in settled order."""
         ...
 
-    def last_segment(self, project_id: str) -> tuple[int, str | None]:
-        """The last sealed segment's number and hash (0 and None before the first)."""
+    def last_segment(self, project_id: str) -> LogHead | None:
+        """The last sealed segment of a project and its place in its log (None before the
+        first)."""
         ...
 
     def add_segment(self, segment: NewSegment) -> None:
-        """Record a sealed segment and drop the open entries it now holds."""
+        """Record a sealed segment and the anchors its checkpoint is owed; drop the open
+        entries it now holds."""
+        ...
+
+    def adopt_unlogged_segments(self, project_id: str, origin: str) -> int:
+        """Segments sealed before logs had an origin ('') become the first segments of the log
+        `origin` (the v1 prefix of a project's log); how many."""
+        ...
+
+    def set_log_state(self, project_id: str, seq: int, tree_size: int, root: str,
+                      frontier: str) -> None:
+        """Record the tree after a segment sealed before logs had one (its v1 prefix, counted
+        from the segments' bytes), so the next seal extends it."""
+        ...
+
+    def sealer_id(self, new_id: str) -> str:
+        """The spool's sealer id; `new_id` becomes it when it has none (a write transaction)."""
+        ...
+
+    def mark_checkpoint_written(self, project_id: str, seq: int, now: float) -> None:
+        """The segment's checkpoint is in the bucket."""
         ...
 
     def segment_rows(self, project_id: str | None, unwritten_only: bool

@@ -412,3 +412,40 @@ def migrate(conn: PgSession, steps: Sequence[tuple[str, Callable[[PgSession], No
             conn.execute("ROLLBACK")
         raise
     return latest - applied
+
+
+LOG_TABLES = """
+CREATE TABLE IF NOT EXISTS "spool_meta" (
+   "name" TEXT PRIMARY KEY,
+   "value" TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "log_anchors" (
+   "project_id" TEXT NOT NULL,
+   "origin" TEXT NOT NULL,
+   "tree_size" BIGINT NOT NULL,
+   "kind" TEXT NOT NULL,
+   "target" TEXT NOT NULL,
+   "created_at" DOUBLE PRECISION NOT NULL,
+   "done_at" DOUBLE PRECISION,
+   "attempts" INTEGER NOT NULL DEFAULT 0,
+   "next_attempt_at" DOUBLE PRECISION,
+   "last_error" TEXT,
+   "token" BYTEA,
+   PRIMARY KEY ("project_id", "origin", "tree_size", "kind", "target")
+);
+CREATE INDEX IF NOT EXISTS "idx_log_anchors_pending" ON "log_anchors" ("created_at")
+    WHERE "done_at" IS NULL
+"""
+
+
+def manifest_log(conn: PgSession) -> None:
+    """Step 13: the manifests become a signed Merkle log per project and destination
+    (SPEC 9.1): each segment's log, tree and checkpoint, an entry's marks, the spool's sealer
+    id and the anchors still to make."""
+    for column in ("\"origin\" TEXT NOT NULL DEFAULT ''", '"log_seq" INTEGER',
+                   '"version" INTEGER NOT NULL DEFAULT 1', '"tree_size" BIGINT', '"root" TEXT',
+                   '"frontier" TEXT', '"checkpoint" TEXT',
+                   '"checkpoint_written_at" DOUBLE PRECISION'):
+        conn.execute(f'ALTER TABLE "manifest_segments" ADD COLUMN IF NOT EXISTS {column}')
+    conn.execute('ALTER TABLE "manifest_entries" ADD COLUMN IF NOT EXISTS "marks" TEXT')
+    _run(conn, LOG_TABLES)

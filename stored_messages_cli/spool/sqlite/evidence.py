@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...states import SETTLED_OUTCOMES, UNARCHIVED_STATES
+from ...states import SETTLED_OUTCOMES, UNARCHIVED_STATES, State
 from ..manifests import (
     ACCOUNT_COLUMNS,
+    ANCHOR_COLUMNS,
     BACKFILL_COLUMNS,
     ENTRY_COLUMNS,
+    HEAD_COLUMNS,
+    NEW_SEGMENT_COLUMNS,
+    SEALER_NAME,
     SEGMENT_COLUMNS,
     BackfilledEntry,
+    LogHead,
     NewSegment,
     OpenEntries,
+    anchor_values,
     backfilled_values,
     completed,
+    segment_values,
 )
 from .base import StoreBase, marks
 
@@ -52,21 +59,53 @@ class EvidenceSql(StoreBase):
             f'SELECT {ENTRY_COLUMNS} FROM "manifest_entries" WHERE "project_id" = ?'
             ' ORDER BY "id" LIMIT ?', (project_id, limit))]
 
-    def last_segment(self, project_id: str) -> tuple[int, str | None]:
-        """The last sealed segment's number and hash."""
-        rows = self._rows('SELECT "seq", "sha256" FROM "manifest_segments"'
+    def last_segment(self, project_id: str) -> LogHead | None:
+        """The last sealed segment and its place in its log."""
+        rows = self._rows(f'SELECT {HEAD_COLUMNS} FROM "manifest_segments"'
                           ' WHERE "project_id" = ? ORDER BY "seq" DESC LIMIT 1', (project_id,))
-        return (0, None) if not rows else (int(rows[0][0]), rows[0][1])
+        if not rows:
+            return None
+        seq, log_seq, origin, sha, version, size, root, frontier = rows[0]
+        return LogHead(int(seq), int(log_seq), str(origin), str(sha), int(version),
+                       None if size is None else int(size), root, frontier)
 
     def add_segment(self, segment: NewSegment) -> None:
-        """Record a sealed segment; drop the entries it holds."""
+        """Record a sealed segment and its anchors; drop the entries it holds."""
         self.conn.execute(
-            'INSERT INTO "manifest_segments" ("project_id", "seq", "key", "sealed_at", "count",'
-            ' "prev_sha256", "sha256", "size", "body") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            (segment.project_id, segment.seq, segment.key, segment.sealed_at, segment.count,
-             segment.prev_sha256, segment.sha256, len(segment.body), segment.body))
+            f'INSERT INTO "manifest_segments" ({NEW_SEGMENT_COLUMNS})'
+            f' VALUES ({marks(16)})', segment_values(segment))
+        if segment.anchors:
+            self.conn.executemany(
+                f'INSERT INTO "log_anchors" ({ANCHOR_COLUMNS}) VALUES ({marks(6)})',
+                anchor_values(segment))
         self.conn.execute('DELETE FROM "manifest_entries" WHERE "id" IN'
                           ' (SELECT value FROM json_each(?))', (json.dumps(segment.entry_ids),))
+
+    def adopt_unlogged_segments(self, project_id: str, origin: str) -> int:
+        """Segments sealed before logs had an origin join the log `origin`."""
+        cursor = self.conn.execute('UPDATE "manifest_segments" SET "origin" = ?'
+                                   ' WHERE "project_id" = ? AND "origin" = \'\'',
+                                   (origin, project_id))
+        return max(0, cursor.rowcount or 0)
+
+    def set_log_state(self, project_id: str, seq: int, tree_size: int, root: str,
+                      frontier: str) -> None:
+        """The tree after a segment sealed before logs had one."""
+        self.conn.execute('UPDATE "manifest_segments" SET "tree_size" = ?, "root" = ?,'
+                          ' "frontier" = ? WHERE "project_id" = ? AND "seq" = ?',
+                          (tree_size, root, frontier, project_id, seq))
+
+    def sealer_id(self, new_id: str) -> str:
+        """The spool's sealer id, `new_id` when it had none."""
+        self.conn.execute('INSERT OR IGNORE INTO "spool_meta" ("name", "value") VALUES (?, ?)',
+                          (SEALER_NAME, new_id))
+        return str(self._one('SELECT "value" FROM "spool_meta" WHERE "name" = ?',
+                             (SEALER_NAME,)))
+
+    def mark_checkpoint_written(self, project_id: str, seq: int, now: float) -> None:
+        """The segment's checkpoint is in the bucket."""
+        self.conn.execute('UPDATE "manifest_segments" SET "checkpoint_written_at" = ?'
+                          ' WHERE "project_id" = ? AND "seq" = ?', (now, project_id, seq))
 
     def segment_rows(self, project_id: str | None, unwritten_only: bool
                      ) -> list[dict[str, Any]]:
@@ -76,7 +115,8 @@ class EvidenceSql(StoreBase):
             where.append('"project_id" = ?')
             params.append(project_id)
         if unwritten_only:
-            where.append('"written_at" IS NULL')
+            where.append('("written_at" IS NULL OR "checkpoint" IS NOT NULL'
+                         ' AND "checkpoint_written_at" IS NULL)')
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         return [dict(row) for row in self._rows(
             f'SELECT {SEGMENT_COLUMNS} FROM "manifest_segments"{clause}'
@@ -116,16 +156,19 @@ class EvidenceSql(StoreBase):
             f" WHERE project_id = ? AND state IN ({marks(len(states))})", (project_id, *states))]
 
     def indexed_messages(self, project_id: str) -> list[tuple[Any, ...]]:
-        """The index's rows of a project, with their `messages` row id."""
+        """The index's rows of a project, with the id of the `messages` row that stored
+        exactly that payload (None when the spool did not store it: a planted object that
+        `sm index rebuild` indexed, or a message pruned since)."""
         return [tuple(row) for row in self._rows(
             "SELECT a.message_id, a.medium, a.message_type, a.campaign_id, a.recipient_hash,"
             " a.sent_at, a.key, a.payload_sha256, a.stored_at, m.id FROM archive_index a"
             " LEFT JOIN messages m ON m.project_id = a.project_id"
-            " AND m.message_id = a.message_id WHERE a.project_id = ?"
+            f" AND m.message_id = a.message_id AND m.state = '{State.STORED.value}'"
+            " AND m.payload_sha256 = a.payload_sha256 WHERE a.project_id = ?"
             " ORDER BY a.stored_at, a.message_id", (project_id,))]
 
     def add_backfilled_entry(self, entry: BackfilledEntry) -> None:
         """One complete `stored` entry, as the trigger adds it."""
         self.conn.execute(
             f'INSERT INTO "manifest_entries" ({BACKFILL_COLUMNS}) VALUES'
-            f' ({marks(16)})', backfilled_values(entry))
+            f' ({marks(17)})', backfilled_values(entry))

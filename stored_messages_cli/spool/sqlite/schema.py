@@ -490,3 +490,55 @@ CREATE TABLE IF NOT EXISTS "inbox" (
 def migrate_inbox(conn: sqlite3.Connection) -> None:
     """Migration step: the `inbox` table (idempotent)."""
     conn.execute(INBOX_LAYOUT)
+
+
+# Step 13: the manifests become a signed Merkle log per project and destination (SPEC 9.1).
+LOG_SEGMENT_COLUMNS = (
+    ('"origin"', "TEXT NOT NULL DEFAULT ''"),  # '' for a segment sealed before logs had one
+    ('"log_seq"', "INTEGER"),  # its number in its log (NULL: `seq`, a segment before logs)
+    ('"version"', "INTEGER NOT NULL DEFAULT 1"),
+    ('"tree_size"', "INTEGER"),
+    ('"root"', "TEXT"),
+    ('"frontier"', "TEXT"),
+    ('"checkpoint"', "TEXT"),
+    ('"checkpoint_written_at"', "REAL"),
+)
+LOG_TABLES = """
+CREATE TABLE IF NOT EXISTS "spool_meta" (
+   "name" TEXT PRIMARY KEY,
+   "value" TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "log_anchors" (
+   "project_id" TEXT NOT NULL,
+   "origin" TEXT NOT NULL,
+   "tree_size" INTEGER NOT NULL,
+   "kind" TEXT NOT NULL,
+   "target" TEXT NOT NULL,
+   "created_at" REAL NOT NULL,
+   "done_at" REAL,
+   "attempts" INTEGER NOT NULL DEFAULT 0,
+   "next_attempt_at" REAL,
+   "last_error" TEXT,
+   "token" BLOB,
+   PRIMARY KEY ("project_id", "origin", "tree_size", "kind", "target")
+);
+CREATE INDEX IF NOT EXISTS "idx_log_anchors_pending" ON "log_anchors" ("created_at")
+    WHERE "done_at" IS NULL
+"""
+
+
+def migrate_manifest_log(conn: sqlite3.Connection) -> None:
+    """Migration step 13: each segment's log (origin, number in it, tree size, root, the
+    compact range the next seal extends, its signed checkpoint), an entry's marks
+    (backfilled, adopted), the spool's sealer id and the anchors still to make. Safe to run
+    twice."""
+    columns = {row[1] for row in conn.execute('PRAGMA table_info("manifest_segments")')}
+    for name, kind in LOG_SEGMENT_COLUMNS:
+        if name.strip('"') not in columns:
+            conn.execute(f'ALTER TABLE "manifest_segments" ADD COLUMN {name} {kind}')
+    entry_columns = {row[1] for row in conn.execute('PRAGMA table_info("manifest_entries")')}
+    if "marks" not in entry_columns:
+        conn.execute('ALTER TABLE "manifest_entries" ADD COLUMN "marks" TEXT')
+    for statement in LOG_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
