@@ -15,7 +15,10 @@ from ..destinations.base import ObjectInfo
 from ..message import parse_sent_at
 
 FINDING_TYPES = ("missing_object", "altered_object", "unexpected_object", "manifest_missing",
-                 "chain_broken", "unaccounted_message", "retention_short")
+                 "chain_broken", "unaccounted_message", "retention_short",
+                 # the signed log (SPEC 9.1)
+                 "signature_invalid", "unsigned_segment", "log_truncated", "log_forked",
+                 "timestamp_invalid", "duplicate_message")
 
 
 class Progress(Protocol):
@@ -71,18 +74,32 @@ class ProjectAudit:
     failed: int = 0
     pending: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # the signed log (SPEC 9.1)
+    origin: str | None = None
+    anchored: bool = False  # a trusted signature or an anchor was checked
+    tree_size: int | None = None
+    root: str | None = None  # base64
+    unsealed: int = 0  # stored messages not yet in a sealed segment
+    complete_through: str | None = None  # the last sealed_at (RFC 3339)
+    adopted: int = 0
+    backfilled: int = 0
     # for the evidence bundle
     segments: dict[int, bytes] = field(default_factory=dict)
     recorded_sha256: dict[int, str] = field(default_factory=dict)
     listing: dict[str, ObjectInfo] = field(default_factory=dict)
     object_sha256: dict[str, str] = field(default_factory=dict)
     retain_until: dict[str, float | None] = field(default_factory=dict)  # as --deep read it
+    checkpoints: dict[int, str] = field(default_factory=dict)  # tree size -> exact text
+    timestamps: dict[int, list[bytes]] = field(default_factory=dict)  # tree size -> .tsr
 
     def as_dict(self) -> dict[str, Any]:
         """The project's object in `sm audit --json`."""
         return {"project_id": self.project_id, "manifests": self.manifests,
                 "entries": self.entries, "stored": self.stored, "expired": self.expired,
-                "failed": self.failed, "pending": self.pending,
+                "failed": self.failed, "pending": self.pending, "origin": self.origin,
+                "anchored": self.anchored, "tree_size": self.tree_size, "root": self.root,
+                "unsealed": self.unsealed, "complete_through": self.complete_through,
+                "adopted": self.adopted, "backfilled": self.backfilled,
                 "findings": [f.as_dict() for f in self.findings]}
 
 
