@@ -172,14 +172,15 @@ def load_signing_key(path: Path) -> LogSigner:
     """The key in `path`; ConfigError (what is wrong, and what to do) when it is missing,
     unreadable, open to other users (any group or other permission) or not a key."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO at the key's path must be refused below, not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError(f"no signing key at {path}", hint="sm key init") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the signing key {path}: {exc.strerror or exc}",
                           hint=f"run sm as the owner of {path}") from None
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
+    try:
+        mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise ConfigError(f"the signing key {path} is not a file",
                               hint="set log_key_file to the key file, or run sm key init")
@@ -187,7 +188,9 @@ def load_signing_key(path: Path) -> LogSigner:
             raise ConfigError(f"the signing key {path} is open to other users (mode"
                               f" {stat.filemode(mode)}); sm refuses to use it",
                               hint=f"chmod 600 {path}")
-        content = handle.read(MAX_KEY_FILE_BYTES + 1)
+        content = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
     try:
         if len(content) > MAX_KEY_FILE_BYTES:
             raise NoteError("it is too large")
