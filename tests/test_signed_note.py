@@ -5,6 +5,10 @@ notes, signatures and keys."""
 from __future__ import annotations
 
 import base64
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -265,3 +269,29 @@ def test_garbage_raises_note_error_and_nothing_else(garbage: str, data: st.DataO
 def test_sign_note_refuses_text_a_note_cannot_hold(text: str) -> None:
     with pytest.raises(NoteError):
         sign_note(text, SIGNER)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "signing.md"
+
+
+def test_the_documented_checkpoint_verifies_with_the_documented_key_and_script(
+        tmp_path: Path) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    verifier_key = re.search(r"^sm-mail1\.example\.com\+\S+$", text, re.M)
+    checkpoint = re.search(r"```text\n(.*?)```", text, re.S)
+    script = re.search(r"```python\n(.*?)```", text, re.S)
+    assert verifier_key and checkpoint and script
+    opened = open_note(checkpoint.group(1), [NoteVerifier.parse(verifier_key.group(0))])
+    assert opened.verified_by == ["sm-mail1.example.com"]
+    assert parse_checkpoint(opened.text).tree_size == 1042
+    (tmp_path / "check.py").write_text(script.group(1))
+    (tmp_path / "checkpoint.txt").write_text(checkpoint.group(1), encoding="utf-8")
+    ran = subprocess.run([sys.executable, "check.py", verifier_key.group(0), "checkpoint.txt"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("signed by sm-mail1.example.com: s3://acme-archive/")
+    tampered = checkpoint.group(1).replace("1042", "1043")
+    (tmp_path / "checkpoint.txt").write_text(tampered, encoding="utf-8")
+    refused = subprocess.run([sys.executable, "check.py", verifier_key.group(0),
+                              "checkpoint.txt"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert refused.returncode != 0
