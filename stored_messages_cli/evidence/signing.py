@@ -9,6 +9,7 @@ An auditor holds the verifier key (`sm key show`) and checks checkpoints with it
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -36,6 +37,8 @@ KEY_FOLDER = "keys"
 KEY_FILE = "signing.key"
 MAX_KEY_FILE_BYTES = 4096  # one line of about 100 characters; anything larger is not a key
 SEED_SIZE = 32
+# What a file system without hard links answers os.link with.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 class LogSigner:
@@ -137,11 +140,15 @@ def create_signing_key(path: Path, name: str) -> LogSigner:
         private_folder(path.parent)
         # Written whole beside it, then linked into place: linking never replaces a file,
         # so a racing process sees no key, or the whole key, never half of one.
+        content = (signer.private_key_text() + "\n").encode("ascii")
         staged = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        write_private(staged, (signer.private_key_text() + "\n").encode("ascii"),
-                      exclusive=True)
+        write_private(staged, content, exclusive=True)
         try:
             os.link(staged, path)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            write_private(path, content, exclusive=True)  # still create-only (O_EXCL)
         finally:
             staged.unlink()
         _sync_folder(path.parent)
