@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "verify": "verify", "policy": "verify", "bucket": "bucket",
     "find": "find", "fetch": "find", "index": "find", "audit": "audit",
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
-    "export": "export", "access-log": "access_log",
+    "export": "export", "access-log": "access_log", "key": "key",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
