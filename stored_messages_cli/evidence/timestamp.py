@@ -52,13 +52,16 @@ class TimestampCheck:
 
     `ok` is true only when every check passed; `time` is the TSA's genTime (UTC) and `tsa` its
     name when the token carries them, set whenever the token could be read; `detail` says in
-    one line what failed, or what was checked.
+    one line what failed, or what was checked. `trusted_root` is true only when the signer was
+    checked against roots the operator trusts: without them `ok` proves the token intact, not
+    who signed it.
     """
 
     ok: bool
     time: datetime | None
     tsa: str | None
     detail: str
+    trusted_root: bool = False
 
 
 def request_timestamp(url: str, digest: bytes, *, timeout: float = 10.0) -> bytes:
@@ -240,7 +243,8 @@ def _check(tsr: bytes, digest: bytes, roots: list[x509.Certificate] | None) -> T
         return verdict(False, f"the signature does not verify against {where}: "
                               f"{_verification_reason(error)}")
     if trusted:
-        return verdict(True, "signed by a time-stamping certificate that chains to a trusted root")
+        return TimestampCheck(True, when, name, "signed by a time-stamping certificate that "
+                                                "chains to a trusted root", trusted_root=True)
     return verdict(True, "signature intact, but checked only against the token's own "
                          "certificates: the TSA was not checked against a trusted root")
 

@@ -10,7 +10,9 @@ writes, as `application/timestamp-reply`. Nothing is faked: a token from here ve
 Fault switches for attacker tests (`TimeStampAuthority.mode`, or the `fault` context manager):
 `ok`, `http_500`, `garbage` (random bytes with a 200), `wrong_imprint` (a valid token for another
 digest, the request's nonce kept), `other_ca` (a token signed by a second TSA chained to another
-root) and `slow` (sleeps `slow_seconds`, longer than a client's short timeout, then answers).
+root), `self_signed` (a token from an impostor TSA whose certificate is its own root, the
+certificate in the token) and `slow` (sleeps `slow_seconds`, longer than a client's short
+timeout, then answers).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import pytest
 
-MODES = ("ok", "http_500", "garbage", "wrong_imprint", "other_ca", "slow")
+MODES = ("ok", "http_500", "garbage", "wrong_imprint", "other_ca", "self_signed", "slow")
 
 # The DER of AlgorithmIdentifier{sha256, NULL} then the OCTET STRING header of a 32-byte digest.
 _SHA256_IMPRINT_PREFIX = bytes.fromhex("300d06096086480165030402010500" "0420")
@@ -86,6 +88,16 @@ def _make_chain(folder: Path, name: str, common_name: str) -> None:
              "-out", f"{name}_tsa.crt", cwd=folder)
 
 
+def _make_self_signed(folder: Path, name: str, common_name: str) -> None:
+    """Write `{name}_tsa.crt/.key`: a time-stamping certificate that is its own root."""
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{name}_tsa.key", "-out", f"{name}_tsa.crt", "-days", "2",
+             "-subj", f"/O=sm tests/CN={common_name} TSA",
+             "-addext", "basicConstraints=critical,CA:FALSE",
+             "-addext", "keyUsage=critical,digitalSignature,nonRepudiation",
+             "-addext", "extendedKeyUsage=critical,timeStamping", cwd=folder)
+
+
 class TimeStampAuthority:
     """The running TSA: where it listens, the roots it chains to, and its fault switch."""
 
@@ -96,6 +108,7 @@ class TimeStampAuthority:
         (folder / "serial").write_text("01\n")
         _make_chain(folder, "main", "sm test")
         _make_chain(folder, "other", "sm test")  # same names, other keys: an impostor
+        _make_self_signed(folder, "self", "sm test")
         self.ca_file = folder / "main_ca.crt"
         self.tsa_cert_file = folder / "main_tsa.crt"
         self.other_ca_file = folder / "other_ca.crt"
@@ -153,7 +166,8 @@ class TimeStampAuthority:
             time.sleep(self.slow_seconds)
         if mode == "wrong_imprint":
             return 200, self.reply(_other_digest(query))
-        return 200, self.reply(query, signer="other" if mode == "other_ca" else "main")
+        signer = {"other_ca": "other", "self_signed": "self"}.get(mode, "main")
+        return 200, self.reply(query, signer=signer)
 
 
 def _other_digest(query: bytes) -> bytes:
