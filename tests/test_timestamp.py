@@ -120,6 +120,34 @@ def test_a_genuine_token_chains_to_the_tsa_root_and_names_its_time_and_tsa(
     assert "trusted root" in check.detail
 
 
+@pytest.fixture(scope="module")
+def chained(tsa: TimeStampAuthority) -> bytes:
+    """A genuine token for DIGEST that carries the TSA's root after its certificate."""
+    with tsa.fault("with_chain"):
+        return request_timestamp(tsa.url, DIGEST)
+
+
+def test_a_token_carrying_its_chain_in_openssl_order_is_read_and_checked(
+        tsa: TimeStampAuthority, chained: bytes, tmp_path: Path) -> None:
+    """OpenSSL writes the signer's certificate before its root, not in DER's SET order; the
+    check reads them sorted, keeps the TSA's bytes as they are, and openssl agrees."""
+    check = check_timestamp(chained, DIGEST, ca_pem=tsa.ca_file.read_bytes())
+    assert check.ok and check.trusted_root, check.detail
+
+    token_file = tmp_path / "chained.tsr"
+    token_file.write_bytes(chained)
+    verified = subprocess.run(openssl_verify_command(token_file, DIGEST.hex(), tsa.ca_file),
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+
+
+def test_without_roots_a_token_carrying_its_root_is_intact_but_not_trusted(
+        chained: bytes) -> None:
+    check = check_timestamp(chained, DIGEST)
+    assert check.ok and not check.trusted_root
+    assert "not checked against a trusted root" in check.detail
+
+
 def test_the_query_is_the_digest_itself_with_our_nonce_as_openssl_reads_it(
         tmp_path: Path) -> None:
     query_file = tmp_path / "q.tsq"
@@ -333,24 +361,25 @@ def _claims(check: TimestampCheck) -> tuple[object, object]:
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_a_flipped_byte_never_raises_and_never_changes_what_the_token_says(
-        tsa: TimeStampAuthority, genuine: bytes, data: st.DataObject) -> None:
+        tsa: TimeStampAuthority, genuine: bytes, chained: bytes, data: st.DataObject) -> None:
     """Flip one byte of a genuine token anywhere. The check never raises. It fails, except
     where the byte lies outside everything the TSA signed and the check reads: the CMS
     version numbers and the name of the signature algorithm (OpenSSL takes the algorithm from
     the key). A flip there leaves a token that still verifies and still says exactly what the
     genuine one says (same digest, time and TSA), so it is tolerated, and only then."""
     ca_pem = tsa.ca_file.read_bytes()
-    reference = check_timestamp(genuine, DIGEST, ca_pem=ca_pem)
-    position = data.draw(st.integers(min_value=0, max_value=len(genuine) - 1), label="position")
+    token = data.draw(st.sampled_from([genuine, chained]), label="token")
+    reference = check_timestamp(token, DIGEST, ca_pem=ca_pem)
+    position = data.draw(st.integers(min_value=0, max_value=len(token) - 1), label="position")
     mask = data.draw(st.integers(min_value=1, max_value=255), label="xor")
-    hostile = bytearray(genuine)
+    hostile = bytearray(token)
     hostile[position] ^= mask
 
     check = check_timestamp(bytes(hostile), DIGEST, ca_pem=ca_pem)
 
     if check.ok:
         assert _claims(check) == _claims(reference)
-        assert position not in _signed_content_positions(genuine)
+        assert position not in _signed_content_positions(token)
     else:
         assert check.detail
 
@@ -378,7 +407,9 @@ def test_random_bytes_give_a_verdict_not_an_exception(hostile: bytes) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
-def test_a_cut_short_token_gives_a_verdict(genuine: bytes, data: st.DataObject) -> None:
-    cut = data.draw(st.integers(min_value=0, max_value=len(genuine) - 1))
-    check = check_timestamp(genuine[:cut], DIGEST)
+def test_a_cut_short_token_gives_a_verdict(genuine: bytes, chained: bytes,
+                                           data: st.DataObject) -> None:
+    token = data.draw(st.sampled_from([genuine, chained]))
+    cut = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
+    check = check_timestamp(token[:cut], DIGEST)
     assert not check.ok and "\n" not in check.detail

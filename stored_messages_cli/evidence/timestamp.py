@@ -78,7 +78,7 @@ def request_timestamp(url: str, digest: bytes, *, timeout: float = 10.0) -> byte
     nonce = secrets.randbits(64) or 1
     body = _post(url, timestamp_query(digest, nonce), timeout)
     try:
-        response = decode_timestamp_response(body)
+        response = parse_timestamp_reply(body)
     except ValueError as error:
         raise TimestampError(f"{url} sent bytes that are not a time-stamp reply: "
                              f"{_one_line(error)}") from None
@@ -148,6 +148,73 @@ def timestamp_query(digest: bytes, nonce: int) -> bytes:
     return _der(0x30, _der(0x02, b"\x01") + imprint + nonce_der + _der(0x01, b"\xff"))
 
 
+def parse_timestamp_reply(tsr: bytes) -> TimeStampResponse:
+    """Parse a DER TimeStampResp, also when its certificates are not in DER order.
+
+    rfc3161-client refuses a SignedData whose certificate SET is not sorted as DER demands,
+    but OpenSSL-based TSAs send the signer's certificate first and its chain after it. The
+    certificates lie outside what the TSA signs, so reading them sorted changes no claim; the
+    bytes stored stay the TSA's own. Raises ValueError for bytes that are not a reply.
+    """
+    try:
+        return decode_timestamp_response(tsr)
+    except ValueError as error:
+        if "InvalidSetOrdering" not in str(error):
+            raise
+        reordered = _certificates_in_der_order(tsr)
+        if reordered is None:
+            raise
+        return decode_timestamp_response(reordered)
+
+
+def _certificates_in_der_order(tsr: bytes) -> bytes | None:
+    """`tsr` with the SignedData's certificates sorted (same length), or None if not found.
+
+    The path: TimeStampResp → timeStampToken (ContentInfo) → [0] → SignedData → [0] certs.
+    """
+    _, contents, stop = _tlv(tsr, 0, len(tsr))
+    for position in (1, 1, 0):  # the token in the reply, its [0], the SignedData in that
+        members = _members(tsr, contents, stop)
+        if len(members) <= position:
+            return None
+        _, _, contents, stop = members[position]
+    certificates = next((m for m in _members(tsr, contents, stop) if m[0] == 0xA0), None)
+    if certificates is None:
+        return None
+    _, _, contents, stop = certificates
+    elements = [tsr[start:end] for _, start, _, end in _members(tsr, contents, stop)]
+    return tsr[:contents] + b"".join(sorted(elements)) + tsr[stop:]
+
+
+def _members(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The (tag, start, contents start, end) of each element lying in `buf[start:end]`."""
+    members = []
+    while start < end:
+        tag, contents, stop = _tlv(buf, start, end)
+        members.append((tag, start, contents, stop))
+        start = stop
+    return members
+
+
+def _tlv(buf: bytes, start: int, end: int) -> tuple[int, int, int]:
+    """The tag, contents start and end of the DER element at `start` (within `end`)."""
+    if start + 2 > end:
+        raise ValueError("a DER element cut short")
+    tag, first = buf[start], buf[start + 1]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("a multi-byte DER tag")
+    if first < 0x80:
+        contents, size = start + 2, first
+    else:
+        width = first & 0x7F
+        if not 1 <= width <= 4 or start + 2 + width > end:
+            raise ValueError("a DER length this reader does not take")
+        contents, size = start + 2 + width, int.from_bytes(buf[start + 2:start + 2 + width], "big")
+    if contents + size > end:
+        raise ValueError("a DER element longer than what holds it")
+    return tag, contents, contents + size
+
+
 def _der(tag: int, contents: bytes) -> bytes:
     """One DER TLV: `tag`, the definite length of `contents`, then `contents`."""
     size = len(contents)
@@ -208,7 +275,7 @@ def _load_roots(ca_pem: bytes) -> list[x509.Certificate]:
 def _check(tsr: bytes, digest: bytes, roots: list[x509.Certificate] | None) -> TimestampCheck:
     """`check_timestamp` without its safety net; any exception means the bytes are bad."""
     try:
-        response = decode_timestamp_response(tsr)
+        response = parse_timestamp_reply(tsr)
     except ValueError as error:
         return TimestampCheck(False, None, None,
                               f"not a time-stamp reply: {_one_line(error)}")

@@ -1,18 +1,20 @@
 """A real RFC 3161 Time-Stamp Authority for tests: `openssl ts -reply` on a loopback HTTP server.
 
 At set-up the `openssl` command line makes, in a temporary folder, a throwaway root CA and a TSA
-certificate it signs (extended key usage `critical,timeStamping`), a second root and TSA for the
-"other CA" fault, and an `openssl.cnf` with a `[tsa]` section. A `ThreadingHTTPServer` on
-127.0.0.1 answers every POST of `application/timestamp-query` with the bytes `openssl ts -reply`
-writes, as `application/timestamp-reply`. Nothing is faked: a token from here verifies with
+certificate it signs (extended key usage `critical,timeStamping`), a second root and TSA of the
+same names (an impostor), a self-signed TSA certificate, and an `openssl.cnf` with a `[tsa]`
+section. A `ThreadingHTTPServer` on 127.0.0.1 answers every POST of
+`application/timestamp-query` with the bytes `openssl ts -reply` writes, as
+`application/timestamp-reply`. Nothing is faked: a token from here verifies with
 `openssl ts -verify` against `ca_file`.
 
-Fault switches for attacker tests (`TimeStampAuthority.mode`, or the `fault` context manager):
-`ok`, `http_500`, `garbage` (random bytes with a 200), `wrong_imprint` (a valid token for another
-digest, the request's nonce kept), `other_ca` (a token signed by a second TSA chained to another
-root), `self_signed` (a token from an impostor TSA whose certificate is its own root, the
-certificate in the token) and `slow` (sleeps `slow_seconds`, longer than a client's short
-timeout, then answers).
+Modes (`TimeStampAuthority.mode`, or the `fault` context manager): `ok` (the token carries the
+TSA's certificate only), `with_chain` (it carries the root too, after the TSA's certificate, in
+the order `openssl ts -reply -chain` writes them, not DER's), and fault switches for attacker
+tests: `http_500`, `garbage` (random bytes with a 200), `wrong_imprint` (a valid token for
+another digest, the request's nonce kept), `other_ca` (a token signed by the impostor, carrying
+its own root), `self_signed` (a token from a TSA whose certificate is its own root) and `slow`
+(sleeps `slow_seconds`, longer than a client's short timeout, then answers).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any
 
 import pytest
 
-MODES = ("ok", "http_500", "garbage", "wrong_imprint", "other_ca", "self_signed", "slow")
+MODES = ("ok", "with_chain", "http_500", "garbage", "wrong_imprint", "other_ca", "self_signed",
+         "slow")
 
 # The DER of AlgorithmIdentifier{sha256, NULL} then the OCTET STRING header of a 32-byte digest.
 _SHA256_IMPRINT_PREFIX = bytes.fromhex("300d06096086480165030402010500" "0420")
@@ -141,8 +144,9 @@ class TimeStampAuthority:
         finally:
             self.mode = "ok"
 
-    def reply(self, query: bytes, *, signer: str = "main") -> bytes:
-        """The DER TimeStampResp `openssl ts -reply` gives for `query`, signed by `signer`."""
+    def reply(self, query: bytes, *, signer: str = "main", chain: bool = False) -> bytes:
+        """The DER TimeStampResp `openssl ts -reply` gives for `query`, signed by `signer`;
+        with `chain`, the token carries the signer's root too."""
         with self._lock, tempfile.TemporaryDirectory(dir=self.folder) as work:
             query_file = Path(work) / "q.tsq"
             reply_file = Path(work) / "r.tsr"
@@ -150,6 +154,7 @@ class TimeStampAuthority:
             _openssl("ts", "-reply", "-config", self.folder / "openssl.cnf",
                      "-queryfile", query_file, "-inkey", f"{signer}_tsa.key",
                      "-signer", f"{signer}_tsa.crt",
+                     *(["-chain", f"{signer}_ca.crt"] if chain else []),
                      "-out", reply_file, cwd=self.folder)
             return reply_file.read_bytes()
 
@@ -167,7 +172,7 @@ class TimeStampAuthority:
         if mode == "wrong_imprint":
             return 200, self.reply(_other_digest(query))
         signer = {"other_ca": "other", "self_signed": "self"}.get(mode, "main")
-        return 200, self.reply(query, signer=signer)
+        return 200, self.reply(query, signer=signer, chain=mode in ("with_chain", "other_ca"))
 
 
 def _other_digest(query: bytes) -> bytes:
