@@ -398,6 +398,13 @@ def _signed_content_positions(token: bytes) -> range:
     return range(start, start + int(sizes.group(2)))
 
 
+def test_a_token_over_one_mib_is_refused_unparsed(tsa: TimeStampAuthority,
+                                                  genuine: bytes) -> None:
+    check = check_timestamp(genuine + b"\0" * MAX_REPLY_BYTES, DIGEST,
+                            ca_pem=tsa.ca_file.read_bytes())
+    assert not check.ok and "larger than" in check.detail
+
+
 @settings(max_examples=200, deadline=None)
 @given(hostile=st.binary(max_size=2048))
 def test_random_bytes_give_a_verdict_not_an_exception(hostile: bytes) -> None:

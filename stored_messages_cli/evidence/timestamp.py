@@ -274,6 +274,8 @@ def _load_roots(ca_pem: bytes) -> list[x509.Certificate]:
 
 def _check(tsr: bytes, digest: bytes, roots: list[x509.Certificate] | None) -> TimestampCheck:
     """`check_timestamp` without its safety net; any exception means the bytes are bad."""
+    if len(tsr) > MAX_REPLY_BYTES:
+        return TimestampCheck(False, None, None, f"larger than {MAX_REPLY_BYTES} bytes")
     try:
         response = parse_timestamp_reply(tsr)
     except ValueError as error:
