@@ -362,11 +362,14 @@ def _claims(check: TimestampCheck) -> tuple[object, object]:
 @given(data=st.data())
 def test_a_flipped_byte_never_raises_and_never_changes_what_the_token_says(
         tsa: TimeStampAuthority, genuine: bytes, chained: bytes, data: st.DataObject) -> None:
-    """Flip one byte of a genuine token anywhere. The check never raises. It fails, except
-    where the byte lies outside everything the TSA signed and the check reads: the CMS
-    version numbers and the name of the signature algorithm (OpenSSL takes the algorithm from
-    the key). A flip there leaves a token that still verifies and still says exactly what the
-    genuine one says (same digest, time and TSA), so it is tolerated, and only then."""
+    """Flip one byte of a genuine token anywhere (one carrying only its signer's certificate,
+    or its root too). The check never raises. It fails, except where the byte lies outside
+    everything the TSA signed and the check relies on: the CMS version numbers, the name of
+    the signature algorithm (OpenSSL takes the algorithm from the key), and the copy of the
+    root a token may carry (the root comes from the trusted roots instead). A flip there
+    leaves a token that still verifies and still says exactly what the genuine one says (same
+    digest, time and TSA; never a byte of the signed TSTInfo), so it is tolerated, and only
+    then."""
     ca_pem = tsa.ca_file.read_bytes()
     token = data.draw(st.sampled_from([genuine, chained]), label="token")
     reference = check_timestamp(token, DIGEST, ca_pem=ca_pem)
