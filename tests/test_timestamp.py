@@ -423,3 +423,10 @@ def test_a_cut_short_token_gives_a_verdict(genuine: bytes, chained: bytes,
     cut = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
     check = check_timestamp(token[:cut], DIGEST)
     assert not check.ok and "\n" not in check.detail
+
+
+def test_a_digest_that_is_not_sha256_sized_is_a_programming_error(genuine: bytes) -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        request_timestamp("https://127.0.0.1:9/tsr", b"short")
+    with pytest.raises(ValueError, match="32 bytes"):
+        check_timestamp(genuine, DIGEST[:20])
