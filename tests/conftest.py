@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.support.fixtures.gcs",
     "tests.support.fixtures.azure",
     "tests.support.postgres",
+    "tests.support.tsa",
 ]
 
 
