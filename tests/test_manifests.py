@@ -75,8 +75,12 @@ def test_a_segment_holds_every_outcome_with_the_exact_header_and_entries(
         "_sm/manifests/12345/2027/01/15/000000000001.jsonl.gz"
     body = path.read_bytes()
     lines = [json.loads(line) for line in gzip.decompress(body).splitlines()]
-    assert lines[0] == {"manifest_version": 1, "project_id": "12345", "seq": 1,
-                        "prev_sha256": None, "sealed_at": "2027-01-15T08:00:00Z", "count": 2}
+    sealer = lines[0].pop("sealer")
+    assert len(sealer) == 16 and int(sealer, 16) >= 0
+    assert lines[0] == {"manifest_version": 2, "project_id": "12345", "seq": 1,
+                        "prev_sha256": None, "sealed_at": "2027-01-15T08:00:00Z", "count": 2,
+                        "tree_size": 2, "root": lines[0]["root"],
+                        "origin": f"file://{root}/#12345"}
     email_key = (f"email/12345/{sha('ann.lee@example.com')}/1234567/"
                  "9c438a20d26e4e9f8ad4edea23f811cd.json.gz")
     email_object = (root / email_key).read_bytes()

@@ -114,6 +114,7 @@ class LogSealer:
         origin join this destination's log, and the tree of a v1 prefix is counted from its
         segments' bytes. False when that cannot be done now (the seal waits; nothing is lost).
         """
+        self.signer, self.sealer  # noqa: B018 - read (or made) before the sealing transaction
         evidence = self.spool.evidence
         head = evidence.last_segment(project_id)
         if head is None:

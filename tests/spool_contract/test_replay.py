@@ -99,7 +99,7 @@ def test_replay_one_message_attempts_only_that_one(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["replayed"] == 1
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in faults.requests[before:]
-            if "/_sm/manifests/" not in r.path] == [("PUT", "m1.json.gz")]  # and its manifest
+            if "/_sm/" not in r.path] == [("PUT", "m1.json.gz")]  # and its manifest, checkpoint
     assert json.loads(cli("--json", "status").stdout)["counts"]["retry_wait"] == 2
 
 
