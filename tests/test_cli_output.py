@@ -91,3 +91,21 @@ def test_status_knows_every_setting_name_without_pydantic_settings() -> None:
 
     assert set(Settings.model_fields) == SETTING_NAMES
     assert set(ProjectDestination.model_fields) == PROJECT_KEYS
+
+
+def test_find_on_an_80_column_terminal_never_cuts_a_32_character_id() -> None:
+    from stored_messages_cli.cli.find import _print_entries
+    from stored_messages_cli.investigate.index import IndexEntry
+
+    message_id = "9c438a20d26e4e9f8ad4edea23f811cd"
+    entry = IndexEntry(project_id="12345", message_id=message_id, medium="email",
+                       message_type="transactional", campaign_id="1234567",
+                       recipient_hash="0" * 64, sent_at="2026-11-27T17:00:00Z", key="k",
+                       payload_sha256=None)
+    buffer = io.StringIO()
+    out = Output(stdout=Console(file=buffer, width=80, force_terminal=True,
+                                color_system=None, soft_wrap=True))
+    _print_entries(out, [entry], False, None)
+    text = buffer.getvalue()
+    assert message_id in text and "2026-11-27T17:00:00Z" in text and "1234567" in text
+    assert "…" not in text

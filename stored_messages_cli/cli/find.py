@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ..destinations import Destination, DestinationOptions, open_destination
 from ..evidence.access_log import AMBIGUOUS, FAILED, filters_of, message_ref, refs_of
@@ -48,6 +46,7 @@ from .options import (
 )
 
 FIND_COLUMNS = ["sent_at", "project", "medium", "type", "campaign", "message_id"]
+FIND_WHOLE_COLUMNS = frozenset({"sent_at", "project", "campaign", "message_id"})
 
 
 def _part_option(value: str) -> str:
@@ -128,15 +127,11 @@ def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
     if out.json_mode:
         out.emit_json([e.find_result() for e in entries])
     elif entries:
-        table = Table(show_edge=False, header_style="bold")
-        for column in FIND_COLUMNS:
-            table.add_column(column, no_wrap=True)
-        for e in entries:
-            table.add_row(e.sent_at, e.project_id, e.medium, e.message_type,
-                          e.campaign_id or "-", e.message_id)
-        # In a pipe there is no terminal width to fit: never cut an id or a time short.
-        console = out.stdout if out.stdout.is_terminal else Console(width=1000)
-        console.print(table)
+        # The time, project, campaign and id are never cut, on an 80-column terminal too:
+        # medium and type wrap instead (`Output.table`); in a pipe each row is one line.
+        out.table(None, FIND_COLUMNS,
+                  [[e.sent_at, e.project_id, e.medium, e.message_type, e.campaign_id or "-",
+                    e.message_id] for e in entries], whole=FIND_WHOLE_COLUMNS)
     noun = "message" if len(entries) == 1 else "messages"
     out.info(f"{len(entries)} {noun}" if entries else "No stored message matches.")
     if truncated:
