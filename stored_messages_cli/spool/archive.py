@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..message import object_key
+from ..states import State
 from .dialect import chunks
 
 
@@ -200,6 +201,19 @@ def _indexed_entries(index: IndexWriter, keys: Sequence[tuple[str, str]]
             found.update(((project_id, message_id), entry)
                          for entry, message_id in index.indexed(project_id, chunk))
     return found
+
+
+def kept_identities(deleted: Iterable[Sequence[Any]], *, text_as_bytes: bool = False
+                    ) -> list[tuple[Any, ...]]:
+    """For the stored ones of the message rows prune deleted (`state, project_id,
+    message_id, content_sha256, payload_sha256` each): `(content hash, message_id,
+    project_id, payload hash)`, packed, to keep the content hash on the entry of the same
+    payload. With the entry's payload hash and key it is the message's identity after the
+    prune: recording the message again is a duplicate or a conflict (`identity.py`)."""
+    return [(packed(content, text_as_bytes=text_as_bytes), message_id, project_id,
+             packed(payload, text_as_bytes=text_as_bytes))
+            for state, project_id, message_id, content, payload in deleted
+            if state == State.STORED and content is not None and payload is not None]
 
 
 MESSAGE_ENTRY_COLUMNS = (

@@ -47,6 +47,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_complete_entries, postgres=pg.complete_entries),
     Step("the settle trigger's condition without a table per row",
          sqlite=lite.migrate_settle_condition, postgres=pg.nothing),
+    Step("a pruned message keeps its content hash in the archive index",
+         sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
 )
 LATEST_VERSION = len(STEPS)
 

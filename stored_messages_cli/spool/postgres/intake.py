@@ -6,15 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...states import FinalReason, State
+from ..archive import unpacked
 from ..bodies import BODY_OF, HAS_BODY
-from ..rows import EventTarget, KnownMessage, MessageRow
+from ..rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 from .base import PgStoreBase
 
+_COLUMNS = ("project_id, message_id, medium, message_type, campaign_id, recipient_hash,"
+            " sent_at, key, state, content_sha256, payload_sha256, created_at, confirmed_at,"
+            " updated_at, final_reason, recipient_hashes")
+_SECONDS = "%s::double precision"  # typed: a NULL from VALUES would be text
+# A message id the archive index holds is taken even when prune deleted its row: the insert
+# skips it (one probe of the index's unique key) and intake reads `archived_message`.
 INSERT_SQL = (
-    "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-    " recipient_hash, sent_at, key, state, content_sha256, payload_sha256,"
-    " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO messages ({_COLUMNS}) SELECT v.* FROM (VALUES ("
+    + ", ".join(["%s"] * 11 + [_SECONDS] * 3 + ["%s"] * 2) + f")) AS v ({_COLUMNS})"
+    ' WHERE NOT EXISTS (SELECT 1 FROM "archive_entries" e'
+    '                   WHERE e."message_id" = v.message_id AND e."project_id" = v.project_id)'
     " ON CONFLICT (project_id, message_id) DO NOTHING")
 PUT_BODY = ('INSERT INTO "message_bodies" ("id", "payload") VALUES (%s, %s)'
             ' ON CONFLICT ("id") DO UPDATE SET "payload" = EXCLUDED."payload"')
@@ -59,6 +66,19 @@ class IntakePg(PgStoreBase):
             f" {HAS_BODY} FROM messages WHERE project_id = %s AND message_id = %s",
             (project_id, message_id))
         return KnownMessage(*rows[0]) if rows else None
+
+    def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
+        """The archive index's identity of a message with no row in `messages`."""
+        rows = self._all(
+            'SELECT a."key", a."payload_sha256", e."content_sha256", a."sent_at"'
+            ' FROM "archive_entries" e JOIN "archive_index" a ON a."entry" = e."id"'
+            ' WHERE e."message_id" = %s AND e."project_id" = %s', (message_id, project_id))
+        if not rows:
+            return None
+        key, payload_sha256, content_sha256, sent_at = rows[0]
+        return ArchivedMessage(key, payload_sha256,
+                               unpacked(None if content_sha256 is None else bytes(content_sha256)),
+                               sent_at)
 
     def event_target(self, project_id: str, message_id: str) -> EventTarget | None:
         """A recorded message, for a send event naming it."""

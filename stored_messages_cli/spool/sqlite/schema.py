@@ -490,3 +490,13 @@ CREATE TABLE IF NOT EXISTS "inbox" (
 def migrate_inbox(conn: sqlite3.Connection) -> None:
     """Migration step: the `inbox` table (idempotent)."""
     conn.execute(INBOX_LAYOUT)
+
+
+def migrate_pruned_identity(conn: sqlite3.Connection) -> None:
+    """Migration step: `archive_entries.content_sha256`, the rendered content's hash that
+    `sm spool prune` keeps from a stored message's row (32 bytes), so that recording the
+    message again after a prune is still told apart as a duplicate or a conflict
+    (`spool/identity.py`). Safe to run twice."""
+    columns = {row[1] for row in conn.execute('PRAGMA table_info("archive_entries")')}
+    if "content_sha256" not in columns:
+        conn.execute('ALTER TABLE "archive_entries" ADD COLUMN "content_sha256" BLOB')
