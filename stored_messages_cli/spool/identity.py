@@ -1,15 +1,15 @@
 """A stored message's identity after `sm spool prune` (SPEC 9.2).
 
 Prune deletes a stored message's row from `messages`; its archive index entry stays, with
-the project, message id, key and payload SHA-256, and prune adds the hash of its rendered
-content (`content_sha256`, the hash intake compares). The insert of a new message skips an
-id the index holds (the stores' `INSERT_SQL`), and intake then asks these functions what the
-second record of it, or a send event naming it, amounts to: the same as before the prune.
+the project, message id, key and payload SHA-256, and prune adds the first 8 bytes of its
+rendered content's hash (`content_prefix`). The insert of a new message skips an id the
+index holds (the stores' `INSERT_SQL`), and intake then asks these functions what the second
+record of it, or a send event naming it, amounts to: the same as before the prune.
 
 - The same message again (the same payload; or, not yet confirmed, the same content) is a
   `duplicate`; anything else is a `MessageConflict` naming the stored copy, which is kept.
 - A message the index knows only from the bucket (`sm index rebuild`, `find --remote`), or
-  pruned by an older sm, has no content hash: a confirmed copy is still compared by its
+  pruned by an older sm, has no content prefix: a confirmed copy is still compared by its
   payload hash; an unconfirmed one cannot be compared and is a conflict saying so.
 - A `sent` event with the stored `sent_at` is a duplicate, another one a conflict; a
   `send_failed` event is a conflict (the message was confirmed and stored).
@@ -20,6 +20,7 @@ from __future__ import annotations
 from ..errors import InvalidMessage, MessageConflict
 from ..message import Message, SendEvent, format_utc, parse_sent_at
 from ..states import IngestOutcome
+from .archive import content_prefix
 from .rows import ArchivedMessage
 
 
@@ -32,7 +33,7 @@ def _stored_copy(project_id: str, message_id: str, archived: ArchivedMessage) ->
 def message_again(msg: Message, archived: ArchivedMessage) -> str:
     """The outcome of recording `msg` once more: `duplicate`, or MessageConflict."""
     name = _stored_copy(msg.project_id, msg.message_id, archived)
-    same_content = archived.content_sha256 == msg.content_sha256()
+    same_content = archived.content_prefix == content_prefix(msg.content_sha256())
     if msg.confirmed:
         if archived.payload_sha256 == msg.payload_sha:
             return IngestOutcome.DUPLICATE
@@ -41,10 +42,10 @@ def message_again(msg: Message, archived: ArchivedMessage) -> str:
                                   " is kept")
     elif same_content:
         return IngestOutcome.DUPLICATE
-    elif archived.content_sha256 is None:
+    elif archived.content_prefix is None:
         raise MessageConflict(f"{name}; a copy without sent_at cannot be compared with it"
                               " (record it with its sent_at and provider)")
-    if archived.content_sha256 is None:
+    if archived.content_prefix is None:
         raise MessageConflict(f"{name} with another payload; the stored copy is kept")
     raise MessageConflict(f"{name} with other content; the stored copy is kept")
 

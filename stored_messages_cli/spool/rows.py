@@ -62,5 +62,6 @@ class ArchivedMessage(NamedTuple):
 
     key: str
     payload_sha256: str | None
-    content_sha256: str | None  # None: indexed from the bucket, or pruned by an older sm
+    content_prefix: str | None  # its content hash's first 16 hex digits (None: indexed from
+    #                             the bucket, or pruned by an older sm)
     sent_at: str | None

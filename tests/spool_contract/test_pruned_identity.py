@@ -148,24 +148,24 @@ def test_show_and_find_still_answer_after_prune_and_an_attempted_overwrite(
     assert evil.entries == []
 
 
-def test_prune_keeps_the_content_hash_on_the_index_entry(spool, clock, tmp_path: Path
-                                                          ) -> None:
+def test_prune_keeps_8_bytes_of_the_content_hash_on_the_index_entry(
+        spool, clock, tmp_path: Path) -> None:
     message = stored_message()
     store_and_prune(spool, clock, tmp_path / "bucket", [message])
-    (found,) = rows(spool, "SELECT content_sha256 FROM archive_entries"
+    (found,) = rows(spool, "SELECT content_prefix FROM archive_entries"
                            " WHERE message_id = {p}", ("m-1",))
-    assert bytes(found["content_sha256"]).hex() == parse_message(message).content_sha256()
+    assert bytes(found[0]) == bytes.fromhex(parse_message(message).content_sha256())[:8]
 
 
 def test_an_entry_indexed_from_the_bucket_compares_by_payload(spool, clock, tmp_path: Path
                                                               ) -> None:
-    """An entry without the content hash (from `sm index rebuild`, or pruned by an older sm):
+    """An entry without the content prefix (from `sm index rebuild`, or pruned by an older sm):
     a confirmed copy is compared by its payload hash; an unconfirmed one cannot be."""
     message = stored_message()
     store_and_prune(spool, clock, tmp_path / "bucket", [message])
     conn = raw_connection(spool)
     try:
-        conn.execute("UPDATE archive_entries SET content_sha256 = NULL")
+        conn.execute("UPDATE archive_entries SET content_prefix = NULL")
         if isinstance(conn, sqlite3.Connection):
             conn.commit()
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...states import FinalReason, State
-from ..archive import unpacked
 from ..bodies import BODY_OF, HAS_BODY
 from ..rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 from .base import PgStoreBase
@@ -70,14 +69,14 @@ class IntakePg(PgStoreBase):
     def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
         """The archive index's identity of a message with no row in `messages`."""
         rows = self._all(
-            'SELECT a."key", a."payload_sha256", e."content_sha256", a."sent_at"'
+            'SELECT a."key", a."payload_sha256", e."content_prefix", a."sent_at"'
             ' FROM "archive_entries" e JOIN "archive_index" a ON a."entry" = e."id"'
             ' WHERE e."message_id" = %s AND e."project_id" = %s', (message_id, project_id))
         if not rows:
             return None
-        key, payload_sha256, content_sha256, sent_at = rows[0]
+        key, payload_sha256, content_prefix, sent_at = rows[0]
         return ArchivedMessage(key, payload_sha256,
-                               unpacked(None if content_sha256 is None else bytes(content_sha256)),
+                               None if content_prefix is None else bytes(content_prefix).hex(),
                                sent_at)
 
     def event_target(self, project_id: str, message_id: str) -> EventTarget | None:

@@ -55,7 +55,7 @@ class MaintenancePg(PgStoreBase):
         kept = kept_identities(deleted, text_as_bytes=True)
         if kept:
             self.pg.executemany(
-                'UPDATE "archive_entries" SET "content_sha256" = %s WHERE "message_id" = %s'
+                'UPDATE "archive_entries" SET "content_prefix" = %s WHERE "message_id" = %s'
                 ' AND "project_id" = %s AND "payload_sha256" = %s', kept)
         return [r[0] for r in deleted]
 

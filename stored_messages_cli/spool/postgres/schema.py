@@ -372,10 +372,11 @@ def complete_entries(conn: PgSession) -> None:
 
 
 def pruned_identity(conn: PgSession) -> None:
-    """`archive_entries.content_sha256`: the rendered content's hash `sm spool prune` keeps
-    from a stored message's row, so that recording it again after a prune is still told
-    apart as a duplicate or a conflict (`spool/identity.py`)."""
-    conn.execute('ALTER TABLE "archive_entries" ADD COLUMN IF NOT EXISTS "content_sha256" BYTEA')
+    """`archive_entries.content_prefix`, the first 8 bytes of the rendered content's
+    hash `sm spool prune` keeps from a stored message's row, so that recording it again
+    unconfirmed after a prune is still told apart as a duplicate or a conflict
+    (`spool/identity.py`)."""
+    conn.execute('ALTER TABLE "archive_entries" ADD COLUMN IF NOT EXISTS "content_prefix" BYTEA')
 
 
 def applied_version(conn: PgSession) -> int:

@@ -64,7 +64,7 @@ class IntakeSql(StoreBase):
     def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
         """The archive index's identity of a message with no row in `messages`."""
         row = self.conn.execute(
-            'SELECT a."key", a."payload_sha256", e."content_sha256", a."sent_at"'
+            'SELECT a."key", a."payload_sha256", e."content_prefix", a."sent_at"'
             ' FROM "archive_entries" e JOIN "archive_index" a ON a."entry" = e."id"'
             ' WHERE e."message_id" = ? AND e."project_id" = ?',
             (message_id, project_id)).fetchone()

@@ -22,7 +22,7 @@ _PRUNABLE = (
     ") AND id NOT IN (SELECT message_row FROM manifest_entries)")
 
 KEEP_CONTENT_SHA256 = (
-    'UPDATE "archive_entries" SET "content_sha256" = ? WHERE "message_id" = ?'
+    'UPDATE "archive_entries" SET "content_prefix" = ? WHERE "message_id" = ?'
     ' AND "project_id" = ? AND "payload_sha256" = ?')
 
 
