@@ -11,16 +11,22 @@ from ..archive import unpacked
 from ..rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 from .base import StoreBase
 
-# A message id the archive index holds is taken even when prune deleted its row: the insert
-# skips it (one probe of the index's unique key) and intake reads `archived_message`.
 INSERT_SQL = (
     "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
     " recipient_hash, sent_at, key, state, content_sha256, payload_sha256,"
     " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16"
-    ' WHERE NOT EXISTS (SELECT 1 FROM "archive_entries"'
-    '                   WHERE "message_id" = ?2 AND "project_id" = ?1)'
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (project_id, message_id) DO NOTHING")
+# A message id the archive index holds is taken even when prune deleted its row: intake
+# looks first (one probe of the index's unique key per id; a probe inside the INSERT, as
+# `INSERT … SELECT … WHERE NOT EXISTS`, costs SQLite twice the insert) and then reads
+# `archived_message`.
+_ARCHIVED = 'SELECT 1 FROM "archive_entries" WHERE "message_id" = ? AND "project_id" = ?'
+_ANY_ARCHIVED = (
+    'SELECT 1 FROM json_each(?2) j WHERE EXISTS (SELECT 1 FROM "archive_entries" e'
+    ' WHERE e."message_id" = j.value AND e."project_id" = ?1) LIMIT 1')
+
+
 class IntakeSql(StoreBase):
     """`IntakeStore` on SQLite."""
 
@@ -29,6 +35,8 @@ class IntakeSql(StoreBase):
         every one went in. Otherwise nothing is kept (a savepoint) and the caller applies
         the messages one by one."""
         conn = self.conn
+        if self._any_archived(rows):
+            return False
         conn.execute("SAVEPOINT sm_new")
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
         if conn.executemany(INSERT_SQL, [r.without_body() for r in rows]).rowcount != len(rows):
@@ -44,13 +52,24 @@ class IntakeSql(StoreBase):
         return True
 
     def insert_message(self, row: MessageRow) -> bool:
-        """Insert one message row and its body; False when it was recorded before."""
+        """Insert one message row and its body; False when it was recorded before, or the
+        archive index holds its id."""
+        if self.conn.execute(_ARCHIVED, (row.message_id, row.project_id)).fetchone():
+            return False
         inserted = self.conn.execute(INSERT_SQL, row.without_body())
         if not inserted.rowcount:
             return False
         if row.kept is not None:
             bodies.put(self.conn, int(inserted.lastrowid or 0), row.kept)
         return True
+
+    def _any_archived(self, rows: Sequence[MessageRow]) -> bool:
+        """True when the archive index holds the id of any of `rows`."""
+        by_project: dict[str, list[str]] = {}
+        for row in rows:
+            by_project.setdefault(row.project_id, []).append(row.message_id)
+        return any(self.conn.execute(_ANY_ARCHIVED, (project_id, json.dumps(ids))).fetchone()
+                   for project_id, ids in by_project.items())
 
     def known_message(self, project_id: str, message_id: str) -> KnownMessage | None:
         """A recorded message, for a second `record` of it."""
