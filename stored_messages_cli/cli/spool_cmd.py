@@ -36,7 +36,8 @@ def prune(
 
     Index rows stay (sm find, fetch and audits keep working), and with them each stored
     message's identity: ingesting it again is a duplicate, other content a conflict. Queued,
-    in-flight, waiting, expired and failed messages are never touched. Example: sm spool prune --older-than 7d
+    in-flight, waiting, expired and failed messages are never touched.
+    Example: sm spool prune --older-than 7d
     """
     state = state_of(ctx)
     out = state.output
