@@ -29,6 +29,7 @@ from stored_messages_cli.investigate.index import ArchiveIndex, FindQuery
 from stored_messages_cli.investigate.show import show_message
 from stored_messages_cli.message import parse_message, sha256_hex
 from stored_messages_cli.spool import Spool
+from stored_messages_cli.spool.archive import EntryRow
 from stored_messages_cli.spool.maintenance import prune
 from tests.support.fixtures.core import EMAIL_MESSAGE, connected_folder
 from tests.support.spool_db import raw_connection, rows
@@ -266,3 +267,37 @@ def test_prune_at_any_point_never_changes_what_a_second_record_is(
     assert [name for name in bucket_files(folder)
             if name.endswith(f"/{message['message_id']}.json.gz")] == [
         parse_message(message).key]
+
+
+def test_the_bucket_naming_another_object_replaces_the_identity(spool, clock, tmp_path: Path
+                                                                ) -> None:
+    """`sm index rebuild` finding the message at another key with other bytes: the index
+    names that object now, and the content prefix of the pruned row goes with the old one."""
+    message = stored_message()
+    store_and_prune(spool, clock, tmp_path / "bucket", [message])
+    (entry,) = ArchiveIndex.of(spool).entries_for("m-1")
+    moved = EntryRow(PROJECT, "m-1", entry.medium, entry.message_type, entry.campaign_id,
+                     entry.recipient_hash, entry.sent_at, "elsewhere/" + entry.key,
+                     sha256_hex(b"other bytes"), None, entry.destination_url, entry.stored_at)
+    with spool.store.write():
+        assert spool.store.index_rows([moved], "other_key") == 1
+
+    with pytest.raises(MessageConflict, match="was stored at elsewhere/.* with another payload"):
+        spool.record(message)
+    with pytest.raises(MessageConflict, match="cannot be compared"):
+        spool.record(unconfirmed(message))
+
+
+def test_the_bucket_naming_the_same_payload_elsewhere_keeps_the_identity(
+        spool, clock, tmp_path: Path) -> None:
+    message = stored_message()
+    store_and_prune(spool, clock, tmp_path / "bucket", [message])
+    (entry,) = ArchiveIndex.of(spool).entries_for("m-1")
+    moved = EntryRow(PROJECT, "m-1", entry.medium, entry.message_type, entry.campaign_id,
+                     entry.recipient_hash, entry.sent_at, "elsewhere/" + entry.key,
+                     entry.payload_sha256, None, entry.destination_url, entry.stored_at)
+    with spool.store.write():
+        assert spool.store.index_rows([moved], "other_key") == 1
+
+    assert spool.record(message) == "duplicate"
+    assert spool.record(unconfirmed(message)) == "duplicate"
