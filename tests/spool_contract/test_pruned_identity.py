@@ -301,3 +301,21 @@ def test_the_bucket_naming_the_same_payload_elsewhere_keeps_the_identity(
 
     assert spool.record(message) == "duplicate"
     assert spool.record(unconfirmed(message)) == "duplicate"
+
+
+def test_an_id_learnt_from_the_bucket_is_stored_for_a_first_record_too(spool) -> None:
+    """The index holds an object this spool never recorded (`sm index rebuild`): recording
+    that message is a duplicate, another one under its id a conflict, and no row is made."""
+    message = stored_message("from-bucket")
+    parsed = parse_message(message)
+    with spool.store.write():
+        spool.store.index_rows([EntryRow(
+            PROJECT, "from-bucket", "email", "blast", parsed.campaign_id,
+            parsed.recipient_hash, parsed.sent_at_text, parsed.key, parsed.payload_sha, None,
+            "file:///elsewhere/", 1.0)], "other_key")
+
+    assert spool.record(message) == "duplicate"
+    with pytest.raises(MessageConflict, match=f"was stored at {parsed.key}"):
+        spool.record(other_content(message))
+    assert spool.record_many([message]) == ["duplicate"]
+    assert spool.message_state(PROJECT, "from-bucket") is None
