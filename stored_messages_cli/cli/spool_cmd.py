@@ -34,8 +34,10 @@ def prune(
 ) -> None:
     """Remove rows of messages stored (or discarded) longer ago than --older-than.
 
-    Index rows stay (sm find, fetch and audits keep working); queued, in-flight, waiting,
-    expired and failed messages are never touched. Example: sm spool prune --older-than 7d
+    Index rows stay (sm find, fetch and audits keep working), and with them each stored
+    message's identity: ingesting it again is a duplicate, other content a conflict. Queued,
+    in-flight, waiting, expired and failed messages are never touched.
+    Example: sm spool prune --older-than 7d
     """
     state = state_of(ctx)
     out = state.output

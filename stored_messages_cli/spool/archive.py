@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..message import object_key
+from ..states import State
 from .dialect import chunks
 
 
@@ -200,6 +201,37 @@ def _indexed_entries(index: IndexWriter, keys: Sequence[tuple[str, str]]
             found.update(((project_id, message_id), entry)
                          for entry, message_id in index.indexed(project_id, chunk))
     return found
+
+
+CONTENT_PREFIX_BYTES = 8  # of a content SHA-256 kept by prune (see `kept_identities`)
+
+
+def content_prefix(content_sha256: str) -> str:
+    """The part of a content hash (hex) an index entry keeps once prune deleted the row."""
+    return content_sha256[: 2 * CONTENT_PREFIX_BYTES]
+
+
+def kept_identities(deleted: Iterable[Sequence[Any]], *, text_as_bytes: bool = False
+                    ) -> list[tuple[Any, ...]]:
+    """For the stored ones of the message rows prune deleted (`state, project_id,
+    message_id, content_sha256, payload_sha256` each): `(content prefix, message_id,
+    project_id, payload hash)` to keep on the entry of the same payload. With the entry's
+    payload hash and key it is the message's identity after the prune (`identity.py`).
+
+    Eight bytes of the content hash, not 32: they only tell whether an unconfirmed copy
+    recorded again is the same message (a duplicate) or not (a conflict), and such a copy
+    is never archived; what reaches the bucket is compared by the full payload hash."""
+    kept = []
+    for state, project_id, message_id, content, payload in deleted:
+        if state != State.STORED or content is None or payload is None:
+            continue
+        try:
+            prefix = bytes.fromhex(content_prefix(content))
+        except ValueError:
+            continue  # not a hash this sm wrote: the entry keeps none
+        kept.append((prefix, message_id, project_id,
+                     packed(payload, text_as_bytes=text_as_bytes)))
+    return kept
 
 
 MESSAGE_ENTRY_COLUMNS = (

@@ -32,7 +32,7 @@ from ..message import (
     sha256_hex,
 )
 from ..states import FinalReason, IngestOutcome, State
-from . import bodies
+from . import bodies, identity
 from .group_commit import GroupCommit, MediumsCache
 from .rows import MessageRow
 from .store import SpoolFull, SpoolStore
@@ -323,7 +323,10 @@ class Intake:
         if self.store.insert_message(row):
             return outcome
         known = self.store.known_message(msg.project_id, msg.message_id)
-        assert known is not None  # the insert clashed with it, under the write lock
+        if known is None:  # stored, then pruned: the archive index holds its identity
+            archived = self.store.archived_message(msg.project_id, msg.message_id)
+            assert archived is not None  # what the insert found, under the write lock
+            return identity.message_again(msg, archived)
         name = f"message {msg.message_id} of project {msg.project_id}"
         if known.content_sha256 != msg.content_sha256():
             raise MessageConflict(f"{name} was recorded before with other content;"
@@ -352,6 +355,9 @@ class Intake:
         target = self.store.event_target(event.project_id, event.message_id)
         name = f"message {event.message_id} of project {event.project_id}"
         if target is None:
+            archived = self.store.archived_message(event.project_id, event.message_id)
+            if archived is not None:  # stored, then pruned
+                return identity.event_again(event, archived)
             raise UnknownMessage(f"no {name} was recorded before this event")
         row_id, state, payload, known_sent_at, final_reason = target
         if final_reason == FinalReason.MEDIUM_NOT_ARCHIVED:

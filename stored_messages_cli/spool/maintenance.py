@@ -3,11 +3,14 @@
 - `prune(spool, older_than)` deletes, in short batches (senders and `sm run` keep writing):
   `stored` message rows stored longer ago than `older_than` (their body already left at
   upload; the `archive_index` row with key and hashes stays, so `sm find`/`fetch`/audits keep
-  working), `discarded` rows (a never-confirmed one only after `CONFIRM_GRACE`, so a late
-  `sent` event can still revive it), rejected input lines, and rows of stopped daemons.
-  It never touches an unsettled message (`awaiting_confirmation`, `queued`, `in_flight`,
-  `retry_wait`), an `expired` or `failed` one (an operator must see and may replay them),
-  an index row, or a message whose manifest entry is still open. The same on both backends.
+  working, and keeps 8 bytes of the content hash: with them it is the message's identity,
+  so recording it again is still a duplicate or a conflict, `identity.py`), `discarded` rows
+  (a never-confirmed one only after `CONFIRM_GRACE`, so a late `sent` event can still revive
+  it; nothing of a discarded message is in the bucket, so its identity goes with its row),
+  rejected input lines, and rows of stopped daemons. It never touches an unsettled message
+  (`awaiting_confirmation`, `queued`, `in_flight`, `retry_wait`), an `expired` or `failed`
+  one (an operator must see and may replay them), an index row, or a message whose manifest
+  entry is still open. The same on both backends.
 - `vacuum(spool)` rewrites a spool.db file to give the freed pages back to the file system;
   on PostgreSQL it runs `VACUUM (ANALYZE)` on the spool's own tables (no exclusive lock:
   senders and workers carry on; the space is reused by the database, not given back).

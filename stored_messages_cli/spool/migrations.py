@@ -49,6 +49,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_settle_condition, postgres=pg.nothing),
     Step("the manifests become a signed Merkle log per destination",
          sqlite=lite.migrate_manifest_log, postgres=pg.manifest_log),
+    Step("a pruned message keeps its content hash in the archive index",
+         sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -53,3 +53,15 @@ class EventTarget(NamedTuple):
     kept: bytes | None
     sent_at: str | None
     final_reason: str | None
+
+
+class ArchivedMessage(NamedTuple):
+    """A message the archive index holds but `messages` no longer does (`sm spool prune`
+    deleted its row), or never did (indexed from the bucket): its identity, for a second
+    `record` of it or a send event naming it."""
+
+    key: str
+    payload_sha256: str | None
+    content_prefix: str | None  # its content hash's first 16 hex digits (None: indexed from
+    #                             the bucket, or pruned by an older sm)
+    sent_at: str | None

@@ -23,7 +23,7 @@ from . import bodies
 from .archive import EntryRow
 from .index_filter import IndexFilter
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
-from .rows import EventTarget, KnownMessage, MessageRow
+from .rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 
 
 class SpoolVersionError(SmError):
@@ -164,11 +164,16 @@ class IntakeStore(Protocol):
 
     def insert_new(self, rows: Sequence[MessageRow]) -> bool:
         """Insert message rows never seen before (with their bodies) in one go; False, and
-        nothing written, when any of them was recorded before."""
+        nothing written, when any of them was recorded before or is in the archive index."""
         ...
 
     def insert_message(self, row: MessageRow) -> bool:
-        """Insert one message row (with its body); False when it was recorded before."""
+        """Insert one message row (with its body); False when it was recorded before, or the
+        archive index holds its id (a stored message whose row was pruned)."""
+        ...
+
+    def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
+        """The archive index's identity of a message with no row in `messages`."""
         ...
 
     def known_message(self, project_id: str, message_id: str) -> KnownMessage | None:

@@ -32,7 +32,7 @@ from stored_messages_cli.spool.bodies import payload_of
 from stored_messages_cli.spool.intake import Intake
 from tests.support.spool_db import rows
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: its children import this code
 THREADS = 8
 
 

@@ -60,12 +60,16 @@ class PgIndex:
         return int(self.pg.execute(f'{_INSERT_ENTRY} RETURNING "id"', values).fetchone()[0])
 
     def replace(self, entry: int, values: tuple[Any, ...]) -> None:
-        """Overwrite an entry and forget its identifier hashes."""
+        """Overwrite an entry and forget its identifier hashes (and the content prefix
+        prune kept, unless the payload is the same)."""
         self.pg.execute(
             'UPDATE "archive_entries" SET "project_id" = %s, "message_id" = %s, "medium" = %s,'
             ' "message_type" = %s, "campaign_id" = %s, "recipient_hash" = %s, "sent_at" = %s,'
             ' "key" = %s, "payload_sha256" = %s, "version_id" = %s, "location" = %s,'
-            ' "stored_at" = %s WHERE "id" = %s', (*values, entry))
+            ' "stored_at" = %s,'
+            # the content prefix prune kept names the old payload's message: kept only with it
+            ' "content_prefix" = CASE WHEN "payload_sha256" = %s THEN "content_prefix" END'
+            ' WHERE "id" = %s', (*values, values[8], entry))
         self.pg.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = %s', (entry,))
 
     def add_hashes(self, entry: int, hashes: Sequence[bytes | str | None]) -> None:

@@ -7,15 +7,26 @@ from collections.abc import Sequence
 
 from ...states import FinalReason, State
 from ..bodies import BODY_OF, HAS_BODY
-from ..rows import EventTarget, KnownMessage, MessageRow
+from ..rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 from .base import PgStoreBase
 
-INSERT_SQL = (
-    "INSERT INTO messages (project_id, message_id, medium, message_type, campaign_id,"
-    " recipient_hash, sent_at, key, state, content_sha256, payload_sha256,"
-    " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_COLUMNS = ("project_id, message_id, medium, message_type, campaign_id, recipient_hash,"
+            " sent_at, key, state, content_sha256, payload_sha256, created_at, confirmed_at,"
+            " updated_at, final_reason, recipient_hashes")
+INSERT_SQL = (f"INSERT INTO messages ({_COLUMNS}) VALUES ({', '.join(['%s'] * 16)})"
+              " ON CONFLICT (project_id, message_id) DO NOTHING")
+# A message id the archive index holds is taken even when prune deleted its row. A batch
+# looks first (one statement), then inserts as above; one message is inserted by a statement
+# that probes the index itself (one round trip), then intake reads `archived_message`.
+_SECONDS = "%s::double precision"  # typed: a NULL from VALUES would be text
+INSERT_UNLESS_ARCHIVED = (
+    f"INSERT INTO messages ({_COLUMNS}) SELECT v.* FROM (VALUES ("
+    + ", ".join(["%s"] * 11 + [_SECONDS] * 3 + ["%s"] * 2) + f")) AS v ({_COLUMNS})"
+    ' WHERE NOT EXISTS (SELECT 1 FROM "archive_entries" e'
+    '                   WHERE e."message_id" = v.message_id AND e."project_id" = v.project_id)'
     " ON CONFLICT (project_id, message_id) DO NOTHING")
+_ANY_ARCHIVED = ('SELECT 1 FROM "archive_entries" WHERE "project_id" = %s'
+                 ' AND "message_id" = ANY(%s) LIMIT 1')
 PUT_BODY = ('INSERT INTO "message_bodies" ("id", "payload") VALUES (%s, %s)'
             ' ON CONFLICT ("id") DO UPDATE SET "payload" = EXCLUDED."payload"')
 
@@ -26,6 +37,12 @@ class IntakePg(PgStoreBase):
     def insert_new(self, rows: Sequence[MessageRow]) -> bool:
         """Insert message rows, then their bodies; True when every one went in. Otherwise
         nothing is kept (a savepoint) and the caller applies the messages one by one."""
+        by_project: dict[str, list[str]] = {}
+        for row in rows:
+            by_project.setdefault(row.project_id, []).append(row.message_id)
+        if any(self._all(_ANY_ARCHIVED, (project_id, ids))
+               for project_id, ids in by_project.items()):
+            return False
         self.pg.execute("SAVEPOINT sm_new")
         last = self._all("SELECT COALESCE(MAX(id), 0) FROM messages")[0][0]
         if self.pg.executemany(INSERT_SQL, [r.without_body() for r in rows]).rowcount != len(rows):
@@ -44,8 +61,9 @@ class IntakePg(PgStoreBase):
         return True
 
     def insert_message(self, row: MessageRow) -> bool:
-        """Insert one message row and its body; False when it was recorded before."""
-        inserted = self._all(f"{INSERT_SQL} RETURNING id", row.without_body())
+        """Insert one message row and its body; False when it was recorded before, or the
+        archive index holds its id."""
+        inserted = self._all(f"{INSERT_UNLESS_ARCHIVED} RETURNING id", row.without_body())
         if not inserted:
             return False
         if row.kept is not None:
@@ -59,6 +77,19 @@ class IntakePg(PgStoreBase):
             f" {HAS_BODY} FROM messages WHERE project_id = %s AND message_id = %s",
             (project_id, message_id))
         return KnownMessage(*rows[0]) if rows else None
+
+    def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
+        """The archive index's identity of a message with no row in `messages`."""
+        rows = self._all(
+            'SELECT a."key", a."payload_sha256", e."content_prefix", a."sent_at"'
+            ' FROM "archive_entries" e JOIN "archive_index" a ON a."entry" = e."id"'
+            ' WHERE e."message_id" = %s AND e."project_id" = %s', (message_id, project_id))
+        if not rows:
+            return None
+        key, payload_sha256, content_prefix, sent_at = rows[0]
+        return ArchivedMessage(key, payload_sha256,
+                               None if content_prefix is None else bytes(content_prefix).hex(),
+                               sent_at)
 
     def event_target(self, project_id: str, message_id: str) -> EventTarget | None:
         """A recorded message, for a send event naming it."""

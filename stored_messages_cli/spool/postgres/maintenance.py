@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...states import FinalReason, State
+from ..archive import kept_identities
 from .base import PgStoreBase
 
 # The tables of a PostgreSQL spool (what the numbered migrations create), for `vacuum`;
@@ -45,10 +46,18 @@ class MaintenancePg(PgStoreBase):
         return int(self._one("SELECT COUNT(*) FROM daemons WHERE stopped_at < %s", (cutoff,)))
 
     def prune_messages(self, cutoff: float, grace_cutoff: float, limit: int) -> list[str]:
-        """Delete up to `limit` prunable message rows; their states."""
-        return [r[0] for r in self.pg.execute(
+        """Delete up to `limit` prunable message rows; their states. A stored message's
+        content hash moves to its archive index entry (its identity: `spool/identity.py`)."""
+        deleted = self.pg.execute(
             f"DELETE FROM messages WHERE id IN ({_PRUNABLE} LIMIT {int(limit)})"
-            " RETURNING state", {"cutoff": cutoff, "grace": grace_cutoff}).fetchall()]
+            " RETURNING state, project_id, message_id, content_sha256, payload_sha256",
+            {"cutoff": cutoff, "grace": grace_cutoff}).fetchall()
+        kept = kept_identities(deleted, text_as_bytes=True)
+        if kept:
+            self.pg.executemany(
+                'UPDATE "archive_entries" SET "content_prefix" = %s WHERE "message_id" = %s'
+                ' AND "project_id" = %s AND "payload_sha256" = %s', kept)
+        return [r[0] for r in deleted]
 
     def prune_rejected(self, cutoff: float, limit: int) -> int:
         """Delete up to `limit` rejected lines kept since before `cutoff`."""

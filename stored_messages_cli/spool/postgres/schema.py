@@ -371,6 +371,14 @@ def complete_entries(conn: PgSession) -> None:
     _archive_index_view(conn)  # a spool made before the view knew 32-byte text
 
 
+def pruned_identity(conn: PgSession) -> None:
+    """`archive_entries.content_prefix`, the first 8 bytes of the rendered content's
+    hash `sm spool prune` keeps from a stored message's row, so that recording it again
+    unconfirmed after a prune is still told apart as a duplicate or a conflict
+    (`spool/identity.py`)."""
+    conn.execute('ALTER TABLE "archive_entries" ADD COLUMN IF NOT EXISTS "content_prefix" BYTEA')
+
+
 def applied_version(conn: PgSession) -> int:
     """The last step applied (0 for an empty database)."""
     found = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()

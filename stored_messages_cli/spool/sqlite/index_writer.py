@@ -63,12 +63,16 @@ class SqliteIndex:
         return int(self.conn.execute(_INSERT_ENTRY, values).lastrowid or 0)
 
     def replace(self, entry: int, values: tuple[Any, ...]) -> None:
-        """Overwrite an entry and forget its identifier hashes."""
+        """Overwrite an entry and forget its identifier hashes (and the content prefix
+        prune kept, unless the payload is the same)."""
         self.conn.execute(
             'UPDATE "archive_entries" SET "project_id" = ?, "message_id" = ?, "medium" = ?,'
             ' "message_type" = ?, "campaign_id" = ?, "recipient_hash" = ?, "sent_at" = ?,'
             ' "key" = ?, "payload_sha256" = ?, "version_id" = ?, "location" = ?,'
-            ' "stored_at" = ? WHERE "id" = ?', (*values, entry))
+            ' "stored_at" = ?,'
+            # the content prefix prune kept names the old payload's message: kept only with it
+            ' "content_prefix" = CASE WHEN "payload_sha256" = ? THEN "content_prefix" END'
+            ' WHERE "id" = ?', (*values, values[8], entry))
         self.conn.execute('DELETE FROM "archive_recipient_hashes" WHERE "entry" = ?', (entry,))
 
     def add_hashes(self, entry: int, hashes: Sequence[bytes | str | None]) -> None:

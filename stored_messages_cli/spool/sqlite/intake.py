@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from ...states import FinalReason, State
 from .. import bodies
-from ..rows import EventTarget, KnownMessage, MessageRow
+from ..archive import unpacked
+from ..rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 from .base import StoreBase
 
 INSERT_SQL = (
@@ -16,6 +17,16 @@ INSERT_SQL = (
     " created_at, confirmed_at, updated_at, final_reason, recipient_hashes)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (project_id, message_id) DO NOTHING")
+# A message id the archive index holds is taken even when prune deleted its row: intake
+# looks first (one probe of the index's unique key per id; a probe inside the INSERT, as
+# `INSERT … SELECT … WHERE NOT EXISTS`, costs SQLite twice the insert) and then reads
+# `archived_message`.
+_ARCHIVED = 'SELECT 1 FROM "archive_entries" WHERE "message_id" = ? AND "project_id" = ?'
+_ANY_ARCHIVED = (
+    'SELECT 1 FROM json_each(?2) j WHERE EXISTS (SELECT 1 FROM "archive_entries" e'
+    ' WHERE e."message_id" = j.value AND e."project_id" = ?1) LIMIT 1')
+
+
 class IntakeSql(StoreBase):
     """`IntakeStore` on SQLite."""
 
@@ -24,6 +35,8 @@ class IntakeSql(StoreBase):
         every one went in. Otherwise nothing is kept (a savepoint) and the caller applies
         the messages one by one."""
         conn = self.conn
+        if self._any_archived(rows):
+            return False
         conn.execute("SAVEPOINT sm_new")
         last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]
         if conn.executemany(INSERT_SQL, [r.without_body() for r in rows]).rowcount != len(rows):
@@ -39,13 +52,24 @@ class IntakeSql(StoreBase):
         return True
 
     def insert_message(self, row: MessageRow) -> bool:
-        """Insert one message row and its body; False when it was recorded before."""
+        """Insert one message row and its body; False when it was recorded before, or the
+        archive index holds its id."""
+        if self.conn.execute(_ARCHIVED, (row.message_id, row.project_id)).fetchone():
+            return False
         inserted = self.conn.execute(INSERT_SQL, row.without_body())
         if not inserted.rowcount:
             return False
         if row.kept is not None:
             bodies.put(self.conn, int(inserted.lastrowid or 0), row.kept)
         return True
+
+    def _any_archived(self, rows: Sequence[MessageRow]) -> bool:
+        """True when the archive index holds the id of any of `rows`."""
+        by_project: dict[str, list[str]] = {}
+        for row in rows:
+            by_project.setdefault(row.project_id, []).append(row.message_id)
+        return any(self.conn.execute(_ANY_ARCHIVED, (project_id, json.dumps(ids))).fetchone()
+                   for project_id, ids in by_project.items())
 
     def known_message(self, project_id: str, message_id: str) -> KnownMessage | None:
         """A recorded message, for a second `record` of it."""
@@ -55,6 +79,16 @@ class IntakeSql(StoreBase):
             (project_id, message_id)).fetchone()
         return None if row is None else KnownMessage(row[0], row[1], row[2], row[3], row[4],
                                                      bool(row[5]))
+
+    def archived_message(self, project_id: str, message_id: str) -> ArchivedMessage | None:
+        """The archive index's identity of a message with no row in `messages`."""
+        row = self.conn.execute(
+            'SELECT a."key", a."payload_sha256", e."content_prefix", a."sent_at"'
+            ' FROM "archive_entries" e JOIN "archive_index" a ON a."entry" = e."id"'
+            ' WHERE e."message_id" = ? AND e."project_id" = ?',
+            (message_id, project_id)).fetchone()
+        return None if row is None else ArchivedMessage(row[0], row[1], unpacked(row[2]),
+                                                        row[3])
 
     def event_target(self, project_id: str, message_id: str) -> EventTarget | None:
         """A recorded message, for a send event naming it."""

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ...states import FinalReason, State
+from ..archive import kept_identities
 from .base import StoreBase
 
 # The ids of message rows prune may delete (see `maintenance`): ?1 the cutoff, ?2 the
@@ -19,6 +20,10 @@ _PRUNABLE = (
     f"      AND (final_reason IS NULL OR final_reason <> '{FinalReason.NEVER_CONFIRMED}'"
     "           OR COALESCE(updated_at, created_at) < ?2))"
     ") AND id NOT IN (SELECT message_row FROM manifest_entries)")
+
+KEEP_CONTENT_SHA256 = (
+    'UPDATE "archive_entries" SET "content_prefix" = ? WHERE "message_id" = ?'
+    ' AND "project_id" = ? AND "payload_sha256" = ?')
 
 
 def file_bytes(path: Path) -> int:
@@ -50,10 +55,14 @@ class MaintenanceSql(StoreBase):
         return int(self._one("SELECT COUNT(*) FROM daemons WHERE stopped_at < ?", (cutoff,)))
 
     def prune_messages(self, cutoff: float, grace_cutoff: float, limit: int) -> list[str]:
-        """Delete up to `limit` prunable message rows; their states."""
-        return [r[0] for r in self.conn.execute(
+        """Delete up to `limit` prunable message rows; their states. A stored message's
+        content hash moves to its archive index entry (its identity: `spool/identity.py`)."""
+        deleted = self.conn.execute(
             f"DELETE FROM messages WHERE id IN ({_PRUNABLE} LIMIT {int(limit)})"
-            " RETURNING state", (cutoff, grace_cutoff)).fetchall()]
+            " RETURNING state, project_id, message_id, content_sha256, payload_sha256",
+            (cutoff, grace_cutoff)).fetchall()
+        self.conn.executemany(KEEP_CONTENT_SHA256, kept_identities(deleted))
+        return [r[0] for r in deleted]
 
     def prune_rejected(self, cutoff: float, limit: int) -> int:
         """Delete up to `limit` rejected lines kept since before `cutoff`."""

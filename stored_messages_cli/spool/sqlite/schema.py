@@ -542,3 +542,13 @@ def migrate_manifest_log(conn: sqlite3.Connection) -> None:
     for statement in LOG_TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def migrate_pruned_identity(conn: sqlite3.Connection) -> None:
+    """Migration step: `archive_entries.content_prefix`, the first 8 bytes of the rendered
+    content's hash that `sm spool prune` keeps from a stored message's row, so that recording
+    it again unconfirmed after a prune is still told apart as a duplicate or a conflict
+    (`spool/identity.py`). Safe to run twice."""
+    columns = {row[1] for row in conn.execute('PRAGMA table_info("archive_entries")')}
+    if "content_prefix" not in columns:
+        conn.execute('ALTER TABLE "archive_entries" ADD COLUMN "content_prefix" BLOB')
