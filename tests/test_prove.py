@@ -21,13 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.cli.app import app
+from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.evidence.note import format_checkpoint, parse_checkpoint, sign_note
 from stored_messages_cli.evidence.proof_check import check_proof
 from stored_messages_cli.evidence.signing import LogSigner, load_signing_key
+from stored_messages_cli.evidence.timestamp import check_timestamp, request_timestamp
+from stored_messages_cli.spool import Spool
 from tests.support import rfc6962
 from tests.support.fixtures.core import jsonl
-from tests.test_audit import Archive, message_key
+from tests.test_audit import Archive, audit, findings, message_key
 
 PROJECT = "12345"
 
@@ -361,3 +365,170 @@ def test_a_flipped_byte_in_an_inclusion_hash_never_verifies(
     report = check_proof(bytes(hostile), [NoteVerifier.parse(key)])
     assert not report.ok
     assert [c.check for c in report.failures] in (["format"], ["inclusion"])
+
+
+@pytest.fixture
+def stamped(cli: Callable[..., Any], archived: Archive, sm_home: Path, tsa: Any
+            ) -> tuple[str, dict[str, Any], bytes]:
+    checkpoint = archived.read(f"_sm/checkpoints/{PROJECT}/000000000005.txt")
+    token = request_timestamp(tsa.url, hashlib.sha256(checkpoint).digest())
+    archived.write(f"_sm/checkpoints/{PROJECT}/000000000005.tsr", token)
+    return vkey(sm_home), prove(cli, "m-001"), tsa.ca_file.read_bytes()
+
+
+@FILE_ONLY
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_flipped_byte_in_a_time_stamp_never_changes_what_the_proof_says(
+        stamped: tuple[str, dict[str, Any], bytes], data: st.DataObject) -> None:
+    """Flip one byte where the time-stamp token is written (its base64): nothing raises, and
+    the proof fails, except where the byte lies in the token's unsigned parts (see
+    test_timestamp's flip test): then it still says exactly the same time and authority."""
+    from stored_messages_cli.evidence.note import NoteVerifier
+
+    key, proof, ca_pem = stamped
+    verifiers = [NoteVerifier.parse(key)]
+    text = json.dumps(proof).encode()
+    reference = check_proof(text, verifiers, ca_pem=ca_pem)
+    assert reference.ok and len(reference.timestamps) == 1
+    start = text.index(proof["timestamps"][0].encode())
+    position = data.draw(st.integers(start, start + len(proof["timestamps"][0]) - 1),
+                         label="position")
+    mask = data.draw(st.integers(min_value=1, max_value=255), label="xor")
+    hostile = bytearray(text)
+    hostile[position] ^= mask
+    report = check_proof(bytes(hostile), verifiers, ca_pem=ca_pem)
+    if report.ok:
+        assert report.timestamps == reference.timestamps
+    else:
+        assert [c.check for c in report.failures] in (["format"], ["timestamp"])
+
+
+# ----------------------------------------------------------------------------- time-stamps
+
+
+@FILE_ONLY
+def test_a_time_stamp_beside_the_checkpoint_is_in_the_proof_and_its_time_is_printed(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path,
+        tsa: Any) -> None:
+    key = vkey(sm_home)
+    checkpoint = archived.read(f"_sm/checkpoints/{PROJECT}/000000000005.txt")
+    digest = hashlib.sha256(checkpoint).digest()
+    token = request_timestamp(tsa.url, digest)
+    archived.write(f"_sm/checkpoints/{PROJECT}/000000000005.tsr", token)
+    proof = prove(cli, "m-003")
+    assert proof["timestamps"] == [base64.b64encode(token).decode()]
+    path = write(tmp_path, "proof.json", proof)
+    stamped = check_timestamp(token, digest, ca_pem=tsa.ca_file.read_bytes())
+    assert stamped.ok and stamped.time is not None
+    when = stamped.time.isoformat().replace("+00:00", "Z")
+    result = verify(cli, path, "--trust", key, "--tsa-ca", str(tsa.ca_file))
+    assert result.exit_code == 0, result.output
+    assert f"the checkpoint existed at {when}" in result.stdout
+    document = json.loads(cli("--json", "verify-proof", str(path), "--trust", key,
+                              "--tsa-ca", str(tsa.ca_file)).stdout)
+    assert document["ok"] is True
+    assert document["timestamps"] == [{"time": when, "tsa": stamped.tsa, "ok": True}]
+    # a genuine token of another digest does not stamp this checkpoint
+    other = request_timestamp(tsa.url, hashlib.sha256(b"another checkpoint").digest())
+    elsewhere = dict(proof, timestamps=[base64.b64encode(other).decode()])
+    assert failed_checks(cli, tmp_path, elsewhere, "--trust", key,
+                         "--tsa-ca", str(tsa.ca_file)) == ["timestamp"]
+    # a token signed by an impostor authority with the same names
+    with tsa.fault("other_ca"):
+        impostor = request_timestamp(tsa.url, digest)
+    forged = dict(proof, timestamps=[base64.b64encode(impostor).decode()])
+    assert failed_checks(cli, tmp_path, forged, "--trust", key,
+                         "--tsa-ca", str(tsa.ca_file)) == ["timestamp"]
+
+
+# ----------------------------------------------------------------------------- seal, adopt
+
+
+@FILE_ONLY
+def test_a_message_not_sealed_yet_proves_after_sm_manifest_seal(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, make_message: Any) -> None:
+    assert cli("ingest", input=jsonl(make_message(message_id="late-1"))).exit_code == 0
+    with Spool.open(home=sm_home) as spool:  # archived by a loop that has not sealed yet
+        destination = FileDestination(archived.url)
+        Archiver(spool, [ProjectTarget(PROJECT, destination)], concurrency=1).run(once=True)
+        destination.close()
+    early = cli("prove", "late-1", "--project", PROJECT)
+    assert early.exit_code == 1
+    assert "not sealed yet: sm manifest seal, then prove again" in early.stderr
+    sealed = cli("--json", "manifest", "seal")
+    assert sealed.exit_code == 0, sealed.output
+    assert json.loads(sealed.stdout) == {
+        "projects": [{"project_id": PROJECT, "sealed": 1, "tree_size": 6}]}
+    proof = prove(cli, "late-1")
+    assert (proof["leaf_index"], proof["tree_size"]) == (5, 6)
+    independent_check(proof, vkey(sm_home), bucket_leaves(archived))
+    again = cli("manifest", "seal", "--project", PROJECT)
+    assert again.exit_code == 0
+    assert again.stdout == f"project {PROJECT}: sealed 0 segment(s), tree size 6\n"
+
+
+def planted(archived: Archive, message_id: str) -> tuple[str, bytes]:
+    """An object for `message_id` put in the bucket behind sm's back (a real message's
+    payload with the id changed), at its key in the message layout."""
+    source = gzip.decompress(archived.read(archived.prefix + message_key("m-000")))
+    body = gzip.compress(source.replace(b'"m-000"', f'"{message_id}"'.encode()), mtime=0)
+    key = archived.prefix + message_key(message_id)
+    archived.write(key, body)
+    return key, body
+
+
+@FILE_ONLY
+def test_an_adopted_object_is_in_the_log_marked_with_its_reason(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path) -> None:
+    key, body = planted(archived, "restored-1")
+    assert [f["type"] for f in findings(audit(cli)[1])] == ["unexpected_object"]
+    adopted = cli("--json", "manifest", "adopt", key, "--reason",
+                  "restored from backup, case 42")
+    assert adopted.exit_code == 0, adopted.output
+    document = json.loads(adopted.stdout)
+    assert document["message_id"] == "restored-1" and document["tree_size"] == 6
+    assert document["adopted"]["reason"] == "restored from backup, case 42"
+    # the bucket's newest segment carries the entry and its mark, for ever
+    newest = sorted(archived.manifests(), key=lambda k: k.rsplit("/", 1)[1])[-1]
+    [entry] = [json.loads(line) for line in
+               gzip.decompress(archived.read(newest)).split(b"\n")[1:-1]]
+    assert entry["message_id"] == "restored-1" and entry["key"] == key
+    assert entry["object_sha256"] == hashlib.sha256(body).hexdigest()
+    assert entry["size"] == len(body) and "backfilled" not in entry
+    assert entry["adopted"] == document["adopted"]
+    assert "unexpected_object" not in [f["type"] for f in findings(audit(cli)[1])]
+    proof = prove(cli, "restored-1")
+    result = verify(cli, write(tmp_path, "proof.json", proof), "--trust", vkey(sm_home),
+                    "--object", str(write(tmp_path, "object.json.gz", body)))
+    assert result.exit_code == 0, result.output
+    twice = cli("manifest", "adopt", key, "--reason", "again")
+    assert twice.exit_code == 1 and "already lists message restored-1" in twice.stderr
+
+
+@FILE_ONLY
+def test_adopt_refuses_what_the_spool_stored_or_the_layout_does_not_hold(
+        cli: Callable[..., Any], archived: Archive) -> None:
+    listed = cli("manifest", "adopt", message_key("m-001"), "--reason", "mine")
+    assert listed.exit_code == 1 and "already lists message m-001" in listed.stderr
+    outside = cli("manifest", "adopt", "notes/readme.json.gz", "--reason", "mine")
+    assert outside.exit_code == 1 and "is not a message key of project" in outside.stderr
+    missing = cli("manifest", "adopt", message_key("nowhere"), "--reason", "mine")
+    assert missing.exit_code == 1 and "is not in the bucket" in missing.stderr
+    # the segment listing m-004 is deleted from the bucket: the spool still knows it stored it
+    newest = sorted(archived.manifests(), key=lambda k: k.rsplit("/", 1)[1])[-1]
+    archived.delete(newest)
+    stored = cli("manifest", "adopt", message_key("m-004"), "--reason", "looks lost")
+    assert stored.exit_code == 1 and "this spool stored message m-004" in stored.stderr
+    assert len(archived.manifests()) == 2  # nothing sealed nor written
+
+
+@FILE_ONLY
+def test_adopt_needs_a_reason(cli: Callable[..., Any], archived: Archive) -> None:
+    key, _body = planted(archived, "restored-2")
+    without = cli("manifest", "adopt", key)
+    assert without.exit_code == 2 and "--reason" in without.output
+    empty = cli("manifest", "adopt", key, "--reason", "  ")
+    assert empty.exit_code == 2 and "the reason may not be empty" in empty.stderr
+    assert len(archived.manifests()) == 3
