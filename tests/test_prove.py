@@ -11,6 +11,9 @@ import base64
 import gzip
 import hashlib
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -532,3 +535,44 @@ def test_adopt_needs_a_reason(cli: Callable[..., Any], archived: Archive) -> Non
     empty = cli("manifest", "adopt", key, "--reason", "  ")
     assert empty.exit_code == 2 and "the reason may not be empty" in empty.stderr
     assert len(archived.manifests()) == 3
+
+
+# ----------------------------------------------------------------------------- by hand
+
+PROOFS_DOC = Path(__file__).resolve().parent.parent / "docs" / "proofs.md"
+
+
+@FILE_ONLY
+def test_the_documented_python3_and_openssl_check_accepts_a_proof_and_refuses_an_edit(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path,
+        tsa: Any) -> None:
+    """docs/proofs.md's script, run with python3 and openssl only (no sm on its path)."""
+    script = re.search(r"```python\n(.*?)```", PROOFS_DOC.read_text(encoding="utf-8"), re.S)
+    assert script is not None
+    (tmp_path / "check-proof.py").write_text(script.group(1))
+    checkpoint = archived.read(f"_sm/checkpoints/{PROJECT}/000000000005.txt")
+    archived.write(f"_sm/checkpoints/{PROJECT}/000000000005.tsr",
+                   request_timestamp(tsa.url, hashlib.sha256(checkpoint).digest()))
+    proof = prove(cli, "m-004")
+    obj = write(tmp_path, "object.json.gz", archived.read(proof["object_key"]))
+
+    def run(candidate: dict[str, Any], object_file: Path | str = obj) -> Any:
+        path = write(tmp_path, "by-hand.json", candidate)
+        return subprocess.run(
+            [sys.executable, "-I", "check-proof.py", str(path), vkey(sm_home), str(object_file),
+             str(tsa.ca_file)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    ran = run(proof)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1] == (
+        f"message m-004 is entry 4 of 5 of {proof['origin']}, signed by"
+        f" {vkey(sm_home).split('+')[0]}")
+    assert "Verification: OK" in ran.stdout and "Time stamp:" in ran.stdout
+    assert run(dict(proof, entry=proof["entry"].replace('"size":', '"size":1'))).returncode
+    assert run(dict(proof, leaf_index=3)).returncode
+    assert run(proof, write(tmp_path, "other.json.gz", b"other bytes")).returncode
+    other = request_timestamp(tsa.url, hashlib.sha256(b"another checkpoint").digest())
+    assert run(dict(proof, timestamps=[base64.b64encode(other).decode()])).returncode
+    forger = LogSigner.generate(vkey(sm_home).split("+")[0])
+    text = proof["checkpoint"].partition("\n\n")[0] + "\n"
+    assert run(dict(proof, checkpoint=sign_note(text, forger))).returncode
