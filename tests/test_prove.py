@@ -183,6 +183,17 @@ def test_an_investigators_read_only_connection_proves_and_writes_nothing(
     stranger = LogSigner.generate("sm-stranger").verifier_key()
     refused = sm("prove", "m-003", "--project", PROJECT, "--trust", stranger)
     assert refused.exit_code == 1 and "not signed by a trusted key" in refused.stderr
+    # the setting trusted_keys, instead of --trust
+    monkeypatch.setenv("SM_TRUSTED_KEYS", json.dumps([key]))
+    assert json.loads(sm("prove", "m-003", "--project", PROJECT).stdout) == proof
+    # sealing and adopting write: refused on a read-only connection
+    for command in (["manifest", "seal"], ["manifest", "adopt",
+                                           archived.prefix + message_key("x-1"), "--reason",
+                                           "found it"]):
+        writing = sm(*command, "--project", PROJECT)
+        assert writing.exit_code == 1 and "connected read-only" in writing.stderr
+    assert {k: archived.read(k) for k in archived.keys()} == before
+    assert not (investigator / "keys").exists()
 
 
 @FILE_ONLY
@@ -201,6 +212,9 @@ def test_verify_proof_needs_no_spool_and_no_bucket(cli: Callable[..., Any], arch
         "format", "signature", "checkpoint", "entry", "inclusion"]
     assert document["timestamps"] == []
     assert not elsewhere.exists()
+    bad_key = runner.invoke(app, ["--home", str(elsewhere), "verify-proof", str(path),
+                                  "--trust", "not-a-key"])
+    assert bad_key.exit_code == 2 and "is not a verifier key" in bad_key.stderr
     unchecked = runner.invoke(app, ["--home", str(elsewhere), "verify-proof", str(path)])
     assert unchecked.exit_code == 1
     assert "signature: the signature could not be checked" in unchecked.stderr
@@ -414,7 +428,7 @@ def test_a_flipped_byte_in_a_time_stamp_never_changes_what_the_proof_says(
 @FILE_ONLY
 def test_a_time_stamp_beside_the_checkpoint_is_in_the_proof_and_its_time_is_printed(
         cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path,
-        tsa: Any) -> None:
+        tsa: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     key = vkey(sm_home)
     checkpoint = archived.read(f"_sm/checkpoints/{PROJECT}/000000000005.txt")
     digest = hashlib.sha256(checkpoint).digest()
@@ -429,8 +443,8 @@ def test_a_time_stamp_beside_the_checkpoint_is_in_the_proof_and_its_time_is_prin
     result = verify(cli, path, "--trust", key, "--tsa-ca", str(tsa.ca_file))
     assert result.exit_code == 0, result.output
     assert f"the checkpoint existed at {when}" in result.stdout
-    document = json.loads(cli("--json", "verify-proof", str(path), "--trust", key,
-                              "--tsa-ca", str(tsa.ca_file)).stdout)
+    monkeypatch.setenv("SM_TIMESTAMP_CA_FILE", str(tsa.ca_file))  # the setting, not --tsa-ca
+    document = json.loads(cli("--json", "verify-proof", str(path), "--trust", key).stdout)
     assert document["ok"] is True
     assert document["timestamps"] == [{"time": when, "tsa": stamped.tsa, "ok": True}]
     # a genuine token of another digest does not stamp this checkpoint
