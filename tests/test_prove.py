@@ -153,6 +153,10 @@ def test_prove_writes_the_proof_owner_only(cli: Callable[..., Any], archived: Ar
     assert target.stat().st_mode & 0o777 == 0o600
     assert json.loads(target.read_text())["message_id"] == "m-002"
     assert result.stdout == ""
+    # one connected project: --project may be left out
+    assert json.loads(cli("prove", "m-002").stdout) == json.loads(target.read_text())
+    unknown = cli("prove", "m-002", "--project", "999")
+    assert unknown.exit_code == 1 and "project 999 has no destination" in unknown.stderr
 
 
 @pytest.mark.parametrize("archived", ["file", "s3"], indirect=True)
@@ -590,3 +594,31 @@ def test_the_documented_python3_and_openssl_check_accepts_a_proof_and_refuses_an
     forger = LogSigner.generate(vkey(sm_home).split("+")[0])
     text = proof["checkpoint"].partition("\n\n")[0] + "\n"
     assert run(dict(proof, checkpoint=sign_note(text, forger))).returncode
+
+
+@FILE_ONLY
+def test_prove_passes_over_a_checkpoint_the_bucket_does_not_back(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path) -> None:
+    """An oversized checkpoint is not read, and one whose root the segments do not give is
+    not used: the proof falls back to the newest checkpoint that holds, or says none does."""
+    newest = archived.root / "_sm" / "checkpoints" / PROJECT / "000000000005.txt"
+    newest.chmod(0o600)
+    newest.write_bytes(b"x" * (64 * 1024 + 1))
+    proof = prove(cli, "m-001")
+    assert proof["tree_size"] == 4
+    independent_check(proof, vkey(sm_home), bucket_leaves(archived)[:4])
+    uncovered = cli("prove", "m-004", "--project", PROJECT)
+    assert uncovered.exit_code == 1
+    assert "over 65536 bytes (not read)" in uncovered.stderr
+    # the bucket's writer edits segment 2: checkpoints 4 and 5 no longer match the segments
+    second = sorted(archived.manifests(), key=lambda k: k.rsplit("/", 1)[1])[1]
+    path = archived.root / second
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    lines[1] = lines[1].replace(b'"size":', b'"size":1')
+    path.chmod(0o600)
+    path.write_bytes(gzip.compress(b"\n".join(lines), mtime=0))
+    early = prove(cli, "m-000")
+    assert early["tree_size"] == 2  # checkpoint 2 covers only segment 1, still intact
+    refused = cli("prove", "m-002", "--project", PROJECT)
+    assert refused.exit_code == 1
+    assert "its root is not the root of the bucket's segments at its size" in refused.stderr

@@ -227,37 +227,39 @@ def _latest_checkpoint(destination: Destination, project_id: str, origin: str, l
         if tree_size > len(log.leaves):
             rejected.append(f"{key}: the bucket's segments hold fewer entries")
             continue
-        problem = _checkpoint_problem(destination, key, size, origin, tree_size, log,
-                                      verifiers)
-        if isinstance(problem, str):
+        text, problem = _read_checkpoint(destination, key, size, origin, tree_size, log,
+                                         verifiers)
+        if text is None:
             rejected.append(f"{key}: {problem}")
             continue
-        return (problem[0], tree_size), rejected
+        return (text, tree_size), rejected
     return None, rejected
 
 
-def _checkpoint_problem(destination: Destination, key: str, size: int | None, origin: str,
-                        tree_size: int, log: _Log, verifiers: Sequence[NoteVerifier]
-                        ) -> str | tuple[str]:
-    """What is wrong with the checkpoint at `key`, or (its text,) when it holds."""
+def _read_checkpoint(destination: Destination, key: str, size: int | None, origin: str,
+                     tree_size: int, log: _Log, verifiers: Sequence[NoteVerifier]
+                     ) -> tuple[str | None, str]:
+    """(the checkpoint's exact text, "") when the one at `key` holds: at most
+    MAX_CHECKPOINT_BYTES, signed by a trusted key, of this log at this size, with the root
+    of the bucket's leaves; else (None, what is wrong)."""
     if size is not None and size > MAX_CHECKPOINT_BYTES:
-        return f"over {MAX_CHECKPOINT_BYTES} bytes (not read)"
+        return None, f"over {MAX_CHECKPOINT_BYTES} bytes (not read)"
     body = destination.get(key).body
     if len(body) > MAX_CHECKPOINT_BYTES:
-        return f"over {MAX_CHECKPOINT_BYTES} bytes"
+        return None, f"over {MAX_CHECKPOINT_BYTES} bytes"
     try:
         text = body.decode("utf-8")
         opened = open_note(text, verifiers)
         checkpoint = parse_checkpoint(opened.text)
     except (UnicodeDecodeError, NoteError) as exc:
-        return f"not a valid signed checkpoint ({exc})"
+        return None, f"not a valid signed checkpoint ({exc})"
     if not opened.verified_by:
-        return "not signed by a trusted key"
+        return None, "not signed by a trusted key"
     if checkpoint.origin != origin or checkpoint.tree_size != tree_size:
-        return f"it names {checkpoint.origin} at size {checkpoint.tree_size}"
+        return None, f"it names {checkpoint.origin} at size {checkpoint.tree_size}"
     if checkpoint.root != root(log.leaves[:tree_size]):
-        return "its root is not the root of the bucket's segments at its size"
-    return (text,)
+        return None, "its root is not the root of the bucket's segments at its size"
+    return text, ""
 
 
 def _timestamps(destination: Destination, project_id: str, tree_size: int) -> list[str]:
