@@ -29,6 +29,7 @@ from stored_messages_cli.cli.app import app
 from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.evidence.note import format_checkpoint, parse_checkpoint, sign_note
 from stored_messages_cli.evidence.proof_check import check_proof
+from stored_messages_cli.evidence.prove import PackedLeaves
 from stored_messages_cli.evidence.signing import LogSigner, load_signing_key
 from stored_messages_cli.evidence.timestamp import check_timestamp, request_timestamp
 from stored_messages_cli.spool import Spool
@@ -622,3 +623,17 @@ def test_prove_passes_over_a_checkpoint_the_bucket_does_not_back(
     refused = cli("prove", "m-002", "--project", PROJECT)
     assert refused.exit_code == 1
     assert "its root is not the root of the bucket's segments at its size" in refused.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(min_value=1, max_value=70), data=st.data())
+def test_packed_leaves_give_rfc_6962s_roots_and_paths(size: int, data: st.DataObject) -> None:
+    """The leaves `sm prove` keeps, checked against the independent naive RFC 6962."""
+    lines = [f"line {i}".encode() for i in range(size)]
+    packed = PackedLeaves()
+    for line in lines:
+        packed.append(rfc6962.leaf_hash(line))
+    tree_size = data.draw(st.integers(min_value=1, max_value=size), label="tree_size")
+    index = data.draw(st.integers(min_value=0, max_value=tree_size - 1), label="index")
+    assert packed.root(0, tree_size) == rfc6962.mth(lines[:tree_size])
+    assert packed.inclusion(index, tree_size) == rfc6962.path(index, lines[:tree_size])

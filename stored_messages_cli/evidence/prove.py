@@ -23,7 +23,7 @@ from ..destinations.base import Destination
 from ..errors import SmError
 from ..spool import Spool
 from ..states import State
-from .merkle import inclusion_proof, leaf_hash, root
+from .merkle import HASH_SIZE, Frontier, leaf_hash
 from .note import NoteError, NoteVerifier, open_note, parse_checkpoint
 from .segments import (
     CHECKPOINT_FOLDER,
@@ -68,12 +68,52 @@ def trusted_verifiers(keys: Sequence[str], key_file: Path | None = None
     return verifiers
 
 
+class PackedLeaves:
+    """A log's leaf hashes in order, packed 32 bytes each in one buffer (a list of a million
+    hashes would cost twice the memory), with the RFC 6962 subtree roots and audit paths
+    computed from them in one pass each, keeping only a few hashes aside (`Frontier`)."""
+
+    def __init__(self) -> None:
+        self._packed = bytearray()
+
+    def __len__(self) -> int:
+        return len(self._packed) // HASH_SIZE
+
+    def append(self, leaf: bytes) -> None:
+        """Add the next leaf hash."""
+        self._packed += leaf
+
+    def root(self, low: int, high: int) -> bytes:
+        """The Merkle tree hash of leaves `low` to `high` (excluded)."""
+        frontier = Frontier()
+        view = memoryview(self._packed)
+        frontier.extend(bytes(view[i * HASH_SIZE:(i + 1) * HASH_SIZE])
+                        for i in range(low, high))
+        return frontier.root()
+
+    def inclusion(self, index: int, tree_size: int) -> list[bytes]:
+        """The audit path (RFC 6962 PATH) of leaf `index` in the tree of the first
+        `tree_size` leaves, lowest sibling first."""
+        path: list[bytes] = []
+        low, high = 0, tree_size
+        while high - low > 1:
+            middle = low + (1 << ((high - low - 1).bit_length() - 1))
+            if index < middle:
+                path.append(self.root(middle, high))
+                high = middle
+            else:
+                path.append(self.root(low, middle))
+                low = middle
+        path.reverse()  # found from the top down; a proof lists the lowest sibling first
+        return path
+
+
 @dataclass
 class _Log:
     """What was read of a log's segments: every leaf hash in order, where the message's
     entry lies, and why reading stopped early (if it did)."""
 
-    leaves: list[bytes] = field(default_factory=list)
+    leaves: PackedLeaves = field(default_factory=PackedLeaves)
     entry: bytes | None = None
     entry_document: dict[str, Any] | None = None
     leaf_index: int | None = None
@@ -110,7 +150,7 @@ def make_proof(destination: Destination, project_id: str, message_id: str,
                          hint="sm manifest seal (on the archiver), or pass the log's verifier"
                          " key with --trust")
     text, tree_size = checkpoint
-    path = inclusion_proof(log.leaf_index, log.leaves[:tree_size])
+    path = log.leaves.inclusion(log.leaf_index, tree_size)
     entry = log.entry_document
     return {
         "proof_version": PROOF_VERSION, "message_id": message_id, "project_id": project_id,
@@ -257,7 +297,7 @@ def _read_checkpoint(destination: Destination, key: str, size: int | None, origi
         return None, "not signed by a trusted key"
     if checkpoint.origin != origin or checkpoint.tree_size != tree_size:
         return None, f"it names {checkpoint.origin} at size {checkpoint.tree_size}"
-    if checkpoint.root != root(log.leaves[:tree_size]):
+    if checkpoint.root != log.leaves.root(0, tree_size):
         return None, "its root is not the root of the bucket's segments at its size"
     return text, ""
 
