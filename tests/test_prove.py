@@ -501,7 +501,7 @@ def planted(archived: Archive, message_id: str) -> tuple[str, bytes]:
     return key, body
 
 
-@FILE_ONLY
+@pytest.mark.parametrize("archived", ["file", "s3"], indirect=True)
 def test_an_adopted_object_is_in_the_log_marked_with_its_reason(
         cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path) -> None:
     key, body = planted(archived, "restored-1")
@@ -529,19 +529,21 @@ def test_an_adopted_object_is_in_the_log_marked_with_its_reason(
     assert twice.exit_code == 1 and "already lists message restored-1" in twice.stderr
 
 
-@FILE_ONLY
+@pytest.mark.parametrize("archived", ["file", "s3"], indirect=True)
 def test_adopt_refuses_what_the_spool_stored_or_the_layout_does_not_hold(
         cli: Callable[..., Any], archived: Archive) -> None:
-    listed = cli("manifest", "adopt", message_key("m-001"), "--reason", "mine")
+    listed = cli("manifest", "adopt", archived.prefix + message_key("m-001"), "--reason", "mine")
     assert listed.exit_code == 1 and "already lists message m-001" in listed.stderr
     outside = cli("manifest", "adopt", "notes/readme.json.gz", "--reason", "mine")
     assert outside.exit_code == 1 and "is not a message key of project" in outside.stderr
-    missing = cli("manifest", "adopt", message_key("nowhere"), "--reason", "mine")
+    missing = cli("manifest", "adopt", archived.prefix + message_key("nowhere"), "--reason",
+                  "mine")
     assert missing.exit_code == 1 and "is not in the bucket" in missing.stderr
     # the segment listing m-004 is deleted from the bucket: the spool still knows it stored it
     newest = sorted(archived.manifests(), key=lambda k: k.rsplit("/", 1)[1])[-1]
     archived.delete(newest)
-    stored = cli("manifest", "adopt", message_key("m-004"), "--reason", "looks lost")
+    stored = cli("manifest", "adopt", archived.prefix + message_key("m-004"), "--reason",
+                 "looks lost")
     assert stored.exit_code == 1 and "this spool stored message m-004" in stored.stderr
     assert len(archived.manifests()) == 2  # nothing sealed nor written
 
