@@ -639,3 +639,17 @@ def test_packed_leaves_give_rfc_6962s_roots_and_paths(size: int, data: st.DataOb
     index = data.draw(st.integers(min_value=0, max_value=tree_size - 1), label="index")
     assert packed.root(0, tree_size) == rfc6962.mth(lines[:tree_size])
     assert packed.inclusion(index, tree_size) == rfc6962.path(index, lines[:tree_size])
+
+
+@pytest.mark.parametrize("args", [["prove", "m-1"], ["prove", "m-1", "--project", "p1"],
+                                  ["manifest", "seal"],
+                                  ["manifest", "adopt", "k", "--reason", "r"]], ids=" ".join)
+def test_without_a_spool_they_exit_1_and_create_nothing(tmp_path: Path, args: list[str],
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    home = tmp_path / "typo-home"
+    monkeypatch.setenv("SM_HOME", str(home))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0] == f"Error: no spool at {home / 'spool.db'}"
+    assert not home.exists()
