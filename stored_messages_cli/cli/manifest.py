@@ -13,7 +13,11 @@ from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
 from .command_classes import group
 from .common import AppState, command, open_project_destination, state_of
-from .options import ProjectOption
+from .options import ProjectOption, project_option
+
+AdoptProjectOption = Annotated[str | None, typer.Option(
+    "--project", callback=project_option,
+    help="The object's project (needed when several are connected).")]
 
 
 def seal(
@@ -70,7 +74,7 @@ def adopt(
     reason: Annotated[str, typer.Option(
         "--reason", metavar="TEXT",
         help="Why the object belongs in the archive; kept in the log for ever.")],
-    project: ProjectOption = None,
+    project: AdoptProjectOption = None,
 ) -> None:
     """Add an object the spool never stored to the manifest log, marked adopted.
 
