@@ -653,3 +653,24 @@ def test_without_a_spool_they_exit_1_and_create_nothing(tmp_path: Path, args: li
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines()[0] == f"Error: no spool at {home / 'spool.db'}"
     assert not home.exists()
+
+
+@FILE_ONLY
+def test_a_planted_second_copy_of_a_segment_is_named_not_guessed(
+        cli: Callable[..., Any], archived: Archive, sm_home: Path, tmp_path: Path) -> None:
+    """The archiver's spool names each segment's key; a reader with no spool rows refuses to
+    choose between two segments of one number."""
+    key = vkey(sm_home)
+    second = sorted(archived.manifests(), key=lambda k: k.rsplit("/", 1)[1])[1]
+    archived.write(f"_sm/manifests/{PROJECT}/1999/01/01/{second.rsplit('/', 1)[1]}",
+                   archived.read(second))
+    assert prove(cli, "m-003")["tree_size"] == 5
+    investigator = tmp_path / "investigator"
+    runner = CliRunner()
+    connected = runner.invoke(app, ["--home", str(investigator), "connect", archived.url,
+                                    "--project", PROJECT, "--read-only"])
+    assert connected.exit_code == 0, connected.output
+    result = runner.invoke(app, ["--home", str(investigator), "prove", "m-003", "--project",
+                                 PROJECT, "--trust", key])
+    assert result.exit_code == 1
+    assert "segment 2 of project 12345's log exists 2 times in the bucket" in result.stderr
