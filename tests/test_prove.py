@@ -184,6 +184,10 @@ def test_an_investigators_read_only_connection_proves_and_writes_nothing(
     independent_check(proof, key, bucket_leaves(archived))
     assert {k: archived.read(k) for k in archived.keys()} == before
     assert not (investigator / "keys").exists()  # no signing key made for a reader
+    [logged] = [r for r in json.loads(sm("--json", "access-log").stdout)
+                if r["command"] == "prove" and r["result"] == "ok"]
+    assert logged["messages"] == [{"project_id": PROJECT, "message_id": "m-003",
+                                   "key": proof["object_key"]}]
     # a checkpoint the investigator's key list does not trust is never used
     stranger = LogSigner.generate("sm-stranger").verifier_key()
     refused = sm("prove", "m-003", "--project", PROJECT, "--trust", stranger)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..evidence.access_log import filters_of, message_ref
 from ..evidence.private_files import private_folder, write_private
 from ..evidence.proof_check import (
     MAX_PROOF_BYTES,
@@ -21,6 +22,7 @@ from ..evidence.proof_check import (
 from ..evidence.prove import ProofError, make_proof, proof_json, trusted_verifiers
 from ..evidence.signing import key_home, signing_key_path
 from ..spool.index_queries import INDEX_COLUMNS
+from .access_log import recorded
 from .common import AppState, command, fail, open_project_destination, state_of, usage_error
 from .options import MessageIdArgument, MessageProjectOption
 
@@ -83,15 +85,20 @@ def prove(
     state.require_spool()
     project_id = _project_of(state, message_id, project)
     verifiers = _verifiers(state, trust)
-    destination = open_project_destination(state, project_id)
-    try:
-        with state.open_spool() as spool:
-            keys = [row[INDEX_COLUMNS.index("key")]
-                    for row in spool.index.entries_for(message_id, project_id)]
-            proof = make_proof(destination, project_id, message_id, verifiers, spool=spool,
-                               object_key=keys[0] if keys else None)
-    finally:
-        destination.close()
+    with recorded(state, "prove", case_id=None,
+                  filters=filters_of(message_id=message_id, project=project_id)) as access:
+        access.concern([project_id])
+        destination = open_project_destination(state, project_id)
+        try:
+            with state.open_spool() as spool:
+                keys = [row[INDEX_COLUMNS.index("key")]
+                        for row in spool.index.entries_for(message_id, project_id)]
+                proof = make_proof(destination, project_id, message_id, verifiers,
+                                   spool=spool, object_key=keys[0] if keys else None)
+        finally:
+            destination.close()
+        access.touch([message_ref(project_id, message_id, proof["object_key"])])
+        access.details["tree_size"] = proof["tree_size"]
     text = proof_json(proof)
     if output is None or output == "-":
         sys.stdout.write(text)
