@@ -75,8 +75,8 @@ def prove(
     """Print the proof that a message was archived: its manifest entry, its place in the
     signed log, the checkpoint and its time-stamps (JSON).
 
-    Made from the bucket's own segments and checkpoints; nothing is written, so it works
-    on a read-only connection. Anyone can check it with sm verify-proof, or by hand
+    Made from the bucket's own segments and checkpoints; nothing is written to the bucket,
+    so it works on a read-only connection. Anyone can check it with sm verify-proof, or by hand
     (docs/proofs.md). Exit 1 when the message is not in a sealed, signed segment yet.
     Example: sm prove 9c438a20d26e4e9f8ad4edea23f811cd --project 12345 -o proof.json
     """
@@ -104,8 +104,12 @@ def prove(
         sys.stdout.write(text)
         return
     path = Path(output)
-    private_folder(path.parent)
-    write_private(path, text.encode("utf-8"))
+    try:
+        private_folder(path.parent)
+        write_private(path, text.encode("utf-8"))
+    except OSError as exc:
+        fail(f"cannot write the proof to {path}: {exc.strerror or exc}",
+             hint="--output FILE in a folder you can write, or leave it out for stdout")
     out.info(f"Wrote the proof of message {message_id} (leaf {proof['leaf_index']} of"
              f" {proof['tree_size']}) to {path}; check it with sm verify-proof {path}")
 
