@@ -678,3 +678,24 @@ def test_a_planted_second_copy_of_a_segment_is_named_not_guessed(
                                  PROJECT, "--trust", key])
     assert result.exit_code == 1
     assert "segment 2 of project 12345's log exists 2 times in the bucket" in result.stderr
+
+
+@FILE_ONLY
+def test_adopt_seal_and_prove_on_either_spool_backend(
+        spool_backend: str, cli: Callable[..., Any], archived: Archive, sm_home: Path,
+        tmp_path: Path, make_message: Any) -> None:
+    key, body = planted(archived, "restored-3")
+    adopted = cli("--json", "manifest", "adopt", key, "--reason", "case 7")
+    assert adopted.exit_code == 0, adopted.output
+    assert json.loads(adopted.stdout)["tree_size"] == 6
+    assert cli("ingest", input=jsonl(make_message(message_id="late-2"))).exit_code == 0
+    assert cli("run", "--once", "--concurrency", "1").exit_code == 0
+    sealed = json.loads(cli("--json", "manifest", "seal").stdout)
+    assert sealed == {"projects": [{"project_id": PROJECT, "sealed": 0, "tree_size": 7}]}
+    leaves = bucket_leaves(archived)
+    for message_id in ("restored-3", "late-2", "m-000"):
+        proof = prove(cli, message_id)
+        independent_check(proof, vkey(sm_home), leaves)
+        assert verify(cli, write(tmp_path, "proof.json", proof),
+                      "--trust", vkey(sm_home)).exit_code == 0
+    assert json.loads(leaves[5])["adopted"]["reason"] == "case 7"
