@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "find": "find", "fetch": "find", "index": "find", "audit": "audit",
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
     "export": "export", "access-log": "access_log", "key": "key",
+    "prove": "prove", "verify-proof": "prove",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -119,7 +119,7 @@ ACCOUNT_COLUMNS = "message_id, state, sent_at, key, stored_key"
 BACKFILL_COLUMNS = ('"project_id", "message_row", "message_id", "outcome", "stored_key",'
                     ' "relative_key", "payload_sha256", "object_sha256", "size", "medium",'
                     ' "message_type", "campaign_id", "sent_at", "recipient_hash",'
-                    ' "recipient_hashes", "settled_at"')
+                    ' "recipient_hashes", "settled_at", "marks"')
 
 
 def backfilled_values(entry: BackfilledEntry) -> tuple[Any, ...]:
