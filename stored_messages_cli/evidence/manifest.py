@@ -18,12 +18,18 @@ from typing import Any
 from ..clock import Clock
 from ..config import parse_duration
 from ..destinations.base import Destination
-from ..errors import ConfigError
+from ..errors import ConfigError, ObjectConflict
 from ..message import gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import LogHead, OpenEntries, SegmentDraft
+from .anchors import Anchors
 from .log import LogOptions, LogSealer
-from .segments import MAX_SEGMENT_BYTES, checkpoint_key, log_origin
+from .segments import (
+    MAX_SEGMENT_BYTES,
+    checkpoint_key,
+    log_origin,
+    parse_segment,
+)
 
 log = logging.getLogger("sm.manifest")
 
@@ -58,20 +64,29 @@ class Manifests:
         self.max_entries = max(1, int(max_entries))
         self.max_age = float(max_age)
         self.clock = clock or spool.clock
-        self.log = LogSealer(spool, log_options or LogOptions.from_settings(None))
+        options = log_options or LogOptions.from_settings(None)
+        self.log = LogSealer(spool, options)
+        self.anchors = Anchors(spool, self.destinations, options, clock=self.clock)
         spool.evidence.complete_entries_on_settle()
 
     # ----------------------------------------------------------------------- seams
 
     def tick(self) -> None:
-        """Seal what is full or old enough, then write what is sealed (`Archiver.on_tick`)."""
+        """Seal what is full or old enough, write what is sealed, then make the anchors due
+        (a few, within a time budget: they never hold up archiving) (`Archiver.on_tick`)."""
         self.seal(force=False)
         self.write_pending()
+        self.anchors.make_due()
 
     def close(self) -> None:
-        """The daemon stops: seal every open segment and try once more to write them all."""
+        """The daemon stops: seal every open segment, try once more to write them all and
+        make the anchors due."""
         self.seal(force=True)
         self.write_pending(ignore_schedule=True)
+        try:
+            self.anchors.make_due()
+        finally:
+            self.anchors.close()
 
     # ----------------------------------------------------------------------- sealing
 
@@ -149,8 +164,30 @@ class Manifests:
                                                                 self.clock.now())
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later
                 delay = min(RETRY_CAP, 2.0 ** min(row["attempts"] + 1, 16))
+                error = str(exc)
+                if isinstance(exc, ObjectConflict) and row["written_at"] is None:
+                    error = self._other_sealer(destination, row) or error
                 log.warning("manifest %d of project %s not written yet (%s); retrying in %ds",
-                            seq, project_id, exc, int(delay))
-                self.spool.evidence.mark_write_failed(project_id, seq, str(exc), now + delay)
+                            seq, project_id, error, int(delay))
+                self.spool.evidence.mark_write_failed(project_id, seq, error, now + delay)
                 blocked.add(project_id)
         return written
+
+    def _other_sealer(self, destination: Destination, row: dict[str, Any]) -> str | None:
+        """When the segment's key holds a segment another spool sealed, the error that says
+        so (two spools seal one log); None when it does not, or cannot be read."""
+        key = destination.prefix + row["key"]
+        try:
+            info = destination.head(key)
+            if info is None or info.size is None or info.size > MAX_SEGMENT_BYTES:
+                return None
+            header = parse_segment(destination.get(key).body, key).header
+        except Exception:  # noqa: BLE001 - unreadable bytes: the plain conflict is reported
+            return None
+        sealer = header.get("sealer")
+        if not isinstance(sealer, str) or sealer == self.log.sealer:
+            return None
+        shown = "".join(c for c in sealer[:40] if c.isprintable())  # the bucket's bytes
+        return (f"segment {row['log_seq']} of this log was sealed by another spool (sealer"
+                f" {shown}): two spools seal one log; share one PostgreSQL spool"
+                " (docs/fleet.md)")
