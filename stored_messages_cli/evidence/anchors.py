@@ -19,7 +19,8 @@ The same bytes already there are success. Other bytes there are never overwritte
 fork of the log or a second sealer, logged as an error and kept as the row's last error (so
 `sm status` shows it) while the row is retried. A failure is retried 1, 2, 4, … minutes later,
 at most `ANCHOR_RETRY_CAP` apart (a rate limit on the policy's short backoff); a row not made
-within an hour is a problem for `sm status --check` and `sm_anchors_behind`.
+within `BEHIND_AFTER` (an hour) is a problem for `sm status --check`; `sm_anchors_behind`
+counts every anchor not made.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..errors import ObjectConflict, SmError
 from ..message import sha256_hex
 from ..retry import RATE_LIMITED, RetryPolicy, describe, error_class
 from ..spool import Spool
+from ..spool.anchors import BEHIND_AFTER
 from ..spool.evidence_queries import AnchorRow
 from .log import COPY, TIMESTAMP, LogOptions
 from .segments import checkpoint_key
@@ -43,11 +45,13 @@ from .timestamp import TimestampError, check_timestamp, request_timestamp
 
 log = logging.getLogger("sm.anchors")
 
+__all__ = ["BEHIND_AFTER", "AnchorError", "Anchors", "anchor_delay", "create_only",
+           "holds_exactly", "timestamp_key"]
+
 ANCHORS_PER_TICK = 4  # anchors attempted per tick, at most
 TICK_BUDGET = 5.0  # seconds: no anchor is started after this much of a tick
 REQUEST_TIMEOUT = 5.0  # seconds a time-stamp authority may take to answer
 ANCHOR_RETRY_CAP = 3600.0  # seconds between two attempts of one anchor, at most
-BEHIND_AFTER = 3600.0  # seconds: an anchor owed longer is a problem (status --check)
 
 
 class AnchorError(SmError):
@@ -70,12 +74,24 @@ def anchor_delay(exc: BaseException, attempts: int, policy: RetryPolicy) -> floa
     return min(cap, 60.0 * 2.0 ** min(max(0, attempts - 1), 16))
 
 
+def holds_exactly(destination: Destination, key: str, body: bytes) -> bool:
+    """`key` holds exactly `body` (read back, at most its size: the bucket's bytes are
+    hostile). A folder knows no metadata for bytes that are not gzip, so a create-only write
+    of the same small text there is refused; this read settles it."""
+    info = destination.head(key)
+    if info is None or (info.size is not None and info.size != len(body)):
+        return False
+    return destination.get(key).body == body
+
+
 def create_only(destination: Destination, key: str, body: bytes) -> bool:
     """Write `body` at `key` unless it is there; True when written, False when the same bytes
     were there. Other bytes there raise AnchorError naming them (never overwritten)."""
     try:
         return destination.put(key, body, sha256_hex(body)).created
     except ObjectConflict:
+        if holds_exactly(destination, key, body):
+            return False
         raise AnchorError(
             f"{destination.url}{key} already holds other bytes: the log forked or a second"
             " spool seals it; nothing was overwritten (sm audit --anchor to compare)"

@@ -22,7 +22,7 @@ from ..errors import ConfigError, ObjectConflict
 from ..message import gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import LogHead, OpenEntries, SegmentDraft
-from .anchors import Anchors
+from .anchors import Anchors, holds_exactly
 from .log import LogOptions, LogSealer
 from .segments import (
     MAX_SEGMENT_BYTES,
@@ -158,8 +158,12 @@ class Manifests:
                     written += 1
                 if row["checkpoint"]:  # after its segment: it never names a missing one
                     text = row["checkpoint"].encode("utf-8")
-                    destination.put(destination.prefix + checkpoint_key(
-                        project_id, int(row["tree_size"])), text, sha256_hex(text))
+                    key = destination.prefix + checkpoint_key(project_id, int(row["tree_size"]))
+                    try:
+                        destination.put(key, text, sha256_hex(text))
+                    except ObjectConflict:
+                        if not holds_exactly(destination, key, text):
+                            raise
                     self.spool.evidence.mark_checkpoint_written(project_id, seq,
                                                                 self.clock.now())
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 # A manifest write (a segment or its checkpoint) failing this many times is a problem an
 # operator sees (`sm status --check`, `sm_manifest_writes_failing`).
 FAILING_WRITE_ATTEMPTS = 3
+# An anchor not made this long (seconds) after its seal is a problem (`sm status --check`).
+BEHIND_AFTER = 3600.0
 
 # What every anchor read returns, in `AnchorRow` order, with the segment's checkpoint text.
 ANCHOR_ROW_COLUMNS = ('a."project_id", a."origin", a."tree_size", a."kind", a."target",'
