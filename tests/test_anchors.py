@@ -232,3 +232,33 @@ def test_a_second_spool_sealing_the_same_log_is_named(
     assert check.exit_code == 1
     assert "manifest_write_failing: project 12345: manifest 1 not written" in check.stdout
     assert "sealed by another spool" in check.stdout
+
+
+def test_connect_creates_the_signing_key_and_prints_its_verifier_key(
+        cli: Any, sm_home: Path, tmp_path: Path) -> None:
+    archive = folder(tmp_path, "archive")
+    connect = cli("--json", "connect", f"file://{archive}/", "--project", PROJECT)
+    assert connect.exit_code == 0, connect.stderr
+    shown = cli("key", "show")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(connect.stdout)["verifier_key"] == shown.stdout.strip()
+    assert (sm_home / "keys" / "signing.key").exists()
+    again = cli("connect", f"file://{archive}/", "--project", PROJECT)
+    assert shown.stdout.strip() in again.stdout
+    assert "keep it with your auditor" in again.stderr
+    assert "another spool" not in again.stderr
+
+
+def test_connect_warns_when_another_spool_seals_the_log_there(
+        cli: Any, tmp_path: Path, make_message: Any) -> None:
+    archive = folder(tmp_path, "archive")
+    destination = FileDestination(f"file://{archive}/")
+    clock = FakeClock(time.time())
+    with Spool(tmp_path / "other.db", clock=clock) as other:
+        manifests = Manifests(other, {PROJECT: destination}, 3, 900, clock=clock,
+                              log_options=options(tmp_path / "other-home"))
+        archive_three(other, destination, clock, manifests, make_message)
+        sealer = manifests.log.sealer
+    connect = cli("connect", f"file://{archive}/", "--project", PROJECT)
+    assert connect.exit_code == 0, connect.stderr
+    assert f"sealed by another spool (sealer {sealer})" in connect.stderr

@@ -26,8 +26,10 @@ from .anchors import Anchors, holds_exactly
 from .log import LogOptions, LogSealer
 from .segments import (
     MAX_SEGMENT_BYTES,
+    SEGMENT_SUFFIX,
     checkpoint_key,
     log_origin,
+    manifest_prefix,
     parse_segment,
 )
 
@@ -36,6 +38,40 @@ log = logging.getLogger("sm.manifest")
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_AGE = 15 * 60.0  # seconds
 RETRY_CAP = 300.0  # seconds between attempts to write a segment, at most
+
+
+LISTING_LIMIT = 100_000  # segment keys `latest_sealer` lists, at most
+
+
+def segment_sealer(destination: Destination, key: str) -> tuple[str | None, str | None]:
+    """(sealer, origin) of the segment at `key` (a full key), read from its header; (None,
+    None) when it is not there, too large or not a segment (the bucket's bytes are hostile)."""
+    try:
+        info = destination.head(key)
+        if info is None or info.size is None or info.size > MAX_SEGMENT_BYTES:
+            return None, None
+        header = parse_segment(destination.get(key).body, key).header
+    except Exception:  # noqa: BLE001 - unreadable: nothing is known of its sealer
+        return None, None
+    sealer, origin = header.get("sealer"), header.get("origin")
+    return (sealer if isinstance(sealer, str) else None,
+            origin if isinstance(origin, str) else None)
+
+
+def latest_sealer(destination: Destination, project_id: str) -> str | None:
+    """The sealer id of the newest segment of the project's log at `destination` (`sm
+    connect` warns when it is not this spool's); None when it has none, or none readable."""
+    newest = None
+    for count, info in enumerate(destination.list(manifest_prefix(destination.prefix,
+                                                                  project_id))):
+        if count >= LISTING_LIMIT:
+            break
+        if info.key.endswith(SEGMENT_SUFFIX) and (newest is None or info.key > newest):
+            newest = info.key  # keys sort by day, then number
+    if newest is None:
+        return None
+    sealer, origin = segment_sealer(destination, newest)
+    return sealer if origin == log_origin(destination.url, project_id) else None
 
 
 def limits_from(settings: Any) -> tuple[int, float]:
@@ -180,16 +216,8 @@ class Manifests:
     def _other_sealer(self, destination: Destination, row: dict[str, Any]) -> str | None:
         """When the segment's key holds a segment another spool sealed, the error that says
         so (two spools seal one log); None when it does not, or cannot be read."""
-        key = destination.prefix + row["key"]
-        try:
-            info = destination.head(key)
-            if info is None or info.size is None or info.size > MAX_SEGMENT_BYTES:
-                return None
-            header = parse_segment(destination.get(key).body, key).header
-        except Exception:  # noqa: BLE001 - unreadable bytes: the plain conflict is reported
-            return None
-        sealer = header.get("sealer")
-        if not isinstance(sealer, str) or sealer == self.log.sealer:
+        sealer, _ = segment_sealer(destination, destination.prefix + row["key"])
+        if sealer is None or sealer == self.log.sealer:
             return None
         shown = "".join(c for c in sealer[:40] if c.isprintable())  # the bucket's bytes
         return (f"segment {row['log_seq']} of this log was sealed by another spool (sealer"
