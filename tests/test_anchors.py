@@ -20,6 +20,7 @@ from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.cli.status import evidence_document, evidence_problems
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.destinations.file import FileDestination
+from stored_messages_cli.errors import DestinationError
 from stored_messages_cli.evidence.anchors import timestamp_key
 from stored_messages_cli.evidence.log import LogOptions
 from stored_messages_cli.evidence.manifest import Manifests
@@ -262,3 +263,40 @@ def test_connect_warns_when_another_spool_seals_the_log_there(
     connect = cli("connect", f"file://{archive}/", "--project", PROJECT)
     assert connect.exit_code == 0, connect.stderr
     assert f"sealed by another spool (sealer {sealer})" in connect.stderr
+
+
+class CheckpointsRefused:
+    """A destination that takes messages and segments but refuses checkpoints while `down`."""
+
+    def __init__(self, inner: FileDestination) -> None:
+        self.inner = inner
+        self.down = True
+
+    def put(self, key: str, body: bytes, payload_sha256: str) -> Any:
+        if "_sm/checkpoints/" in key and self.down:
+            raise DestinationError("connection reset")
+        return self.inner.put(key, body, payload_sha256)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_copy_never_gets_ahead_of_the_destination(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tmp_path: Path, cli: Any) -> None:
+    copy = folder(tmp_path, "copy")
+    flaky = CheckpointsRefused(file_destination)
+    manifests = Manifests(spool, {PROJECT: flaky}, 3, 900, clock=clock,
+                          log_options=options(sm_home, copies=(f"file://{copy}/",)))
+    archive_three(spool, flaky, clock, manifests, make_message)
+    assert not (copy / TXT).exists()  # the bucket lacks it: a copy would read as truncation
+    [owed] = spool.evidence.anchors_behind(clock.now())
+    assert owed.kind == "copy" and owed.attempts == 0
+    human = cli("status")
+    assert "Anchors behind: 1" in human.stdout and "Manifests not yet written: 1" in human.stdout
+    flaky.down = False
+    clock.advance(600)
+    manifests.tick()
+    base = Path(file_destination.url.removeprefix("file://"))
+    assert (copy / TXT).read_bytes() == (base / TXT).read_bytes()
+    assert spool.evidence.anchors_behind(clock.now()) == []

@@ -2,8 +2,9 @@
 (SPEC 9.1, docs/manifests.md, docs/timestamps.md).
 
 Sealing a segment records one row per anchor its checkpoint is owed (`log_anchors`); `Anchors`
-makes them after the manifests are written (`Manifests.tick`, once more at `close`), a few per
-tick and within a time budget, so a slow or failed anchor never holds up archiving:
+makes them once the checkpoint is written to its destination (so a copy never names a tree the
+bucket lacks), after the manifests (`Manifests.tick`, once more at `close`), a few per tick and
+within a time budget, so a slow or failed anchor never holds up archiving:
 
 - `timestamp`: the checkpoint's SHA-256 is sent to the authority (`request_timestamp`, a short
   timeout) and the token checked (`check_timestamp`): against `timestamp_ca_file` when set
@@ -40,7 +41,7 @@ from ..spool import Spool
 from ..spool.anchors import BEHIND_AFTER
 from ..spool.evidence_queries import AnchorRow
 from .log import COPY, TIMESTAMP, LogOptions
-from .segments import checkpoint_key
+from .segments import checkpoint_key, log_origin
 from .timestamp import TimestampError, check_timestamp, request_timestamp
 
 log = logging.getLogger("sm.anchors")
@@ -183,7 +184,7 @@ class Anchors:
             self._check(anchor.target, token, digest)
             self.spool.evidence.keep_anchor_token(anchor, token)
         key = timestamp_key(anchor.project_id, anchor.tree_size, position)
-        for destination in self._places(anchor.project_id):
+        for destination in self._places(anchor):
             create_only(destination, destination.prefix + key, token)
         return token
 
@@ -233,9 +234,12 @@ class Anchors:
                               " timestamp_authorities; put it back to make this"
                               " time-stamp") from None
 
-    def _places(self, project_id: str) -> list[Destination]:
-        """The project's destination and every copy location."""
-        places = [self.destinations[project_id]] if project_id in self.destinations else []
+    def _places(self, anchor: AnchorRow) -> list[Destination]:
+        """Where the checkpoint's token goes: the destination of its log (not the one a
+        reconnected project archives to now) and every copy location."""
+        destination = self.destinations.get(anchor.project_id)
+        places = [destination] if destination is not None and log_origin(
+            destination.url, anchor.project_id) == anchor.origin else []
         return places + [self._copy_destination(url) for url in self.options.copies]
 
     def _copy_destination(self, url: str) -> Destination:

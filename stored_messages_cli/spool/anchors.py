@@ -73,7 +73,8 @@ class AnchorStore(Protocol):
     failing (what status, `--check` and metrics show of the evidence)."""
 
     def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
-        """Anchors not done and due by `now` (oldest first, time-stamps before copies)."""
+        """Anchors not done, due by `now`, whose checkpoint the destination has (so a copy
+        never names a tree the bucket lacks), oldest first, time-stamps before copies."""
         ...
 
     def anchors_behind(self, now: float) -> list[AnchorRow]:

@@ -151,8 +151,9 @@ class EvidenceQueries:
     # ----------------------------------------------------------------------- anchors
 
     def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
-        """Anchors owed to checkpoints and due by `now`, oldest first (time-stamps of a
-        checkpoint before its copies), at most `limit`."""
+        """Anchors owed to checkpoints already written to their destination and due by
+        `now`, oldest first (time-stamps of a checkpoint before its copies), at most
+        `limit`."""
         return self.store.pending_anchors(now, limit)
 
     def anchors_behind(self, now: float) -> list[AnchorRow]:

@@ -15,8 +15,9 @@ COPY_URL = "file:///copy/"
 TSA_URL = "https://tsa.example/tsr"
 
 
-def seal(spool: Spool, seq: int, tree_size: int, at: float) -> str:
-    """Record a sealed segment owed a copy and a time-stamp; returns its checkpoint text."""
+def seal(spool: Spool, seq: int, tree_size: int, at: float, *, written: bool = True) -> str:
+    """Record a sealed segment owed a copy and a time-stamp (and, with `written`, its
+    segment and checkpoint written); returns its checkpoint text."""
     checkpoint = f"{ORIGIN}\n{tree_size}\nroot{seq}=\n\n\u2014 test sig{seq}\n"
     with spool.store.write():
         spool.store.add_segment(NewSegment(
@@ -25,6 +26,9 @@ def seal(spool: Spool, seq: int, tree_size: int, at: float) -> str:
             origin=ORIGIN, log_seq=seq, version=2, tree_size=tree_size, root=f"root{seq}=",
             frontier="[]", checkpoint=checkpoint,
             anchors=(("copy", COPY_URL), ("timestamp", TSA_URL))))
+    if written:
+        spool.evidence.mark_written(PROJECT, seq, at)
+        spool.evidence.mark_checkpoint_written(PROJECT, seq, at)
     return checkpoint
 
 
@@ -72,10 +76,22 @@ def test_a_kept_token_survives_and_a_done_anchor_is_no_longer_behind(
     assert spool.evidence.pending_anchors(now + 5, 10) == []
 
 
+def test_anchors_wait_until_their_checkpoint_is_written(spool: Spool, clock: FakeClock
+                                                       ) -> None:
+    now = clock.now()
+    seal(spool, 1, 3, now, written=False)
+    assert spool.evidence.pending_anchors(now, 10) == []
+    assert len(spool.evidence.anchors_behind(now)) == 2  # owed all the same
+    spool.evidence.mark_written(PROJECT, 1, now + 1)
+    assert spool.evidence.pending_anchors(now + 1, 10) == []
+    spool.evidence.mark_checkpoint_written(PROJECT, 1, now + 2)
+    assert len(spool.evidence.pending_anchors(now + 2, 10)) == 2
+
+
 def test_manifest_writes_failing_three_times_are_listed(spool: Spool, clock: FakeClock) -> None:
     now = clock.now()
-    seal(spool, 1, 3, now)
-    seal(spool, 2, 5, now)
+    seal(spool, 1, 3, now, written=False)
+    seal(spool, 2, 5, now, written=False)
     for attempt in range(3):
         spool.evidence.mark_write_failed(PROJECT, 1, f"AccessDenied {attempt}", now + 60)
         if attempt < 2:

@@ -180,9 +180,10 @@ class EvidencePg(PgStoreBase):
     # ----------------------------------------------------------------------- anchors
 
     def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
-        """Anchors not done and due by `now`, with their checkpoint's text."""
+        """Anchors due by `now` whose checkpoint is written, with its text."""
         return [AnchorRow.from_row(row) for row in self._rows(
             f'SELECT {ANCHOR_ROW_COLUMNS} FROM {ANCHOR_JOIN} WHERE a."done_at" IS NULL'
+            ' AND s."checkpoint_written_at" IS NOT NULL'
             ' AND (a."next_attempt_at" IS NULL OR a."next_attempt_at" <= %s)'
             f'{ANCHOR_ORDER} LIMIT %s', (now, limit))]
 
