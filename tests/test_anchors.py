@@ -208,15 +208,19 @@ def test_metrics_count_the_anchors_behind_and_the_failing_manifest_writes(
     assert samples["sm_manifest_writes_failing"] == 0
 
 
+@pytest.mark.parametrize("days_apart", [0, 2])
 def test_a_second_spool_sealing_the_same_log_is_named(
-        sm_home: Path, tmp_path: Path, file_destination: FileDestination, make_message: Any,
-        cli: Any) -> None:
-    clock = FakeClock(time.time())
+        days_apart: int, sm_home: Path, tmp_path: Path, file_destination: FileDestination,
+        make_message: Any, cli: Any) -> None:
+    # The same day: the second spool's segment 1 meets the first's key; days apart: its
+    # segment is written under another day and its checkpoint meets the first's.
+    clock = FakeClock(time.time() - days_apart * 86400)
     with Spool(tmp_path / "other.db", clock=clock) as other:
         first = Manifests(other, {PROJECT: file_destination}, 3, 900, clock=clock,
                           log_options=options(tmp_path / "other-home"))
         archive_three(other, file_destination, clock, first, make_message)
         other_sealer = first.log.sealer
+    clock.advance(days_apart * 86400)
     with Spool.open(home=sm_home, clock=clock) as spool:
         second = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
                            log_options=options(sm_home))

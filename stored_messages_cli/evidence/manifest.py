@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
@@ -58,15 +58,18 @@ def segment_sealer(destination: Destination, key: str) -> tuple[str | None, str 
             origin if isinstance(origin, str) else None)
 
 
-def latest_sealer(destination: Destination, project_id: str) -> str | None:
-    """The sealer id of the newest segment of the project's log at `destination` (`sm
-    connect` warns when it is not this spool's); None when it has none, or none readable."""
+def latest_sealer(destination: Destination, project_id: str,
+                  ignore: Collection[str] = ()) -> str | None:
+    """The sealer id of the newest segment of the project's log at `destination`, leaving
+    out the full keys in `ignore` (this spool's own); None when it has none, or none readable.
+    `sm connect` warns when it is not this spool's."""
     newest = None
     for count, info in enumerate(destination.list(manifest_prefix(destination.prefix,
                                                                   project_id))):
         if count >= LISTING_LIMIT:
             break
-        if info.key.endswith(SEGMENT_SUFFIX) and (newest is None or info.key > newest):
+        if info.key.endswith(SEGMENT_SUFFIX) and info.key not in ignore and (
+                newest is None or info.key > newest):
             newest = info.key  # keys sort by day, then number
     if newest is None:
         return None
@@ -205,7 +208,7 @@ class Manifests:
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later
                 delay = min(RETRY_CAP, 2.0 ** min(row["attempts"] + 1, 16))
                 error = str(exc)
-                if isinstance(exc, ObjectConflict) and row["written_at"] is None:
+                if isinstance(exc, ObjectConflict):
                     error = self._other_sealer(destination, row) or error
                 log.warning("manifest %d of project %s not written yet (%s); retrying in %ds",
                             seq, project_id, error, int(delay))
@@ -214,9 +217,15 @@ class Manifests:
         return written
 
     def _other_sealer(self, destination: Destination, row: dict[str, Any]) -> str | None:
-        """When the segment's key holds a segment another spool sealed, the error that says
-        so (two spools seal one log); None when it does not, or cannot be read."""
-        sealer, _ = segment_sealer(destination, destination.prefix + row["key"])
+        """When the segment's key (or, for its checkpoint, the log's newest segment) holds a
+        segment another spool sealed, the error that says so (two spools seal one log); None
+        when it does not, or cannot be read."""
+        if row["written_at"] is None:
+            sealer, _ = segment_sealer(destination, destination.prefix + row["key"])
+        else:  # two sealers on different days write different segment keys
+            ours = {destination.prefix + segment["key"]
+                    for segment in self.spool.evidence.segments(row["project_id"])}
+            sealer = latest_sealer(destination, row["project_id"], ours)
         if sealer is None or sealer == self.log.sealer:
             return None
         shown = "".join(c for c in sealer[:40] if c.isprintable())  # the bucket's bytes
