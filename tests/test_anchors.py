@@ -304,3 +304,24 @@ def test_a_copy_never_gets_ahead_of_the_destination(
     base = Path(file_destination.url.removeprefix("file://"))
     assert (copy / TXT).read_bytes() == (base / TXT).read_bytes()
     assert spool.evidence.anchors_behind(clock.now()) == []
+
+
+def test_a_tsa_that_is_down_is_left_alone_until_the_next_attempt(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tsa: Any) -> None:
+    manifests = Manifests(spool, {PROJECT: file_destination}, 1, 900, clock=clock,
+                          log_options=options(sm_home, timestamp_authorities=(tsa.url,),
+                                              timestamp_ca_file=tsa.ca_file))
+    with tsa.fault("http_500"):
+        archive_three(spool, file_destination, clock, manifests, make_message)  # 3 seals
+        assert len(spool.evidence.anchors_behind(clock.now())) == 3
+        asked = tsa.requests
+        for _ in range(5):
+            manifests.tick()
+        assert tsa.requests == asked  # three checkpoints owed, the TSA rests all the same
+        clock.advance(61)
+        manifests.tick()
+        assert tsa.requests == asked + 1
+    clock.advance(121)
+    manifests.tick()  # recovered: the three are made within one tick
+    assert spool.evidence.anchors_behind(clock.now()) == []

@@ -50,6 +50,7 @@ __all__ = ["BEHIND_AFTER", "AnchorError", "Anchors", "anchor_delay", "create_onl
            "holds_exactly", "timestamp_key"]
 
 ANCHORS_PER_TICK = 4  # anchors attempted per tick, at most
+FETCH_FACTOR = 25  # due anchors read per attempt allowed (those of a resting target are skipped)
 TICK_BUDGET = 5.0  # seconds: no anchor is started after this much of a tick
 REQUEST_TIMEOUT = 5.0  # seconds a time-stamp authority may take to answer
 ANCHOR_RETRY_CAP = 3600.0  # seconds between two attempts of one anchor, at most
@@ -120,23 +121,24 @@ class Anchors:
         self.monotonic = monotonic
         self._copies: dict[str, Destination] = {}
         self._warned_untrusted = False
+        self._resting_until: dict[str, float] = {}  # target -> its failed anchor's next try
 
     def make_due(self, *, budget: float | None = None) -> int:
-        """Make the anchors due now, at most `per_tick` and none started after `budget`
-        seconds; returns how many were made. Never raises for an anchor's failure."""
+        """Try the anchors due now, at most `per_tick` and none started after `budget`
+        seconds; returns how many were made. A location or authority that failed is left
+        alone until its failed anchor's next attempt, whatever else it owes. Never raises
+        for an anchor's failure."""
         started = self.monotonic()
         limit = self.budget if budget is None else budget
-        made = 0
-        failed_targets: set[str] = set()  # an authority or copy that failed is asked once
-        for anchor in self.spool.evidence.pending_anchors(self.clock.now(), self.per_tick):
-            if self.monotonic() - started > limit:
+        now = self.clock.now()
+        made = tried = 0
+        for anchor in self.spool.evidence.pending_anchors(now, self.per_tick * FETCH_FACTOR):
+            if tried >= self.per_tick or self.monotonic() - started > limit:
                 break
-            if anchor.target in failed_targets:
+            if self._resting_until.get(anchor.target, now) > now:
                 continue
-            if self._make(anchor):
-                made += 1
-            else:
-                failed_targets.add(anchor.target)
+            tried += 1
+            made += self._make(anchor)
         return made
 
     def close(self) -> None:
@@ -166,7 +168,9 @@ class Anchors:
             log.log(level, "%s anchor %s of %s at tree size %d not made (%s); retrying in %ds",
                     anchor.kind, anchor.target, anchor.origin, anchor.tree_size, text,
                     int(delay))
-            self.spool.evidence.mark_anchor_failed(anchor, text, self.clock.now() + delay)
+            next_attempt_at = self.clock.now() + delay
+            self._resting_until[anchor.target] = next_attempt_at
+            self.spool.evidence.mark_anchor_failed(anchor, text, next_attempt_at)
             return False
         self.spool.evidence.mark_anchor_done(anchor, token, self.clock.now())
         log.info("%s anchor %s of %s at tree size %d made", anchor.kind, anchor.target,
