@@ -331,3 +331,37 @@ def test_a_tsa_that_is_down_is_left_alone_until_the_next_attempt(
     clock.advance(121)
     manifests.tick()  # recovered: the three are made within one tick
     assert spool.evidence.anchors_behind(clock.now()) == []
+
+
+def test_without_a_ca_file_a_token_is_kept_with_a_warning_that_its_signer_is_unchecked(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tsa: Any, caplog: pytest.LogCaptureFixture) -> None:
+    manifests = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
+                          log_options=options(sm_home, timestamp_authorities=(tsa.url,)))
+    with caplog.at_level(logging.WARNING, logger="sm.anchors"):
+        archive_three(spool, file_destination, clock, manifests, make_message)
+    base = Path(file_destination.url.removeprefix("file://"))
+    verdict = check_timestamp((base / TSR).read_bytes(),
+                              hashlib.sha256((base / TXT).read_bytes()).digest(),
+                              ca_pem=tsa.ca_file.read_bytes())
+    assert verdict.ok, verdict.detail  # the auditor, who has the roots, checks it
+    assert any("timestamp_ca_file is not set" in r.getMessage() for r in caplog.records)
+
+
+def test_a_token_signed_by_another_ca_is_refused_and_asked_for_again(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tsa: Any) -> None:
+    manifests = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
+                          log_options=options(sm_home, timestamp_authorities=(tsa.url,),
+                                              timestamp_ca_file=tsa.ca_file))
+    with tsa.fault("other_ca"):
+        archive_three(spool, file_destination, clock, manifests, make_message)
+    base = Path(file_destination.url.removeprefix("file://"))
+    assert not (base / TSR).exists()
+    [behind] = spool.evidence.anchors_behind(clock.now())
+    assert behind.token is None and "does not check" in (behind.last_error or "")
+    clock.advance(61)
+    manifests.tick()
+    assert check_timestamp((base / TSR).read_bytes(),
+                           hashlib.sha256((base / TXT).read_bytes()).digest(),
+                           ca_pem=tsa.ca_file.read_bytes()).ok
