@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,9 @@ from ..destinations.base import Check, split_url
 from ..destinations.file import ensure_folder
 from ..destinations.names import check_destination_url
 from ..destinations.s3 import ACCOUNT_ID_RE, EXTERNAL_ID_RE, RETENTION_MODES, role_account
+from ..errors import SmError
+from ..evidence.manifest import latest_sealer
+from ..evidence.signing import key_home, load_or_create_signing_key, signing_key_path
 from ..message import MEDIUMS
 from ..setup.checks import (
     accept_failures,
@@ -149,11 +153,14 @@ def connect(
     refusal = blocking_failure(checks, accepted)
     waived = [c.name for c in checks if c.status == CheckStatus.FAIL and c.name in accepted]
     shown = accept_failures(checks, accepted)
+    log_notes = signed_log_notes(state, project, saved) if refusal is None and not read_only \
+        else {}
     if out.json_mode:
         document = {"project_id": project, "url": saved.url, "mediums": mediums,
                     "saved": refusal is None, "read_only": read_only,
                     "accepted_failed_checks": waived if refusal is None else [],
                     "checks": as_documents(shown)}
+        document.update({k: v for k, v in log_notes.items() if k == "verifier_key"})
         out.emit_json(document)
     else:
         print_checks(out, shown, f"Checks for {saved.url}")
@@ -161,6 +168,55 @@ def connect(
         fail(f"{saved.url} failed the {refusal.name} check: {refusal.detail};"
              " nothing was saved", hint=_refusal_hint(refusal, saved.url, scheme))
     _save(state, project, saved.model_copy(update={"accepted_failed_checks": waived}))
+    print_signed_log_notes(out, project, log_notes)
+
+
+def signed_log_notes(state: AppState, project: str, saved: ProjectDestination
+                     ) -> dict[str, Any]:
+    """What `sm connect` says of the project's signed log (SPEC 9.1): the verifier key of
+    the log's signing key (created when missing), and the sealer of the destination's newest
+    segment of this log when it is another spool's."""
+    notes: dict[str, Any] = {}
+    path = signing_key_path(key_home(state.paths), state.settings().log_key_file)
+    try:
+        signer, notes["key_created"] = load_or_create_signing_key(path)
+        notes["verifier_key"], notes["key_file"] = signer.verifier_key(), str(path)
+    except (SmError, OSError, ValueError) as exc:
+        notes["key_error"] = f"the log's signing key {path} cannot be read ({exc})"
+    destination = open_destination(saved.url, options_for(saved))
+    try:
+        other = latest_sealer(destination, project)
+    except SmError:
+        other = None  # a listing that fails here fails again, louder, in sm run
+    finally:
+        destination.close()
+    if other is not None:
+        with state.open_spool(create=True) as spool:
+            own = spool.evidence.sealer_id(secrets.token_hex(8))
+        if other != own:
+            notes["other_sealer"] = "".join(c for c in other[:40] if c.isprintable())
+    return notes
+
+
+def print_signed_log_notes(out: Output, project: str, notes: dict[str, Any]) -> None:
+    """The verifier key (to keep with the auditor) and a warning when another spool seals
+    the project's log at this destination."""
+    if "key_error" in notes:
+        out.warn(notes["key_error"] + "; sm run cannot sign manifests until it can: sm key"
+                 " show")
+    if "other_sealer" in notes:
+        out.warn(f"the newest manifest of project {project} at this destination was sealed by"
+                 f" another spool (sealer {notes['other_sealer']}): if that spool still runs,"
+                 " two spools would seal one log; a fleet shares one PostgreSQL spool"
+                 " (docs/fleet.md)")
+    if "verifier_key" not in notes or out.json_mode:
+        return
+    if notes["key_created"]:
+        out.info(f"Created the manifest log's signing key {notes['key_file']} (keep it"
+                 " private, and out of the bucket).")
+    out.info("The verifier key of this spool's manifest log; keep it with your auditor"
+             " (sm audit --trust VKEY):")
+    out.print(notes["verifier_key"], highlight=False)
 
 
 def _checked_destination(out: Output, saved: ProjectDestination

@@ -8,6 +8,7 @@ import typer
 
 from ..clock import to_rfc3339
 from ..config import project_urls
+from ..spool.anchors import BEHIND_AFTER, FAILING_WRITE_ATTEMPTS
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
 from ..states import STATES, HealthState
 from .common import command, duration_option, state_of
@@ -26,6 +27,7 @@ def status_document(state: Any) -> dict[str, Any]:
         running = daemons.listed()
         held = daemons.in_flight_by_owner()
         discarded = discarded_by_reason(spool)
+        evidence = evidence_document(spool)
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -62,6 +64,7 @@ def status_document(state: Any) -> dict[str, Any]:
             "in_flight": held.get(d.lease_owner or "", 0),
         } for d in running],
         "in_flight_held_by_dead_daemon": held_by_dead,
+        **evidence,
     }
 
 
@@ -96,6 +99,7 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
     if max_age is not None and age is not None and age > max_age:
         found.append(("oldest_unarchived_too_old",
                       f"oldest unarchived message is {_age(age)} old (max {_age(max_age)})"))
+    found += evidence_problems(doc)
     return found
 
 
@@ -201,6 +205,84 @@ def status(
         for r in doc["recent_rejections"][:rejections]:
             out.print(f"  {r['source']}:{r['line']}: {r['reason']}", highlight=False,
                       markup=False)
+    print_evidence(out, doc)
+
+
+# --------------------------------------------------------------------------- the signed log
+
+
+def evidence_document(spool: Any) -> dict[str, Any]:
+    """The `anchors` and `manifests` parts of `sm status --json`: anchors owed to checkpoints
+    and not made (SPEC 9.1), manifest writes not done and those failing again and again."""
+    now = spool.clock.now()
+    behind = spool.evidence.anchors_behind(now)
+    targets: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in behind:  # oldest first: the first row of a target is its oldest
+        group = targets.setdefault((row.project_id, row.kind, row.target), {
+            "project_id": row.project_id, "kind": row.kind, "target": row.target,
+            "checkpoints": 0, "oldest_tree_size": row.tree_size,
+            "oldest_age_seconds": round(row.age(now), 3), "attempts": row.attempts,
+            "last_error": row.last_error})
+        group["checkpoints"] += 1
+        group["last_error"] = group["last_error"] or row.last_error
+    errors = [row.last_error for row in behind if row.last_error]
+    unwritten = spool.evidence.segments(unwritten_only=True)
+    failing = spool.evidence.failing_manifest_writes(FAILING_WRITE_ATTEMPTS)
+    return {
+        "anchors": {
+            "behind": len(behind),
+            "oldest_age_seconds": round(behind[0].age(now), 3) if behind else None,
+            "last_error": errors[-1] if errors else None,
+            "targets": list(targets.values()),
+        },
+        "manifests": {
+            "unwritten": len(unwritten),
+            "failing": [{"project_id": f["project_id"], "seq": f["log_seq"],
+                         "attempts": f["attempts"], "last_error": f["last_error"],
+                         "next_attempt_at": to_rfc3339(f["next_attempt_at"])}
+                        for f in failing],
+        },
+    }
+
+
+def evidence_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """`--check`'s problems of the signed log: an anchor not made for over an hour (one line
+    per project and anchor), a manifest write failing again and again (one per segment)."""
+    found: list[tuple[str, str]] = []
+    for group in doc.get("anchors", {}).get("targets", []):
+        if group["oldest_age_seconds"] <= BEHIND_AFTER:
+            continue
+        what = "time-stamped by" if group["kind"] == "timestamp" else "copied to"
+        found.append(("anchor_behind",
+                      f"project {group['project_id']}: {group['checkpoints']} checkpoint(s)"
+                      f" not {what} {group['target']} for {_age(group['oldest_age_seconds'])}"
+                      f" (last error: {group['last_error'] or '-'}); fix that location or"
+                      " remove it from the settings (docs/operations.md, anchors)"))
+    for failing in doc.get("manifests", {}).get("failing", []):
+        found.append(("manifest_write_failing",
+                      f"project {failing['project_id']}: manifest {failing['seq']} not written"
+                      f" after {failing['attempts']} attempts ({failing['last_error'] or '-'});"
+                      " check the destination with sm verify (docs/operations.md)"))
+    return found
+
+
+def print_evidence(out: Any, doc: dict[str, Any]) -> None:
+    """The human view of the anchors behind and the manifest writes failing."""
+    anchors, manifests = doc["anchors"], doc["manifests"]
+    if anchors["behind"]:
+        out.print(f"Anchors behind: {anchors['behind']} (oldest"
+                  f" {_age(anchors['oldest_age_seconds'])})", highlight=False)
+        for group in anchors["targets"]:
+            out.print(f"  project {group['project_id']} {group['kind']} {group['target']}:"
+                      f" {group['checkpoints']} checkpoint(s),"
+                      f" {group['last_error'] or 'not tried yet'}", highlight=False,
+                      markup=False)
+    if manifests["unwritten"]:
+        out.print(f"Manifests not yet written: {manifests['unwritten']}", highlight=False)
+    for failing in manifests["failing"]:
+        out.print(f"  project {failing['project_id']} manifest {failing['seq']}:"
+                  f" {failing['attempts']} attempts, {failing['last_error'] or '-'}",
+                  highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,20 +53,25 @@ TIMESTAMP = "timestamp"  # an anchor: an RFC 3161 time-stamp of the checkpoint's
 @dataclass(frozen=True)
 class LogOptions:
     """How the log is signed and anchored: the signing key's file, the destinations every
-    checkpoint is copied to, the time-stamp authorities that stamp it."""
+    checkpoint is copied to, the time-stamp authorities that stamp it and the roots their
+    tokens must chain to (`timestamp_ca_file`, a PEM file)."""
 
     key_file: Path
     copies: tuple[str, ...] = ()
     timestamp_authorities: tuple[str, ...] = ()
+    timestamp_ca_file: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, home: str | None = None) -> LogOptions:
         """The options the settings give (`log_key_file`, `checkpoint_copies`,
-        `timestamp_authorities`), the key under the home folder when unset."""
+        `timestamp_authorities`, `timestamp_ca_file`), the key under the home folder when
+        unset."""
         folder = Paths.resolve(home).config_file.parent
+        ca_file = getattr(settings, "timestamp_ca_file", None)
         return cls(signing_key_path(folder, getattr(settings, "log_key_file", None)),
                    tuple(getattr(settings, "checkpoint_copies", ()) or ()),
-                   tuple(getattr(settings, "timestamp_authorities", ()) or ()))
+                   tuple(getattr(settings, "timestamp_authorities", ()) or ()),
+                   Path(ca_file).expanduser() if ca_file else None)
 
     @property
     def anchors(self) -> tuple[tuple[str, str], ...]:

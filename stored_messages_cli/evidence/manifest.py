@@ -11,25 +11,70 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
 from ..clock import Clock
 from ..config import parse_duration
 from ..destinations.base import Destination
-from ..errors import ConfigError
+from ..errors import ConfigError, ObjectConflict
 from ..message import gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import LogHead, OpenEntries, SegmentDraft
+from .anchors import Anchors, holds_exactly
 from .log import LogOptions, LogSealer
-from .segments import MAX_SEGMENT_BYTES, checkpoint_key, log_origin
+from .segments import (
+    MAX_SEGMENT_BYTES,
+    SEGMENT_SUFFIX,
+    checkpoint_key,
+    log_origin,
+    manifest_prefix,
+    parse_segment,
+)
 
 log = logging.getLogger("sm.manifest")
 
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_AGE = 15 * 60.0  # seconds
 RETRY_CAP = 300.0  # seconds between attempts to write a segment, at most
+
+
+LISTING_LIMIT = 100_000  # segment keys `latest_sealer` lists, at most
+
+
+def segment_sealer(destination: Destination, key: str) -> tuple[str | None, str | None]:
+    """(sealer, origin) of the segment at `key` (a full key), read from its header; (None,
+    None) when it is not there, too large or not a segment (the bucket's bytes are hostile)."""
+    try:
+        info = destination.head(key)
+        if info is None or info.size is None or info.size > MAX_SEGMENT_BYTES:
+            return None, None
+        header = parse_segment(destination.get(key).body, key).header
+    except Exception:  # noqa: BLE001 - unreadable: nothing is known of its sealer
+        return None, None
+    sealer, origin = header.get("sealer"), header.get("origin")
+    return (sealer if isinstance(sealer, str) else None,
+            origin if isinstance(origin, str) else None)
+
+
+def latest_sealer(destination: Destination, project_id: str,
+                  ignore: Collection[str] = ()) -> str | None:
+    """The sealer id of the newest segment of the project's log at `destination`, leaving
+    out the full keys in `ignore` (this spool's own); None when it has none, or none readable.
+    `sm connect` warns when it is not this spool's."""
+    newest = None
+    for count, info in enumerate(destination.list(manifest_prefix(destination.prefix,
+                                                                  project_id))):
+        if count >= LISTING_LIMIT:
+            break
+        if info.key.endswith(SEGMENT_SUFFIX) and info.key not in ignore and (
+                newest is None or info.key > newest):
+            newest = info.key  # keys sort by day, then number
+    if newest is None:
+        return None
+    sealer, origin = segment_sealer(destination, newest)
+    return sealer if origin == log_origin(destination.url, project_id) else None
 
 
 def limits_from(settings: Any) -> tuple[int, float]:
@@ -58,20 +103,29 @@ class Manifests:
         self.max_entries = max(1, int(max_entries))
         self.max_age = float(max_age)
         self.clock = clock or spool.clock
-        self.log = LogSealer(spool, log_options or LogOptions.from_settings(None))
+        options = log_options or LogOptions.from_settings(None)
+        self.log = LogSealer(spool, options)
+        self.anchors = Anchors(spool, self.destinations, options, clock=self.clock)
         spool.evidence.complete_entries_on_settle()
 
     # ----------------------------------------------------------------------- seams
 
     def tick(self) -> None:
-        """Seal what is full or old enough, then write what is sealed (`Archiver.on_tick`)."""
+        """Seal what is full or old enough, write what is sealed, then make the anchors due
+        (a few, within a time budget: they never hold up archiving) (`Archiver.on_tick`)."""
         self.seal(force=False)
         self.write_pending()
+        self.anchors.make_due()
 
     def close(self) -> None:
-        """The daemon stops: seal every open segment and try once more to write them all."""
+        """The daemon stops: seal every open segment, try once more to write them all and
+        make the anchors due."""
         self.seal(force=True)
         self.write_pending(ignore_schedule=True)
+        try:
+            self.anchors.make_due()
+        finally:
+            self.anchors.close()
 
     # ----------------------------------------------------------------------- sealing
 
@@ -143,14 +197,38 @@ class Manifests:
                     written += 1
                 if row["checkpoint"]:  # after its segment: it never names a missing one
                     text = row["checkpoint"].encode("utf-8")
-                    destination.put(destination.prefix + checkpoint_key(
-                        project_id, int(row["tree_size"])), text, sha256_hex(text))
+                    key = destination.prefix + checkpoint_key(project_id, int(row["tree_size"]))
+                    try:
+                        destination.put(key, text, sha256_hex(text))
+                    except ObjectConflict:
+                        if not holds_exactly(destination, key, text):
+                            raise
                     self.spool.evidence.mark_checkpoint_written(project_id, seq,
                                                                 self.clock.now())
             except Exception as exc:  # noqa: BLE001 - the daemon keeps running; retried later
                 delay = min(RETRY_CAP, 2.0 ** min(row["attempts"] + 1, 16))
+                error = str(exc)
+                if isinstance(exc, ObjectConflict):
+                    error = self._other_sealer(destination, row) or error
                 log.warning("manifest %d of project %s not written yet (%s); retrying in %ds",
-                            seq, project_id, exc, int(delay))
-                self.spool.evidence.mark_write_failed(project_id, seq, str(exc), now + delay)
+                            seq, project_id, error, int(delay))
+                self.spool.evidence.mark_write_failed(project_id, seq, error, now + delay)
                 blocked.add(project_id)
         return written
+
+    def _other_sealer(self, destination: Destination, row: dict[str, Any]) -> str | None:
+        """When the segment's key (or, for its checkpoint, the log's newest segment) holds a
+        segment another spool sealed, the error that says so (two spools seal one log); None
+        when it does not, or cannot be read."""
+        if row["written_at"] is None:
+            sealer, _ = segment_sealer(destination, destination.prefix + row["key"])
+        else:  # two sealers on different days write different segment keys
+            ours = {destination.prefix + segment["key"]
+                    for segment in self.spool.evidence.segments(row["project_id"])}
+            sealer = latest_sealer(destination, row["project_id"], ours)
+        if sealer is None or sealer == self.log.sealer:
+            return None
+        shown = "".join(c for c in sealer[:40] if c.isprintable())  # the bucket's bytes
+        return (f"segment {row['log_seq']} of this log was sealed by another spool (sealer"
+                f" {shown}): two spools seal one log; share one PostgreSQL spool"
+                " (docs/fleet.md)")

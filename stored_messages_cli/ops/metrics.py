@@ -228,6 +228,24 @@ class SpoolCollector(Collector):
         for project_id, at in sorted(self.last_stored().items()):
             stored.add_metric([project_id], at)
         yield stored
+        yield from self._evidence_gauges()
+
+    def _evidence_gauges(self) -> Iterator[Any]:
+        """The signed log's gauges: anchors not made, manifest writes failing (SPEC 9.1)."""
+        spool = self.spool()
+        now = spool.clock.now()
+        behind = spool.evidence.anchors_behind(now)
+        yield GaugeMetricFamily(
+            "sm_anchors_behind", "Anchors (checkpoint copies, time-stamps) owed and not made"
+            " yet; sustained above 0 means a copy location or authority keeps failing.",
+            value=len(behind))
+        yield GaugeMetricFamily(
+            "sm_anchors_oldest_age_seconds",
+            "Age of the oldest anchor not made yet (0 when none).",
+            value=behind[0].age(now) if behind else 0.0)
+        yield GaugeMetricFamily(
+            "sm_manifest_writes_failing", "Manifest segments or checkpoints not written after"
+            " 3 or more failed attempts.", value=len(spool.evidence.failing_manifest_writes()))
 
 
 class DaemonMetrics:

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .anchors import FAILING_WRITE_ATTEMPTS, AnchorRow
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries, SegmentDraft
 from .store import Settled, SpoolStore
 
-__all__ = ["BackfilledEntry", "EvidenceQueries", "LogHead", "OpenEntries", "SealedSegment",
-           "SegmentBuilder", "SegmentDraft"]
+__all__ = ["AnchorRow", "BackfilledEntry", "EvidenceQueries", "LogHead", "OpenEntries",
+           "SealedSegment", "SegmentBuilder", "SegmentDraft"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +147,46 @@ class EvidenceQueries:
         backfill`), in its own transaction."""
         with self.store.write():
             self.store.add_backfilled_entry(entry)
+
+    # ----------------------------------------------------------------------- anchors
+
+    def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
+        """Anchors owed to checkpoints already written to their destination and due by
+        `now`, oldest first (time-stamps of a checkpoint before its copies), at most
+        `limit`."""
+        return self.store.pending_anchors(now, limit)
+
+    def anchors_behind(self, now: float) -> list[AnchorRow]:
+        """Every anchor not made yet, whatever its schedule, oldest first."""
+        return self.store.anchors_behind(now)
+
+    def anchor_tokens(self, project_id: str, origin: str, tree_size: int
+                      ) -> list[tuple[str, bytes]]:
+        """(authority URL, token) of the time-stamp tokens obtained for a checkpoint."""
+        return self.store.anchor_tokens(project_id, origin, tree_size)
+
+    def keep_anchor_token(self, anchor: AnchorRow, token: bytes) -> None:
+        """Keep a checked time-stamp token before it is written anywhere (a failed write
+        is retried with it, never with a second request)."""
+        with self.store.write():
+            self.store.keep_anchor_token(anchor.project_id, anchor.origin, anchor.tree_size,
+                                         anchor.kind, anchor.target, token)
+
+    def mark_anchor_done(self, anchor: AnchorRow, token: bytes | None, now: float) -> None:
+        """The anchor is made (a time-stamp's `token` kept on its row)."""
+        with self.store.write():
+            self.store.mark_anchor_done(anchor.project_id, anchor.origin, anchor.tree_size,
+                                        anchor.kind, anchor.target, token, now)
+
+    def mark_anchor_failed(self, anchor: AnchorRow, error: str, next_attempt_at: float
+                           ) -> None:
+        """The anchor failed this time: count it, keep why, try again at `next_attempt_at`."""
+        with self.store.write():
+            self.store.mark_anchor_failed(anchor.project_id, anchor.origin, anchor.tree_size,
+                                          anchor.kind, anchor.target, error, next_attempt_at)
+
+    def failing_manifest_writes(self, min_attempts: int = FAILING_WRITE_ATTEMPTS
+                                ) -> list[dict[str, Any]]:
+        """Segments (or their checkpoints) still unwritten after `min_attempts` failed writes:
+        project_id, seq, log_seq, attempts, last_error, next_attempt_at, written_at."""
+        return self.store.failing_manifest_writes(min_attempts)

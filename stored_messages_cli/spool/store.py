@@ -20,6 +20,7 @@ from ..clock import Clock
 from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
+from .anchors import AnchorStore
 from .archive import EntryRow
 from .index_filter import IndexFilter
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
@@ -590,5 +591,5 @@ class IndexStore(Protocol):
 
 
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
-                 MaintenanceStore, EvidenceStore, IndexStore, Protocol):
+                 MaintenanceStore, EvidenceStore, AnchorStore, IndexStore, Protocol):
     """Everything the spool's state machines ask of its database."""

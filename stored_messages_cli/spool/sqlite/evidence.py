@@ -6,6 +6,14 @@ import json
 from typing import Any
 
 from ...states import SETTLED_OUTCOMES, UNARCHIVED_STATES, State
+from ..anchors import (
+    ANCHOR_JOIN,
+    ANCHOR_ORDER,
+    ANCHOR_ROW_COLUMNS,
+    FAILING_WRITE_COLUMNS,
+    UNWRITTEN,
+    AnchorRow,
+)
 from ..manifests import (
     ACCOUNT_COLUMNS,
     ANCHOR_COLUMNS,
@@ -172,3 +180,59 @@ class EvidenceSql(StoreBase):
         self.conn.execute(
             f'INSERT INTO "manifest_entries" ({BACKFILL_COLUMNS}) VALUES'
             f' ({marks(17)})', backfilled_values(entry))
+
+    # ----------------------------------------------------------------------- anchors
+
+    def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
+        """Anchors due by `now` whose checkpoint is written, with its text."""
+        return [AnchorRow.from_row(row) for row in self._rows(
+            f'SELECT {ANCHOR_ROW_COLUMNS} FROM {ANCHOR_JOIN} WHERE a."done_at" IS NULL'
+            ' AND s."checkpoint_written_at" IS NOT NULL'
+            ' AND (a."next_attempt_at" IS NULL OR a."next_attempt_at" <= ?)'
+            f'{ANCHOR_ORDER} LIMIT ?', (now, limit))]
+
+    def anchors_behind(self, now: float) -> list[AnchorRow]:
+        """Every anchor not done, oldest first."""
+        return [AnchorRow.from_row(row) for row in self._rows(
+            f'SELECT {ANCHOR_ROW_COLUMNS} FROM {ANCHOR_JOIN} WHERE a."done_at" IS NULL'
+            f'{ANCHOR_ORDER}')]
+
+    def anchor_tokens(self, project_id: str, origin: str, tree_size: int
+                      ) -> list[tuple[str, bytes]]:
+        """(authority, token) of the time-stamp tokens kept for a checkpoint."""
+        return [(str(target), bytes(token)) for target, token in self._rows(
+            'SELECT "target", "token" FROM "log_anchors" WHERE "project_id" = ?'
+            ' AND "origin" = ? AND "tree_size" = ? AND "token" IS NOT NULL'
+            ' ORDER BY "target"', (project_id, origin, tree_size))]
+
+    def keep_anchor_token(self, project_id: str, origin: str, tree_size: int, kind: str,
+                          target: str, token: bytes) -> None:
+        """Keep a checked token on its row."""
+        self.conn.execute('UPDATE "log_anchors" SET "token" = ? WHERE "project_id" = ?'
+                          ' AND "origin" = ? AND "tree_size" = ? AND "kind" = ?'
+                          ' AND "target" = ?',
+                          (token, project_id, origin, tree_size, kind, target))
+
+    def mark_anchor_done(self, project_id: str, origin: str, tree_size: int, kind: str,
+                         target: str, token: bytes | None, now: float) -> None:
+        """The anchor is made."""
+        self.conn.execute('UPDATE "log_anchors" SET "done_at" = ?,'
+                          ' "token" = COALESCE(?, "token"), "last_error" = NULL,'
+                          ' "next_attempt_at" = NULL WHERE "project_id" = ? AND "origin" = ?'
+                          ' AND "tree_size" = ? AND "kind" = ? AND "target" = ?',
+                          (now, token, project_id, origin, tree_size, kind, target))
+
+    def mark_anchor_failed(self, project_id: str, origin: str, tree_size: int, kind: str,
+                           target: str, error: str, next_attempt_at: float) -> None:
+        """Count the failure; retry at `next_attempt_at`."""
+        self.conn.execute('UPDATE "log_anchors" SET "attempts" = "attempts" + 1,'
+                          ' "last_error" = ?, "next_attempt_at" = ? WHERE "project_id" = ?'
+                          ' AND "origin" = ? AND "tree_size" = ? AND "kind" = ?'
+                          ' AND "target" = ?', (error[:500], next_attempt_at, project_id,
+                                                origin, tree_size, kind, target))
+
+    def failing_manifest_writes(self, min_attempts: int) -> list[dict[str, Any]]:
+        """Unwritten segments or checkpoints after `min_attempts` failed writes."""
+        return [dict(row) for row in self._rows(
+            f'SELECT {FAILING_WRITE_COLUMNS} FROM "manifest_segments" WHERE {UNWRITTEN}'
+            ' AND "attempts" >= ? ORDER BY "project_id", "seq"', (min_attempts,))]
