@@ -73,6 +73,8 @@ class _Tree:
     leaves: list[bytes]
     roots: dict[int, bytes]
     ends: list[tuple[int, int]]  # (seq, tree size after it)
+    complete: bool = True  # False when a segment is missing: the tree stops before it
+    forked: bool = False  # a signed checkpoint names another tree (coverage is moot)
 
     @property
     def size(self) -> int:
@@ -121,12 +123,18 @@ def check_log(destination: Destination, project_id: str, origin: str, segments: 
 
 
 def _recompute(segments: list[Segment], result: ProjectAudit) -> _Tree:
-    """The tree over every entry line in seq order; the first segment whose header names
-    another tree is `chain_broken` (every later header depends on it)."""
+    """The tree over every entry line in seq order, as far as the segments are contiguous from
+    1 (past a missing one nothing can be recomputed: that is already a finding); the first
+    segment whose header names another tree is `chain_broken` (every later header depends
+    on it), unless its bytes were already found altered."""
     frontier = Frontier()
     tree = _Tree([], {0: merkle_root([])}, [])
+    broken = {f.seq for f in result.findings if f.type == "chain_broken"}
     header_reported = False
     for segment in segments:
+        if _int(segment.header.get("seq")) != len(tree.ends) + 1:
+            tree.complete = False
+            break
         hashes = [leaf_hash(line) for line in segment.lines]
         frontier.extend(hashes)
         tree.leaves.extend(hashes)
@@ -134,6 +142,8 @@ def _recompute(segments: list[Segment], result: ProjectAudit) -> _Tree:
         tree.roots[frontier.size] = root
         seq = _int(segment.header.get("seq"))
         tree.ends.append((seq, frontier.size))
+        if seq in broken:  # its lines are not those sealed: every later tree differs too
+            header_reported = True
         if segment.version < 2 or header_reported:
             continue
         header = segment.header
@@ -265,13 +275,17 @@ def _check_checkpoints(texts: dict[int, str], where: str, origin: str, tree: _Tr
             covered = max(covered, checkpoint.tree_size)
         elif not forked:
             forked = verdict[0] == "log_forked"
+            tree.forked = tree.forked or forked
             result.findings.append(Finding(verdict[0], f"checkpoint {key_name} in {where}:"
                                            f" {verdict[1]}"))
     return covered
 
 
 def _compare(checkpoint: Checkpoint, tree: _Tree) -> tuple[str, str] | None:
-    """None when the bucket's log holds the checkpoint's tree; else (type, detail)."""
+    """None when the bucket's log holds the checkpoint's tree (or cannot tell, past a
+    missing segment); else (type, detail)."""
+    if checkpoint.tree_size > tree.size and not tree.complete:
+        return None
     if checkpoint.tree_size > tree.size:
         return ("log_truncated", f"signed a tree of {checkpoint.tree_size} entries; the"
                 f" bucket's log holds {tree.size}")
@@ -365,12 +379,17 @@ def _check_coverage(segments: list[Segment], tree: _Tree, covered: int, spool_lo
     """A segment beyond the last one the spool sealed, or that no acceptable checkpoint
     covers, is `unsigned_segment` (a log of version 1 segments only has no checkpoints)."""
     signed = any(s.version >= 2 for s in segments) or bool(result.checkpoints)
+    beyond = set()
+    if spool_log.last_seq is not None:
+        for segment in segments:
+            seq = _int(segment.header.get("seq"))
+            if seq > spool_log.last_seq:
+                beyond.add(seq)
+                result.findings.append(Finding(
+                    "unsigned_segment", f"segment {seq} is beyond the last segment the spool"
+                    f" sealed in this log ({spool_log.last_seq})", seq=seq))
     for seq, end in tree.ends:
-        if spool_log.last_seq is not None and seq > spool_log.last_seq:
-            result.findings.append(Finding(
-                "unsigned_segment", f"segment {seq} is beyond the last segment the spool"
-                f" sealed in this log ({spool_log.last_seq})", seq=seq))
-        elif signed and end > covered:
+        if signed and not tree.forked and end > covered and seq not in beyond:
             result.findings.append(Finding(
                 "unsigned_segment", f"no valid checkpoint covers segment {seq} (tree size"
                 f" {end}; the largest signed one is {covered})", seq=seq))
