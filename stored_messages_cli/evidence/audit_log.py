@@ -346,6 +346,7 @@ def _check_anchors(project_id: str, origin: str, tree: _Tree, trust: Trust,
                 result.anchored = True
                 verdict = _compare(checkpoint, tree)
                 if verdict is not None:
+                    tree.forked = tree.forked or verdict[0] == "log_forked"
                     result.findings.append(Finding(verdict[0], f"the anchor {anchor.source}:"
                                                    f" {verdict[1]}"))
             continue
