@@ -6,9 +6,9 @@ sm and fails when one byte of it changes."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
-import base64
 import json
 import shutil
 import sqlite3

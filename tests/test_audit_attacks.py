@@ -186,6 +186,7 @@ def test_a_truncated_log_is_caught_only_against_an_anchor(
 def test_a_truncated_log_is_caught_against_a_checkpoint_copy_location(
         archived: Archive, investigator: Invoke, tmp_path: Path) -> None:  # noqa: F811
     copies = tmp_path / "copies"
+    copies.mkdir(mode=0o700)
     for key in archived.keys("_sm/checkpoints/"):
         target = copies / key[len(archived.prefix):]
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -358,8 +359,9 @@ def test_stored_messages_not_yet_sealed_are_unsealed_and_report_seals_them(
 def test_a_reconnected_project_audits_its_new_log_and_its_earlier_one_on_demand(
         cli: Invoke, archived: Archive, tmp_path: Path, make_message: Any) -> None:  # noqa: F811
     new_root = tmp_path / "archive2"
-    new_root.mkdir()
-    assert cli("connect", f"file://{new_root}/", "--project", PROJECT).exit_code == 0
+    new_root.mkdir(mode=0o700)
+    connected = cli("connect", f"file://{new_root}/", "--project", PROJECT)
+    assert connected.exit_code == 0, connected.output
     assert cli("ingest", input=jsonl(make_message(message_id="m-200"))).exit_code == 0
     assert cli("run", "--once").exit_code == 0
     code, document = audit(cli)
@@ -386,3 +388,24 @@ def test_marked_entries_are_counted(archived: Archive, investigator: Invoke) -> 
 
 def test_a_bad_trusted_key_is_a_usage_error(cli: Invoke, archived: Archive) -> None:  # noqa: F811
     assert cli("audit", "--trust", "not-a-key").exit_code == 2
+
+
+@pytest.mark.parametrize("archived", ["file"], indirect=True)
+def test_the_audit_keeps_every_checkpoint_and_token_as_read_for_the_bundle(
+        archived: Archive, sm_home: Path, tsa: Any) -> None:  # noqa: F811
+    from stored_messages_cli.destinations.file import FileDestination
+    from stored_messages_cli.evidence.audit import audit as run_audit
+    from stored_messages_cli.spool import Spool
+
+    token = request_timestamp(tsa.url, hashlib.sha256(checkpoint(archived, 4)).digest())
+    archived.write(f"{CHECKPOINTS}000000000004.tsr", token)
+    destination = FileDestination(archived.url)
+    with Spool.open(home=sm_home) as spool:
+        result = run_audit(spool, {PROJECT: destination})
+    destination.close()
+    [project] = result.projects
+    assert project.checkpoints == {size: checkpoint(archived, size).decode()
+                                   for size in (2, 4, 5)}
+    assert project.timestamps == {4: [token]}
+    assert project.segments == {seq: archived.read(key)
+                                for seq, key in enumerate(archived.manifests(), 1)}
