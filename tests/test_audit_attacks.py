@@ -409,3 +409,26 @@ def test_the_audit_keeps_every_checkpoint_and_token_as_read_for_the_bundle(
     assert project.timestamps == {4: [token]}
     assert project.segments == {seq: archived.read(key)
                                 for seq, key in enumerate(archived.manifests(), 1)}
+
+
+@pytest.mark.parametrize("archived", ["file"], indirect=True)
+def test_a_new_log_that_misnames_the_log_before_it_is_a_finding(
+        cli: Invoke, archived: Archive, tmp_path: Path, make_message: Any) -> None:  # noqa: F811
+    new_root = tmp_path / "archive2"
+    new_root.mkdir(mode=0o700)
+    assert cli("connect", f"file://{new_root}/", "--project", PROJECT).exit_code == 0
+    assert cli("ingest", input=jsonl(make_message(message_id="m-200"))).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    [key] = [str(p) for p in new_root.rglob("*.jsonl.gz")]
+    segment = parse_segment(Path(key).read_bytes())
+    named = segment.header["previous_log"]
+    assert named["tree_size"] == 5
+    forged = {**named, "tree_size": 3}
+    Path(key).unlink()
+    Path(key).write_bytes(build_segment({**segment.header, "previous_log": forged},
+                                        list(segment.lines)))
+    code, document = audit(cli)
+    assert code == 1
+    assert {"type": "chain_broken", "seq": 1, "detail": "segment 1: its previous_log is not the"
+            f" log this spool sealed at {named['origin']} (tree size 5, root {named['root']})"
+            } in findings(document)

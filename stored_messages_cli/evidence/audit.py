@@ -78,6 +78,7 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
         for r in rows if r["checkpoint"] and r["tree_size"] is not None})
     check_log(destination, project_id, origin, segments, result,
               _trust_for(trust or Trust(), own_key, spool_log), spool_log)
+    _check_previous_log(spool, project_id, segments, result)
     checked = _count_entries(segments, period, result)
     open_outcomes = spool.evidence.open_outcomes(project_id)
     result.unsealed = sum(1 for _, outcome, _ in open_outcomes if outcome == State.STORED)
@@ -96,6 +97,26 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
                  listing, result, earlier)
     _check_duplicates(listing, destination.prefix, result)
     return result
+
+
+def _check_previous_log(spool: Spool, project_id: str, segments: list[Segment],
+                        result: ProjectAudit) -> None:
+    """A log's first segment after a reconnect names the log before it (`previous_log`):
+    when this spool sealed that log, its last tree is the one named (`chain_broken`)."""
+    if not segments or segments[0].header.get("seq") != 1:
+        return
+    named = segments[0].header.get("previous_log")
+    if not isinstance(named, dict):
+        return
+    rows = [r for r in spool.evidence.segments(project_id) if r["origin"] == named.get("origin")]
+    if not rows:
+        return
+    last = max(rows, key=lambda r: int(r["log_seq"]))
+    if (named.get("tree_size"), named.get("root")) != (last["tree_size"], last["root"]):
+        result.findings.append(Finding(
+            "chain_broken", f"segment 1: its previous_log is not the log this spool sealed at"
+            f" {named.get('origin')} (tree size {last['tree_size']}, root {last['root']})",
+            seq=1))
 
 
 def _trust_for(trust: Trust, own_key: NoteVerifier | None, spool_log: SpoolLog) -> Trust:
