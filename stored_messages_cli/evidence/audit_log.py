@@ -103,9 +103,7 @@ def check_log(destination: Destination, project_id: str, origin: str, segments: 
     `result`."""
     result.origin = origin
     tree = _recompute(segments, result)
-    result.tree_size, result.root = tree.size, _b64(tree.roots.get(tree.size, b""))
-    if tree.size == 0:
-        result.root = _b64(merkle_root([]))
+    result.tree_size, result.root = tree.size, _b64(tree.root_at(tree.size))
     _check_sealers(segments, origin, result)
     bucket = _read_location(destination, project_id, result, "the bucket")
     result.checkpoints.update(bucket.texts)
