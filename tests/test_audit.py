@@ -6,6 +6,7 @@ sm and fails when one byte of it changes."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from stored_messages_cli.evidence import merkle
 from stored_messages_cli.evidence.segments import parse_segment
 from tests.support.fixtures.core import jsonl
 
@@ -154,10 +156,21 @@ def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
 @EVERY_DESTINATION
 def test_a_clean_archive_has_no_finding(cli, archived: Archive) -> None:
     code, document = audit(cli, "--deep")
+    [project] = document["projects"]
+    assert project.pop("origin") == archived.url.rstrip("/") + "/#" + PROJECT
+    root = project.pop("root")
+    leaves = [line for key in archived.manifests()
+              for line in parse_segment(archived.read(key)).lines]
+    assert root == base64.b64encode(merkle.root([merkle.leaf_hash(x) for x in leaves])).decode()
+    assert project.pop("complete_through") == max(
+        parse_segment(archived.read(key)).header["sealed_at"] for key in archived.manifests())
     assert (code, document) == (0, {
-        "ok": True, "since": None, "until": None,
+        # on the sealing host the spool's own key is trusted: no warning
+        "ok": True, "since": None, "until": None, "warnings": [],
         "projects": [{"project_id": PROJECT, "manifests": 3, "entries": 5, "stored": 5,
-                      "expired": 0, "failed": 0, "pending": 0, "findings": []}]})
+                      "expired": 0, "failed": 0, "pending": 0, "anchored": True,
+                      "tree_size": 5, "unsealed": 0, "adopted": 0, "backfilled": 0,
+                      "findings": []}]})
 
 
 @pytest.mark.parametrize("archived", ["file", "s3", "s3-versioned", "gcs", "azure"],
@@ -238,7 +251,10 @@ def test_an_edited_manifest_line_breaks_the_chain(cli, archived: Archive) -> Non
         "type": "chain_broken", "key": first, "seq": 1,
         "detail": f"segment 1's bytes are not those sealed (sha256"
                   f" {hashlib.sha256(edited).hexdigest()}, sealed as"
-                  f" {hashlib.sha256(body).hexdigest()})"}]
+                  f" {hashlib.sha256(body).hexdigest()})"}, {
+        # on the sealing host the spool's own key is trusted: its checkpoint names the tree
+        "type": "log_forked", "detail": "checkpoint 000000000002.txt in the bucket: its root"
+        " is not the tree of the bucket's first 2 entries (the log was rewritten)"}]
 
 
 @FILE_ONLY
@@ -259,7 +275,13 @@ def test_a_manifest_forged_consistently_is_still_caught_by_the_chain(
     assert code == 1
     assert findings(document) == [{
         "type": "chain_broken", "key": archived.manifests()[1], "seq": 2,
-        "detail": "segment 2: its prev_sha256 is not the hash of segment 1's bytes"}]
+        "detail": "segment 2: its prev_sha256 is not the hash of segment 1's bytes"}, {
+        # its own header's tree is not that of its lines,
+        "type": "chain_broken", "seq": 1, "detail": "segment 1: its header's tree (size 2) is"
+        " not the tree of the log's 2 entries through it (later headers not compared)"}, {
+        # and the checkpoint beside it (unverified: no trusted key here) names other lines
+        "type": "log_forked", "detail": "checkpoint 000000000002.txt in the bucket: its root"
+        " is not the tree of the bucket's first 2 entries (the log was rewritten)"}]
 
 
 @FILE_ONLY

@@ -31,31 +31,58 @@ from ..message import parse_key
 from ..spool import Spool
 from ..states import UNARCHIVED_STATES, State
 from .audit_bucket import check_objects, check_retention, list_messages
-from .audit_chain import check_chain
+from .audit_chain import check_chain, log_rows
+from .audit_log import SpoolLog, Trust, check_log
 from .findings import AuditResult, Finding, Period, Progress, ProjectAudit, SilentProgress
-from .segments import Segment, retention_days_of
+from .note import NoteError, NoteVerifier, open_note
+from .segments import Segment, log_origin, retention_days_of
+
+UNANCHORED_WARNING = ("no trusted key or anchor for project(s) {projects}: a bucket writer could"
+                      " rewrite their log; pass --trust \"$(sm key show)\" or --anchor")
 
 
 def audit(spool: Spool, destinations: Mapping[str, Destination], *,
           since: datetime | None = None, until: datetime | None = None, deep: bool = False,
-          progress: Progress | None = None) -> AuditResult:
-    """Audit every project of `destinations` (project id -> its destination)."""
+          progress: Progress | None = None, trust: Trust | None = None,
+          own_key: NoteVerifier | None = None) -> AuditResult:
+    """Audit every project of `destinations` (project id -> its destination).
+
+    `trust` holds the keys and anchors the auditor brings. Without trusted keys, `own_key`
+    (the verifier of this spool's signing key) is trusted for a log whose checkpoints this
+    spool signed with it. A project checked against neither is named in one warning."""
     period = Period(since, until)
     projects = [audit_project(spool, project_id, destination, period, deep=deep,
-                              progress=progress)
+                              progress=progress, trust=trust, own_key=own_key)
                 for project_id, destination in sorted(destinations.items())]
-    return AuditResult(since, until, projects)
+    result = AuditResult(since, until, projects)
+    loose = [p.project_id for p in projects if not p.anchored]
+    if loose:
+        result.warnings.append(UNANCHORED_WARNING.format(projects=", ".join(loose)))
+    return result
 
 
 def audit_project(spool: Spool, project_id: str, destination: Destination, period: Period,
-                  *, deep: bool = False, progress: Progress | None = None) -> ProjectAudit:
-    """Audit one project: the chain, the bucket and the spool against the manifests."""
+                  *, deep: bool = False, progress: Progress | None = None,
+                  trust: Trust | None = None, own_key: NoteVerifier | None = None
+                  ) -> ProjectAudit:
+    """Audit one project: the chain, the signed log, the bucket and the spool against the
+    manifests of its log at `destination`."""
     result = ProjectAudit(project_id)
     say = progress or SilentProgress()
     say.stage(f"project {project_id}: reading manifests")
-    segments = check_chain(spool, project_id, destination, result)
+    origin = log_origin(destination.url, project_id)
+    rows = log_rows(spool, project_id, origin)
+    segments = check_chain(spool, project_id, destination, result, rows)
+    spool_log = SpoolLog(max((int(r["log_seq"]) for r in rows), default=None), {
+        int(r["tree_size"]): (str(r["checkpoint"]), r["checkpoint_written_at"] is not None)
+        for r in rows if r["checkpoint"] and r["tree_size"] is not None})
+    check_log(destination, project_id, origin, segments, result,
+              _trust_for(trust or Trust(), own_key, spool_log), spool_log)
+    _check_previous_log(spool, project_id, segments, result)
     checked = _count_entries(segments, period, result)
-    stored_keys, accounted = _listed(segments, spool.evidence.open_outcomes(project_id))
+    open_outcomes = spool.evidence.open_outcomes(project_id)
+    result.unsealed = sum(1 for _, outcome, _ in open_outcomes if outcome == State.STORED)
+    stored_keys, accounted = _listed(segments, open_outcomes)
     say.stage(f"project {project_id}: listing the bucket")
     listing = list_messages(destination, project_id, say)
     result.listing.update(listing)
@@ -64,9 +91,47 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
     if days:
         check_retention(destination, [e for e in checked if str(e.get("key")) in listing],
                         listing, days, result, say)
+    earlier = sum(int(r["count"]) for r in spool.evidence.segments(project_id)
+                  if r["origin"] not in (origin, ""))
     _check_spool(spool, project_id, destination.prefix, period, accounted, stored_keys,
-                 listing, result)
+                 listing, result, earlier)
+    _check_duplicates(listing, destination.prefix, result)
     return result
+
+
+def _check_previous_log(spool: Spool, project_id: str, segments: list[Segment],
+                        result: ProjectAudit) -> None:
+    """A log's first segment after a reconnect names the log before it (`previous_log`):
+    when this spool sealed that log, its last tree is the one named (`chain_broken`)."""
+    if not segments or segments[0].header.get("seq") != 1:
+        return
+    named = segments[0].header.get("previous_log")
+    if not isinstance(named, dict):
+        return
+    rows = [r for r in spool.evidence.segments(project_id) if r["origin"] == named.get("origin")]
+    if not rows:
+        return
+    last = max(rows, key=lambda r: int(r["log_seq"]))
+    if (named.get("tree_size"), named.get("root")) != (last["tree_size"], last["root"]):
+        result.findings.append(Finding(
+            "chain_broken", f"segment 1: its previous_log is not the log this spool sealed at"
+            f" {named.get('origin')} (tree size {last['tree_size']}, root {last['root']})",
+            seq=1))
+
+
+def _trust_for(trust: Trust, own_key: NoteVerifier | None, spool_log: SpoolLog) -> Trust:
+    """The trust for one log: the auditor's keys; without any, this spool's own key when it
+    signed the log's checkpoints (the sealing host), else none."""
+    if trust.verifiers or own_key is None or not spool_log.checkpoints:
+        return trust
+    text = spool_log.checkpoints[max(spool_log.checkpoints)][0]
+    try:
+        signed = bool(open_note(text, (own_key,)).verified_by)
+    except NoteError:
+        signed = False
+    if not signed:
+        return trust
+    return Trust((own_key,), trust.anchors, trust.tsa_ca)
 
 
 def _count_entries(segments: list[Segment], period: Period, result: ProjectAudit
@@ -74,10 +139,15 @@ def _count_entries(segments: list[Segment], period: Period, result: ProjectAudit
     """Count the entries within the period by outcome; returns the stored ones (to check)."""
     checked: list[dict[str, Any]] = []
     for segment in segments:
+        sealed_at = segment.header.get("sealed_at")
+        if isinstance(sealed_at, str) and (result.complete_through or "") < sealed_at:
+            result.complete_through = sealed_at
         for entry in segment.entries:
             if not period.holds(entry.get("sent_at")):
                 continue
             result.entries += 1
+            result.adopted += "adopted" in entry
+            result.backfilled += "backfilled" in entry
             outcome = entry.get("outcome")
             if outcome == State.STORED:
                 result.stored += 1
@@ -112,10 +182,13 @@ def _listed(segments: list[Segment], open_outcomes: list[tuple[str, str, str | N
 
 def _check_spool(spool: Spool, project_id: str, prefix: str, period: Period,
                  accounted: set[tuple[str, str]], stored_keys: set[str],
-                 listing: dict[str, ObjectInfo], result: ProjectAudit) -> None:
-    """Every settled message of the spool is in a manifest (`unaccounted_message`); every
-    object of the layout is in one, or about to be (`unexpected_object`)."""
+                 listing: dict[str, ObjectInfo], result: ProjectAudit, earlier: int) -> None:
+    """Every settled message of the spool is in this log (`unaccounted_message`), or in an
+    earlier log of the project (`earlier` entries the spool sealed at other destinations):
+    one that is not here, and whose object is not in this bucket either; every object of the
+    layout is in a manifest, or about to be (`unexpected_object`)."""
     in_flight_keys: set[str] = set()
+    elsewhere = 0
     for row in spool.evidence.messages_to_account(project_id):
         state = row["state"]
         if state in UNARCHIVED_STATES:
@@ -123,16 +196,39 @@ def _check_spool(spool: Spool, project_id: str, prefix: str, period: Period,
             if row["sent_at"] and period.holds(row["sent_at"]):
                 result.pending += 1
             continue
-        if not period.holds(row["sent_at"]):
+        if (row["message_id"], state) in accounted:
             continue
-        if (row["message_id"], state) not in accounted:
+        key = row["stored_key"] or prefix + row["key"]
+        if earlier and key not in listing:
+            elsewhere += 1  # settled into the log of a destination the project had before
+            continue
+        if period.holds(row["sent_at"]):
             result.findings.append(Finding(
                 "unaccounted_message", f"the spool has it {state}; no manifest lists it"
                 " (a message archived before manifests existed: sm manifest backfill)",
-                message_id=row["message_id"], key=row["stored_key"] or prefix + row["key"]))
+                message_id=row["message_id"], key=key))
+    if elsewhere > earlier:
+        result.findings.append(Finding(
+            "unaccounted_message", f"{elsewhere} settled message(s) are in no manifest of this"
+            f" log, and the project's earlier logs hold only {earlier} entries"))
     for key in sorted(listing):
         if key not in stored_keys and key not in in_flight_keys:
             parts = parse_key(key, prefix)
             result.findings.append(Finding(
                 "unexpected_object", "an object in the message layout that no manifest lists",
                 message_id=parts["message_id"] if parts else None, key=key))
+
+
+def _check_duplicates(listing: dict[str, ObjectInfo], prefix: str, result: ProjectAudit
+                      ) -> None:
+    """Two objects in the message layout for one message id: one finding per id."""
+    keys: dict[str, list[str]] = {}
+    for key in sorted(listing):
+        parts = parse_key(key, prefix)
+        if parts is not None:
+            keys.setdefault(parts["message_id"], []).append(key)
+    for message_id, found in sorted(keys.items()):
+        if len(found) > 1:
+            result.findings.append(Finding(
+                "duplicate_message", f"{len(found)} objects in the message layout for one"
+                f" message ({', '.join(found)})", message_id=message_id, key=found[0]))

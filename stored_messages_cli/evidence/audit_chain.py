@@ -18,28 +18,51 @@ from .segments import (
     MAX_SEGMENT_BYTES,
     ManifestFormatError,
     Segment,
+    log_origin,
     manifest_prefix,
     parse_segment,
     seq_of_key,
 )
 
 
+def log_rows(spool: Spool, project_id: str, origin: str) -> list[dict[str, Any]]:
+    """The spool's segments of the log `origin` (and those sealed before logs had one,
+    which join the next log sealed), in order."""
+    return [row for row in spool.evidence.segments(project_id)
+            if row["origin"] in (origin, "")]
+
+
 def check_chain(spool: Spool, project_id: str, destination: Destination,
-                result: ProjectAudit) -> list[Segment]:
-    """The project's segments in order, read from the bucket (or the spool, while unwritten);
-    a missing, altered or misnumbered one becomes a finding in `result`."""
+                result: ProjectAudit, rows: list[dict[str, Any]] | None = None
+                ) -> list[Segment]:
+    """The segments of the project's log at `destination` in order, read from the bucket (or
+    the spool, while unwritten; `rows` are the spool's segments of this log); a missing,
+    altered or misnumbered one becomes a finding in `result`. A gap in the numbers is one
+    finding, whatever its size."""
+    if rows is None:
+        rows = log_rows(spool, project_id, log_origin(destination.url, project_id))
     listed: dict[int, list[str]] = {}
     for info in destination.list(manifest_prefix(destination.prefix, project_id)):
         seq = seq_of_key(info.key)
         if seq is not None:
             listed.setdefault(seq, []).append(info.key)
             result.listing[info.key] = info
-    known = {int(r["seq"]): r for r in spool.evidence.segments(project_id)}
-    last = max([*listed, *known], default=0)
+    known = {int(r["log_seq"]): r for r in rows}
+    numbers = sorted({*listed, *known})
+    last = numbers[-1] if numbers else 0
     segments: list[Segment] = []
     previous: str | None = None  # the previous segment's hash, when known
     previous_known = True
-    for seq in range(1, last + 1):
+    expected = 1
+    for seq in numbers:
+        if seq > expected:  # never iterate over a gap: one planted number may be huge
+            span = f"segment {expected}" if seq == expected + 1 else \
+                f"segments {expected}..{seq - 1}"
+            result.findings.append(Finding(
+                "manifest_missing", f"{span} missing: not in the bucket (segments up to"
+                f" {last} exist)", seq=expected))
+            previous, previous_known = None, False
+        expected = seq + 1
         row = known.get(seq)
         recorded = row["sha256"] if row is not None else None
         if recorded:
@@ -49,31 +72,17 @@ def check_chain(spool: Spool, project_id: str, destination: Destination,
             if key is None:
                 result.findings.append(Finding(
                     "manifest_missing", f"manifest segment {seq} is not in the bucket"
-                    + (" (the spool sealed and wrote it)" if row is not None else
-                       f" (segments up to {last} exist)"), seq=seq,
+                    " (the spool sealed and wrote it)", seq=seq,
                     key=destination.prefix + row["key"] if row is not None else None))
             previous, previous_known = recorded, recorded is not None
             continue
         result.segments[seq] = body
-        digest = sha256_hex(body)
-        broken = False
-        if recorded and digest != recorded:
-            result.findings.append(Finding(
-                "chain_broken", f"segment {seq}'s bytes are not those sealed (sha256 {digest},"
-                f" sealed as {recorded})", seq=seq, key=key))
-            broken = True
-        try:
-            # Read even when not the bytes sealed (its entries still account for messages,
-            # so one edit is one finding), but never past MAX_SEGMENT_BYTES.
-            segment = parse_segment(body, key or f"segment {seq}")
-        except ManifestFormatError as exc:
-            if not broken:
-                result.findings.append(Finding("chain_broken", f"segment {seq}: {exc}",
-                                               seq=seq, key=key))
-            previous, previous_known = recorded or digest, True
+        segment = _read_segment(body, seq, key, recorded, result)
+        if segment is None:
+            previous, previous_known = recorded or sha256_hex(body), True
             continue
-        header = segment.header
         problems = []
+        header = segment.header
         if header.get("seq") != seq or str(header.get("project_id")) != project_id:
             problems.append(f"its header says project {header.get('project_id')} segment"
                             f" {header.get('seq')}")
@@ -81,13 +90,34 @@ def check_chain(spool: Spool, project_id: str, destination: Destination,
         if (seq == 1 or previous_known) and header.get("prev_sha256") != expected_prev:
             problems.append("its prev_sha256 is not the hash of segment"
                             f" {seq - 1}'s bytes" if seq > 1 else "segment 1 has a prev_sha256")
+        broken = bool(recorded) and segment.sha256 != recorded
         if problems and not broken:
             result.findings.append(Finding("chain_broken", f"segment {seq}: "
                                            + "; ".join(problems), seq=seq, key=key))
         result.manifests += 1
         segments.append(segment)
-        previous, previous_known = recorded or digest, True
+        previous, previous_known = recorded or segment.sha256, True
     return segments
+
+
+def _read_segment(body: bytes, seq: int, key: str | None, recorded: str | None,
+                  result: ProjectAudit) -> Segment | None:
+    """The parsed segment (None when unreadable); bytes other than those sealed are one
+    `chain_broken` finding, and still read (their entries account for messages, so one edit
+    is one finding), never past MAX_SEGMENT_BYTES."""
+    digest = sha256_hex(body)
+    broken = bool(recorded) and digest != recorded
+    if broken:
+        result.findings.append(Finding(
+            "chain_broken", f"segment {seq}'s bytes are not those sealed (sha256 {digest},"
+            f" sealed as {recorded})", seq=seq, key=key))
+    try:
+        return parse_segment(body, key or f"segment {seq}")
+    except ManifestFormatError as exc:
+        if not broken:
+            result.findings.append(Finding("chain_broken", f"segment {seq}: {exc}",
+                                           seq=seq, key=key))
+        return None
 
 
 def _segment_bytes(spool: Spool, project_id: str, destination: Destination, seq: int,
@@ -117,7 +147,7 @@ def _segment_bytes(spool: Spool, project_id: str, destination: Destination, seq:
                                            seq=seq, key=key))
             return None, key
     if row is not None and row["written_at"] is None:
-        body = spool.evidence.segment_body(project_id, seq)
+        body = spool.evidence.segment_body(project_id, int(row["seq"]))
         if body is not None:
             return body, destination.prefix + row["key"]
     return None, None

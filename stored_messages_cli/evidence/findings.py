@@ -105,11 +105,13 @@ class ProjectAudit:
 
 @dataclass
 class AuditResult:
-    """The whole audit: `ok` exactly when no project has a finding."""
+    """The whole audit: `ok` exactly when no project has a finding; `warnings` say what it
+    could not prove (a log checked against no trusted key or anchor)."""
 
     since: datetime | None
     until: datetime | None
     projects: list[ProjectAudit]
+    warnings: list[str] = field(default_factory=list)  # what the audit could not prove
 
     @property
     def ok(self) -> bool:
@@ -119,6 +121,7 @@ class AuditResult:
     def as_dict(self) -> dict[str, Any]:
         """The `sm audit --json` document (SPEC 8)."""
         return {"ok": self.ok, "since": _iso(self.since), "until": _iso(self.until),
+                "warnings": list(self.warnings),
                 "projects": [p.as_dict() for p in self.projects]}
 
 
