@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stored_messages_cli.message import GZIP_HEADER, gzip_body, gzip_member
+from stored_messages_cli.message.encode import gzip_member_explicit
 from stored_messages_cli.spool import bodies
 
 PINNED_HEADER = bytes.fromhex("1f 8b 08 00 00 00 00 00 00 03")
@@ -34,6 +35,7 @@ def test_a_member_is_header_raw_deflate_at_level_6_and_trailer(data: bytes) -> N
     assert member[-8:] == struct.pack("<II", zlib.crc32(data), len(data))
     assert gzip.decompress(member) == data
     assert gzip_body(data) == member
+    assert gzip_member_explicit(data) == member  # the path taken if zlib's header had fields
 
 
 @settings(max_examples=200, deadline=None)

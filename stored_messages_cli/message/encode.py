@@ -153,17 +153,31 @@ def content_sha256(document: Mapping[str, Any]) -> str:
 # flags, OS 3 (Unix), as `gzip.compress(payload, compresslevel=6, mtime=0)` wrote it on
 # CPython 3.11 and 3.12 (3.13 writes OS 255). Written here, it no longer depends on Python.
 GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+_RAW_DEFLATE: Final = -zlib.MAX_WBITS  # zlib's deflate stream alone
+_GZIP_WRAPPED: Final = zlib.MAX_WBITS + 16  # the same stream in zlib's own gzip member
+_trailer: Final = struct.Struct("<II").pack  # CRC-32, then the length modulo 2^32
 
 
 def gzip_member(data: bytes) -> bytes:
     """`data` as one gzip member with pinned bytes (SPEC 9.6): `GZIP_HEADER`, zlib's raw
     deflate stream at level 6, then the CRC-32 and the length modulo 2^32, little-endian.
 
-    Equal data give equal bytes on the same zlib; another zlib may deflate differently, so an
-    object is made once (at ingest), identified by its recorded SHA-256, and never made again.
+    zlib writes the member (taking the CRC-32 as it deflates, cheaper than a second pass);
+    its 10-byte header, which names zlib's build OS, is replaced by `GZIP_HEADER`. Equal data
+    give equal bytes on the same zlib; another zlib may deflate differently, so an object is
+    made once (at ingest), identified by its recorded SHA-256, and never made again.
     """
-    return b"".join((GZIP_HEADER, zlib.compress(data, 6, -zlib.MAX_WBITS),
-                     struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)))
+    member = zlib.compress(data, 6, _GZIP_WRAPPED)
+    if member[3] == 0:  # no optional header fields: zlib's header is exactly 10 bytes
+        return GZIP_HEADER + member[10:]
+    return gzip_member_explicit(data)
+
+
+def gzip_member_explicit(data: bytes) -> bytes:
+    """`gzip_member`'s bytes, each part written here: the header, zlib's raw deflate stream,
+    the trailer (for a zlib whose own gzip header would carry optional fields)."""
+    return b"".join((GZIP_HEADER, zlib.compress(data, 6, _RAW_DEFLATE),
+                     _trailer(zlib.crc32(data), len(data) & 0xFFFFFFFF)))
 
 
 def gzip_body(payload: bytes) -> bytes:
