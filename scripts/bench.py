@@ -1218,7 +1218,7 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true",
                         help="only CPU per message for senders: record of a short SMS vs a raw"
                              " durable insert, record_many vs a raw executemany, encoding and"
-                             " gzip now vs before, --rounds alternating rounds (~2 minutes)")
+                             " gzip now vs before, --rounds alternating rounds (about a minute)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
