@@ -8,11 +8,17 @@
     .venv/bin/python scripts/bench.py --manifests --rounds 9   # only the manifest cost
     .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many,
                                                  # ingest
+    .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
   Spool.record, 8 threads   group commit vs the same threads, one transaction per record (≥ 3×)
   Spool.record_many         messages/s (≥ 8,000/s)
+  --cpu                     CPU per message, min/median/max of alternating rounds: record of a
+                            short SMS vs a raw durable insert of the same payload (and vs the
+                            same write without group commit); record_many by 1,000 vs a raw
+                            executemany (msg per CPU-second); encode_document and gzip, now vs
+                            before (encode.py before orjson, from git) and vs the stdlib
   sm ingest                 messages/s of a 20,000-line file, its core in process and the whole
                             command (≥ 8,000/s)
   sm run --once, folder     whole command vs the same objects written on the same number of
@@ -40,6 +46,7 @@ import base64
 import copy
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -52,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +73,14 @@ from stored_messages_cli import Spool  # noqa: E402
 from stored_messages_cli.archiver import CLAIM_AT_LEAST  # noqa: E402
 from stored_messages_cli.config.projects import ProjectDestination  # noqa: E402
 from stored_messages_cli.config.writer import save_projects  # noqa: E402
-from stored_messages_cli.message import gzip_body, parse_message  # noqa: E402
+from stored_messages_cli.message import (  # noqa: E402
+    encode_document,
+    gzip_body,
+    gzip_member,
+    parse_message,
+    reference_canonical_json,
+    sha256_hex,
+)
 from stored_messages_cli.retry import RetryPolicy  # noqa: E402
 from stored_messages_cli.spool import lease_owner_name  # noqa: E402
 from stored_messages_cli.spool.bodies import payload_of  # noqa: E402
@@ -280,6 +295,204 @@ def bench_ingest(work: Path, count: int) -> None:
     seconds = sm(home, "--json", "ingest", str(lines))
     row(f"sm --json ingest ({count} lines)", f"{count / seconds:,.0f} msg/s", "-", "-",
         "whole command")
+
+
+# ----------------------------------------------------------------------------- CPU per message
+
+SMS = {"message_id": "x", "project_id": 12345, "medium": "sms", "message_type": "triggered",
+       "campaign_id": None, "template_id": 7,
+       "recipient": {"phone_number": "+15555550100", "user_id": "u-882"},
+       "sent_at": "2026-11-27T17:01:00Z", "provider": {"name": "twilio", "message_id": "SM0001"},
+       "content": {"from": "+15555550199", "to": "+15555550100",
+                   "body": "Your code is 123456 \U0001f510"}}
+
+
+def short_sms(index: int, prefix: str) -> dict[str, Any]:
+    """A short SMS (a ~370-byte payload) with a unique id and recipient."""
+    made = copy.deepcopy(SMS)
+    phone = f"+1555{index:07d}"
+    made["message_id"] = f"{prefix}-{index}"
+    made["recipient"] = {"phone_number": phone, "user_id": f"u-{index}"}
+    made["content"]["to"] = phone
+    return made
+
+
+def raw_table(path: Path) -> sqlite3.Connection:
+    """The baseline: a table with one unique index, WAL + synchronous=FULL like the spool."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE,"
+                 " payload BLOB)")
+    return conn
+
+
+def cpu_record_round(work: Path, name: str, count: int) -> dict[str, float]:
+    """µs of process CPU per call: `Spool.record` of a short SMS; the same write without the
+    group machinery (`parse_message`, one transaction, the intake's apply); a raw durable
+    insert of the same payload bytes. The three alternate call by call, in each of their six
+    orders in turn."""
+    spool, alone = Spool(work / f"{name}-rec" / "spool.db"), Spool(work / f"{name}-alone" / "s.db")
+    raw = raw_table(work / f"{name}-raw.db")
+    payloads = [parse_message(short_sms(i, f"{name}w")).payload() for i in range(count)]
+    recorded = [short_sms(i, f"{name}r") for i in range(count)]
+    lone = [short_sms(i, f"{name}a") for i in range(count)]
+
+    def record(index: int) -> None:
+        spool.record(recorded[index])
+
+    def write_alone(index: int) -> None:
+        parsed = parse_message(lone[index])
+        with alone.store.write():
+            alone.intake._apply_message(parsed, alone.clock.now())
+
+    def insert_raw(index: int) -> None:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("INSERT INTO messages (message_id, payload) VALUES (?, ?)",
+                    (f"{name}w-{index}", payloads[index]))
+        raw.execute("COMMIT")
+
+    # Every order in turn: the call after another's fsync costs more CPU than the one after
+    # its own (measured: 5-6 % with a mere rotation, the same record() on both sides).
+    orders = list(itertools.permutations([("record", record), ("alone", write_alone),
+                                          ("raw", insert_raw)]))
+    cpu = dict.fromkeys(("record", "alone", "raw"), 0.0)
+    for index in range(count):
+        for key, call in orders[index % len(orders)]:
+            started = time.process_time()
+            call(index)
+            cpu[key] += time.process_time() - started
+    spool.close()
+    alone.close()
+    raw.close()
+    return {key: value / count * 1e6 for key, value in cpu.items()}
+
+
+def cpu_record_many_round(work: Path, name: str, batches: int, batch: int = 1000
+                          ) -> dict[str, float]:
+    """Messages per CPU-second: `Spool.record_many` of short SMSs by `batch`, and a raw
+    `executemany` of the same payload bytes by `batch`, one fsync'd transaction per batch;
+    the two alternate batch by batch."""
+    spool = Spool(work / f"{name}-many" / "spool.db")
+    raw = raw_table(work / f"{name}-many-raw.db")
+    cpu = {"record_many": 0.0, "raw": 0.0}
+    for first in range(0, batches * batch, batch):
+        inputs = [short_sms(i, f"{name}m") for i in range(first, first + batch)]
+        rows = [(f"{name}x-{i}", parse_message(short_sms(i, f"{name}x")).payload())
+                for i in range(first, first + batch)]
+        started = time.process_time()
+        spool.record_many(inputs)
+        cpu["record_many"] += time.process_time() - started
+        started = time.process_time()
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany("INSERT INTO messages (message_id, payload) VALUES (?, ?)", rows)
+        raw.execute("COMMIT")
+        cpu["raw"] += time.process_time() - started
+    spool.close()
+    raw.close()
+    return {key: batches * batch / value for key, value in cpu.items()}
+
+
+def encoder_before_orjson() -> Any:
+    """`encode.py` as it was before orjson (pydantic-core for objects), loaded from git, or
+    None outside a git checkout."""
+    path = "stored_messages_cli/message/encode.py"
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "-S",
+                              "import orjson", "--", path], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}^:{path}"], check=True,
+                                capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    module = types.ModuleType("stored_messages_cli.message._encode_before_orjson")
+    module.__package__ = "stored_messages_cli.message"
+    exec(compile(source, f"{rev[:10]}^:{path}", "exec"), module.__dict__)
+    return module
+
+
+def standard_encode(document: dict[str, Any]) -> tuple[bytes, str]:
+    """`encode_document` by the standard library's encoder alone (the reference)."""
+    content = {k: v for k, v in document.items()
+               if k not in ("sent_at", "provider", "schema_version")}
+    return (reference_canonical_json({**document, "schema_version": 1}),
+            sha256_hex(reference_canonical_json(content)))
+
+
+def cpu_encode_round(coders: dict[str, Any], documents: dict[str, Any], calls: int
+                     ) -> dict[str, float]:
+    """µs of CPU per call of each coder on each document, the coders alternating."""
+    result = {}
+    for doc_name, document in documents.items():
+        for name, coder in coders.items():
+            started = time.process_time()
+            for _ in range(calls):
+                coder(document)
+            result[f"{name}, {doc_name}"] = (time.process_time() - started) / calls * 1e6
+    return result
+
+
+def stats_row(label: str, samples: list[float], unit: str, digits: int = 1) -> None:
+    print(f"  {label:<52} {min(samples):>9,.{digits}f} {statistics.median(samples):>9,.{digits}f}"
+          f" {max(samples):>9,.{digits}f}  {unit}")
+
+
+def bench_cpu(work: Path, rounds: int, scale: float) -> None:
+    """CPU per message for senders, each figure beside its baseline, `rounds` alternating
+    rounds in this one process; min / median / max of the rounds."""
+    before = encoder_before_orjson()
+    coders = {"now (orjson)": encode_document, "standard library": standard_encode}
+    if before is not None:
+        coders["before (pydantic-core)"] = before.encode_document
+    documents = {"short SMS": parse_message(short_sms(1, "doc")).document,
+                 "email 2.4 KB": parse_message(message(1, "doc")).document}
+    payloads = {name: encode_document(doc)[0] for name, doc in documents.items()}
+    for document in documents.values():  # the same bytes; every import done before timing
+        assert len({coder(document) for coder in coders.values()}) == 1
+    zippers = {"gzip_member": gzip_member,
+               "gzip.compress": lambda data: gzip.compress(data, compresslevel=6, mtime=0)}
+    cpu_record_round(work, "warm", 20)
+    samples: dict[str, list[float]] = {}
+    for round_ in range(rounds):
+        figures = {f"record: {k}": v for k, v in cpu_record_round(
+            work, f"r{round_}", int(300 * scale)).items()}
+        figures.update({f"record_many: {k}": v for k, v in cpu_record_many_round(
+            work, f"r{round_}", max(1, int(3 * scale))).items()})
+        figures.update(cpu_encode_round(coders, documents, int(5000 * scale)))
+        figures.update(cpu_encode_round(zippers, payloads, int(5000 * scale)))
+        for key, value in figures.items():
+            samples.setdefault(key, []).append(value)
+        ratios = {"record / raw": figures["record: record"] / figures["record: raw"],
+                  "record / alone": figures["record: record"] / figures["record: alone"],
+                  "record_many / raw (msg per CPU-s)":
+                      figures["record_many: record_many"] / figures["record_many: raw"]}
+        for doc_name in documents:
+            if before is not None:
+                ratios[f"encode now / before, {doc_name}"] = (
+                    figures[f"now (orjson), {doc_name}"]
+                    / figures[f"before (pydantic-core), {doc_name}"])
+            ratios[f"gzip_member / gzip.compress, {doc_name}"] = (
+                figures[f"gzip_member, {doc_name}"] / figures[f"gzip.compress, {doc_name}"])
+        for key, value in ratios.items():
+            samples.setdefault(key, []).append(value)
+    print(f"{'CPU per message, ' + str(rounds) + ' rounds':<54} {'min':>9} {'median':>9}"
+          f" {'max':>9}")
+    for key in ("record: record", "record: alone", "record: raw"):
+        stats_row(key, samples[key], "µs CPU per call")
+    stats_row("record / raw", samples["record / raw"], "x", 2)
+    stats_row("record / alone", samples["record / alone"], "x", 2)
+    for key in ("record_many: record_many", "record_many: raw"):
+        stats_row(key + " (by 1,000)", samples[key], "msg per CPU-second", 0)
+    stats_row("record_many / raw", samples["record_many / raw (msg per CPU-s)"], "x", 2)
+    for key, values in samples.items():
+        if "," in key:
+            stats_row(key, values, "x" if " / " in key else "µs CPU per call", 2)
+    print("  (record, alone and raw alternate call by call, in their six orders in turn, each"
+          " round in fresh files: alone ="
+          " parse_message, one transaction, the intake's write, no group machinery; raw = one"
+          " INSERT of the same payload bytes into a one-index table, WAL + synchronous=FULL,"
+          " BEGIN IMMEDIATE/COMMIT; record_many and raw alternate batch by batch; encoders:"
+          " encode_document (payload + content hash); gzip of the payload)")
 
 
 # ----------------------------------------------------------------------------- sm run
@@ -1002,6 +1215,10 @@ def main() -> None:
     parser.add_argument("--senders", action="store_true",
                         help="only the sender figures: record p50/p99, record on 8 threads"
                              " (group commit) and record_many (a couple of minutes)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="only CPU per message for senders: record of a short SMS vs a raw"
+                             " durable insert, record_many vs a raw executemany, encoding and"
+                             " gzip now vs before, --rounds alternating rounds (about a minute)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -1019,6 +1236,10 @@ def main() -> None:
         if args.manifests:
             _load_row()
             bench_manifest_cost(work, int(3000 * scale), rounds)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.cpu:
+            bench_cpu(work, max(5, args.rounds), scale)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.senders:
