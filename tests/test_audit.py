@@ -390,12 +390,13 @@ def test_backfill_writes_manifests_for_messages_archived_before_them(
         "projects": [{"project_id": PROJECT, "already_in_manifests": 5, "backfilled": 2,
                       "failed": 1, "failures": [{
                           "key": tampered, "reason": "the object's payload hash is not the"
-                          " one the index recorded"}]}],
+                          " one the index recorded"}], "not_stored_here": []}],
         "backfilled": 2, "failed": 1}
     code, document = audit(cli)
     assert [(f["type"], f.get("message_id")) for f in findings(document)] == [
         ("unaccounted_message", "old-2"), ("unexpected_object", "old-2")]
     assert document["projects"][0]["manifests"] == 4
+    assert document["projects"][0]["backfilled"] == 2  # marked in the log for ever
     again = cli("--json", "manifest", "backfill")
     assert json.loads(again.stdout)["backfilled"] == 0
 

@@ -432,3 +432,48 @@ def test_a_new_log_that_misnames_the_log_before_it_is_a_finding(
     assert {"type": "chain_broken", "seq": 1, "detail": "segment 1: its previous_log is not the"
             f" log this spool sealed at {named['origin']} (tree size 5, root {named['root']})"
             } in findings(document)
+
+
+# --------------------------------------------------------------------------- swap, laundering
+
+
+def test_two_segments_swapped_under_each_others_names_are_caught(
+        archived: Archive, investigator: Invoke, sm_home: Path) -> None:  # noqa: F811
+    (first_key, _), (second_key, _), *_ = segments(archived)
+    first, second = archived.read(first_key), archived.read(second_key)
+    replace(archived, first_key, second)
+    replace(archived, second_key, first)
+    code, document = audit(investigator, "--trust", own_vkey(sm_home))
+    assert code == 1
+    assert [(f["type"], f.get("seq")) for f in findings(document)][:2] == [
+        ("chain_broken", 1), ("chain_broken", 2)]
+
+
+def test_a_planted_object_is_not_laundered_by_rebuild_and_backfill_only_adopted_with_a_mark(
+        cli: Invoke, archived: Archive) -> None:  # noqa: F811
+    genuine = json.loads(gzip.decompress(archived.read(archived.prefix + message_key("m-000"))))
+    payload = json.dumps({**genuine, "message_id": "planted"}, sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=False).encode()
+    planted = archived.prefix + message_key("planted")
+    archived.write(planted, gzip.compress(payload, mtime=0),  # as sm itself would write it
+                   {"sm-payload-sha256": hashlib.sha256(payload).hexdigest()})
+    rebuilt = cli("index", "rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output  # the index now knows the planted object
+    result = cli("--json", "manifest", "backfill")
+    assert result.exit_code == 0, result.output
+    [project] = json.loads(result.stdout)["projects"]
+    assert (project["backfilled"], project["not_stored_here"]) == (0, [planted])
+    assert all(b"planted" not in archived.read(key) for key in archived.manifests())
+    code, document = audit(cli)
+    assert code == 1 and [(f["type"], f.get("key")) for f in findings(document)] == [
+        ("unexpected_object", planted)]
+    # an operator who decides it belongs takes it in, marked with the reason for ever
+    adopted = cli("manifest", "adopt", planted, "--reason", "found during case 17")
+    assert adopted.exit_code == 0, adopted.output
+    lines = [json.loads(line) for key in archived.manifests()
+             for line in parse_segment(archived.read(key)).lines]
+    [entry] = [e for e in lines if e["message_id"] == "planted"]
+    assert entry["adopted"]["reason"] == "found during case 17"
+    code, document = audit(cli)
+    assert code == 0, findings(document)
+    assert document["projects"][0]["adopted"] == 1
