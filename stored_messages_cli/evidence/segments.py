@@ -7,7 +7,6 @@ module is what pins them: a header line, then one entry line per outcome, gzip w
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ..clock import to_rfc3339
 from ..errors import UnreadableObject
-from ..message import gunzip, sha256_hex
+from ..message import gunzip, gzip_member, sha256_hex
 from ..states import SETTLED_OUTCOMES, State
 
 MANIFEST_VERSION = 2  # a segment of a signed Merkle log (SPEC 9.1); 1 is read as before
@@ -139,7 +138,7 @@ def build_segment(header: Mapping[str, Any], lines: list[bytes]) -> bytes:
     """The gzip bytes of a segment: the header line, then the entry lines (each the exact
     bytes of a leaf, without its newline)."""
     raw = segment_line(header) + b"".join(line + b"\n" for line in lines)
-    return gzip.compress(raw, compresslevel=6, mtime=0)
+    return gzip_member(raw)  # the pinned gzip bytes (SPEC 9.6), whatever the Python version
 
 
 class ManifestFormatError(ValueError):
