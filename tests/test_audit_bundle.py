@@ -454,3 +454,23 @@ def test_a_bundle_written_without_prefixes_reads_them_from_the_segment_keys(
                              capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout
     assert os.stat(tmp_path / "evidence" / "prefixes.json").st_mode & 0o077 == 0
+
+
+def test_sm_audit_report_writes_the_keys_roots_and_prefix_it_was_configured_with(
+        cli: Any, make_message: Any, s3_bucket: str, moto_endpoint: str,
+        tsa: TimeStampAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    connected = cli("connect", f"s3://{s3_bucket}/archive/", "--project", PROJECT,
+                    "--endpoint-url", moto_endpoint, "--allow-insecure-endpoint")
+    assert connected.exit_code == 0, connected.output
+    assert cli("ingest", input="".join(json.dumps(make_message(message_id=f"m-{i}")) + "\n"
+                                       for i in range(2))).exit_code == 0
+    assert cli("run", "--once", "--concurrency", "1").exit_code == 0
+    vkey = cli("--json", "key", "show")
+    monkeypatch.setenv("SM_TRUSTED_KEYS", json.dumps([json.loads(vkey.stdout)["verifier_key"]]))
+    monkeypatch.setenv("SM_TIMESTAMP_CA_FILE", str(tsa.ca_file))
+    report = tmp_path / "evidence"
+    cli("audit", "--report", str(report))
+    assert json.loads((report / "prefixes.json").read_text()) == {PROJECT: "archive/"}
+    assert (report / "trusted_keys.txt").read_text() == json.loads(vkey.stdout)[
+        "verifier_key"] + "\n"
+    assert (report / "tsa_ca.pem").read_bytes() == tsa.ca_file.read_bytes()

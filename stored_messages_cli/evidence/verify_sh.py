@@ -113,8 +113,10 @@ problems=$(gzip -dc manifests/*/*.jsonl.gz 2>/dev/null | jq -n -r --rawfile list
         elif ($o.sha != "" and $e.object_sha256 != null and $o.sha != $e.object_sha256)
           then "object sha256 differs from the manifest: \($e.key)"
         else empty end),
-    (($l | keys) - $keys | .[] | . as $k | select(any($own[]; . as $p | $k | startswith($p)) | not)
-      | "object in no manifest: \(.)")') || problems="cannot read the manifests, listing.csv or prefixes.json"
+    (($l | keys) - $keys | .[] | . as $k
+      | select(any($own[]; . as $p | $k | startswith($p)) | not)
+      | "object in no manifest: \(.)")') \
+  || problems="cannot read the manifests, listing.csv or prefixes.json"
 if [ -n "$problems" ]; then
   echo "$problems" | while IFS= read -r line; do echo "FAIL: $line"; done
   failed=1
