@@ -474,3 +474,23 @@ def test_sm_audit_report_writes_the_keys_roots_and_prefix_it_was_configured_with
     assert (report / "trusted_keys.txt").read_text() == json.loads(vkey.stdout)[
         "verifier_key"] + "\n"
     assert (report / "tsa_ca.pem").read_bytes() == tsa.ca_file.read_bytes()
+
+
+def test_a_log_sealed_before_signing_existed_keeps_its_checks_and_is_said_unsigned(
+        spool: Spool, file_destination: Any, clock: FakeClock, tmp_path: Path) -> None:
+    _v1_segment(spool, file_destination, clock.now())
+    result = audit(spool, {PROJECT: file_destination})
+    folder = tmp_path / "evidence"
+    write_report(result, folder, prefixes={PROJECT: ""})
+    checked = subprocess.run(["sh", str(folder / "verify.sh")], capture_output=True,
+                             text=True, check=False)
+    assert checked.returncode == 0, checked.stdout
+    assert (f"WARNING: project {PROJECT}: no checkpoint covers its 5 entries (segments sealed"
+            " before the signed log): nothing signed proves them") in checked.stdout
+    segment = folder / "manifests" / PROJECT / "000000000001.jsonl.gz"
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    broken = subprocess.run(["sh", str(folder / "verify.sh")], capture_output=True,
+                            text=True, check=False)
+    _fails_with(broken, "a manifest segment differs from its recorded hash")

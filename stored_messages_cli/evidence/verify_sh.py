@@ -69,6 +69,7 @@ for dir in manifests/*/; do
   for file in "$dir"*.jsonl.gz; do
     [ -e "$file" ] || continue
     name=${file##*/}; n=${name%.jsonl.gz}
+    case "$n" in ''|*[!0-9]*) bad "$file is not named as a segment"; continue ;; esac
     while [ "${#n}" -gt 1 ] && [ "${n#0}" != "$n" ]; do n=${n#0}; done
     if [ "$n" -ne "$expected" ]; then
       bad "project $project: segment(s) $expected to $((n - 1)) missing"
@@ -360,7 +361,10 @@ def check_checkpoints(project, keys, pool):
             fail("%s: a signature by a trusted key does not verify" % where)
         elif checks or not keys:
             valid.add(at)
-    if version2 and size is not None and size not in valid:
+    if not version2 and size and not valid:
+        print("WARNING: project %s: no checkpoint covers its %d entries (segments sealed"
+              " before the signed log): nothing signed proves them" % (project, size))
+    elif version2 and size is not None and size not in valid:
         fail("project %s: the log's entries up to %d are covered by no valid checkpoint"
              " (signed by a trusted key)" % (project, size) if keys else
              "project %s: the log's entries up to %d are covered by no checkpoint"
