@@ -494,3 +494,19 @@ def test_a_log_sealed_before_signing_existed_keeps_its_checks_and_is_said_unsign
     broken = subprocess.run(["sh", str(folder / "verify.sh")], capture_output=True,
                             text=True, check=False)
     _fails_with(broken, "a manifest segment differs from its recorded hash")
+
+
+def test_a_signed_checkpoint_of_another_history_is_a_fork(file_bundle: Bundle) -> None:
+    """A previous bundle's checkpoint copied in (docs/audit.md) is checked against this log:
+    one the real key signed over other entries fails on its root."""
+    signer = load_signing_key(file_bundle.folder.parent / "home" / "keys" / "signing.key")
+    origin = file_bundle.checkpoint(8).read_text().split("\n")[0]
+    other = rfc6962.mth([b'{"message_id":"x"}'] * 6)
+    file_bundle.checkpoint(6).write_text(sign_note(format_checkpoint(origin, 6, other), signer))
+    _fails_with(file_bundle.check(), f"project {PROJECT}: checkpoint 6's root is not the Merkle"
+                " root of the log's first 6 entry lines")
+    honest = rfc6962.mth(_leaves(file_bundle, 2)[:6])
+    file_bundle.checkpoint(6).write_text(sign_note(format_checkpoint(origin, 6, honest), signer))
+    checked = file_bundle.check()
+    assert checked.returncode == 0, checked.stdout
+    assert "verify.sh: Merkle roots recomputed; 3 of 3 checkpoint(s) hold" in checked.stdout

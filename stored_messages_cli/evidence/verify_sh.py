@@ -103,10 +103,11 @@ done
 problems=$(gzip -dc manifests/*/*.jsonl.gz 2>/dev/null | jq -n -r --rawfile listing listing.csv \
   --slurpfile prefixes prefixes.json '
   ($listing | split("\n") | .[1:] | map(select(length > 0) | split(",")
-     | {key: (.[:-2] | join(",")), size: .[-2], sha: .[-1]}) | map({(.key): .}) | add // {}) as $l
+     | {key: (.[:-2] | join(",")), size: .[-2], sha: .[-1]})
+   | reduce .[] as $o ({}; .[$o.key] = $o)) as $l
   | ($prefixes[0] | [.[] | . + "_sm/"]) as $own
   | [inputs | select(type == "object" and has("outcome") and .outcome == "stored")] as $stored
-  | ($stored | map(.key)) as $keys
+  | (reduce $stored[] as $e ({}; .[$e.key] = true)) as $keys
   | ($stored[] | . as $e | $l[$e.key] as $o
       | if $o == null then "object missing: \($e.key)"
         elif ($e.size != null and $o.size != "" and ($o.size | tonumber) != $e.size)
@@ -114,7 +115,7 @@ problems=$(gzip -dc manifests/*/*.jsonl.gz 2>/dev/null | jq -n -r --rawfile list
         elif ($o.sha != "" and $e.object_sha256 != null and $o.sha != $e.object_sha256)
           then "object sha256 differs from the manifest: \($e.key)"
         else empty end),
-    (($l | keys) - $keys | .[] | . as $k
+    ($l | keys[] | select($keys[.] | not) | . as $k
       | select(any($own[]; . as $p | $k | startswith($p)) | not)
       | "object in no manifest: \(.)")') \
   || problems="cannot read the manifests, listing.csv or prefixes.json"
