@@ -184,7 +184,16 @@ def run(argv):
     lines = [l.strip() for l in (done.stderr + done.stdout).decode("utf-8", "replace")
              .splitlines() if l.strip()]
     reason = [l for l in lines if "error" in l.lower()] or lines or ["no reason given"]
-    return done.returncode == 0, reason[-1][:200]
+    return done.returncode == 0, readable(reason[-1])[:200]
+
+
+def readable(line):
+    # OpenSSL 3's "code:error:number:library:function:reason:file:line:detail" -> reason
+    parts = line.split(":")
+    if len(parts) < 6 or parts[1] != "error":
+        return line
+    detail = line.split("Verify error:", 1)
+    return parts[5] + (" (%s)" % detail[1] if len(detail) > 1 else "")
 
 
 def parse_key(vkey):
