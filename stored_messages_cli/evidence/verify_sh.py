@@ -341,7 +341,7 @@ def check_checkpoints(project, keys, pool):
             tokens.append((int(match.group(1)), name))
     size, roots, origins, version2 = read_log(project, set(checkpoints))
     origin = expected_origin(project, origins)
-    jobs, valid = [], set()
+    jobs, checks, valid = [], [], set()
     for at, data in sorted(checkpoints.items()):
         where = "project %s: checkpoint %d" % (project, at)
         try:
@@ -364,12 +364,14 @@ def check_checkpoints(project, keys, pool):
             if keys and not mine:
                 fail("%s is signed by no trusted key (signed by: %s)"
                      % (where, ", ".join(sorted(set(k[0] for k, _ in signatures)))))
-            jobs.append((at, where, [(body, s, pem) for s, pem in mine]))
-    for at, where, checks in jobs:
-        results = list(pool.map(verify_signature, checks))
-        if not all(results):
+            if mine or not keys:
+                jobs.append((at, where, len(mine)))
+            checks.extend((body, s, pem) for s, pem in mine)
+    results = iter(list(pool.map(verify_signature, checks)))  # every signature at once
+    for at, where, count in jobs:
+        if not all([next(results) for _ in range(count)]):
             fail("%s: a signature by a trusted key does not verify" % where)
-        elif checks or not keys:
+        else:
             valid.add(at)
     if not version2 and size and not valid:
         print("WARNING: project %s: no checkpoint covers its %d entries (segments sealed"
@@ -406,17 +408,18 @@ def main():
     keys, key_source = trusted_keys()
     ca_file = os.environ.get("VERIFY_TSA_CA") or ("tsa_ca.pem" if os.path.isfile("tsa_ca.pem")
                                                    else "")
-    counts = [0, 0, 0]
+    counts = [0, 0, 0, 0]  # checkpoints, of them valid, time-stamps, of them checked
+    if keys:
+        print("verify.sh: checkpoint signatures checked with %s: %s"
+              % (key_source, ", ".join(sorted("%s+%s" % (n, i.hex()) for n, i in keys))))
     with ThreadPoolExecutor(max_workers=4) as pool:
         for project in sorted(projects):
             checkpoints, tokens, valid = check_checkpoints(project, keys, pool)
             counts[0] += len(checkpoints)
             counts[1] += valid
             counts[2] += len(tokens)
-            check_tokens(project, checkpoints, tokens, ca_file, pool)
-    if counts[0] and keys:
-        print("verify.sh: checkpoint signatures checked with %s: %s"
-              % (key_source, ", ".join(sorted("%s+%s" % (n, i.hex()) for n, i in keys))))
+            counts[3] += check_tokens(project, checkpoints, tokens, ca_file, pool)
+    if keys:
         if key_source != "the key(s) given with --trust":
             print("WARNING: only the bundle's own trusted_keys.txt was used, which whoever"
                   " could change the bundle could change too; pass your own copy of the"
@@ -428,7 +431,7 @@ def main():
         print("WARNING: time-stamps were not checked: no tsa_ca.pem in the bundle and no"
               " --tsa-ca FILE")
     elif counts[2]:
-        print("verify.sh: %d time-stamp(s) checked against %s" % (counts[2], ca_file))
+        print("verify.sh: %d time-stamp(s) checked against %s" % (counts[3], ca_file))
         if not os.environ.get("VERIFY_TSA_CA"):
             print("WARNING: only the bundle's own tsa_ca.pem was used, which whoever could"
                   " change the bundle could change too; pass the TSA's root with --tsa-ca FILE")
