@@ -442,13 +442,14 @@ def test_keys_under_the_destinations_own_sm_folder_stay_out_of_the_listing_check
 
 
 def test_a_bundle_written_without_prefixes_reads_them_from_the_segment_keys(
-        spool: Spool, file_destination: Any, clock: FakeClock, make_message: Any,
+        spool: Spool, destination: Any, clock: FakeClock, make_message: Any,
         sm_home: Path, tmp_path: Path) -> None:
-    _seal_archive(spool, file_destination, clock, make_message, sm_home)
-    result = audit(spool, {PROJECT: file_destination})
-    _fill_log(result, file_destination)
+    _seal_archive(spool, destination, clock, make_message, sm_home)
+    result = audit(spool, {PROJECT: destination})
+    _fill_log(result, destination)
     write_report(result, tmp_path / "evidence")  # the arguments of before the signed log
-    assert json.loads((tmp_path / "evidence" / "prefixes.json").read_text()) == {PROJECT: ""}
+    assert json.loads((tmp_path / "evidence" / "prefixes.json").read_text()) == {
+        PROJECT: destination.prefix}
     assert not (tmp_path / "evidence" / "trusted_keys.txt").exists()
     vkey = load_signing_key(sm_home / "keys" / "signing.key").verifier_key()
     checked = subprocess.run(["sh", str(tmp_path / "evidence" / "verify.sh"), "--trust", vkey],
