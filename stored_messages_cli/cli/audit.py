@@ -85,7 +85,11 @@ def audit(
             if opened is not None:
                 opened.close()
     if report is not None:
-        write_report(result, report)
+        settings = state.settings()
+        ca_file = settings.timestamp_ca_file
+        write_report(result, report, trusted_keys=settings.trusted_keys,
+                     tsa_ca_pem=Path(ca_file).expanduser().read_bytes() if ca_file else None,
+                     prefixes={pid: d.prefix for pid, d in destinations.items()})
     document = result.as_dict()
     if out.json_mode:
         out.emit_json(document)
