@@ -330,8 +330,8 @@ def test_verify_sh_rechecks_the_bundle_and_fails_on_one_changed_byte(
     result = cli("audit", "--deep", "--report", str(report))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in report.iterdir()) == [
-        "findings.json", "listing.csv", "manifests", "manifests.sha256", "summary.json",
-        "verify.sh"]
+        "checkpoints", "findings.json", "listing.csv", "manifests", "manifests.sha256",
+        "prefixes.json", "summary.json", "trusted_keys.txt", "verify.sh"]
     assert json.loads((report / "findings.json").read_text()) == []
     assert json.loads((report / "summary.json").read_text())["ok"] is True
     listing = (report / "listing.csv").read_text().splitlines()

@@ -85,10 +85,12 @@ def audit(
             if opened is not None:
                 opened.close()
     if report is not None:
-        settings = state.settings()
-        ca_file = settings.timestamp_ca_file
-        write_report(result, report, trusted_keys=settings.trusted_keys,
-                     tsa_ca_pem=Path(ca_file).expanduser().read_bytes() if ca_file else None,
+        # The keys the audit trusted (this host's own when none was given) and its TSA roots:
+        # an auditor re-checking the bundle passes their own with `sh verify.sh --trust`.
+        own = _own_key(state)
+        keys = [v.verifier_key for v in trusted.verifiers] or \
+            ([own.verifier_key] if own is not None else [])
+        write_report(result, report, trusted_keys=keys, tsa_ca_pem=trusted.tsa_ca,
                      prefixes={pid: d.prefix for pid, d in destinations.items()})
     document = result.as_dict()
     if out.json_mode:
