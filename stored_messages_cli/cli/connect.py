@@ -149,11 +149,11 @@ def connect(
         account_url=account_url, allow_insecure_endpoint=allow_insecure_endpoint,
         read_only=read_only,
     )
-    saved, checks = _checked_destination(out, saved)
+    saved, checks, newest_sealer = _checked_destination(out, saved, project)
     refusal = blocking_failure(checks, accepted)
     waived = [c.name for c in checks if c.status == CheckStatus.FAIL and c.name in accepted]
     shown = accept_failures(checks, accepted)
-    log_notes = signed_log_notes(state, project, saved) if refusal is None and not read_only \
+    log_notes = signed_log_notes(state, newest_sealer) if refusal is None and not read_only \
         else {}
     if out.json_mode:
         document = {"project_id": project, "url": saved.url, "mediums": mediums,
@@ -171,11 +171,10 @@ def connect(
     print_signed_log_notes(out, project, log_notes)
 
 
-def signed_log_notes(state: AppState, project: str, saved: ProjectDestination
-                     ) -> dict[str, Any]:
+def signed_log_notes(state: AppState, other: str | None) -> dict[str, Any]:
     """What `sm connect` says of the project's signed log (SPEC 9.1): the verifier key of
     the log's signing key (created when missing), and the sealer of the destination's newest
-    segment of this log when it is another spool's."""
+    segment of this log (`other`, read by the checks) when it is another spool's."""
     notes: dict[str, Any] = {}
     path = signing_key_path(key_home(state.paths), state.settings().log_key_file)
     try:
@@ -183,13 +182,6 @@ def signed_log_notes(state: AppState, project: str, saved: ProjectDestination
         notes["verifier_key"], notes["key_file"] = signer.verifier_key(), str(path)
     except (SmError, OSError, ValueError) as exc:
         notes["key_error"] = f"the log's signing key {path} cannot be read ({exc})"
-    destination = open_destination(saved.url, options_for(saved))
-    try:
-        other = latest_sealer(destination, project)
-    except SmError:
-        other = None  # a listing that fails here fails again, louder, in sm run
-    finally:
-        destination.close()
     if other is not None:
         with state.open_spool(create=True) as spool:
             own = spool.evidence.sealer_id(secrets.token_hex(8))
@@ -219,15 +211,23 @@ def print_signed_log_notes(out: Output, project: str, notes: dict[str, Any]) -> 
     out.print(notes["verifier_key"], highlight=False)
 
 
-def _checked_destination(out: Output, saved: ProjectDestination
-                         ) -> tuple[ProjectDestination, list[Check]]:
-    """`saved` with the URL as the destination spells it, and the checks run on it."""
+def _checked_destination(out: Output, saved: ProjectDestination, project: str
+                         ) -> tuple[ProjectDestination, list[Check], str | None]:
+    """`saved` with the URL as the destination spells it, the checks run on it, and the
+    sealer of the newest segment of the project's log there (None when none, or read-only),
+    all on one opened destination (one set of credentials, one role assumed)."""
     destination = open_destination(saved.url, options_for(saved))
     try:
         out.info(f"Checking {destination.url} …" + (" (read-only)" if saved.read_only else ""))
-        return saved.model_copy(update={"url": destination.url}), (
-            read_only_checks(destination) if saved.read_only else
-            run_checks(destination, keep_test_object=bool(saved.retention_days)))
+        checks = read_only_checks(destination) if saved.read_only else \
+            run_checks(destination, keep_test_object=bool(saved.retention_days))
+        newest_sealer = None
+        if not saved.read_only:
+            try:
+                newest_sealer = latest_sealer(destination, project)
+            except SmError:
+                pass  # a listing that fails here fails again, louder, in sm run
+        return saved.model_copy(update={"url": destination.url}), checks, newest_sealer
     finally:
         destination.close()
 
