@@ -725,11 +725,14 @@ def _archive_counts(archive: Path) -> tuple[int, int]:
     return messages, segments
 
 
-def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8) -> None:
+def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8,
+                        log_env: dict[str, str] | None = None) -> None:
     """`sm run --once -c 8` to a folder on two copies of one filled spool: as sm runs it
     (every outcome's manifest entry in the settling transaction, the entries completed, the
-    segment sealed when the run stops and written to the folder) and the same spool with the
-    manifest trigger dropped. Rounds interleaved, the order alternating; median ratio."""
+    segment sealed when the run stops and written to the folder, its checkpoint signed and
+    written) and the same spool with the manifest trigger dropped. Rounds interleaved, the
+    order alternating; median ratio. `log_env` is the environment of the first (e.g. a seal
+    every 500 outcomes, each checkpoint copied and time-stamped: `bench_log_cost`)."""
     template_home = work / "mf-template"
     fill(template_home, f"file://{work / 'mf-unused'}/", count, "mf")
     template = template_home / "spool.db"
@@ -744,7 +747,8 @@ def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8) -
             spool_copy(template, home, archive, manifests=name == "manifests")
             os.sync()  # the copy's pages are on disk before the clock starts, as in a real spool
             cpu_before, user_before = _cpu_of_children(), _user_cpu_of_children()
-            elapsed = sm(home, "run", "--once", "--concurrency", str(threads))
+            elapsed = sm(home, "run", "--once", "--concurrency", str(threads),
+                         env=log_env if name == "manifests" else None)
             cpu[name].append(_cpu_of_children() - cpu_before)
             user[name].append(_user_cpu_of_children() - user_before)
             rates[name].append(count / elapsed)
@@ -771,6 +775,32 @@ def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8) -
           f" sm wrote {stored:,} objects and {segments} segment(s); baseline: the copy's"
           f" manifest trigger dropped, so no entry is added, completed, sealed or written"
           f" ({counts['no manifests'][0]:,} objects, {counts['no manifests'][1]} segments))")
+
+
+def bench_log_cost(work: Path, count: int, rounds: int) -> None:
+    """The signed log's cost (SPEC 9.1: ≥ 0.95x of it off): `sm run --once -c 8` sealing every
+    500 outcomes, each seal's checkpoint signed, written, copied to a second folder and
+    time-stamped by a loopback `openssl ts` authority, against the same spool with no
+    manifests at all (an upper bound of the log's cost: sealing and writing segments are in it
+    too)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.tsa import TimeStampAuthority  # the test suite's real openssl TSA
+
+    folder = work / "tsa"
+    folder.mkdir()
+    authority = TimeStampAuthority(folder)
+    authority.start()
+    copies = work / "checkpoint-copies"
+    copies.mkdir(mode=0o700)
+    try:
+        bench_manifest_cost(work, count, rounds, log_env={
+            "SM_MANIFEST_MAX_ENTRIES": "500",
+            "SM_CHECKPOINT_COPIES": json.dumps([f"file://{copies}/"]),
+            "SM_TIMESTAMP_AUTHORITIES": json.dumps([authority.url])})
+    finally:
+        authority.stop()
+    print(f"  (signed log: {len(list(copies.rglob('*.txt')))} checkpoint copies and"
+          f" {len(list(copies.rglob('*.tsr')))} time-stamps made across the rounds)")
 
 
 def _fill_batches(home: Path, url: str, count: int, prefix: str, batch: int = 5000) -> None:
@@ -1212,6 +1242,9 @@ def main() -> None:
                         help="messages for --audit (default 100,000)")
     parser.add_argument("--manifests", action="store_true",
                         help="only the manifest cost figure (sm run with and without)")
+    parser.add_argument("--log", action="store_true",
+                        help="only the signed log's cost: sm run sealing every 500 outcomes,"
+                             " checkpoints copied and time-stamped, against no manifests")
     parser.add_argument("--senders", action="store_true",
                         help="only the sender figures: record p50/p99, record on 8 threads"
                              " (group commit) and record_many (a couple of minutes)")
@@ -1236,6 +1269,11 @@ def main() -> None:
         if args.manifests:
             _load_row()
             bench_manifest_cost(work, int(3000 * scale), rounds)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.log:
+            _load_row()
+            bench_log_cost(work, int(3000 * scale), rounds)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.cpu:
