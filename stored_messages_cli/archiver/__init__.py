@@ -14,6 +14,9 @@ The retry policy (SPEC 5) as the loop applies it:
   parks them again and expires those whose window is over once the window's probes have
   failed; an answer makes them all due at once.
 
+- unsafe: a store that fails the create-only proof (`proof.CreateOnlyProofs`, at the
+  first turn, after a reload, daily) gets nothing; its messages wait as for unreachable.
+
 Claims are shared fairly between projects; seams (`on_settled`, `on_tick`, `on_upload`) let
 manifests, heartbeats and metrics follow the loop without living in it.
 """
@@ -47,6 +50,7 @@ from ..spool import (
 )
 from ..states import ErrorClass, FinalReason, RetryClass
 from .outage import Outage
+from .proof import PROOF_EVERY, CreateOnlyProofs, Prove
 
 log = logging.getLogger("sm.archiver")
 
@@ -149,6 +153,14 @@ class Archiver:
         self.outage.set_destinations({p: t.destination for p, t in self.targets.items()})
         self.outage.adopt()
 
+    def prove_create_only(self, prove: Prove, *, every: float = PROOF_EVERY
+                          ) -> CreateOnlyProofs:
+        """Re-prove create-only writes on every store: at the first turn of the loop, after
+        `request()` (a reload) and every `every` seconds; a store that fails is `unsafe`."""
+        proofs = CreateOnlyProofs(self.outage, prove, on_expired=self._expired, every=every)
+        self.on_tick(proofs.tick)
+        return proofs
+
     # ----------------------------------------------------------------------- seams
 
     def on_settled(self, hook: Callable[[list[Settled]], None]) -> None:
@@ -191,6 +203,7 @@ class Archiver:
         pending: dict[Future[PutResult], tuple[ClaimedMessage, int]] = {}
         finished: list[Finished] = []
         last_settle = time.monotonic()
+        self._last_tick = float("-inf")  # the hooks see every run's first turn, before claims
         self.outage.adopt()
         self._housekeeping()
         with ThreadPoolExecutor(max_workers=self.concurrency,

@@ -3,8 +3,9 @@
 On each turn of the loop (`Archiver.on_tick`) the daemon looks at config.toml's stamp; when it
 changed, or after SIGHUP, the file is read again. New and changed destinations are opened and
 handed to the archiver (work in flight finishes where it started), removed ones stop being
-claimed, and the retry policy follows the settings. A file that no longer reads is reported
-and the running configuration is kept. Mediums need nothing here: the spool re-reads them.
+claimed, the retry policy follows the settings, and create-only writes are proven again.
+A file that no longer reads is reported and the running configuration is kept. Mediums need
+nothing here: the spool re-reads them.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ class Reloader:
 
     def __init__(self, state: AppState, archiver: Archiver, targets: list[ProjectTarget], *,
                  only_project: str | None, max_connections: int,
-                 on_targets: list[Any] | None = None) -> None:
+                 on_targets: list[Any] | None = None,
+                 on_reload: list[Any] | None = None) -> None:
         self.state = state
         self.archiver = archiver
         self.only_project = only_project
         self.max_connections = max_connections
         self.requested = threading.Event()  # set by SIGHUP
         self.on_targets = on_targets or []  # callables(dict[project_id, Destination])
+        self.on_reload = on_reload or []  # callables(), after every reload that took
         self.opened: list[Destination] = [t.destination for t in targets]
         self._saved = self._saved_destinations(state.settings())
         self._current = {t.project_id: t for t in targets}
@@ -93,6 +96,8 @@ class Reloader:
             for callback in self.on_targets:
                 callback({p: t.destination for p, t in targets.items()})
         self._saved = saved
+        for callback in self.on_reload:
+            callback()
         log.info("configuration reloaded: %d project(s); new or changed: %s; removed: %s",
                  len(targets), ", ".join(changed) or "none", ", ".join(removed) or "none",
                  extra={"event": "config_reloaded", "projects": sorted(targets),

@@ -12,7 +12,8 @@ import typer
 from ..archiver import RunReport
 from ..clock import to_rfc3339
 from ..ops.operations import operate
-from ..states import HealthState
+from ..setup.checks import prove_create_only
+from ..states import DOWN_HEALTH, HealthState
 from .archiving import (
     archiver_for,
     progress_for,
@@ -57,9 +58,12 @@ def run(
                                             else None)
         archiver, manifests = archiver_for(spool, targets, settings, workers=workers,
                                            stop=stop, on_outcome=on_outcome)
+        # Create-only is proven again at the first turn, after each reload and daily.
+        proofs = archiver.prove_create_only(prove_create_only)
         reloader = Reloader(state, archiver, targets, only_project=project,
                             max_connections=workers,
-                            on_targets=[manifests.destinations.update])
+                            on_targets=[manifests.destinations.update],
+                            on_reload=[proofs.request])
         reloader.requested = reload
         if not once:
             archiver.on_tick(reloader.tick)
@@ -73,13 +77,17 @@ def run(
         finally:
             manifests.close()  # the daemon stops: seal what is open, write what is sealed
             reloader.close()
-        waiting = [h.next_probe_at for h in spool.health.all().values()
-                   if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
-                   and h.next_probe_at is not None]
+        health = [h for h in spool.health.all().values() if h.project_id in project_ids]
+    waiting = [h.next_probe_at for h in health
+               if h.health in DOWN_HEALTH and h.next_probe_at is not None]
+    unsafe = sorted(h.project_id for h in health if h.health == HealthState.UNSAFE)
     _print_report(out, report, min(waiting) if waiting else None)
-    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
-    # (rate limiting alone is retried on its own and is not a failure).
-    if once and (report.failed or report.expired or report.unreachable):
+    if unsafe:
+        log.warning("the destination of project(s) %s does not honour create-only writes"
+                    " (unsafe): nothing was sent to it. Try: sm status", ", ".join(unsafe))
+    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed, or
+    # a destination is unsafe (rate limiting alone is retried on its own, not a failure).
+    if once and (report.failed or report.expired or report.unreachable or unsafe):
         raise typer.Exit(1)
 
 

@@ -9,7 +9,7 @@ import typer
 from ..clock import to_rfc3339
 from ..config import project_urls
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
-from ..states import STATES, HealthState
+from ..states import HEALTH_REASONS, STATES, HealthState
 from .common import command, duration_option, state_of
 
 
@@ -30,10 +30,13 @@ def status_document(state: Any) -> dict[str, Any]:
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
         current = known is not None and known.url == url
+        health_state = known.health if known and current else HealthState.UNKNOWN
+        reason = HEALTH_REASONS.get(health_state)  # type: ignore[call-overload]
         destinations.append({
             "project_id": project_id,
             "url": url,
-            "health": known.health if known and current else HealthState.UNKNOWN,
+            "health": health_state,
+            "reason": reason,
             "since": to_rfc3339(known.since) if known and current else None,
             "next_probe_at": to_rfc3339(known.next_probe_at) if known and current else None,
             "last_error": known.last_error if known and current else None,
@@ -80,6 +83,12 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
             found.append(("destination_unreachable",
                           f"project {d['project_id']}: {d['url']} unreachable since {d['since']}"
                           f", next probe {d['next_probe_at'] or '-'}"))
+        elif d["health"] == HealthState.UNSAFE:
+            found.append(("destination_unsafe",
+                          f"project {d['project_id']}: {d['url']} unsafe since {d['since']}"
+                          f" ({d['reason']}: it overwrote an object a create-only write must"
+                          f" leave alone; nothing is sent to it), next proof"
+                          f" {d['next_probe_at'] or '-'}"))
     for project_id in doc["projects_without_destination"]:
         found.append(("project_without_destination",
                       f"project {project_id}: messages wait for a destination; sm connect URL"
@@ -134,7 +143,7 @@ def status(
         min=0, help="How many recent rejected lines to list.")] = 5,
     check: Annotated[bool, typer.Option(
         "--check", help="Exit 1 and list the problems (no live sm run, a destination"
-        " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
+        " unreachable or unsafe, expired or failed messages, a too old backlog); 0 when healthy."
     )] = False,
     max_age: Annotated[float, typer.Option(
         "--max-age", parser=duration_option, metavar="DURATION",
@@ -167,7 +176,9 @@ def status(
     if doc["destinations"]:
         out.table("Destinations", ["project", "destination", "health", "next probe",
                                    "last error"],
-                  [[d["project_id"], d["url"], d["health"], d["next_probe_at"] or "-",
+                  [[d["project_id"], d["url"],
+                    d["health"] + (f" ({d['reason']})" if d["reason"] else ""),
+                    d["next_probe_at"] or "-",
                     d["last_error"] or ""] for d in doc["destinations"]])
     else:
         out.print("No destinations yet. Try: sm connect URL --project ID")

@@ -40,7 +40,7 @@ from ..clock import Clock
 from ..errors import SmError
 from ..retry import error_class
 from ..spool import Spool
-from ..states import STATES, FinalReason, HealthState, RetryClass, State
+from ..states import DOWN_HEALTH, STATES, FinalReason, HealthState, RetryClass, State
 
 log = logging.getLogger("sm.metrics")
 
@@ -210,16 +210,23 @@ class SpoolCollector(Collector):
 
         health = self.health()
         up = GaugeMetricFamily("sm_destination_up",
-                               "1 unless the project's destination is unreachable.",
+                               "1 unless the project's destination is unreachable or unsafe.",
                                labels=["project"])
+        states = GaugeMetricFamily("sm_destination_health",
+                                   "1 for the project's destination health state (ok,"
+                                   " rate_limited, unreachable, unsafe, unknown), else 0.",
+                                   labels=["project", "state"])
         probe = GaugeMetricFamily("sm_next_probe_timestamp_seconds",
-                                  "When an unreachable destination is probed next.",
+                                  "When an unreachable or unsafe destination is probed next.",
                                   labels=["project"])
         for project_id, (health_state, next_probe_at) in health.items():
-            up.add_metric([project_id], 0 if health_state == HealthState.UNREACHABLE else 1)
+            up.add_metric([project_id], 0 if health_state in DOWN_HEALTH else 1)
+            for state in HealthState:
+                states.add_metric([project_id, state], int(health_state == state))
             if next_probe_at is not None:
                 probe.add_metric([project_id], next_probe_at)
         yield up
+        yield states
         yield probe
 
         stored = GaugeMetricFamily("sm_last_stored_timestamp_seconds",
