@@ -11,6 +11,7 @@ import typer
 
 from ..archiver import RunReport
 from ..clock import to_rfc3339
+from ..config.last_good import remember
 from ..ops.operations import operate
 from ..setup.checks import prove_create_only
 from ..states import DOWN_HEALTH, HealthState
@@ -46,6 +47,7 @@ def run(
     state = state_of(ctx)
     out = state.output
     settings = state.settings()
+    remember(state.paths.config_file)  # the last good configuration, for senders (SPEC 9.2)
     workers = concurrency or settings.concurrency
     project_ids = state.connected_projects(
         project, none_yet="no project has a destination yet; messages wait in the spool")
@@ -63,7 +65,7 @@ def run(
         reloader = Reloader(state, archiver, targets, only_project=project,
                             max_connections=workers,
                             on_targets=[manifests.destinations.update],
-                            on_reload=[proofs.request])
+                            on_reload=[proofs.request], manifests=manifests)
         reloader.requested = reload
         if not once:
             archiver.on_tick(reloader.tick)
@@ -71,7 +73,8 @@ def run(
             with operate(spool, archiver, once=once, concurrency=workers,
                          projects={p: settings.projects[p].url for p in project_ids},
                          poll_interval=settings.poll_interval,
-                         metrics_addr=_parsed_addr(metrics_addr)) as ops, \
+                         metrics_addr=_parsed_addr(metrics_addr),
+                         config_file=state.paths.config_file) as ops, \
                     progress or nullcontext():
                 report = ops.report = archiver.run(once=once)
         finally:

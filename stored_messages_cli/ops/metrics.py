@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..clock import Clock
+from ..config.last_good import ConfigValidity
 from ..errors import SmError
 from ..retry import error_class
 from ..spool import Spool
@@ -104,8 +105,9 @@ class SpoolCollector(Collector):
     """Gauges read from the spool at scrape time (its status figures and health rows)."""
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
-                 *, clock: Clock | None = None) -> None:
+                 *, clock: Clock | None = None, config: ConfigValidity | None = None) -> None:
         self.spool_path = spool_path  # a file, or a postgresql:// URL
+        self.config = config  # whether config.toml loads (`sm_config_valid`, `/readyz`)
         self.projects = dict(projects)  # project id → destination URL this daemon uses
         self.version = version
         self.clock = clock
@@ -165,6 +167,11 @@ class SpoolCollector(Collector):
         build = GaugeMetricFamily("sm_build_info", "The running sm version.", labels=["version"])
         build.add_metric([self.version], 1)
         yield build
+        if self.config is not None:
+            yield GaugeMetricFamily(
+                "sm_config_valid", "1 while config.toml loads; 0 while it does not (senders"
+                " record with the last good configuration, sm run keeps its running one).",
+                value=0 if self.config.problem() else 1)
         try:
             yield from self._from_spool()
         except SmError as exc:
@@ -241,10 +248,11 @@ class DaemonMetrics:
     """The registry of one `sm run`: the spool's gauges plus what the archiver does."""
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
-                 liveness: Liveness | None = None) -> None:
+                 liveness: Liveness | None = None, config_file: Path | None = None) -> None:
         disable_created_metrics()  # `_created` series are noise for a daemon's counters
         self.registry = CollectorRegistry(auto_describe=True)
-        self.spool = SpoolCollector(spool_path, projects, version)
+        self.config = ConfigValidity(config_file) if config_file is not None else None
+        self.spool = SpoolCollector(spool_path, projects, version, config=self.config)
         self.registry.register(self.spool)
         self.liveness = liveness
         self.stored = Counter("sm_messages_stored", "Messages this daemon stored.",
@@ -291,7 +299,11 @@ class DaemonMetrics:
                 self.failures.labels(project_id, str(kind)).inc()
 
     def ready(self) -> tuple[bool, str]:
-        """`/readyz`: the spool answers and every destination is healthy or unknown."""
+        """`/readyz`: config.toml loads, the spool answers and every destination is healthy
+        or unknown."""
+        problem = self.config.problem() if self.config is not None else None
+        if problem:
+            return False, f"config.toml not valid: {problem}"
         if not self.spool.spool_open():
             return False, "spool not open"
         try:
