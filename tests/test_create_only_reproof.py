@@ -8,6 +8,8 @@ the bucket's real bytes are read with boto3 past the proxy.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import signal
 from collections.abc import Iterator
@@ -16,25 +18,17 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli import Spool
-from stored_messages_cli.archiver import Archiver, ProjectTarget
-from stored_messages_cli.destinations.base import DestinationOptions
-from stored_messages_cli.destinations.s3 import S3Destination
 from stored_messages_cli.setup.checks import prove_create_only
-from stored_messages_cli.states import HealthState
 from tests.support.daemon import (
     PROJECT,
     free_port,
     http_get,
     record,
     sm,
-    sms,
     start_run,
     wait_for,
 )
 from tests.support.overwriting_proxy import OverwritingProxy
-
-DAY = 86400.0
 
 
 @pytest.fixture
@@ -127,70 +121,26 @@ def test_once_exits_1_and_sends_nothing_to_an_unsafe_store(
     assert health_of(sm_home)["health"] == "unsafe"
 
 
-@pytest.fixture
-def relayed_s3(proxy: OverwritingProxy, s3_bucket: str) -> Iterator[S3Destination]:
-    destination = S3Destination(
-        f"s3://{s3_bucket}/archive/",
-        DestinationOptions(endpoint_url=proxy.url, allow_insecure_endpoint=True,
-                           region="us-east-1", max_connections=4))
-    yield destination
-    destination.close()
+BACKENDS = ["file", "s3", "gcs", "azure"]
 
 
-def test_the_proof_runs_again_every_day_and_unsafe_messages_wait_as_for_unreachable(
-        spool: Spool, clock: Any, proxy: OverwritingProxy, relayed_s3: S3Destination,
-        s3_client: Any, s3_bucket: str) -> None:
-    archiver = Archiver(spool, [ProjectTarget(PROJECT, relayed_s3)], clock=clock)
-    archiver.prove_create_only(prove_create_only)
-    spool.record_many([sms(i) for i in range(2)])
-    archiver.run(once=True)  # proven at the first turn, then archived
-    assert spool.health.get(PROJECT).health == HealthState.OK
-    assert len(bucket_bytes(s3_client, s3_bucket)) == 2
-
-    proxy.strip = True
-    spool.record_many([sms(i, "later") for i in range(2)])
-    clock.advance(DAY - 60)
-    archiver.run(once=True)  # not a day yet: no proof, and the store overwrites unseen
-    assert spool.health.get(PROJECT).health == HealthState.OK
-    spool.record_many([sms(i, "next-day") for i in range(2)])
-    clock.advance(60)
-    before = bucket_bytes(s3_client, s3_bucket)
-    proxy.puts.clear()
-    archiver.run(once=True)  # a day since the last proof: proven again, and it fails
-    health = spool.health.get(PROJECT)
-    assert health.health == HealthState.UNSAFE
-    assert not [k for k in proxy.put_keys() if "next-day" in k]
-    assert bucket_bytes(s3_client, s3_bucket) == before
-    waiting = spool.message_state(PROJECT, "next-day-0")
-    assert waiting["state"] == "retry_wait" and waiting["retry_reason"] == "unreachable"
-    first_slot = health.next_probe_at
-    assert first_slot == clock.now() + 60  # the unreachable schedule's first recovery probe
-
-    clock.advance(60)
-    archiver.run(once=True)  # the slot's proof fails again: still unsafe, next slot later
-    assert spool.health.get(PROJECT).health == HealthState.UNSAFE
-    assert spool.health.get(PROJECT).next_probe_at > first_slot + 60
-    proxy.strip = False
-    clock.set(spool.health.get(PROJECT).next_probe_at)
-    archiver.run(once=True)
-    assert spool.health.get(PROJECT).health == HealthState.OK
-    assert spool.message_state(PROJECT, "next-day-1")["state"] == "stored"
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(f"{request.param}_destination")
 
 
-def test_unsafe_messages_expire_after_the_window_like_unreachable_ones(
-        spool: Spool, clock: Any, proxy: OverwritingProxy, relayed_s3: S3Destination) -> None:
-    archiver = Archiver(spool, [ProjectTarget(PROJECT, relayed_s3)], clock=clock)
-    archiver.prove_create_only(prove_create_only)
-    spool.record_many([sms(0)])
-    proxy.strip = True
-    archiver.run(once=True)
-    assert spool.health.get(PROJECT).health == HealthState.UNSAFE
-    for _ in range(40):  # every slot of the 7-day window, each proof failing
-        slot = spool.health.get(PROJECT).next_probe_at
-        clock.set(slot)
-        archiver.run(once=True)
-        if spool.message_state(PROJECT, "m-0")["state"] == "expired":
-            break
-    state = spool.message_state(PROJECT, "m-0")
-    assert state["state"] == "expired" and state["final_reason"] == "expired_unreachable"
-    assert clock.now() >= spool.health.get(PROJECT).since + 7 * DAY
+def test_the_proof_passes_on_every_store_and_leaves_nothing_behind(backend: Any) -> None:
+    empty = prove_create_only(backend)  # nothing stored yet: a test object, then deleted
+    assert (empty.status, empty.name) == ("pass", "create_only"), empty.detail
+    assert list(backend.list(backend.prefix)) == []
+    payload = b'{"message":"archived"}'
+    body = gzip.compress(payload, mtime=0)
+    key = backend.prefix + "sms/12345/abc/unassociated/m-1.json.gz"
+    backend.put(key, body, hashlib.sha256(payload).hexdigest())
+    again = prove_create_only(backend, key)  # its own bytes again, under the condition
+    assert again.status == "pass", again.detail
+    assert [o.key for o in backend.list(backend.prefix)] == [key]
+    assert backend.get(key).body == body
+    missing = prove_create_only(backend, backend.prefix + "gone.json.gz")
+    assert missing.status == "pass"  # an object no longer there: the test object instead
+    assert [o.key for o in backend.list(backend.prefix)] == [key]
