@@ -14,6 +14,9 @@ starts, after each reload, and every `every` seconds (a day by default), once pe
   next slot; another one keeps archiving (its uploads find out whether it answers) and the
   proof is tried again on the probe schedule.
 
+While a store is `unreachable` no proof goes out (one request per slot goes to a down store:
+the probe); a proof that fell due meanwhile runs at the first turn after it answers again.
+
 The proof itself is a callable (`setup.checks.prove_create_only` in the daemon) that gets
 the destination and the key of an object sm stored there lately, if any.
 """
@@ -65,6 +68,10 @@ class CreateOnlyProofs:
         """An unsafe store's proof is due at its probe slot (another process may have moved
         it); any other store's at the time this object set."""
         health = self.outage.spool.health.get(members[0])
+        if health is not None and health.health == HealthState.UNREACHABLE:
+            # One request per slot goes to a down store (its probe): the proof waits, due,
+            # for the turn after the store answers again.
+            return float("inf")
         if health is not None and health.health == HealthState.UNSAFE:
             slot = health.next_probe_at
             if slot is None or slot > now + self.outage.policy.longest_wait:

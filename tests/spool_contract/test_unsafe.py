@@ -14,10 +14,12 @@ import pytest
 from stored_messages_cli.archiver import Archiver, ProjectTarget
 from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.destinations.s3 import S3Destination
+from stored_messages_cli.retry import RetryPolicy
 from stored_messages_cli.setup.checks import prove_create_only
 from stored_messages_cli.spool import Spool
 from stored_messages_cli.states import HealthState
 from tests.support.daemon import PROJECT, sms
+from tests.support.fixtures.faults import ACCESS_DENIED, PASS
 from tests.support.overwriting_proxy import OverwritingProxy
 
 DAY = 86400.0
@@ -104,3 +106,28 @@ def test_unsafe_messages_expire_after_the_window_like_unreachable_ones(
     state = spool.message_state(PROJECT, "m-0")
     assert state["state"] == "expired" and state["final_reason"] == "expired_unreachable"
     assert clock.now() >= spool.health.get(PROJECT).since + 7 * DAY
+
+
+def test_a_down_store_gets_only_its_probe_and_is_proven_once_it_answers(
+        spool: Spool, clock: Any, faults: Any, proxied_s3: Any) -> None:
+    archiver = Archiver(spool, [ProjectTarget(PROJECT, proxied_s3())], clock=clock,
+                        policy=RetryPolicy(recovery_probes=()))
+    archiver.prove_create_only(prove_create_only)
+    spool.record_many([sms(0)])
+    faults.mode = ACCESS_DENIED
+    archiver.run(once=True)  # the proof gets no answer; the upload marks the store down
+    health = spool.health.get(PROJECT)
+    assert health.health == HealthState.UNREACHABLE
+    clock.set(health.next_probe_at)
+    before = faults.count()
+    archiver.run(once=True)
+    assert faults.count() - before == 1  # the slot's one probe, no proof beside it
+    faults.mode = PASS
+    clock.set(spool.health.get(PROJECT).next_probe_at)
+    puts = faults.count("PUT", path_contains="/m-0.json.gz")
+    archiver.run(once=True)
+    assert spool.message_state(PROJECT, "m-0")["state"] == "stored"
+    assert spool.health.get(PROJECT).health == HealthState.OK
+    # the store answered: the proof it still owed followed, rewriting the object just stored
+    # under the condition (refused), so the key saw the probe's upload and the proof's write
+    assert faults.count("PUT", path_contains="/m-0.json.gz") - puts == 2
