@@ -145,6 +145,10 @@ class Outage:
         """The probe never reached the destination (e.g. the spool's copy was corrupt)."""
         self.spool.health.release_probe(project_id)
 
+    def store_of(self, project_id: str) -> StoreIdentity | None:
+        """The store of a project's destination (None for a project not archived here)."""
+        return self._store.get(project_id)
+
     def stores(self) -> dict[StoreIdentity, list[str]]:
         """Each store in use, with the projects whose destination it is."""
         return {identity: list(members) for identity, members in self._sharing.items()}
