@@ -137,6 +137,18 @@ def test_a_broken_config_shows_everywhere_and_stops_no_sender(tmp_path: Path) ->
         daemon.wait(timeout=30)
 
 
+def events(log: Path, name: str) -> list[dict[str, object]]:
+    """The JSON log lines of one event written so far (a line still being written is not)."""
+    found = []
+    for line in log.read_text().splitlines():
+        if f'"{name}"' in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return [f for f in found if f.get("event") == name]
+
+
 def test_a_reload_applies_what_it_can_and_names_what_needs_a_restart(tmp_path: Path) -> None:
     home, archive = tmp_path / "home", tmp_path / "archive"
     prepare_home(home, archive, 0)
@@ -145,15 +157,16 @@ def test_a_reload_applies_what_it_can_and_names_what_needs_a_restart(tmp_path: P
     try:
         wait_for(lambda: "daemon_started" in log.read_text(), what="the start")
         config = home / "config.toml"
-        config.write_text('manifest_max_age = "1m"\nconcurrency = 3\n' + config.read_text())
+        edited = home / "config.toml.new"  # written whole, then renamed, as an editor does
+        edited.write_text('manifest_max_age = "1m"\nconcurrency = 3\n' + config.read_text())
+        edited.replace(config)
         daemon.send_signal(signal.SIGHUP)
-        reloaded = wait_for(lambda: [json.loads(line) for line in log.read_text().splitlines()
-                                     if '"config_reloaded"' in line], what="the reload")
-        assert reloaded[-1]["settings_applied"] == ["manifest_max_age"]
-        assert reloaded[-1]["needs_restart"] == ["concurrency"]
-        warned = [json.loads(line) for line in log.read_text().splitlines()
-                  if '"config_needs_restart"' in line]
-        assert warned and "concurrency" in warned[-1]["message"]
+        reloaded = wait_for(lambda: [line for line in events(log, "config_reloaded")
+                                     if line["settings_applied"]], what="the reload")
+        assert reloaded[0]["settings_applied"] == ["manifest_max_age"]
+        assert reloaded[0]["needs_restart"] == ["concurrency"]
+        warned = wait_for(lambda: events(log, "config_needs_restart"), what="the warning")
+        assert "concurrency" in warned[0]["message"]
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
