@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,23 @@ def test_the_proof_passes_on_every_store_and_leaves_nothing_behind(backend: Any)
     missing = prove_create_only(backend, backend.prefix + "gone.json.gz")
     assert missing.status == "pass"  # an object no longer there: the test object instead
     assert [o.key for o in backend.list(backend.prefix)] == [key]
+
+
+def test_replay_sends_nothing_to_an_unsafe_store_and_does_not_wait_for_it(
+        sm_home: Path, cli: Any, s3_client: Any, s3_bucket: str,
+        proxy: OverwritingProxy) -> None:
+    connected = cli("connect", f"s3://{s3_bucket}/archive/", "--project", PROJECT,
+                    "--endpoint-url", proxy.url, "--allow-insecure-endpoint")
+    assert connected.exit_code == 0, connected.output
+    record(sm_home, 2)
+    proxy.strip = True
+    assert sm(sm_home, "run", "--once").returncode == 1  # unsafe: its messages wait
+    proxy.puts.clear()
+    started = time.monotonic()
+    replayed = sm(sm_home, "--json", "replay")  # follows for up to 60 s what it made due
+    assert time.monotonic() - started < 30
+    assert replayed.returncode == 1
+    document = json.loads(replayed.stdout)
+    assert document["stored"] == 0 and document["still_failing"] == 2
+    assert proxy.put_keys() == []
+    assert bucket_bytes(s3_client, s3_bucket) == {}

@@ -70,6 +70,7 @@ class Outage:
         self._parked_until: dict[str, float] = {}
         self._rate_limit_logged: dict[str, float] = {}
         self._next_expiry: dict[str, float] = {}
+        self._unsafe_held: dict[str, float] = {}  # the slot each unsafe project was held for
 
     def set_destinations(self, destinations: dict[str, _Target]) -> None:
         """The projects' destinations (again, after a reload): which share a store."""
@@ -108,7 +109,15 @@ class Outage:
         self._known[project_id] = health.health if health else None
         if health is not None and health.health == HealthState.UNSAFE:
             # Nothing goes to a store that overwrites: only a passing proof lets it have more.
-            self._parked_until[project_id] = health.next_probe_at or now
+            # What another process made due (`sm replay`) waits behind the slot again, once;
+            # past the slot (its proof is overdue or under way), behind the next one.
+            slot = health.next_probe_at
+            if slot is None or slot <= now:
+                slot = self.policy.next_probe(now, health.since or now)
+            self._parked_until[project_id] = slot
+            if self._unsafe_held.get(project_id) != slot:
+                self.spool.health.hold(project_id, slot)
+                self._unsafe_held[project_id] = slot
             self._expire_between_slots(project_id, on_expired)
             return 0, False
         if health is None or health.health != HealthState.UNREACHABLE:
