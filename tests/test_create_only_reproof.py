@@ -165,3 +165,23 @@ def test_replay_sends_nothing_to_an_unsafe_store_and_does_not_wait_for_it(
     assert document["stored"] == 0 and document["still_failing"] == 2
     assert proxy.put_keys() == []
     assert bucket_bytes(s3_client, s3_bucket) == {}
+
+
+def test_replay_beside_the_daemon_has_the_store_proven_again_at_once(
+        sm_home: Path, tmp_path: Path, cli: Any, s3_client: Any, s3_bucket: str,
+        proxy: OverwritingProxy) -> None:
+    connected = cli("connect", f"s3://{s3_bucket}/archive/", "--project", PROJECT,
+                    "--endpoint-url", proxy.url, "--allow-insecure-endpoint")
+    assert connected.exit_code == 0, connected.output
+    record(sm_home, 2)
+    proxy.strip = True
+    daemon = start_run(sm_home, tmp_path / "run.log")
+    try:
+        wait_for(lambda: health_of(sm_home)["health"] == "unsafe", what="unsafe")
+        proxy.strip = False  # fixed; the operator replays instead of reloading
+        assert sm(sm_home, "replay", "--wait", "0").returncode == 1  # nothing sent by replay
+        wait_for(lambda: health_of(sm_home)["health"] == "ok", what="the proof to pass")
+        wait_for(lambda: len(bucket_bytes(s3_client, s3_bucket)) == 2, what="the uploads")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
