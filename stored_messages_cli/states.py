@@ -61,12 +61,31 @@ class FinalReason(StrEnum):
 
 
 class HealthState(StrEnum):
-    """What the archiver last learnt about a destination (`sm status`)."""
+    """What the archiver last learnt about a destination (`sm status`).
+
+    `unsafe`: the store failed the create-only proof (it overwrote an object a conditional
+    write should have left alone); its messages wait as for `unreachable` (SPEC 9.2).
+    """
 
     OK = "ok"
     UNREACHABLE = "unreachable"
     RATE_LIMITED = "rate_limited"
+    UNSAFE = "unsafe"
     UNKNOWN = "unknown"
+
+
+# Health states in which a destination is sent nothing: its messages wait behind a probe slot.
+DOWN_HEALTH: frozenset[HealthState] = frozenset({HealthState.UNREACHABLE, HealthState.UNSAFE})
+
+
+class HealthReason(StrEnum):
+    """Why a destination is in a health state no upload may cross (`sm status --json`)."""
+
+    CREATE_ONLY_NOT_HONOURED = "create_only_not_honoured"
+
+
+HEALTH_REASONS: dict[HealthState, HealthReason] = {
+    HealthState.UNSAFE: HealthReason.CREATE_ONLY_NOT_HONOURED}
 
 
 class IngestOutcome(StrEnum):

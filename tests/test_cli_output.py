@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from stored_messages_cli import Spool
 from stored_messages_cli.cli.common import Output
 from tests.support.fixtures.core import jsonl
 
@@ -73,15 +74,18 @@ def test_quiet_silences_the_summary_but_not_the_rejections(cli, make_message) ->
 
 
 def test_status_reports_a_broken_config_in_one_line(cli, sm_home: Path) -> None:
+    # SPEC 9.2: status still answers (senders go on recording), naming the problem once.
     sm_home.mkdir(parents=True, exist_ok=True)
     (sm_home / "config.toml").write_text('retry_intervall = "8h"\n')
+    Spool.open(home=sm_home).close()
     result = cli("status")
-    assert result.exit_code == 1
-    assert result.stderr.splitlines()[0].endswith(
-        "unknown setting 'retry_intervall' (did you mean 'retry_interval'?)")
-    assert len(result.stderr.splitlines()) == 2  # Error: … and Try: …
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0].startswith("Warning: config.toml is not valid:")
+    assert "unknown setting 'retry_intervall' (did you mean 'retry_interval'?)" in \
+        result.stderr.splitlines()[0]
     (sm_home / "config.toml").write_text('[projects."1"]\nurl = "file:///a/"\nmedium = ["x"]\n')
-    assert "unknown key in [projects.\"1\"] 'medium'" in cli("status", "--json").stderr
+    document = json.loads(cli("status", "--json").stdout)
+    assert "unknown key in [projects.\"1\"] 'medium'" in document["config"]["problem"]
 
 
 def test_status_knows_every_setting_name_without_pydantic_settings() -> None:

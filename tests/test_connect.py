@@ -151,9 +151,11 @@ def test_every_request_carries_the_expected_owner(cli, s3_client, moto_endpoint,
                    if "/archive/" in r.path and "/_sm/manifests/" not in r.path
                    and "/_sm/checkpoints/" not in r.path]
     # connect writes a test object and tries a second create-only write to it (refused: the
-    # create_only check); then the three messages; verify writes no test object (sm run
-    # stored messages within a day) and only tries a refused create-only rewrite of one
-    assert len(object_puts) == 6
+    # create_only check); sm run proves create-only alike before its first upload (nothing
+    # stored yet: a test object and a refused rewrite); then the three messages; verify
+    # writes no test object (sm run stored messages within a day) and only tries a refused
+    # create-only rewrite of one
+    assert len(object_puts) == 8
     seen = proxy.seen(bucket)
     assert {r.method for r in seen} == {"HEAD", "PUT", "GET", "DELETE"}
     # every request but CreateBucket (whose API has no owner condition) carries it

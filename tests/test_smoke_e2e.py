@@ -79,5 +79,5 @@ def test_connect_ingest_run_on_s3_gives_the_exact_object(
     status = json.loads(cli("--json", "status").stdout)
     assert status["counts"]["stored"] == 3
     assert status["destinations"] == [{
-        "project_id": "12345", "url": url, "health": "ok",
+        "project_id": "12345", "url": url, "health": "ok", "reason": None,
         "since": status["destinations"][0]["since"], "next_probe_at": None, "last_error": None}]

@@ -87,7 +87,7 @@ def test_recorded_health_of_the_current_destination_is_shown(cli, sm_home, tmp_p
         spool.health.set("999", "s3://old-bucket/", "rate_limited")  # not connected any more
     doc = status(cli)
     assert doc["destinations"] == [{
-        "project_id": "12345", "url": url, "health": "unreachable",
+        "project_id": "12345", "url": url, "health": "unreachable", "reason": None,
         "since": doc["destinations"][0]["since"], "next_probe_at": "2027-01-15T16:00:00Z",
         "last_error": "ConnectionRefused"}]
     assert RFC3339.fullmatch(doc["destinations"][0]["since"])

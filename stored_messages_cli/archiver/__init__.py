@@ -14,6 +14,9 @@ The retry policy (SPEC 5) as the loop applies it:
   parks them again and expires those whose window is over once the window's probes have
   failed; an answer makes them all due at once.
 
+- unsafe: a store that fails the create-only proof (`proof.CreateOnlyProofs`, at the
+  first turn, after a reload, daily) gets nothing; its messages wait as for unreachable.
+
 Claims are shared fairly between projects; seams (`on_settled`, `on_tick`, `on_upload`) let
 manifests, heartbeats and metrics follow the loop without living in it.
 """
@@ -47,6 +50,7 @@ from ..spool import (
 )
 from ..states import ErrorClass, FinalReason, RetryClass
 from .outage import Outage
+from .proof import PROOF_EVERY, CreateOnlyProofs, Prove
 
 log = logging.getLogger("sm.archiver")
 
@@ -56,6 +60,7 @@ CLEAN_RESPONSES_TO_GROW = 20
 CLAIM_AT_LEAST = 64  # rows per claim when that many are due (one transaction for many)
 DISK_FULL_WAIT = 10  # seconds between tries while the spool's disk is full
 TICK_EVERY = 0.5  # seconds between `on_tick` calls while the loop turns
+PROOF_WAIT = 0.02  # seconds `--once` waits between looks at a create-only proof that runs
 
 
 @dataclass
@@ -134,6 +139,7 @@ class Archiver:
         self._rotation = -1  # which project claims first; moves on every claim
         self._retired: dict[str, ProjectTarget] = {}  # replaced targets, for claimed work
         self._moved: set[str] = set()  # projects whose claimed, unsent work goes back
+        self._proofs: CreateOnlyProofs | None = None  # see `prove_create_only`
 
     def set_targets(self, targets: Iterable[ProjectTarget]) -> None:
         """Archive to these projects' destinations from now on (a reloaded configuration).
@@ -148,6 +154,16 @@ class Archiver:
         self.targets = new
         self.outage.set_destinations({p: t.destination for p, t in self.targets.items()})
         self.outage.adopt()
+
+    def prove_create_only(self, prove: Prove, *, every: float = PROOF_EVERY
+                          ) -> CreateOnlyProofs:
+        """Re-prove create-only writes on every store: at the first turn of the loop, after
+        `request()` (a reload) and every `every` seconds; a store that fails is `unsafe`."""
+        proofs = CreateOnlyProofs(self.outage, prove, on_expired=self._expired,
+                                  stop=self.stop, every=every)
+        self.on_tick(proofs.tick)
+        self._proofs = proofs
+        return proofs
 
     # ----------------------------------------------------------------------- seams
 
@@ -191,6 +207,7 @@ class Archiver:
         pending: dict[Future[PutResult], tuple[ClaimedMessage, int]] = {}
         finished: list[Finished] = []
         last_settle = time.monotonic()
+        self._last_tick = float("-inf")  # the hooks see every run's first turn, before claims
         self.outage.adopt()
         self._housekeeping()
         with ThreadPoolExecutor(max_workers=self.concurrency,
@@ -229,8 +246,12 @@ class Archiver:
                         if not pending and not backlog and not self.stop.is_set():
                             continue  # a probe that worked made its destination's messages due
                     if not pending and not backlog:
-                        if once or self.stop.is_set():
+                        if self.stop.is_set() or (once and not (
+                                self._proofs is not None and self._proofs.pending())):
                             break
+                        if once:  # a create-only proof holds a store's messages: wait for it
+                            self.stop.wait(PROOF_WAIT)
+                            continue
                         self.stop.wait(self.poll_interval)
                         if not self.stop.is_set():
                             self._housekeeping()
@@ -244,6 +265,8 @@ class Archiver:
         if finished:
             self._settle(finished)
         self._tick(force=True)
+        if once and self._proofs is not None:
+            self._proofs.finish()  # a proof the pass started ends with it
         return self.report
 
     def _housekeeping(self) -> None:
@@ -295,6 +318,8 @@ class Archiver:
     def _claim_project(self, project_id: str, room: int, due_by: float | None,
                        max_row_id: int | None, row_ids: Collection[int] | None
                        ) -> list[ClaimedMessage]:
+        if self._proofs is not None and self._proofs.holding(project_id):
+            return []  # no upload before the store's create-only verdict
         limit, probe = self.outage.claim_limit(project_id, room, self._expired)
         if limit <= 0:
             return []

@@ -1,7 +1,9 @@
 """The destination-outage machine: one object owns what the archiver knows about each destination.
 
 States per project's destination: unknown → `ok` ⇄ `rate_limited`, and → `unreachable`
-(with a next probe slot) from any of them. While unreachable:
+(with a next probe slot) from any of them; → `unsafe` from any of them when the store fails the
+create-only proof (`proof.CreateOnlyProofs`), and back to `ok` only when a proof passes.
+While unreachable (and alike while unsafe, where the probe is the proof, not a message):
 
 - every waiting message of the project is held behind the next slot (`spool.health.hold`);
 - at the slot one message goes out as the probe (credentials re-resolved first);
@@ -68,6 +70,7 @@ class Outage:
         self._parked_until: dict[str, float] = {}
         self._rate_limit_logged: dict[str, float] = {}
         self._next_expiry: dict[str, float] = {}
+        self._unsafe_held: dict[str, float] = {}  # the slot each unsafe project was held for
 
     def set_destinations(self, destinations: dict[str, _Target]) -> None:
         """The projects' destinations (again, after a reload): which share a store."""
@@ -104,6 +107,19 @@ class Outage:
         now = self.clock.now()
         health = self.spool.health.get(project_id)
         self._known[project_id] = health.health if health else None
+        if health is not None and health.health == HealthState.UNSAFE:
+            # Nothing goes to a store that overwrites: only a passing proof lets it have more.
+            # What another process made due (`sm replay`) waits behind the slot again, once;
+            # past the slot (its proof is overdue or under way), behind the next one.
+            slot = health.next_probe_at
+            if slot is None or slot <= now:
+                slot = self.policy.next_probe(now, health.since or now)
+            self._parked_until[project_id] = slot
+            if self._unsafe_held.get(project_id) != slot:
+                self.spool.health.hold(project_id, slot)
+                self._unsafe_held[project_id] = slot
+            self._expire_between_slots(project_id, on_expired)
+            return 0, False
         if health is None or health.health != HealthState.UNREACHABLE:
             self._parked_until.pop(project_id, None)
             return limit, False
@@ -138,6 +154,14 @@ class Outage:
         """The probe never reached the destination (e.g. the spool's copy was corrupt)."""
         self.spool.health.release_probe(project_id)
 
+    def store_of(self, project_id: str) -> StoreIdentity | None:
+        """The store of a project's destination (None for a project not archived here)."""
+        return self._store.get(project_id)
+
+    def stores(self) -> dict[StoreIdentity, list[str]]:
+        """Each store in use, with the projects whose destination it is."""
+        return {identity: list(members) for identity, members in self._sharing.items()}
+
     def sharing(self, project_id: str) -> list[str]:
         """The projects whose destination is the same store as this one's (itself included)."""
         return self._sharing[self._store[project_id]]
@@ -159,6 +183,8 @@ class Outage:
         """The destination answered cleanly: mark it healthy when it is, wake what waits."""
         streak = self._clean[project_id] = self._clean.get(project_id, 0) + 1
         known = self._known.get(project_id)
+        if known == HealthState.UNSAFE:
+            return  # an upload that was out when the proof failed: only a proof clears it
         if known == HealthState.OK or (known == HealthState.RATE_LIMITED
                                        and streak < CLEAN_RESPONSES_TO_CLEAR_THROTTLING):
             return
@@ -180,7 +206,7 @@ class Outage:
         """The destination is rate limiting: record it (it is reachable: wake what waits)."""
         self._clean[project_id] = 0
         known = self._known.get(project_id)
-        if known == HealthState.RATE_LIMITED:
+        if known in (HealthState.RATE_LIMITED, HealthState.UNSAFE):
             return
         url = self.destinations[project_id].url
         self.spool.health.set(project_id, url, HealthState.RATE_LIMITED, last_error=detail)
@@ -202,6 +228,12 @@ class Outage:
         behind the next probe slot. Returns the slot (the failed message's next attempt)."""
         now = self.clock.now()
         health = self.spool.health.get(project_id)
+        if health is not None and health.health == HealthState.UNSAFE:
+            # An upload that was out when the proof failed: it waits for the proof's slot.
+            slot = health.next_probe_at or self.policy.next_probe(now, now)
+            self._known[project_id] = HealthState.UNSAFE
+            self._parked_until[project_id] = slot
+            return slot
         was_down = health is not None and health.health == HealthState.UNREACHABLE
         self._clean[project_id] = 0
         if was_down and health is not None and health.next_probe_at is not None \
@@ -234,12 +266,53 @@ class Outage:
         self._next_expiry.pop(project_id, None)
         return slot
 
-    def _mark_down(self, project_id: str, slot: float, detail: str, down_since: float) -> None:
+    # ----------------------------------------------------------------------- create-only proof
+
+    def unsafe(self, project_id: str, detail: str) -> float:
+        """The store failed (or, already unsafe, could not pass) the create-only proof: mark
+        it `unsafe` for every project on it, hold their messages behind the next slot (the
+        unreachable schedule: recovery probes, then every interval) and expire those whose
+        window is over. Returns the slot, when the proof runs again."""
+        now = self.clock.now()
+        health = self.spool.health.get(project_id)
+        was_unsafe = health is not None and health.health == HealthState.UNSAFE
+        down_since = health.since if was_unsafe and health is not None and \
+            health.since is not None else now
+        slot = self.policy.next_probe(now, down_since)
+        for member in self.sharing(project_id):
+            self._mark_down(member, slot, detail, down_since, HealthState.UNSAFE)
+        url = self.destinations[project_id].url
+        log.error("destination %s of project(s) %s is unsafe: %s; nothing is sent to it, its"
+                  " messages wait, next create-only proof at %s", url,
+                  ", ".join(self.sharing(project_id)), detail, to_rfc3339(slot),
+                  extra={"event": "destination_unsafe", "destination": url,
+                         "project_id": project_id, "reason": "create_only_not_honoured",
+                         "error": detail, "next_probe_at": to_rfc3339(slot)})
+        return slot
+
+    def create_only_proven(self, project_id: str) -> None:
+        """The store passed the create-only proof: an unsafe one is `ok` again, and every
+        message waiting on it is due."""
+        for member in self.sharing(project_id):
+            health = self.spool.health.get(member)
+            if health is None or health.health != HealthState.UNSAFE:
+                continue
+            url = self.destinations[member].url
+            self.spool.health.set(member, url, HealthState.OK)
+            self._known[member] = HealthState.OK
+            self._wake(member)
+            log.info("destination %s of project %s honours create-only writes again; its"
+                     " messages are due", url, member,
+                     extra={"event": "destination_safe", "destination": url,
+                            "project_id": member})
+
+    def _mark_down(self, project_id: str, slot: float, detail: str, down_since: float,
+                   state: HealthState = HealthState.UNREACHABLE) -> None:
         self.spool.health.set(project_id, self.destinations[project_id].url,
-                              HealthState.UNREACHABLE, next_probe_at=slot, last_error=detail,
+                              state, next_probe_at=slot, last_error=detail,
                               failed_probe=True, since=down_since)
         self.spool.health.hold(project_id, slot)
-        self._known[project_id] = HealthState.UNREACHABLE
+        self._known[project_id] = state
         self._parked_until[project_id] = slot
         self._next_expiry.pop(project_id, None)
 

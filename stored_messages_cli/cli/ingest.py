@@ -134,7 +134,7 @@ def ingest(
                 _refuse_compressed(name, fh.read(16))
     total = IngestReport()
     line_count = messages = events = 0
-    limit = state.settings().max_payload_bytes
+    limit = _intake_settings(state).max_payload_bytes
     with state.open_spool(create=True) as spool:
         for name in sources:
             label = "stdin" if name == "-" else name
@@ -179,6 +179,18 @@ def ingest(
         out.summary(ingest_summary(line_count, messages, events, total))
     if total.rejected:
         raise typer.Exit(1)
+
+
+def _intake_settings(state: Any) -> Any:
+    """The settings ingest runs on: config.toml's, or while it does not load the last good
+    ones (a warning names the problem): a broken file never stops a sender (SPEC 9.2)."""
+    from ..config.last_good import intake_settings  # pydantic: read with the file
+
+    found = intake_settings(state.paths.config_file)
+    if found.problem is not None:
+        state.output.warn(f"config.toml is not valid ({found.problem}); recording with"
+                          f" {found.source}. Try: fix it (sm status shows it until then)")
+    return found.settings
 
 
 def register(app: typer.Typer) -> None:

@@ -11,8 +11,10 @@ import typer
 
 from ..archiver import RunReport
 from ..clock import to_rfc3339
+from ..config.last_good import remember
 from ..ops.operations import operate
-from ..states import HealthState
+from ..setup.checks import prove_create_only
+from ..states import DOWN_HEALTH, HealthState
 from .archiving import (
     archiver_for,
     progress_for,
@@ -45,6 +47,7 @@ def run(
     state = state_of(ctx)
     out = state.output
     settings = state.settings()
+    remember(state.paths.config_file)  # the last good configuration, for senders (SPEC 9.2)
     workers = concurrency or settings.concurrency
     project_ids = state.connected_projects(
         project, none_yet="no project has a destination yet; messages wait in the spool")
@@ -57,9 +60,12 @@ def run(
                                             else None)
         archiver, manifests = archiver_for(spool, targets, settings, workers=workers,
                                            stop=stop, on_outcome=on_outcome, home=state.home)
+        # Create-only is proven again at the first turn, after each reload and daily.
+        proofs = archiver.prove_create_only(prove_create_only)
         reloader = Reloader(state, archiver, targets, only_project=project,
                             max_connections=workers,
-                            on_targets=[manifests.destinations.update])
+                            on_targets=[manifests.destinations.update],
+                            on_reload=[proofs.request], manifests=manifests)
         reloader.requested = reload
         if not once:
             archiver.on_tick(reloader.tick)
@@ -67,19 +73,24 @@ def run(
             with operate(spool, archiver, once=once, concurrency=workers,
                          projects={p: settings.projects[p].url for p in project_ids},
                          poll_interval=settings.poll_interval,
-                         metrics_addr=_parsed_addr(metrics_addr)) as ops, \
+                         metrics_addr=_parsed_addr(metrics_addr),
+                         config_file=state.paths.config_file) as ops, \
                     progress or nullcontext():
                 report = ops.report = archiver.run(once=once)
         finally:
             manifests.close()  # the daemon stops: seal what is open, write what is sealed
             reloader.close()
-        waiting = [h.next_probe_at for h in spool.health.all().values()
-                   if h.project_id in project_ids and h.health == HealthState.UNREACHABLE
-                   and h.next_probe_at is not None]
+        health = [h for h in spool.health.all().values() if h.project_id in project_ids]
+    waiting = [h.next_probe_at for h in health
+               if h.health in DOWN_HEALTH and h.next_probe_at is not None]
+    unsafe = sorted(h.project_id for h in health if h.health == HealthState.UNSAFE)
     _print_report(out, report, min(waiting) if waiting else None)
-    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed
-    # (rate limiting alone is retried on its own and is not a failure).
-    if once and (report.failed or report.expired or report.unreachable):
+    if unsafe:
+        log.warning("the destination of project(s) %s does not honour create-only writes"
+                    " (unsafe): nothing was sent to it. Try: sm status", ", ".join(unsafe))
+    # For monitoring: 1 when a message of this pass ended unreachable, expired or failed, or
+    # a destination is unsafe (rate limiting alone is retried on its own, not a failure).
+    if once and (report.failed or report.expired or report.unreachable or unsafe):
         raise typer.Exit(1)
 
 

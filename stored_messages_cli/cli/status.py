@@ -8,15 +8,30 @@ import typer
 
 from ..clock import to_rfc3339
 from ..config import project_urls
+from ..config.last_good import last_good_path
+from ..errors import ConfigError
 from ..spool.anchors import BEHIND_AFTER, FAILING_WRITE_ATTEMPTS
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
-from ..states import STATES, HealthState
+from ..states import HEALTH_REASONS, STATES, HealthState
 from .common import command, duration_option, state_of
+
+
+def _projects(config_file: Any) -> tuple[str | None, dict[str, str]]:
+    """config.toml's problem (None when it is valid) and each project's destination URL;
+    while config.toml is not valid, those of its last good copy (what senders use)."""
+    try:
+        return None, project_urls(config_file)
+    except ConfigError as exc:
+        problem = str(exc)
+    try:
+        return problem, project_urls(last_good_path(config_file))
+    except ConfigError:
+        return problem, {}
 
 
 def status_document(state: Any) -> dict[str, Any]:
     """The `sm status --json` document (SPEC 6)."""
-    projects = project_urls(state.paths.config_file)
+    config_problem, projects = _projects(state.paths.config_file)
     with state.open_spool() as spool:
         summary = spool.report.status()
         health = spool.health.all()
@@ -32,10 +47,13 @@ def status_document(state: Any) -> dict[str, Any]:
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
         current = known is not None and known.url == url
+        health_state = known.health if known and current else HealthState.UNKNOWN
+        reason = HEALTH_REASONS.get(health_state)
         destinations.append({
             "project_id": project_id,
             "url": url,
-            "health": known.health if known and current else HealthState.UNKNOWN,
+            "health": health_state,
+            "reason": reason,
             "since": to_rfc3339(known.since) if known and current else None,
             "next_probe_at": to_rfc3339(known.next_probe_at) if known and current else None,
             "last_error": known.last_error if known and current else None,
@@ -44,6 +62,7 @@ def status_document(state: Any) -> dict[str, Any]:
     held_by_dead = sum(count for owner, count in held.items()
                        if owner and not lease_owner_alive(owner, running))
     return {
+        "config": {"valid": config_problem is None, "problem": config_problem},
         "counts": summary["counts"],
         "retry_reasons": summary["retry_reasons"],
         "final_reasons": final_reasons,
@@ -71,6 +90,10 @@ def status_document(state: Any) -> dict[str, Any]:
 def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]]:
     """What `sm status --check` reports: (kind, one line) for each problem, none when healthy."""
     found: list[tuple[str, str]] = []
+    if not doc["config"]["valid"]:
+        found.append(("config_invalid", f"{doc['config']['problem']}; senders record with the"
+                      " last good configuration and sm run keeps its running one until it is"
+                      " fixed"))
     if not any(d["alive"] for d in doc["daemons"]):
         dead = [d for d in doc["daemons"] if not d["alive"]]
         held = doc["in_flight_held_by_dead_daemon"]
@@ -83,6 +106,12 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
             found.append(("destination_unreachable",
                           f"project {d['project_id']}: {d['url']} unreachable since {d['since']}"
                           f", next probe {d['next_probe_at'] or '-'}"))
+        elif d["health"] == HealthState.UNSAFE:
+            found.append(("destination_unsafe",
+                          f"project {d['project_id']}: {d['url']} unsafe since {d['since']}"
+                          f" ({d['reason']}: it overwrote an object a create-only write must"
+                          f" leave alone; nothing is sent to it), next proof"
+                          f" {d['next_probe_at'] or '-'}"))
     for project_id in doc["projects_without_destination"]:
         found.append(("project_without_destination",
                       f"project {project_id}: messages wait for a destination; sm connect URL"
@@ -137,8 +166,9 @@ def status(
     rejections: Annotated[int, typer.Option(
         min=0, help="How many recent rejected lines to list.")] = 5,
     check: Annotated[bool, typer.Option(
-        "--check", help="Exit 1 and list the problems (no live sm run, a destination"
-        " unreachable, expired or failed messages, a too old backlog); 0 when healthy."
+        "--check", help="Exit 1 and list the problems (config.toml not valid, no live sm"
+        " run, a destination unreachable or unsafe, expired or failed messages, a too old"
+        " backlog); 0 when healthy."
     )] = False,
     max_age: Annotated[float, typer.Option(
         "--max-age", parser=duration_option, metavar="DURATION",
@@ -158,6 +188,9 @@ def status(
     if out.json_mode:
         out.emit_json(doc)
         return
+    if not doc["config"]["valid"]:
+        out.warn(f"config.toml is not valid: {doc['config']['problem']} (senders record with"
+                 " the last good configuration; sm run keeps its running one)")
     counts = doc["counts"]
     out.table("Messages", ["state", "count"], [[s, counts[s]] for s in STATES])
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(doc["retry_reasons"].items()) if k)
@@ -171,7 +204,9 @@ def status(
     if doc["destinations"]:
         out.table("Destinations", ["project", "destination", "health", "next probe",
                                    "last error"],
-                  [[d["project_id"], d["url"], d["health"], d["next_probe_at"] or "-",
+                  [[d["project_id"], d["url"],
+                    d["health"] + (f" ({d['reason']})" if d["reason"] else ""),
+                    d["next_probe_at"] or "-",
                     d["last_error"] or ""] for d in doc["destinations"]])
     else:
         out.print("No destinations yet. Try: sm connect URL --project ID")

@@ -96,7 +96,8 @@ class SpoolLocation:
 def spool_location(paths: Paths, explicit: str | os.PathLike[str] | None = None
                    ) -> SpoolLocation:
     """The spool to open: `explicit` (`--spool`), else `SM_SPOOL_URL`, else config.toml's
-    `spool_url`, else `spool.db` in the home. A URL from config.toml may not carry a
+    `spool_url` (the last good copy's while config.toml is not valid TOML, see
+    `last_good`), else `spool.db` in the home. A URL from config.toml may not carry a
     password; TLS is checked when the spool is opened (`spool.postgres.check_spool_url`)."""
     allow = os.environ.get("SM_SPOOL_ALLOW_INSECURE", "").lower() in ("1", "true", "yes")
     if explicit is not None and str(explicit):
@@ -104,7 +105,16 @@ def spool_location(paths: Paths, explicit: str | os.PathLike[str] | None = None
     from_env = os.environ.get("SM_SPOOL_URL")
     if from_env:
         return SpoolLocation(from_env, "SM_SPOOL_URL", allow)
-    document = read_document(paths.config_file)
+    try:
+        document = read_document(paths.config_file)
+    except ConfigError:
+        # Senders must go on recording (SPEC 9.2): the spool of the last good configuration.
+        from .last_good import last_good_path
+
+        try:
+            document = read_document(last_good_path(paths.config_file))
+        except ConfigError:
+            document = {}
     configured = document.get("spool_url")
     if configured is not None:
         if not isinstance(configured, str) or not configured:

@@ -37,10 +37,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..clock import Clock
+from ..config.last_good import ConfigValidity
 from ..errors import SmError
 from ..retry import error_class
 from ..spool import Spool
-from ..states import STATES, FinalReason, HealthState, RetryClass, State
+from ..states import DOWN_HEALTH, STATES, FinalReason, HealthState, RetryClass, State
 
 log = logging.getLogger("sm.metrics")
 
@@ -104,8 +105,9 @@ class SpoolCollector(Collector):
     """Gauges read from the spool at scrape time (its status figures and health rows)."""
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
-                 *, clock: Clock | None = None) -> None:
+                 *, clock: Clock | None = None, config: ConfigValidity | None = None) -> None:
         self.spool_path = spool_path  # a file, or a postgresql:// URL
+        self.config = config  # whether config.toml loads (`sm_config_valid`, `/readyz`)
         self.projects = dict(projects)  # project id → destination URL this daemon uses
         self.version = version
         self.clock = clock
@@ -165,6 +167,11 @@ class SpoolCollector(Collector):
         build = GaugeMetricFamily("sm_build_info", "The running sm version.", labels=["version"])
         build.add_metric([self.version], 1)
         yield build
+        if self.config is not None:
+            yield GaugeMetricFamily(
+                "sm_config_valid", "1 while config.toml loads; 0 while it does not (senders"
+                " record with the last good configuration, sm run keeps its running one).",
+                value=0 if self.config.problem() else 1)
         try:
             yield from self._from_spool()
         except SmError as exc:
@@ -210,16 +217,23 @@ class SpoolCollector(Collector):
 
         health = self.health()
         up = GaugeMetricFamily("sm_destination_up",
-                               "1 unless the project's destination is unreachable.",
+                               "1 unless the project's destination is unreachable or unsafe.",
                                labels=["project"])
+        states = GaugeMetricFamily("sm_destination_health",
+                                   "1 for the project's destination health state (ok,"
+                                   " rate_limited, unreachable, unsafe, unknown), else 0.",
+                                   labels=["project", "state"])
         probe = GaugeMetricFamily("sm_next_probe_timestamp_seconds",
-                                  "When an unreachable destination is probed next.",
+                                  "When an unreachable or unsafe destination is probed next.",
                                   labels=["project"])
         for project_id, (health_state, next_probe_at) in health.items():
-            up.add_metric([project_id], 0 if health_state == HealthState.UNREACHABLE else 1)
+            up.add_metric([project_id], 0 if health_state in DOWN_HEALTH else 1)
+            for state in HealthState:
+                states.add_metric([project_id, state], int(health_state == state))
             if next_probe_at is not None:
                 probe.add_metric([project_id], next_probe_at)
         yield up
+        yield states
         yield probe
 
         stored = GaugeMetricFamily("sm_last_stored_timestamp_seconds",
@@ -252,10 +266,11 @@ class DaemonMetrics:
     """The registry of one `sm run`: the spool's gauges plus what the archiver does."""
 
     def __init__(self, spool_path: str | Path, projects: dict[str, str], version: str,
-                 liveness: Liveness | None = None) -> None:
+                 liveness: Liveness | None = None, config_file: Path | None = None) -> None:
         disable_created_metrics()  # `_created` series are noise for a daemon's counters
         self.registry = CollectorRegistry(auto_describe=True)
-        self.spool = SpoolCollector(spool_path, projects, version)
+        self.config = ConfigValidity(config_file) if config_file is not None else None
+        self.spool = SpoolCollector(spool_path, projects, version, config=self.config)
         self.registry.register(self.spool)
         self.liveness = liveness
         self.stored = Counter("sm_messages_stored", "Messages this daemon stored.",
@@ -302,7 +317,11 @@ class DaemonMetrics:
                 self.failures.labels(project_id, str(kind)).inc()
 
     def ready(self) -> tuple[bool, str]:
-        """`/readyz`: the spool answers and every destination is healthy or unknown."""
+        """`/readyz`: config.toml loads, the spool answers and every destination is healthy
+        or unknown."""
+        problem = self.config.problem() if self.config is not None else None
+        if problem:
+            return False, f"config.toml not valid: {problem}"
         if not self.spool.spool_open():
             return False, "spool not open"
         try:

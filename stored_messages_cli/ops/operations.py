@@ -38,7 +38,8 @@ class Operations:
     def __init__(self, spool: Any, archiver: Any, *, projects: dict[str, str],
                  concurrency: int, poll_interval: float,
                  metrics_addr: tuple[str, int] | None = None, once: bool = False,
-                 version: str | None = None, environ: dict[str, str] | None = None) -> None:
+                 version: str | None = None, environ: dict[str, str] | None = None,
+                 config_file: Any = None) -> None:
         if version is None:
             from .. import __version__  # looked up (~30 ms) only when no caller passed it
 
@@ -52,6 +53,7 @@ class Operations:
         self.once = once
         self.version: str = version
         self.environ = environ
+        self.config_file = config_file  # config.toml, whose validity the metrics show
         self.daemons = Daemons(spool)
         self.daemon_id: int | None = None
         self.metrics: Any = None
@@ -108,7 +110,7 @@ class Operations:
         from .metrics import DaemonMetrics, MetricsServer  # prometheus_client: daemons only
 
         self.metrics = DaemonMetrics(self.spool.url or self.spool.path, self.projects, self.version,
-                                     self.liveness)
+                                     self.liveness, config_file=self.config_file)
         self.metrics.attach(self.archiver)
         try:
             self.server = MetricsServer(self.metrics, host, port).start()

@@ -25,10 +25,10 @@ BLOCKING_CHECKS = ("object_lock", "retention", "immutability", "reachable", "lis
                    "read", "create_only")
 
 
-def test_object_key(destination: Destination) -> str:
-    """A fresh key for a connection test object."""
+def test_object_key(destination: Destination, kind: str = "connect-test") -> str:
+    """A fresh key for a test object under `{prefix}_sm/` (`kind` names who wrote it)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return (f"{destination.prefix}{TEST_OBJECT_FOLDER}connect-test-{stamp}-"
+    return (f"{destination.prefix}{TEST_OBJECT_FOLDER}{kind}-{stamp}-"
             f"{secrets.token_hex(4)}.json.gz")
 
 
@@ -66,12 +66,14 @@ def round_trip(destination: Destination, *, keep: bool = False) -> list[Check]:
     return results
 
 
-def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
+def create_only_check(destination: Destination, key: str, body: bytes, *,
+                      unanswered: CheckStatus = CheckStatus.FAIL) -> Check:
     """Prove the store honours create-only writes: a second conditional write of other bytes
     to the test key must be refused, and the first bytes must still be there.
 
     A store that silently overwrites (an S3-compatible server that ignores `If-None-Match`,
-    a proxy that drops it) would let a second writer replace an archived message.
+    a proxy that drops it) would let a second writer replace an archived message. A request
+    that fails proves nothing either way: its check has the status `unanswered`.
     """
     other = canonical_json({"sm": "create-only probe: this write must be refused", "key": key})
     refused = False
@@ -80,13 +82,13 @@ def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
     except ObjectConflict:
         refused = True
     except SmError as exc:
-        return Check("create_only", CheckStatus.FAIL,
+        return Check("create_only", unanswered,
                      f"cannot prove that the store refuses to overwrite:"
                      f" the second conditional write failed ({exc})", hint=exc.hint)
     try:
         still = destination.get(key).body == body
     except SmError as exc:
-        return Check("create_only", CheckStatus.FAIL,
+        return Check("create_only", unanswered,
                      f"cannot read the test object after the second"
                      f" conditional write: {exc}", hint=exc.hint)
     if refused and still:
@@ -98,6 +100,63 @@ def create_only_check(destination: Destination, key: str, body: bytes) -> Check:
                  " an archived message could be replaced",
                  hint="use a store (or a proxy in front of it) that honours conditional"
                  " writes; sm never archives to one that does not")
+
+
+def prove_create_only(destination: Destination, stored_key: str | None = None) -> Check:
+    """Re-prove create-only writes on a connected store (`sm run`: at start, on reload, daily).
+
+    `pass`: a conditional write was refused; `fail`: the store overwrote (it does not honour
+    If-None-Match); `warn`: a request failed, so nothing is proven either way.
+
+    With `stored_key` (an object sm stored there) its own bytes are written again under the
+    condition: refused proves it, and a store that ignored the condition rewrote identical
+    bytes, so nothing is left behind. Otherwise (or when that object cannot be read) a test
+    object under `{prefix}_sm/` is written, overwritten under the condition, and deleted.
+    """
+    if stored_key is not None:
+        try:
+            fetched = destination.get(stored_key)
+        except SmError:
+            fetched = None  # gone, or stored before a reconnect: prove it with a test object
+        if fetched is not None and fetched.info.payload_sha256 is not None:
+            try:
+                again = destination.put(stored_key, fetched.body, fetched.info.payload_sha256)
+            except SmError as exc:
+                return Check("create_only", CheckStatus.WARN, "cannot prove create-only writes:"
+                             f" rewriting {stored_key} under the condition failed ({exc})",
+                             hint=exc.hint)
+            if again.created:
+                return Check("create_only", CheckStatus.FAIL, "the store accepted a second"
+                             f" create-only write to {stored_key}: it ignores conditional writes"
+                             " (If-None-Match), so an archived message could be replaced",
+                             hint=_NOT_HONOURED_HINT)
+            return Check("create_only", CheckStatus.PASS,
+                         f"a second create-only write to {stored_key} was refused")
+    return _prove_with_test_object(destination)
+
+
+_NOT_HONOURED_HINT = ("use a store (or a proxy in front of it) that honours conditional"
+                      " writes; sm run sends it nothing until it does")
+
+
+def _prove_with_test_object(destination: Destination) -> Check:
+    """The create-only proof on a fresh test object, deleted afterwards."""
+    key = test_object_key(destination, "create-only-proof")
+    payload = canonical_json({"sm": "create-only proof", "key": key})
+    body = gzip_body(payload)
+    try:
+        destination.put(key, body, sha256_hex(payload))
+    except SmError as exc:
+        return Check("create_only", CheckStatus.WARN,
+                     f"cannot prove create-only writes: cannot write {key} ({exc})", hint=exc.hint)
+    verdict = create_only_check(destination, key, body, unanswered=CheckStatus.WARN)
+    if verdict.status == CheckStatus.FAIL:
+        verdict = replace(verdict, hint=_NOT_HONOURED_HINT)
+    try:
+        destination.delete(key)
+    except SmError:
+        pass  # under object lock it stays, like a connection test object
+    return verdict
 
 
 def _own_checks(destination: Destination) -> tuple[list[Check], list[Check]]:

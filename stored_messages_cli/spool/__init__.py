@@ -24,6 +24,7 @@ from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..config import Paths, spool_location
+from ..config.last_good import LastGoodMediums
 from ..states import FinalReason
 from .db import (
     LATEST_VERSION,
@@ -36,7 +37,7 @@ from .db import (
 from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth
 from .index_queries import IndexQueries
-from .intake import ConfigMediums, IngestReport, Intake, MediumsLookup
+from .intake import IngestReport, Intake, MediumsLookup
 from .lock import SpoolLock
 from .postgres import check_spool_url, is_postgres_url
 from .postgres.store import PostgresStore
@@ -78,7 +79,8 @@ class Spool:
         config.toml's `spool_url`, then the home's `spool.db` (docs/fleet.md). A PostgreSQL
         URL must require TLS to a database on another host. The project's archived mediums
         are read from that home's `config.toml` so messages of a medium the project does not
-        archive are discarded at ingest.
+        archive are discarded at ingest; while config.toml does not load, from the last good
+        copy of it (none: every medium is kept), so a broken file never stops a sender.
         """
         paths = Paths.resolve(home)
         where = spool_location(paths, path)
@@ -88,7 +90,7 @@ class Spool:
             target: str | Path = where.target
         else:
             target = Path(where.target)
-        return cls(target, clock=clock, mediums_for=ConfigMediums(paths.config_file))
+        return cls(target, clock=clock, mediums_for=LastGoodMediums(paths.config_file))
 
     # ----------------------------------------------------------------------- plumbing
 

@@ -1,15 +1,16 @@
 """Destination health rows and the moves that apply to a whole project's waiting messages.
 
 The third state machine's persistent half (the archiver's `Outage` owns its meaning):
-a destination is `ok`, `rate_limited` or `unreachable` (with `next_probe_at`); while it is
-unreachable its messages are held in `retry_wait` behind the next probe, woken when it
-answers, and expired when their retry window is over. The rows are the store's
+a destination is `ok`, `rate_limited`, `unreachable` or `unsafe` (both with `next_probe_at`);
+while it is unreachable or unsafe its messages are held in `retry_wait` behind the next probe,
+woken when it answers (or passes the create-only proof), and expired when their retry window
+is over. The rows are the store's
 (`store.HealthStore`).
 """
 
 from __future__ import annotations
 
-from ..states import HealthState
+from ..states import DOWN_HEALTH, HealthState
 from .store import Health, Settled, SpoolStore
 
 __all__ = ["EXPIRED_WORDS", "DestinationHealth", "Health"]
@@ -36,16 +37,16 @@ class DestinationHealth:
             failed_probe: bool = False, since: float | None = None) -> bool:
         """Record a destination's health; returns True when it changed (worth a log line).
 
-        `failed_probe` counts one more failed probe of an unreachable destination (the count
-        starts again whenever it is anything else). `since` backdates a new state (a store
-        another project already found down).
+        `failed_probe` counts one more failed probe of an unreachable or unsafe destination
+        (the count starts again whenever it is anything else). `since` backdates a new state
+        (a store another project already found down).
         """
         now = self.store.clock.now()
         with self.store.write():
             return self.store.set_health(
                 project_id, url, health, since=since if since is not None else now,
                 next_probe_at=next_probe_at, last_error=last_error[:500] if last_error else None,
-                failed_probes=1 if failed_probe and health == HealthState.UNREACHABLE else 0,
+                failed_probes=1 if failed_probe and health in DOWN_HEALTH else 0,
                 now=now)
 
     def take_probe(self, project_id: str, until: float) -> bool:

@@ -117,11 +117,16 @@ def test_sigterm_finishes_in_flight_uploads_and_exits_0(
 def test_a_second_signal_exits_at_once_and_a_restart_recovers(
         cli, sm_home, tmp_path, faults, s3_bucket, s3_client, make_message) -> None:
     messages = prepare(cli, faults, s3_bucket, make_message, 5)
-    faults.mode = STALL
-    faults.stall_seconds = 20.0  # uploads hang well past the test's patience
-    base = faults.count("PUT")
+    # uploads hang well past the test's patience (the daemon's create-only proof, under
+    # _sm/, goes through: it comes first)
+    faults.rule = lambda seen: PASS if "/_sm/" in seen.path else STALL
+    faults.stall_seconds = 20.0
+    base = faults.count("PUT", path_contains="/email/")
     daemon = start_sm(sm_home, tmp_path / "run.log", "run", "--concurrency", "2")
-    faults.wait_for("PUT", base + 1)
+    deadline = time.monotonic() + 30
+    while faults.count("PUT", path_contains="/email/") <= base:
+        assert time.monotonic() < deadline, "no upload seen"
+        time.sleep(0.01)
     daemon.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert daemon.poll() is None  # still finishing its in-flight uploads
@@ -132,6 +137,7 @@ def test_a_second_signal_exits_at_once_and_a_restart_recovers(
     assert time.monotonic() - started < 5
     assert counts(sm_home)["in_flight"] >= 1  # left behind by the hard exit
 
+    faults.rule = None
     faults.mode = PASS
     assert cli("run", "--once").exit_code == 0  # the dead process's leases come back
     assert counts(sm_home)["stored"] == 5

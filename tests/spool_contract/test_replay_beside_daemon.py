@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 from stored_messages_cli.spool import Spool
 from tests.spool_contract.test_crash_safety import PROJECT, counts, prepare, start_sm
-from tests.support.fixtures.faults import ACCESS_DENIED, PASS
+from tests.support.fixtures.faults import ACCESS_DENIED, PASS, FaultProxy
+
+UPLOADS = "/email/"  # the messages' keys (the daemon's create-only proof writes under _sm/)
+
+
+def first_upload(faults: FaultProxy, base: int, timeout: float = 60.0) -> None:
+    """Block until the daemon's first message upload is on the wire (it proves create-only
+    writes first, with requests of its own)."""
+    deadline = time.monotonic() + timeout
+    while faults.count("PUT", path_contains=UPLOADS) <= base:
+        assert time.monotonic() < deadline, "no message upload seen"
+        time.sleep(0.01)
 
 
 def test_replay_follows_what_the_daemon_is_uploading(
         cli, sm_home: Path, tmp_path: Path, faults, s3_bucket, make_message) -> None:
     prepare(cli, faults, s3_bucket, make_message, 6)
     faults.delay = 1.0  # every request takes a second: the daemon holds messages in flight
-    base = faults.count("PUT")
+    base = faults.count("PUT", path_contains=UPLOADS)
     daemon = start_sm(sm_home, tmp_path / "run.log", "run", "--concurrency", "2")
     try:
-        faults.wait_for("PUT", base + 1)
+        first_upload(faults, base)
         assert counts(sm_home)["in_flight"] >= 1
         replayed = cli("--json", "replay", "--wait", "60")
         assert replayed.exit_code == 0, replayed.output
@@ -41,10 +53,10 @@ def test_replay_with_no_wait_reports_in_progress_elsewhere_and_exits_0(
         cli, sm_home: Path, tmp_path: Path, faults, s3_bucket, make_message) -> None:
     prepare(cli, faults, s3_bucket, make_message, 4)
     faults.delay = 3.0
-    base = faults.count("PUT")
+    base = faults.count("PUT", path_contains=UPLOADS)
     daemon = start_sm(sm_home, tmp_path / "run.log", "run", "--concurrency", "2")
     try:
-        faults.wait_for("PUT", base + 1)
+        first_upload(faults, base)
         replayed = cli("--json", "replay", "--wait", "0")
         assert replayed.exit_code == 0, replayed.output
         document = json.loads(replayed.stdout)

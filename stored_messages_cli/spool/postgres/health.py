@@ -82,10 +82,11 @@ class HealthPg(PgStoreBase):
              RetryClass.UNREACHABLE))
 
     def failed_probes(self, project_id: str) -> int | None:
-        """Failed probes of an unreachable destination (None: not unreachable)."""
+        """Failed probes of an unreachable or unsafe destination (None: neither)."""
         rows = self._all(
-            "SELECT failed_probes FROM destination_health WHERE project_id = %s AND health = %s",
-            (project_id, HealthState.UNREACHABLE))
+            "SELECT failed_probes FROM destination_health WHERE project_id = %s"
+            " AND health IN (%s, %s)",
+            (project_id, HealthState.UNREACHABLE, HealthState.UNSAFE))
         return int(rows[0][0]) if rows else None
 
     def expire(self, project_id: str, retry_window: float, words: str, now: float

@@ -82,10 +82,11 @@ class HealthSql(StoreBase):
              RetryClass.UNREACHABLE)).rowcount)
 
     def failed_probes(self, project_id: str) -> int | None:
-        """Failed probes of an unreachable destination (None: not unreachable)."""
+        """Failed probes of an unreachable or unsafe destination (None: neither)."""
         row = self.conn.execute(
-            "SELECT failed_probes FROM destination_health WHERE project_id = ? AND health = ?",
-            (project_id, HealthState.UNREACHABLE)).fetchone()
+            "SELECT failed_probes FROM destination_health WHERE project_id = ?"
+            " AND health IN (?, ?)",
+            (project_id, HealthState.UNREACHABLE, HealthState.UNSAFE)).fetchone()
         return None if row is None else int(row[0])
 
     def expire(self, project_id: str, retry_window: float, words: str, now: float
