@@ -171,9 +171,16 @@ def test_audit_accounts_for_every_outcome(homes: tuple[Home, Home]) -> None:
             "type": "unexpected_object", "message_id": "x-9",
             "key": parse_message(CONFLICT).key,
             "detail": "an object in the message layout that no manifest lists"}]}
-    assert report == sqlite.json("audit", exit_code=1)
-    assert postgres.json("audit", "--deep", exit_code=1) == sqlite.json("audit", "--deep",
-                                                                        exit_code=1)
+    assert same_log_apart(report) == same_log_apart(sqlite.json("audit", exit_code=1))
+    assert same_log_apart(postgres.json("audit", "--deep", exit_code=1)) == same_log_apart(
+        sqlite.json("audit", "--deep", exit_code=1))
+
+
+def same_log_apart(report: dict[str, Any]) -> dict[str, Any]:
+    """An audit's document without what names each home's own log: its origin (the folder)
+    and root (over entries settled at other moments); the tree's size stays."""
+    return {**report, "projects": [{k: v for k, v in p.items() if k not in ("origin", "root")}
+                                   for p in report["projects"]]}
 
 
 def comparable(status: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def test_an_audit_report_in_an_existing_folder_is_owner_only(cli, tmp_path: Path
     assert result.exit_code == 0, result.output
     found = modes(report)
     assert {p for p, m in found.items() if (report / p).is_dir()} == {
-        "manifests", "manifests/12345"}
+        "checkpoints", "checkpoints/12345", "manifests", "manifests/12345"}
     assert all(m == 0o700 for p, m in found.items() if (report / p).is_dir())
     assert {m for p, m in found.items() if (report / p).is_file() and p != "verify.sh"} == {
         0o600}

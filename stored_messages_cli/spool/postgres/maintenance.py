@@ -10,7 +10,8 @@ from .base import PgStoreBase
 # tests/test_operations.py checks the list against a freshly migrated database.
 PG_TABLES = ("messages", "message_bodies", "destination_health", "rejected", "daemons",
              "manifest_segments", "manifest_entries", "index_coverage", "archive_locations",
-             "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations")
+             "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations",
+             "spool_meta", "log_anchors")
 
 # The ids of message rows prune may delete (see `maintenance`). A message whose manifest
 # entry is still open stays.
