@@ -40,10 +40,12 @@ def proxy(moto_endpoint: str) -> Iterator[OverwritingProxy]:
 
 
 def bucket_bytes(s3_client: Any, bucket: str) -> dict[str, bytes]:
-    """Every object in the bucket but the manifests, with its bytes, read past the proxy."""
+    """Every object in the bucket but the manifests and their checkpoints (the signed log),
+    with its bytes, read past the proxy."""
     listed = s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])
     return {o["Key"]: s3_client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            for o in listed if "/_sm/manifests/" not in o["Key"]}
+            for o in listed if "/_sm/manifests/" not in o["Key"]
+            and "/_sm/checkpoints/" not in o["Key"]}
 
 
 def health_of(home: Path) -> dict[str, Any]:
