@@ -25,6 +25,7 @@ from stored_messages_cli.errors import DestinationError
 from stored_messages_cli.evidence.anchors import timestamp_key
 from stored_messages_cli.evidence.log import LogOptions
 from stored_messages_cli.evidence.manifest import Manifests
+from stored_messages_cli.evidence.segments import copy_checkpoint_key, log_origin
 from stored_messages_cli.evidence.timestamp import check_timestamp
 from stored_messages_cli.ops.metrics import DaemonMetrics, MetricsServer
 from stored_messages_cli.spool import Spool
@@ -33,6 +34,12 @@ from tests.support.daemon import http_get
 PROJECT = "12345"
 TXT = f"_sm/checkpoints/{PROJECT}/000000000003.txt"
 TSR = f"_sm/checkpoints/{PROJECT}/000000000003.tsr"
+
+
+def at_copy(destination: Any, suffix: str = ".txt") -> str:
+    """Where a copy location keeps checkpoint 3 (or its token) of `destination`'s log: in
+    the log's own folder."""
+    return copy_checkpoint_key(PROJECT, log_origin(destination.url, PROJECT), 3, suffix)
 
 
 def options(home: Path, **extra: Any) -> LogOptions:
@@ -80,9 +87,9 @@ def test_a_seal_copies_the_checkpoint_and_stamps_it_beside_every_copy(
     archive_three(spool, s3_destination, clock, manifests, make_message)
 
     checkpoint = s3_bytes(s3_client, s3_bucket, TXT)
-    assert (copy / TXT).read_bytes() == checkpoint  # the exact signed text, create-only
+    assert (copy / at_copy(s3_destination)).read_bytes() == checkpoint  # exact, create-only
     token = s3_bytes(s3_client, s3_bucket, TSR)
-    assert (copy / TSR).read_bytes() == token
+    assert (copy / at_copy(s3_destination, ".tsr")).read_bytes() == token
     verdict = check_timestamp(token, hashlib.sha256(checkpoint).digest(),
                               ca_pem=tsa.ca_file.read_bytes())
     assert verdict.ok and verdict.trusted_root, verdict.detail
@@ -161,14 +168,14 @@ def test_other_bytes_at_a_copy_are_never_overwritten_and_are_shown(
         sm_home: Path, tmp_path: Path, cli: Any, caplog: pytest.LogCaptureFixture) -> None:
     copy = folder(tmp_path, "copy")
     forged = b"s3://elsewhere/#12345\n3\nAAAA\n\n\xe2\x80\x94 someone else\n"
-    (copy / TXT).parent.mkdir(parents=True)
-    (copy / TXT).write_bytes(forged)
+    (copy / at_copy(file_destination)).parent.mkdir(parents=True)
+    (copy / at_copy(file_destination)).write_bytes(forged)
     manifests = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
                           log_options=options(sm_home, copies=(f"file://{copy}/",)))
     with caplog.at_level(logging.ERROR, logger="sm.anchors"):
         archive_three(spool, file_destination, clock, manifests, make_message)
 
-    assert (copy / TXT).read_bytes() == forged  # never overwritten
+    assert (copy / at_copy(file_destination)).read_bytes() == forged  # never overwritten
     base = Path(file_destination.url.removeprefix("file://"))
     assert (base / TXT).exists() and stored_count(spool) == 3
     [behind] = spool.evidence.anchors_behind(clock.now())
@@ -176,7 +183,7 @@ def test_other_bytes_at_a_copy_are_never_overwritten_and_are_shown(
     assert any("other bytes" in record.getMessage() for record in caplog.records)
     clock.advance(3600)
     manifests.tick()  # retried: still refused, still the same bytes
-    assert (copy / TXT).read_bytes() == forged
+    assert (copy / at_copy(file_destination)).read_bytes() == forged
     doc = json.loads(cli("--json", "status").stdout)
     assert "other bytes" in doc["anchors"]["targets"][0]["last_error"]
 
@@ -299,7 +306,7 @@ def test_a_copy_never_gets_ahead_of_the_destination(
     manifests = Manifests(spool, {PROJECT: flaky}, 3, 900, clock=clock,
                           log_options=options(sm_home, copies=(f"file://{copy}/",)))
     archive_three(spool, flaky, clock, manifests, make_message)
-    assert not (copy / TXT).exists()  # the bucket lacks it: a copy would read as truncation
+    assert not (copy / at_copy(file_destination)).exists()  # a copy would read as truncation
     [owed] = spool.evidence.anchors_behind(clock.now())
     assert owed.kind == "copy" and owed.attempts == 0
     human = cli("status")
@@ -308,7 +315,7 @@ def test_a_copy_never_gets_ahead_of_the_destination(
     clock.advance(600)
     manifests.tick()
     base = Path(file_destination.url.removeprefix("file://"))
-    assert (copy / TXT).read_bytes() == (base / TXT).read_bytes()
+    assert (copy / at_copy(file_destination)).read_bytes() == (base / TXT).read_bytes()
     assert spool.evidence.anchors_behind(clock.now()) == []
 
 
@@ -365,3 +372,31 @@ def test_a_token_signed_by_another_ca_is_refused_and_asked_for_again(
     assert check_timestamp((base / TSR).read_bytes(),
                            hashlib.sha256((base / TXT).read_bytes()).digest(),
                            ca_pem=tsa.ca_file.read_bytes()).ok
+
+
+def test_a_reconnected_projects_two_logs_keep_their_copies_side_by_side(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """After a reconnect the new log's tree sizes meet the earlier log's (both have a
+    checkpoint at 3): one copy location keeps both, each in its log's folder, and neither is
+    taken for a fork."""
+    copy = folder(tmp_path, "copy")
+    log_options = options(sm_home, copies=(f"file://{copy}/",))
+    first = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
+                      log_options=log_options)
+    archive_three(spool, file_destination, clock, first, make_message)
+    second_folder = folder(tmp_path, "reconnected")
+    second = FileDestination(f"file://{second_folder}/")
+    manifests = Manifests(spool, {PROJECT: second}, 3, 900, clock=clock,
+                          log_options=log_options)
+    spool.record_many([make_message(message_id=f"n-{i:04d}") for i in range(3)])
+    archiver = Archiver(spool, [ProjectTarget(PROJECT, second)], clock=clock, concurrency=1)
+    archiver.on_tick(manifests.tick)
+    with caplog.at_level(logging.ERROR, logger="sm.anchors"):
+        archiver.run(once=True)
+        manifests.close()
+    base = Path(file_destination.url.removeprefix("file://"))
+    assert (copy / at_copy(file_destination)).read_bytes() == (base / TXT).read_bytes()
+    assert (copy / at_copy(second)).read_bytes() == (second_folder / TXT).read_bytes()
+    assert at_copy(second) != at_copy(file_destination)
+    assert spool.evidence.anchors_behind(clock.now()) == [] and "other bytes" not in caplog.text

@@ -21,7 +21,12 @@ from stored_messages_cli.cli.app import app
 from stored_messages_cli.evidence import merkle
 from stored_messages_cli.evidence.audit import UNANCHORED_WARNING
 from stored_messages_cli.evidence.note import format_checkpoint, sign_note
-from stored_messages_cli.evidence.segments import Segment, build_segment, parse_segment
+from stored_messages_cli.evidence.segments import (
+    Segment,
+    build_segment,
+    copy_checkpoint_key,
+    parse_segment,
+)
 from stored_messages_cli.evidence.signing import LogSigner, load_signing_key
 from stored_messages_cli.evidence.timestamp import request_timestamp
 from tests.support.fixtures.core import jsonl
@@ -187,8 +192,10 @@ def test_a_truncated_log_is_caught_against_a_checkpoint_copy_location(
         archived: Archive, investigator: Invoke, tmp_path: Path) -> None:  # noqa: F811
     copies = tmp_path / "copies"
     copies.mkdir(mode=0o700)
-    for key in archived.keys("_sm/checkpoints/"):
-        target = copies / key[len(archived.prefix):]
+    origin = str(segments(archived)[0][1].header["origin"])
+    for key in archived.keys("_sm/checkpoints/"):  # as `checkpoint_copies` keeps them
+        target = copies / copy_checkpoint_key(PROJECT, origin, 0).rsplit("/", 1)[0] / \
+            key.rsplit("/", 1)[-1]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(archived.read(key))
     truncate(archived)

@@ -41,7 +41,7 @@ from ..spool import Spool
 from ..spool.anchors import BEHIND_AFTER
 from ..spool.evidence_queries import AnchorRow
 from .log import COPY, TIMESTAMP, LogOptions
-from .segments import checkpoint_key, log_origin
+from .segments import checkpoint_key, copy_checkpoint_key, log_origin
 from .timestamp import TimestampError, check_timestamp, request_timestamp
 
 log = logging.getLogger("sm.anchors")
@@ -63,8 +63,12 @@ class AnchorError(SmError):
 def timestamp_key(project_id: str, tree_size: int, position: int) -> str:
     """The key of the token of the `position`-th (from 1) configured authority, relative to a
     destination's prefix: `{tree_size:012d}.tsr` for the first, `.{position}.tsr` after."""
-    return checkpoint_key(project_id, tree_size,
-                          ".tsr" if position == 1 else f".{position}.tsr")
+    return checkpoint_key(project_id, tree_size, _token_suffix(position))
+
+
+def _token_suffix(position: int) -> str:
+    """The name's end of the `position`-th authority's token: `.tsr`, then `.{n}.tsr`."""
+    return ".tsr" if position == 1 else f".{position}.tsr"
 
 
 def anchor_delay(exc: BaseException, attempts: int, policy: RetryPolicy) -> float:
@@ -187,8 +191,8 @@ class Anchors:
             token = request_timestamp(anchor.target, digest, timeout=self.request_timeout)
             self._check(anchor.target, token, digest)
             self.spool.evidence.keep_anchor_token(anchor, token)
-        key = timestamp_key(anchor.project_id, anchor.tree_size, position)
-        for destination in self._places(anchor):
+        for destination, key in self._places(anchor, timestamp_key(
+                anchor.project_id, anchor.tree_size, position), _token_suffix(position)):
             create_only(destination, destination.prefix + key, token)
         return token
 
@@ -219,13 +223,14 @@ class Anchors:
         assert anchor.checkpoint is not None
         copy = self._copy_destination(anchor.target)
         text = anchor.checkpoint.encode("utf-8")
-        create_only(copy, copy.prefix + checkpoint_key(anchor.project_id, anchor.tree_size),
-                    text)
+        create_only(copy, copy.prefix + copy_checkpoint_key(
+            anchor.project_id, anchor.origin, anchor.tree_size), text)
         for url, token in self.spool.evidence.anchor_tokens(anchor.project_id, anchor.origin,
                                                             anchor.tree_size):
             if url in self.options.timestamp_authorities:
-                key = timestamp_key(anchor.project_id, anchor.tree_size, self._position(url))
-                create_only(copy, copy.prefix + key, token)
+                suffix = _token_suffix(self._position(url))
+                create_only(copy, copy.prefix + copy_checkpoint_key(
+                    anchor.project_id, anchor.origin, anchor.tree_size, suffix), token)
 
     # ----------------------------------------------------------------------- where
 
@@ -238,13 +243,17 @@ class Anchors:
                               " timestamp_authorities; put it back to make this"
                               " time-stamp") from None
 
-    def _places(self, anchor: AnchorRow) -> list[Destination]:
-        """Where the checkpoint's token goes: the destination of its log (not the one a
-        reconnected project archives to now) and every copy location."""
+    def _places(self, anchor: AnchorRow, key: str, suffix: str
+                ) -> list[tuple[Destination, str]]:
+        """Where the checkpoint's token goes, and under which key: beside the checkpoint at
+        the destination of its log (not the one a reconnected project archives to now, `key`),
+        and in the log's own folder at every copy location."""
         destination = self.destinations.get(anchor.project_id)
-        places = [destination] if destination is not None and log_origin(
+        places = [(destination, key)] if destination is not None and log_origin(
             destination.url, anchor.project_id) == anchor.origin else []
-        return places + [self._copy_destination(url) for url in self.options.copies]
+        return places + [(self._copy_destination(url), copy_checkpoint_key(
+            anchor.project_id, anchor.origin, anchor.tree_size, suffix))
+            for url in self.options.copies]
 
     def _copy_destination(self, url: str) -> Destination:
         """A copy location, opened on first use with the default credentials and kept."""

@@ -29,7 +29,7 @@ from .findings import Finding, ProjectAudit
 from .merkle import Frontier, leaf_hash
 from .merkle import root as merkle_root
 from .note import Checkpoint, NoteError, NoteVerifier, open_note, parse_checkpoint
-from .segments import CHECKPOINT_FOLDER, Segment, checkpoint_key
+from .segments import CHECKPOINT_FOLDER, Segment, checkpoint_key, copy_checkpoint_key
 from .timestamp import check_timestamp
 
 MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint is a few hundred bytes
@@ -181,11 +181,13 @@ def _check_sealers(segments: list[Segment], origin: str, result: ProjectAudit) -
 
 
 def _read_location(destination: Destination, project_id: str, result: ProjectAudit,
-                   where: str) -> _Read:
+                   where: str, origin: str | None = None) -> _Read:
     """Every checkpoint (`.txt`) and time-stamp token (`.tsr`) under the project's
-    checkpoint folder at `destination`, bounded; what cannot be read is a finding."""
+    checkpoint folder at `destination` (at a copy location, `origin`'s own folder in it),
+    bounded; what cannot be read is a finding."""
     read = _Read()
-    folder = f"{destination.prefix}{CHECKPOINT_FOLDER}{project_id}/"
+    folder = f"{destination.prefix}{CHECKPOINT_FOLDER}{project_id}/" if origin is None else \
+        destination.prefix + copy_checkpoint_key(project_id, origin, 0).rsplit("/", 1)[0] + "/"
     try:
         listed = list(destination.list(folder))
     except (SmError, OSError) as exc:
@@ -351,7 +353,7 @@ def _check_anchors(project_id: str, origin: str, tree: _Tree, trust: Trust,
         if anchor.destination is None:
             continue
         where = f"the copy at {anchor.source}"
-        read = _read_location(anchor.destination, project_id, result, where)
+        read = _read_location(anchor.destination, project_id, result, where, origin)
         mine = {size: text for size, text in read.texts.items() if _origin_of(text) in
                 (origin, None)}
         if mine:

@@ -49,6 +49,20 @@ def checkpoint_key(project_id: str, tree_size: int, suffix: str = ".txt") -> str
     return f"{CHECKPOINT_FOLDER}{project_id}/{tree_size:012d}{suffix}"
 
 
+def log_id(origin: str) -> str:
+    """A short name of a log: the first 16 hex digits of its origin's SHA-256."""
+    return sha256_hex(origin.encode("utf-8"))[:16]
+
+
+def copy_checkpoint_key(project_id: str, origin: str, tree_size: int, suffix: str = ".txt"
+                        ) -> str:
+    """The key of a log's checkpoint (or time-stamp token) at a checkpoint copy location,
+    relative to its prefix: in a folder of its own log (`log_id`), since one location keeps
+    the copies of every log of a project (after a reconnect, the earlier log's and the new
+    one's, whose tree sizes meet)."""
+    return f"{CHECKPOINT_FOLDER}{project_id}/{log_id(origin)}/{tree_size:012d}{suffix}"
+
+
 def log_origin(destination_url: str, project_id: str) -> str:
     """The origin of a project's log at a destination: its URL without credentials, query or
     fragment, ending in `/`, then `#` and the project id (`s3://acme-archive/messages/#12345`).
