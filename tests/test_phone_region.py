@@ -1,0 +1,138 @@
+"""SPEC 9.2 `default_phone_region` where messages are recorded: a message whose recipient is a
+national phone number (`(555) 010-0000`) is also indexed in E.164 when the setting (in
+config.toml, or `SM_DEFAULT_PHONE_REGION`) names the region, at ingest (the archive index and
+the manifest entry), by `sm index rebuild` and by `sm find --remote`. The key layout is
+unchanged: the key's hash is the raw stripped number's, with or without the setting. Real
+folder destination, real spool, the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.investigation_support import (
+    ArchiveTarget,
+    archive,
+    build_target,
+    cli_for,
+    connect,
+    sha256_hex,
+)
+
+NATIONAL = "(555) 010-0000"
+
+
+def sha(text: str) -> str:
+    return sha256_hex(text.encode("utf-8"))
+
+
+def phone_message(message_id: str, number: str) -> dict[str, object]:
+    """An SMS whose recipient is known by a phone number only."""
+    return {"message_id": message_id, "project_id": 12345, "medium": "sms",
+            "message_type": "triggered", "recipient": {"phone_number": number},
+            "sent_at": "2026-11-20T08:30:00Z",
+            "content": {"from": "+15555550199", "to": number, "body": "Code 1"}}
+
+
+def found(cli: Callable[..., Any], *args: str) -> list[str]:
+    """Message ids `sm --json find ARGS` prints, sorted."""
+    result = cli("--json", "find", *args)
+    assert result.exit_code == 0, result.output
+    return sorted(item["message_id"] for item in json.loads(result.stdout))
+
+
+def manifest_entries(target: ArchiveTarget) -> dict[str, dict[str, Any]]:
+    """Every manifest entry in the bucket (project 12345), by message id."""
+    assert target.root is not None
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted((target.root / "_sm" / "manifests" / "12345").rglob("*.jsonl.gz")):
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+            item = json.loads(line)
+            if "message_id" in item:
+                entries[item["message_id"]] = item
+    return entries
+
+
+def home(path: Path, source: str | None, monkeypatch: pytest.MonkeyPatch
+         ) -> Callable[..., Any]:
+    """The CLI of a home whose `default_phone_region` is US by `source` (config.toml or the
+    environment), or unset (None)."""
+    if source == "config":
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.toml").write_text('default_phone_region = "US"\n')
+    elif source == "env":
+        monkeypatch.setenv("SM_DEFAULT_PHONE_REGION", "US")
+    return cli_for(path)
+
+
+@pytest.fixture
+def archived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """A national number and an international one, archived with the region `request.param`."""
+    monkeypatch.setenv("SM_MANIFEST_MAX_ENTRIES", "1")  # `sm run` seals every entry at once
+    target = build_target("file", tmp_path)
+    cli = home(tmp_path / "home", request.param, monkeypatch)
+    archive(cli, target, [phone_message("tel-1", NATIONAL),
+                          phone_message("tel-2", "+44 20 7946 0000")])
+    return cli, target
+
+
+@pytest.mark.parametrize("archived", ["config", "env"], indirect=True)
+def test_a_national_number_is_found_by_e164_and_national_spellings(archived) -> None:
+    cli, target = archived
+    assert found(cli, "--recipient", "+15550100000") == ["tel-1"]
+    assert found(cli, "--recipient", "555 010 0000") == ["tel-1"]
+    assert found(cli, "--recipient", NATIONAL) == ["tel-1"]
+    assert found(cli, "--recipient", "+442079460000") == ["tel-2"]
+    entry = manifest_entries(target)["tel-1"]
+    assert entry["recipient_hashes"] == {"phone_number": sha(NATIONAL),
+                                         "phone_number_e164": sha("+15550100000")}
+    # the key keeps the hash of the stored spelling
+    assert any(sha(NATIONAL) in key for key in target.keys())
+    assert not any(sha("+15550100000") in key for key in target.keys())
+
+
+@pytest.mark.parametrize("archived", ["config", "env"], indirect=True)
+def test_prune_then_rebuild_and_remote_find_on_a_new_home_still_find_it(
+        archived, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
+    cli, target = archived
+    time.sleep(1.1)  # --older-than 1s: the stored rows are then old enough
+    pruned = cli("--json", "spool", "prune", "--older-than", "1s")
+    assert pruned.exit_code == 0, pruned.output
+    assert json.loads(pruned.stdout)["stored"] == 2
+    rebuilt = cli("index", "rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert found(cli, "--recipient", "+15550100000") == ["tel-1"]
+    source = request.node.callspec.params["archived"]
+    fresh = home(tmp_path / "fresh", source, monkeypatch)
+    connect(fresh, target)
+    assert found(fresh, "--remote", "--recipient", "+15550100000") == ["tel-1"]
+    rebuilding = home(tmp_path / "rebuilding", source, monkeypatch)
+    connect(rebuilding, target)
+    rebuilt = rebuilding("index", "rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert found(rebuilding, "--recipient", "+15550100000") == ["tel-1"]
+    assert found(rebuilding, "--recipient", "555 010 0000") == ["tel-1"]
+
+
+@pytest.mark.parametrize("archived", [None], indirect=True)
+def test_without_the_setting_nothing_changes(archived, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, target = archived
+    assert found(cli, "--recipient", "+15550100000") == []
+    assert found(cli, "--recipient", NATIONAL) == ["tel-1"]
+    entry = manifest_entries(target)["tel-1"]
+    assert entry["recipient_hashes"] == {"phone_number": sha(NATIONAL)}
+    # the same message archived with the region: the same key, the same object bytes
+    other = build_target("file", tmp_path / "other")
+    regional = home(tmp_path / "regional", "env", monkeypatch)
+    archive(regional, other, [phone_message("tel-1", NATIONAL)])
+    [key] = [k for k in target.keys() if "tel-1" in k]
+    assert [k for k in other.keys() if "tel-1" in k] == [key]
+    assert other.read(key) == target.read(key)
+    assert manifest_entries(other)["tel-1"]["recipient_hashes"]["phone_number"] == sha(NATIONAL)
