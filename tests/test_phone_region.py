@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from stored_messages_cli import Spool
 from tests.support.investigation_support import (
     ArchiveTarget,
     archive,
@@ -24,6 +25,7 @@ from tests.support.investigation_support import (
     connect,
     sha256_hex,
 )
+from tests.support.spool_db import rows
 
 NATIONAL = "(555) 010-0000"
 
@@ -136,3 +138,21 @@ def test_without_the_setting_nothing_changes(archived, tmp_path: Path,
     assert [k for k in other.keys() if "tel-1" in k] == [key]
     assert other.read(key) == target.read(key)
     assert manifest_entries(other)["tel-1"]["recipient_hashes"]["phone_number"] == sha(NATIONAL)
+
+
+def test_senders_keep_the_region_of_the_last_good_configuration(tmp_path: Path) -> None:
+    """Intake never depends on a valid config.toml: with a typo in it, `Spool.record` reads
+    the region from the last good copy, as it reads the archived mediums."""
+    home_dir = tmp_path / "home"
+    home_dir.mkdir(mode=0o700)
+    config = home_dir / "config.toml"
+    config.write_text('default_phone_region = "US"\n')
+    with Spool.open(home=home_dir) as spool:
+        spool.record(phone_message("tel-1", NATIONAL))
+    config.write_text('retry_intervall = "8h"\n' + config.read_text())  # one misplaced key
+    with Spool.open(home=home_dir) as spool:
+        spool.record(phone_message("tel-2", NATIONAL))
+        recorded = {row["message_id"]: json.loads(row["recipient_hashes"]) for row in rows(
+            spool, "SELECT message_id, recipient_hashes FROM messages")}
+    expected = {"phone_number": sha(NATIONAL), "phone_number_e164": sha("+15550100000")}
+    assert recorded == {"tel-1": expected, "tel-2": expected}

@@ -66,16 +66,19 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
     return hashes or {"recipient": fallback}
 
 
-def completed(outcome: str, column: bytes, fallback: str) -> tuple[str | None, int | None, str]:
+def completed(outcome: str, column: bytes, fallback: str, known: str | None = None
+              ) -> tuple[str | None, int | None, str]:
     """What an entry whose payload the trigger kept gets instead (`complete_entries`): the
-    object's SHA-256 and size (stored outcomes) and its recipient hashes as compact JSON."""
+    object's SHA-256 and size (stored outcomes) and its recipient hashes as compact JSON:
+    those taken at ingest (`known`, the message row's, which read a national phone number
+    in `default_phone_region`) when readable, else the payload's."""
     payload = payload_of(bytes(column))
     object_sha = size = None
     if outcome == State.STORED:
         body = object_of(bytes(column)) or gzip_body(payload)
         object_sha, size = sha256_hex(body), len(body)
-    return object_sha, size, json.dumps(recipient_hashes(payload, fallback),
-                                        separators=(",", ":"))
+    return object_sha, size, canonical_hashes(known) or json.dumps(
+        recipient_hashes(payload, fallback), separators=(",", ":"))
 
 
 def canonical_hashes(identifier_hashes: str | None) -> str | None:
@@ -96,6 +99,12 @@ def canonical_hashes(identifier_hashes: str | None) -> str | None:
     return json.dumps(ordered, separators=(",", ":"))
 
 
+# The entries `complete_entries` completes, with the identifier hashes taken at ingest.
+ENTRIES_TO_COMPLETE = (
+    'SELECT e."id", e."outcome", e."payload", e."recipient_hash", m."recipient_hashes"'
+    ' FROM "manifest_entries" e LEFT JOIN "messages" m ON m."id" = e."message_row"'
+    ' AND m."project_id" = e."project_id" AND m."message_id" = e."message_id"'
+    ' WHERE e."payload" IS NOT NULL')
 ENTRY_COLUMNS = ('"id", "message_id", "outcome", "stored_key", "relative_key", "payload_sha256",'
                  ' "object_sha256", "size", "medium", "message_type", "campaign_id", "sent_at",'
                  ' "recipient_hashes", "recipient_hash", "settled_at", "reason", "marks"')
