@@ -14,6 +14,7 @@ Real folder destination, real spool, the real CLI.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,12 @@ import pytest
 from stored_messages_cli.destinations import open_destination
 from stored_messages_cli.evidence.audit_bucket import check_objects
 from stored_messages_cli.evidence.findings import ProjectAudit, SilentProgress
+from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (
     archive,
     build_target,
     cli_for,
+    connect,
     email,
     gunzip,
     sha256_hex,
@@ -106,3 +109,27 @@ def test_deep_check_decompresses_at_most_the_cap(archived) -> None:
         assert findings(unvouched) == findings(vouched) == []
     finally:
         destination.close()
+
+
+def test_backfill_reports_a_payload_over_the_cap(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sm manifest backfill` reads each object back: a payload over the cap is its failure
+    (exit 1), never an entry; the others are backfilled."""
+    target = build_target("file", tmp_path)
+    cli = cli_for(tmp_path / "home")
+    connect(cli, target)
+    assert cli("ingest", "-", input=jsonl(email("big-1", text="x" * 5000))).exit_code == 0
+    conn = sqlite3.connect(tmp_path / "home" / "spool.db")
+    conn.execute("DROP TRIGGER manifest_entry_on_settle")  # as before manifests existed
+    conn.commit()
+    conn.close()
+    assert cli("ingest", "-", input=jsonl(email("small-2"))).exit_code == 0
+    assert cli("run", "--once").exit_code == 0
+    monkeypatch.setenv("SM_MAX_PAYLOAD_BYTES", str(CAP))
+    result = cli("--json", "manifest", "backfill")
+    assert result.exit_code == 1, result.output
+    [report] = json.loads(result.stdout)["projects"]
+    big = f"email/12345/{ANN_HASH}/111/big-1.json.gz"
+    assert (report["backfilled"], report["failures"]) == (1, [{
+        "key": big, "reason": f"cannot read {big}: the payload is over max_payload_bytes"
+                              f" ({CAP} bytes); not decompressed further"}])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 import pytest
 
 from stored_messages_cli import Spool
+from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (
     ArchiveTarget,
     archive,
     build_target,
     cli_for,
     connect,
+    gunzip,
     sha256_hex,
 )
 from tests.support.spool_db import rows
@@ -156,3 +159,32 @@ def test_senders_keep_the_region_of_the_last_good_configuration(tmp_path: Path) 
             spool, "SELECT message_id, recipient_hashes FROM messages")}
     expected = {"phone_number": sha(NATIONAL), "phone_number_e164": sha("+15550100000")}
     assert recorded == {"tel-1": expected, "tel-2": expected}
+
+
+def test_backfill_and_adopt_index_the_e164_form(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sm manifest backfill` (messages archived before manifests existed) and `sm manifest
+    adopt` (an object the spool never stored) write the entry's hashes with the region too."""
+    target = build_target("file", tmp_path)
+    cli = home(tmp_path / "home", "env", monkeypatch)
+    connect(cli, target)
+    assert cli("ingest", "-", input=jsonl(phone_message("tel-1", NATIONAL))).exit_code == 0
+    conn = sqlite3.connect(tmp_path / "home" / "spool.db")
+    conn.execute("DROP TRIGGER manifest_entry_on_settle")  # as before manifests existed
+    conn.commit()
+    conn.close()
+    assert cli("run", "--once").exit_code == 0
+    assert "tel-1" not in manifest_entries(target)
+    backfilled = cli("--json", "manifest", "backfill")
+    assert backfilled.exit_code == 0, backfilled.output
+    expected = {"phone_number": sha(NATIONAL), "phone_number_e164": sha("+15550100000")}
+    assert manifest_entries(target)["tel-1"]["recipient_hashes"] == expected
+    # an object another archiver wrote, adopted with a reason
+    assert target.root is not None
+    [key] = [k for k in target.keys() if k.endswith("tel-1.json.gz")]
+    planted = key.replace("tel-1.json.gz", "tel-9.json.gz")
+    payload = gunzip(target.read(key)).replace(b'"tel-1"', b'"tel-9"')
+    (target.root / planted).write_bytes(gzip.compress(payload, mtime=0))
+    adopted = cli("--json", "manifest", "adopt", planted, "--reason", "the old archiver's")
+    assert adopted.exit_code == 0, adopted.output
+    assert manifest_entries(target)["tel-9"]["recipient_hashes"] == expected

@@ -52,9 +52,11 @@ def entry_insert_sql(body: str, *, complete: bool = False) -> str:
 # --------------------------------------------------------------------------- entries
 
 
-def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
+def recipient_hashes(payload: bytes | None, fallback: str, region: str | None = None
+                     ) -> dict[str, str]:
     """A hash of every identifier present in the payload's `recipient`, each normalised as
-    the key's rule normalises it (SPEC 3); `{"recipient": fallback}` when unreadable."""
+    the key's rule normalises it (SPEC 3), and the search forms (a national phone number
+    read in `region`); `{"recipient": fallback}` when unreadable."""
     recipient: Any = None
     if payload is not None:
         try:
@@ -62,7 +64,7 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
         except (ValueError, AttributeError):
             recipient = None
     # the same identifiers, and search forms (SPEC 9.2), as ingest takes (`search_hashes`)
-    hashes = search_hashes(recipient)
+    hashes = search_hashes(recipient, region)
     return hashes or {"recipient": fallback}
 
 
@@ -137,7 +139,8 @@ def backfilled_values(entry: BackfilledEntry) -> tuple[Any, ...]:
             entry.stored_key, entry.relative_key, entry.payload_sha256, entry.object_sha256,
             entry.size, entry.medium, entry.message_type, entry.campaign_id, entry.sent_at,
             entry.recipient_hash,
-            json.dumps(recipient_hashes(entry.payload, entry.recipient_hash),
+            json.dumps(recipient_hashes(entry.payload, entry.recipient_hash,
+                                        entry.phone_region),
                        separators=(",", ":")), entry.settled_at,
             json.dumps(entry.marks, separators=(",", ":")) if entry.marks else None)
 
@@ -249,3 +252,4 @@ class BackfilledEntry:
     settled_at: float
     # what marks the entry for ever (SPEC 9.1): {"backfilled": true}, {"adopted": {…}}
     marks: dict[str, Any] | None = None
+    phone_region: str | None = None  # `default_phone_region`: a national number's E.164 hash
