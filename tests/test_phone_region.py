@@ -123,6 +123,10 @@ def test_prune_then_rebuild_and_remote_find_on_a_new_home_still_find_it(
     assert rebuilt.exit_code == 0, rebuilt.output
     assert found(rebuilding, "--recipient", "+15550100000") == ["tel-1"]
     assert found(rebuilding, "--recipient", "555 010 0000") == ["tel-1"]
+    fetching = home(tmp_path / "fetching", source, monkeypatch)  # indexes what it fetches
+    connect(fetching, target)
+    assert fetching("fetch", "tel-1").exit_code == 0
+    assert found(fetching, "--recipient", "+15550100000") == ["tel-1"]
 
 
 @pytest.mark.parametrize("archived", [None], indirect=True)

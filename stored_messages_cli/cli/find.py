@@ -333,7 +333,8 @@ def fetch(
             try:
                 verified = fetch_message(
                     index, message_id, projects=projects, open_for=opener(state),
-                    project_id=project, max_payload_bytes=state.settings().max_payload_bytes)
+                    project_id=project, max_payload_bytes=state.settings().max_payload_bytes,
+                    phone_region=state.settings().default_phone_region)
             except AmbiguousMessage as exc:
                 access.result, access.error = AMBIGUOUS, str(exc)
                 fail(str(exc), hint=exc.hint, code=2)
