@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stored_messages_cli import Spool
+from stored_messages_cli.message import search_hashes
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (
     ArchiveTarget,
@@ -192,3 +195,15 @@ def test_backfill_and_adopt_index_the_e164_form(tmp_path: Path,
     adopted = cli("--json", "manifest", "adopt", planted, "--reason", "the old archiver's")
     assert adopted.exit_code == 0, adopted.output
     assert manifest_entries(target)["tel-9"]["recipient_hashes"] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="+0123456789 ()-.x", min_size=1, max_size=24), st.sampled_from(
+    ["US", "GB", "DE", "FR", "JP", "BR", "IN"]))
+def test_a_region_only_adds_the_e164_form(number: str, region: str) -> None:
+    """Whatever the number and the region, the setting adds at most the E.164 hash: the
+    hashes taken without it (the key's among them) stay as they are."""
+    without = search_hashes({"phone_number": number})
+    regional = search_hashes({"phone_number": number}, region)
+    assert without.items() <= regional.items()
+    assert set(regional) - set(without) <= {"phone_number_e164"}
