@@ -79,7 +79,8 @@ def audit(
             with progress_for(out) as progress:
                 result = run_audit(spool, destinations, since=since_at, until=until_at,
                                    deep=deep, progress=progress, trust=trusted,
-                                   own_key=_own_key(state))
+                                   own_key=_own_key(state),
+                                   max_payload_bytes=state.settings().max_payload_bytes)
     finally:
         for opened in [*destinations.values(), *(a.destination for a in trusted.anchors)]:
             if opened is not None:

@@ -153,11 +153,12 @@ def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, 
 def _verify_and_write(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
                       zip_output: bool, name: str, workers: int,
                       on_read: Callable[[int], None] | None = None) -> ExportReport:
+    limit = state.settings().max_payload_bytes
     if str(output) != "-":
         return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
-                      workers=workers, on_read=on_read)
+                      workers=workers, on_read=on_read, max_payload_bytes=limit)
     stream, report = export_stream(entries, opener(state), fmt, workers=workers,
-                                   on_read=on_read)
+                                   on_read=on_read, max_payload_bytes=limit)
     sys.stdout.flush()
     sys.stdout.buffer.write(stream)
     sys.stdout.buffer.flush()

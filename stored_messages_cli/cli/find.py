@@ -188,7 +188,8 @@ def _find_remote(state: AppState, query: FindQuery, project: str | None, access:
         destination = open_project_destination(state, project_id)
         try:
             report = find_remote(destination, project_id, query,
-                                 max_payload_bytes=state.settings().max_payload_bytes)
+                                 max_payload_bytes=state.settings().max_payload_bytes,
+                                 phone_region=state.settings().default_phone_region)
         finally:
             destination.close()
         say_remote_source(out, project_id, report)
@@ -332,7 +333,8 @@ def fetch(
             try:
                 verified = fetch_message(
                     index, message_id, projects=projects, open_for=opener(state),
-                    project_id=project, max_payload_bytes=state.settings().max_payload_bytes)
+                    project_id=project, max_payload_bytes=state.settings().max_payload_bytes,
+                    phone_region=state.settings().default_phone_region)
             except AmbiguousMessage as exc:
                 access.result, access.error = AMBIGUOUS, str(exc)
                 fail(str(exc), hint=exc.hint, code=2)
@@ -365,7 +367,8 @@ def rebuild(
                                                    max_connections=workers)
             try:
                 reports.append(_rebuild_one(out, index, destination, project_id, workers,
-                                            state.settings().max_payload_bytes))
+                                            state.settings().max_payload_bytes,
+                                            state.settings().default_phone_region))
             finally:
                 destination.close()
     failed = sum(len(r.failures) for r in reports)
@@ -396,12 +399,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, project_id: str,
-                 workers: int, max_payload_bytes: int) -> RebuildReport:
+                 workers: int, max_payload_bytes: int, phone_region: str | None
+                 ) -> RebuildReport:
     """Rebuild one project, with a progress bar on an interactive terminal."""
     out.info(f"Listing {destination.url} for project {project_id}…")
     if not out.interactive:
         return rebuild_index(index, destination, project_id, workers=workers,
-                             max_payload_bytes=max_payload_bytes)
+                             max_payload_bytes=max_payload_bytes, phone_region=phone_region)
     from rich.progress import (  # only on a terminal
         BarColumn,
         MofNCompleteColumn,
@@ -415,7 +419,7 @@ def _rebuild_one(out: Output, index: ArchiveIndex, destination: Destination, pro
         task = progress.add_task(f"project {project_id}", total=None)
         return rebuild_index(
             index, destination, project_id, workers=workers, max_payload_bytes=max_payload_bytes,
-            on_total=lambda total: progress.update(task, total=total),
+            phone_region=phone_region, on_total=lambda total: progress.update(task, total=total),
             on_read=lambda count: progress.advance(task, count))
 
 

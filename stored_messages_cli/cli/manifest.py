@@ -97,7 +97,8 @@ def adopt(
             adopted = run_adopt(spool, project_id, destination, key, reason,
                                 max_entries=max_entries,
                                 log_options=LogOptions.from_settings(settings, state.home),
-                                max_payload_bytes=settings.max_payload_bytes)
+                                max_payload_bytes=settings.max_payload_bytes,
+                                phone_region=settings.default_phone_region)
     finally:
         destination.close()
     if out.json_mode:
@@ -141,8 +142,11 @@ def backfill(
         for project_id in chosen:
             destination = open_project_destination(state, project_id)
             try:
-                reports.append(run_backfill(spool, project_id, destination, max_entries,
-                                            LogOptions.from_settings(settings, state.home)))
+                reports.append(run_backfill(
+                    spool, project_id, destination, max_entries,
+                    LogOptions.from_settings(settings, state.home),
+                    max_payload_bytes=settings.max_payload_bytes,
+                    phone_region=settings.default_phone_region))
             finally:
                 destination.close()
     failed = sum(len(r.failures) for r in reports)

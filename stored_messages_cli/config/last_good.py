@@ -100,12 +100,24 @@ def intake_settings(config_file: Path) -> IntakeSettings:
 
 class LastGoodMediums:
     """A project's archived mediums for intake, from `intake_settings`; read again whenever
-    config.toml changes. None (every medium) for a project it does not know."""
+    config.toml changes. None (every medium) for a project it does not know. Also the
+    setting `default_phone_region` intake indexes phone numbers with (`phone_region`)."""
 
     def __init__(self, config_file: Path) -> None:
         self.config_file = config_file
         self._stamp: tuple[int, int] | None = None
         self._projects: dict[str, list[str]] = {}
+        self._region_stamp: tuple[int, int] | None | bool = False  # False: never read
+        self._region: str | None = None
+
+    def phone_region(self) -> str | None:
+        """`default_phone_region` of the settings intake runs on (None: no region). Read
+        even without a config.toml (`SM_DEFAULT_PHONE_REGION`), then whenever it changes."""
+        stamp = _stamp(self.config_file)
+        if stamp != self._region_stamp:
+            self._region = intake_settings(self.config_file).settings.default_phone_region
+            self._region_stamp = stamp
+        return self._region
 
     def __call__(self, project_id: str) -> list[str] | None:
         """The project's archived mediums, or None when every medium is archived."""

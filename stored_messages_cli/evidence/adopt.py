@@ -59,9 +59,11 @@ class Adopted:
 def adopt(spool: Spool, project_id: str, destination: Destination, key: str, reason: str, *,
           clock: Clock | None = None, max_entries: int = DEFAULT_MAX_ENTRIES,
           log_options: LogOptions | None = None,
-          max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> Adopted:
+          max_payload_bytes: int = MAX_PAYLOAD_BYTES, phone_region: str | None = None
+          ) -> Adopted:
     """Add the object at `key` (full, or relative to the destination prefix) to the
-    project's log as an adopted stored entry with `reason`, then seal and write it."""
+    project's log as an adopted stored entry with `reason`, then seal and write it (a
+    national phone number's E.164 hash read in `phone_region`)."""
     reason = reason.strip()
     if not reason:
         raise AdoptRefused("an adoption needs a reason", hint='--reason "why it belongs"')
@@ -82,7 +84,7 @@ def adopt(spool: Spool, project_id: str, destination: Destination, key: str, rea
         message_type=str(document.get("message_type") or ""),
         campaign_id=fields.get("campaign_id"), sent_at=document.get("sent_at"),
         recipient_hash=str(fields["recipient_hash"]), payload=payload, settled_at=now,
-        marks={"adopted": mark}))
+        marks={"adopted": mark}, phone_region=phone_region))
     Manifests(spool, {project_id: destination}, max_entries, clock=clock,
               log_options=log_options).close()
     head = spool.evidence.last_segment(project_id)

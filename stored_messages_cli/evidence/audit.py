@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from ..destinations.base import Destination, ObjectInfo
-from ..message import parse_key
+from ..message import MAX_PAYLOAD_BYTES, parse_key
 from ..spool import Spool
 from ..states import UNARCHIVED_STATES, State
 from .audit_bucket import check_objects, check_retention, list_messages
@@ -44,15 +44,18 @@ UNANCHORED_WARNING = ("no trusted key or anchor for project(s) {projects}: a buc
 def audit(spool: Spool, destinations: Mapping[str, Destination], *,
           since: datetime | None = None, until: datetime | None = None, deep: bool = False,
           progress: Progress | None = None, trust: Trust | None = None,
-          own_key: NoteVerifier | None = None) -> AuditResult:
+          own_key: NoteVerifier | None = None,
+          max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> AuditResult:
     """Audit every project of `destinations` (project id -> its destination).
 
     `trust` holds the keys and anchors the auditor brings. Without trusted keys, `own_key`
     (the verifier of this spool's signing key) is trusted for a log whose checkpoints this
-    spool signed with it. A project checked against neither is named in one warning."""
+    spool signed with it. A project checked against neither is named in one warning.
+    `--deep` decompresses at most `max_payload_bytes` of a payload."""
     period = Period(since, until)
     projects = [audit_project(spool, project_id, destination, period, deep=deep,
-                              progress=progress, trust=trust, own_key=own_key)
+                              progress=progress, trust=trust, own_key=own_key,
+                              max_payload_bytes=max_payload_bytes)
                 for project_id, destination in sorted(destinations.items())]
     result = AuditResult(since, until, projects)
     loose = [p.project_id for p in projects if not p.anchored]
@@ -63,8 +66,8 @@ def audit(spool: Spool, destinations: Mapping[str, Destination], *,
 
 def audit_project(spool: Spool, project_id: str, destination: Destination, period: Period,
                   *, deep: bool = False, progress: Progress | None = None,
-                  trust: Trust | None = None, own_key: NoteVerifier | None = None
-                  ) -> ProjectAudit:
+                  trust: Trust | None = None, own_key: NoteVerifier | None = None,
+                  max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> ProjectAudit:
     """Audit one project: the chain, the signed log, the bucket and the spool against the
     manifests of its log at `destination`."""
     result = ProjectAudit(project_id)
@@ -86,7 +89,8 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
     say.stage(f"project {project_id}: listing the bucket")
     listing = list_messages(destination, project_id, say)
     result.listing.update(listing)
-    check_objects(destination, checked, listing, result, deep=deep, progress=say)
+    check_objects(destination, checked, listing, result, deep=deep, progress=say,
+                  max_payload_bytes=max_payload_bytes)
     days = retention_days_of(destination)
     if days:
         check_retention(destination, [e for e in checked if str(e.get("key")) in listing],

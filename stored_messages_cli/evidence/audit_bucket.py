@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from ..clock import to_rfc3339
 from ..destinations.base import Destination, ObjectInfo
-from ..errors import IntegrityError, ObjectNotFound, UnreadableObject
-from ..message import MEDIUMS, gunzip, parse_key, parse_sent_at, sha256_hex
+from ..errors import IntegrityError, ObjectNotFound, PayloadTooLarge, UnreadableObject
+from ..message import MAX_PAYLOAD_BYTES, MEDIUMS, gunzip, parse_key, parse_sent_at, sha256_hex
 from .findings import Finding, Progress, ProjectAudit
 from .segments import RETENTION_SLACK, required_retain_until
 
@@ -47,9 +47,10 @@ def _each(work: Callable[[T], R], items: Iterable[T], progress: Progress) -> Ite
 
 def check_objects(destination: Destination, entries: list[dict[str, Any]],
                   listing: dict[str, ObjectInfo], result: ProjectAudit, *, deep: bool,
-                  progress: Progress) -> None:
+                  progress: Progress, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
     """Each stored entry's object is listed with the manifest's size (`missing_object`,
-    `altered_object`); with `deep`, its bytes, payload hash and key are checked too."""
+    `altered_object`); with `deep`, its bytes, payload hash and key are checked too, at most
+    `max_payload_bytes` of a payload decompressed (`_deep_check`)."""
     present = []
     for entry in entries:
         key = str(entry.get("key"))
@@ -70,7 +71,8 @@ def check_objects(destination: Destination, entries: list[dict[str, Any]],
     progress.stage(f"project {result.project_id}: downloading {len(present)} object(s)",
                    len(present))
     for finding, key, digest, retain_until in _each(
-            lambda e: _deep_check(destination, e, result.project_id), present, progress):
+            lambda e: _deep_check(destination, e, result.project_id, max_payload_bytes),
+            present, progress):
         if digest:
             result.object_sha256[key] = digest
             result.retain_until[key] = retain_until
@@ -78,8 +80,14 @@ def check_objects(destination: Destination, entries: list[dict[str, Any]],
             result.findings.append(finding)
 
 
-def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str
+def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str,
+                limit: int = MAX_PAYLOAD_BYTES
                 ) -> tuple[Finding | None, str, str | None, float | None]:
+    """One stored entry's object downloaded and checked: its bytes against the manifest's
+    SHA-256 (bytes that differ are never decompressed: a bomb), then its payload hash, at
+    most `limit` bytes decompressed. A payload over `limit` in bytes the manifest vouches for
+    (its SHA-256 matches) is the archive's own, stored before the cap was lowered: not
+    altered, and its payload hash is not re-taken (the object's is the manifest's)."""
     key, message_id = str(entry.get("key")), entry.get("message_id")
     try:
         fetched = destination.get(key)
@@ -96,7 +104,11 @@ def _deep_check(destination: Destination, entry: dict[str, Any], project_id: str
         problems.append(f"its sha256 is {digest}, the manifest says {entry['object_sha256']}")
     if not problems:  # bytes that are not the manifest's are never decompressed (a bomb)
         try:
-            payload_sha: str | None = sha256_hex(gunzip(body, key))
+            payload_sha: str | None = sha256_hex(gunzip(body, key, limit=limit))
+        except PayloadTooLarge as exc:
+            if not entry.get("object_sha256"):  # nothing vouches for these bytes
+                problems.append(exc.detail)
+            payload_sha = entry.get("payload_sha256")
         except UnreadableObject as exc:
             problems.append(exc.detail)
             payload_sha = entry.get("payload_sha256")

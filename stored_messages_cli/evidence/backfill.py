@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..destinations.base import Destination
-from ..message import gunzip, sha256_hex
+from ..message import MAX_PAYLOAD_BYTES, gunzip, sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import BackfilledEntry
 from ..states import State
@@ -55,10 +55,13 @@ def listed_as_stored(spool: Spool, project_id: str, destination: Destination) ->
 
 
 def backfill(spool: Spool, project_id: str, destination: Destination,
-             max_entries: int = DEFAULT_MAX_ENTRIES, log_options: LogOptions | None = None
+             max_entries: int = DEFAULT_MAX_ENTRIES, log_options: LogOptions | None = None,
+             *, max_payload_bytes: int = MAX_PAYLOAD_BYTES, phone_region: str | None = None
              ) -> BackfillReport:
     """Write manifest entries for what the index holds but no manifest lists (an archive made
-    before manifests existed), each after verifying its object; then seal and write them."""
+    before manifests existed), each after verifying its object; then seal and write them.
+    At most `max_payload_bytes` of a payload are decompressed (a bigger one is a failure);
+    a national phone number's E.164 hash is read in `phone_region`."""
     report = BackfillReport(project_id)
     listed = listed_as_stored(spool, project_id, destination)
     for (message_id, medium, message_type, campaign_id, fallback, sent_at, key, payload_sha,
@@ -71,7 +74,7 @@ def backfill(spool: Spool, project_id: str, destination: Destination,
             continue
         try:
             body = destination.get(key).body
-            payload = gunzip(body, key)
+            payload = gunzip(body, key, limit=max_payload_bytes)
         except Exception as exc:  # noqa: BLE001 - reported per object, never fatal
             report.failures.append({"key": key, "reason": str(exc) or type(exc).__name__})
             continue
@@ -86,7 +89,7 @@ def backfill(spool: Spool, project_id: str, destination: Destination,
             object_sha256=sha256_hex(body), size=len(body), medium=medium,
             message_type=message_type, campaign_id=campaign_id, sent_at=sent_at,
             recipient_hash=fallback, payload=payload, settled_at=stored_at or 0.0,
-            marks={"backfilled": True}))
+            marks={"backfilled": True}, phone_region=phone_region))
         listed.add(message_id)
         report.backfilled += 1
     Manifests(spool, {project_id: destination}, max_entries, log_options=log_options).close()

@@ -38,7 +38,7 @@ from ..destinations.base import Destination
 from ..errors import SmError
 from ..investigate.index import IndexEntry
 from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
-from ..message import parse_sent_at, sha256_hex
+from ..message import MAX_PAYLOAD_BYTES, parse_sent_at, sha256_hex
 from ..states import Medium
 from .private_files import private_folder, write_private
 
@@ -88,9 +88,11 @@ def export_order(entries: Iterable[IndexEntry]) -> list[IndexEntry]:
 
 
 def verify_all(entries: list[IndexEntry], open_for: Opener, *, workers: int = READ_WORKERS,
-               on_read: Callable[[int], None] | None = None
+               on_read: Callable[[int], None] | None = None,
+               max_payload_bytes: int = MAX_PAYLOAD_BYTES,
                ) -> tuple[dict[tuple[str, str], VerifiedMessage], list[tuple[IndexEntry, str]]]:
-    """Read and verify every entry (against the payload hash the index recorded)."""
+    """Read and verify every entry (against the payload hash the index recorded); a payload
+    over `max_payload_bytes` is not decompressed further and is that entry's failure."""
     groups: dict[tuple[str, str | None], list[IndexEntry]] = {}
     for entry in entries:
         groups.setdefault((entry.project_id, entry.destination_url), []).append(entry)
@@ -102,7 +104,7 @@ def verify_all(entries: list[IndexEntry], open_for: Opener, *, workers: int = RE
         try:
             expected = {e.key: e.payload_sha256 for e in group if e.payload_sha256}
             for key, result in read_many(destination, list(by_key), expected=expected,
-                                         workers=workers):
+                                         workers=workers, max_payload_bytes=max_payload_bytes):
                 entry = by_key[key]
                 if isinstance(result, VerifiedMessage):
                     if result.entry.message_id != entry.message_id:
@@ -296,14 +298,16 @@ def write_export(output: Path, files: dict[str, bytes], *, as_zip: bool, name: s
 
 def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, *,
            as_zip: bool = False, name: str = "export", workers: int = READ_WORKERS,
-           on_read: Callable[[int], None] | None = None) -> ExportReport:
+           on_read: Callable[[int], None] | None = None,
+           max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> ExportReport:
     """Verify every entry, then write the export; failures are reported, not exported."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use eml, mbox or jsonl")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ExportError(f"{output} exists and is not an empty folder; nothing was written",
                           hint="sm export ... --output NEW_FOLDER")
-    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read)
+    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read,
+                                    max_payload_bytes=max_payload_bytes)
     files = build_files(entries, verified, failures, fmt)
     report = ExportReport(output, fmt, exported=len(verified), failures=failures)
     report.files = write_export(output, files, as_zip=as_zip, name=name)
@@ -311,8 +315,8 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
 
 
 def export_stream(entries: list[IndexEntry], open_for: Opener, fmt: str, *,
-                  workers: int = READ_WORKERS, on_read: Callable[[int], None] | None = None
-                  ) -> tuple[bytes, ExportReport]:
+                  workers: int = READ_WORKERS, on_read: Callable[[int], None] | None = None,
+                  max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> tuple[bytes, ExportReport]:
     """Verify every entry; the export's one stream (`messages.jsonl` or `messages.mbox`)
     and its report, for standard output. Only emails go in an mbox: others are refused."""
     if fmt not in STREAM_FILES:
@@ -322,7 +326,8 @@ def export_stream(entries: list[IndexEntry], open_for: Opener, fmt: str, *,
         raise ExportError(f"{others} matching message(s) are not emails and cannot go in an"
                           " mbox stream; nothing was written",
                           hint="add --medium email, or --output FOLDER")
-    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read)
+    verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read,
+                                    max_payload_bytes=max_payload_bytes)
     name = STREAM_FILES[fmt]
     stream = build_files(entries, verified, failures, fmt).get(name, b"")
     report = ExportReport(Path("-"), fmt, exported=len(verified), failures=failures)

@@ -23,13 +23,14 @@ def fetch_message(
     open_for: DestinationOpener,
     project_id: str | None = None,
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    phone_region: str | None = None,
 ) -> VerifiedMessage:
     """Find a message (index first, else by listing each project's bucket) and read it verified.
 
     `projects` are the projects to search remotely when the index does not know the id.
     The same id in several projects raises AmbiguousMessage; a message read from the bucket
-    is added to the index so the next fetch is direct. At most `max_payload_bytes` are
-    decompressed.
+    is added to the index so the next fetch is direct (a national phone number's E.164 hash
+    read in `phone_region`). At most `max_payload_bytes` are decompressed.
     """
     entries = index.entries_for(message_id, project_id)
     if len(entries) > 1:
@@ -71,7 +72,8 @@ def fetch_message(
                 f"message id {message_id} exists in projects {', '.join(places)}",
                 places=places, hint=f"sm fetch {message_id} --project {places[0]}")
         pid, destination, key = found[0]
-        verified = read_verified(destination, key, max_payload_bytes=max_payload_bytes)
+        verified = read_verified(destination, key, max_payload_bytes=max_payload_bytes,
+                                 phone_region=phone_region)
     finally:
         for _, destination, _ in found:
             destination.close()

@@ -61,13 +61,15 @@ class RemoteFindReport:
 
 def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
                 mediums: Iterable[str] = MEDIUMS, workers: int = READ_WORKERS,
-                max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> RemoteFindReport:
+                max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+                phone_region: str | None = None) -> RemoteFindReport:
     """Find a recipient's messages of one project in the bucket, without the local index.
 
     Lists `{prefix}{medium}/{project}/{hash}/` for each medium and each hash the recipient
     term may be stored under, skips keys the id/campaign filters rule out, then reads and
     verifies each remaining object for `sent_at` and `message_type`. The result is not cut
-    to `query.limit`; the caller merges projects first.
+    to `query.limit`; the caller merges projects first. `phone_region` reads a stored
+    national phone number (`default_phone_region`) as the index does.
     """
     if not query.recipient_hashes:
         raise ValueError("a remote find needs recipient hashes")
@@ -106,7 +108,7 @@ def find_remote(destination: Destination, project_id: str, query: FindQuery, *,
         keys.append(key)
     keys = list(dict.fromkeys([*keys, *from_manifests]))
     for key, result in read_many(destination, keys, workers=workers,
-                                 max_payload_bytes=max_payload_bytes):
+                                 max_payload_bytes=max_payload_bytes, phone_region=phone_region):
         if isinstance(result, VerifiedMessage):
             if query.matches(result.entry):
                 report.entries.append(result.entry)

@@ -46,13 +46,15 @@ def rebuild_index(
     on_total: Callable[[int], None] | None = None,
     on_read: Callable[[int], None] | None = None,
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    phone_region: str | None = None,
 ) -> RebuildReport:
     """Index every message of a project found in the bucket, reading and verifying each.
 
     Resumable: keys already indexed under the same key are not read again. Rows are written
     in short transactions of INDEX_BATCH, so an interrupted rebuild keeps what it did and a
     running `sm run` is never blocked for long. Objects that fail verification are reported,
-    not indexed.
+    not indexed. A national phone number is indexed in E.164 read in `phone_region`
+    (`default_phone_region`, SPEC 9.2).
     """
     mediums = tuple(mediums)
     report = RebuildReport(project_id, destination.url)
@@ -75,7 +77,7 @@ def rebuild_index(
         on_total(len(todo))
     batch: list[IndexEntry] = []
     for key, result in read_many(destination, todo, workers=workers,
-                                 max_payload_bytes=max_payload_bytes):
+                                 max_payload_bytes=max_payload_bytes, phone_region=phone_region):
         if isinstance(result, VerifiedMessage):
             batch.append(result.entry)
             if len(batch) >= INDEX_BATCH:

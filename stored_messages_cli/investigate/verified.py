@@ -94,12 +94,15 @@ def _not_intact(key: str, detail: str) -> IntegrityError:
 
 def read_verified(destination: Destination, key: str, *,
                   expected_sha256: str | None = None,
-                  max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> VerifiedMessage:
+                  max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+                  phone_region: str | None = None) -> VerifiedMessage:
     """Download `key` and verify it; raises IntegrityError naming what does not match.
 
     `expected_sha256` is the payload hash the local index recorded when the message was
     stored; without it (a fresh machine) the object's own metadata is all there is. At most
-    `max_payload_bytes` are decompressed (a bigger payload is an IntegrityError too).
+    `max_payload_bytes` are decompressed (a bigger payload is an IntegrityError too). The
+    entry's search hashes read a national phone number in `phone_region`
+    (`default_phone_region`, SPEC 9.2).
     """
     try:
         fetched = destination.get(key)
@@ -126,7 +129,8 @@ def read_verified(destination: Destination, key: str, *,
         raise _mismatch(key, f"payload SHA-256 is {actual} but the local index recorded"
                         f" {expected_sha256} when the message was stored")
     document = _payload_document(key, payload)
-    entry = _entry_from_payload(destination, key, document, actual, fetched.info.version_id)
+    entry = _entry_from_payload(destination, key, document, actual, fetched.info.version_id,
+                                phone_region)
     return VerifiedMessage(entry, payload, document)
 
 
@@ -156,7 +160,8 @@ def _payload_document(key: str, payload: bytes) -> dict[str, Any]:
 
 
 def _entry_from_payload(destination: Destination, key: str, document: dict[str, Any],
-                        payload_sha256: str, version_id: str | None) -> IndexEntry:
+                        payload_sha256: str, version_id: str | None,
+                        phone_region: str | None = None) -> IndexEntry:
     """The index row for a payload, after checking the key names the same message."""
     parsed = parse_key(key, destination.prefix)
     if parsed is None:
@@ -188,17 +193,19 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
         recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
         version_id=version_id, destination_url=destination.url,
         recipient_hashes=tuple(sorted({rhash, *search_hashes(
-            document.get("recipient")).values()})))
+            document.get("recipient"), phone_region).values()})))
 
 
 def read_many(destination: Destination, keys: Iterable[str], *,
               expected: dict[str, str] | None = None, workers: int = READ_WORKERS,
               max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+              phone_region: str | None = None,
               ) -> Iterator[tuple[str, VerifiedMessage | SmError]]:
     """Read and verify many keys in parallel; yields (key, result or the error) as they finish.
 
     Integrity failures and objects gone since listing are yielded as errors so one bad
-    object does not hide the others; other destination errors propagate.
+    object does not hide the others; other destination errors propagate. `phone_region` as
+    for `read_verified`.
     """
     expected = expected or {}
     pending: deque[str] = deque(keys)
@@ -210,7 +217,8 @@ def read_many(destination: Destination, keys: Iterable[str], *,
                 key = pending.popleft()
                 running[pool.submit(read_verified, destination, key,
                                     expected_sha256=expected.get(key),
-                                    max_payload_bytes=max_payload_bytes)] = key
+                                    max_payload_bytes=max_payload_bytes,
+                                    phone_region=phone_region)] = key
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 key = running.pop(future)

@@ -37,7 +37,7 @@ from .db import (
 from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth
 from .index_queries import IndexQueries
-from .intake import IngestReport, Intake, MediumsLookup
+from .intake import IngestReport, Intake, MediumsLookup, RegionLookup
 from .lock import SpoolLock
 from .postgres import check_spool_url, is_postgres_url
 from .postgres.store import PostgresStore
@@ -61,11 +61,12 @@ class Spool:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
-                 mediums_for: MediumsLookup | None = None) -> None:
+                 mediums_for: MediumsLookup | None = None,
+                 phone_region: RegionLookup | None = None) -> None:
         self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
         self.store: SpoolStore = (PostgresStore(self._db) if self._db.is_postgres
                                   else SqliteStore(self._db))
-        self.intake = Intake(self.store, mediums_for)
+        self.intake = Intake(self.store, mediums_for, phone_region)
         self.queue = Queue(self.store)
         self.health = DestinationHealth(self.store)
         self.report = Report(self.store)
@@ -81,6 +82,8 @@ class Spool:
         are read from that home's `config.toml` so messages of a medium the project does not
         archive are discarded at ingest; while config.toml does not load, from the last good
         copy of it (none: every medium is kept), so a broken file never stops a sender.
+        The setting `default_phone_region` comes the same way: a national phone number is
+        then also indexed in E.164 (SPEC 9.2).
         """
         paths = Paths.resolve(home)
         where = spool_location(paths, path)
@@ -90,7 +93,8 @@ class Spool:
             target: str | Path = where.target
         else:
             target = Path(where.target)
-        return cls(target, clock=clock, mediums_for=LastGoodMediums(paths.config_file))
+        lookup = LastGoodMediums(paths.config_file)
+        return cls(target, clock=clock, mediums_for=lookup, phone_region=lookup.phone_region)
 
     # ----------------------------------------------------------------------- plumbing
 

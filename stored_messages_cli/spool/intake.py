@@ -23,12 +23,14 @@ from ..message import (
     Message,
     SendEvent,
     format_utc,
+    identifier_hashes_json,
     parse_event,
     parse_lines,
     parse_message,
     parse_messages,
     parse_sent_at,
     payload_bytes,
+    search_hashes,
     sha256_hex,
 )
 from ..states import FinalReason, IngestOutcome, State
@@ -41,6 +43,7 @@ INGEST_BATCH = 500
 DEFAULT_CONFIRM_GRACE = 7 * 86400.0  # seconds a never-confirmed message keeps its body
 
 MediumsLookup = Callable[[str], list[str] | None]
+RegionLookup = Callable[[], str | None]  # the setting `default_phone_region`, read when needed
 
 
 @dataclass
@@ -79,9 +82,11 @@ def _full_after(exc: SpoolFull, source: str, first: int, report: IngestReport) -
 class Intake:
     """Messages and send events in; discards of what will never be archived."""
 
-    def __init__(self, store: SpoolStore, mediums_for: MediumsLookup | None = None) -> None:
+    def __init__(self, store: SpoolStore, mediums_for: MediumsLookup | None = None,
+                 phone_region: RegionLookup | None = None) -> None:
         self.store = store
         self._mediums_for = mediums_for
+        self._phone_region = phone_region
         self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new)
 
     # ----------------------------------------------------------------------- sender API
@@ -307,8 +312,21 @@ class Intake:
                            state, payload_blob, content_sha,
                            msg.payload_sha if msg.confirmed else None, now,
                            now if msg.confirmed else None, now, final_reason,
-                           msg.recipient_hashes),
+                           self._recipient_hashes(msg)),
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
+
+    def _recipient_hashes(self, msg: Message) -> str:
+        """The message's identifier hashes (`messages.recipient_hashes`): validation's, plus
+        the E.164 form of a national phone number read in `default_phone_region` (SPEC 9.2).
+        The key's hash is the first identifier's either way: the key layout is unchanged."""
+        known = msg.recipient_hashes
+        if (self._phone_region is None or '"phone_number"' not in known
+                or '"phone_number_e164"' in known):
+            return known  # no number, or one with its +country: no region changes it
+        region = self._phone_region()
+        if region is None:
+            return known
+        return identifier_hashes_json(search_hashes(msg.document["recipient"], region))
 
     def _insert_new(self, rows: list[MessageRow]) -> bool:
         """Insert rows made by `_new_row` together; True when every one went in (no message

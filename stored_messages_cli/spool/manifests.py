@@ -52,9 +52,11 @@ def entry_insert_sql(body: str, *, complete: bool = False) -> str:
 # --------------------------------------------------------------------------- entries
 
 
-def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
+def recipient_hashes(payload: bytes | None, fallback: str, region: str | None = None
+                     ) -> dict[str, str]:
     """A hash of every identifier present in the payload's `recipient`, each normalised as
-    the key's rule normalises it (SPEC 3); `{"recipient": fallback}` when unreadable."""
+    the key's rule normalises it (SPEC 3), and the search forms (a national phone number
+    read in `region`); `{"recipient": fallback}` when unreadable."""
     recipient: Any = None
     if payload is not None:
         try:
@@ -62,20 +64,23 @@ def recipient_hashes(payload: bytes | None, fallback: str) -> dict[str, str]:
         except (ValueError, AttributeError):
             recipient = None
     # the same identifiers, and search forms (SPEC 9.2), as ingest takes (`search_hashes`)
-    hashes = search_hashes(recipient)
+    hashes = search_hashes(recipient, region)
     return hashes or {"recipient": fallback}
 
 
-def completed(outcome: str, column: bytes, fallback: str) -> tuple[str | None, int | None, str]:
+def completed(outcome: str, column: bytes, fallback: str, known: str | None = None
+              ) -> tuple[str | None, int | None, str]:
     """What an entry whose payload the trigger kept gets instead (`complete_entries`): the
-    object's SHA-256 and size (stored outcomes) and its recipient hashes as compact JSON."""
+    object's SHA-256 and size (stored outcomes) and its recipient hashes as compact JSON:
+    those taken at ingest (`known`, the message row's, which read a national phone number
+    in `default_phone_region`) when readable, else the payload's."""
     payload = payload_of(bytes(column))
     object_sha = size = None
     if outcome == State.STORED:
         body = object_of(bytes(column)) or gzip_body(payload)
         object_sha, size = sha256_hex(body), len(body)
-    return object_sha, size, json.dumps(recipient_hashes(payload, fallback),
-                                        separators=(",", ":"))
+    return object_sha, size, canonical_hashes(known) or json.dumps(
+        recipient_hashes(payload, fallback), separators=(",", ":"))
 
 
 def canonical_hashes(identifier_hashes: str | None) -> str | None:
@@ -96,6 +101,12 @@ def canonical_hashes(identifier_hashes: str | None) -> str | None:
     return json.dumps(ordered, separators=(",", ":"))
 
 
+# The entries `complete_entries` completes, with the identifier hashes taken at ingest.
+ENTRIES_TO_COMPLETE = (
+    'SELECT e."id", e."outcome", e."payload", e."recipient_hash", m."recipient_hashes"'
+    ' FROM "manifest_entries" e LEFT JOIN "messages" m ON m."id" = e."message_row"'
+    ' AND m."project_id" = e."project_id" AND m."message_id" = e."message_id"'
+    ' WHERE e."payload" IS NOT NULL')
 ENTRY_COLUMNS = ('"id", "message_id", "outcome", "stored_key", "relative_key", "payload_sha256",'
                  ' "object_sha256", "size", "medium", "message_type", "campaign_id", "sent_at",'
                  ' "recipient_hashes", "recipient_hash", "settled_at", "reason", "marks"')
@@ -128,7 +139,8 @@ def backfilled_values(entry: BackfilledEntry) -> tuple[Any, ...]:
             entry.stored_key, entry.relative_key, entry.payload_sha256, entry.object_sha256,
             entry.size, entry.medium, entry.message_type, entry.campaign_id, entry.sent_at,
             entry.recipient_hash,
-            json.dumps(recipient_hashes(entry.payload, entry.recipient_hash),
+            json.dumps(recipient_hashes(entry.payload, entry.recipient_hash,
+                                        entry.phone_region),
                        separators=(",", ":")), entry.settled_at,
             json.dumps(entry.marks, separators=(",", ":")) if entry.marks else None)
 
@@ -240,3 +252,4 @@ class BackfilledEntry:
     settled_at: float
     # what marks the entry for ever (SPEC 9.1): {"backfilled": true}, {"adopted": {…}}
     marks: dict[str, Any] | None = None
+    phone_region: str | None = None  # `default_phone_region`: a national number's E.164 hash

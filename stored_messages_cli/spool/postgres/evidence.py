@@ -17,6 +17,7 @@ from ..manifests import (
     ACCOUNT_COLUMNS,
     ANCHOR_COLUMNS,
     BACKFILL_COLUMNS,
+    ENTRIES_TO_COMPLETE,
     ENTRY_COLUMNS,
     HEAD_COLUMNS,
     NEW_SEGMENT_COLUMNS,
@@ -39,14 +40,13 @@ class EvidencePg(PgStoreBase):
 
     def complete_entries(self) -> int:
         """Complete the entries whose payload the settle trigger kept (caller's transaction)."""
-        rows = self._all('SELECT "id", "outcome", "payload", "recipient_hash"'
-                         ' FROM "manifest_entries" WHERE "payload" IS NOT NULL')
+        rows = self._all(ENTRIES_TO_COMPLETE)
         if rows:
             self.pg.executemany(
                 'UPDATE "manifest_entries" SET "object_sha256" = %s, "size" = %s,'
                 ' "recipient_hashes" = %s, "payload" = NULL WHERE "id" = %s',
-                [(*completed(outcome, column, fallback), row_id)
-                 for row_id, outcome, column, fallback in rows])
+                [(*completed(outcome, column, fallback, known), row_id)
+                 for row_id, outcome, column, fallback, known in rows])
         return len(rows)
 
     def open_entries(self, project_id: str) -> OpenEntries:

@@ -18,6 +18,7 @@ from ..manifests import (
     ACCOUNT_COLUMNS,
     ANCHOR_COLUMNS,
     BACKFILL_COLUMNS,
+    ENTRIES_TO_COMPLETE,
     ENTRY_COLUMNS,
     HEAD_COLUMNS,
     NEW_SEGMENT_COLUMNS,
@@ -40,14 +41,12 @@ class EvidenceSql(StoreBase):
 
     def complete_entries(self) -> int:
         """Complete the entries whose payload the settle trigger kept (caller's transaction)."""
-        rows = self.conn.execute(
-            'SELECT "id", "outcome", "payload", "recipient_hash" FROM "manifest_entries"'
-            ' WHERE "payload" IS NOT NULL').fetchall()
-        for row_id, outcome, column, fallback in rows:
+        rows = self.conn.execute(ENTRIES_TO_COMPLETE).fetchall()
+        for row_id, outcome, column, fallback, known in rows:
             self.conn.execute(
                 'UPDATE "manifest_entries" SET "object_sha256" = ?, "size" = ?,'
                 ' "recipient_hashes" = ?, "payload" = NULL WHERE "id" = ?',
-                (*completed(outcome, column, fallback), row_id))
+                (*completed(outcome, column, fallback, known), row_id))
         return len(rows)
 
     def open_entries(self, project_id: str) -> OpenEntries:
