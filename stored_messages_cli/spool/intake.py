@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidMessage, MessageConflict, UnknownMessage
@@ -507,25 +506,3 @@ def _discard_words(final_reason: str | None) -> str:
         return "its send failed"
     return final_reason or "discarded"
 
-
-class ConfigMediums:
-    """Looks up a project's archived mediums in config.toml, re-reading it when it changes."""
-
-    def __init__(self, config_file: Path) -> None:
-        self.config_file = config_file
-        self._stamp: float | None = None
-        self._projects: dict[str, list[str]] = {}
-
-    def __call__(self, project_id: str) -> list[str] | None:
-        try:
-            stamp = self.config_file.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        if stamp != self._stamp:
-            # pydantic loads only once a config is read
-            from ..config.settings import load_settings
-
-            settings = load_settings(self.config_file)
-            self._projects = {pid: dest.mediums for pid, dest in settings.projects.items()}
-            self._stamp = stamp
-        return self._projects.get(project_id)
