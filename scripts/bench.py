@@ -726,13 +726,16 @@ def _archive_counts(archive: Path) -> tuple[int, int]:
 
 
 def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8,
-                        log_env: dict[str, str] | None = None) -> None:
+                        log_env: dict[str, str] | None = None,
+                        baseline_env: dict[str, str] | None = None) -> None:
     """`sm run --once -c 8` to a folder on two copies of one filled spool: as sm runs it
     (every outcome's manifest entry in the settling transaction, the entries completed, the
     segment sealed when the run stops and written to the folder, its checkpoint signed and
     written) and the same spool with the manifest trigger dropped. Rounds interleaved, the
     order alternating; median ratio. `log_env` is the environment of the first (e.g. a seal
-    every 500 outcomes, each checkpoint copied and time-stamped: `bench_log_cost`)."""
+    every 500 outcomes, each checkpoint copied and time-stamped: `bench_log_cost`); with
+    `baseline_env` the baseline keeps its manifests too and runs in that environment (the
+    same seals without anchors)."""
     template_home = work / "mf-template"
     fill(template_home, f"file://{work / 'mf-unused'}/", count, "mf")
     template = template_home / "spool.db"
@@ -744,11 +747,12 @@ def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8,
     for round_ in range(rounds):
         for name in names if round_ % 2 == 0 else names[::-1]:
             home, archive = work / f"mf-{round_}-{name[0]}", work / f"mf-archive-{round_}-{name[0]}"
-            spool_copy(template, home, archive, manifests=name == "manifests")
+            spool_copy(template, home, archive,
+                       manifests=name == "manifests" or baseline_env is not None)
             os.sync()  # the copy's pages are on disk before the clock starts, as in a real spool
             cpu_before, user_before = _cpu_of_children(), _user_cpu_of_children()
             elapsed = sm(home, "run", "--once", "--concurrency", str(threads),
-                         env=log_env if name == "manifests" else None)
+                         env=log_env if name == "manifests" else baseline_env)
             cpu[name].append(_cpu_of_children() - cpu_before)
             user[name].append(_user_cpu_of_children() - user_before)
             rates[name].append(count / elapsed)
@@ -772,9 +776,12 @@ def bench_manifest_cost(work: Path, count: int, rounds: int, threads: int = 8,
           f" {', '.join(f'{r:.2f}' for r in cpu_ratios)}, of user CPU time"
           f" {', '.join(f'{r:.2f}' for r in user_ratios)}; both: sm run --once -c {threads} to a"
           f" folder, whole command, on copies of one spool of {count:,} queued messages;"
-          f" sm wrote {stored:,} objects and {segments} segment(s); baseline: the copy's"
-          f" manifest trigger dropped, so no entry is added, completed, sealed or written"
-          f" ({counts['no manifests'][0]:,} objects, {counts['no manifests'][1]} segments))")
+          f" sm wrote {stored:,} objects and {segments} segment(s); baseline: "
+          + ("the same manifests, run with " + ", ".join(f"{k}={v}" for k, v in
+                                                         baseline_env.items())
+             if baseline_env is not None else "the copy's manifest trigger dropped, so no"
+             " entry is added, completed, sealed or written")
+          + f" ({counts['no manifests'][0]:,} objects, {counts['no manifests'][1]} segments))")
 
 
 def bench_log_cost(work: Path, count: int, rounds: int) -> None:
@@ -792,11 +799,17 @@ def bench_log_cost(work: Path, count: int, rounds: int) -> None:
     authority.start()
     copies = work / "checkpoint-copies"
     copies.mkdir(mode=0o700)
+    anchored = {"SM_MANIFEST_MAX_ENTRIES": "500",
+                "SM_CHECKPOINT_COPIES": json.dumps([f"file://{copies}/"]),
+                "SM_TIMESTAMP_AUTHORITIES": json.dumps([authority.url])}
     try:
-        bench_manifest_cost(work, count, rounds, log_env={
-            "SM_MANIFEST_MAX_ENTRIES": "500",
-            "SM_CHECKPOINT_COPIES": json.dumps([f"file://{copies}/"]),
-            "SM_TIMESTAMP_AUTHORITIES": json.dumps([authority.url])})
+        (work / "anchors").mkdir()
+        (work / "whole").mkdir()
+        print("  anchoring: the same seals, checkpoints signed, with and without their anchors")
+        bench_manifest_cost(work / "anchors", count, rounds, log_env=anchored,
+                            baseline_env={"SM_MANIFEST_MAX_ENTRIES": "500"})
+        print("  the whole log: seals, signatures and anchors, against no manifests at all")
+        bench_manifest_cost(work / "whole", count, rounds, log_env=anchored)
     finally:
         authority.stop()
     print(f"  (signed log: {len(list(copies.rglob('*.txt')))} checkpoint copies and"

@@ -125,7 +125,7 @@ def test_a_tsa_down_holds_up_nothing_shows_behind_and_is_caught_up_when_it_recov
         manifests = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
                               log_options=options(sm_home, timestamp_authorities=(tsa.url,),
                                                   timestamp_ca_file=tsa.ca_file))
-        manifests.anchors.request_timeout = 0.5
+        manifests.anchors.request_timeout = 2.0  # the TSA answers after 3 s
         with tsa.fault(fault):
             archive_three(spool, file_destination, clock, manifests, make_message)
 
@@ -400,3 +400,28 @@ def test_a_reconnected_projects_two_logs_keep_their_copies_side_by_side(
     assert (copy / at_copy(second)).read_bytes() == (second_folder / TXT).read_bytes()
     assert at_copy(second) != at_copy(file_destination)
     assert spool.evidence.anchors_behind(clock.now()) == [] and "other bytes" not in caplog.text
+
+
+def test_sm_run_makes_anchors_on_a_thread_of_their_own_beside_the_loop(
+        spool: Spool, clock: FakeClock, file_destination: FileDestination, make_message: Any,
+        sm_home: Path, tsa: Any) -> None:
+    """With a TSA that answers only after the client gives up, the loop's tick still returns
+    while the request is in flight on the anchoring thread; the daemon's stop waits for that
+    turn, and the anchor stays owed, its failure on its row."""
+    manifests = Manifests(spool, {PROJECT: file_destination}, 3, 900, clock=clock,
+                          log_options=options(sm_home, timestamp_authorities=(tsa.url,)),
+                          background_anchors=True)
+    manifests.anchors.request_timeout = 2.0  # the TSA answers after 3 s
+    spool.record_many([make_message(message_id=f"m-{i:04d}") for i in range(3)])
+    archiver = Archiver(spool, [ProjectTarget(PROJECT, file_destination)], clock=clock,
+                        concurrency=1)
+    archiver.run(once=True)
+    with tsa.fault("slow"):
+        manifests.tick()  # seals, writes, and hands the time-stamp to the anchoring thread
+        anchoring = manifests._anchoring
+        assert anchoring is not None and anchoring.name == "sm-anchors"
+        assert anchoring.is_alive()  # the request is still out: tick did not wait for it
+        manifests.close()
+        assert not anchoring.is_alive()
+    [owed] = spool.evidence.anchors_behind(clock.now())
+    assert owed.kind == "timestamp" and owed.attempts >= 1 and owed.last_error

@@ -42,7 +42,8 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                         on_outcome=on_outcome)
     manifests = Manifests(spool, {t.project_id: t.destination for t in targets},
                           *limits_from(settings),
-                          log_options=LogOptions.from_settings(settings, home))
+                          log_options=LogOptions.from_settings(settings, home),
+                          background_anchors=True)
     archiver.on_tick(manifests.tick)
     return archiver, manifests
 

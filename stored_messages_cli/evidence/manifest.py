@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
@@ -38,6 +39,7 @@ log = logging.getLogger("sm.manifest")
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_AGE = 15 * 60.0  # seconds
 RETRY_CAP = 300.0  # seconds between attempts to write a segment, at most
+ANCHOR_INTERVAL = 5.0  # seconds between two turns of the anchoring thread, at least
 
 
 LISTING_LIMIT = 100_000  # segment keys `latest_sealer` lists, at most
@@ -97,7 +99,8 @@ class Manifests:
 
     def __init__(self, spool: Spool, destinations: Mapping[str, Destination],
                  max_entries: int = DEFAULT_MAX_ENTRIES, max_age: float = DEFAULT_MAX_AGE, *,
-                 clock: Clock | None = None, log_options: LogOptions | None = None) -> None:
+                 clock: Clock | None = None, log_options: LogOptions | None = None,
+                 background_anchors: bool = False) -> None:
         self.spool = spool
         self.destinations = dict(destinations)
         self.max_entries = max(1, int(max_entries))
@@ -106,6 +109,11 @@ class Manifests:
         options = log_options or LogOptions.from_settings(None)
         self.log = LogSealer(spool, options)
         self.anchors = Anchors(spool, self.destinations, options, clock=self.clock)
+        # `sm run` makes anchors on a thread of their own: a TSA's answer (often a few hundred
+        # milliseconds) or a slow copy location never holds up the archive loop's turn.
+        self.background_anchors = background_anchors
+        self._anchoring: threading.Thread | None = None
+        self._next_anchoring = 0.0
         spool.evidence.complete_entries_on_settle()
 
     # ----------------------------------------------------------------------- seams
@@ -115,13 +123,31 @@ class Manifests:
         (a few, within a time budget: they never hold up archiving) (`Archiver.on_tick`)."""
         self.seal(force=False)
         self.write_pending()
-        self.anchors.make_due()
+        if not self.background_anchors:
+            self.anchors.make_due()
+            return
+        now = self.clock.now()
+        if now >= self._next_anchoring and (self._anchoring is None or
+                                            not self._anchoring.is_alive()):
+            self._next_anchoring = now + ANCHOR_INTERVAL
+            self._anchoring = threading.Thread(target=self._make_anchors, name="sm-anchors",
+                                               daemon=True)
+            self._anchoring.start()
+
+    def _make_anchors(self) -> None:
+        """The anchors due, on the anchoring thread; a failure is logged, never raised."""
+        try:
+            self.anchors.make_due()
+        except Exception:  # noqa: BLE001 - the next turn tries again; the loop goes on
+            log.exception("making the log's anchors failed; trying again later")
 
     def close(self) -> None:
         """The daemon stops: seal every open segment, try once more to write them all and
-        make the anchors due."""
+        make the anchors due (after the anchoring thread's turn, if one is running)."""
         self.seal(force=True)
         self.write_pending(ignore_schedule=True)
+        if self._anchoring is not None:
+            self._anchoring.join()
         try:
             self.anchors.make_due()
         finally:
