@@ -36,3 +36,8 @@ MESSAGE_ID="$(sm --json -q find --recipient ann.lee@example.com \
   | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)[0]["message_id"])')"
 echo "== sm fetch $MESSAGE_ID --part text (verified against its checksum)"
 sm fetch "$MESSAGE_ID" --part text
+echo "== sm audit --trust \"\$(sm key show)\" (the archive complete and unaltered, against the signed log)"
+sm audit --trust "$(sm key show)"
+echo "== sm prove $MESSAGE_ID, then sm verify-proof (what a court can check without sm's spool)"
+sm prove "$MESSAGE_ID" --output demo/proof.json
+sm verify-proof demo/proof.json --trust "$(sm key show)"
