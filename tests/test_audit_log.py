@@ -14,7 +14,7 @@ from stored_messages_cli.destinations.file import FileDestination
 from stored_messages_cli.evidence import merkle
 from stored_messages_cli.evidence.audit_log import SpoolLog, Trust, check_log
 from stored_messages_cli.evidence.findings import ProjectAudit
-from stored_messages_cli.evidence.log import b64
+from stored_messages_cli.evidence.note import encode_base64 as b64
 from stored_messages_cli.evidence.note import format_checkpoint, sign_note
 from stored_messages_cli.evidence.segments import build_segment, parse_segment, segment_header
 from stored_messages_cli.evidence.signing import LogSigner

@@ -11,9 +11,10 @@ from rich.text import Text
 
 from ..destinations.base import Destination
 from ..evidence.audit import audit as run_audit
-from ..evidence.audit_log import MAX_CHECKPOINT_BYTES, Anchor, Trust, trusted_verifiers
+from ..evidence.audit_log import Anchor, Trust
 from ..evidence.bundle import write_report
-from ..evidence.note import NoteError, NoteVerifier
+from ..evidence.note import NoteError, NoteVerifier, parse_verifier_keys
+from ..evidence.segments import MAX_CHECKPOINT_BYTES
 from .common import (
     AppState,
     command,
@@ -128,7 +129,7 @@ def _trust(state: AppState, keys: list[str] | None, anchors: list[str] | None,
     a bad value is a usage error naming it."""
     settings = state.settings()
     try:
-        verifiers = trusted_verifiers(keys or list(settings.trusted_keys))
+        verifiers = parse_verifier_keys(keys or list(settings.trusted_keys))
     except NoteError as exc:
         raise usage_error(str(exc), param_hint="'--trust'",
                           hint="pass the line sm key show prints on the sealing host") from None

@@ -17,9 +17,7 @@ finding, never an exception.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +26,23 @@ from ..errors import SmError
 from .findings import Finding, ProjectAudit
 from .merkle import Frontier, leaf_hash
 from .merkle import root as merkle_root
-from .note import Checkpoint, NoteError, NoteVerifier, open_note, parse_checkpoint
-from .segments import CHECKPOINT_FOLDER, Segment, checkpoint_key, copy_checkpoint_key
+from .note import (
+    Checkpoint,
+    NoteError,
+    NoteVerifier,
+    encode_base64,
+    open_note,
+    parse_checkpoint,
+)
+from .segments import (
+    CHECKPOINT_FOLDER,
+    MAX_CHECKPOINT_BYTES,
+    Segment,
+    checkpoint_key,
+    copy_checkpoint_key,
+)
 from .timestamp import check_timestamp
 
-MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint is a few hundred bytes
 MAX_TOKEN_BYTES = 1024 * 1024  # a time-stamp reply, as `request_timestamp` accepts it
 _NAME_DIGITS = 12
 
@@ -103,7 +113,7 @@ def check_log(destination: Destination, project_id: str, origin: str, segments: 
     `result`."""
     result.origin = origin
     tree = _recompute(segments, result)
-    result.tree_size, result.root = tree.size, _b64(tree.root_at(tree.size))
+    result.tree_size, result.root = tree.size, encode_base64(tree.root_at(tree.size))
     _check_sealers(segments, origin, result)
     bucket = _read_location(destination, project_id, result, "the bucket")
     result.checkpoints.update(bucket.texts)
@@ -145,7 +155,7 @@ def _recompute(segments: list[Segment], result: ProjectAudit) -> _Tree:
         if segment.version < 2 or header_reported:
             continue
         header = segment.header
-        if header.get("tree_size") != frontier.size or header.get("root") != _b64(root):
+        if header.get("tree_size") != frontier.size or header.get("root") != encode_base64(root):
             header_reported = True
             result.findings.append(Finding(
                 "chain_broken", f"segment {seq}: its header's tree (size"
@@ -396,20 +406,7 @@ def _check_coverage(segments: list[Segment], tree: _Tree, covered: int, spool_lo
                 f" {end}; the largest signed one is {covered})", seq=seq))
 
 
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
-def trusted_verifiers(keys: Sequence[str]) -> tuple[NoteVerifier, ...]:
-    """Verifier keys (`name+hex4+base64`) as verifiers; NoteError names a bad one."""
-    verifiers = []
-    for key in keys:
-        try:
-            verifiers.append(NoteVerifier.parse(key.strip()))
-        except NoteError as exc:
-            raise NoteError(f"{key!r} is not a verifier key ({exc})") from None
-    return tuple(verifiers)

@@ -16,7 +16,6 @@ starts a new log there, whose first segment names the one before (`previous_log`
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import secrets
@@ -30,7 +29,7 @@ from ..message import sha256_hex
 from ..spool import Spool
 from ..spool.evidence_queries import LogHead, SegmentDraft
 from .merkle import Frontier, leaf_hash
-from .note import format_checkpoint, sign_note
+from .note import encode_base64, format_checkpoint, sign_note
 from .segments import (
     ManifestFormatError,
     build_segment,
@@ -78,11 +77,6 @@ class LogOptions:
         """(kind, target) of every anchor a checkpoint is owed."""
         return (*((COPY, url) for url in self.copies),
                 *((TIMESTAMP, url) for url in self.timestamp_authorities))
-
-
-def b64(digest: bytes) -> str:
-    """A hash as the log writes it: standard base64."""
-    return base64.b64encode(digest).decode("ascii")
 
 
 class LogSealer:
@@ -142,7 +136,7 @@ class LogSealer:
             log.warning("reading project %s's earlier manifests failed (%s); sealing waits",
                         project_id, exc)
             return False
-        evidence.set_log_state(project_id, head.seq, frontier.size, b64(frontier.root()),
+        evidence.set_log_state(project_id, head.seq, frontier.size, encode_base64(frontier.root()),
                                json.dumps(frontier.to_json()))
         return True
 
@@ -184,7 +178,8 @@ class LogSealer:
                                               "tree_size": head.tree_size, "root": head.root}
         frontier.extend(leaf_hash(line) for line in lines)
         root = frontier.root()
-        log_fields = {"tree_size": frontier.size, "root": b64(root), "origin": origin,
+        root64 = encode_base64(root)
+        log_fields = {"tree_size": frontier.size, "root": root64, "origin": origin,
                       "sealer": self.sealer, **log_fields}
         header = segment_header(project_id, log_seq, prev_sha, sealed_at, len(lines),
                                 **log_fields)
@@ -192,6 +187,6 @@ class LogSealer:
         return SegmentDraft(
             key=segment_key(project_id, log_seq, sealed_at), body=build_segment(header, lines),
             prev_sha256=prev_sha, origin=origin, log_seq=log_seq, version=2,
-            tree_size=frontier.size, root=b64(root), frontier=json.dumps(frontier.to_json()),
+            tree_size=frontier.size, root=root64, frontier=json.dumps(frontier.to_json()),
             checkpoint=checkpoint, anchors=self.options.anchors)
 

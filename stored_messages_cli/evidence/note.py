@@ -288,3 +288,15 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(root) != ROOT_SIZE or encode_base64(root) != root_line:
         raise NoteError(f"a checkpoint root is {ROOT_SIZE} bytes in canonical base64")
     return Checkpoint(origin, int(size_line), root, tuple(extensions))
+
+
+def parse_verifier_keys(keys: Sequence[str]) -> tuple[NoteVerifier, ...]:
+    """Verifier keys (`name+hex8+base64`, surrounding blanks ignored) as verifiers; a
+    NoteError names the first one that is not a verifier key."""
+    verifiers = []
+    for key in keys:
+        try:
+            verifiers.append(NoteVerifier.parse(key.strip()))
+        except NoteError as exc:
+            raise NoteError(f"{key.strip()!r} is not a verifier key ({exc})") from None
+    return tuple(verifiers)

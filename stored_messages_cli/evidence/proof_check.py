@@ -22,7 +22,8 @@ from ..errors import InvalidMessage
 from ..message import decode_json
 from .merkle import HASH_SIZE, leaf_hash, verify_inclusion
 from .note import NoteError, NoteVerifier, open_note, parse_checkpoint
-from .prove import MAX_CHECKPOINT_BYTES, PROOF_FIELDS, PROOF_VERSION
+from .prove import PROOF_FIELDS, PROOF_VERSION
+from .segments import MAX_CHECKPOINT_BYTES
 from .timestamp import MAX_REPLY_BYTES, check_timestamp
 
 MAX_PROOF_BYTES = 16 * 1024 * 1024  # a proof is a few KiB; its time-stamp tokens ≤ 1 MiB each

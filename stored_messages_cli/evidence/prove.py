@@ -12,7 +12,6 @@ proves as well as the archiver. `proof_check` checks a proof (`sm verify-proof`)
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,17 @@ from ..errors import SmError
 from ..spool import Spool
 from ..states import State
 from .merkle import HASH_SIZE, Frontier, leaf_hash
-from .note import NoteError, NoteVerifier, open_note, parse_checkpoint
+from .note import (
+    NoteError,
+    NoteVerifier,
+    encode_base64,
+    open_note,
+    parse_checkpoint,
+    parse_verifier_keys,
+)
 from .segments import (
     CHECKPOINT_FOLDER,
+    MAX_CHECKPOINT_BYTES,
     MAX_SEGMENT_BYTES,
     ManifestFormatError,
     checkpoint_key,
@@ -43,7 +50,6 @@ PROOF_VERSION = 1
 PROOF_FIELDS = ("proof_version", "message_id", "project_id", "origin", "entry", "leaf_index",
                 "tree_size", "inclusion", "checkpoint", "timestamps", "object_key",
                 "object_sha256")
-MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint is a few lines and a few signatures
 NOT_SEALED = "not sealed yet: sm manifest seal, then prove again"
 
 
@@ -56,13 +62,11 @@ def trusted_verifiers(keys: Sequence[str], key_file: Path | None = None
     """The verifier keys a checkpoint must be signed by: `keys` (from `--trust`, or the
     setting `trusted_keys`), else the verifier of the spool's own signing key at `key_file`
     when it exists (never created here). ProofError for a malformed key."""
-    verifiers = []
-    for text in keys:
-        try:
-            verifiers.append(NoteVerifier.parse(text.strip()))
-        except NoteError as exc:
-            raise ProofError(f"{text.strip()!r} is not a verifier key: {exc}",
-                             hint="pass the line sm key show prints on the archiver") from None
+    try:
+        verifiers = list(parse_verifier_keys(keys))
+    except NoteError as exc:
+        raise ProofError(str(exc), hint="pass the line sm key show prints on the archiver"
+                         ) from None
     if not verifiers and key_file is not None and key_file.is_file():
         verifiers.append(load_signing_key(key_file).verifier())
     return verifiers
@@ -155,13 +159,9 @@ def make_proof(destination: Destination, project_id: str, message_id: str,
     return {
         "proof_version": PROOF_VERSION, "message_id": message_id, "project_id": project_id,
         "origin": origin, "entry": log.entry.decode("utf-8"), "leaf_index": log.leaf_index,
-        "tree_size": tree_size, "inclusion": [_b64(h) for h in path], "checkpoint": text,
+        "tree_size": tree_size, "inclusion": [encode_base64(h) for h in path], "checkpoint": text,
         "timestamps": _timestamps(destination, project_id, tree_size),
         "object_key": entry.get("key"), "object_sha256": entry.get("object_sha256")}
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # --------------------------------------------------------------------------- the segments
@@ -309,7 +309,7 @@ def _timestamps(destination: Destination, project_id: str, tree_size: int) -> li
     if info is None or (info.size is not None and info.size > MAX_REPLY_BYTES):
         return []
     body = destination.get(key).body
-    return [_b64(body)] if len(body) <= MAX_REPLY_BYTES else []
+    return [encode_base64(body)] if len(body) <= MAX_REPLY_BYTES else []
 
 
 def proof_json(proof: dict[str, Any]) -> str:

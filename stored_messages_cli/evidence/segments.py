@@ -28,6 +28,9 @@ SEGMENT_SUFFIX = ".jsonl.gz"
 # gzip bytes are refused above it too, before anything is downloaded where a listing says so.
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
+# The most a checkpoint (a few lines and a few signatures) may hold when read from a bucket.
+MAX_CHECKPOINT_BYTES = 64 * 1024
+
 HEADER_FIELDS = ("manifest_version", "project_id", "seq", "prev_sha256", "sealed_at", "count")
 # A version 2 header adds the log: the tree after this segment, its origin and sealer, and in a
 # log's first segment after a reconnect, the log before it (`previous_log`).
