@@ -105,18 +105,22 @@ class LastGoodMediums:
 
     def __init__(self, config_file: Path) -> None:
         self.config_file = config_file
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int] | None | bool = False  # False: never read
         self._projects: dict[str, list[str]] = {}
-        self._region_stamp: tuple[int, int] | None | bool = False  # False: never read
         self._region: str | None = None
+
+    def _refresh(self, stamp: tuple[int, int] | None) -> None:
+        """Read the settings intake runs on once per version of config.toml (`stamp`)."""
+        if stamp != self._stamp:
+            settings = intake_settings(self.config_file).settings
+            self._projects = {pid: list(d.mediums) for pid, d in settings.projects.items()}
+            self._region = settings.default_phone_region
+            self._stamp = stamp
 
     def phone_region(self) -> str | None:
         """`default_phone_region` of the settings intake runs on (None: no region). Read
         even without a config.toml (`SM_DEFAULT_PHONE_REGION`), then whenever it changes."""
-        stamp = _stamp(self.config_file)
-        if stamp != self._region_stamp:
-            self._region = intake_settings(self.config_file).settings.default_phone_region
-            self._region_stamp = stamp
+        self._refresh(_stamp(self.config_file))
         return self._region
 
     def __call__(self, project_id: str) -> list[str] | None:
@@ -124,10 +128,7 @@ class LastGoodMediums:
         stamp = _stamp(self.config_file)
         if stamp is None:
             return None
-        if stamp != self._stamp:
-            settings = intake_settings(self.config_file).settings
-            self._projects = {pid: list(d.mediums) for pid, d in settings.projects.items()}
-            self._stamp = stamp
+        self._refresh(stamp)
         return self._projects.get(project_id)
 
 
