@@ -70,6 +70,14 @@ def test_zero_or_negative_values_in_the_file_are_refused(cli, sm_home, line, err
     ("SM_RETRY_INTERVAL", "-5", "'-5' is not a duration (examples: 30s, 15m, 8h, 7d)"),
     ("SM_LEASE_SECONDS", "0", "must be more than 0 seconds, not 0"),
     ("SM_RETRY_WINDOW", "soon", "'soon' is not a duration (examples: 30s, 15m, 8h, 7d)"),
+    # list settings are JSON in the environment (SPEC 9.6); text that is not JSON is the
+    # variable's fault, not the file's
+    ("SM_CHECKPOINT_COPIES", "file:///srv/copy/", "not JSON (a list or table setting is"
+     ' given as JSON, e.g. ["1m", "5m"])'),
+    ("SM_RECOVERY_PROBES", "1m,5m", "not JSON (a list or table setting is given as JSON,"
+     ' e.g. ["1m", "5m"])'),
+    ("SM_TRUSTED_KEYS", '["sm-a+01020304+AQ", ""]',
+     'must be a list of non-empty strings, e.g. ["file:///srv/copy"]'),
 ])
 def test_a_bad_environment_variable_is_blamed_on_the_variable(cli, sm_home, monkeypatch,
                                                               variable, value, reason) -> None:

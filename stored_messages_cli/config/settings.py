@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -169,9 +171,25 @@ def load_settings(config_file: Path) -> Settings:
         raise _settings_error(config_file, exc) from None
     except OSError as exc:  # the file changed under us between the two reads
         raise unreadable_error(config_file, exc) from None
+    except SettingsError as exc:
+        raise _source_error(config_file, exc) from None
     except ValueError as exc:
         raise ConfigError(f"{config_file}: {_first_line(str(exc))}",
                           hint=f"fix it in {config_file}") from None
+
+
+def _source_error(config_file: Path, exc: SettingsError) -> ConfigError:
+    """A value pydantic-settings could not even decode: an `SM_*` variable of a list or table
+    setting that is not JSON is blamed on the variable (SPEC 9.6), anything else on the file."""
+    named = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
+    env = _env_name(named.group(1)) if named else None
+    if env is not None:
+        shown = os.environ.get(env, "")
+        return ConfigError(f"environment variable {env}={shown!r} is not valid: not JSON"
+                           " (a list or table setting is given as JSON, e.g."
+                           ' ["1m", "5m"])', hint=f"fix or unset {env}")
+    return ConfigError(f"{config_file}: {_first_line(str(exc))}",
+                       hint=f"fix it in {config_file}")
 
 
 def _first_line(text: str) -> str:
