@@ -300,3 +300,19 @@ def test_unreadable_ingest_hashes_leave_the_entry_to_the_payload_path(
     assert entry[:2] == (sha256_hex(body), len(body)) and entry[3] is None
     recipient = json.loads(claimed.payload)["recipient"]
     assert json.loads(entry[2]) == identifier_hashes(recipient) and len(recipient) >= 2
+
+
+def test_a_write_retry_set_before_the_clock_went_back_is_due_at_once(
+        spool: Spool, clock: FakeClock, file_destination: Any, make_message: Any) -> None:
+    """A failed write scheduled its retry while the clock ran a day ahead; once the clock is
+    right again, a retry further out than any backoff (RETRY_CAP) is due now."""
+    flaky = FlakyDestination(file_destination)
+    spool.record_many(messages(make_message, 2))
+    manifests = Manifests(spool, {"12345": flaky}, 100, 600)
+    archive(spool, file_destination, clock, manifests)
+    manifests.close()  # sealed, the write failed
+    spool.conn.execute("UPDATE manifest_segments SET next_attempt_at = ?",
+                       (clock.now() + 86400,))
+    flaky.down = False
+    manifests.tick()
+    assert len(segments_in(Path(file_destination.root))) == 1

@@ -136,10 +136,12 @@ class Anchors:
         limit = self.budget if budget is None else budget
         now = self.clock.now()
         made = tried = 0
-        for anchor in self.spool.evidence.pending_anchors(now, self.per_tick * FETCH_FACTOR):
+        latest = now + ANCHOR_RETRY_CAP  # a next attempt beyond it: the clock was set back
+        for anchor in self.spool.evidence.pending_anchors(now, self.per_tick * FETCH_FACTOR,
+                                                          latest):
             if tried >= self.per_tick or self.monotonic() - started > limit:
                 break
-            if self._resting_until.get(anchor.target, now) > now:
+            if now < self._resting_until.get(anchor.target, now) <= latest:
                 continue
             tried += 1
             made += self._make(anchor)

@@ -208,7 +208,9 @@ class Manifests:
             if destination is None or project_id in blocked or \
                     row["origin"] not in ("", log_origin(destination.url, project_id)):
                 continue  # a segment of an earlier destination's log stays where it is
-            if not ignore_schedule and row["next_attempt_at"] and row["next_attempt_at"] > now:
+            # (a next attempt beyond RETRY_CAP is due: the clock was set back since)
+            if not ignore_schedule and row["next_attempt_at"] and \
+                    now < row["next_attempt_at"] <= now + RETRY_CAP:
                 blocked.add(project_id)
                 continue
             try:

@@ -72,9 +72,12 @@ class AnchorStore(Protocol):
     """The anchors owed to checkpoints (`log_anchors`), and the manifest writes that keep
     failing (what status, `--check` and metrics show of the evidence)."""
 
-    def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
+    def pending_anchors(self, now: float, limit: int, latest: float | None = None
+                        ) -> list[AnchorRow]:
         """Anchors not done, due by `now`, whose checkpoint the destination has (so a copy
-        never names a tree the bucket lacks), oldest first, time-stamps before copies."""
+        never names a tree the bucket lacks), oldest first, time-stamps before copies. A
+        next attempt later than `latest` (more than any retry waits: the clock was set back)
+        counts as due."""
         ...
 
     def anchors_behind(self, now: float) -> list[AnchorRow]:

@@ -150,11 +150,12 @@ class EvidenceQueries:
 
     # ----------------------------------------------------------------------- anchors
 
-    def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
+    def pending_anchors(self, now: float, limit: int, latest: float | None = None
+                        ) -> list[AnchorRow]:
         """Anchors owed to checkpoints already written to their destination and due by
-        `now`, oldest first (time-stamps of a checkpoint before its copies), at most
-        `limit`."""
-        return self.store.pending_anchors(now, limit)
+        `now` (or set for after `latest`: a clock set back), oldest first (time-stamps of a
+        checkpoint before its copies), at most `limit`."""
+        return self.store.pending_anchors(now, limit, latest)
 
     def anchors_behind(self, now: float) -> list[AnchorRow]:
         """Every anchor not made yet, whatever its schedule, oldest first."""

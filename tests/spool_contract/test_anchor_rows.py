@@ -104,3 +104,16 @@ def test_manifest_writes_failing_three_times_are_listed(spool: Spool, clock: Fak
     assert still["seq"] == 1 and still["written_at"] == now + 70
     spool.evidence.mark_checkpoint_written(PROJECT, 1, now + 71)
     assert spool.evidence.failing_manifest_writes() == []
+
+
+def test_a_next_attempt_beyond_any_retry_is_due_after_the_clock_is_set_back(
+        spool: Spool, clock: FakeClock) -> None:
+    """A failure recorded while the clock ran a day ahead set the next attempt a day out;
+    with `latest` (the longest a retry waits) it is due now, not a day later."""
+    now = clock.now()
+    seal(spool, 1, 3, now)
+    stamp = spool.evidence.pending_anchors(now, 10)[0]
+    spool.evidence.mark_anchor_failed(stamp, "timed out", now + 86400 + 60)
+    assert [a.kind for a in spool.evidence.pending_anchors(now, 10)] == ["copy"]
+    assert [a.kind for a in spool.evidence.pending_anchors(now, 10, now + 3600)] == [
+        "timestamp", "copy"]

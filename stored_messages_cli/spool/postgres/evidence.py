@@ -179,13 +179,17 @@ class EvidencePg(PgStoreBase):
 
     # ----------------------------------------------------------------------- anchors
 
-    def pending_anchors(self, now: float, limit: int) -> list[AnchorRow]:
-        """Anchors due by `now` whose checkpoint is written, with its text."""
+    def pending_anchors(self, now: float, limit: int, latest: float | None = None
+                        ) -> list[AnchorRow]:
+        """Anchors due by `now` (or set for after `latest`) whose checkpoint is written,
+        with its text."""
         return [AnchorRow.from_row(row) for row in self._rows(
             f'SELECT {ANCHOR_ROW_COLUMNS} FROM {ANCHOR_JOIN} WHERE a."done_at" IS NULL'
             ' AND s."checkpoint_written_at" IS NOT NULL'
-            ' AND (a."next_attempt_at" IS NULL OR a."next_attempt_at" <= %s)'
-            f'{ANCHOR_ORDER} LIMIT %s', (now, limit))]
+            ' AND (a."next_attempt_at" IS NULL OR a."next_attempt_at" <= %s'
+            ' OR a."next_attempt_at" > %s)'
+            f'{ANCHOR_ORDER} LIMIT %s', (now, float("inf") if latest is None else latest,
+                                              limit))]
 
     def anchors_behind(self, now: float) -> list[AnchorRow]:
         """Every anchor not done, oldest first."""
