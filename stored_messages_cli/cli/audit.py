@@ -164,9 +164,9 @@ def _trust(state: AppState, keys: list[str] | None, anchors: list[str] | None,
 def _own_key(state: AppState) -> NoteVerifier | None:
     """The verifier of this host's signing key, when it has one (trusted by the audit only
     for logs whose checkpoints it signed)."""
-    from ..evidence.signing import load_signing_key, signing_key_path
+    from ..evidence.signing import key_home, load_signing_key, signing_key_path
 
-    path = signing_key_path(state.paths.config_file.parent, state.settings().log_key_file)
+    path = signing_key_path(key_home(state.paths), state.settings().log_key_file)
     if not path.exists():
         return None
     try:

@@ -41,7 +41,7 @@ from .segments import (
     segment_key,
     segment_line,
 )
-from .signing import LogSigner, load_or_create_signing_key, signing_key_path
+from .signing import LogSigner, key_home, load_or_create_signing_key, signing_key_path
 
 log = logging.getLogger("sm.manifest")
 
@@ -65,7 +65,7 @@ class LogOptions:
         """The options the settings give (`log_key_file`, `checkpoint_copies`,
         `timestamp_authorities`, `timestamp_ca_file`), the key under the home folder when
         unset."""
-        folder = Paths.resolve(home).config_file.parent
+        folder = key_home(Paths.resolve(home))
         ca_file = getattr(settings, "timestamp_ca_file", None)
         return cls(signing_key_path(folder, getattr(settings, "log_key_file", None)),
                    tuple(getattr(settings, "checkpoint_copies", ()) or ()),
