@@ -119,3 +119,23 @@ class MessageType(StrEnum):
     BLAST = "blast"
     TRIGGERED = "triggered"
     JOURNEY = "journey"
+
+
+class HoldState(StrEnum):
+    """Where one object of a legal hold case stands (`hold_objects.state`, SPEC 9.4)."""
+
+    PENDING = "pending"  # the store's hold is still to be applied
+    APPLIED = "applied"  # the store holds the object (and the log has its `hold` entry)
+    RELEASING = "releasing"  # the case was released: the store's hold is still to be lifted
+    RELEASED = "released"  # lifted (or kept for another open case), `release` entry logged
+
+
+class LogOutcome(StrEnum):
+    """Log entries that are not an archiving outcome: a legal hold applied or released."""
+
+    HOLD = "hold"
+    RELEASE = "release"
+
+
+# Every outcome a manifest entry may carry: the archiving outcomes, then the hold events.
+ENTRY_OUTCOMES: tuple[str, ...] = (*SETTLED_OUTCOMES, *LogOutcome)

@@ -51,6 +51,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_manifest_log, postgres=pg.manifest_log),
     Step("a pruned message keeps its content hash in the archive index",
          sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
+    Step("the legal hold ledger: cases and the objects each holds",
+         sqlite=lite.migrate_holds, postgres=pg.holds),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -457,3 +457,46 @@ def manifest_log(conn: PgSession) -> None:
         conn.execute(f'ALTER TABLE "manifest_segments" ADD COLUMN IF NOT EXISTS {column}')
     conn.execute('ALTER TABLE "manifest_entries" ADD COLUMN IF NOT EXISTS "marks" TEXT')
     _run(conn, LOG_TABLES)
+
+
+HOLD_TABLES = """
+CREATE TABLE IF NOT EXISTS "hold_cases" (
+   "case_id" TEXT PRIMARY KEY,
+   "project_id" TEXT NOT NULL,
+   "filters" TEXT NOT NULL,
+   "note" TEXT,
+   "created_at" DOUBLE PRECISION NOT NULL,
+   "released_at" DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS "hold_objects" (
+   "case_id" TEXT NOT NULL,
+   "project_id" TEXT NOT NULL,
+   "message_id" TEXT NOT NULL,
+   "key" TEXT NOT NULL,
+   "version_id" TEXT,
+   "destination_url" TEXT,
+   "medium" TEXT NOT NULL,
+   "message_type" TEXT NOT NULL,
+   "campaign_id" TEXT,
+   "sent_at" TEXT,
+   "recipient_hash" TEXT NOT NULL,
+   "payload_sha256" TEXT,
+   "state" TEXT NOT NULL,
+   "created_at" DOUBLE PRECISION NOT NULL,
+   "applied_at" DOUBLE PRECISION,
+   "released_at" DOUBLE PRECISION,
+   "attempts" INTEGER NOT NULL DEFAULT 0,
+   "last_error" TEXT,
+   PRIMARY KEY ("case_id", "message_id")
+);
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_key" ON "hold_objects" ("key");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_project_id_message_id"
+    ON "hold_objects" ("project_id", "message_id");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_to_do" ON "hold_objects" ("case_id", "message_id")
+    WHERE "state" IN ('pending', 'releasing')
+"""
+
+
+def holds(conn: PgSession) -> None:
+    """The legal hold ledger (SPEC 9.4): cases and the objects each holds."""
+    _run(conn, HOLD_TABLES)

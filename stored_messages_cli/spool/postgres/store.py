@@ -5,6 +5,7 @@ from __future__ import annotations
 from .daemons import DaemonPg
 from .evidence import EvidencePg
 from .health import HealthPg
+from .holds import HoldPg
 from .intake import IntakePg
 from .lookups import IndexPg
 from .maintenance import MaintenancePg
@@ -13,7 +14,7 @@ from .report import ReportPg
 
 
 class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
-                    EvidencePg, IndexPg):
+                    EvidencePg, IndexPg, HoldPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

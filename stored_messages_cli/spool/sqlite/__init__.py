@@ -8,6 +8,7 @@ from __future__ import annotations
 from .daemons import DaemonSql
 from .evidence import EvidenceSql
 from .health import HealthSql
+from .holds import HoldSql
 from .index import IndexSql
 from .intake import IntakeSql
 from .maintenance import MaintenanceSql
@@ -16,7 +17,7 @@ from .report import ReportSql
 
 
 class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
-                  EvidenceSql, IndexSql):
+                  EvidenceSql, IndexSql, HoldSql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
