@@ -14,13 +14,19 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 # The SDK at the top: this module itself is loaded only for an az:// URL (`REGISTRY`).
 import requests
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
-from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
+from azure.storage.blob import (
+    BlobServiceClient,
+    ContentSettings,
+    ExponentialRetry,
+    ImmutabilityPolicy,
+)
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -231,6 +237,72 @@ class AzureDestination:
             raise
         except Exception as exc:
             raise self._wrap(exc, f"delete of {key}") from exc
+
+    # ----------------------------------------------------------------------- holds
+
+    def hold_support(self) -> str | None:
+        """None when the container has version-level immutability support (blob legal holds
+        need it); else why not."""
+        try:
+            properties = self.container.get_container_properties()
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, "read of the container's properties") from exc
+        if not getattr(properties, "immutable_storage_with_versioning_enabled", False):
+            return (f"az://{self.container_name} has no version-level immutability support,"
+                    " which Azure blob legal holds need (enable it on the container)")
+        return None
+
+    def _blob(self, key: str, version_id: str | None) -> Any:
+        return self.container.get_blob_client(key, version_id=version_id or None)
+
+    def _properties(self, key: str, version_id: str | None) -> Any:
+        try:
+            return self._blob(key, version_id).get_blob_properties()
+        except ResourceNotFoundError as exc:
+            if error_facts(exc).code == "BlobNotFound":
+                raise ObjectNotFound(f"az://{self.container_name}/{key} does not exist") from None
+            raise self._wrap(exc, f"read of {key}") from exc
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"read of {key}") from exc
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
+        """The blob version's legal hold (a flag: the spool's ledger names the cases)."""
+        try:
+            self._blob(key, version_id).set_legal_hold(on)
+        except ResourceNotFoundError as exc:
+            if error_facts(exc).code == "BlobNotFound":
+                raise ObjectNotFound(f"az://{self.container_name}/{key} does not exist") from None
+            raise self._wrap(exc, f"legal hold of {key}") from exc
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"legal hold of {key}") from exc
+
+    def legal_hold(self, key: str, version_id: str | None) -> bool:
+        """True when the blob version has a legal hold."""
+        return bool(getattr(self._properties(key, version_id), "has_legal_hold", False))
+
+    def retention_until(self, key: str, version_id: str | None) -> float | None:
+        """The blob version's immutability policy expiry, or None."""
+        policy = getattr(self._properties(key, version_id), "immutability_policy", None)
+        return timestamp_of(getattr(policy, "expiry_time", None))
+
+    def extend_retention(self, key: str, version_id: str | None, until: float) -> None:
+        """The blob version's immutability policy, in its own mode (else Unlocked), to
+        `until`."""
+        policy = getattr(self._properties(key, version_id), "immutability_policy", None)
+        mode = getattr(policy, "policy_mode", None) or "Unlocked"
+        try:
+            self._blob(key, version_id).set_immutability_policy(ImmutabilityPolicy(
+                expiry_time=datetime.fromtimestamp(until, UTC), policy_mode=mode))
+        except SmError:
+            raise
+        except Exception as exc:
+            raise self._wrap(exc, f"retention of {key}") from exc
 
     # ----------------------------------------------------------------------- checks
 

@@ -117,6 +117,28 @@ class Destination(Protocol):
         """Release connections."""
         ...
 
+    # Legal holds and retention (SPEC 9.4): `hold_support` is None where holds work.
+
+    def hold_support(self) -> str | None:
+        """None when the store can hold objects; else why it cannot (one line)."""
+        ...
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
+        """Place (`on`) or lift the store's own legal hold on an object's version."""
+        ...
+
+    def legal_hold(self, key: str, version_id: str | None) -> bool:
+        """True when the store holds the object's version; raises ObjectNotFound."""
+        ...
+
+    def retention_until(self, key: str, version_id: str | None) -> float | None:
+        """The object version's retain-until date (POSIX), or None when it has none."""
+        ...
+
+    def extend_retention(self, key: str, version_id: str | None, until: float) -> None:
+        """Retain the object's version until `until` (callers never shorten it)."""
+        ...
+
 
 def split_url(url: str) -> tuple[str, str, str]:
     """`scheme://bucket/prefix` -> (scheme, bucket, prefix with a trailing `/` or empty)."""

@@ -19,7 +19,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -259,6 +259,58 @@ class FileDestination:
             pass
         finally:
             os.close(dir_fd)
+
+    # ----------------------------------------------------------------------- holds
+
+    def hold_support(self) -> str | None:
+        """A folder holds by mode: a held file is read-only (the spool's ledger says why)."""
+        return None
+
+    def _chmod(self, key: str, change: Callable[[int], int]) -> int:
+        """Apply `change` to the file's mode (never through a symlink); the new mode."""
+        *folders, name = self._parts(key)
+        try:
+            dir_fd = self._open_folders(folders, create=False)
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+                try:
+                    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+                    wanted = change(mode)
+                    if wanted != mode:
+                        os.fchmod(fd, wanted)
+                    return wanted
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(dir_fd)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{key} is not in {self.url}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._symlink(self._path(key)) from None
+            raise DestinationError(f"cannot change the mode of {self._path(key)}:"
+                                   f" {exc.strerror or exc}") from exc
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
+        """Held: read-only for everyone (a-w); released: writable by its owner again, as
+        written (the spool keeps which case holds it)."""
+        self._chmod(key, (lambda mode: mode & ~0o222) if on else (lambda mode: mode | 0o200))
+
+    def legal_hold(self, key: str, version_id: str | None) -> bool:
+        """True when the file is read-only for everyone."""
+        return not self._chmod(key, lambda mode: mode) & 0o222
+
+    def retention_until(self, key: str, version_id: str | None) -> float | None:
+        """A folder keeps no retain-until date."""
+        if self.head(key) is None:
+            raise ObjectNotFound(f"{key} is not in {self.url}")
+        return None
+
+    def extend_retention(self, key: str, version_id: str | None, until: float) -> None:
+        """A folder has no retention to extend."""
+        raise DestinationError(f"{self.url} is a folder: it keeps no retention to extend",
+                               hint="retention is a bucket's (S3 object lock, a GCS retention"
+                               " policy, an Azure immutability policy)")
 
     def remove_stale_temp_files(self, older_than: float = STALE_TEMP_SECONDS) -> int:
         """Remove temp files an interrupted write left in `.sm-tmp/`; returns how many.

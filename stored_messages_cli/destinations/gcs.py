@@ -13,6 +13,7 @@ import builtins
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 # The SDK at the top: this module itself is loaded only for a gs:// URL (`REGISTRY`).
@@ -213,6 +214,56 @@ class GCSDestination:
                 raise self._wrap(exc, f"delete of {key}") from exc
         except Exception as exc:
             raise self._wrap(exc, f"delete of {key}") from exc
+
+    # ----------------------------------------------------------------------- holds
+
+    def hold_support(self) -> str | None:
+        """GCS places a temporary hold on any object: no bucket setting is needed."""
+        return None
+
+    def _loaded(self, key: str, version_id: str | None) -> Any:
+        """The object's generation (`version_id`, else the live one), its metadata read."""
+        generation = int(version_id) if version_id and version_id.isdigit() else None
+        blob = self._bucket().blob(key, generation=generation)
+        try:
+            blob.reload(retry=self._retry, timeout=TIMEOUT)
+        except NotFound as exc:
+            if _bucket_missing(exc):
+                raise self._wrap(exc, f"read of {key}") from exc
+            raise ObjectNotFound(f"gs://{self.bucket_name}/{key} does not exist") from None
+        except Exception as exc:
+            raise self._wrap(exc, f"read of {key}") from exc
+        return blob
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
+        """The object's temporary hold (not an event-based one: releasing that would start
+        the bucket's retention period again)."""
+        blob = self._loaded(key, version_id)
+        blob.temporary_hold = on
+        try:
+            blob.patch(retry=self._retry, timeout=TIMEOUT)
+        except Exception as exc:
+            raise self._wrap(exc, f"temporary hold of {key}") from exc
+
+    def legal_hold(self, key: str, version_id: str | None) -> bool:
+        """True when the object carries a temporary hold."""
+        return bool(self._loaded(key, version_id).temporary_hold)
+
+    def retention_until(self, key: str, version_id: str | None) -> float | None:
+        """The later of the bucket policy's expiration and the object's own retention."""
+        return _retain_until(self._loaded(key, version_id))
+
+    def extend_retention(self, key: str, version_id: str | None, until: float) -> None:
+        """The object's own retention (Unlocked unless it is Locked already), to `until`."""
+        blob = self._loaded(key, version_id)
+        retention = blob.retention
+        if not retention.mode:
+            retention.mode = "Unlocked"
+        retention.retain_until_time = datetime.fromtimestamp(until, UTC)
+        try:
+            blob.patch(retry=self._retry, timeout=TIMEOUT)
+        except Exception as exc:
+            raise self._wrap(exc, f"retention of {key}") from exc
 
     # ----------------------------------------------------------------------- checks
 

@@ -55,6 +55,9 @@ _META_KEY = PAYLOAD_SHA_METADATA  # boto3 exposes user metadata without the x-am
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"NoSuchBucket"})
+# No object lock on the bucket, or no hold / retention on the object version.
+_NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError",
+                            "NoSuchObjectLockConfiguration", "InvalidRequest"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled",
                            "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                            "InvalidToken"})
@@ -242,6 +245,80 @@ class S3Destination:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
             raise self._wrap(exc, f"delete of {key}") from exc
+
+    # ----------------------------------------------------------------------- holds
+
+    def hold_support(self) -> str | None:
+        """None when the bucket has object lock (legal holds need it); else why not."""
+        try:
+            response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except Exception as exc:
+            if error_code(exc) in _NO_LOCK_CODES:
+                return (f"s3://{self.bucket} has no object lock, which S3 legal holds need"
+                        " (enable it on the bucket, with versioning, or use a bucket created"
+                        " with object lock)")
+            raise self._wrap(exc, "read of the object lock configuration") from exc
+        enabled = (response.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled")
+        if enabled != "Enabled":
+            return f"s3://{self.bucket} has no object lock, which S3 legal holds need"
+        return None
+
+    def _version(self, key: str, version_id: str | None) -> dict[str, Any]:
+        found: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            found["VersionId"] = version_id
+        return found
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
+        """PutObjectLegalHold ON/OFF on the object's version (S3 keeps no case id: the
+        spool's ledger does)."""
+        try:
+            self.client.put_object_legal_hold(**self._version(key, version_id),
+                                              LegalHold={"Status": "ON" if on else "OFF"})
+        except Exception as exc:
+            if error_code(exc) in _MISSING_CODES:
+                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
+            raise self._wrap(exc, f"legal hold of {key}") from exc
+
+    def legal_hold(self, key: str, version_id: str | None) -> bool:
+        """True when the version's legal hold is ON."""
+        try:
+            response = self.client.get_object_legal_hold(**self._version(key, version_id))
+        except Exception as exc:
+            code = error_code(exc)
+            if code in _NO_LOCK_CODES:
+                return False
+            if code in _MISSING_CODES:
+                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
+            raise self._wrap(exc, f"read of the legal hold of {key}") from exc
+        return str((response.get("LegalHold") or {}).get("Status", "")).upper() == "ON"
+
+    def retention_until(self, key: str, version_id: str | None) -> float | None:
+        """The version's object lock retain-until date, or None."""
+        return self._retention(key, version_id)[1]
+
+    def _retention(self, key: str, version_id: str | None) -> tuple[str | None, float | None]:
+        """(mode, retain-until) of the version, as HeadObject reports them (with
+        s3:GetObjectRetention); (None, None) when it has none."""
+        try:
+            response = self.client.head_object(**self._version(key, version_id))
+        except Exception as exc:
+            if error_code(exc) in _MISSING_CODES:
+                raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
+            raise self._wrap(exc, f"read of the retention of {key}") from exc
+        return (response.get("ObjectLockMode"),
+                timestamp_of(response.get("ObjectLockRetainUntilDate")))
+
+    def extend_retention(self, key: str, version_id: str | None, until: float) -> None:
+        """PutObjectRetention in the version's own mode (else the project's), to `until`."""
+        mode, _ = self._retention(key, version_id)
+        mode = mode or (self.options.retention_mode or "governance").upper()
+        try:
+            self.client.put_object_retention(
+                **self._version(key, version_id),
+                Retention={"Mode": mode, "RetainUntilDate": datetime.fromtimestamp(until, UTC)})
+        except Exception as exc:
+            raise self._wrap(exc, f"retention of {key}") from exc
 
     # ----------------------------------------------------------------------- checks
 
