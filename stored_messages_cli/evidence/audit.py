@@ -29,9 +29,10 @@ from typing import Any
 from ..destinations.base import Destination, ObjectInfo
 from ..message import MAX_PAYLOAD_BYTES, parse_key
 from ..spool import Spool
-from ..states import UNARCHIVED_STATES, State
+from ..states import UNARCHIVED_STATES, LogOutcome, State
 from .audit_bucket import check_objects, check_retention, list_messages
 from .audit_chain import check_chain, log_rows
+from .audit_holds import check_holds
 from .audit_log import SpoolLog, Trust, check_log
 from .findings import AuditResult, Finding, Period, Progress, ProjectAudit, SilentProgress
 from .note import NoteError, NoteVerifier, open_note
@@ -91,6 +92,7 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
     result.listing.update(listing)
     check_objects(destination, checked, listing, result, deep=deep, progress=say,
                   max_payload_bytes=max_payload_bytes)
+    check_holds(spool, project_id, destination, result, say)
     days = retention_days_of(destination)
     if days:
         check_retention(destination, [e for e in checked if str(e.get("key")) in listing],
@@ -160,6 +162,10 @@ def _count_entries(segments: list[Segment], period: Period, result: ProjectAudit
                 result.expired += 1
             elif outcome == State.FAILED:
                 result.failed += 1
+            elif outcome == LogOutcome.HOLD:
+                result.holds += 1
+            elif outcome == LogOutcome.RELEASE:
+                result.releases += 1
     return checked
 
 

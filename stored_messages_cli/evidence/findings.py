@@ -18,7 +18,9 @@ FINDING_TYPES = ("missing_object", "altered_object", "unexpected_object", "manif
                  "chain_broken", "unaccounted_message", "retention_short",
                  # the signed log (SPEC 9.1)
                  "signature_invalid", "unsigned_segment", "log_truncated", "log_forked",
-                 "timestamp_invalid", "duplicate_message")
+                 "timestamp_invalid", "duplicate_message",
+                 # legal holds (SPEC 9.4)
+                 "hold_missing")
 
 
 class Progress(Protocol):
@@ -83,6 +85,8 @@ class ProjectAudit:
     complete_through: str | None = None  # the last sealed_at (RFC 3339)
     adopted: int = 0
     backfilled: int = 0
+    holds: int = 0  # `hold` entries: an object's hold applied for a case
+    releases: int = 0  # `release` entries
     # for the evidence bundle
     segments: dict[int, bytes] = field(default_factory=dict)
     recorded_sha256: dict[int, str] = field(default_factory=dict)
@@ -100,6 +104,7 @@ class ProjectAudit:
                 "anchored": self.anchored, "tree_size": self.tree_size, "root": self.root,
                 "unsealed": self.unsealed, "complete_through": self.complete_through,
                 "adopted": self.adopted, "backfilled": self.backfilled,
+                "holds": self.holds, "releases": self.releases,
                 "findings": [f.as_dict() for f in self.findings]}
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from ..clock import to_rfc3339
 from ..errors import UnreadableObject
 from ..message import gunzip, gzip_member, sha256_hex
-from ..states import SETTLED_OUTCOMES, State
+from ..states import ENTRY_OUTCOMES, LogOutcome, State
 
 MANIFEST_VERSION = 2  # a segment of a signed Merkle log (SPEC 9.1); 1 is read as before
 MANIFEST_FOLDER = "_sm/manifests/"
@@ -116,6 +116,8 @@ def entry_document(row: Mapping[str, Any], destination_prefix: str,
     """One manifest line for an open entry, fields in SPEC 8's order; a stored entry carries
     `retain_until` when the destination sets retention."""
     key = row["stored_key"] or f"{destination_prefix}{row['relative_key']}"
+    if row["outcome"] in LogOutcome:
+        return hold_entry_document(row, key)
     hashes = json.loads(row["recipient_hashes"]) if row["recipient_hashes"] else {
         "recipient": row["recipient_hash"]}
     document: dict[str, Any] = {
@@ -134,6 +136,22 @@ def entry_document(row: Mapping[str, Any], destination_prefix: str,
     for name in ENTRY_MARKS:
         if name in marks:
             document[name] = marks[name]
+    return document
+
+
+def hold_entry_document(row: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A `hold` / `release` entry (SPEC 9.4): which object (key, version, payload hash, the
+    message's fields), which case, and when the store's hold was applied or lifted."""
+    marks = json.loads(row["marks"]) if row.get("marks") else {}
+    document: dict[str, Any] = {"message_id": row["message_id"], "outcome": row["outcome"],
+                                "key": key}
+    if marks.get("version_id"):
+        document["version_id"] = marks["version_id"]
+    document.update({
+        "case_id": marks.get("case_id"), "payload_sha256": row["payload_sha256"],
+        "medium": row["medium"], "message_type": row["message_type"],
+        "campaign_id": row["campaign_id"], "sent_at": row["sent_at"],
+        "settled_at": to_rfc3339(row["settled_at"])})
     return document
 
 
@@ -199,7 +217,7 @@ def parse_segment(body: bytes, key: str = "the segment") -> Segment:
     header, entries = lines[0], lines[1:]
     if set(header) != set(_header_fields(header)):
         raise ManifestFormatError("the header does not have exactly the manifest fields")
-    if any(not isinstance(e, dict) or e.get("outcome") not in SETTLED_OUTCOMES for e in entries):
+    if any(not isinstance(e, dict) or e.get("outcome") not in ENTRY_OUTCOMES for e in entries):
         raise ManifestFormatError("a line is not a manifest entry")
     if header.get("count") != len(entries):
         raise ManifestFormatError(
