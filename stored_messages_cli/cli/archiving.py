@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..archiver import Archiver, ProjectTarget
+from ..evidence.hold_keeper import HoldKeeper
 from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
 from ..retry import RetryPolicy
@@ -46,6 +47,15 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                           background_anchors=True)
     archiver.on_tick(manifests.tick)
     return archiver, manifests
+
+
+def keep_holds(spool: Any, archiver: Archiver, manifests: Manifests) -> HoldKeeper:
+    """Legal holds beside the loop: each message settled as stored gets the holds of the open
+    cases it matches, applied on a thread of their own (`HoldKeeper`); the caller closes it
+    before the manifests, so the hold entries are sealed with the rest."""
+    keeper = HoldKeeper(spool, manifests.destinations)  # the mapping a reload updates
+    archiver.on_tick(keeper.tick)
+    return keeper
 
 
 def policy_from(settings: Any) -> RetryPolicy:

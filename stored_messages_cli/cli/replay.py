@@ -14,6 +14,7 @@ from ..clock import to_rfc3339
 from ..states import State
 from .archiving import (
     archiver_for,
+    keep_holds,
     progress_for,
     stop_on_signals,
     writing_targets,
@@ -107,11 +108,13 @@ def replay(
                 archiver, manifests = archiver_for(spool, targets, settings,
                                                    workers=workers, stop=stop,
                                                    on_outcome=on_outcome, home=state.home)
+                keeper = keep_holds(spool, archiver, manifests)
                 try:
                     with progress or nullcontext():
                         archiver.run(once=True, row_ids=row_ids)
                         outcomes = _follow(spool, archiver, row_ids, wait, stop)
                 finally:
+                    keeper.close()
                     manifests.close()  # seal and write what this replay settled
             else:
                 outcomes = []

@@ -17,6 +17,7 @@ from ..setup.checks import prove_create_only
 from ..states import DOWN_HEALTH, HealthState
 from .archiving import (
     archiver_for,
+    keep_holds,
     progress_for,
     stop_on_signals,
     writing_targets,
@@ -60,6 +61,7 @@ def run(
                                             else None)
         archiver, manifests = archiver_for(spool, targets, settings, workers=workers,
                                            stop=stop, on_outcome=on_outcome, home=state.home)
+        keeper = keep_holds(spool, archiver, manifests)
         # Create-only is proven again at the first turn, after each reload and daily.
         proofs = archiver.prove_create_only(prove_create_only)
         reloader = Reloader(state, archiver, targets, only_project=project,
@@ -78,6 +80,7 @@ def run(
                     progress or nullcontext():
                 report = ops.report = archiver.run(once=once)
         finally:
+            keeper.close()  # the holds left to apply, before their entries are sealed
             manifests.close()  # the daemon stops: seal what is open, write what is sealed
             reloader.close()
         health = [h for h in spool.health.all().values() if h.project_id in project_ids]
