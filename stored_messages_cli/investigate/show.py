@@ -14,6 +14,7 @@ SHOW_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "state", "final_reason", "last_error", "recorded_at",
     "confirmed_at", "first_failure_at", "next_attempt_at", "stored_at", "attempts",
     "destination", "key", "payload_sha256", "body_in_spool",
+    "holds",  # the open legal hold cases holding it (SPEC 9.4)
 )
 # What each final reason code means, for a person (`sm show`).
 REASON_WORDS: dict[str, str] = {
@@ -64,6 +65,7 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
             f"message id {message_id} exists in projects {', '.join(projects)}",
             places=projects, hint=f"sm show {message_id} --project {projects[0]}")
     pid = projects[0]
+    holds = index.queries.store.holding_cases(pid, [message_id]).get(message_id, [])
     entry = indexed.get(pid)
     row = next((r for r in rows if r[0] == pid), None)
     if row is None:  # archived, known from the index only (another spool, or pruned)
@@ -73,7 +75,8 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
                 "confirmed_at": None, "first_failure_at": None, "next_attempt_at": None,
                 "stored_at": to_rfc3339(entry.stored_at), "attempts": None,
                 "destination": entry.destination_url, "key": entry.key,
-                "payload_sha256": entry.payload_sha256, "body_in_spool": False}
+                "payload_sha256": entry.payload_sha256, "body_in_spool": False,
+                "holds": holds}
     (_, state, final_reason, last_error, created_at, confirmed_at, first_failure_at,
      next_attempt_at, stored_at, attempts, destination_url, stored_key, relative_key,
      payload_sha256, has_body) = row
@@ -89,4 +92,4 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
             "stored_at": to_rfc3339(stored_at), "attempts": int(attempts or 0),
             "destination": destination, "key": key,
             "payload_sha256": payload_sha256 or (entry.payload_sha256 if entry else None),
-            "body_in_spool": bool(has_body)}
+            "body_in_spool": bool(has_body), "holds": holds}
