@@ -43,6 +43,7 @@ def status_document(state: Any) -> dict[str, Any]:
         held = daemons.in_flight_by_owner()
         discarded = discarded_by_reason(spool)
         evidence = evidence_document(spool)
+        open_cases, holds_pending = spool.store.hold_figures()
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -84,6 +85,7 @@ def status_document(state: Any) -> dict[str, Any]:
         } for d in running],
         "in_flight_held_by_dead_daemon": held_by_dead,
         **evidence,
+        "holds": {"open_cases": open_cases, "pending": holds_pending},
     }
 
 
@@ -314,6 +316,10 @@ def print_evidence(out: Any, doc: dict[str, Any]) -> None:
                       markup=False)
     if manifests["unwritten"]:
         out.print(f"Manifests not yet written: {manifests['unwritten']}", highlight=False)
+    holds = doc["holds"]
+    if holds["open_cases"] or holds["pending"]:
+        out.print(f"Legal holds: {holds['open_cases']} open case(s), {holds['pending']}"
+                  " object(s) pending", highlight=False)
     for failing in manifests["failing"]:
         out.print(f"  project {failing['project_id']} manifest {failing['seq']}:"
                   f" {failing['attempts']} attempts, {failing['last_error'] or '-'}",

@@ -26,7 +26,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -47,7 +47,8 @@ FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
 STREAM_FILES: dict[str, str] = {"jsonl": "messages.jsonl", "mbox": "messages.mbox"}
 LOADFILE_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
-    "payload_sha256", "file", "file_sha256")
+    "payload_sha256", "file", "file_sha256",
+    "holds")  # the open legal hold cases holding it, `;`-separated (SPEC 9.4)
 EXCEPTION_FIELDS: tuple[str, ...] = ("message_id", "project_id", "key", "reason")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FROM_LINE = re.compile(rb"(?m)^(>*)From ")
@@ -215,8 +216,11 @@ def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> bytes:
 
 
 def build_files(entries: list[IndexEntry], verified: dict[tuple[str, str], VerifiedMessage],
-                failures: list[tuple[IndexEntry, str]], fmt: str) -> dict[str, bytes]:
-    """Every file of the export (relative path -> bytes), SHA256SUMS last."""
+                failures: list[tuple[IndexEntry, str]], fmt: str,
+                holds: Mapping[tuple[str, str], Sequence[str]] | None = None
+                ) -> dict[str, bytes]:
+    """Every file of the export (relative path -> bytes), SHA256SUMS last; `holds` are the
+    open cases holding each (project, message id)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     files: dict[str, bytes] = {}
@@ -229,6 +233,7 @@ def build_files(entries: list[IndexEntry], verified: dict[tuple[str, str], Verif
             continue
         row: dict[str, Any] = {name: value for name, value in entry.find_result().items()}
         row["payload_sha256"] = result.entry.payload_sha256
+        row["holds"] = ";".join((holds or {}).get((entry.project_id, entry.message_id), ()))
         base = f"messages/{entry.project_id}/{entry.medium}/{entry.message_id}"
         if fmt == "jsonl":
             row["file"] = "messages.jsonl"
@@ -299,7 +304,8 @@ def write_export(output: Path, files: dict[str, bytes], *, as_zip: bool, name: s
 def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, *,
            as_zip: bool = False, name: str = "export", workers: int = READ_WORKERS,
            on_read: Callable[[int], None] | None = None,
-           max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> ExportReport:
+           max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+           holds: Mapping[tuple[str, str], Sequence[str]] | None = None) -> ExportReport:
     """Verify every entry, then write the export; failures are reported, not exported."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use eml, mbox or jsonl")
@@ -308,7 +314,7 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
                           hint="sm export ... --output NEW_FOLDER")
     verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read,
                                     max_payload_bytes=max_payload_bytes)
-    files = build_files(entries, verified, failures, fmt)
+    files = build_files(entries, verified, failures, fmt, holds)
     report = ExportReport(output, fmt, exported=len(verified), failures=failures)
     report.files = write_export(output, files, as_zip=as_zip, name=name)
     return report

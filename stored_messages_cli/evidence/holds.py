@@ -256,6 +256,22 @@ def case_document(spool: Spool, case: HoldCase) -> dict[str, Any]:
             "pending": pending}
 
 
+def holding_cases_of(spool: Spool, entries: Sequence[Any]
+                     ) -> dict[tuple[str, str], list[str]]:
+    """(project, message id) -> the open cases holding it, for indexed `entries` (with
+    `project_id` and `message_id`): the export's `holds` column."""
+    by_project: dict[str, list[str]] = {}
+    for entry in entries:
+        by_project.setdefault(entry.project_id, []).append(entry.message_id)
+    if not by_project or not spool.store.hold_figures()[0]:
+        return {}
+    found: dict[tuple[str, str], list[str]] = {}
+    for project_id, message_ids in by_project.items():
+        for message_id, cases in spool.store.holding_cases(project_id, message_ids).items():
+            found[(project_id, message_id)] = cases
+    return found
+
+
 def cases_covering_recipient(spool: Spool, project_id: str, recipient: str,
                              region: str | None = None) -> list[str]:
     """The open cases of a project whose filters reach `recipient` (any identifier, in any of
