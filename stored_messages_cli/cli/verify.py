@@ -102,6 +102,9 @@ def policy(
     ] = False,
     region: Annotated[str | None, typer.Option(
         help="Bucket region (only to pick the aws-cn / aws-us-gov partition).")] = None,
+    holds: Annotated[bool, typer.Option(
+        "--holds", help="Grant legal holds and retention extension (sm hold, sm retention;"
+        " docs/holds.md).")] = False,
     read_only: Annotated[bool, typer.Option(
         "--read-only", help="The policy of an investigator (sm connect --read-only):"
         " list and read only.")] = False,
@@ -134,8 +137,11 @@ def policy(
         if read_only and retention:
             raise typer.BadParameter("a read-only identity writes nothing to retain",
                                      param_hint="--retention")
+        if read_only and holds:
+            raise typer.BadParameter("a read-only identity places no holds",
+                                     param_hint="--holds")
         document = identity_policy(url, kms_key_arn=kms_key_arn, retention=retention,
-                                   region=region, read_only=read_only)
+                                   region=region, read_only=read_only, holds=holds)
     typer.echo(json.dumps(document, indent=None if state_of(ctx).output.json_mode else 2))
 
 

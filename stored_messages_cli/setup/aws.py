@@ -262,14 +262,23 @@ def _partition(region: str | None) -> str:
     return "aws"
 
 
+# What legal holds and `sm retention extend` call on an object version (`sm policy --holds`):
+# the hold and the retention, each read and written; HeadObject of a version reads them.
+HOLD_ACTIONS = ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold", "s3:PutObjectRetention",
+                "s3:GetObjectRetention", "s3:GetObjectVersion"]
+
+
 def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool = False,
-                    region: str | None = None, read_only: bool = False) -> dict[str, Any]:
+                    region: str | None = None, read_only: bool = False,
+                    holds: bool = False) -> dict[str, Any]:
     """The least-privilege IAM identity policy for archiving to `url`.
 
     Only what `sm run`, `sm connect`/`verify`, `find --remote`, `fetch` and `index rebuild`
     call: put/get objects under the prefix, delete only connect test objects under
     `{prefix}_sm/`, list only under the prefix, read the bucket settings verify checks;
-    `s3:PutObjectRetention` with retention; KMS use of one key when given.
+    `s3:PutObjectRetention` with retention; with `holds`, placing and lifting legal holds
+    and extending retention on object versions (`HOLD_ACTIONS`); KMS use of one key when
+    given.
 
     `read_only` is the policy of an investigator (`sm connect --read-only`): list and read
     under the prefix, the settings `sm verify` reads, and decrypt with the key; no write or
@@ -278,9 +287,9 @@ def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool
     scheme, bucket, prefix = split_url(url)
     if scheme != "s3":
         raise ConfigError(f"{url}: sm policy prints IAM policies for s3:// destinations")
-    if read_only and retention:
-        raise ConfigError("--retention grants a write; a read-only identity needs none",
-                          hint=f"sm policy {url} --read-only")
+    if read_only and (retention or holds):
+        raise ConfigError("--retention and --holds grant writes; a read-only identity needs"
+                          " none", hint=f"sm policy {url} --read-only")
     arn = f"arn:{_partition(region)}:s3:::{bucket}"
     object_actions = ["s3:GetObject"] if read_only else ["s3:PutObject", "s3:GetObject"]
     if retention:
@@ -303,6 +312,9 @@ def identity_policy(url: str, *, kms_key_arn: str | None = None, retention: bool
         {"Sid": "ReadBucketSafetySettings", "Effect": "Allow",
          "Action": SAFETY_SETTINGS_ACTIONS, "Resource": arn},
     ]
+    if holds:
+        statements.append({"Sid": "LegalHoldsAndRetention", "Effect": "Allow",
+                           "Action": HOLD_ACTIONS, "Resource": f"{arn}/{prefix}*"})
     if kms_key_arn:
         check_kms_key_arn(kms_key_arn)
         statements.append({"Sid": "UseArchiveKey", "Effect": "Allow",
