@@ -276,9 +276,19 @@ class S3Destination:
             self.client.put_object_legal_hold(**self._version(key, version_id),
                                               LegalHold={"Status": "ON" if on else "OFF"})
         except Exception as exc:
-            if error_code(exc) in _MISSING_CODES:
+            # (S3-compatible stores answer a missing key in their own ways: a 500 from moto)
+            if error_code(exc) in _MISSING_CODES or self._missing(key, exc):
                 raise ObjectNotFound(f"s3://{self.bucket}/{key} does not exist") from None
             raise self._wrap(exc, f"legal hold of {key}") from exc
+
+    def _missing(self, key: str, exc: Exception) -> bool:
+        """True when a failed call's object does not exist (asked again with a HEAD)."""
+        if error_code(exc) in _DENIED_CODES:
+            return False
+        try:
+            return self.head(key) is None
+        except SmError:
+            return False
 
     def legal_hold(self, key: str, version_id: str | None) -> bool:
         """True when the version's legal hold is ON."""

@@ -13,8 +13,10 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .postgres import holds as pg_holds
 from .postgres import schema as pg
 from .postgres.session import PgSession
+from .sqlite import holds as lite_holds
 from .sqlite import schema as lite
 
 
@@ -52,7 +54,7 @@ STEPS: tuple[Step, ...] = (
     Step("a pruned message keeps its content hash in the archive index",
          sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
     Step("the legal hold ledger: cases and the objects each holds",
-         sqlite=lite.migrate_holds, postgres=pg.holds),
+         sqlite=lite_holds.migrate_holds, postgres=pg_holds.holds),
 )
 LATEST_VERSION = len(STEPS)
 

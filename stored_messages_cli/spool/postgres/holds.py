@@ -20,6 +20,7 @@ from ..holds import (
 )
 from ..index_filter import IndexFilter
 from .base import PgStoreBase
+from .session import PgSession
 
 _TODO = ",".join(f"'{s.value}'" for s in TODO_STATES)
 _HOLDING = ",".join(f"'{s.value}'" for s in HOLDING_STATES)
@@ -173,3 +174,48 @@ class HoldPg(PgStoreBase):
             ' JOIN "hold_cases" c ON c."case_id" = h."case_id" WHERE c."released_at" IS NULL'
             ' AND h."project_id" = %s AND h."state" = %s ORDER BY h."key", h."case_id"',
             (project_id, HoldState.APPLIED.value))]
+
+
+HOLD_TABLES = """
+CREATE TABLE IF NOT EXISTS "hold_cases" (
+   "case_id" TEXT PRIMARY KEY,
+   "project_id" TEXT NOT NULL,
+   "filters" TEXT NOT NULL,
+   "note" TEXT,
+   "created_at" DOUBLE PRECISION NOT NULL,
+   "released_at" DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS "hold_objects" (
+   "case_id" TEXT NOT NULL,
+   "project_id" TEXT NOT NULL,
+   "message_id" TEXT NOT NULL,
+   "key" TEXT NOT NULL,
+   "version_id" TEXT,
+   "destination_url" TEXT,
+   "medium" TEXT NOT NULL,
+   "message_type" TEXT NOT NULL,
+   "campaign_id" TEXT,
+   "sent_at" TEXT,
+   "recipient_hash" TEXT NOT NULL,
+   "payload_sha256" TEXT,
+   "state" TEXT NOT NULL,
+   "created_at" DOUBLE PRECISION NOT NULL,
+   "applied_at" DOUBLE PRECISION,
+   "released_at" DOUBLE PRECISION,
+   "attempts" INTEGER NOT NULL DEFAULT 0,
+   "last_error" TEXT,
+   PRIMARY KEY ("case_id", "message_id")
+);
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_key" ON "hold_objects" ("key");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_project_id_message_id"
+    ON "hold_objects" ("project_id", "message_id");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_to_do" ON "hold_objects" ("case_id", "message_id")
+    WHERE "state" IN ('pending', 'releasing')
+"""
+
+
+def holds(conn: PgSession) -> None:
+    """The legal hold ledger (SPEC 9.4): cases and the objects each holds."""
+    for statement in HOLD_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement.strip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 
 from ...states import HoldState, LogOutcome
@@ -182,3 +183,50 @@ class HoldSql(StoreBase):
             ' JOIN "hold_cases" c ON c."case_id" = h."case_id" WHERE c."released_at" IS NULL'
             ' AND h."project_id" = ? AND h."state" = ? ORDER BY h."key", h."case_id"',
             (project_id, HoldState.APPLIED.value))]
+
+
+# Its schema step's SQLite body (`migrations.STEPS`): the ledger's tables.
+HOLD_TABLES = """
+CREATE TABLE IF NOT EXISTS "hold_cases" (
+   "case_id" TEXT PRIMARY KEY,
+   "project_id" TEXT NOT NULL,
+   "filters" TEXT NOT NULL,
+   "note" TEXT,
+   "created_at" REAL NOT NULL,
+   "released_at" REAL
+);
+CREATE TABLE IF NOT EXISTS "hold_objects" (
+   "case_id" TEXT NOT NULL,
+   "project_id" TEXT NOT NULL,
+   "message_id" TEXT NOT NULL,
+   "key" TEXT NOT NULL,
+   "version_id" TEXT,
+   "destination_url" TEXT,
+   "medium" TEXT NOT NULL,
+   "message_type" TEXT NOT NULL,
+   "campaign_id" TEXT,
+   "sent_at" TEXT,
+   "recipient_hash" TEXT NOT NULL,
+   "payload_sha256" TEXT,
+   "state" TEXT NOT NULL,
+   "created_at" REAL NOT NULL,
+   "applied_at" REAL,
+   "released_at" REAL,
+   "attempts" INTEGER NOT NULL DEFAULT 0,
+   "last_error" TEXT,
+   PRIMARY KEY ("case_id", "message_id")
+);
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_key" ON "hold_objects" ("key");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_project_id_message_id"
+    ON "hold_objects" ("project_id", "message_id");
+CREATE INDEX IF NOT EXISTS "idx_hold_objects_to_do" ON "hold_objects" ("case_id", "message_id")
+    WHERE "state" IN ('pending', 'releasing')
+"""
+
+
+def migrate_holds(conn: sqlite3.Connection) -> None:
+    """Migration step: the legal hold ledger, cases and the objects each holds (safe to run
+    twice)."""
+    for statement in HOLD_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
