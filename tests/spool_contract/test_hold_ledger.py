@@ -98,6 +98,25 @@ def test_release_keeps_what_another_open_case_holds(spool: Spool, clock: FakeClo
     assert spool.store.holding_cases(PROJECT, ann) == {m: ["spring"] for m in ann}
 
 
+def test_a_hold_applied_after_its_release_is_lifted_again(spool: Spool,
+                                                         clock: FakeClock) -> None:
+    index(spool, 1)
+    open_case(spool, "c1", recipient="ann@example.com")
+    [stale] = spool.store.holds_to_do("c1", None, None, 10)  # a worker starts applying it
+    with spool.store.write():
+        spool.store.release_case("c1", clock.now())
+    [releasing] = spool.store.holds_to_do("c1", None, None, 10)
+    with spool.store.write():  # the release is done first (nothing applied: no entry)
+        assert spool.store.mark_holds_done([releasing], clock.now()) == 1
+        assert spool.store.mark_holds_done([stale], clock.now()) == 0  # then the worker
+    [again] = spool.store.holds_to_do("c1", None, None, 10)
+    assert again.state == HoldState.RELEASING  # its hold may be on: lifted again
+    with spool.store.write():
+        assert spool.store.mark_holds_done([again], clock.now()) == 1
+    assert spool.store.holds_to_do("c1", None, None, 10) == []
+    assert spool.evidence.open_outcomes(PROJECT) == []  # never applied: nothing logged
+
+
 def test_a_settled_message_an_open_case_matches_gets_a_pending_row(
         spool: Spool, clock: FakeClock) -> None:
     index(spool, 1)

@@ -111,6 +111,12 @@ class HoldPg(PgStoreBase):
                 ' RETURNING "applied_at"',
                 (new.value, now, row.case_id, row.message_id, row.state.value)).fetchall()
             if not changed:
+                if row.state == HoldState.PENDING:  # released meanwhile: lift it (again)
+                    self.pg.execute(
+                        'UPDATE "hold_objects" SET "state" = %s WHERE "case_id" = %s'
+                        ' AND "message_id" = %s AND "state" = %s AND "applied_at" IS NULL',
+                        (HoldState.RELEASING.value, row.case_id, row.message_id,
+                         HoldState.RELEASED.value))
                 continue  # another process did it first
             marked += 1
             if changed[0][0] is None:

@@ -118,6 +118,12 @@ class HoldSql(StoreBase):
                 ' RETURNING "applied_at"',
                 (new.value, now, row.case_id, row.message_id, row.state.value)).fetchall()
             if not changed:
+                if row.state == HoldState.PENDING:  # released meanwhile: lift it (again)
+                    self.conn.execute(
+                        'UPDATE "hold_objects" SET "state" = ? WHERE "case_id" = ?'
+                        ' AND "message_id" = ? AND "state" = ? AND "applied_at" IS NULL',
+                        (HoldState.RELEASING.value, row.case_id, row.message_id,
+                         HoldState.RELEASED.value))
                 continue  # another process did it first
             marked += 1
             if changed[0][0] is None:
