@@ -170,7 +170,7 @@ def test_a_clean_archive_has_no_finding(cli, archived: Archive) -> None:
         "projects": [{"project_id": PROJECT, "manifests": 3, "entries": 5, "stored": 5,
                       "expired": 0, "failed": 0, "pending": 0, "anchored": True,
                       "tree_size": 5, "unsealed": 0, "adopted": 0, "backfilled": 0,
-                      "findings": []}]})
+                      "holds": 0, "releases": 0, "findings": []}]})
 
 
 @pytest.mark.parametrize("archived", ["file", "s3", "s3-versioned", "gcs", "azure"],

@@ -218,3 +218,19 @@ def test_a_bucket_without_object_lock_is_refused_naming_why(
     assert refused.exit_code == 1
     assert "object lock" in refused.output
     assert json.loads(cli("--json", "hold", "list", "--all").stdout) == []
+
+
+def test_policy_with_holds_grants_the_hold_and_retention_actions_on_the_prefix(
+        cli: Invoke) -> None:
+    printed = cli("--json", "policy", "s3://acme-archive/messages/", "--holds")
+    assert printed.exit_code == 0, printed.output
+    statements = json.loads(printed.stdout)["Statement"]
+    [holds] = [s for s in statements if s["Sid"] == "LegalHoldsAndRetention"]
+    assert holds["Action"] == ["s3:PutObjectLegalHold", "s3:GetObjectLegalHold",
+                               "s3:PutObjectRetention", "s3:GetObjectRetention",
+                               "s3:GetObjectVersion"]
+    assert holds["Resource"] == "arn:aws:s3:::acme-archive/messages/*"
+    plain = json.loads(cli("--json", "policy", "s3://acme-archive/messages/").stdout)
+    assert "LegalHoldsAndRetention" not in {s["Sid"] for s in plain["Statement"]}
+    refused = cli("policy", "s3://acme-archive/messages/", "--holds", "--read-only")
+    assert refused.exit_code == 2
