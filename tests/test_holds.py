@@ -120,6 +120,7 @@ def test_a_case_holds_each_matching_version_and_a_held_version_cannot_be_deleted
     assert json.loads(cli("--json", "show", "m-4").stdout)["holds"] == []
 
 
+@pytest.mark.usefixtures("spool_backend")  # the settle hook on SQLite and PostgreSQL
 def test_a_later_message_matching_an_open_case_is_held_at_upload(
         cli: Invoke, archived: dict[str, str], s3_client: Any, locked_bucket: str,
         make_message: Callable[..., dict[str, Any]]) -> None:
