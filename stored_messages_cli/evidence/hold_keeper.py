@@ -22,6 +22,7 @@ from .holds import HoldReport, apply_holds, holds_on_settle
 log = logging.getLogger("sm.holds")
 
 KEEP_INTERVAL = 5.0  # seconds between two passes over the ledger, at least
+KEEP_BACKOFF_CAP = 300.0  # seconds between passes that only fail (a store down, a lost object)
 KEEP_WORKERS = 4  # objects held at once beside the loop (its uploads keep the rest)
 
 
@@ -37,6 +38,7 @@ class HoldKeeper:
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next = 0.0
+        self._interval = KEEP_INTERVAL  # doubled after a pass that only failed
         holds_on_settle(spool)
 
     def tick(self) -> None:
@@ -44,7 +46,7 @@ class HoldKeeper:
         now = self.clock.now()
         if now < self._next or (self._thread is not None and self._thread.is_alive()):
             return
-        self._next = now + KEEP_INTERVAL
+        self._next = now + self._interval
         if not self._has_work():
             return
         self._thread = threading.Thread(target=self._pass, name="sm-holds", daemon=True)
@@ -59,6 +61,7 @@ class HoldKeeper:
 
     def _pass(self) -> HoldReport | None:
         """One pass over the ledger; a failure is logged, never raised (the loop goes on)."""
+        started = self.clock.now()
         try:
             report = apply_holds(self.spool, dict(self.destinations), workers=self.workers,
                                  stop=self.stop)
@@ -68,6 +71,9 @@ class HoldKeeper:
         if report.failed:
             log.warning("%d legal hold(s) not applied yet (first: %s: %s); retrying later",
                         len(report.failed), *report.failed[0])
+        self._interval = KEEP_INTERVAL if report.done or not report.failed else min(
+            KEEP_BACKOFF_CAP, self._interval * 2)
+        self._next = started + self._interval  # after a failing pass, later and later
         return report
 
     def close(self) -> HoldReport | None:
