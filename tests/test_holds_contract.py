@@ -118,4 +118,12 @@ def test_a_held_object_cannot_be_deleted(request: pytest.FixtureRequest, name: s
 
 def test_stores_that_cannot_hold_say_why(s3_destination: Any, azure_destination: Any) -> None:
     assert "object lock" in s3_destination.hold_support()
+    assert "object lock" in s3_destination.retention_support()
     assert "immutability" in azure_destination.hold_support()
+
+
+def test_which_stores_keep_retention(file_destination: Any, s3_locked_destination: Any,
+                                     gcs_destination: Any) -> None:
+    assert "folder" in file_destination.retention_support()
+    assert s3_locked_destination.retention_support() is None
+    assert gcs_destination.retention_support() is None

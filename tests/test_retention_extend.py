@@ -76,3 +76,4 @@ def test_a_folder_keeps_no_retention_to_extend(cli: Invoke, tmp_path: Path,
     refused = cli("retention", "extend", "--project", PROJECT, "--until", "2031-01-01")
     assert refused.exit_code == 1
     assert "keeps no retention" in refused.output
+    assert "not extended" not in refused.output  # refused before any object is tried

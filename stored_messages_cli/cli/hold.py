@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: typer would have to eval every annotation.
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -163,7 +164,8 @@ def show(
         out.emit_json(document)
         return
     for name, value in document.items():
-        out.print(f"{name}: {value if value is not None else '-'}", highlight=False)
+        shown = json.dumps(value) if isinstance(value, dict) else value
+        out.print(f"{name}: {shown if shown is not None else '-'}", highlight=False)
 
 
 def _apply(state: AppState, spool: Any, destinations: dict[str, Any], case: HoldCase,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..clock import to_rfc3339
 from ..evidence.retention import RetentionShorter, extend_retention
 from ..spool.index_filter import IndexFilter
 from .command_classes import group
@@ -73,13 +74,14 @@ def extend(
                 fail(str(exc), hint=exc.hint, code=2)
     finally:
         destination.close()
+    until_text = to_rfc3339(until_at.timestamp())
     if out.json_mode:
-        out.emit_json({"project_id": project, "until": until_at.isoformat().replace(
-            "+00:00", "Z"), "extended": report.extended, "unchanged": report.unchanged,
-            "failed": len(report.failed)})
+        out.emit_json({"project_id": project, "until": until_text,
+                       "extended": report.extended, "unchanged": report.unchanged,
+                       "failed": len(report.failed)})
     else:
         out.print(f"project {project}: {report.extended} object(s) retained until"
-                  f" {until_at.isoformat()}, {report.unchanged} already were", highlight=False)
+                  f" {until_text}, {report.unchanged} already were", highlight=False)
     if report.failed:
         key, error = report.failed[0]
         fail(f"{len(report.failed)} object(s) not extended (first: {key}: {error})",

@@ -286,6 +286,10 @@ class AzureDestination:
         """True when the blob version has a legal hold."""
         return bool(getattr(self._properties(key, version_id), "has_legal_hold", False))
 
+    def retention_support(self) -> str | None:
+        """A version immutability policy needs version-level immutability, as holds do."""
+        return self.hold_support()
+
     def retention_until(self, key: str, version_id: str | None) -> float | None:
         """The blob version's immutability policy expiry, or None."""
         policy = getattr(self._properties(key, version_id), "immutability_policy", None)

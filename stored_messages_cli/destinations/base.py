@@ -131,6 +131,10 @@ class Destination(Protocol):
         """True when the store holds the object's version; raises ObjectNotFound."""
         ...
 
+    def retention_support(self) -> str | None:
+        """None when the store can retain objects until a date; else why it cannot."""
+        ...
+
     def retention_until(self, key: str, version_id: str | None) -> float | None:
         """The object version's retain-until date (POSIX), or None when it has none."""
         ...

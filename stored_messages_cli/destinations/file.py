@@ -300,6 +300,10 @@ class FileDestination:
         """True when the file is read-only for everyone."""
         return not self._chmod(key, lambda mode: mode) & 0o222
 
+    def retention_support(self) -> str | None:
+        """A folder keeps no retain-until date."""
+        return f"{self.url} is a folder: it keeps no retention (a bucket does)"
+
     def retention_until(self, key: str, version_id: str | None) -> float | None:
         """A folder keeps no retain-until date."""
         if self.head(key) is None:

@@ -249,6 +249,11 @@ class GCSDestination:
         """True when the object carries a temporary hold."""
         return bool(self._loaded(key, version_id).temporary_hold)
 
+    def retention_support(self) -> str | None:
+        """GCS sets an object's own retention on any bucket that allows object retention
+        (a bucket that does not refuses each call, which is reported per object)."""
+        return None
+
     def retention_until(self, key: str, version_id: str | None) -> float | None:
         """The later of the bucket policy's expiration and the object's own retention."""
         return _retain_until(self._loaded(key, version_id))

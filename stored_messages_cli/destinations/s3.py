@@ -303,6 +303,10 @@ class S3Destination:
             raise self._wrap(exc, f"read of the legal hold of {key}") from exc
         return str((response.get("LegalHold") or {}).get("Status", "")).upper() == "ON"
 
+    def retention_support(self) -> str | None:
+        """Object retention needs object lock, as legal holds do."""
+        return self.hold_support()
+
     def retention_until(self, key: str, version_id: str | None) -> float | None:
         """The version's object lock retain-until date, or None."""
         return self._retention(key, version_id)[1]

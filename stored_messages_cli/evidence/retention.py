@@ -23,6 +23,10 @@ from ..spool.index_filter import IndexFilter
 WORKERS = 8
 
 
+class RetentionUnsupported(SmError):
+    """The project's store keeps no retention (a folder, an S3 bucket without object lock)."""
+
+
 class RetentionShorter(SmError):
     """The date asked for is earlier than an object's (retention only ever grows)."""
 
@@ -42,6 +46,10 @@ def extend_retention(spool: Spool, destination: Destination, wanted: IndexFilter
                      progress: Callable[[int], None] | None = None) -> RetentionReport:
     """Retain every indexed object matching `wanted` until `until`; raises RetentionShorter,
     changing nothing, when an object is retained longer already or `until` is past."""
+    why_not = destination.retention_support()
+    if why_not:
+        raise RetentionUnsupported(f"retention cannot be extended: {why_not}",
+                                   hint="docs/holds.md says what each store needs")
     now = spool.clock.now()
     if until <= now:
         raise RetentionShorter(f"{to_rfc3339(until)} is not in the future",
