@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,7 +143,8 @@ def test_a_later_message_matching_an_open_case_is_held_at_upload(
 
 
 def test_overlapping_cases_release_only_what_no_open_case_holds(
-        cli: Invoke, archived: dict[str, str], s3_client: Any, locked_bucket: str) -> None:
+        cli: Invoke, archived: dict[str, str], s3_client: Any, locked_bucket: str,
+        tmp_path: Path) -> None:
     assert cli("hold", "create", "ann", "--project", PROJECT, "--recipient", "ann"
                ).exit_code == 0
     assert cli("hold", "create", "spring", "--project", PROJECT, "--campaign", "spring"
@@ -171,6 +173,17 @@ def test_overlapping_cases_release_only_what_no_open_case_holds(
     project = json.loads(audit.stdout)["projects"][0]
     assert (project["holds"], project["releases"], project["stored"]) == (6, 6, 6)
     assert json.loads(cli("--json", "show", "m-0").stdout)["holds"] == []
+    # the hold and release entries are leaves of the log too: proofs still find the stored one
+    proved = cli("--json", "prove", "m-0")
+    assert proved.exit_code == 0, proved.output
+    proof = json.loads(proved.stdout)
+    assert json.loads(proof["entry"])["outcome"] == "stored"
+    assert proof["tree_size"] == 6 + 6 + 6
+    saved = tmp_path / "proof.json"
+    saved.write_text(proved.stdout)
+    key = cli("key", "show").stdout.strip()
+    checked = cli("verify-proof", str(saved), "--trust", key)
+    assert checked.exit_code == 0, checked.output
 
 
 def test_a_released_case_stays_closed_and_other_filters_are_refused(
