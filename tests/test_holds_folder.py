@@ -75,7 +75,7 @@ def test_a_later_match_is_held_at_upload_and_a_lifted_mode_is_hold_missing(
     late = json.loads(cli("--json", "find", "--message-id", "f-late").stdout)[0]["key"]
     assert mode(folder, late) == 0o400
     status = json.loads(cli("--json", "status").stdout)
-    assert status["holds"] == {"open_cases": 1, "pending": 0}
+    assert status["holds"] == {"open_cases": 1, "pending": 0, "failing": 0}
     os.chmod(folder / keys["f-3"], 0o600)  # undone behind the ledger's back
     audit = cli("--json", "audit")
     assert audit.exit_code == 1
@@ -110,3 +110,19 @@ def test_a_symlink_planted_at_a_held_key_is_never_followed(tmp_path: Path) -> No
         destination.set_legal_hold("email/m.json.gz", None, True, "c1")
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
     assert isinstance(destination, FileDestination)
+
+
+def test_a_hold_that_keeps_failing_is_a_status_problem(
+        cli: Invoke, archive: tuple[Path, dict[str, str]]) -> None:
+    folder, keys = archive
+    (folder / keys["f-0"]).unlink()  # gone from the folder, still in the index
+    for _attempt in range(3):
+        created = cli("hold", "create", "spring", "--project", PROJECT, "--campaign", "spring")
+        assert created.exit_code == 1
+        assert "not done yet" in created.output
+    assert mode(folder, keys["f-1"]) == 0o400  # the others are held all the same
+    shown = json.loads(cli("--json", "hold", "show", "spring").stdout)
+    assert (shown["objects"], shown["pending"]) == (2, 1)
+    check = cli("--json", "status", "--check")
+    kinds = [p["kind"] for p in json.loads(check.stdout)["problems"]]
+    assert "hold_failing" in kinds

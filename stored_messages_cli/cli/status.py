@@ -43,7 +43,7 @@ def status_document(state: Any) -> dict[str, Any]:
         held = daemons.in_flight_by_owner()
         discarded = discarded_by_reason(spool)
         evidence = evidence_document(spool)
-        open_cases, holds_pending = spool.store.hold_figures()
+        open_cases, holds_pending, holds_failing = spool.store.hold_figures()
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -85,7 +85,8 @@ def status_document(state: Any) -> dict[str, Any]:
         } for d in running],
         "in_flight_held_by_dead_daemon": held_by_dead,
         **evidence,
-        "holds": {"open_cases": open_cases, "pending": holds_pending},
+        "holds": {"open_cases": open_cases, "pending": holds_pending,
+                  "failing": holds_failing},
     }
 
 
@@ -295,6 +296,12 @@ def evidence_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
                       f" not {what} {group['target']} for {_age(group['oldest_age_seconds'])}"
                       f" (last error: {group['last_error'] or '-'}); fix that location or"
                       " remove it from the settings (docs/operations.md, anchors)"))
+    failing_holds = doc.get("holds", {}).get("failing", 0)
+    if failing_holds:
+        found.append(("hold_failing",
+                      f"{failing_holds} legal hold(s) not applied (or released) after"
+                      " 3 attempts; sm hold show CASE_ID, then check the destination with"
+                      " sm verify (docs/holds.md)"))
     for failing in doc.get("manifests", {}).get("failing", []):
         found.append(("manifest_write_failing",
                       f"project {failing['project_id']}: manifest {failing['seq']} not written"

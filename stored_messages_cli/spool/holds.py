@@ -33,6 +33,8 @@ INDEX_COPY = ('"project_id", "message_id", "key", "version_id", "destination_url
 ENTRY_INSERT = ('"project_id", "message_row", "message_id", "outcome", "stored_key",'
                 ' "relative_key", "payload_sha256", "medium", "message_type", "campaign_id",'
                 ' "sent_at", "recipient_hash", "settled_at", "marks"')
+# A hold failing this many times is a problem an operator sees (`sm status --check`).
+FAILING_ATTEMPTS = 3
 # Rows with work left: a hold to apply, or one to lift.
 TODO_STATES: tuple[HoldState, ...] = (HoldState.PENDING, HoldState.RELEASING)
 # Rows that hold their object for an open case (the store's hold stays while one exists).
@@ -162,8 +164,9 @@ class HoldStore(Protocol):
         a failed attempt."""
         ...
 
-    def hold_figures(self) -> tuple[int, int]:
-        """(open cases, rows with work left) for `sm status`."""
+    def hold_figures(self) -> tuple[int, int, int]:
+        """(open cases, rows with work left, those of them that failed `FAILING_ATTEMPTS`
+        times or more) for `sm status`."""
         ...
 
     def holding_cases(self, project_id: str, message_ids: Sequence[str]

@@ -67,7 +67,17 @@ def test_a_case_holds_what_it_matches_and_marks_each_once_with_its_entry(
     outcomes = spool.evidence.open_outcomes(PROJECT)
     assert sorted(m for m, outcome, _key in outcomes if outcome == "hold") == sorted(ann)
     assert spool.store.hold_counts("c1")[:2] == (5, 0)
-    assert spool.store.hold_figures() == (1, 0)
+    assert spool.store.hold_figures() == (1, 0, 0)
+    index(spool, 1, start=5)
+    with spool.store.write():
+        assert spool.store.add_hold_rows("c1", case.index_filter(), None, clock.now()) == 1
+    [late] = spool.store.holds_to_do("c1", None, None, 10)
+    for attempt in range(3):
+        assert spool.store.hold_figures() == (1, 1, 0)
+        with spool.store.write():
+            spool.store.mark_hold_failed(late, f"attempt {attempt}")
+    assert spool.store.hold_figures() == (1, 1, 1)  # failing: `sm status --check` says so
+    assert spool.store.hold_counts("c1") == (6, 1, 1)
     applied = spool.store.applied_holds(PROJECT)
     assert sorted(m for m, _k, _v, _c in applied) == sorted(ann)
     assert spool.store.holding_cases(PROJECT, [ann[0], "bob-0"]) == {ann[0]: ["c1"]}

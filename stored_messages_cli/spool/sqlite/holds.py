@@ -10,6 +10,7 @@ from ...states import HoldState, LogOutcome
 from ..holds import (
     CASE_COLUMNS,
     ENTRY_INSERT,
+    FAILING_ATTEMPTS,
     HOLDING_STATES,
     INDEX_COPY,
     ROW_COLUMNS,
@@ -161,11 +162,13 @@ class HoldSql(StoreBase):
             ' FROM "hold_objects" WHERE "case_id" = ?', (case_id,))[0]
         return int(row[0]), int(row[1]), int(row[2])
 
-    def hold_figures(self) -> tuple[int, int]:
-        """(open cases, rows with work left)."""
+    def hold_figures(self) -> tuple[int, int, int]:
+        """(open cases, rows with work left, those failing)."""
         cases = self._one('SELECT COUNT(*) FROM "hold_cases" WHERE "released_at" IS NULL')
-        todo = self._one(f'SELECT COUNT(*) FROM "hold_objects" WHERE "state" IN ({_TODO})')
-        return int(cases), int(todo)
+        todo, failing = self._rows(
+            'SELECT COUNT(*), COUNT(CASE WHEN "attempts" >= ? THEN 1 END)'
+            f' FROM "hold_objects" WHERE "state" IN ({_TODO})', (FAILING_ATTEMPTS,))[0]
+        return int(cases), int(todo), int(failing)
 
     def holding_cases(self, project_id: str, message_ids: Sequence[str]
                       ) -> dict[str, list[str]]:
