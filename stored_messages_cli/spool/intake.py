@@ -54,6 +54,7 @@ class IngestReport:
     rejected: int = 0
     discarded: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0  # of the rejected: same id, other content (`sm serve` answers 409)
 
     def as_dict(self) -> dict[str, Any]:
         """The `sm ingest --json` document."""
@@ -268,6 +269,7 @@ class Intake:
             reason = str(exc)
             if isinstance(exc, MessageConflict):
                 reason = f"conflict: {reason}"
+                report.conflicts += 1
             self.store.reject_line(source, number, reason, text, now)
             report.rejected += 1
             report.errors.append({"line": number, "reason": reason})

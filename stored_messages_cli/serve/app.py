@@ -1,0 +1,254 @@
+"""The ASGI application of `sm serve` (SPEC 9.3), on Starlette.
+
+Routes: `POST /v1/messages`, `POST /v1/events` (behind the bearer token when there is one),
+`POST /v1/providers/{provider}/{project_id}` (provider webhooks: they authenticate by their
+own signatures, so never behind the token), `GET /healthz`, `GET /metrics`. Every answer is
+JSON (errors too), except `/metrics`, which is Prometheus' text. Every spool call runs off
+the event loop (`run_in_threadpool`); a body is read at most up to `max_payload_bytes`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..clock import Clock
+from ..spool import Spool
+from .ingest import (
+    EVENTS,
+    JSON_LINES_TYPES,
+    MESSAGES,
+    ONE_DOCUMENT_TYPES,
+    Answer,
+    Backlog,
+    BodyIngest,
+    error,
+)
+from .metrics import METRICS_CONTENT_TYPE, ServeMetrics, endpoint_of
+
+log = logging.getLogger("sm.serve")
+
+PROVIDERS_NOT_CONFIGURED = "provider webhooks are not configured"
+
+
+class WebhookReceiver(Protocol):
+    """Provider webhooks, framework-free: verify, record, answer (SPEC 9.3)."""
+
+    def receive(self, provider: str, project_id: str, body: bytes, headers: Mapping[str, str],
+                url: str) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and JSON document for one webhook request (blocking): `body` as
+        received, `headers` with lower-cased names, `url` the full request URL."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What the app is built with."""
+
+    max_payload_bytes: int
+    max_queued: int
+    token: bytes | None = None  # the bearer token /v1/messages and /v1/events require
+
+
+class JsonAnswer(Response):
+    """A JSON response (orjson: the hot path answers thousands a second)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def answer(result: Answer) -> Response:
+    """An `Answer` as a Starlette response."""
+    return JsonAnswer(result.document, status_code=result.status, headers=result.headers)
+
+
+class TooLarge(Exception):
+    """The body is over `max_payload_bytes`."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (TooLarge) as soon as it is known to be over `limit`."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> Response:
+    """The 413 answer."""
+    return answer(error(413, f"the body is over max_payload_bytes ({limit} bytes); nothing was"
+                        " written", hint="send smaller batches (JSON Lines of up to 1,000"
+                        " messages)"))
+
+
+class Authorizer:
+    """The bearer-token check, in constant time."""
+
+    def __init__(self, token: bytes | None) -> None:
+        self.token = token
+
+    def refusal(self, request: Request) -> Response | None:
+        """The 401 answer for a request without the right token, else None."""
+        if self.token is None:
+            return None
+        given = request.headers.get("authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                credentials.strip().encode("utf-8", "surrogateescape"), self.token):
+            return None
+        return JsonAnswer({"error": "missing or wrong bearer token",
+                           "hint": "send Authorization: Bearer TOKEN (the token file sm serve"
+                           " was started with)"}, status_code=401,
+                          headers={"WWW-Authenticate": "Bearer"})
+
+
+def _content_kind(request: Request) -> bool | None:
+    """True for JSON Lines, False for one JSON document, None for a type not taken."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.partition(";")[0].strip().lower()
+    if media in JSON_LINES_TYPES:
+        return True
+    if media in ONE_DOCUMENT_TYPES:
+        return False
+    return None
+
+
+def build_app(spool: Spool, options: ServeOptions, clock: Clock,
+              receiver: WebhookReceiver | None = None,
+              metrics: ServeMetrics | None = None) -> ASGIApp:
+    """The app: routes over `spool`; `receiver` handles provider webhooks (None: 404)."""
+    intake = BodyIngest(spool)
+    backlog = Backlog(spool, options.max_queued, clock)
+    authorizer = Authorizer(options.token)
+    counted = metrics or ServeMetrics()
+
+    def ingest_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
+        async def post(request: Request) -> Response:
+            refused = authorizer.refusal(request)
+            if refused is not None:
+                return refused
+            json_lines = _content_kind(request)
+            if json_lines is None:
+                return answer(error(415, "send Content-Type: application/json (one document)"
+                                    " or application/x-ndjson (JSON Lines)"))
+            if request.headers.get("content-encoding", "identity").lower() != "identity":
+                return answer(error(415, "Content-Encoding is not accepted; send the body"
+                                    " uncompressed"))
+            waiting = backlog.cached()
+            if waiting is None:
+                waiting = await run_in_threadpool(backlog.read)
+            busy = backlog.refusal(waiting)
+            if busy is not None:
+                return answer(busy)
+            try:
+                body = await read_body(request, options.max_payload_bytes)
+            except TooLarge:
+                return too_large(options.max_payload_bytes)
+            result = await run_in_threadpool(intake.post, kind, body, json_lines=json_lines)
+            if result.status == 503:
+                log.error("the spool cannot write: %s", result.document["error"],
+                          extra={"event": "serve_spool_unwritable"})
+            else:
+                document = result.document
+                counted.recorded(f"/v1/{kind}", document.get("accepted", 0),
+                                 document.get("duplicate", 0), document.get("rejected", 0))
+            return answer(result)
+
+        return post
+
+    async def provider(request: Request) -> Response:
+        if receiver is None:
+            return answer(error(404, PROVIDERS_NOT_CONFIGURED))
+        try:
+            body = await read_body(request, options.max_payload_bytes)
+        except TooLarge:
+            return too_large(options.max_payload_bytes)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():  # ASGI names are lower-case already
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        status, document = await run_in_threadpool(
+            receiver.receive, request.path_params["provider"],
+            request.path_params["project_id"], body, headers, str(request.url))
+        return JsonAnswer(document, status_code=status)
+
+    async def healthz(request: Request) -> Response:
+        return JsonAnswer({"status": "ok", "spool": spool.location})
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(counted.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        words = {404: "no such endpoint", 405: "method not allowed here"}.get(
+            status, exc.detail if isinstance(exc, HTTPException) else "internal error")
+        headers = getattr(exc, "headers", None)
+        return JsonAnswer({"error": words}, status_code=status, headers=headers)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("request failed", extra={"event": "serve_request_failed",
+                                               "path": request.url.path})
+        return JsonAnswer({"error": "internal error; see the server's log"}, status_code=500)
+
+    app = Starlette(routes=[
+        Route("/v1/messages", ingest_route(MESSAGES), methods=["POST"]),
+        Route("/v1/events", ingest_route(EVENTS), methods=["POST"]),
+        Route("/v1/providers/{provider}/{project_id}", provider, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+    ], exception_handlers={HTTPException: http_error, Exception: internal_error})
+    return Timed(app, counted)
+
+
+class Timed:
+    """ASGI middleware: each request counted by endpoint and code, and timed."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            endpoint = endpoint_of(scope["path"])
+            seconds = time.perf_counter() - started
+            self.metrics.answered(endpoint, status, seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s %d", scope["method"], scope["path"], status,
+                          extra={"event": "serve_request", "method": scope["method"],
+                                 "endpoint": endpoint, "status": status,
+                                 "seconds": round(seconds, 6)})
