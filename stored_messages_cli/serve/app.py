@@ -60,7 +60,7 @@ class ServeOptions:
 
     max_payload_bytes: int
     max_queued: int
-    token: bytes | None = None  # the bearer token /v1/messages and /v1/events require
+    token: bytes | None = None  # the bearer token /v1/messages and /v1/events require on TCP
 
 
 class JsonAnswer(Response):
@@ -110,8 +110,11 @@ class Authorizer:
         self.token = token
 
     def refusal(self, request: Request) -> Response | None:
-        """The 401 answer for a request without the right token, else None."""
-        if self.token is None:
+        """The 401 answer for a TCP request without the right token, else None. A Unix
+        socket's own mode (0600) decides who may connect to it: ASGI gives its requests
+        `server` = `[path, None]`, no port."""
+        server = request.scope.get("server")
+        if self.token is None or not server or server[1] is None:
             return None
         given = request.headers.get("authorization", "")
         scheme, _, credentials = given.partition(" ")
@@ -135,89 +138,111 @@ def _content_kind(request: Request) -> bool | None:
     return None
 
 
-def build_app(spool: Spool, options: ServeOptions, clock: Clock,
-              receiver: WebhookReceiver | None = None,
-              metrics: ServeMetrics | None = None) -> ASGIApp:
-    """The app: routes over `spool`; `receiver` handles provider webhooks (None: 404)."""
-    intake = BodyIngest(spool)
-    backlog = Backlog(spool, options.max_queued, clock)
-    authorizer = Authorizer(options.token)
-    counted = metrics or ServeMetrics()
+class Handlers:
+    """The endpoints of one app, over one spool."""
 
-    def ingest_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
+    def __init__(self, spool: Spool, options: ServeOptions, clock: Clock,
+                 receiver: WebhookReceiver | None, metrics: ServeMetrics) -> None:
+        self.spool = spool
+        self.options = options
+        self.intake = BodyIngest(spool)
+        self.backlog = Backlog(spool, options.max_queued, clock)
+        self.authorizer = Authorizer(options.token)
+        self.receiver = receiver
+        self.metrics = metrics
+
+    def ingest_route(self, kind: str) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint `POST /v1/{kind}`."""
         async def post(request: Request) -> Response:
-            refused = authorizer.refusal(request)
-            if refused is not None:
-                return refused
-            json_lines = _content_kind(request)
-            if json_lines is None:
-                return answer(error(415, "send Content-Type: application/json (one document)"
-                                    " or application/x-ndjson (JSON Lines)"))
-            if request.headers.get("content-encoding", "identity").lower() != "identity":
-                return answer(error(415, "Content-Encoding is not accepted; send the body"
-                                    " uncompressed"))
-            waiting = backlog.cached()
-            if waiting is None:
-                waiting = await run_in_threadpool(backlog.read)
-            busy = backlog.refusal(waiting)
-            if busy is not None:
-                return answer(busy)
-            try:
-                body = await read_body(request, options.max_payload_bytes)
-            except TooLarge:
-                return too_large(options.max_payload_bytes)
-            result = await run_in_threadpool(intake.post, kind, body, json_lines=json_lines)
-            if result.status == 503:
-                log.error("the spool cannot write: %s", result.document["error"],
-                          extra={"event": "serve_spool_unwritable"})
-            else:
-                document = result.document
-                counted.recorded(f"/v1/{kind}", document.get("accepted", 0),
-                                 document.get("duplicate", 0), document.get("rejected", 0))
-            return answer(result)
+            return await self.ingest(kind, request)
 
         return post
 
-    async def provider(request: Request) -> Response:
-        if receiver is None:
+    async def ingest(self, kind: str, request: Request) -> Response:
+        """Token, content type, back-pressure, size; then the spool, off the event loop."""
+        refused = self.authorizer.refusal(request)
+        if refused is not None:
+            return refused
+        json_lines = _content_kind(request)
+        if json_lines is None:
+            return answer(error(415, "send Content-Type: application/json (one document)"
+                                " or application/x-ndjson (JSON Lines)"))
+        if request.headers.get("content-encoding", "identity").lower() != "identity":
+            return answer(error(415, "Content-Encoding is not accepted; send the body"
+                                " uncompressed"))
+        waiting = self.backlog.cached()
+        if waiting is None:
+            waiting = await run_in_threadpool(self.backlog.read)
+        busy = self.backlog.refusal(waiting)
+        if busy is not None:
+            return answer(busy)
+        try:
+            body = await read_body(request, self.options.max_payload_bytes)
+        except TooLarge:
+            return too_large(self.options.max_payload_bytes)
+        result = await run_in_threadpool(self.intake.post, kind, body, json_lines=json_lines)
+        if result.status == 503:
+            log.error("the spool cannot write: %s", result.document["error"],
+                      extra={"event": "serve_spool_unwritable"})
+        else:
+            document = result.document
+            self.metrics.recorded(f"/v1/{kind}", document.get("accepted", 0),
+                                  document.get("duplicate", 0), document.get("rejected", 0))
+        return answer(result)
+
+    async def provider(self, request: Request) -> Response:
+        """`POST /v1/providers/{provider}/{project_id}`: the receiver's answer, or 404."""
+        if self.receiver is None:
             return answer(error(404, PROVIDERS_NOT_CONFIGURED))
         try:
-            body = await read_body(request, options.max_payload_bytes)
+            body = await read_body(request, self.options.max_payload_bytes)
         except TooLarge:
-            return too_large(options.max_payload_bytes)
+            return too_large(self.options.max_payload_bytes)
         headers: dict[str, str] = {}
         for name, value in request.headers.items():  # ASGI names are lower-case already
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         status, document = await run_in_threadpool(
-            receiver.receive, request.path_params["provider"],
+            self.receiver.receive, request.path_params["provider"],
             request.path_params["project_id"], body, headers, str(request.url))
         return JsonAnswer(document, status_code=status)
 
-    async def healthz(request: Request) -> Response:
-        return JsonAnswer({"status": "ok", "spool": spool.location})
+    async def healthz(self, request: Request) -> Response:
+        """`GET /healthz`: the server answers (no token needed)."""
+        return JsonAnswer({"status": "ok"})
 
-    async def metrics_page(request: Request) -> Response:
-        return Response(counted.exposition(), media_type=METRICS_CONTENT_TYPE)
+    async def metrics_page(self, request: Request) -> Response:
+        """`GET /metrics`: Prometheus' text."""
+        return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """404, 405 and the other HTTP errors Starlette raises, as JSON."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         words = {404: "no such endpoint", 405: "method not allowed here"}.get(
             status, exc.detail if isinstance(exc, HTTPException) else "internal error")
         headers = getattr(exc, "headers", None)
         return JsonAnswer({"error": words}, status_code=status, headers=headers)
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.exception("request failed", extra={"event": "serve_request_failed",
-                                               "path": request.url.path})
+    async def internal_error(self, request: Request, exc: Exception) -> Response:
+        """Anything unexpected: a JSON 500 (the traceback goes to the log)."""
+        log.error("request to %s failed", request.url.path, exc_info=exc,
+                  extra={"event": "serve_request_failed", "path": request.url.path})
         return JsonAnswer({"error": "internal error; see the server's log"}, status_code=500)
 
+
+def build_app(spool: Spool, options: ServeOptions, clock: Clock,
+              receiver: WebhookReceiver | None = None,
+              metrics: ServeMetrics | None = None) -> ASGIApp:
+    """The app: routes over `spool`; `receiver` handles provider webhooks (None: 404)."""
+    counted = metrics or ServeMetrics()
+    handlers = Handlers(spool, options, clock, receiver, counted)
     app = Starlette(routes=[
-        Route("/v1/messages", ingest_route(MESSAGES), methods=["POST"]),
-        Route("/v1/events", ingest_route(EVENTS), methods=["POST"]),
-        Route("/v1/providers/{provider}/{project_id}", provider, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics_page, methods=["GET"]),
-    ], exception_handlers={HTTPException: http_error, Exception: internal_error})
+        Route("/v1/messages", handlers.ingest_route(MESSAGES), methods=["POST"]),
+        Route("/v1/events", handlers.ingest_route(EVENTS), methods=["POST"]),
+        Route("/v1/providers/{provider}/{project_id}", handlers.provider, methods=["POST"]),
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/metrics", handlers.metrics_page, methods=["GET"]),
+    ], exception_handlers={HTTPException: handlers.http_error,
+                           Exception: handlers.internal_error})
     return Timed(app, counted)
 
 
