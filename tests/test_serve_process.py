@@ -1,0 +1,205 @@
+"""`sm serve` as a process: kill -9 right after a 202 loses nothing, SIGTERM lets the request
+in flight finish, the socket file is owner-only and a stale one is replaced (never a live one
+or another file), systemd socket activation, and the usage errors (exit 2)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli.spool import Spool
+from tests.support.fixtures.core import EMAIL_MESSAGE, SMS_MESSAGE
+from tests.support.serve_http import (
+    TOKEN,
+    ServeProcess,
+    UnixHTTPConnection,
+    call,
+    post,
+    serve_env,
+    short_dir,
+)
+
+
+def sms(message_id: str) -> dict[str, Any]:
+    message = copy.deepcopy(SMS_MESSAGE)
+    message["message_id"] = message_id
+    return message
+
+
+def started(folder: Path, *args: str, **env: str) -> tuple[ServeProcess, Path]:
+    socket_path = folder / "s.sock"
+    process = ServeProcess(folder / "home", "--socket", str(socket_path), *args,
+                           log=folder / "serve.log", **env)
+    process.wait_ready(lambda: UnixHTTPConnection(socket_path))
+    return process, socket_path
+
+
+def test_kill_9_right_after_a_202_loses_nothing() -> None:
+    folder = short_dir()
+    process, socket_path = started(folder)
+    conn = UnixHTTPConnection(socket_path)
+    acknowledged = []
+    for n in range(40):
+        status, document, _ = post(conn, "/v1/messages", sms(f"k-{n}"))
+        assert status == 202 and document["accepted"] == 1
+        acknowledged.append(f"k-{n}")
+    status, document, _ = post(conn, "/v1/messages", [sms(f"kb-{n}") for n in range(200)])
+    assert (status, document["accepted"]) == (202, 200)
+    process.process.send_signal(signal.SIGKILL)  # the moment the last 202 arrived
+    process.process.wait(timeout=10)
+    with Spool(folder / "home" / "spool.db") as spool:
+        for message_id in [*acknowledged, *(f"kb-{n}" for n in range(200))]:
+            row = spool.message_state("12345", message_id)
+            assert row is not None and row["state"] == "queued", message_id
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
+    folder = short_dir()
+    process, socket_path = started(folder, SM_MAX_PAYLOAD_BYTES=str(64 << 20))
+    emails = []
+    for n in range(4000):
+        email = copy.deepcopy(EMAIL_MESSAGE)
+        email.update(message_id=f"t-{n}", recipient={"email": f"p{n}@example.com"})
+        emails.append(email)
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def send() -> None:
+        status, document, _ = post(UnixHTTPConnection(socket_path), "/v1/messages", emails)
+        answers.append((status, document))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.3)  # the body is in; the spool is writing it
+    code = process.stop(signal.SIGTERM)
+    sender.join(timeout=60)
+    assert code == 0, (folder / "serve.log").read_text()
+    assert answers and answers[0][0] == 202 and answers[0][1]["accepted"] == 4000
+    assert not socket_path.exists()  # its socket file is removed on the way out
+    log = [json.loads(line) for line in (folder / "serve.log").read_text().splitlines()]
+    assert [entry["event"] for entry in log if entry["event"].startswith("serve_")] == [
+        "serve_started", "serve_stopped"]
+    with Spool(folder / "home" / "spool.db") as spool:
+        assert spool.status()["counts"]["queued"] == 4000
+
+
+def test_a_stale_socket_file_is_replaced_a_live_one_or_a_file_is_not() -> None:
+    folder = short_dir()
+    (folder / "home").mkdir(mode=0o700)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(folder / "s.sock"))
+    stale.close()  # the file stays, nothing listens: a server that died
+    process, socket_path = started(folder)
+    assert post(UnixHTTPConnection(socket_path), "/v1/messages", sms("stale-1"))[0] == 202
+    second = subprocess.run([sys.executable, "-m", "stored_messages_cli.cli.app", "serve",
+                             "--socket", str(socket_path)], env=serve_env(folder / "home"),
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert second.stderr.startswith(f"Error: another server listens on {socket_path}")
+    assert call(UnixHTTPConnection(socket_path), "GET", "/healthz")[0] == 200  # untouched
+    assert process.stop() == 0
+    not_a_socket = folder / "plain"
+    not_a_socket.write_text("keep me")
+    third = subprocess.run([sys.executable, "-m", "stored_messages_cli.cli.app", "serve",
+                            "--socket", str(not_a_socket)], env=serve_env(folder / "home"),
+                           capture_output=True, text=True, timeout=60)
+    assert third.returncode == 1 and "is not a socket" in third.stderr
+    assert not_a_socket.read_text() == "keep me"
+
+
+def test_systemd_socket_activation_serves_the_inherited_socket() -> None:
+    folder = short_dir()
+    (folder / "home").mkdir(mode=0o700)
+    path = folder / "activated.sock"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(16)
+    fd = listening.fileno()
+    # systemd's protocol: the socket is descriptor 3, LISTEN_PID is the server's own pid
+    # (exec keeps the pid of the small launcher that moves the socket to 3)
+    launcher = (f"import os, sys; os.dup2({fd}, 3); os.close({fd});"
+                " os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1');"
+                " os.execv(sys.executable, [sys.executable, '-m',"
+                " 'stored_messages_cli.cli.app', 'serve'])")
+    process = subprocess.Popen([sys.executable, "-c", launcher],
+                               env=serve_env(folder / "home"), pass_fds=[fd],
+                               stderr=(folder / "serve.log").open("wb"))
+    listening.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, document, _ = post(UnixHTTPConnection(path), "/v1/messages",
+                                           sms("activated-1"))
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, (
+                    folder / "serve.log").read_text()
+                time.sleep(0.05)
+        assert (status, document["accepted"]) == (202, 1)
+        assert not (folder / "home" / "serve.sock").exists()  # no socket of its own
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    with Spool(folder / "home" / "spool.db") as spool:
+        assert spool.message_state("12345", "activated-1")["state"] == "queued"
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--listen", "127.0.0.1:8025"], "TCP needs a bearer token"),
+    (["--listen", "10.1.2.3:8025", "--token-file", "TOKEN"], "needs TLS"),
+    (["--listen", "nonsense"], "is not HOST:PORT"),
+    (["--listen", "127.0.0.1:8025", "--token-file", "SHORT"], "at least 16 characters"),
+    (["--listen", "127.0.0.1:8025", "--token-file", "MISSING"], "cannot read"),
+    (["--tls-cert", "TOKEN"], "give both --tls-cert and --tls-key"),
+    (["--tls-cert", "TOKEN", "--tls-key", "TOKEN"], "do not load"),
+])
+def test_usage_errors_exit_2_before_anything_listens(cli, tmp_path: Path, args: list[str],
+                                                     fragment: str) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "token").chmod(0o600)
+    (tmp_path / "short").write_text("abc")
+    names = {"TOKEN": tmp_path / "token", "SHORT": tmp_path / "short",
+             "MISSING": tmp_path / "missing"}
+    result = cli("serve", *[str(names.get(a, a)) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
+    assert lines[-1].startswith("Try: ")
+    assert not any(p.suffix == ".sock" for p in tmp_path.rglob("*"))
+
+
+def test_the_token_file_comes_from_sm_serve_token_file_too(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("abc")
+    result = subprocess.run(
+        [sys.executable, "-m", "stored_messages_cli.cli.app", "serve", "--listen",
+         "127.0.0.1:8025"], env=serve_env(tmp_path / "home", SM_SERVE_TOKEN_FILE=str(short)),
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "at least 16 characters" in result.stderr
+
+
+def test_a_token_file_others_can_read_is_warned_about(cli, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    (tmp_path / "token").chmod(0o644)
+    result = cli("serve", "--listen", "10.1.2.3:8025", "--token-file", str(tmp_path / "token"))
+    assert result.exit_code == 2
+    assert "can be read by other users; chmod 600 it" in result.stderr
+
+
+def test_serve_help_names_its_options(cli) -> None:
+    result = cli("serve", "--help")
+    assert result.exit_code == 0
+    for option in ("--socket", "--listen", "--token-file", "--tls-cert", "--tls-key"):
+        assert option in result.output
+    assert os.environ.get("LISTEN_FDS") is None
