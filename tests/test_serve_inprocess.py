@@ -1,0 +1,183 @@
+"""`sm serve`'s app on uvicorn in the test's own process (real HTTP on loopback), where the
+test must reach into the server's spool or clock: back-pressure (429 + Retry-After), a spool
+that cannot write (503: the file may not grow, as a full disk), the provider route with a
+receiver, and a PostgreSQL spool."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import http.client
+import json
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stored_messages_cli.clock import FakeClock
+from stored_messages_cli.serve.app import ServeOptions, build_app
+from stored_messages_cli.serve.ingest import MESSAGES, BodyIngest
+from stored_messages_cli.spool import Spool
+from tests.support.fixtures.core import SMS_MESSAGE
+from tests.support.serve_http import TOKEN, call, post, server_thread
+
+
+def sms(message_id: str, **changes: Any) -> dict[str, Any]:
+    message = copy.deepcopy(SMS_MESSAGE)
+    message.update(message_id=message_id, **changes)
+    return message
+
+
+def options(**changes: Any) -> ServeOptions:
+    return ServeOptions(**{"max_payload_bytes": 1 << 20, "max_queued": 1_000_000, **changes})
+
+
+def connect(port: int) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
+def test_more_waiting_than_serve_max_queued_is_429_with_retry_after(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        spool.record_many([sms(f"w-{n}") for n in range(3)])
+        with server_thread(build_app(spool, options(max_queued=3), clock)) as port:
+            conn = connect(port)
+            assert post(conn, "/v1/messages", sms("w-3"))[0] == 202  # 3 waited: not over
+            # the count is reused for a second: 4 wait now, but it still reads 3
+            assert post(conn, "/v1/messages", sms("w-4"))[0] == 202
+            clock.advance(1.5)
+            status, document, headers = post(conn, "/v1/messages", sms("w-5"))
+            assert status == 429 and headers["retry-after"] == "5"
+            assert "serve_max_queued (3)" in document["error"]
+            assert post(conn, "/v1/messages", [sms("w-6")])[0] == 429
+            assert spool.message_state("12345", "w-5") is None
+            assert spool.message_state("12345", "w-6") is None
+            assert spool.report.waiting() == 5
+
+
+def test_a_spool_that_cannot_write_is_503_and_a_retry_lands(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        spool.record(sms("before"))
+        with server_thread(build_app(spool, options(), clock)) as port:
+            conn = connect(port)
+            with spool.lock:  # the disk is full: the file may not grow by one page
+                pages = spool.conn.execute("PRAGMA page_count").fetchone()[0]
+                spool.conn.execute(f"PRAGMA max_page_count = {pages}")
+            big = [sms(f"full-{n}", content={"from": "+1", "to": "+15555550100",
+                                             "body": secrets.token_hex(20_000)})
+                   for n in range(20)]  # random: gzip cannot make them fit
+            for body in (big[0], big):
+                status, document, headers = post(conn, "/v1/messages", body)
+                assert status == 503, document
+                assert "is full" in document["error"] and headers["retry-after"] == "30"
+                assert document["hint"]
+            assert spool.message_state("12345", "full-0") is None
+            with spool.lock:  # room again
+                spool.conn.execute("PRAGMA max_page_count = 1073741823")
+            status, document, _ = post(conn, "/v1/messages", big)
+            assert (status, document["accepted"]) == (202, 20)
+            assert spool.message_state("12345", "full-19")["state"] == "queued"
+
+
+class RecordingReceiver:
+    """A WebhookReceiver that keeps what it was given and answers 200."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bytes, dict[str, str], str, bool]] = []
+
+    def receive(self, provider: str, project_id: str, body: bytes, headers: Mapping[str, str],
+                url: str) -> tuple[int, dict[str, Any]]:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        self.calls.append((provider, project_id, body, dict(headers), url, on_loop))
+        return 200, {"received": len(body)}
+
+
+def test_provider_webhooks_reach_the_receiver_off_the_event_loop(tmp_path: Path) -> None:
+    clock = FakeClock()
+    receiver = RecordingReceiver()
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        app = build_app(spool, options(max_payload_bytes=1000, token=TOKEN.encode()), clock,
+                        receiver=receiver)
+        with server_thread(app) as port:
+            conn = connect(port)
+            body = b'{"Type": "Notification",\r\n "x": "\xc3\xa9"}'
+            status, document, _ = call(conn, "POST", "/v1/providers/ses/12345?a=1", body,
+                                       {"Content-Type": "text/plain", "X-Amz-Sns-Message-Type":
+                                        "Notification"})
+            assert (status, document) == (200, {"received": len(body)})  # no token needed
+            provider, project_id, received, headers, url, on_loop = receiver.calls[0]
+            assert (provider, project_id, received) == ("ses", "12345", body)
+            assert headers["x-amz-sns-message-type"] == "Notification"
+            assert all(name == name.lower() for name in headers)
+            assert url == f"http://127.0.0.1:{port}/v1/providers/ses/12345?a=1"
+            assert on_loop is False
+            assert call(conn, "POST", "/v1/providers/ses/12345", b"x" * 1001)[0] == 413
+            assert len(receiver.calls) == 1
+            # ingest stays behind the token on TCP
+            assert post(conn, "/v1/messages", sms("p-1"))[0] == 401
+
+
+def test_a_postgresql_spool_through_the_server(postgres_spool_url: str) -> None:
+    clock = FakeClock()
+    with Spool(postgres_spool_url, clock=clock) as spool:
+        with server_thread(build_app(spool, options(), clock)) as port:
+            conn = connect(port)
+            assert post(conn, "/v1/messages", sms("pg-1"))[1]["accepted"] == 1
+            assert post(conn, "/v1/messages", sms("pg-1"))[1]["duplicate"] == 1
+            status, document, _ = post(conn, "/v1/messages",
+                                       [sms(f"pg-b{n}") for n in range(50)] + ["{bad"])
+            assert (status, document["accepted"], document["errors"]) == (
+                202, 50, [{"line": 51, "reason": document["errors"][0]["reason"]}])
+            changed = sms("pg-1", content={"from": "+1", "to": "+2", "body": "other"})
+            assert post(conn, "/v1/messages", changed)[0] == 409
+            assert spool.report.waiting() == 51
+
+
+LINE_KINDS = st.lists(st.sampled_from(["new", "again", "bad_json", "blank", "spaces",
+                                       "event", "bad_id"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=LINE_KINDS)
+def test_json_lines_answer_with_each_bad_lines_own_number(tmp_path_factory: Any,
+                                                          kinds: list[str]) -> None:
+    """Whatever mix of lines is posted, each rejected line is named by its own number and
+    every good one is accepted once (a repeat is a duplicate)."""
+    lines, bad, new = [], [], 0
+    for number, kind in enumerate(kinds, start=1):
+        if kind == "new" or (kind == "again" and new == 0):
+            lines.append(json.dumps(sms(f"h-{number}")))
+            new += 1
+        elif kind == "again":
+            lines.append(json.dumps(sms("h-" + str(next(
+                n for n, k in enumerate(kinds, start=1) if k in ("new", "again"))))))
+        elif kind == "blank":
+            lines.append("")
+        else:
+            lines.append({"bad_json": "{oops", "spaces": "  \t",
+                          "event": json.dumps({"event": "sent", "message_id": "h-1",
+                                               "project_id": 12345,
+                                               "sent_at": "2026-11-27T17:01:00Z"}),
+                          "bad_id": json.dumps(sms("bad/id"))}[kind])
+            bad.append(number)
+    body = ("\n".join(lines) + "\n").encode()
+    with Spool(tmp_path_factory.mktemp("h") / "spool.db", clock=FakeClock()) as spool:
+        result = BodyIngest(spool).post(MESSAGES, body, json_lines=True)
+    document = result.document
+    if not any(line.strip() for line in lines):
+        assert result.status == 400 and "empty" in document["error"]
+        return
+    assert [e["line"] for e in document["errors"]] == bad
+    assert document["accepted"] == new
+    assert document["accepted"] + document["duplicate"] + document["rejected"] == len(
+        [line for line in lines if line])
+    assert result.status == (202 if new else 422)
