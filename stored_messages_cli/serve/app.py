@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clock import Clock
 from ..spool import Spool
+from .gather import Gatherer
 from .ingest import (
     EVENTS,
     JSON_LINES_TYPES,
@@ -146,6 +147,7 @@ class Handlers:
         self.spool = spool
         self.options = options
         self.intake = BodyIngest(spool)
+        self.singles = Gatherer(self.intake.post_each)
         self.backlog = Backlog(spool, options.max_queued, clock)
         self.authorizer = Authorizer(options.token)
         self.receiver = receiver
@@ -180,7 +182,11 @@ class Handlers:
             body = await read_body(request, self.options.max_payload_bytes)
         except TooLarge:
             return too_large(self.options.max_payload_bytes)
-        result = await run_in_threadpool(self.intake.post, kind, body, json_lines=json_lines)
+        if kind == MESSAGES and not json_lines:  # gathered: one COMMIT for many requests
+            result = await self.singles.submit(body)
+        else:
+            result = await run_in_threadpool(self.intake.post, kind, body,
+                                             json_lines=json_lines)
         if result.status == 503:
             log.error("the spool cannot write: %s", result.document["error"],
                       extra={"event": "serve_spool_unwritable"})

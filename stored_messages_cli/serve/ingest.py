@@ -8,6 +8,7 @@ commit). Every answer is given after the COMMIT that holds what it reports.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from ..clock import Clock
 from ..errors import InvalidMessage, MessageConflict
 from ..spool import IngestReport, Spool, SpoolError
 from ..states import IngestOutcome
+
+log = logging.getLogger("sm.serve")
 
 MESSAGES = "messages"
 EVENTS = "events"
@@ -117,8 +120,7 @@ class BodyIngest:
         write (what was committed before is said, and a retry makes it a duplicate).
         """
         if not body.strip():
-            return error(400, "the body is empty", hint="send one JSON document, or JSON Lines"
-                         " with Content-Type: application/x-ndjson")
+            return _empty()
         source = f"serve /v1/{kind}"
         try:
             if not json_lines and kind == MESSAGES:
@@ -127,9 +129,36 @@ class BodyIngest:
                 report = self._lines(kind, [body] if not json_lines else body_lines(body),
                                      source)
         except SpoolError as exc:
-            return error(503, str(exc), hint=exc.hint,
-                         Retry_After=str(RETRY_AFTER_UNWRITABLE))
+            return _unwritable(exc)
         return Answer(status_of(report, single=not json_lines), report.as_dict())
+
+    def post_each(self, bodies: list[bytes]) -> list[Answer]:
+        """`post(MESSAGES, body, json_lines=False)` of each of `bodies` (single messages of
+        concurrent requests), written in one transaction: one COMMIT for all of them. A
+        rejected one is then kept as `sm ingest` keeps it."""
+        try:
+            outcomes = self.spool.intake.record_each(bodies)
+        except SpoolError as exc:
+            outcomes = [exc] * len(bodies)
+        return [self._answer_one(body, outcome)
+                for body, outcome in zip(bodies, outcomes, strict=True)]
+
+    def _answer_one(self, body: bytes, outcome: str | BaseException) -> Answer:
+        if isinstance(outcome, str):
+            return Answer(202, _single_report(outcome).as_dict())
+        if isinstance(outcome, SpoolError):
+            return _unwritable(outcome)
+        if not isinstance(outcome, InvalidMessage | MessageConflict):
+            log.error("recording a message failed", exc_info=outcome,
+                      extra={"event": "serve_request_failed"})
+            return error(500, "internal error; see the server's log")
+        if not body.strip():
+            return _empty()
+        try:
+            report = self._lines(MESSAGES, [body], f"serve /v1/{MESSAGES}")
+        except SpoolError as exc:
+            return _unwritable(exc)
+        return Answer(status_of(report, single=True), report.as_dict())
 
     def _one_message(self, body: bytes, source: str) -> IngestReport:
         """One message through `Spool.record` (group commit); a rejection is kept as
@@ -138,13 +167,7 @@ class BodyIngest:
             outcome = self.spool.record(body)
         except (InvalidMessage, MessageConflict):
             return self._lines(MESSAGES, [body], source)
-        report = IngestReport()
-        if outcome == IngestOutcome.DUPLICATE:
-            report.duplicate = 1
-        else:
-            report.accepted = 1
-            report.discarded = int(outcome == IngestOutcome.DISCARDED)
-        return report
+        return _single_report(outcome)
 
     def _lines(self, kind: str, lines: list[bytes], source: str) -> IngestReport:
         """`Spool.ingest_lines` over the lines meant for `/v1/{kind}`; a line of the other
@@ -171,6 +194,28 @@ class BodyIngest:
         with store.write():
             for number, reason, text in lines:
                 store.reject_line(source, number, reason, text, now)
+
+
+def _empty() -> Answer:
+    """The 400 answer to an empty body."""
+    return error(400, "the body is empty", hint="send one JSON document, or JSON Lines with"
+                 " Content-Type: application/x-ndjson")
+
+
+def _unwritable(exc: SpoolError) -> Answer:
+    """The 503 answer: the spool cannot write (what was committed before is said)."""
+    return error(503, str(exc), hint=exc.hint, Retry_After=str(RETRY_AFTER_UNWRITABLE))
+
+
+def _single_report(outcome: str) -> IngestReport:
+    """The summary of one recorded message."""
+    report = IngestReport()
+    if outcome == IngestOutcome.DUPLICATE:
+        report.duplicate = 1
+    else:
+        report.accepted = 1
+        report.discarded = int(outcome == IngestOutcome.DISCARDED)
+    return report
 
 
 def _misplaced(kind: str, raw: bytes) -> str | None:

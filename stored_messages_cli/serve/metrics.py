@@ -3,6 +3,8 @@ the lines recorded per outcome. Labels are route templates and codes: never an i
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from prometheus_client import (
     CollectorRegistry,
@@ -43,11 +45,20 @@ class ServeMetrics:
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.lines = Counter("sm_serve_lines_total", "Lines (messages and events) posted,"
                              " per outcome", ["endpoint", "outcome"], registry=self.registry)
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
 
     def answered(self, endpoint: str, code: int, seconds: float) -> None:
-        """Count one answered request."""
-        self.requests.labels(endpoint, str(code)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        """Count one answered request (the labelled children are looked up once each)."""
+        counter = self._counters.get((endpoint, code))
+        if counter is None:
+            counter = self._counters[endpoint, code] = self.requests.labels(endpoint,
+                                                                            str(code))
+        timer = self._timers.get(endpoint)
+        if timer is None:
+            timer = self._timers[endpoint] = self.latency.labels(endpoint)
+        counter.inc()
+        timer.observe(seconds)
 
     def recorded(self, endpoint: str, accepted: int, duplicate: int, rejected: int) -> None:
         """Count the outcome of a posted body's lines."""

@@ -105,6 +105,13 @@ class Intake:
                 return self._apply_message(parsed, self.store.clock.now())
         return self._group.submit(message)
 
+    def record_each(self, messages: list[Any]) -> list[str | BaseException]:
+        """Record `messages` together, each with its own outcome or error (InvalidMessage,
+        MessageConflict, a SpoolError for all when the transaction fails), in order: the
+        group commit of `record`, for a caller that gathered the messages itself. Durable
+        when this returns."""
+        return self._group.write_each(messages)
+
     def record_many(self, messages: Iterable[Any]) -> list[str]:
         """Record a batch in one transaction: all of it is durable, or none of it."""
         parsed: list[Message] = []
