@@ -10,6 +10,7 @@ import copy
 import http.client
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,40 @@ def test_json_lines_answer_with_each_bad_lines_own_number(tmp_path_factory: Any,
     assert document["accepted"] + document["duplicate"] + document["rejected"] == len(
         [line for line in lines if line])
     assert result.status == (202 if new else 422)
+
+
+def test_gathered_single_messages_each_get_their_own_answer(tmp_path: Path) -> None:
+    """One group (one transaction) holding a new message, a duplicate, a conflict, an
+    invalid one, an event and an empty body: each is answered as if posted alone, and the
+    good ones are committed beside the bad."""
+    with Spool(tmp_path / "spool.db", clock=FakeClock()) as spool:
+        spool.record(sms("g-old"))
+        bodies = [json.dumps(sms("g-new")).encode(), json.dumps(sms("g-old")).encode(),
+                  json.dumps(sms("g-old", content={"from": "+1", "to": "+2", "body": "b"}))
+                  .encode(), b'{"message_id": "g-bad"}',
+                  json.dumps({"event": "sent", "message_id": "g-old", "project_id": 12345,
+                              "sent_at": "2026-11-27T17:01:00Z"}).encode(), b"  ",
+                  json.dumps(sms("g-new2")).encode()]
+        answers = BodyIngest(spool).post_each(bodies)
+        assert [a.status for a in answers] == [202, 202, 409, 422, 422, 400, 202]
+        assert answers[0].document["accepted"] == 1 and answers[1].document["duplicate"] == 1
+        assert "POST it to /v1/events" in answers[4].document["errors"][0]["reason"]
+        assert spool.message_state("12345", "g-new")["state"] == "queued"
+        assert spool.message_state("12345", "g-new2")["state"] == "queued"
+        assert spool.message_state("12345", "g-bad") is None
+        kept = [(r["source"], r["line"]) for r in spool.report.rejected_lines(10)]
+        assert kept.count(("serve /v1/messages", 1)) == 3  # conflict, invalid, event
+
+
+def test_answers_on_tcp_do_not_wait_for_a_delayed_ack(tmp_path: Path) -> None:
+    """40 requests in a row on one keep-alive TCP connection: with Nagle on the server's
+    socket each answer's body waited ~40 ms for the client's delayed ACK (1.6 s)."""
+    clock = FakeClock()
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        with server_thread(build_app(spool, options(), clock)) as port:
+            conn = connect(port)
+            call(conn, "GET", "/healthz")
+            started = time.perf_counter()
+            for _ in range(40):
+                assert call(conn, "GET", "/healthz")[0] == 200
+            assert time.perf_counter() - started < 1.2
