@@ -203,3 +203,67 @@ def test_serve_help_names_its_options(cli) -> None:
     for option in ("--socket", "--listen", "--token-file", "--tls-cert", "--tls-key"):
         assert option in result.output
     assert os.environ.get("LISTEN_FDS") is None
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def test_tls_with_the_token_on_tcp() -> None:
+    import http.client
+    import ssl
+
+    from tests.support.serve_http import free_port
+
+    folder = short_dir()
+    cert_file, key_file = _self_signed(folder)
+    token_file = folder / "token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    port = free_port()
+    context = ssl.create_default_context(cafile=str(cert_file))
+    process = ServeProcess(folder / "home", "--listen", f"127.0.0.1:{port}", "--token-file",
+                           str(token_file), "--tls-cert", str(cert_file), "--tls-key",
+                           str(key_file), log=folder / "serve.log")
+    try:
+        process.wait_ready(lambda: http.client.HTTPSConnection("127.0.0.1", port,
+                                                               context=context, timeout=10))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        assert post(conn, "/v1/messages", sms("tls-1"))[0] == 401
+        assert post(conn, "/v1/messages", sms("tls-1"), token=TOKEN)[0] == 202
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        with pytest.raises((OSError, http.client.HTTPException)):
+            call(plain, "GET", "/healthz")  # plain HTTP on the TLS port gets no answer
+        assert not (folder / "home" / "serve.sock").exists()  # --listen alone: TCP only
+        # an idle TLS connection is closed with a close_notify the client must read
+        conn.close()
+        plain.close()
+    finally:
+        assert process.stop() == 0
+    with Spool(folder / "home" / "spool.db") as spool:
+        assert spool.message_state("12345", "tls-1")["state"] == "queued"

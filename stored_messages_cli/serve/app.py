@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clock import Clock
-from ..spool import Spool
+from ..spool import Spool, SpoolError
 from .gather import Gatherer
 from .ingest import (
     EVENTS,
@@ -37,6 +37,7 @@ from .ingest import (
     Backlog,
     BodyIngest,
     error,
+    unwritable,
 )
 from .metrics import METRICS_CONTENT_TYPE, ServeMetrics, endpoint_of
 
@@ -174,7 +175,10 @@ class Handlers:
                                 " uncompressed"))
         waiting = self.backlog.cached()
         if waiting is None:
-            waiting = await run_in_threadpool(self.backlog.read)
+            try:
+                waiting = await run_in_threadpool(self.backlog.read)
+            except SpoolError as exc:  # the spool cannot even be counted: nor written
+                return answer(unwritable(exc))
         busy = self.backlog.refusal(waiting)
         if busy is not None:
             return answer(busy)

@@ -129,7 +129,7 @@ class BodyIngest:
                 report = self._lines(kind, [body] if not json_lines else body_lines(body),
                                      source)
         except SpoolError as exc:
-            return _unwritable(exc)
+            return unwritable(exc)
         return Answer(status_of(report, single=not json_lines), report.as_dict())
 
     def post_each(self, bodies: list[bytes]) -> list[Answer]:
@@ -147,7 +147,7 @@ class BodyIngest:
         if isinstance(outcome, str):
             return Answer(202, _single_report(outcome).as_dict())
         if isinstance(outcome, SpoolError):
-            return _unwritable(outcome)
+            return unwritable(outcome)
         if not isinstance(outcome, InvalidMessage | MessageConflict):
             log.error("recording a message failed", exc_info=outcome,
                       extra={"event": "serve_request_failed"})
@@ -157,7 +157,7 @@ class BodyIngest:
         try:
             report = self._lines(MESSAGES, [body], f"serve /v1/{MESSAGES}")
         except SpoolError as exc:
-            return _unwritable(exc)
+            return unwritable(exc)
         return Answer(status_of(report, single=True), report.as_dict())
 
     def _one_message(self, body: bytes, source: str) -> IngestReport:
@@ -202,7 +202,7 @@ def _empty() -> Answer:
                  " Content-Type: application/x-ndjson")
 
 
-def _unwritable(exc: SpoolError) -> Answer:
+def unwritable(exc: SpoolError) -> Answer:
     """The 503 answer: the spool cannot write (what was committed before is said)."""
     return error(503, str(exc), hint=exc.hint, Retry_After=str(RETRY_AFTER_UNWRITABLE))
 
