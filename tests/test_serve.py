@@ -223,6 +223,7 @@ def test_metrics_count_requests_per_endpoint_and_code(server: Server) -> None:
     assert 'sm_serve_request_duration_seconds_bucket{endpoint="/v1/messages"' in text
 
 
+@pytest.mark.slow
 def test_100_concurrent_clients_land_10000_messages_exactly_once(server: Server) -> None:
     """Each client posts its 100 messages one by one on a keep-alive connection, then 10 of
     its neighbour's again (racing the neighbour): every message is in the spool once, and

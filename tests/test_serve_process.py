@@ -30,6 +30,8 @@ from tests.support.serve_http import (
     short_dir,
 )
 
+pytestmark = [pytest.mark.slow]  # each test starts sm as its own process
+
 
 def sms(message_id: str) -> dict[str, Any]:
     message = copy.deepcopy(SMS_MESSAGE)

@@ -1,9 +1,10 @@
 """What `POST /v1/messages` and `POST /v1/events` do with a body, without HTTP (SPEC 9.3).
 
-Blocking: the app calls `BodyIngest.post` off the event loop. The summary and its line
-numbers are `sm ingest`'s own (`Spool.ingest_lines`, `IngestReport`); a single message goes
-through `Spool.record`, so concurrent single-message requests share one COMMIT (group
-commit). Every answer is given after the COMMIT that holds what it reports.
+Blocking: the app calls `BodyIngest.post` (and `post_each`) off the event loop. The summary
+and its line numbers are `sm ingest`'s own (`Spool.ingest_lines`, `IngestReport`); single
+messages go through the spool's group commit (`Intake.record_each`), so concurrent
+single-message requests share one COMMIT. Every answer is given after the COMMIT that holds
+what it reports.
 """
 
 from __future__ import annotations
@@ -121,13 +122,11 @@ class BodyIngest:
         """
         if not body.strip():
             return _empty()
-        source = f"serve /v1/{kind}"
+        if not json_lines and kind == MESSAGES:
+            return self.post_each([body])[0]
         try:
-            if not json_lines and kind == MESSAGES:
-                report = self._one_message(body, source)
-            else:
-                report = self._lines(kind, [body] if not json_lines else body_lines(body),
-                                     source)
+            report = self._lines(kind, [body] if not json_lines else body_lines(body),
+                                 f"serve /v1/{kind}")
         except SpoolError as exc:
             return unwritable(exc)
         return Answer(status_of(report, single=not json_lines), report.as_dict())
@@ -159,15 +158,6 @@ class BodyIngest:
         except SpoolError as exc:
             return unwritable(exc)
         return Answer(status_of(report, single=True), report.as_dict())
-
-    def _one_message(self, body: bytes, source: str) -> IngestReport:
-        """One message through `Spool.record` (group commit); a rejection is kept as
-        `sm ingest` keeps it, by recording the body as its one line."""
-        try:
-            outcome = self.spool.record(body)
-        except (InvalidMessage, MessageConflict):
-            return self._lines(MESSAGES, [body], source)
-        return _single_report(outcome)
 
     def _lines(self, kind: str, lines: list[bytes], source: str) -> IngestReport:
         """`Spool.ingest_lines` over the lines meant for `/v1/{kind}`; a line of the other
