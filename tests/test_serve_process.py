@@ -269,3 +269,18 @@ def test_tls_with_the_token_on_tcp() -> None:
         assert process.stop() == 0
     with Spool(folder / "home" / "spool.db") as spool:
         assert spool.message_state("12345", "tls-1")["state"] == "queued"
+
+
+def test_sm_serve_max_queued_from_the_environment_gives_429() -> None:
+    folder = short_dir()
+    process, socket_path = started(folder, SM_SERVE_MAX_QUEUED="2")
+    try:
+        conn = UnixHTTPConnection(socket_path)
+        for n in range(3):  # 0 waited at the first count, reused for a second
+            assert post(conn, "/v1/messages", sms(f"mq-{n}"))[0] == 202
+        time.sleep(1.1)
+        status, document, headers = post(conn, "/v1/messages", sms("mq-3"))
+        assert status == 429 and headers["retry-after"] == "5"
+        assert "3 messages wait" in document["error"]
+    finally:
+        assert process.stop() == 0
