@@ -284,3 +284,19 @@ def test_sm_serve_max_queued_from_the_environment_gives_429() -> None:
         assert "3 messages wait" in document["error"]
     finally:
         assert process.stop() == 0
+
+
+def test_without_the_serve_extra_it_says_what_to_install(tmp_path: Path) -> None:
+    missing = tmp_path / "no-extra"
+    (missing / "uvicorn").mkdir(parents=True)
+    (missing / "uvicorn" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'uvicorn'\")\n")
+    env = serve_env(tmp_path / "home")
+    env["PYTHONPATH"] = os.pathsep.join([str(missing), *filter(None, [
+        os.environ.get("PYTHONPATH")])])
+    result = subprocess.run([sys.executable, "-m", "stored_messages_cli.cli.app", "serve"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Error: sm serve needs the extra [serve]")
+    assert "Try: pip install 'stored-messages-cli[serve]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..clock import Clock, SystemClock
-from .common import command, state_of, usage_error
+from .common import command, fail, state_of, usage_error
 
 log = logging.getLogger("sm.serve")
 
@@ -45,7 +45,8 @@ def serve(
     127.0.0.1:8025 --token-file /etc/sm/serve.token
     """
     state = state_of(ctx)
-    from ..serve.listen import closing_all, inherited_listeners  # starlette only when serving
+    _require_the_extra()
+    from ..serve.listen import closing_all, inherited_listeners
 
     inherited = inherited_listeners()
     if inherited and (socket_path or listen):
@@ -59,6 +60,16 @@ def serve(
             listeners.extend(_listeners(state, socket_path, listen, token, tls))
         _check_listeners(listeners, token, tls)
         _run(state, listeners, token, tls)
+
+
+def _require_the_extra() -> None:
+    """Exit 1 naming the extra when Starlette or uvicorn is missing (not a traceback)."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        fail(f"sm serve needs the extra [serve] (Starlette and uvicorn): {exc}",
+             hint="pip install 'stored-messages-cli[serve]'")
 
 
 def _listeners(state: Any, socket_path: str | None, listen: str | None, token: bytes | None,
