@@ -300,3 +300,21 @@ def test_without_the_serve_extra_it_says_what_to_install(tmp_path: Path) -> None
     assert result.stderr.startswith("Error: sm serve needs the extra [serve]")
     assert "Try: pip install 'stored-messages-cli[serve]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_one_error_and_leaves_no_socket_file() -> None:
+    folder = short_dir()
+    (folder / "token").write_text(TOKEN)
+    (folder / "token").chmod(0o600)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "stored_messages_cli.cli.app", "serve", "--socket",
+             str(folder / "s.sock"), "--listen", f"127.0.0.1:{port}", "--token-file",
+             str(folder / "token")], env=serve_env(folder / "home"), capture_output=True,
+            text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+    assert not (folder / "s.sock").exists()

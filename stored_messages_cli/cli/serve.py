@@ -56,8 +56,8 @@ def serve(
     token = _read_token(token_file) if token_file else None
     tls = _tls(tls_cert, tls_key)
     with closing_all(inherited) as listeners:
-        if not inherited:
-            listeners.extend(_listeners(state, socket_path, listen, token, tls))
+        if not inherited:  # made into `listeners`: closed (socket file removed) whatever fails
+            _listen(listeners, state, socket_path, listen, token, tls)
         _check_listeners(listeners, token, tls)
         _run(state, listeners, token, tls)
 
@@ -72,9 +72,10 @@ def _require_the_extra() -> None:
              hint="pip install 'stored-messages-cli[serve]'")
 
 
-def _listeners(state: Any, socket_path: str | None, listen: str | None, token: bytes | None,
-               tls: Any) -> list[Any]:
-    """The sockets the options ask for, the TCP one checked before anything is bound."""
+def _listen(made: list[Any], state: Any, socket_path: str | None, listen: str | None,
+            token: bytes | None, tls: Any) -> None:
+    """Add the sockets the options ask for to `made`, the TCP rules checked before anything
+    is bound."""
     from ..ops.metrics import parse_metrics_addr
     from ..serve.listen import tcp_listener, unix_listener
 
@@ -85,7 +86,6 @@ def _listeners(state: Any, socket_path: str | None, listen: str | None, token: b
         except ValueError as exc:
             raise usage_error(str(exc), param_hint="--listen") from None
         _check_tcp(address[0], token, tls)
-    made = []
     if socket_path is not None or listen is None:
         from ..config import ensure_private_dir
 
@@ -95,7 +95,6 @@ def _listeners(state: Any, socket_path: str | None, listen: str | None, token: b
         made.append(unix_listener(path))
     if address is not None:
         made.append(tcp_listener(*address))
-    return made
 
 
 def _check_tcp(host: str, token: bytes | None, tls: Any) -> None:
