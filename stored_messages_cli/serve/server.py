@@ -2,7 +2,9 @@
 
 uvicorn handles SIGTERM and SIGINT: it stops accepting, lets the requests in flight finish
 (their spool writes included) for up to `GRACEFUL_SECONDS`, then returns; a second signal
-ends it at once. Its own log lines go through `sm`'s handlers (`--log-format json`).
+ends it at once. Its own log lines go through `sm`'s handlers (`--log-format json`). HTTP is
+parsed by h11, or by httptools (and the loop is uvloop) where `uvicorn[standard]` installed
+them: uvicorn's own choice.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def adopt_uvicorn_logs(parent: str = "sm") -> None:
 def serve(app: ASGIApp, listeners: list[Listener], tls: Tls | None = None) -> None:
     """Serve `app` on `listeners` until SIGTERM/SIGINT (blocking, on the main thread)."""
     config = uvicorn.Config(
-        app, http="h11", loop="asyncio", lifespan="off", log_config=None, access_log=False,
+        app, http="auto", loop="auto", lifespan="off", log_config=None, access_log=False,
         server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
@@ -79,6 +81,6 @@ def make_server(app: ASGIApp) -> uvicorn.Server:
     """A uvicorn server for `app` as `serve` configures it, for running in-process
     (benchmarks, tests): `server.run(sockets=…)` on a thread, `server.should_exit = True`."""
     return uvicorn.Server(uvicorn.Config(
-        app, http="h11", loop="asyncio", lifespan="off", log_config=None, access_log=False,
+        app, http="auto", loop="auto", lifespan="off", log_config=None, access_log=False,
         server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SECONDS))
