@@ -210,7 +210,9 @@ def _single_report(outcome: str) -> IngestReport:
 
 def _misplaced(kind: str, raw: bytes) -> str | None:
     """Why a line does not belong at `/v1/{kind}` (an event posted as a message, or the
-    reverse), or None. A line that is not a JSON object is left to the spool to reject."""
+    reverse), or None. A line that is not a JSON object is left to the spool to reject; an
+    event whose key is spelled with escapes (`"\\u0065vent"`) passes the cheap test and is
+    recorded as `sm ingest` records it."""
     if kind == MESSAGES and b'"event"' not in raw:
         return None  # the cheap test first: a message line never needs a second parse
     try:
