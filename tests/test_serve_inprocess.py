@@ -10,6 +10,7 @@ import copy
 import http.client
 import json
 import secrets
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -218,3 +219,47 @@ def test_answers_on_tcp_do_not_wait_for_a_delayed_ack(tmp_path: Path) -> None:
             for _ in range(40):
                 assert call(conn, "GET", "/healthz")[0] == 200
             assert time.perf_counter() - started < 1.2
+
+
+class SlowReceiver:
+    """A WebhookReceiver that takes a while and counts how many calls overlap."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def receive(self, provider: str, project_id: str, body: bytes, headers: Mapping[str, str],
+                url: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.3)
+        with self.lock:
+            self.now -= 1
+        return 200, {"size": len(body)}
+
+
+def test_large_bodies_are_held_a_few_at_a_time_small_ones_never_wait(tmp_path: Path) -> None:
+    from stored_messages_cli.serve.app import LARGE_BODIES, LARGE_BODY
+
+    clock = FakeClock()
+    with Spool(tmp_path / "spool.db", clock=clock) as spool:
+        for size, most in ((LARGE_BODY + 1, LARGE_BODIES), (1000, 8)):
+            receiver = SlowReceiver()
+            app = build_app(spool, options(max_payload_bytes=4 << 20), clock,
+                            receiver=receiver)
+            with server_thread(app) as port:
+                answers: list[int] = []
+
+                def send(port: int = port, size: int = size,
+                         answers: list[int] = answers) -> None:
+                    answers.append(call(connect(port), "POST", "/v1/providers/ses/1",
+                                        b"x" * size)[0])
+
+                senders = [threading.Thread(target=send) for _ in range(8)]
+                for sender in senders:
+                    sender.start()
+                for sender in senders:
+                    sender.join(timeout=60)
+            assert answers == [200] * 8
+            assert receiver.most == most, (size, receiver.most)

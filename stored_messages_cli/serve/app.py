@@ -9,10 +9,12 @@ the event loop (`run_in_threadpool`); a body is read at most up to `max_payload_
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +46,8 @@ from .metrics import METRICS_CONTENT_TYPE, ServeMetrics, endpoint_of
 log = logging.getLogger("sm.serve")
 
 PROVIDERS_NOT_CONFIGURED = "provider webhooks are not configured"
+LARGE_BODY = 1 << 20  # bytes: a body above this (a batch) waits for a place to be held
+LARGE_BODIES = 4  # large bodies held at once
 
 
 class WebhookReceiver(Protocol):
@@ -153,6 +157,7 @@ class Handlers:
         self.authorizer = Authorizer(options.token)
         self.receiver = receiver
         self.metrics = metrics
+        self._large = asyncio.Semaphore(LARGE_BODIES)
 
     def ingest_route(self, kind: str) -> Callable[[Request], Awaitable[Response]]:
         """The endpoint `POST /v1/{kind}`."""
@@ -182,15 +187,16 @@ class Handlers:
         busy = self.backlog.refusal(waiting)
         if busy is not None:
             return answer(busy)
-        try:
-            body = await read_body(request, self.options.max_payload_bytes)
-        except TooLarge:
-            return too_large(self.options.max_payload_bytes)
-        if kind == MESSAGES and not json_lines:  # gathered: one COMMIT for many requests
-            result = await self.singles.submit(body)
-        else:
-            result = await run_in_threadpool(self.intake.post, kind, body,
-                                             json_lines=json_lines)
+        async with self._room_for(request):
+            try:
+                body = await read_body(request, self.options.max_payload_bytes)
+            except TooLarge:
+                return too_large(self.options.max_payload_bytes)
+            if kind == MESSAGES and not json_lines:  # gathered: one COMMIT for many requests
+                result = await self.singles.submit(body)
+            else:
+                result = await run_in_threadpool(self.intake.post, kind, body,
+                                                 json_lines=json_lines)
         if result.status == 503:
             log.error("the spool cannot write: %s", result.document["error"],
                       extra={"event": "serve_spool_unwritable"})
@@ -200,20 +206,32 @@ class Handlers:
                                   document.get("duplicate", 0), document.get("rejected", 0))
         return answer(result)
 
+    def _room_for(self, request: Request) -> AbstractAsyncContextManager[Any]:
+        """Where a request's body is held while it is read and recorded: a large body (or
+        one of unknown length) waits for one of `LARGE_BODIES` places, so memory stays
+        bounded (a few times `max_payload_bytes`) whatever the number of clients; a small
+        one (a single message) never waits."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= LARGE_BODY:
+            return nullcontext()
+        return self._large
+
     async def provider(self, request: Request) -> Response:
         """`POST /v1/providers/{provider}/{project_id}`: the receiver's answer, or 404."""
-        if self.receiver is None:
+        receiver = self.receiver
+        if receiver is None:
             return answer(error(404, PROVIDERS_NOT_CONFIGURED))
-        try:
-            body = await read_body(request, self.options.max_payload_bytes)
-        except TooLarge:
-            return too_large(self.options.max_payload_bytes)
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():  # ASGI names are lower-case already
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        status, document = await run_in_threadpool(
-            self.receiver.receive, request.path_params["provider"],
-            request.path_params["project_id"], body, headers, str(request.url))
+        async with self._room_for(request):
+            try:
+                body = await read_body(request, self.options.max_payload_bytes)
+            except TooLarge:
+                return too_large(self.options.max_payload_bytes)
+            headers: dict[str, str] = {}
+            for name, value in request.headers.items():  # ASGI names are lower-case already
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            status, document = await run_in_threadpool(
+                receiver.receive, request.path_params["provider"],
+                request.path_params["project_id"], body, headers, str(request.url))
         return JsonAnswer(document, status_code=status)
 
     async def healthz(self, request: Request) -> Response:
