@@ -118,9 +118,10 @@ class Authorizer:
     def refusal(self, request: Request) -> Response | None:
         """The 401 answer for a TCP request without the right token, else None. A Unix
         socket's own mode (0600) decides who may connect to it: ASGI gives its requests
-        `server` = `[path, None]`, no port."""
+        `server` = `[path, None]`, no port. A request that says nothing of its server needs
+        the token too."""
         server = request.scope.get("server")
-        if self.token is None or not server or server[1] is None:
+        if self.token is None or (server is not None and server[1] is None):
             return None
         given = request.headers.get("authorization", "")
         scheme, _, credentials = given.partition(" ")
