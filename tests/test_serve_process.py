@@ -5,6 +5,7 @@ or another file), systemd socket activation, and the usage errors (exit 2)."""
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import os
 import signal
@@ -64,6 +65,43 @@ def test_kill_9_right_after_a_202_loses_nothing() -> None:
         for message_id in [*acknowledged, *(f"kb-{n}" for n in range(200))]:
             row = spool.message_state("12345", message_id)
             assert row is not None and row["state"] == "queued", message_id
+
+
+def test_kill_9_mid_stream_keeps_every_acknowledged_message() -> None:
+    """Eight clients post without pause (single messages and small batches); the server is
+    killed mid-stream: every message some 202 acknowledged is in the spool."""
+    folder = short_dir()
+    process, socket_path = started(folder)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        conn = UnixHTTPConnection(socket_path)
+        for n in range(10_000):
+            ids = [f"s{number}-{n}-{k}" for k in range(1 if n % 2 else 3)]
+            try:
+                status, _, _ = post(conn, "/v1/messages",
+                                    sms(ids[0]) if len(ids) == 1 else [sms(i) for i in ids])
+            except (OSError, http.client.HTTPException):
+                return  # the server died under this request: not acknowledged
+            assert status == 202
+            with lock:
+                acknowledged.extend(ids)
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in clients:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.process.send_signal(signal.SIGKILL)
+    process.process.wait(timeout=10)
+    for thread in clients:
+        thread.join(timeout=30)
+    assert len(acknowledged) >= 300
+    with Spool(folder / "home" / "spool.db") as spool:
+        missing = [i for i in acknowledged if spool.message_state("12345", i) is None]
+    assert missing == []
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
@@ -237,7 +275,6 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 def test_tls_with_the_token_on_tcp() -> None:
-    import http.client
     import ssl
 
     from tests.support.serve_http import free_port
