@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from stored_messages_cli.clock import FakeClock
 from stored_messages_cli.serve.app import ServeOptions, build_app
 from stored_messages_cli.serve.ingest import MESSAGES, BodyIngest
-from stored_messages_cli.spool import Spool
+from stored_messages_cli.spool import Spool, Stored
 from tests.support.fixtures.core import SMS_MESSAGE
 from tests.support.serve_http import TOKEN, call, post, server_thread
 
@@ -58,6 +58,11 @@ def test_more_waiting_than_serve_max_queued_is_429_with_retry_after(tmp_path: Pa
             assert spool.message_state("12345", "w-5") is None
             assert spool.message_state("12345", "w-6") is None
             assert spool.report.waiting() == 5
+            claimed = spool.queue.claim("me", "12345", 10, lease_seconds=60)
+            spool.queue.settle("me", [Stored(c.row_id, c.key, "file:///x/") for c in claimed])
+            assert spool.report.waiting() == 0
+            clock.advance(-3600)  # set back: the count is read again, not frozen for an hour
+            assert post(conn, "/v1/messages", sms("w-7"))[0] == 202
 
 
 def test_a_spool_that_cannot_write_is_503_and_a_retry_lands(tmp_path: Path) -> None:

@@ -70,7 +70,8 @@ class Backlog:
 
     def cached(self) -> int | None:
         """The last count while it is fresh, else None (call `read`, off the event loop)."""
-        if self._count is not None and self.clock.now() - self._read_at < self.ttl:
+        # a clock set back since makes the count stale too, not fresh until it catches up
+        if self._count is not None and 0 <= self.clock.now() - self._read_at < self.ttl:
             return self._count
         return None
 
