@@ -355,3 +355,51 @@ def test_a_taken_port_is_one_error_and_leaves_no_socket_file() -> None:
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
     assert not (folder / "s.sock").exists()
+
+
+def test_what_sm_serve_acknowledged_sm_run_archives_byte_for_byte() -> None:
+    """Posted over HTTP, archived by `sm run --once` to a folder: each object is the gzip of
+    the message as posted plus schema_version, and the same bytes a Python sender's record
+    makes."""
+    import gzip
+
+    from stored_messages_cli.message import parse_message
+    from tests.support.daemon import prepare_home, sm
+
+    folder = short_dir()
+    home, archive = folder / "home", folder / "archive"
+    home.mkdir(mode=0o700)
+    prepare_home(home, archive, 0)
+    process, socket_path = started(folder)
+    sent = [sms(f"arch-{n}") for n in range(12)]
+    for message in sent[:4]:
+        assert post(UnixHTTPConnection(socket_path), "/v1/messages", message)[0] == 202
+    assert post(UnixHTTPConnection(socket_path), "/v1/messages", sent[4:])[1]["accepted"] == 8
+    assert process.stop() == 0
+    run = sm(home, "run", "--once")
+    assert run.returncode == 0, run.stderr
+    objects = {p.name: p.read_bytes() for p in archive.rglob("*.json.gz")}
+    assert sorted(objects) == sorted(f"{m['message_id']}.json.gz" for m in sent)
+    for message in sent:
+        stored = objects[f"{message['message_id']}.json.gz"]
+        assert json.loads(gzip.decompress(stored)) == {
+            **message, "project_id": str(message["project_id"]), "schema_version": 1}
+        assert stored == parse_message(message).object_bytes
+
+
+def test_sm_serve_on_a_postgresql_spool(postgres_spool_url: str) -> None:
+    folder = short_dir()
+    process, socket_path = started(folder, SM_SPOOL_URL=postgres_spool_url)
+    try:
+        conn = UnixHTTPConnection(socket_path)
+        assert post(conn, "/v1/messages", sms("pg-serve-1"))[1]["accepted"] == 1
+        assert post(conn, "/v1/messages", sms("pg-serve-1"))[1]["duplicate"] == 1
+        status, document, _ = post(conn, "/v1/messages",
+                                   [sms(f"pg-serve-b{n}") for n in range(30)])
+        assert (status, document["accepted"]) == (202, 30)
+    finally:
+        assert process.stop() == 0
+    assert not (folder / "home" / "spool.db").exists()  # the database holds the spool
+    with Spool(postgres_spool_url) as spool:
+        assert spool.report.waiting() == 31
+        assert spool.message_state("12345", "pg-serve-b29")["state"] == "queued"
