@@ -278,3 +278,25 @@ def test_a_batch_of_emails_lands_as_its_summary_says(server: Server) -> None:
     with Spool(server.home / "spool.db") as spool:
         assert spool.conn.execute("SELECT COUNT(*) FROM messages WHERE message_id LIKE"
                                   " 'batch-%'").fetchone()[0] == 300
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000,
+    b'{"message_id": "dup", "message_id": "dup2"}',
+    b"\xff\xfe not utf-8",
+    b'"{\\"message_id\\": \\"x\\"}"',
+    b"\x00" * 1000,
+    b" " * 200_000 + b"\n",
+    json.dumps(sms("trailing")).encode() + b"x",
+    b'{"message_id": "deep", "content": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+])
+def test_hostile_bodies_are_rejected_with_their_line_and_the_server_stays_up(
+        server: Server, body: bytes) -> None:
+    for content_type in ("application/json", "application/x-ndjson"):
+        status, document, _ = call(server.unix(), "POST", "/v1/messages", body,
+                                   {"Content-Type": content_type})
+        assert status in (400, 422), document
+        if status == 422:
+            assert document["rejected"] >= 1 and document["errors"][0]["line"] == 1
+            assert all("\n" not in e["reason"] for e in document["errors"])
+    assert call(server.unix(), "GET", "/healthz")[0] == 200
