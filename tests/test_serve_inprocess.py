@@ -58,6 +58,9 @@ def test_more_waiting_than_serve_max_queued_is_429_with_retry_after(tmp_path: Pa
             assert spool.message_state("12345", "w-5") is None
             assert spool.message_state("12345", "w-6") is None
             assert spool.report.waiting() == 5
+            # events are never refused: confirmations are what let waiting messages go
+            event = {"event": "send_failed", "message_id": "w-0", "project_id": 12345}
+            assert post(conn, "/v1/events", event)[0] == 409  # answered (a conflict), not 429
             claimed = spool.queue.claim("me", "12345", 10, lease_seconds=60)
             spool.queue.settle("me", [Stored(c.row_id, c.key, "file:///x/") for c in claimed])
             assert spool.report.waiting() == 0

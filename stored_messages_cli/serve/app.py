@@ -179,15 +179,16 @@ class Handlers:
         if request.headers.get("content-encoding", "identity").lower() != "identity":
             return answer(error(415, "Content-Encoding is not accepted; send the body"
                                 " uncompressed"))
-        waiting = self.backlog.cached()
-        if waiting is None:
-            try:
-                waiting = await run_in_threadpool(self.backlog.read)
-            except SpoolError as exc:  # the spool cannot even be counted: nor written
-                return answer(unwritable(exc))
-        busy = self.backlog.refusal(waiting)
-        if busy is not None:
-            return answer(busy)
+        if kind == MESSAGES:  # events add no message: confirmations are what drain the backlog
+            waiting = self.backlog.cached()
+            if waiting is None:
+                try:
+                    waiting = await run_in_threadpool(self.backlog.read)
+                except SpoolError as exc:  # the spool cannot even be counted: nor written
+                    return answer(unwritable(exc))
+            busy = self.backlog.refusal(waiting)
+            if busy is not None:
+                return answer(busy)
         async with self._room_for(request):
             try:
                 body = await read_body(request, self.options.max_payload_bytes)
