@@ -271,3 +271,33 @@ def test_large_bodies_are_held_a_few_at_a_time_small_ones_never_wait(tmp_path: P
                     sender.join(timeout=60)
             assert answers == [200] * 8
             assert receiver.most == most, (size, receiver.most)
+
+
+def test_the_gatherer_groups_waiting_requests_and_fails_only_its_group() -> None:
+    from stored_messages_cli.serve.gather import Gatherer
+    from stored_messages_cli.serve.ingest import Answer
+
+    groups: list[list[bytes]] = []
+
+    def write(bodies: list[bytes]) -> list[Answer]:
+        groups.append(bodies)
+        if b"boom" in bodies:
+            raise RuntimeError("the spool broke")
+        time.sleep(0.05)  # a COMMIT: what arrives meanwhile waits for the next group
+        return [Answer(202, {"body": body.decode()}) for body in bodies]
+
+    async def scenario() -> list[Any]:
+        gatherer = Gatherer(write)
+        first = asyncio.ensure_future(gatherer.submit(b"a"))
+        await asyncio.sleep(0.01)  # "a" is being written alone
+        rest = [asyncio.ensure_future(gatherer.submit(b)) for b in (b"b", b"c", b"d")]
+        done = await asyncio.gather(first, *rest)
+        failed = await asyncio.gather(gatherer.submit(b"boom"), return_exceptions=True)
+        after = await gatherer.submit(b"e")
+        return [*done, *failed, after]
+
+    results = asyncio.run(scenario())
+    assert groups == [[b"a"], [b"b", b"c", b"d"], [b"boom"], [b"e"]]
+    assert [r.document["body"] for r in results[:4]] == ["a", "b", "c", "d"]
+    assert isinstance(results[4], RuntimeError)
+    assert results[5].document == {"body": "e"}

@@ -63,6 +63,7 @@ class Gatherer:
         return await future
 
     async def _drain(self) -> None:
+        group: list[tuple[bytes, asyncio.Future[Answer]]] = []
         try:
             while self._pending:
                 await self._gather()
@@ -71,12 +72,25 @@ class Gatherer:
                 try:
                     answers = await run_in_threadpool(self.write, [body for body, _ in group])
                 except Exception as exc:  # every request of the group learns of it
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _fail(group, exc)
                     continue
                 for (_, future), answer in zip(group, answers, strict=True):
                     if not future.done():
                         future.set_result(answer)
+        except BaseException as exc:  # cancelled (the loop stops): nobody is left waiting
+            _fail([*group, *self._pending], exc)
+            self._pending = []
+            raise
         finally:
             self._draining = None
+
+
+def _fail(group: list[tuple[bytes, asyncio.Future[Answer]]], exc: BaseException) -> None:
+    """Give `exc` to every request of `group` still waiting."""
+    for _, future in group:
+        if future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(exc)
