@@ -8,12 +8,14 @@ import copy
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,14 @@ from tests.support.serve_http import (
 pytestmark = [pytest.mark.slow]  # each test starts sm as its own process
 
 
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A private folder with a short path (for Unix sockets), removed afterwards."""
+    made = short_dir()
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
 def sms(message_id: str) -> dict[str, Any]:
     message = copy.deepcopy(SMS_MESSAGE)
     message["message_id"] = message_id
@@ -48,8 +58,7 @@ def started(folder: Path, *args: str, **env: str) -> tuple[ServeProcess, Path]:
     return process, socket_path
 
 
-def test_kill_9_right_after_a_202_loses_nothing() -> None:
-    folder = short_dir()
+def test_kill_9_right_after_a_202_loses_nothing(folder: Path) -> None:
     process, socket_path = started(folder)
     conn = UnixHTTPConnection(socket_path)
     acknowledged = []
@@ -67,10 +76,9 @@ def test_kill_9_right_after_a_202_loses_nothing() -> None:
             assert row is not None and row["state"] == "queued", message_id
 
 
-def test_kill_9_mid_stream_keeps_every_acknowledged_message() -> None:
+def test_kill_9_mid_stream_keeps_every_acknowledged_message(folder: Path) -> None:
     """Eight clients post without pause (single messages and small batches); the server is
     killed mid-stream: every message some 202 acknowledged is in the spool."""
-    folder = short_dir()
     process, socket_path = started(folder)
     acknowledged: list[str] = []
     lock = threading.Lock()
@@ -104,8 +112,7 @@ def test_kill_9_mid_stream_keeps_every_acknowledged_message() -> None:
     assert missing == []
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
-    folder = short_dir()
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(folder: Path) -> None:
     process, socket_path = started(folder, SM_MAX_PAYLOAD_BYTES=str(64 << 20))
     emails = []
     for n in range(4000):
@@ -133,8 +140,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
         assert spool.status()["counts"]["queued"] == 4000
 
 
-def test_a_stale_socket_file_is_replaced_a_live_one_or_a_file_is_not() -> None:
-    folder = short_dir()
+def test_a_stale_socket_file_is_replaced_a_live_one_or_a_file_is_not(folder: Path) -> None:
     (folder / "home").mkdir(mode=0o700)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(folder / "s.sock"))
@@ -157,8 +163,7 @@ def test_a_stale_socket_file_is_replaced_a_live_one_or_a_file_is_not() -> None:
     assert not_a_socket.read_text() == "keep me"
 
 
-def test_systemd_socket_activation_serves_the_inherited_socket() -> None:
-    folder = short_dir()
+def test_systemd_socket_activation_serves_the_inherited_socket(folder: Path) -> None:
     (folder / "home").mkdir(mode=0o700)
     path = folder / "activated.sock"
     listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -274,12 +279,11 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def test_tls_with_the_token_on_tcp() -> None:
+def test_tls_with_the_token_on_tcp(folder: Path) -> None:
     import ssl
 
     from tests.support.serve_http import free_port
 
-    folder = short_dir()
     cert_file, key_file = _self_signed(folder)
     token_file = folder / "token"
     token_file.write_text(TOKEN)
@@ -308,8 +312,7 @@ def test_tls_with_the_token_on_tcp() -> None:
         assert spool.message_state("12345", "tls-1")["state"] == "queued"
 
 
-def test_sm_serve_max_queued_from_the_environment_gives_429() -> None:
-    folder = short_dir()
+def test_sm_serve_max_queued_from_the_environment_gives_429(folder: Path) -> None:
     process, socket_path = started(folder, SM_SERVE_MAX_QUEUED="2")
     try:
         conn = UnixHTTPConnection(socket_path)
@@ -339,8 +342,7 @@ def test_without_the_serve_extra_it_says_what_to_install(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_a_taken_port_is_one_error_and_leaves_no_socket_file() -> None:
-    folder = short_dir()
+def test_a_taken_port_is_one_error_and_leaves_no_socket_file(folder: Path) -> None:
     (folder / "token").write_text(TOKEN)
     (folder / "token").chmod(0o600)
     with socket.socket() as taken:
@@ -357,7 +359,7 @@ def test_a_taken_port_is_one_error_and_leaves_no_socket_file() -> None:
     assert not (folder / "s.sock").exists()
 
 
-def test_what_sm_serve_acknowledged_sm_run_archives_byte_for_byte() -> None:
+def test_what_sm_serve_acknowledged_sm_run_archives_byte_for_byte(folder: Path) -> None:
     """Posted over HTTP, archived by `sm run --once` to a folder: each object is the gzip of
     the message as posted plus schema_version, and the same bytes a Python sender's record
     makes."""
@@ -366,7 +368,6 @@ def test_what_sm_serve_acknowledged_sm_run_archives_byte_for_byte() -> None:
     from stored_messages_cli.message import parse_message
     from tests.support.daemon import prepare_home, sm
 
-    folder = short_dir()
     home, archive = folder / "home", folder / "archive"
     home.mkdir(mode=0o700)
     prepare_home(home, archive, 0)
@@ -387,8 +388,7 @@ def test_what_sm_serve_acknowledged_sm_run_archives_byte_for_byte() -> None:
         assert stored == parse_message(message).object_bytes
 
 
-def test_sm_serve_on_a_postgresql_spool(postgres_spool_url: str) -> None:
-    folder = short_dir()
+def test_sm_serve_on_a_postgresql_spool(postgres_spool_url: str, folder: Path) -> None:
     process, socket_path = started(folder, SM_SPOOL_URL=postgres_spool_url)
     try:
         conn = UnixHTTPConnection(socket_path)

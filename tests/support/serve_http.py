@@ -65,7 +65,7 @@ def post(conn: http.client.HTTPConnection, path: str, documents: list[Any] | Any
 
 def short_dir() -> Path:
     """A private folder with a short path (a Unix socket path holds at most 107 bytes)."""
-    return Path(tempfile.mkdtemp(prefix="sm-", dir="/tmp"))
+    return Path(tempfile.mkdtemp(prefix="sm-serve-", dir="/tmp"))
 
 
 def serve_env(home: Path, **extra: str) -> dict[str, str]:
