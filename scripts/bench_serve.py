@@ -193,9 +193,11 @@ def singles_round(work: Path, name: str, documents: list[bytes], clients: int = 
             share = [documents[i::clients] for i in range(clients)]
             requests = [[_post(d.replace(b'"id-', f'"{transport}-'.encode()),
                                "application/json", token) for d in part] for part in share]
-            cpu_before = server.cpu()
+            cpu_before, clients_before = server.cpu(), time.process_time()
             elapsed, failures = _clients(connect, requests)
             cpu = server.cpu() - cpu_before
+            rates[f"{transport}_client_us"] = (time.process_time() - clients_before) / len(
+                documents) * 1e6
             assert not failures, failures[:3]
             rates[transport] = len(documents) / elapsed
             rates[f"{transport}_cpu_us"] = cpu / len(documents) * 1e6
@@ -263,6 +265,9 @@ def bench_serve(work: Path, rounds: int, scale: float, message: Callable[[int, s
             f"≥ 2,000 msg/s (range {span(transport, single_rates)})")
         row("  server CPU per message", f"{median(f'{transport}_cpu_us', single_rates):,.0f}"
             " µs", "", "", f"range {span(f'{transport}_cpu_us', single_rates)}")
+        row("  the 8 clients' CPU per message",
+            f"{median(f'{transport}_client_us', single_rates):,.0f} µs", "", "",
+            f"range {span(f'{transport}_client_us', single_rates)}")
     commit = median("commit_ms", single_rates)
     row("  one durable COMMIT on this disk", f"{commit:.2f} ms", "", "",
         f"8 clients: ≤ {8000 / commit:,.0f} msg/s if nothing else took time")
