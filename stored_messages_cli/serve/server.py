@@ -47,12 +47,7 @@ def adopt_uvicorn_logs(parent: str = "sm") -> None:
 
 def serve(app: ASGIApp, listeners: list[Listener], tls: Tls | None = None) -> None:
     """Serve `app` on `listeners` until SIGTERM/SIGINT (blocking, on the main thread)."""
-    config = uvicorn.Config(
-        app, http="auto", loop="auto", lifespan="off", log_config=None, access_log=False,
-        server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
-    server = uvicorn.Server(config)
+    server = make_server(app, tls)
     addresses = [listener.address for listener in listeners]
     log.info("sm serve listening on %s", ", ".join(addresses),
              extra={"event": "serve_started", "addresses": addresses, "tls": tls is not None})
@@ -77,10 +72,11 @@ def _signals_after_shutdown() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def make_server(app: ASGIApp) -> uvicorn.Server:
-    """A uvicorn server for `app` as `serve` configures it, for running in-process
-    (benchmarks, tests): `server.run(sockets=…)` on a thread, `server.should_exit = True`."""
+def make_server(app: ASGIApp, tls: Tls | None = None) -> uvicorn.Server:
+    """The uvicorn server `serve` runs (tests and benchmarks run it in-process too:
+    `server.run(sockets=…)` on a thread, then `server.should_exit = True`)."""
     return uvicorn.Server(uvicorn.Config(
         app, http="auto", loop="auto", lifespan="off", log_config=None, access_log=False,
-        server_header=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS))
+        server_header=False, proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None))
