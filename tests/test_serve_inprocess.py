@@ -86,11 +86,15 @@ def test_a_spool_that_cannot_write_is_503_and_a_retry_lands(tmp_path: Path) -> N
                 assert "is full" in document["error"] and headers["retry-after"] == "30"
                 assert document["hint"]
             assert spool.message_state("12345", "full-0") is None
+            status, document, _ = call(conn, "GET", "/healthz")
+            assert status == 503 and document["status"] == "spool_unwritable"
+            assert "is full" in document["error"]
             with spool.lock:  # room again
                 spool.conn.execute("PRAGMA max_page_count = 1073741823")
             status, document, _ = post(conn, "/v1/messages", big)
             assert (status, document["accepted"]) == (202, 20)
             assert spool.message_state("12345", "full-19")["state"] == "queued"
+            assert call(conn, "GET", "/healthz")[:2] == (200, {"status": "ok"})
 
 
 class RecordingReceiver:

@@ -159,6 +159,7 @@ class Handlers:
         self.receiver = receiver
         self.metrics = metrics
         self._large = asyncio.Semaphore(LARGE_BODIES)
+        self.unwritable: str | None = None  # why the last write failed, until one succeeds
 
     def ingest_route(self, kind: str) -> Callable[[Request], Awaitable[Response]]:
         """The endpoint `POST /v1/{kind}`."""
@@ -185,6 +186,7 @@ class Handlers:
                 try:
                     waiting = await run_in_threadpool(self.backlog.read)
                 except SpoolError as exc:  # the spool cannot even be counted: nor written
+                    self.unwritable = str(exc)
                     return answer(unwritable(exc))
             busy = self.backlog.refusal(waiting)
             if busy is not None:
@@ -202,7 +204,9 @@ class Handlers:
         if result.status == 503:
             log.error("the spool cannot write: %s", result.document["error"],
                       extra={"event": "serve_spool_unwritable"})
+            self.unwritable = result.document["error"]
         else:
+            self.unwritable = None
             document = result.document
             self.metrics.recorded(f"/v1/{kind}", document.get("accepted", 0),
                                   document.get("duplicate", 0), document.get("rejected", 0))
@@ -237,7 +241,11 @@ class Handlers:
         return JsonAnswer(document, status_code=status)
 
     async def healthz(self, request: Request) -> Response:
-        """`GET /healthz`: the server answers (no token needed)."""
+        """`GET /healthz` (no token needed): 200 `{"status": "ok"}`, or 503 while the last
+        write to the spool failed (a load balancer then sends senders elsewhere)."""
+        if self.unwritable is not None:
+            return JsonAnswer({"status": "spool_unwritable", "error": self.unwritable},
+                              status_code=503)
         return JsonAnswer({"status": "ok"})
 
     async def metrics_page(self, request: Request) -> Response:
