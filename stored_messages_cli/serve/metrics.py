@@ -47,6 +47,7 @@ class ServeMetrics:
                              " per outcome", ["endpoint", "outcome"], registry=self.registry)
         self._counters: dict[tuple[str, int], Any] = {}
         self._timers: dict[str, Any] = {}
+        self._lines: dict[tuple[str, str], Any] = {}
 
     def answered(self, endpoint: str, code: int, seconds: float) -> None:
         """Count one answered request (the labelled children are looked up once each)."""
@@ -65,7 +66,11 @@ class ServeMetrics:
         for outcome, count in (("accepted", accepted), ("duplicate", duplicate),
                                ("rejected", rejected)):
             if count:
-                self.lines.labels(endpoint, outcome).inc(count)
+                child = self._lines.get((endpoint, outcome))
+                if child is None:
+                    child = self._lines[endpoint, outcome] = self.lines.labels(endpoint,
+                                                                               outcome)
+                child.inc(count)
 
     def exposition(self) -> bytes:
         """The text Prometheus scrapes."""
