@@ -221,6 +221,11 @@ def test_metrics_count_requests_per_endpoint_and_code(server: Server) -> None:
     assert counts['sm_serve_requests_total{code="202",endpoint="/v1/messages"}'] >= 1
     assert counts['sm_serve_requests_total{code="422",endpoint="/v1/messages"}'] >= 1
     assert 'sm_serve_request_duration_seconds_bucket{endpoint="/v1/messages"' in text
+    lines = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+             for line in text.splitlines() if line.startswith("sm_serve_lines_total{")}
+    assert lines['sm_serve_lines_total{endpoint="/v1/messages",outcome="accepted"}'] >= 1
+    assert lines['sm_serve_lines_total{endpoint="/v1/messages",outcome="rejected"}'] >= 1
+    assert "_created" not in text
 
 
 @pytest.mark.slow
