@@ -9,6 +9,7 @@
     .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many,
                                                  # ingest
     .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
+    .venv/bin/python scripts/bench.py --serve    # sm serve vs sm ingest, single POSTs
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -1265,6 +1266,9 @@ def main() -> None:
                         help="only CPU per message for senders: record of a short SMS vs a raw"
                              " durable insert, record_many vs a raw executemany, encoding and"
                              " gzip now vs before, --rounds alternating rounds (about a minute)")
+    parser.add_argument("--serve", action="store_true",
+                        help="only sm serve: JSON Lines batches of 1,000 per CPU-second vs sm"
+                             " ingest, and single POSTs from 8 keep-alive clients (msg/s)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -1287,6 +1291,12 @@ def main() -> None:
         if args.log:
             _load_row()
             bench_log_cost(work, int(3000 * scale), rounds)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.serve:
+            from bench_serve import bench_serve  # scripts/bench_serve.py
+
+            bench_serve(work, rounds, scale, message, row)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.cpu:

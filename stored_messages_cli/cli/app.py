@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "export", "access-log": "access_log", "key": "key",
     "prove": "prove", "verify-proof": "prove",
     "hold": "hold", "retention": "retention",
+    "serve": "serve",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

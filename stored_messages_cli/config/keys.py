@@ -47,6 +47,7 @@ SETTING_NAMES = frozenset({
     "default_phone_region", "log_key_file", "checkpoint_copies", "timestamp_authorities",
     "trusted_keys", "timestamp_ca_file",
     "projects"})
+SETTING_NAMES |= {"serve_max_queued"}  # sm serve (SPEC 9.3)
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination
 # declares the four project-only fields (tests/test_cli_output.py checks they match).

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # A shared PostgreSQL spool (docs/fleet.md); unset is spool.db in SM_HOME.
     spool_url: str | None = None
     spool_allow_insecure: bool = False  # a database on another host without TLS
+    # `sm serve` answers 429 while more messages than this wait to be archived (SPEC 9.3).
+    serve_max_queued: int = 1_000_000
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
 
     @field_validator("recovery_probes", mode="before")
@@ -111,6 +113,16 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError(f"must be at least 1, not {value}")
         return value
+
+    @field_validator("serve_max_queued", mode="before")
+    @classmethod
+    def _whole_serve(cls, value: Any) -> Any:
+        return cls._whole(value)
+
+    @field_validator("serve_max_queued")
+    @classmethod
+    def _serve_at_least_one(cls, value: int) -> int:
+        return cls._at_least_one(value)
 
     @field_validator("default_phone_region")
     @classmethod

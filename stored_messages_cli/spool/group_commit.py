@@ -134,6 +134,21 @@ class GroupCommit:
         assert waiting.outcome is not None
         return waiting.outcome
 
+    def write_each(self, messages: list[Any]) -> list[str | BaseException]:
+        """Record `messages` in one transaction as one group of `submit` callers would be:
+        each gets its own outcome or error, in order (`sm serve` gathers its requests'
+        single messages on its event loop and hands them over at once)."""
+        group = [_Waiting(message) for message in messages]
+        self._write(group)
+        results: list[str | BaseException] = []
+        for item in group:
+            if item.error is not None:
+                results.append(item.error)
+            else:
+                assert item.outcome is not None
+                results.append(item.outcome)
+        return results
+
     def _write(self, group: list[_Waiting]) -> None:
         """Validate the group, then one transaction for its valid messages. New messages
         (the common case) go in with one statement per table. A message seen before is

@@ -54,6 +54,7 @@ class IngestReport:
     rejected: int = 0
     discarded: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0  # of the rejected: same id, other content (`sm serve` answers 409)
 
     def as_dict(self) -> dict[str, Any]:
         """The `sm ingest --json` document."""
@@ -103,6 +104,13 @@ class Intake:
             with self.store.write():
                 return self._apply_message(parsed, self.store.clock.now())
         return self._group.submit(message)
+
+    def record_each(self, messages: list[Any]) -> list[str | BaseException]:
+        """Record `messages` together, each with its own outcome or error (InvalidMessage,
+        MessageConflict, a SpoolError for all when the transaction fails), in order: the
+        group commit of `record`, for a caller that gathered the messages itself. Durable
+        when this returns."""
+        return self._group.write_each(messages)
 
     def record_many(self, messages: Iterable[Any]) -> list[str]:
         """Record a batch in one transaction: all of it is durable, or none of it."""
@@ -268,6 +276,7 @@ class Intake:
             reason = str(exc)
             if isinstance(exc, MessageConflict):
                 reason = f"conflict: {reason}"
+                report.conflicts += 1
             self.store.reject_line(source, number, reason, text, now)
             report.rejected += 1
             report.errors.append({"line": number, "reason": reason})

@@ -49,3 +49,7 @@ class Report:
     def outcomes_of(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
         """Where the given messages stand now: ids, state, retry reason, final reason, error."""
         return self.store.outcomes_of(row_ids)
+
+    def waiting(self) -> int:
+        """Messages not yet settled (awaiting confirmation, queued, in flight, retry wait)."""
+        return self.store.waiting_count()

@@ -395,6 +395,11 @@ class ReportStore(Protocol):
         """`in_flight` messages per lease owner."""
         ...
 
+    def waiting_count(self) -> int:
+        """Messages not yet settled: awaiting confirmation, queued, in flight or waiting to
+        retry (`sm serve`'s back-pressure)."""
+        ...
+
 
 class DaemonStore(Protocol):
     """The `daemons` heartbeat rows (`daemons`)."""

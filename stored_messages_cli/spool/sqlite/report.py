@@ -83,3 +83,10 @@ class ReportSql(StoreBase):
         return {r[0] or "": int(r[1]) for r in self._rows(
             "SELECT lease_owner, COUNT(*) FROM messages WHERE state = ? GROUP BY lease_owner",
             (State.IN_FLIGHT,))}
+
+    def waiting_count(self) -> int:
+        """Messages not yet settled (`sm serve`'s back-pressure): one index range per state,
+        never the archived history."""
+        return int(self._one(
+            "SELECT COUNT(*) FROM messages WHERE state IN (?, ?, ?, ?)",
+            (State.AWAITING_CONFIRMATION, State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT)))
