@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .postgres import schema as pg
+from .postgres.recipient_keys import recipient_keys as pg_recipient_keys
 from .postgres.session import PgSession
 from .sqlite import schema as lite
+from .sqlite.recipient_keys import migrate_recipient_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_manifest_log, postgres=pg.manifest_log),
     Step("a pruned message keeps its content hash in the archive index",
          sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
+    Step("wrapped recipient data keys (per-recipient encryption)",
+         sqlite=migrate_recipient_keys, postgres=pg_recipient_keys),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -22,6 +22,7 @@ from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
 from .anchors import AnchorStore
 from .archive import EntryRow
+from .recipient_keys import RecipientKeyStore
 from .index_filter import IndexFilter
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
 from .rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
@@ -591,5 +592,6 @@ class IndexStore(Protocol):
 
 
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
-                 MaintenanceStore, EvidenceStore, AnchorStore, IndexStore, Protocol):
+                 MaintenanceStore, EvidenceStore, AnchorStore, IndexStore, RecipientKeyStore,
+                 Protocol):
     """Everything the spool's state machines ask of its database."""

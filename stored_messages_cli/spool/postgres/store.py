@@ -9,11 +9,12 @@ from .intake import IntakePg
 from .lookups import IndexPg
 from .maintenance import MaintenancePg
 from .queue import QueuePg
+from .recipient_keys import RecipientKeyPg
 from .report import ReportPg
 
 
 class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
-                    EvidencePg, IndexPg):
+                    EvidencePg, IndexPg, RecipientKeyPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

@@ -12,11 +12,12 @@ from .index import IndexSql
 from .intake import IntakeSql
 from .maintenance import MaintenanceSql
 from .queue import QueueSql
+from .recipient_keys import RecipientKeySql
 from .report import ReportSql
 
 
 class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
-                  EvidenceSql, IndexSql):
+                  EvidenceSql, IndexSql, RecipientKeySql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
