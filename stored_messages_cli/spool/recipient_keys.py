@@ -26,26 +26,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ..errors import SmError
+from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
+from ..config.privacy_choices import HMAC_SHA256
 from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
-from ..message.envelope import DataKey, keyed_digest
+from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
 
-# Settings values (SPEC 9.5).
-SHA256 = "sha256"
-HMAC_SHA256 = "hmac-sha256"
-NO_ENCRYPTION = "none"
-PER_RECIPIENT = "per-recipient"
 # A key read back this long (seconds) after it was made is surely committed: cached.
 SETTLED_AFTER = 300.0
 # `spool_meta` name of the last `sm spool backup` that held the keys.
 KEYS_BACKED_UP = "recipient_keys_backed_up_at"
 KEY_COLUMNS = ('"kid", "project_id", "recipient", "wrapped", "wrapped_with", "created_at",'
                ' "erased_at", "erase_reason"')
-
-
-class KeyUnavailable(SmError):
-    """A data key that cannot be used: erased, not in this spool, or not unwrappable."""
 
 
 class Erased(KeyUnavailable):
@@ -118,50 +110,15 @@ class RecipientKeyStore(Protocol):
         """Set a `spool_meta` value."""
         ...
 
+    def sealed_as(self, project_id: str, message_id: str) -> tuple[str, str] | None:
+        """(key without prefix, recipient hash) of a message row: what its envelope is
+        bound to and whose key sealed it."""
+        ...
+
     def after_erasure(self) -> None:
         """Outside any transaction, after an erasure commits: push freed pages that held
         keys out of the database's journal (SQLite: a truncating WAL checkpoint)."""
         ...
-
-
-class KeyWrapper(Protocol):
-    """What wraps data keys: the master key file (AES-256-GCM) or an AWS KMS key."""
-
-    @property
-    def name(self) -> str:
-        """What `wrapped_with` records: `master:<fingerprint>` or `kms:<key id>`."""
-        ...
-
-    def wrap(self, secret: bytes, context: bytes) -> bytes:
-        """`secret` wrapped, bound to `context` (the key id and project)."""
-        ...
-
-    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        """The secret `wrap` wrapped with the same `context`; KeyUnavailable otherwise."""
-        ...
-
-
-@dataclass(frozen=True)
-class Protection:
-    """A project's privacy settings as intake and readers use them: the recipient hash
-    (`digest`: SHA-256, or HMAC-SHA256 under the project's hash key) and, for
-    `per-recipient` encryption, the key wrapper (None: not encrypted)."""
-
-    recipient_hash: str = SHA256
-    hash_key: bytes | None = None
-    wrapper: KeyWrapper | None = None
-
-    @property
-    def digest(self) -> Digest:
-        """The project's identity hash (`sha256_hex`, or the keyed HMAC)."""
-        if self.recipient_hash == HMAC_SHA256 and self.hash_key is not None:
-            return keyed_digest(self.hash_key)
-        return sha256_hex
-
-    @property
-    def plain(self) -> bool:
-        """True when the project stores messages as SPEC 3 has it (nothing to do)."""
-        return self.recipient_hash == SHA256 and self.wrapper is None
 
 
 ProtectionLookup = Callable[[str], Protection | None]
@@ -216,14 +173,25 @@ class RecipientKeys:
         return replace(msg, payload_sha=sha256_hex(envelope),
                        object_bytes=gzip_member(envelope))
 
-    def seal_payload(self, project_id: str, recipient: str, relative_key: str,
-                     payload: bytes) -> bytes:
-        """The envelope of a payload rendered again (a late `sent` confirmation)."""
+    def reopened(self, project_id: str, message_id: str, kept_payload: bytes) -> bytes:
+        """The payload of a kept body: itself, or what its envelope seals (a late `sent`
+        confirmation renders the message again)."""
+        if not looks_sealed(kept_payload):
+            return kept_payload
+        where = self.store.sealed_as(project_id, message_id)
+        if where is None:
+            raise KeyUnavailable(f"message {message_id} of project {project_id} has no row")
+        envelope = parse_envelope(kept_payload)
+        return self.key_for(envelope.kid, f"message {message_id}").open(envelope, where[0])
+
+    def resealed(self, project_id: str, message_id: str, payload: bytes) -> bytes:
+        """`payload` sealed as the message's project stores it (unchanged when the project
+        is not encrypted)."""
         protection = self._protection_for(project_id)
-        if protection is None or protection.wrapper is None:
+        where = self.store.sealed_as(project_id, message_id)
+        if protection is None or protection.wrapper is None or where is None:
             return payload
-        return self.data_key(project_id, recipient, protection.wrapper).seal(payload,
-                                                                             relative_key)
+        return self.data_key(project_id, where[1], protection.wrapper).seal(payload, where[0])
 
     def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
         """The recipient's live data key, made (and inserted, in the caller's transaction)

@@ -107,6 +107,12 @@ class RecipientKeySql(StoreBase):
                           ' ON CONFLICT ("name") DO UPDATE SET "value" = excluded."value"',
                           (name, value))
 
+    def sealed_as(self, project_id: str, message_id: str) -> tuple[str, str] | None:
+        """(key without prefix, recipient hash) of a message row."""
+        rows = self._rows('SELECT "key", "recipient_hash" FROM "messages" WHERE "project_id" = ?'
+                          ' AND "message_id" = ?', (project_id, message_id))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
     def after_erasure(self) -> None:
         """Push the pages that held erased keys out of the WAL (a truncating checkpoint)."""
         with self.db.lock:
