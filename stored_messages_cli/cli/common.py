@@ -175,9 +175,12 @@ class AppState:
         nothing (a typo in SM_HOME must not look like an empty archive)."""
         if not create:
             self.require_spool()
+        from ..investigate.sealed import use_keys
         from ..spool import Spool  # start-up: only commands that open the spool load it
 
-        return Spool.open(self.spool, home=self.home)
+        spool = Spool.open(self.spool, home=self.home)
+        use_keys(spool.intake.keys)  # reads open envelopes with its keys (SPEC 9.5)
+        return spool
 
     def require_spool(self) -> None:
         """Exit 1 (`Error: no spool at PATH`, `Try: …`) when the SQLite spool file is

@@ -17,6 +17,7 @@ from ..investigate.index import ArchiveIndex, IndexEntry
 from ..message import sha256_hex
 from .access_log import recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
+from ..investigate.sealed import keyed_digests
 from .find import build_query, coverage_warnings, opener, phone_region
 from .options import (
     CampaignOption,
@@ -77,7 +78,8 @@ def export_command(
         _check_stdout_use(format, zip_output=zip_output, json_mode=out.json_mode)
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
-                        limit=None, command="export", region=phone_region(state, recipient))
+                        limit=None, command="export", region=phone_region(state, recipient),
+                        digests=keyed_digests(state.paths.config_file) if recipient else ())
     filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
                          project=project, medium=medium, since=since, until=until)
     details = {"format": format, "zip": zip_output,

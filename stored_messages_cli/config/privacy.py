@@ -26,9 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ..errors import ConfigError, SmError
 from ..message import sha256_hex
 from ..message.envelope import keyed_digest
@@ -95,6 +92,8 @@ class MasterKeyWrapper:
     as associated data): `nonce ‖ ciphertext ‖ tag`."""
 
     def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only when encrypted
+
         self._cipher = AESGCM(key)
         self.name = "master:" + hashlib.sha256(b"sm-master-key-id\x00" + key).hexdigest()[:16]
 
@@ -103,6 +102,8 @@ class MasterKeyWrapper:
         return nonce + self._cipher.encrypt(nonce, secret, context)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._cipher.decrypt(wrapped[:12], wrapped[12:], context)
         except (InvalidTag, ValueError):

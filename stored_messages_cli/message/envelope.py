@@ -30,9 +30,6 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 ENVELOPE_VERSION: Final = 1
 ALGORITHM: Final = "AES-256-GCM"
 AAD_PREFIX: Final = b"sm-envelope-v1\x00"
@@ -64,6 +61,9 @@ class DataKey:
     def __init__(self, kid: str, secret: bytes) -> None:
         if len(secret) != KEY_BYTES:
             raise EnvelopeError(f"a data key is {KEY_BYTES} bytes, not {len(secret)}")
+        # here, not at the top: only an encrypted project loads the cipher (~10 ms)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.kid = kid
         self._cipher = AESGCM(secret)
         self._nonce_key = hmac.new(secret, b"sm-envelope-nonce", hashlib.sha256).digest()
@@ -86,6 +86,8 @@ class DataKey:
         key for this object (altered, swapped from another object, or another key)."""
         if envelope.kid != self.kid:
             raise EnvelopeError(f"the envelope is sealed with key {envelope.kid}, not {self.kid}")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._cipher.decrypt(envelope.nonce, envelope.ciphertext,
                                         associated_data(self.kid, bound_to))

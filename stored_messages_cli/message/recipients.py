@@ -43,19 +43,20 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def recipient_hash(recipient: dict[str, Any]) -> str:
-    """Lowercase hex SHA-256 of the recipient's normalised identity (SPEC 3)."""
+# How an identity is hashed: `sha256_hex` (SPEC 3, the default), or a project's keyed
+# HMAC-SHA256 (`recipient_hash = "hmac-sha256"`, SPEC 9.5: `envelope.keyed_digest`).
+Digest = Callable[[bytes], str]
+
+
+def recipient_hash(recipient: dict[str, Any], digest: Digest = sha256_hex) -> str:
+    """Lowercase hex SHA-256 of the recipient's normalised identity (SPEC 3), or its
+    project's keyed `digest`."""
     identity = recipient_identity(recipient)
     if identity is None:
         raise InvalidMessage(
             "recipient needs at least one of email, user_id, phone_number, device_token"
         )
-    return sha256_hex(identity.encode("utf-8"))
-
-
-# How an identity is hashed: `sha256_hex` (SPEC 3, the default), or a project's keyed
-# HMAC-SHA256 (`recipient_hash = "hmac-sha256"`, SPEC 9.5: `envelope.keyed_digest`).
-Digest = Callable[[bytes], str]
+    return digest(identity.encode("utf-8"))
 
 
 def identifier_hashes(recipient: Any, digest: Digest = sha256_hex) -> dict[str, str]:
