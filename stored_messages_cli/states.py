@@ -29,6 +29,10 @@ FINAL_STATES: frozenset[State] = frozenset(
 UNARCHIVED_STATES: tuple[State, ...] = (State.QUEUED, State.IN_FLIGHT, State.RETRY_WAIT)
 # The outcomes of archiving, each recorded in a manifest (a discarded message never enters).
 SETTLED_OUTCOMES: tuple[State, ...] = (State.STORED, State.EXPIRED, State.FAILED)
+# What a manifest log entry may say: a settled outcome, or that the message's data key was
+# destroyed (`sm forget`, SPEC 9.5; not a state any message is ever in).
+ERASED_OUTCOME = "erased"
+LOG_OUTCOMES: tuple[str, ...] = (*SETTLED_OUTCOMES, ERASED_OUTCOME)
 
 
 class RetryClass(StrEnum):

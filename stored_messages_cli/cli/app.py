@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "spool": "spool_cmd", "manifest": "manifest", "show": "show",
     "export": "export", "access-log": "access_log", "key": "key",
     "prove": "prove", "verify-proof": "prove",
+    "forget": "forget",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

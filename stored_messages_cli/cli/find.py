@@ -26,7 +26,7 @@ from ..investigate.index import (
 from ..investigate.rebuild import RebuildReport, rebuild_index
 from ..investigate.verified import PARTS, VerifiedMessage
 from ..message.recipients import Digest
-from ..investigate.sealed import keyed_digests
+from ..investigate.sealed import find_results, keyed_digests
 from ..message import (
     recipient_hash_candidates,
     sha256_hex,
@@ -132,7 +132,7 @@ def opener(state: AppState) -> Any:
 def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
                    limit: int | None) -> None:
     if out.json_mode:
-        out.emit_json([e.find_result() for e in entries])
+        out.emit_json(find_results(entries))  # an erased message's row says when (SPEC 9.6)
     elif entries:
         # The time, project, campaign and id are never cut, on an 80-column terminal too:
         # medium and type wrap instead (`Output.table`); in a pipe each row is one line.

@@ -13,14 +13,18 @@ and recipient hashes are SHA-256 (SPEC 3).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..config.privacy import KeyUnavailable, ProjectProtections
 from ..errors import IntegrityError
-from ..message import sha256_hex
+from ..message import format_utc, sha256_hex
 from ..message.envelope import EnvelopeError, looks_sealed, parse_envelope
 from ..message.recipients import Digest
 from ..spool.recipient_keys import RecipientKeys
+from .index import IndexEntry
 
 _lock = threading.Lock()
 _keys: list[RecipientKeys] = []
@@ -79,3 +83,36 @@ def keyed_digests(config_file: Path) -> list[Digest]:
     lookup = ProjectProtections(config_file)
     return [protection.digest for project in lookup.any_keyed()
             if (protection := lookup(project)) is not None]
+
+
+def erased_at(entries: Sequence[IndexEntry]) -> dict[tuple[str, str], float]:
+    """(project, message id) → when it was erased, for those of `entries` stored before
+    their recipient's key was last destroyed (a message stored after that is sealed under a
+    new key)."""
+    keys = current_keys()
+    if keys is None or not entries:
+        return {}
+    by_project: dict[str, set[str]] = {}
+    for entry in entries:
+        by_project.setdefault(entry.project_id, set()).add(entry.recipient_hash)
+    erased = {project: keys.erased_at(project, sorted(recipients))
+              for project, recipients in by_project.items()}
+    found: dict[tuple[str, str], float] = {}
+    for entry in entries:
+        moment = erased[entry.project_id].get(entry.recipient_hash)
+        if moment is not None and (entry.stored_at is None or entry.stored_at <= moment):
+            found[(entry.project_id, entry.message_id)] = moment
+    return found
+
+
+def find_results(entries: Sequence[IndexEntry]) -> list[dict[str, Any]]:
+    """The `sm find --json` rows of `entries`; an erased message's carries `erased_at`."""
+    erased = erased_at(entries)
+    rows = []
+    for entry in entries:
+        row = entry.find_result()
+        moment = erased.get((entry.project_id, entry.message_id))
+        if moment is not None:
+            row["erased_at"] = format_utc(datetime.fromtimestamp(moment, UTC))
+        rows.append(row)
+    return rows

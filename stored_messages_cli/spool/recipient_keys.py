@@ -36,6 +36,11 @@ from ..message.recipients import Digest
 SETTLED_AFTER = 300.0
 # `spool_meta` name of the last `sm spool backup` that held the keys.
 KEYS_BACKED_UP = "recipient_keys_backed_up_at"
+# The columns of an erased message's log entry (`add_erased_entry`), in order.
+ERASED_COLUMNS = ('"project_id", "message_row", "message_id", "outcome", "stored_key",'
+                  ' "relative_key", "payload_sha256", "object_sha256", "size", "medium",'
+                  ' "message_type", "campaign_id", "sent_at", "recipient_hash",'
+                  ' "recipient_hashes", "settled_at", "reason"')
 KEY_COLUMNS = ('"kid", "project_id", "recipient", "wrapped", "wrapped_with", "created_at",'
                ' "erased_at", "erase_reason"')
 
@@ -108,6 +113,11 @@ class RecipientKeyStore(Protocol):
 
     def set_spool_meta_value(self, name: str, value: str) -> None:
         """Set a `spool_meta` value."""
+        ...
+
+    def add_erased_entry(self, values: Sequence[Any]) -> None:
+        """A complete `erased` entry in the project's open manifest segment (its
+        `ERASED_COLUMNS` values)."""
         ...
 
     def sealed_as(self, project_id: str, message_id: str) -> tuple[str, str] | None:

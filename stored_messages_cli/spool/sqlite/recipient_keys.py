@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
-from ..recipient_keys import KEY_COLUMNS, RecipientKey
+from ..recipient_keys import ERASED_COLUMNS, KEY_COLUMNS, RecipientKey
 from .base import StoreBase, marks
 
 RECIPIENT_KEYS_TABLE = """
@@ -106,6 +107,11 @@ class RecipientKeySql(StoreBase):
         self.conn.execute('INSERT INTO "spool_meta" ("name", "value") VALUES (?, ?)'
                           ' ON CONFLICT ("name") DO UPDATE SET "value" = excluded."value"',
                           (name, value))
+
+    def add_erased_entry(self, values: Sequence[Any]) -> None:
+        """A complete `erased` entry in the project's open manifest segment."""
+        self.conn.execute(f'INSERT INTO "manifest_entries" ({ERASED_COLUMNS})'
+                          f' VALUES ({", ".join(["?"] * 17)})', tuple(values))
 
     def sealed_as(self, project_id: str, message_id: str) -> tuple[str, str] | None:
         """(key without prefix, recipient hash) of a message row."""
