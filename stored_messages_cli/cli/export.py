@@ -14,10 +14,10 @@ from rich.markup import escape
 from ..evidence.access_log import FAILED, filters_of, refs_of
 from ..evidence.export import FORMATS, STREAM_FILES, ExportReport, export, export_stream
 from ..investigate.index import ArchiveIndex, IndexEntry
+from ..investigate.sealed import keyed_digests
 from ..message import sha256_hex
 from .access_log import recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
-from ..investigate.sealed import keyed_digests
 from .find import build_query, coverage_warnings, opener, phone_region
 from .options import (
     CampaignOption,

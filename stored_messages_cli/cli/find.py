@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,13 +24,13 @@ from ..investigate.index import (
     sort_newest_first,
 )
 from ..investigate.rebuild import RebuildReport, rebuild_index
-from ..investigate.verified import PARTS, VerifiedMessage
-from ..message.recipients import Digest
 from ..investigate.sealed import find_results, keyed_digests
+from ..investigate.verified import PARTS, VerifiedMessage
 from ..message import (
     recipient_hash_candidates,
     sha256_hex,
 )
+from ..message.recipients import Digest
 from .access_log import recorded, touched_projects
 from .command_classes import group
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of

@@ -28,7 +28,8 @@ def forget(
     before still hold them (docs/privacy.md).
     Example: sm forget --project 12345 --recipient ann.lee@example.com --reason "GDPR 2026-118"
     """
-    from ..evidence.erasure import RecipientHeld, forget as forget_recipient
+    from ..evidence.erasure import RecipientHeld
+    from ..evidence.erasure import forget as forget_recipient
 
     state = state_of(ctx)
     out = state.output

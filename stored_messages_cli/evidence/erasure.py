@@ -27,7 +27,7 @@ from ..errors import SmError
 from ..investigate.index import ArchiveIndex, FindQuery
 from ..message import recipient_hash_candidates
 from ..spool import Spool
-from ..spool.recipient_keys import RecipientKeys
+from ..spool.sealing import RecipientKeys
 from ..states import ERASED_OUTCOME
 
 ERASED = ERASED_OUTCOME  # the log outcome (states.LOG_OUTCOMES)
@@ -58,8 +58,9 @@ class Erasure:
 
     def as_dict(self) -> dict[str, Any]:
         """The `sm forget --json` document."""
-        from ..message import format_utc  # the same text as every other time sm prints
         from datetime import UTC, datetime
+
+        from ..message import format_utc  # the same text as every other time sm prints
 
         return {"project_id": self.project_id, "reason": self.reason,
                 "erased_at": format_utc(datetime.fromtimestamp(self.erased_at, UTC)),

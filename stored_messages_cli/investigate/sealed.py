@@ -23,7 +23,7 @@ from ..errors import IntegrityError
 from ..message import format_utc, sha256_hex
 from ..message.envelope import EnvelopeError, looks_sealed, parse_envelope
 from ..message.recipients import Digest
-from ..spool.recipient_keys import RecipientKeys
+from ..spool.sealing import RecipientKeys
 from .index import IndexEntry
 
 _lock = threading.Lock()

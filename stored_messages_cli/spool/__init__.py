@@ -39,12 +39,12 @@ from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth
 from .index_queries import IndexQueries
 from .intake import IngestReport, Intake, MediumsLookup, RegionLookup
-from .recipient_keys import ProtectionLookup
 from .lock import SpoolLock
 from .postgres import check_spool_url, is_postgres_url
 from .postgres.store import PostgresStore
 from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
+from .sealing import ProtectionLookup
 from .sqlite import SqliteStore
 from .store import Failed, Health, Outcome, Retry, Settled, SettledHook, SpoolStore, Stored
 

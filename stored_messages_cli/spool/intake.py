@@ -35,8 +35,8 @@ from ..message import (
 from ..states import FinalReason, IngestOutcome, State
 from . import bodies, identity
 from .group_commit import GroupCommit, MediumsCache
-from .recipient_keys import ProtectionLookup, RecipientKeys
 from .rows import MessageRow
+from .sealing import ProtectionLookup, RecipientKeys
 from .store import SpoolFull, SpoolStore
 
 INGEST_BATCH = 500

@@ -22,9 +22,9 @@ from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
 from .anchors import AnchorStore
 from .archive import EntryRow
-from .recipient_keys import RecipientKeyStore
 from .index_filter import IndexFilter
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
+from .recipient_keys import RecipientKeyStore
 from .rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 
 
