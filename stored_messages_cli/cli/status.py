@@ -12,6 +12,7 @@ from ..config.last_good import last_good_path
 from ..errors import ConfigError
 from ..spool.anchors import BEHIND_AFTER, FAILING_WRITE_ATTEMPTS
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
+from ..spool.sealing import keys_backup_problems, keys_backup_status
 from ..states import HEALTH_REASONS, STATES, HealthState
 from .common import command, duration_option, state_of
 
@@ -43,6 +44,7 @@ def status_document(state: Any) -> dict[str, Any]:
         held = daemons.in_flight_by_owner()
         discarded = discarded_by_reason(spool)
         evidence = evidence_document(spool)
+        keys = keys_backup_status(spool.store, spool.clock.now(), postgres=spool.is_postgres)
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -84,6 +86,7 @@ def status_document(state: Any) -> dict[str, Any]:
         } for d in running],
         "in_flight_held_by_dead_daemon": held_by_dead,
         **evidence,
+        "recipient_keys": keys,  # SPEC 9.5: losing them loses the archive (docs/privacy.md)
     }
 
 
@@ -129,6 +132,7 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
         found.append(("oldest_unarchived_too_old",
                       f"oldest unarchived message is {_age(age)} old (max {_age(max_age)})"))
     found += evidence_problems(doc)
+    found += keys_backup_problems(doc)
     return found
 
 

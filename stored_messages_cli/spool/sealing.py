@@ -16,13 +16,14 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
 from ..config.privacy_choices import HMAC_SHA256
 from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
-from .recipient_keys import SETTLED_AFTER, Erased, RecipientKey
+from .recipient_keys import KEYS_BACKED_UP, SETTLED_AFTER, Erased, RecipientKey
 from .store import SpoolStore
 
 ProtectionLookup = Callable[[str], Protection | None]
@@ -175,3 +176,46 @@ def _day(moment: float | None) -> str:
     if moment is None:
         return "an unknown date"
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# `sm status` warns when keys exist and no `sm spool backup` holding them is newer than this.
+KEYS_BACKUP_MAX_AGE = 7 * 86400.0
+
+
+def note_keys_backed_up(store: SpoolStore, now: float) -> None:
+    """A backup of the spool (with its wrapped keys) was just made (`sm spool backup`)."""
+    with store.write():
+        store.set_spool_meta_value(KEYS_BACKED_UP, repr(now))
+
+
+def keys_backup_status(store: SpoolStore, now: float, *, postgres: bool) -> dict[str, Any]:
+    """`sm status`'s `recipient_keys`: live and erased keys, the newest key, the last
+    `sm spool backup` that held them, and whether that is older than a week (`stale`; a
+    PostgreSQL spool is backed up with its database, which sm cannot see: never stale)."""
+    live, erased, newest = store.recipient_key_counts()
+    stamp = store.spool_meta_value(KEYS_BACKED_UP)
+    try:
+        backed_up = None if stamp is None else float(stamp)
+    except ValueError:
+        backed_up = None
+    stale = not postgres and live > 0 and (
+        backed_up is None or now - backed_up > KEYS_BACKUP_MAX_AGE)
+    return {"live": live, "erased": erased, "newest_at": _rfc3339(newest),
+            "last_backup_at": _rfc3339(backed_up), "backup_stale": bool(stale)}
+
+
+def keys_backup_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """`sm status --check`'s problem when recipient keys have no recent backup."""
+    keys = doc.get("recipient_keys") or {}
+    if not keys.get("backup_stale"):
+        return []
+    when = keys.get("last_backup_at") or "never"
+    return [("recipient_keys_not_backed_up",
+             f"{keys.get('live')} recipient data key(s) are only in the spool (last backup:"
+             f" {when}); losing the spool loses those messages for good: sm spool backup FILE")]
+
+
+def _rfc3339(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
