@@ -1,0 +1,141 @@
+"""Recipient data keys on each spool backend (SPEC 9.5): made once per recipient, wrapped
+(never in the clear), sealing every kept body, destroyed by an erasure so nothing in the
+spool opens the object again, and shared by two spools on one database."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli.message.envelope import parse_envelope
+from stored_messages_cli.spool import Spool, Stored
+from stored_messages_cli.spool.recipient_keys import Erased
+from stored_messages_cli.spool.sealing import RecipientKeys
+from tests.support.spool_db import rows
+
+SECRET = "Your secret order 4471 shipped"
+
+
+@pytest.fixture(autouse=True)
+def encrypted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_ENCRYPTION", "per-recipient")
+
+
+def message(make_message: Any, message_id: str, email: str = "ann@example.com") -> Any:
+    return make_message(message_id=message_id, recipient={"email": email},
+                        content={"from": "a@shop.example", "to": email, "subject": SECRET,
+                                 "html": f"<p>{SECRET}</p>"})
+
+
+def kept_bodies(spool: Spool) -> list[bytes]:
+    return [gzip.decompress(bytes(r["payload"]))
+            for r in rows(spool, "SELECT payload FROM message_bodies")]
+
+
+def keys_of(spool: Spool) -> RecipientKeys:
+    assert spool.intake.keys is not None
+    return spool.intake.keys
+
+
+def test_one_wrapped_key_per_recipient_seals_every_kept_body(spool: Spool, make_message: Any,
+                                                            sm_home: Path) -> None:
+    spool.record(message(make_message, "m-1"))
+    spool.record(message(make_message, "m-2"))
+    spool.record(message(make_message, "m-3", "bob@example.com"))
+    keys = rows(spool, "SELECT kid, recipient, wrapped, wrapped_with FROM recipient_keys")
+    assert len(keys) == 2  # one per recipient
+    assert {k["recipient"] for k in keys} == {
+        hashlib.sha256(b"ann@example.com").hexdigest(),
+        hashlib.sha256(b"bob@example.com").hexdigest()}
+    assert all(str(k["wrapped_with"]).startswith("master:") for k in keys)
+    assert all(len(bytes(k["wrapped"])) == 12 + 32 + 16 for k in keys)  # nonce, key, tag
+    bodies = kept_bodies(spool)
+    assert len(bodies) == 3
+    for body in bodies:
+        assert SECRET.encode() not in body and b"ann@example.com" not in body
+        assert parse_envelope(body).kid in {k["kid"] for k in keys}
+    master = (sm_home / "keys" / "master.key")
+    assert master.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stored_object_opens_then_erasure_leaves_no_key_that_opens_it(
+        spool: Spool, make_message: Any, tmp_path: Path) -> None:
+    spool.record(message(make_message, "m-1"))
+    [claimed] = spool.queue.claim("me", "12345", 10, lease_seconds=60)
+    body = claimed.body
+    assert body is not None
+    envelope_bytes = gzip.decompress(body)
+    assert hashlib.sha256(envelope_bytes).hexdigest() == claimed.payload_sha256
+    spool.queue.settle("me", [Stored(claimed.row_id, claimed.key, f"file://{tmp_path}/",
+                                     None, hashlib.sha256(body).hexdigest(), len(body))])
+    envelope = parse_envelope(envelope_bytes)
+    keys = keys_of(spool)
+    plain = keys.key_for(envelope.kid, "m-1").open(envelope, claimed.key)
+    assert SECRET.encode() in plain and b'"message_id":"m-1"' in plain
+    [row] = rows(spool, "SELECT recipient FROM recipient_keys")
+    with spool.store.write():
+        erased = spool.store.erase_recipient_keys("12345", [row["recipient"]], "GDPR", 5.0)
+    spool.store.after_erasure()
+    assert [k.kid for k in erased] == [envelope.kid]
+    keys.forget_cached()
+    with pytest.raises(Erased, match="erased on"):
+        keys.key_for(envelope.kid, "m-1")
+    # no key left in the spool opens it: every key sm holds is tried
+    for live in rows(spool, "SELECT kid FROM recipient_keys WHERE wrapped IS NOT NULL"):
+        with pytest.raises(Exception):  # noqa: B017 - any failure to open will do
+            keys.key_for(str(live["kid"]), "m-1").open(envelope, claimed.key)
+    [gone] = rows(spool, "SELECT wrapped, erased_at, erase_reason FROM recipient_keys")
+    assert gone["wrapped"] is None and gone["erase_reason"] == "GDPR"
+    # a new message to the same recipient gets a new key
+    spool.record(message(make_message, "m-2"))
+    live = rows(spool, "SELECT kid FROM recipient_keys WHERE erased_at IS NULL")
+    assert len(live) == 1 and live[0]["kid"] != envelope.kid
+    assert keys.erased_at("12345", [row["recipient"]]) == {row["recipient"]: 5.0}
+
+
+def test_a_late_sent_event_reseals_the_confirmed_message(spool: Spool, make_message: Any
+                                                          ) -> None:
+    unconfirmed = message(make_message, "m-9")
+    del unconfirmed["sent_at"]
+    spool.record(unconfirmed)
+    assert spool.intake.confirm_sent("12345", "m-9", sent_at="2026-11-27T17:00:00Z") == \
+        "accepted"
+    [body] = kept_bodies(spool)
+    envelope = parse_envelope(body)
+    [claimed] = spool.queue.claim("me", "12345", 10, lease_seconds=60)
+    plain = keys_of(spool).key_for(envelope.kid, "m-9").open(envelope, claimed.key)
+    assert b'"sent_at":"2026-11-27T17:00:00Z"' in plain and SECRET.encode() in plain
+    assert hashlib.sha256(body).hexdigest() == claimed.payload_sha256
+
+
+def test_the_same_message_twice_is_a_duplicate_not_a_conflict(spool: Spool,
+                                                             make_message: Any) -> None:
+    assert spool.record(message(make_message, "m-1")) == "accepted"
+    assert spool.record(message(make_message, "m-1")) == "duplicate"
+
+
+def test_two_spools_on_one_database_share_one_key_per_recipient(
+        spool: Spool, make_message: Any, sm_home: Path, clock: Any) -> None:
+    with Spool.open(home=sm_home, clock=clock) as second:
+        spool.record(message(make_message, "m-1"))
+        second.record(message(make_message, "m-2"))
+    keys = rows(spool, "SELECT kid FROM recipient_keys")
+    assert len(keys) == 1
+    assert {parse_envelope(b).kid for b in kept_bodies(spool)} == {keys[0]["kid"]}
+
+
+@pytest.mark.parametrize("spool_backend", ["sqlite"], indirect=True)
+def test_sqlite_keeps_no_copy_of_an_erased_key_in_its_files(spool: Spool, make_message: Any,
+                                                            sm_home: Path) -> None:
+    spool.record(message(make_message, "m-1"))
+    [row] = rows(spool, "SELECT recipient, wrapped FROM recipient_keys")
+    wrapped = bytes(row["wrapped"])
+    with spool.store.write():
+        spool.store.erase_recipient_keys("12345", [row["recipient"]], "GDPR", 5.0)
+    spool.store.after_erasure()
+    for path in sm_home.glob("spool.db*"):
+        assert wrapped not in path.read_bytes(), path
