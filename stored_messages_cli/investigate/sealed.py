@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.privacy import KeyUnavailable, ProjectProtections
-from ..errors import IntegrityError
+from ..errors import IntegrityError, SmError
 from ..message import format_utc, sha256_hex
 from ..message.envelope import EnvelopeError, looks_sealed, parse_envelope
 from ..message.recipients import Digest
@@ -95,8 +95,11 @@ def erased_at(entries: Sequence[IndexEntry]) -> dict[tuple[str, str], float]:
     by_project: dict[str, set[str]] = {}
     for entry in entries:
         by_project.setdefault(entry.project_id, set()).add(entry.recipient_hash)
-    erased = {project: keys.erased_at(project, sorted(recipients))
-              for project, recipients in by_project.items()}
+    try:
+        erased = {project: keys.erased_at(project, sorted(recipients))
+                  for project, recipients in by_project.items()}
+    except SmError:  # the spool the keys came from is closed (a remote find prints later)
+        return {}
     found: dict[tuple[str, str], float] = {}
     for entry in entries:
         moment = erased[entry.project_id].get(entry.recipient_hash)

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.privacy import KeyUnavailable
 from ..destinations.base import PAYLOAD_SHA_METADATA, Destination
 from ..errors import (
     DestinationError,
@@ -228,7 +229,7 @@ def read_many(destination: Destination, keys: Iterable[str], *,
                 key = running.pop(future)
                 try:
                     yield key, future.result()
-                except (IntegrityError, ObjectNotFound) as exc:
-                    yield key, exc
+                except (IntegrityError, ObjectNotFound, KeyUnavailable) as exc:
+                    yield key, exc  # KeyUnavailable: erased (sm forget), or no key here
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
