@@ -175,11 +175,12 @@ class AppState:
         nothing (a typo in SM_HOME must not look like an empty archive)."""
         if not create:
             self.require_spool()
-        from ..investigate.sealed import use_keys
+        from ..investigate.sealed import use_keys_of
         from ..spool import Spool  # start-up: only commands that open the spool load it
 
         spool = Spool.open(self.spool, home=self.home)
-        use_keys(spool.intake.keys)  # reads open envelopes with its keys (SPEC 9.5)
+        # reads open envelopes with this spool's keys (SPEC 9.5)
+        use_keys_of(lambda: Spool.open(self.spool, home=self.home))
         return spool
 
     def require_spool(self) -> None:

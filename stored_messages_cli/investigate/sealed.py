@@ -13,7 +13,7 @@ and recipient hashes are SHA-256 (SPEC 3).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,23 +23,31 @@ from ..errors import IntegrityError, SmError
 from ..message import format_utc, sha256_hex
 from ..message.envelope import EnvelopeError, looks_sealed, parse_envelope
 from ..message.recipients import Digest
+from ..spool import Spool
 from ..spool.sealing import RecipientKeys
 from .index import IndexEntry
 
 _lock = threading.Lock()
-_keys: list[RecipientKeys] = []
+_opener: list[Callable[[], Spool]] = []  # how to open the spool whose keys reads use
+_open: list[RecipientKeys] = []  # its keys, once opened
 
 
-def use_keys(keys: RecipientKeys | None) -> None:
-    """Read with `keys` from now on in this process (None: no keys)."""
+def use_keys_of(opener: Callable[[], Spool] | None) -> None:
+    """Read with the keys of the spool `opener` opens (on the first envelope), from now on
+    in this process (None: no keys). The spool is opened apart from the command's own, and
+    kept open, so reads after the command closed its spool (export, a remote find) still
+    find their keys."""
     with _lock:
-        _keys[:] = [] if keys is None else [keys]
+        _opener[:] = [] if opener is None else [opener]
+        _open.clear()
 
 
 def current_keys() -> RecipientKeys | None:
-    """The keys reads use, if any."""
+    """The keys reads use, if any (the spool opened on first use)."""
     with _lock:
-        return _keys[0] if _keys else None
+        if not _open and _opener:
+            _open.append(_opener[0]().intake.keys)  # type: ignore[arg-type]
+        return _open[0] if _open else None
 
 
 def digest_for(project_id: str) -> Digest:

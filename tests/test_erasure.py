@@ -1,0 +1,244 @@
+"""Erasure that coexists with WORM (SPEC 9.5), end to end through the CLI on a folder and on
+S3 (moto): the bucket never holds the plaintext, fetch returns the exact payload, `sm forget`
+leaves objects no key sm holds opens, the log says `erased`, the audit stays clean, and a
+spool backup restores reading. Checked against the bucket's real bytes."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stored_messages_cli.evidence import erasure
+from stored_messages_cli.evidence.segments import parse_segment
+from stored_messages_cli.message.envelope import DataKey, EnvelopeError, parse_envelope
+from tests.support.investigation_support import (
+    ArchiveTarget,
+    Invoke,
+    archive,
+    canonical,
+    cli_for,
+    email,
+    sms,
+    target_for,
+)
+from tests.support.spool_db import rows
+
+SECRET = "Refund 8812 approved for your account"
+MESSAGES = [email("mail-1", html=f"<p>{SECRET}</p>", text=SECRET),
+            email("mail-2", to="bob@example.com", html="<p>for bob</p>"),
+            sms("sms-1", body=f"Code {SECRET}")]
+
+
+def expected(message: dict[str, Any]) -> bytes:
+    """The exact payload SPEC 3 archives, written out here."""
+    document = dict(message, project_id=str(message["project_id"]), schema_version=1)
+    if document.get("campaign_id") is not None:
+        document["campaign_id"] = str(document["campaign_id"])
+    return canonical(document)
+
+
+def encrypted_home(home: Path, extra: str = "") -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f'encryption = "per-recipient"\n{extra}')
+
+
+@pytest.fixture(params=["file", "s3"])
+def archived(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Invoke, ArchiveTarget]:
+    target = target_for(request, tmp_path)
+    encrypted_home(tmp_path / "home")
+    cli = cli_for(tmp_path / "home")
+    archive(cli, target, MESSAGES)
+    return cli, target
+
+
+def object_bytes(target: ArchiveTarget) -> dict[str, bytes]:
+    return {key: target.read(key) for key in target.keys()}
+
+
+def test_the_bucket_never_holds_the_plaintext_and_fetch_returns_the_exact_payload(
+        archived: tuple[Invoke, ArchiveTarget]) -> None:
+    cli, target = archived
+    objects = object_bytes(target)
+    assert len(objects) == 3
+    for key, body in objects.items():
+        inner = gzip.decompress(body)
+        for needle in (SECRET.encode(), b"Ann.Lee", b"ann.lee", b"bob@example.com",
+                       b"u-9", b"mail-1\"", b"recipient"):
+            assert needle not in inner and needle not in body, (key, needle)
+        parse_envelope(inner)  # each object is exactly an envelope
+        assert body[:10] == bytes.fromhex("1f8b0800000000000003")  # the pinned header
+    for message in MESSAGES:
+        result = cli("fetch", message["message_id"], "--part", "json")
+        assert result.exit_code == 0, result.output
+        assert result.stdout_bytes == expected(message)
+    html = cli("fetch", "mail-1", "--part", "html")
+    assert html.stdout_bytes == f"<p>{SECRET}</p>".encode()
+
+
+def test_an_envelope_copied_over_another_object_is_refused(
+        archived: tuple[Invoke, ArchiveTarget]) -> None:
+    cli, target = archived
+    [one] = [k for k in target.keys() if k.endswith("mail-1.json.gz")]
+    [two] = [k for k in target.keys() if k.endswith("mail-2.json.gz")]
+    body = target.read(two)
+    import hashlib
+
+    target.overwrite(one, body, payload_sha256=hashlib.sha256(gzip.decompress(body)).hexdigest())
+    result = cli("fetch", "mail-1")
+    assert result.exit_code == 1
+    assert "mail-1" in result.output and SECRET not in result.output
+    assert "for bob" not in result.output
+
+
+def test_forget_leaves_every_object_unreadable_by_any_key_the_audit_clean_and_logs_it(
+        archived: tuple[Invoke, ArchiveTarget], tmp_path: Path) -> None:
+    cli, target = archived
+    before = object_bytes(target)
+    result = cli("--json", "forget", "--project", "12345", "--recipient",
+                 " ANN.LEE@example.com ", "--reason", "GDPR art. 17 #118")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["messages"] == ["mail-1"] and report["keys_destroyed"] == 1
+    fetched = cli("fetch", "mail-1")
+    assert fetched.exit_code == 1
+    assert "erased on 20" in fetched.output and SECRET not in fetched.output
+    assert cli("fetch", "mail-2").exit_code == 0  # another recipient is untouched
+    # no key sm holds opens the object: every live key in the spool is tried on it
+    [key_one] = [k for k in before if k.endswith("mail-1.json.gz")]
+    envelope = parse_envelope(gzip.decompress(before[key_one]))
+    home = tmp_path / "home"
+    master = base64.b64decode((home / "keys" / "master.key").read_text())
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    live = rows(home / "spool.db", "SELECT kid, project_id, wrapped FROM recipient_keys"
+                " WHERE wrapped IS NOT NULL")
+    assert live  # bob's key and the SMS recipient's
+    for row in live:
+        wrapped = bytes(row["wrapped"])
+        context = (b"sm-recipient-key-v1\x00" + row["kid"].encode() + b"\x00"
+                   + row["project_id"].encode())
+        secret = AESGCM(master).decrypt(wrapped[:12], wrapped[12:], context)
+        with pytest.raises(EnvelopeError):
+            DataKey(envelope.kid, secret).open(envelope, key_one[len(target.key_prefix):])
+    assert rows(home / "spool.db", "SELECT wrapped FROM recipient_keys WHERE kid = ?",
+                (envelope.kid,))[0]["wrapped"] is None
+    # the bucket's bytes are unchanged; the log says erased; the audit is clean
+    assert object_bytes(target) == before
+    assert cli("manifest", "seal").exit_code == 0
+    audit = cli("--json", "audit")
+    assert audit.exit_code == 0, audit.output
+    [project] = [p for p in json.loads(audit.stdout)["projects"] if p["project_id"] == "12345"]
+    assert project["findings"] == [] and project["stored"] == 3
+    segments = [k for k in _all_keys(target) if "/manifests/" in k or "_sm/manifests" in k]
+    entries = [e for k in segments for e in parse_segment(_read_any(target, k)).entries]
+    [erased] = [e for e in entries if e["outcome"] == "erased"]
+    assert erased["message_id"] == "mail-1" and erased["reason"] == "GDPR art. 17 #118"
+    assert erased["key"] == key_one
+    # prove still proves the (encrypted) object was archived
+    proof = cli("--json", "prove", "mail-1")
+    assert proof.exit_code == 0, proof.output
+    assert json.loads(proof.stdout)["object_key"] == key_one
+    # find says when
+    found = cli("--json", "find", "--recipient", "ann.lee@example.com")
+    [row] = json.loads(found.stdout)
+    assert row["message_id"] == "mail-1" and row["erased_at"].startswith("20")
+    assert "erased_at" not in json.loads(cli("--json", "find", "--recipient",
+                                             "bob@example.com").stdout)[0]
+    # export of the erased message names it and exits 1
+    exported = cli("export", "--recipient", "ann.lee@example.com", "--format", "jsonl",
+                   "--output", str(tmp_path / "out.jsonl"))
+    assert exported.exit_code == 1
+    assert "erased on" in exported.output
+
+
+def _all_keys(target: ArchiveTarget) -> list[str]:
+    if target.kind == "file":
+        assert target.root is not None
+        return [p.relative_to(target.root).as_posix() for p in target.root.rglob("*")
+                if p.is_file()]
+    pages = target.s3_client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _read_any(target: ArchiveTarget, key: str) -> bytes:
+    if target.kind == "file":
+        assert target.root is not None
+        return (target.root / key).read_bytes()
+    return target.s3_client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+
+
+def test_a_spool_backup_restores_reading(archived: tuple[Invoke, ArchiveTarget],
+                                         tmp_path: Path) -> None:
+    cli, _ = archived
+    status = json.loads(cli("--json", "status").stdout)
+    assert status["recipient_keys"]["live"] == 3 and status["recipient_keys"]["backup_stale"]
+    checked = cli("status", "--check")
+    assert checked.exit_code == 1 and "recipient_keys_not_backed_up" in checked.output
+    backup = tmp_path / "backup.db"
+    assert cli("spool", "backup", str(backup)).exit_code == 0
+    status = json.loads(cli("--json", "status").stdout)
+    assert not status["recipient_keys"]["backup_stale"]
+    assert status["recipient_keys"]["last_backup_at"] is not None
+    home = tmp_path / "home"
+    for path in home.glob("spool.db*"):
+        path.unlink()  # the spool is lost
+    lost = cli("fetch", "mail-1", "--project", "12345")
+    assert lost.exit_code == 1 and SECRET not in lost.output
+    shutil.copyfile(backup, home / "spool.db")
+    restored = cli("fetch", "mail-1", "--part", "json")
+    assert restored.exit_code == 0, restored.output
+    assert restored.stdout_bytes == expected(MESSAGES[0])
+
+
+def test_forget_is_refused_while_the_holds_ledger_says_a_hold_covers_the_recipient(
+        archived: tuple[Invoke, ArchiveTarget], monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, _ = archived
+    monkeypatch.setattr(erasure, "holds_covering",
+                        lambda spool, project, recipient: ["case-42"])
+    result = cli("forget", "--project", "12345", "--recipient", "ann.lee@example.com",
+                 "--reason", "GDPR")
+    assert result.exit_code == 1
+    assert "case-42" in result.output and "hold" in result.output
+    assert cli("fetch", "mail-1").exit_code == 0  # nothing was erased
+
+
+@pytest.mark.skip(reason="needs the holds ledger")
+def test_forget_is_refused_under_a_real_hold(archived: tuple[Invoke, ArchiveTarget]) -> None:
+    cli, _ = archived
+    held = cli("hold", "add", "case-42", "--project", "12345", "--recipient",
+               "ann.lee@example.com", "--reason", "litigation")
+    assert held.exit_code == 0, held.output
+    result = cli("forget", "--project", "12345", "--recipient", "ann.lee@example.com",
+                 "--reason", "GDPR")
+    assert result.exit_code == 1 and "case-42" in result.output
+    assert cli("fetch", "mail-1").exit_code == 0
+
+
+def test_forget_on_a_project_without_encryption_says_so(tmp_path: Path) -> None:
+    cli = cli_for(tmp_path / "home")
+    target = target_for(type("R", (), {"param": "file"})(), tmp_path)  # type: ignore[arg-type]
+    archive(cli, target, [email("plain-1")])
+    result = cli("forget", "--project", "12345", "--recipient", "ann.lee@example.com",
+                 "--reason", "GDPR")
+    assert result.exit_code == 1 and "per-recipient" in result.output
+    assert cli("fetch", "plain-1").exit_code == 0
+
+
+def test_an_investigator_without_the_keys_lists_and_cannot_read(
+        archived: tuple[Invoke, ArchiveTarget], tmp_path: Path) -> None:
+    _, target = archived
+    investigator = cli_for(tmp_path / "investigator")
+    connected = investigator("connect", target.url, "--project", "12345", "--read-only",
+                             *target.connect_options)
+    assert connected.exit_code == 0, connected.output
+    found = investigator("--json", "find", "--remote", "--recipient", "bob@example.com")
+    assert SECRET not in found.output
+    fetched = investigator("fetch", "mail-1", "--project", "12345")
+    assert fetched.exit_code == 1 and SECRET not in fetched.output
+    assert "key" in fetched.output
