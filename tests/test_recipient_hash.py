@@ -108,3 +108,24 @@ def test_a_key_file_open_to_others_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(Exception, match="open to other users"):
         load_key_file(path)
+
+
+def test_connect_explains_sha256_and_says_nothing_once_keyed(tmp_path: Path) -> None:
+    plain = cli_for(tmp_path / "plain")
+    said = plain("connect", f"file://{tmp_path / 'a'}/", "--project", "1")
+    assert said.exit_code == 0, said.output
+    assert "plain SHA-256" in said.output and "hmac-sha256" in said.output
+    home = tmp_path / "keyed"
+    home.mkdir()
+    (home / "config.toml").write_text('recipient_hash = "hmac-sha256"\n')
+    keyed = cli_for(home)("connect", f"file://{tmp_path / 'b'}/", "--project", "1")
+    assert keyed.exit_code == 0 and "plain SHA-256" not in keyed.output
+
+
+def test_a_wrong_privacy_value_is_a_config_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('encryption = "aes"\n')
+    result = cli_for(home)("--json", "find", "--recipient", "x@example.com")
+    assert result.exit_code != 0
+    assert "per-recipient" in result.output

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..config.privacy import privacy_note
 from ..config.projects import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
@@ -169,6 +170,9 @@ def connect(
              " nothing was saved", hint=_refusal_hint(refusal, saved.url, scheme))
     _save(state, project, saved.model_copy(update={"accepted_failed_checks": waived}))
     print_signed_log_notes(out, project, log_notes)
+    note = None if out.json_mode or read_only else privacy_note(state.settings(), project)
+    if note:  # sha256 or hmac-sha256 (SPEC 9.5)
+        out.info(note)
 
 
 def signed_log_notes(state: AppState, other: str | None) -> dict[str, Any]:

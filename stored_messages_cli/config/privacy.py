@@ -310,3 +310,15 @@ class ProjectProtections:
             return []
         return [pid for pid in settings.projects
                 if (p := self(pid)) is not None and p.recipient_hash == HMAC_SHA256]
+
+
+def privacy_note(settings: Settings, project_id: str) -> str | None:
+    """What `sm connect` says of a project that hashes recipients with plain SHA-256 (the
+    default): what that means, and the keyed choice (docs/privacy.md). None otherwise."""
+    project = settings.projects.get(project_id)
+    own = getattr(project, "recipient_hash", None) if project is not None else None
+    if (own or settings.recipient_hash) != SHA256:
+        return None
+    return ("Recipients are hashed with plain SHA-256 (Iterable's layout): anyone holding an"
+            " address can find its messages in the bucket. recipient_hash = \"hmac-sha256\""
+            " keys the hash with a secret file instead (docs/privacy.md).")
