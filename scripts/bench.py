@@ -9,6 +9,7 @@
     .venv/bin/python scripts/bench.py --senders  # only record, record on 8 threads, record_many,
                                                  # ingest
     .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
+    .venv/bin/python scripts/bench.py --encryption  # per-recipient encryption vs plain
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -1265,6 +1266,9 @@ def main() -> None:
                         help="only CPU per message for senders: record of a short SMS vs a raw"
                              " durable insert, record_many vs a raw executemany, encoding and"
                              " gzip now vs before, --rounds alternating rounds (about a minute)")
+    parser.add_argument("--encryption", action="store_true",
+                        help="only the cost of per-recipient encryption: ingest CPU per"
+                             " message and sm run --once to a folder, encrypted vs plain")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -1287,6 +1291,12 @@ def main() -> None:
         if args.log:
             _load_row()
             bench_log_cost(work, int(3000 * scale), rounds)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.encryption:
+            from bench_encryption import bench_encryption
+
+            bench_encryption(work, int(3000 * scale), rounds, message, row)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.cpu:

@@ -23,6 +23,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,7 +75,7 @@ class Protection:
     hash_key: bytes | None = None
     wrapper: KeyWrapper | None = None
 
-    @property
+    @cached_property
     def digest(self) -> Digest:
         """The project's identity hash (`sha256_hex`, or the keyed HMAC)."""
         if self.recipient_hash == HMAC_SHA256 and self.hash_key is not None:

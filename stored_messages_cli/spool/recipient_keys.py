@@ -27,8 +27,6 @@ from typing import Any, Protocol
 
 from ..config.privacy import KeyUnavailable
 
-# A key read back this long (seconds) after it was made is surely committed: cached.
-SETTLED_AFTER = 300.0
 # `spool_meta` name of the last `sm spool backup` that held the keys.
 KEYS_BACKED_UP = "recipient_keys_backed_up_at"
 # The columns of an erased message's log entry (`add_erased_entry`), in order.
@@ -73,8 +71,13 @@ class RecipientKey:
 class RecipientKeyStore(Protocol):
     """The verbs of `recipient_keys` (both backends)."""
 
-    def add_recipient_key(self, key: RecipientKey) -> None:
-        """Insert `key` unless the recipient has a live key already (then nothing)."""
+    def add_recipient_key(self, key: RecipientKey) -> bool:
+        """Insert `key` unless the recipient has a live key already (then nothing); True
+        when it was inserted."""
+        ...
+
+    def recipient_key_live(self, kid: str) -> bool:
+        """True when key `kid` exists (in this transaction's view) and is not erased."""
         ...
 
     def live_recipient_key(self, project_id: str, recipient: str) -> RecipientKey | None:

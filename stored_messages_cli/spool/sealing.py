@@ -4,10 +4,10 @@ Intake seals each message of an encrypted project under its recipient's data key
 and hashes identities the project's way; readers open envelopes by key id (`key_for`). The
 keys themselves are rows of `recipient_keys` (`recipient_keys.py`, the store's verbs).
 
-Keys are made inside the caller's write transaction (intake's). A key this process has not
-yet seen committed is never cached: a rolled-back transaction takes its key with it, and
-the next message reads or makes the key again (a key read back `SETTLED_AFTER` after it was
-made is surely committed, and cached).
+Keys are made inside the caller's write transaction (intake's) and cached; a cached key is
+checked on every use, in the same transaction, with one primary-key read: a transaction that
+rolled back took its key with it, and a key `sm forget` destroyed (in any process) is never
+used again, so no message is ever sealed under a key the spool does not hold.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..config.privacy_choices import HMAC_SHA256
 from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
-from .recipient_keys import KEYS_BACKED_UP, SETTLED_AFTER, Erased, RecipientKey
+from .recipient_keys import KEYS_BACKED_UP, Erased, RecipientKey
 from .store import SpoolStore
 
 ProtectionLookup = Callable[[str], Protection | None]
@@ -67,8 +67,7 @@ class RecipientKeys:
         if protection is None or protection.plain:
             return msg
         if protection.recipient_hash == HMAC_SHA256:
-            hashes = search_hashes(msg.document["recipient"], region, self.digest_of(
-                msg.project_id))
+            hashes = search_hashes(msg.document["recipient"], region, protection.digest)
             msg = replace(msg, recipient_hash=next(iter(hashes.values())),
                           recipient_hashes=identifier_hashes_json(hashes))
         if protection.wrapper is None:
@@ -102,20 +101,26 @@ class RecipientKeys:
         """The recipient's live data key, made (and inserted, in the caller's transaction)
         when it has none."""
         cached = self._live.get((project_id, recipient))
-        if cached is not None:
+        # A cached key is checked in this transaction on every use: still there (its
+        # transaction may have rolled back since) and not erased (by `sm forget`, maybe in
+        # another process). One primary-key read.
+        if cached is not None and self.store.recipient_key_live(cached.kid):
             return cached
         row = self.store.live_recipient_key(project_id, recipient)
         if row is None:
             kid = secrets.token_hex(16)
             secret = secrets.token_bytes(32)
-            self.store.add_recipient_key(RecipientKey(
-                kid, project_id, recipient, wrapper.wrap(secret, wrap_context(kid, project_id)),
-                wrapper.name, self.store.clock.now()))
+            if self.store.add_recipient_key(RecipientKey(
+                    kid, project_id, recipient, wrapper.wrap(secret, wrap_context(kid,
+                                                                                 project_id)),
+                    wrapper.name, self.store.clock.now())):
+                key = DataKey(kid, secret)
+                self._live[(project_id, recipient)] = key
+                return key
             row = self.store.live_recipient_key(project_id, recipient)
-            assert row is not None  # ours, or one another process committed first
+            assert row is not None  # another process committed one first
         key = self._unwrapped(row, wrapper)
-        if row.created_at <= self.store.clock.now() - SETTLED_AFTER:
-            self._live[(project_id, recipient)] = key
+        self._live[(project_id, recipient)] = key
         return key
 
     # ------------------------------------------------------------------------ readers

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from stored_messages_cli.message import parse_message
 from stored_messages_cli.message.envelope import parse_envelope
 from stored_messages_cli.spool import Spool, Stored
 from stored_messages_cli.spool.recipient_keys import Erased
@@ -139,3 +140,30 @@ def test_sqlite_keeps_no_copy_of_an_erased_key_in_its_files(spool: Spool, make_m
     spool.store.after_erasure()
     for path in sm_home.glob("spool.db*"):
         assert wrapped not in path.read_bytes(), path
+
+
+def test_a_key_erased_by_another_spool_is_never_used_again(spool: Spool, make_message: Any,
+                                                         sm_home: Path, clock: Any) -> None:
+    spool.record(message(make_message, "m-1"))  # this spool now holds ann's key in memory
+    [first] = rows(spool, "SELECT kid, recipient FROM recipient_keys")
+    with Spool.open(home=sm_home, clock=clock) as other:  # `sm forget` in another process
+        with other.store.write():
+            other.store.erase_recipient_keys("12345", [first["recipient"]], "GDPR", 5.0)
+    spool.record(message(make_message, "m-2"))
+    sealed = {parse_envelope(b).kid for b in kept_bodies(spool)}
+    [second] = rows(spool, "SELECT kid FROM recipient_keys WHERE erased_at IS NULL")
+    assert sealed == {first["kid"], second["kid"]} and second["kid"] != first["kid"]
+
+
+def test_a_rolled_back_key_is_not_used_by_the_next_message(spool: Spool, make_message: Any
+                                                         ) -> None:
+    keys = keys_of(spool)
+    with pytest.raises(RuntimeError), spool.store.write():
+        keys.protect(parse_message(message(make_message, "m-0")))  # then the batch fails
+        raise RuntimeError("disk full, say")
+    assert rows(spool, "SELECT kid FROM recipient_keys") == []
+    assert keys._live  # the key made in it is still cached
+    spool.record(message(make_message, "m-1"))
+    [row] = rows(spool, "SELECT kid FROM recipient_keys")
+    [body] = kept_bodies(spool)
+    assert parse_envelope(body).kid == row["kid"]  # sealed under a key the spool holds

@@ -38,13 +38,19 @@ def migrate_recipient_keys(conn: sqlite3.Connection) -> None:
 class RecipientKeySql(StoreBase):
     """`RecipientKeyStore` on SQLite."""
 
-    def add_recipient_key(self, key: RecipientKey) -> None:
-        """Insert `key` unless the recipient has a live key already (then nothing)."""
-        self.conn.execute(
+    def add_recipient_key(self, key: RecipientKey) -> bool:
+        """Insert `key` unless the recipient has a live key already (then nothing); True
+        when it was inserted."""
+        return 1 == self.conn.execute(
             f'INSERT INTO "recipient_keys" ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'
             " ON CONFLICT DO NOTHING",
             (key.kid, key.project_id, key.recipient, key.wrapped, key.wrapped_with,
-             key.created_at, key.erased_at, key.erase_reason))
+             key.created_at, key.erased_at, key.erase_reason)).rowcount
+
+    def recipient_key_live(self, kid: str) -> bool:
+        """True when key `kid` exists and is not erased."""
+        return bool(self._rows('SELECT 1 FROM "recipient_keys" WHERE "kid" = ?'
+                               ' AND "erased_at" IS NULL', (kid,)))
 
     def live_recipient_key(self, project_id: str, recipient: str) -> RecipientKey | None:
         """The recipient's key not erased, if any."""
