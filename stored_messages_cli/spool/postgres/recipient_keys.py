@@ -41,11 +41,11 @@ class RecipientKeyPg(PgStoreBase):
     def add_recipient_key(self, key: RecipientKey) -> bool:
         """Insert `key` unless the recipient has a live key already (then nothing); True
         when it was inserted."""
-        return 1 == self.pg.execute(
+        return 1 == int(self.pg.execute(
             f'INSERT INTO "recipient_keys" ({KEY_COLUMNS})'
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (key.kid, key.project_id, key.recipient, key.wrapped, key.wrapped_with,
-             key.created_at, key.erased_at, key.erase_reason)).rowcount
+             key.created_at, key.erased_at, key.erase_reason)).rowcount)
 
     def recipient_key_live(self, kid: str) -> bool:
         """True when key `kid` exists and is not erased."""
