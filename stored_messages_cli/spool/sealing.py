@@ -97,6 +97,18 @@ class RecipientKeys:
             return payload
         return self.data_key(project_id, where[1], protection.wrapper).seal(payload, where[0])
 
+    def seal_evidence(self, project_id: str, recipient: str, relative_key: str,
+                      payload: bytes) -> bytes:
+        """An evidence object's payload (provider events hold addresses) sealed under its
+        message's recipient key, bound to the evidence object's own key (without the
+        destination prefix); unchanged when the project is not encrypted. Inside a write
+        transaction, as `protect`. Readers open it as any object (`investigate.sealed`)."""
+        protection = self._protection_for(project_id)
+        if protection is None or protection.wrapper is None:
+            return payload
+        return self.data_key(project_id, recipient, protection.wrapper).seal(payload,
+                                                                             relative_key)
+
     def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
         """The recipient's live data key, made (and inserted, in the caller's transaction)
         when it has none."""

@@ -167,3 +167,23 @@ def test_a_rolled_back_key_is_not_used_by_the_next_message(spool: Spool, make_me
     [row] = rows(spool, "SELECT kid FROM recipient_keys")
     [body] = kept_bodies(spool)
     assert parse_envelope(body).kid == row["kid"]  # sealed under a key the spool holds
+
+
+def test_evidence_is_sealed_under_the_recipients_key_and_erased_with_it(
+        spool: Spool, make_message: Any) -> None:
+    spool.record(message(make_message, "m-1"))
+    [row] = rows(spool, "SELECT kid, recipient FROM recipient_keys")
+    keys = keys_of(spool)
+    event = b'{"event":"delivered","to":"ann@example.com"}'
+    where = "_sm/evidence/12345/m-1/delivered.json.gz"
+    with spool.store.write():
+        sealed = keys.seal_evidence("12345", row["recipient"], where, event)
+    assert b"ann@example.com" not in sealed
+    envelope = parse_envelope(sealed)
+    assert envelope.kid == row["kid"]
+    assert keys.key_for(envelope.kid, where).open(envelope, where) == event
+    with spool.store.write():
+        spool.store.erase_recipient_keys("12345", [row["recipient"]], "GDPR", 5.0)
+    keys.forget_cached()
+    with pytest.raises(Erased):
+        keys.key_for(envelope.kid, where)
