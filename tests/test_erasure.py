@@ -180,6 +180,7 @@ def test_a_spool_backup_restores_reading(archived: tuple[Invoke, ArchiveTarget],
     assert status["recipient_keys"]["live"] == 3 and status["recipient_keys"]["backup_stale"]
     checked = cli("status", "--check")
     assert checked.exit_code == 1 and "recipient_keys_not_backed_up" in checked.output
+    assert "only in the spool" in cli("status").output
     backup = tmp_path / "backup.db"
     assert cli("spool", "backup", str(backup)).exit_code == 0
     status = json.loads(cli("--json", "status").stdout)

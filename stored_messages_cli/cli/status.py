@@ -308,6 +308,8 @@ def evidence_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def print_evidence(out: Any, doc: dict[str, Any]) -> None:
     """The human view of the anchors behind and the manifest writes failing."""
     anchors, manifests = doc["anchors"], doc["manifests"]
+    for _, detail in keys_backup_problems(doc):  # losing the keys loses the archive
+        out.warn(detail)
     if anchors["behind"]:
         out.print(f"Anchors behind: {anchors['behind']} (oldest"
                   f" {_age(anchors['oldest_age_seconds'])})", highlight=False)
