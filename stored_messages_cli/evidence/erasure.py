@@ -104,7 +104,7 @@ def forget(spool: Spool, keys: RecipientKeys, project_id: str, recipient: str, r
     digest = keys.digest_of(project_id)
     candidates = recipient_hash_candidates(recipient, region, digest)
     entries = ArchiveIndex.of(spool).find(FindQuery(
-        recipient_hashes=tuple(candidates), project_id=project_id)).entries
+        recipient_hashes=tuple(candidates), project_id=project_id, limit=None)).entries
     recipients = sorted({*candidates, *(e.recipient_hash for e in entries
                                         if e.recipient_hash)})
     now = spool.clock.now()
