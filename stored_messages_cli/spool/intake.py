@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -351,7 +351,9 @@ class Intake:
         if known is None:  # stored, then pruned: the archive index holds its identity
             archived = self.store.archived_message(msg.project_id, msg.message_id)
             assert archived is not None  # what the insert found, under the write lock
-            return identity.message_again(msg, archived)
+            return identity.message_again(msg if row.payload_sha256 in (None, msg.payload_sha)
+                                          else replace(msg, payload_sha=row.payload_sha256),
+                                          archived)  # sealed: the envelope's hash
         name = f"message {msg.message_id} of project {msg.project_id}"
         if known.content_sha256 != msg.content_sha256():
             raise MessageConflict(f"{name} was recorded before with other content;"

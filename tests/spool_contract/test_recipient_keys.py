@@ -187,3 +187,25 @@ def test_evidence_is_sealed_under_the_recipients_key_and_erased_with_it(
     keys.forget_cached()
     with pytest.raises(Erased):
         keys.key_for(envelope.kid, where)
+
+
+def test_an_encrypted_message_recorded_again_after_prune_is_a_duplicate(
+        spool: Spool, clock: Any, tmp_path: Path) -> None:
+    from tests.spool_contract.test_pruned_identity import (
+        bucket_files,
+        other_content,
+        store_and_prune,
+        stored_message,
+    )
+
+    message = stored_message()
+    folder = tmp_path / "bucket"
+    store_and_prune(spool, clock, folder, [message])
+    [key] = bucket_files(folder)
+    stored = gzip.decompress((folder / key).read_bytes())
+    assert message["recipient"]["email"].encode() not in stored
+    assert message["content"]["subject"].encode() not in stored
+    assert parse_envelope(gzip.decompress((folder / key).read_bytes()))
+    assert spool.record(message) == "duplicate"
+    with pytest.raises(Exception, match="other content"):
+        spool.record(other_content(message) | {"recipient": message["recipient"]})
