@@ -231,9 +231,9 @@ def test_forget_on_a_project_without_encryption_says_so(tmp_path: Path) -> None:
     assert cli("fetch", "plain-1").exit_code == 0
 
 
-def test_an_investigator_without_the_keys_lists_and_cannot_read(
+def test_an_investigator_without_the_keys_lists_proves_and_cannot_read(
         archived: tuple[Invoke, ArchiveTarget], tmp_path: Path) -> None:
-    _, target = archived
+    cli, target = archived
     investigator = cli_for(tmp_path / "investigator")
     connected = investigator("connect", target.url, "--project", "12345", "--read-only",
                              *target.connect_options)
@@ -243,3 +243,8 @@ def test_an_investigator_without_the_keys_lists_and_cannot_read(
     fetched = investigator("fetch", "mail-1", "--project", "12345")
     assert fetched.exit_code == 1 and SECRET not in fetched.output
     assert "key" in fetched.output
+    verifier = json.loads(cli("--json", "key", "show").stdout)["verifier_key"]
+    proved = investigator("--json", "prove", "mail-1", "--project", "12345", "--trust",
+                          verifier)
+    assert proved.exit_code == 0, proved.output
+    assert json.loads(proved.stdout)["message_id"] == "mail-1"
