@@ -276,11 +276,14 @@ def test_planted_and_altered_envelopes_are_integrity_failures(
     from stored_messages_cli.spool import Spool
 
     use_keys_of(lambda: Spool.open(home=tmp_path / "home"))
-    with pytest.raises(Exception, match="does not hold"):
-        opened(one, one[len(target.key_prefix):], raw)
-    with pytest.raises(Exception, match="does not open"):
-        opened(one, one[len(target.key_prefix):], json.dumps(
-            altered, sort_keys=True, separators=(",", ":")).encode())
+    try:
+        with pytest.raises(Exception, match="does not hold"):
+            opened(one, one[len(target.key_prefix):], raw)
+        with pytest.raises(Exception, match="does not open"):
+            opened(one, one[len(target.key_prefix):], json.dumps(
+                altered, sort_keys=True, separators=(",", ":")).encode())
+    finally:
+        use_keys_of(None)
 
 
 def test_another_master_key_cannot_read_and_says_which_it_needs(
