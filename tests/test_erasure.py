@@ -155,6 +155,10 @@ def test_forget_leaves_every_object_unreadable_by_any_key_the_audit_clean_and_lo
                    "--output", str(tmp_path / "out.jsonl"))
     assert exported.exit_code == 1
     assert "erased on" in exported.output
+    readable = cli("export", "--recipient", "bob@example.com", "--format", "jsonl",
+                   "--output", "-")
+    assert readable.exit_code == 0, readable.output
+    assert "<p>for bob</p>" in readable.stdout  # decrypted transparently
 
 
 def _all_keys(target: ArchiveTarget) -> list[str]:
