@@ -22,6 +22,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +42,7 @@ MASTER_KEY_FILE = "master.key"
 HASH_KEY_FILE = "recipient-hash.key"
 KEY_BYTES = 32
 _MAX_FILE = 256
+RECHECK_SECONDS = 1.0  # how often intake looks whether config.toml changed
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
@@ -268,8 +270,8 @@ def protection_of(settings: Settings, project_id: str, home_folder: Path
 
 
 class ProjectProtections:
-    """Intake's and readers' lookup of `protection_of`, read again whenever config.toml
-    changes (from the last good copy while it does not load). `settings` given: those
+    """Intake's and readers' lookup of `protection_of`, read again when config.toml changes
+    (looked at once a second at most; from the last good copy while it does not load). `settings` given: those
     settings, once (a command that loaded them already)."""
 
     def __init__(self, config_file: Path, settings: Settings | None = None) -> None:
@@ -278,10 +280,15 @@ class ProjectProtections:
         self._stamp: Any = False
         self._settings: Settings | None = settings
         self._made: dict[str, Protection | None] = {}
+        self._checked = 0.0
 
     def _current(self) -> Settings | None:
         if self._fixed is not None:
             return self._fixed
+        now = time.monotonic()
+        if self._stamp is not False and now < self._checked + RECHECK_SECONDS:
+            return self._settings  # config.toml looked at moments ago (intake: per message)
+        self._checked = now
         try:
             found = self.config_file.stat()
             stamp: Any = (found.st_mtime_ns, found.st_size, found.st_ino)

@@ -300,7 +300,7 @@ class Intake:
                  ) -> tuple[MessageRow, str]:
         """The row of a message never seen before, and its outcome then."""
         if self.keys is not None:  # as its project stores it (SPEC 9.5)
-            msg = self.keys.protect(msg, self._phone_region() if self._phone_region else None)
+            msg = self.keys.protect(msg, self._phone_region)
         content_sha = msg.content_sha256()
         state: State
         final_reason: FinalReason | None = None

@@ -59,15 +59,18 @@ class RecipientKeys:
 
     # ------------------------------------------------------------------------ intake
 
-    def protect(self, msg: Message, region: str | None = None) -> Message:
+    def protect(self, msg: Message, region: Callable[[], str | None] | None = None
+                ) -> Message:
         """`msg` as its project stores it: with the keyed recipient hashes and, when
         encrypted, its object sealed (the envelope is then the payload every stored-bytes
-        check hashes). Inside the caller's write transaction (a new key is inserted)."""
+        check hashes). Inside the caller's write transaction (a new key is inserted). `region`
+        gives `default_phone_region` (read only for a keyed project)."""
         protection = self._protection_for(msg.project_id)
         if protection is None or protection.plain:
             return msg
         if protection.recipient_hash == HMAC_SHA256:
-            hashes = search_hashes(msg.document["recipient"], region, protection.digest)
+            hashes = search_hashes(msg.document["recipient"], region() if region else None,
+                                   protection.digest)
             msg = replace(msg, recipient_hash=next(iter(hashes.values())),
                           recipient_hashes=identifier_hashes_json(hashes))
         if protection.wrapper is None:
