@@ -271,8 +271,8 @@ def protection_of(settings: Settings, project_id: str, home_folder: Path
 
 class ProjectProtections:
     """Intake's and readers' lookup of `protection_of`, read again when config.toml changes
-    (looked at once a second at most; from the last good copy while it does not load). `settings` given: those
-    settings, once (a command that loaded them already)."""
+    (looked at once a second at most; from the last good copy while it does not load).
+    `settings` given: those settings, once (a command that loaded them already)."""
 
     def __init__(self, config_file: Path, settings: Settings | None = None) -> None:
         self.config_file = config_file
