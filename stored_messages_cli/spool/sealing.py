@@ -143,7 +143,7 @@ class RecipientKeys:
     def key_for(self, kid: str, what: str) -> DataKey:
         """The data key `kid` to open `what` with; Erased, or KeyUnavailable naming why."""
         cached = self._by_kid.get(kid)
-        if cached is not None:
+        if cached is not None and self.store.recipient_key_live(kid):  # erased since?
             return cached
         row = self.store.recipient_key(kid)
         if row is None:
