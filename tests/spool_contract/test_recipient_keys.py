@@ -209,3 +209,35 @@ def test_an_encrypted_message_recorded_again_after_prune_is_a_duplicate(
     assert spool.record(message) == "duplicate"
     with pytest.raises(Exception, match="other content"):
         spool.record(other_content(message) | {"recipient": message["recipient"]})
+
+
+def test_forget_destroys_the_keys_and_logs_each_stored_message(
+        spool: Spool, clock: Any, make_message: Any, tmp_path: Path) -> None:
+    from stored_messages_cli.archiver import Archiver, ProjectTarget
+    from stored_messages_cli.evidence.erasure import forget
+    from tests.support.fixtures.core import connected_folder
+
+    folder = tmp_path / "bucket"
+    folder.mkdir(mode=0o700)
+    spool.record_many([message(make_message, "m-1"), message(make_message, "m-2"),
+                       message(make_message, "m-3", "bob@example.com")])
+    destination = connected_folder(f"file://{folder}/")
+    Archiver(spool, [ProjectTarget("12345", destination)], clock=clock,
+             concurrency=1).run(once=True)
+    clock.advance(60)
+    erasure = forget(spool, keys_of(spool), "12345", " Ann@Example.com ", "GDPR #1")
+    assert sorted(erasure.messages) == ["m-1", "m-2"] and len(erasure.keys) == 1
+    erased = rows(spool, "SELECT message_id, outcome, reason, payload_sha256, stored_key"
+                  " FROM manifest_entries WHERE outcome = 'erased' ORDER BY message_id")
+    stored = {r["message_id"]: r for r in rows(
+        spool, "SELECT message_id, payload_sha256, stored_key FROM manifest_entries"
+        " WHERE outcome = 'stored'")}
+    assert [r["message_id"] for r in erased] == ["m-1", "m-2"]
+    for row in erased:
+        assert row["reason"] == "GDPR #1"
+        assert row["payload_sha256"] == stored[row["message_id"]]["payload_sha256"]
+        assert row["stored_key"] == stored[row["message_id"]]["stored_key"]
+    # again: nothing left to destroy, nothing logged twice
+    again = forget(spool, keys_of(spool), "12345", "ann@example.com", "GDPR #1")
+    assert again.keys == [] and again.messages == []
+    assert len(rows(spool, "SELECT 1 FROM manifest_entries WHERE outcome = 'erased'")) == 2
