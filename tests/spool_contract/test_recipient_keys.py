@@ -241,3 +241,49 @@ def test_forget_destroys_the_keys_and_logs_each_stored_message(
     again = forget(spool, keys_of(spool), "12345", "ann@example.com", "GDPR #1")
     assert again.keys == [] and again.messages == []
     assert len(rows(spool, "SELECT 1 FROM manifest_entries WHERE outcome = 'erased'")) == 2
+
+
+def test_kill_9_mid_ingest_leaves_no_body_sealed_under_a_missing_key(
+        spool: Spool, sm_home: Path) -> None:
+    """A recorder killed with SIGKILL while making keys and sealing: whatever committed,
+    each kept body opens with a key the spool holds (keys and bodies commit together)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, itertools\n"
+        "from stored_messages_cli import Spool\n"
+        "from tests.support.fixtures.core import EMAIL_MESSAGE\n"
+        "import copy\n"
+        "with Spool.open(home=sys.argv[1]) as spool:\n"
+        "    for batch in itertools.count():\n"
+        "        items = []\n"
+        "        for i in range(20):\n"
+        "            m = copy.deepcopy(EMAIL_MESSAGE)\n"
+        "            m['message_id'] = f'k-{batch}-{i}'\n"
+        "            m['recipient'] = {'email': f'r{batch}-{i % 7}@example.com'}\n"
+        "            items.append(m)\n"
+        "        spool.record_many(items)\n"
+        "        print(batch, flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", code, str(sm_home)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # some batches committed, the next one under way
+        line = child.stdout.readline()
+        if line and int(line) >= 3:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    bodies = rows(spool, "SELECT m.key, b.payload FROM message_bodies b"
+                  " JOIN messages m ON m.id = b.id")
+    assert len(bodies) >= 80
+    keys = keys_of(spool)
+    for row in bodies:
+        envelope = parse_envelope(gzip.decompress(bytes(row["payload"])))
+        plain = keys.key_for(envelope.kid, row["key"]).open(envelope, row["key"])
+        assert b'"message_id":"k-' in plain
