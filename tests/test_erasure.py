@@ -21,6 +21,7 @@ from tests.support.investigation_support import (
     ArchiveTarget,
     Invoke,
     archive,
+    build_target,
     canonical,
     cli_for,
     email,
@@ -298,3 +299,27 @@ def test_another_master_key_cannot_read_and_says_which_it_needs(
     result = cli("fetch", "mail-1", "--project", "12345")
     assert result.exit_code == 1 and SECRET not in result.output
     assert "master:" in result.output and "master_key_file" in result.output
+
+
+@pytest.mark.parametrize("spool_backend", ["postgresql"], indirect=True)
+def test_on_a_postgresql_spool(spool_backend: str, tmp_path: Path) -> None:
+    """The same life on a fleet's PostgreSQL spool: sealed at ingest, read, forgotten, audited;
+    its backup is the database's (the status never calls it stale)."""
+    home = tmp_path / "home"
+    encrypted_home(home)
+    target = build_target("file", tmp_path)
+    cli = cli_for(home)
+    archive(cli, target, MESSAGES[:2])
+    for key in target.keys():
+        assert SECRET.encode() not in gzip.decompress(target.read(key))
+    assert cli("fetch", "mail-1", "--part", "json").stdout_bytes == expected(MESSAGES[0])
+    forgot = cli("--json", "forget", "--project", "12345", "--recipient",
+                 "ann.lee@example.com", "--reason", "GDPR")
+    assert json.loads(forgot.stdout)["messages"] == ["mail-1"]
+    gone = cli("fetch", "mail-1")
+    assert gone.exit_code == 1 and "erased on" in gone.output
+    assert cli("manifest", "seal").exit_code == 0
+    audit = cli("--json", "audit")
+    assert audit.exit_code == 0 and json.loads(audit.stdout)["projects"][0]["findings"] == []
+    keys = json.loads(cli("--json", "status").stdout)["recipient_keys"]
+    assert keys["live"] == 1 and keys["erased"] == 1 and keys["backup_stale"] is False
