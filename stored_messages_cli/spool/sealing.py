@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
+from ..errors import MessageConflict
 from ..config.privacy_choices import HMAC_SHA256
 from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
@@ -89,7 +90,10 @@ class RecipientKeys:
         if where is None:
             raise KeyUnavailable(f"message {message_id} of project {project_id} has no row")
         envelope = parse_envelope(kept_payload)
-        return self.key_for(envelope.kid, f"message {message_id}").open(envelope, where[0])
+        try:
+            return self.key_for(envelope.kid, f"message {message_id}").open(envelope, where[0])
+        except KeyUnavailable as exc:  # erased while it awaited its confirmation
+            raise MessageConflict(f"{exc}; it cannot be confirmed now") from None
 
     def resealed(self, project_id: str, message_id: str, payload: bytes) -> bytes:
         """`payload` sealed as the message's project stores it (unchanged when the project

@@ -287,3 +287,21 @@ def test_kill_9_mid_ingest_leaves_no_body_sealed_under_a_missing_key(
         envelope = parse_envelope(gzip.decompress(bytes(row["payload"])))
         plain = keys.key_for(envelope.kid, row["key"]).open(envelope, row["key"])
         assert b'"message_id":"k-' in plain
+
+
+def test_a_sent_event_for_a_message_erased_while_unconfirmed_is_a_rejected_line(
+        spool: Spool, make_message: Any) -> None:
+    import json as json_
+
+    unconfirmed = message(make_message, "m-5")
+    del unconfirmed["sent_at"]
+    spool.record(unconfirmed)
+    [row] = rows(spool, "SELECT recipient FROM recipient_keys")
+    with spool.store.write():
+        spool.store.erase_recipient_keys("12345", [row["recipient"]], "GDPR", 5.0)
+    event = {"event": "sent", "project_id": "12345", "message_id": "m-5",
+             "sent_at": "2026-11-27T17:00:00Z"}
+    report = spool.ingest_lines([json_.dumps(event) + "\n", json_.dumps(
+        message(make_message, "m-6", "bob@example.com")) + "\n"], source="events")
+    assert report.accepted == 1 and report.rejected == 1  # the next line still goes in
+    assert "erased" in report.errors[0]["reason"]
