@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
-from ..errors import MessageConflict
 from ..config.privacy_choices import HMAC_SHA256
+from ..errors import MessageConflict
 from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
