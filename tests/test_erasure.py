@@ -136,6 +136,9 @@ def test_forget_leaves_every_object_unreadable_by_any_key_the_audit_clean_and_lo
     assert audit.exit_code == 0, audit.output
     [project] = [p for p in json.loads(audit.stdout)["projects"] if p["project_id"] == "12345"]
     assert project["findings"] == [] and project["stored"] == 3
+    deep = cli("--json", "audit", "--deep")  # every object's bytes read and hashed again
+    assert deep.exit_code == 0 and all(p["findings"] == []
+                                       for p in json.loads(deep.stdout)["projects"])
     segments = [k for k in _all_keys(target) if "/manifests/" in k or "_sm/manifests" in k]
     entries = [e for k in segments for e in parse_segment(_read_any(target, k)).entries]
     [erased] = [e for e in entries if e["outcome"] == "erased"]
