@@ -10,6 +10,7 @@
                                                  # ingest
     .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
     .venv/bin/python scripts/bench.py --serve    # sm serve vs sm ingest, single POSTs
+    .venv/bin/python scripts/bench.py --encryption  # per-recipient encryption vs plain
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -1269,6 +1270,9 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true",
                         help="only sm serve: JSON Lines batches of 1,000 per CPU-second vs sm"
                              " ingest, and single POSTs from 8 keep-alive clients (msg/s)")
+    parser.add_argument("--encryption", action="store_true",
+                        help="only the cost of per-recipient encryption: ingest CPU per"
+                             " message and sm run --once to a folder, encrypted vs plain")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -1297,6 +1301,12 @@ def main() -> None:
             from bench_serve import bench_serve  # scripts/bench_serve.py
 
             bench_serve(work, rounds, scale, message, row)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.encryption:
+            from bench_encryption import bench_encryption
+
+            bench_encryption(work, int(3000 * scale), rounds, message, row)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.cpu:

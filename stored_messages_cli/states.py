@@ -131,11 +131,17 @@ class HoldState(StrEnum):
 
 
 class LogOutcome(StrEnum):
-    """Log entries that are not an archiving outcome: a legal hold applied or released."""
+    """Log entries that are not an archiving outcome (no message is ever in one of these states).
+
+    A legal hold applied or released (SPEC 9.4); a message's data key destroyed by `sm forget`
+    (SPEC 9.5).
+    """
 
     HOLD = "hold"
     RELEASE = "release"
+    ERASED = "erased"
 
 
-# Every outcome a manifest entry may carry: the archiving outcomes, then the hold events.
+# Every outcome a manifest entry may carry: the archiving outcomes, then the others.
 ENTRY_OUTCOMES: tuple[str, ...] = (*SETTLED_OUTCOMES, *LogOutcome)
+ERASED_OUTCOME = LogOutcome.ERASED

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "prove": "prove", "verify-proof": "prove",
     "hold": "hold", "retention": "retention",
     "serve": "serve",
+    "forget": "forget",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

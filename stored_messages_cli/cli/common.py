@@ -175,9 +175,13 @@ class AppState:
         nothing (a typo in SM_HOME must not look like an empty archive)."""
         if not create:
             self.require_spool()
+        from ..investigate.sealed import use_keys_of
         from ..spool import Spool  # start-up: only commands that open the spool load it
 
-        return Spool.open(self.spool, home=self.home)
+        spool = Spool.open(self.spool, home=self.home)
+        # reads open envelopes with this spool's keys (SPEC 9.5)
+        use_keys_of(lambda: Spool.open(self.spool, home=self.home))
+        return spool
 
     def require_spool(self) -> None:
         """Exit 1 (`Error: no spool at PATH`, `Try: …`) when the SQLite spool file is

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..config.privacy import privacy_note
 from ..config.projects import ProjectDestination
 from ..destinations import open_destination
 from ..destinations.base import Check, split_url
@@ -168,7 +169,8 @@ def connect(
         fail(f"{saved.url} failed the {refusal.name} check: {refusal.detail};"
              " nothing was saved", hint=_refusal_hint(refusal, saved.url, scheme))
     _save(state, project, saved.model_copy(update={"accepted_failed_checks": waived}))
-    print_signed_log_notes(out, project, log_notes)
+    print_signed_log_notes(out, project, log_notes, privacy_note(state.settings(), project)
+                           if not (out.json_mode or read_only) else None)
 
 
 def signed_log_notes(state: AppState, other: str | None) -> dict[str, Any]:
@@ -190,9 +192,13 @@ def signed_log_notes(state: AppState, other: str | None) -> dict[str, Any]:
     return notes
 
 
-def print_signed_log_notes(out: Output, project: str, notes: dict[str, Any]) -> None:
+def print_signed_log_notes(out: Output, project: str, notes: dict[str, Any],
+                           privacy: str | None = None) -> None:
     """The verifier key (to keep with the auditor) and a warning when another spool seals
-    the project's log at this destination."""
+    the project's log at this destination; then `privacy`, what the project's recipient
+    hash means (SPEC 9.5), when given."""
+    if privacy:
+        out.info(privacy)
     if "key_error" in notes:
         out.warn(notes["key_error"] + "; sm run cannot sign manifests until it can: sm key"
                  " show")

@@ -15,6 +15,7 @@ from ..evidence.access_log import FAILED, filters_of, refs_of
 from ..evidence.export import FORMATS, STREAM_FILES, ExportReport, export, export_stream
 from ..evidence.holds import holding_cases_of
 from ..investigate.index import ArchiveIndex, IndexEntry
+from ..investigate.sealed import keyed_digests
 from ..message import sha256_hex
 from .access_log import recorded, touched_projects
 from .common import AppState, Output, command, fail, state_of
@@ -78,7 +79,8 @@ def export_command(
         _check_stdout_use(format, zip_output=zip_output, json_mode=out.json_mode)
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
-                        limit=None, command="export", region=phone_region(state, recipient))
+                        limit=None, command="export", region=phone_region(state, recipient),
+                        digests=keyed_digests(state.paths.config_file) if recipient else ())
     filters = filters_of(recipient=recipient, message_id=message_id, campaign=campaign,
                          project=project, medium=medium, since=since, until=until)
     details = {"format": format, "zip": zip_output,

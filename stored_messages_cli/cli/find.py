@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +24,13 @@ from ..investigate.index import (
     sort_newest_first,
 )
 from ..investigate.rebuild import RebuildReport, rebuild_index
+from ..investigate.sealed import find_results, keyed_digests
 from ..investigate.verified import PARTS, VerifiedMessage
 from ..message import (
     recipient_hash_candidates,
+    sha256_hex,
 )
+from ..message.recipients import Digest
 from .access_log import recorded, touched_projects
 from .command_classes import group
 from .common import AppState, Output, command, fail, open_project_destination, options_for, state_of
@@ -58,14 +62,17 @@ def _part_option(value: str) -> str:
 def build_query(recipient: str | None, *, message_id: str | None, campaign: str | None,
                 project: str | None, medium: str | None, since: str | None,
                 until: str | None, limit: int | None, command: str = "find",
-                region: str | None = None) -> FindQuery:
+                region: str | None = None, digests: Sequence[Digest] = ()) -> FindQuery:
     """The FindQuery of the shared filters (find, export); bad values are usage errors.
-    `region` reads a national phone number (setting `default_phone_region`)."""
+    `region` reads a national phone number (setting `default_phone_region`); `digests` are
+    the keyed recipient hashes of projects that use one (SPEC 9.5: `keyed_digests`)."""
     if recipient is not None and not recipient.strip():
         raise typer.BadParameter("must not be empty", param_hint="--recipient")
     since_at, until_at = time_range(since, until, command=command)
     return FindQuery(
-        recipient_hashes=tuple(recipient_hash_candidates(recipient, region)) if recipient else (),
+        recipient_hashes=tuple(hash_ for digest in (sha256_hex, *digests)
+                               for hash_ in recipient_hash_candidates(recipient, region, digest)
+                               ) if recipient else (),
         message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
         since=since_at, until=until_at, limit=limit)
 
@@ -125,7 +132,7 @@ def opener(state: AppState) -> Any:
 def _print_entries(out: Output, entries: list[IndexEntry], truncated: bool,
                    limit: int | None) -> None:
     if out.json_mode:
-        out.emit_json([e.find_result() for e in entries])
+        out.emit_json(find_results(entries))  # an erased message's row says when (SPEC 9.6)
     elif entries:
         # The time, project, campaign and id are never cut, on an 80-column terminal too:
         # medium and type wrap instead (`Output.table`); in a pipe each row is one line.
@@ -266,7 +273,8 @@ def find(
     state = state_of(ctx)
     query = build_query(recipient, message_id=message_id, campaign=campaign,
                         project=project, medium=medium, since=since, until=until,
-                        limit=limit or None, region=phone_region(state, recipient))
+                        limit=limit or None, region=phone_region(state, recipient),
+                        digests=keyed_digests(state.paths.config_file) if recipient else ())
     if remote and recipient is None:
         fail("--remote needs --recipient: the bucket is laid out by recipient", code=2,
              hint="sm find --remote --recipient someone@example.com (or sm index rebuild"

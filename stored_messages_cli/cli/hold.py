@@ -18,6 +18,7 @@ from ..evidence.holds import (
 )
 from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
+from ..investigate.sealed import keyed_digests
 from ..spool.holds import HoldCase
 from .command_classes import group
 from .common import AppState, Output, command, fail, open_project_destination, state_of
@@ -68,7 +69,8 @@ def create(
     since_at, until_at = time_range(since, until, command="hold create")
     filters = case_filters(recipient=recipient, message_id=message_id, campaign_id=campaign,
                            medium=medium, since=since_at, until=until_at,
-                           region=phone_region(state, recipient))
+                           region=phone_region(state, recipient),
+                           digests=keyed_digests(state.paths.config_file) if recipient else ())
     state.require_spool()
     state.connected_projects(project, none_yet="no project has a destination yet")
     destination = open_project_destination(state, project, for_writing=True,

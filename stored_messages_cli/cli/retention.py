@@ -8,6 +8,7 @@ import typer
 
 from ..clock import to_rfc3339
 from ..evidence.retention import RetentionShorter, extend_retention
+from ..investigate.sealed import keyed_digests
 from ..spool.index_filter import IndexFilter
 from .command_classes import group
 from .common import command, fail, open_project_destination, state_of
@@ -54,11 +55,13 @@ def extend(
     if recipient is not None and not recipient.strip():
         raise typer.BadParameter("must not be empty", param_hint="--recipient")
     since_at, sent_until_at = time_range(since, sent_until, command="retention extend")
-    from ..message import recipient_hash_candidates
+    from ..evidence.holds import case_filters
 
+    hashes = case_filters(recipient=recipient, region=phone_region(state, recipient),
+                          digests=keyed_digests(state.paths.config_file)
+                          ).get("recipient_hashes", ()) if recipient else ()
     wanted = IndexFilter(
-        recipient_hashes=tuple(recipient_hash_candidates(
-            recipient, phone_region(state, recipient))) if recipient else (),
+        recipient_hashes=tuple(hashes),
         message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
         since=since_at, until=sent_until_at)
     state.require_spool()

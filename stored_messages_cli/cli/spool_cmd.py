@@ -10,6 +10,7 @@ import typer
 from ..spool.maintenance import backup as do_backup
 from ..spool.maintenance import prune as do_prune
 from ..spool.maintenance import vacuum as do_vacuum
+from ..spool.sealing import note_keys_backed_up
 from .command_classes import group
 from .common import command, duration_option, state_of
 
@@ -89,6 +90,7 @@ def backup(
     out = state.output
     with state.open_spool() as spool:
         result = do_backup(spool, path, force=force)
+        note_keys_backed_up(spool.store, spool.clock.now())  # the copy holds the keys
     if out.json_mode:
         out.emit_json(result)
         return

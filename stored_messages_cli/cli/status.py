@@ -12,6 +12,7 @@ from ..config.last_good import last_good_path
 from ..errors import ConfigError
 from ..spool.anchors import BEHIND_AFTER, FAILING_WRITE_ATTEMPTS
 from ..spool.daemons import Daemons, discarded_by_reason, lease_owner_alive
+from ..spool.sealing import keys_backup_problems, keys_backup_status
 from ..states import HEALTH_REASONS, STATES, HealthState
 from .common import command, duration_option, state_of
 
@@ -44,6 +45,7 @@ def status_document(state: Any) -> dict[str, Any]:
         discarded = discarded_by_reason(spool)
         evidence = evidence_document(spool)
         open_cases, holds_pending, holds_failing = spool.store.hold_figures()
+        keys = keys_backup_status(spool.store, spool.clock.now(), postgres=spool.is_postgres)
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -87,6 +89,7 @@ def status_document(state: Any) -> dict[str, Any]:
         **evidence,
         "holds": {"open_cases": open_cases, "pending": holds_pending,
                   "failing": holds_failing},
+        "recipient_keys": keys,  # SPEC 9.5: losing them loses the archive (docs/privacy.md)
     }
 
 
@@ -132,6 +135,7 @@ def problems(doc: dict[str, Any], max_age: float | None) -> list[tuple[str, str]
         found.append(("oldest_unarchived_too_old",
                       f"oldest unarchived message is {_age(age)} old (max {_age(max_age)})"))
     found += evidence_problems(doc)
+    found += keys_backup_problems(doc)
     return found
 
 
@@ -313,6 +317,8 @@ def evidence_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
 def print_evidence(out: Any, doc: dict[str, Any]) -> None:
     """The human view of the anchors behind and the manifest writes failing."""
     anchors, manifests = doc["anchors"], doc["manifests"]
+    for _, detail in keys_backup_problems(doc):  # losing the keys loses the archive
+        out.warn(detail)
     if anchors["behind"]:
         out.print(f"Anchors behind: {anchors['behind']} (oldest"
                   f" {_age(anchors['oldest_age_seconds'])})", highlight=False)

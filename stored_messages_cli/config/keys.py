@@ -46,13 +46,20 @@ SETTING_NAMES = frozenset({
     "confirm_grace", "spool_url", "spool_allow_insecure", "max_payload_bytes",
     "default_phone_region", "log_key_file", "checkpoint_copies", "timestamp_authorities",
     "trusted_keys", "timestamp_ca_file",
-    "projects"})
+    "projects"}) | frozenset({
+    # privacy (SPEC 9.5, docs/privacy.md): also per project
+    "recipient_hash", "recipient_hash_key_file", "encryption", "master_key_file",
+    "kms_key_id"})
 SETTING_NAMES |= {"serve_max_queued"}  # sm serve (SPEC 9.3)
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination
 # declares the four project-only fields (tests/test_cli_output.py checks they match).
 PROJECT_KEY_ORDER = ("url", "mediums", *(f.name for f in fields(SavedDestinationOptions)),
                      "read_only", "accepted_failed_checks")
+# The privacy keys a project may set (SPEC 9.6; unset: the top-level setting).
+PRIVACY_KEYS = ("recipient_hash", "recipient_hash_key_file", "encryption", "master_key_file",
+                "kms_key_id")
+PROJECT_KEY_ORDER += PRIVACY_KEYS
 PROJECT_KEYS = frozenset(PROJECT_KEY_ORDER)
 
 

@@ -6,10 +6,11 @@ import pydantic only, not pydantic-settings (`settings.py`).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..message import MEDIUMS
 from .keys import SavedDestinationOptions
+from .privacy_choices import privacy_choice
 
 
 class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
@@ -29,6 +30,17 @@ class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
     read_only: bool = False
     # Safety checks that failed and that the operator accepted by name on `sm connect`.
     accepted_failed_checks: list[str] = Field(default_factory=list)
+    # Privacy (SPEC 9.5, docs/privacy.md); None: the top-level setting of the same name.
+    recipient_hash: str | None = None
+    recipient_hash_key_file: str | None = None
+    encryption: str | None = None
+    master_key_file: str | None = None
+    kms_key_id: str | None = None
+
+    @field_validator("recipient_hash", "encryption")
+    @classmethod
+    def _privacy_choice(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else privacy_choice(info.field_name or "", value)
 
     @field_validator("mediums")
     @classmethod

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,7 @@ from ..message.gunzip import MAX_PAYLOAD_BYTES
 from .durations import parse_duration
 from .file import read_document, unreadable_error
 from .keys import DURATION_SETTINGS, check_keys
+from .privacy_choices import privacy_choice
 from .projects import ProjectDestination
 
 __all__ = ["ProjectDestination", "Settings", "load_settings"]
@@ -74,7 +75,18 @@ class Settings(BaseSettings):
     spool_allow_insecure: bool = False  # a database on another host without TLS
     # `sm serve` answers 429 while more messages than this wait to be archived (SPEC 9.3).
     serve_max_queued: int = 1_000_000
+    # Privacy (SPEC 9.5, docs/privacy.md): the default of every project (each may override).
+    recipient_hash: str = "sha256"
+    recipient_hash_key_file: str | None = None
+    encryption: str = "none"
+    master_key_file: str | None = None
+    kms_key_id: str | None = None
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+
+    @field_validator("recipient_hash", "encryption")
+    @classmethod
+    def _privacy(cls, value: str, info: ValidationInfo) -> str:
+        return privacy_choice(info.field_name or "", value)
 
     @field_validator("recovery_probes", mode="before")
     @classmethod

@@ -32,7 +32,8 @@ from typing import Any
 from ..clock import to_rfc3339
 from ..destinations.base import Destination
 from ..errors import SmError
-from ..message import recipient_hash_candidates
+from ..message import recipient_hash_candidates, sha256_hex
+from ..message.recipients import Digest
 from ..spool import Settled, Spool
 from ..spool.holds import HoldCase, HoldRow
 from ..spool.index_filter import IndexFilter
@@ -76,12 +77,13 @@ class HoldReport:
 def case_filters(*, recipient: str | None = None, message_id: str | None = None,
                  campaign_id: str | None = None, medium: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
-                 region: str | None = None) -> dict[str, Any]:
+                 region: str | None = None, digests: Sequence[Digest] = ()) -> dict[str, Any]:
     """A case's saved filters, in `FILTER_NAMES` order: a recipient is kept as the hashes it
-    may be stored under (never the address), times as RFC 3339."""
+    may be stored under (never the address), times as RFC 3339. `digests`: the keyed
+    recipient hashes of projects that use one (SPEC 9.5), tried beside SHA-256."""
     filters: dict[str, Any] = {}
     if recipient is not None:
-        filters["recipient_hashes"] = sorted(set(recipient_hash_candidates(recipient, region)))
+        filters["recipient_hashes"] = sorted(_candidates(recipient, region, digests))
     for name, value in (("message_id", message_id), ("campaign_id", campaign_id),
                         ("medium", medium)):
         if value is not None:
@@ -272,13 +274,20 @@ def holding_cases_of(spool: Spool, entries: Sequence[Any]
     return found
 
 
+def _candidates(recipient: str, region: str | None, digests: Sequence[Digest]) -> set[str]:
+    """Every hash `recipient` may be stored under: SHA-256's and each keyed digest's."""
+    return {hash_ for digest in (sha256_hex, *digests)
+            for hash_ in recipient_hash_candidates(recipient, region, digest)}
+
+
 def cases_covering_recipient(spool: Spool, project_id: str, recipient: str,
-                             region: str | None = None) -> list[str]:
+                             region: str | None = None,
+                             digests: Sequence[Digest] = ()) -> list[str]:
     """The open cases of a project whose filters reach `recipient` (any identifier, in any of
     the forms it may be stored under): a case naming one of its hashes, a case without a
     recipient filter that matches one of its stored messages, or a case already holding one
     of them. Erasure refuses while this is not empty."""
-    hashes = set(recipient_hash_candidates(recipient, region))
+    hashes = _candidates(recipient, region, digests)
     if not hashes:
         return []
     cases = spool.store.hold_cases(project_id, True)

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.privacy import KeyUnavailable
 from ..destinations.base import PAYLOAD_SHA_METADATA, Destination
 from ..errors import (
     DestinationError,
@@ -39,6 +40,7 @@ from ..message import (
     sha256_hex,
 )
 from .index import IndexEntry
+from .sealed import digest_for, opened
 
 PARTS: tuple[str, ...] = ("json", "html", "text", "body")
 READ_WORKERS = 8
@@ -128,6 +130,8 @@ def read_verified(destination: Destination, key: str, *,
     if expected_sha256 and expected_sha256 != actual:
         raise _mismatch(key, f"payload SHA-256 is {actual} but the local index recorded"
                         f" {expected_sha256} when the message was stored")
+    # an encrypted project's envelope opened with the spool's keys (SPEC 9.5)
+    payload = opened(key, key[len(destination.prefix):], payload)
     document = _payload_document(key, payload)
     entry = _entry_from_payload(destination, key, document, actual, fetched.info.version_id,
                                 phone_region)
@@ -167,7 +171,8 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
     if parsed is None:
         raise _not_intact(key, "the key is not an sm message key")
     try:
-        rhash = recipient_hash(document.get("recipient") or {})
+        digest = digest_for(parsed["project_id"])  # the project's hash (SPEC 9.5)
+        rhash = recipient_hash(document.get("recipient") or {}, digest)
         sent_at = format_utc(parse_sent_at(document.get("sent_at")))
     except (SmError, ValueError) as exc:
         raise _not_intact(key, f"the payload is not a stored message ({exc})") from None
@@ -193,7 +198,7 @@ def _entry_from_payload(destination: Destination, key: str, document: dict[str, 
         recipient_hash=rhash, sent_at=sent_at, key=key, payload_sha256=payload_sha256,
         version_id=version_id, destination_url=destination.url,
         recipient_hashes=tuple(sorted({rhash, *search_hashes(
-            document.get("recipient"), phone_region).values()})))
+            document.get("recipient"), phone_region, digest).values()})))
 
 
 def read_many(destination: Destination, keys: Iterable[str], *,
@@ -224,7 +229,7 @@ def read_many(destination: Destination, keys: Iterable[str], *,
                 key = running.pop(future)
                 try:
                     yield key, future.result()
-                except (IntegrityError, ObjectNotFound) as exc:
-                    yield key, exc
+                except (IntegrityError, ObjectNotFound, KeyUnavailable) as exc:
+                    yield key, exc  # KeyUnavailable: erased (sm forget), or no key here
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

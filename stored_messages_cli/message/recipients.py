@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from typing import Any, Final
 
 from ..errors import InvalidMessage
@@ -42,26 +43,33 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def recipient_hash(recipient: dict[str, Any]) -> str:
-    """Lowercase hex SHA-256 of the recipient's normalised identity (SPEC 3)."""
+# How an identity is hashed: `sha256_hex` (SPEC 3, the default), or a project's keyed
+# HMAC-SHA256 (`recipient_hash = "hmac-sha256"`, SPEC 9.5: `envelope.keyed_digest`).
+Digest = Callable[[bytes], str]
+
+
+def recipient_hash(recipient: dict[str, Any], digest: Digest = sha256_hex) -> str:
+    """Lowercase hex SHA-256 of the recipient's normalised identity (SPEC 3), or its
+    project's keyed `digest`."""
     identity = recipient_identity(recipient)
     if identity is None:
         raise InvalidMessage(
             "recipient needs at least one of email, user_id, phone_number, device_token"
         )
-    return sha256_hex(identity.encode("utf-8"))
+    return digest(identity.encode("utf-8"))
 
 
-def identifier_hashes(recipient: Any) -> dict[str, str]:
+def identifier_hashes(recipient: Any, digest: Digest = sha256_hex) -> dict[str, str]:
     """The hash of every recipient identifier present, by field name (`email`, `user_id`,
     `phone_number`, `device_token`), each normalised as the key's rule normalises that field
-    (SPEC 3); blank and missing fields are left out, and so is anything not an object."""
+    (SPEC 3); blank and missing fields are left out, and so is anything not an object.
+    `digest` is the project's hash (SHA-256 unless it uses a keyed one)."""
     hashes: dict[str, str] = {}
     if isinstance(recipient, dict):
         for name in RECIPIENT_FIELDS:
             identity = _identity_of(name, recipient.get(name))
             if identity is not None:
-                hashes[name] = sha256_hex(identity.encode("utf-8"))
+                hashes[name] = digest(identity.encode("utf-8"))
     return hashes
 
 
@@ -85,21 +93,23 @@ def e164(text: str, region: str | None = None) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def search_hashes(recipient: Any, region: str | None = None) -> dict[str, str]:
+def search_hashes(recipient: Any, region: str | None = None, digest: Digest = sha256_hex
+                  ) -> dict[str, str]:
     """`identifier_hashes` plus the search-only forms (SPEC 9.2) where they differ: the
     email NFC-normalised (`email_nfc`) and the phone number in E.164 (`phone_number_e164`,
-    read with `region` when it has no +country; left out when it does not parse)."""
-    hashes = identifier_hashes(recipient)
+    read with `region` when it has no +country; left out when it does not parse), each
+    hashed with `digest`."""
+    hashes = identifier_hashes(recipient, digest)
     if not hashes:
         return hashes
     email = _identity_of("email", recipient.get("email"))
     if email is not None and unicodedata.normalize("NFC", email) != email:
-        hashes["email_nfc"] = sha256_hex(unicodedata.normalize("NFC", email).encode("utf-8"))
+        hashes["email_nfc"] = digest(unicodedata.normalize("NFC", email).encode("utf-8"))
     phone = _identity_of("phone_number", recipient.get("phone_number"))
     if phone is not None:
         number = e164(phone, region)
         if number is not None and number != phone:
-            hashes["phone_number_e164"] = sha256_hex(number.encode("utf-8"))
+            hashes["phone_number_e164"] = digest(number.encode("utf-8"))
     return hashes
 
 
@@ -113,7 +123,8 @@ def identifier_hashes_json(hashes: dict[str, str]) -> str:
                           if name in hashes) + "}"
 
 
-def recipient_hash_candidates(value: str, region: str | None = None) -> list[str]:
+def recipient_hash_candidates(value: str, region: str | None = None,
+                              digest: Digest = sha256_hex) -> list[str]:
     """Hashes a free-form recipient search term may have been stored under.
 
     The caller does not say whether `value` is an email, user id, phone number or device
@@ -129,4 +140,4 @@ def recipient_hash_candidates(value: str, region: str | None = None) -> list[str
         number = e164(stripped, region)
         if number is not None:
             forms.append(number)
-    return list(dict.fromkeys(sha256_hex(form.encode("utf-8")) for form in forms))
+    return list(dict.fromkeys(digest(form.encode("utf-8")) for form in forms))

@@ -25,6 +25,7 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..config import Paths, spool_location
 from ..config.last_good import LastGoodMediums
+from ..config.privacy import ProjectProtections
 from ..states import FinalReason
 from .db import (
     LATEST_VERSION,
@@ -43,6 +44,7 @@ from .postgres import check_spool_url, is_postgres_url
 from .postgres.store import PostgresStore
 from .queue import ClaimedMessage, Queue, lease_owner_name
 from .report import Report
+from .sealing import ProtectionLookup
 from .sqlite import SqliteStore
 from .store import Failed, Health, Outcome, Retry, Settled, SettledHook, SpoolStore, Stored
 
@@ -62,11 +64,12 @@ class Spool:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
                  mediums_for: MediumsLookup | None = None,
-                 phone_region: RegionLookup | None = None) -> None:
+                 phone_region: RegionLookup | None = None,
+                 protection_for: ProtectionLookup | None = None) -> None:
         self._db = SpoolDB(path, clock or SystemClock())  # a file, or a postgresql:// URL
         self.store: SpoolStore = (PostgresStore(self._db) if self._db.is_postgres
                                   else SqliteStore(self._db))
-        self.intake = Intake(self.store, mediums_for, phone_region)
+        self.intake = Intake(self.store, mediums_for, phone_region, protection_for)
         self.queue = Queue(self.store)
         self.health = DestinationHealth(self.store)
         self.report = Report(self.store)
@@ -94,7 +97,8 @@ class Spool:
         else:
             target = Path(where.target)
         lookup = LastGoodMediums(paths.config_file)
-        return cls(target, clock=clock, mediums_for=lookup, phone_region=lookup.phone_region)
+        return cls(target, clock=clock, mediums_for=lookup, phone_region=lookup.phone_region,
+                   protection_for=ProjectProtections(paths.config_file))
 
     # ----------------------------------------------------------------------- plumbing
 

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from ..states import FinalReason, IngestOutcome, State
 from . import bodies, identity
 from .group_commit import GroupCommit, MediumsCache
 from .rows import MessageRow
+from .sealing import ProtectionLookup, RecipientKeys
 from .store import SpoolFull, SpoolStore
 
 INGEST_BATCH = 500
@@ -83,8 +84,11 @@ class Intake:
     """Messages and send events in; discards of what will never be archived."""
 
     def __init__(self, store: SpoolStore, mediums_for: MediumsLookup | None = None,
-                 phone_region: RegionLookup | None = None) -> None:
+                 phone_region: RegionLookup | None = None,
+                 protection_for: ProtectionLookup | None = None) -> None:
         self.store = store
+        # keyed recipient hashes and per-recipient encryption (SPEC 9.5), when configured
+        self.keys = None if protection_for is None else RecipientKeys(store, protection_for)
         self._mediums_for = mediums_for
         self._phone_region = phone_region
         self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new)
@@ -304,6 +308,8 @@ class Intake:
     def _new_row(self, msg: Message, now: float, mediums: MediumsCache | None = None
                  ) -> tuple[MessageRow, str]:
         """The row of a message never seen before, and its outcome then."""
+        if self.keys is not None:  # as its project stores it (SPEC 9.5)
+            msg = self.keys.protect(msg, self._phone_region)
         content_sha = msg.content_sha256()
         state: State
         final_reason: FinalReason | None = None
@@ -334,7 +340,9 @@ class Intake:
         region = self._phone_region()
         if region is None:
             return known
-        return identifier_hashes_json(search_hashes(msg.document["recipient"], region))
+        return identifier_hashes_json(search_hashes(
+            msg.document["recipient"], region,
+            sha256_hex if self.keys is None else self.keys.digest_of(msg.project_id)))
 
     def _insert_new(self, rows: list[MessageRow]) -> bool:
         """Insert rows made by `_new_row` together; True when every one went in (no message
@@ -352,7 +360,9 @@ class Intake:
         if known is None:  # stored, then pruned: the archive index holds its identity
             archived = self.store.archived_message(msg.project_id, msg.message_id)
             assert archived is not None  # what the insert found, under the write lock
-            return identity.message_again(msg, archived)
+            return identity.message_again(msg if row.payload_sha256 in (None, msg.payload_sha)
+                                          else replace(msg, payload_sha=row.payload_sha256),
+                                          archived)  # sealed: the envelope's hash
         name = f"message {msg.message_id} of project {msg.project_id}"
         if known.content_sha256 != msg.content_sha256():
             raise MessageConflict(f"{name} was recorded before with other content;"
@@ -366,13 +376,16 @@ class Intake:
         if known.state == State.DISCARDED:
             raise MessageConflict(f"{name} was discarded ({_discard_words(known.final_reason)});"
                                   " it cannot be confirmed now")
-        if known.payload_sha256 == msg.payload_sha:
+        if known.payload_sha256 in (msg.payload_sha, row.payload_sha256):  # plain, or sealed
             return IngestOutcome.DUPLICATE
         raise MessageConflict(f"{name} was already confirmed with another sent_at or provider;"
                               " the first copy is kept")
 
     def _confirm_row(self, row_id: int, document: dict[str, Any], now: float) -> None:
         payload = payload_bytes(document)
+        if self.keys is not None:  # sealed again, as its project stores it (SPEC 9.5)
+            payload = self.keys.resealed(str(document["project_id"]), document["message_id"],
+                                         payload)
         self.store.confirm(row_id, sha256_hex(payload),
                            format_utc(parse_sent_at(document["sent_at"])),
                            bodies.encoded(payload), now)
@@ -400,7 +413,9 @@ class Intake:
         if state == State.AWAITING_CONFIRMATION or _revivable(state, final_reason,
                                                               payload is not None):
             assert payload is not None  # a message awaiting confirmation keeps its body
-            document = json.loads(bodies.payload_of(payload))
+            kept = bodies.payload_of(payload)
+            document = json.loads(kept if self.keys is None else self.keys.reopened(
+                event.project_id, event.message_id, kept))
             document.pop("schema_version", None)
             document["sent_at"] = event.sent_at_text
             if event.provider is not None:

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from .postgres import holds as pg_holds
 from .postgres import schema as pg
+from .postgres.recipient_keys import recipient_keys as pg_recipient_keys
 from .postgres.session import PgSession
 from .sqlite import holds as lite_holds
 from .sqlite import schema as lite
+from .sqlite.recipient_keys import migrate_recipient_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
     Step("the legal hold ledger: cases and the objects each holds",
          sqlite=lite_holds.migrate_holds, postgres=pg_holds.holds),
+    Step("wrapped recipient data keys (per-recipient encryption)",
+         sqlite=migrate_recipient_keys, postgres=pg_recipient_keys),
 )
 LATEST_VERSION = len(STEPS)
 

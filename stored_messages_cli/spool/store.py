@@ -25,6 +25,7 @@ from .archive import EntryRow
 from .holds import HoldStore
 from .index_filter import IndexFilter
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
+from .recipient_keys import RecipientKeyStore
 from .rows import ArchivedMessage, EventTarget, KnownMessage, MessageRow
 
 
@@ -598,5 +599,5 @@ class IndexStore(Protocol):
 
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
                  MaintenanceStore, EvidenceStore, AnchorStore, IndexStore, HoldStore,
-                 Protocol):
+                 RecipientKeyStore, Protocol):
     """Everything the spool's state machines ask of its database."""

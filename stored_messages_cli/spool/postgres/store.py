@@ -10,11 +10,12 @@ from .intake import IntakePg
 from .lookups import IndexPg
 from .maintenance import MaintenancePg
 from .queue import QueuePg
+from .recipient_keys import RecipientKeyPg
 from .report import ReportPg
 
 
 class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
-                    EvidencePg, IndexPg, HoldPg):
+                    EvidencePg, IndexPg, HoldPg, RecipientKeyPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

@@ -13,11 +13,12 @@ from .index import IndexSql
 from .intake import IntakeSql
 from .maintenance import MaintenanceSql
 from .queue import QueueSql
+from .recipient_keys import RecipientKeySql
 from .report import ReportSql
 
 
 class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
-                  EvidenceSql, IndexSql, HoldSql):
+                  EvidenceSql, IndexSql, HoldSql, RecipientKeySql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 

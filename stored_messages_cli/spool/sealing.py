@@ -1,0 +1,245 @@
+"""What intake and readers do with recipient data keys (SPEC 9.5): `RecipientKeys`.
+
+Intake seals each message of an encrypted project under its recipient's data key (`protect`)
+and hashes identities the project's way; readers open envelopes by key id (`key_for`). The
+keys themselves are rows of `recipient_keys` (`recipient_keys.py`, the store's verbs).
+
+Keys are made inside the caller's write transaction (intake's) and cached; a cached key is
+checked on every use, in the same transaction, with one primary-key read: a transaction that
+rolled back took its key with it, and a key `sm forget` destroyed (in any process) is never
+used again, so no message is ever sealed under a key the spool does not hold.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
+from ..config.privacy_choices import HMAC_SHA256
+from ..errors import MessageConflict
+from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
+from ..message.envelope import DataKey, looks_sealed, parse_envelope
+from ..message.recipients import Digest
+from .recipient_keys import KEYS_BACKED_UP, Erased, RecipientKey
+from .store import SpoolStore
+
+ProtectionLookup = Callable[[str], Protection | None]
+
+
+def wrap_context(kid: str, project_id: str) -> bytes:
+    """What a wrapped key is bound to: its id and its project."""
+    return b"sm-recipient-key-v1\x00" + kid.encode("ascii") + b"\x00" + project_id.encode()
+
+
+class RecipientKeys:
+    """Data keys of the spool's recipients: made, cached, opened, for intake and readers."""
+
+    def __init__(self, store: SpoolStore, protection_for: ProtectionLookup) -> None:
+        self.store = store
+        self._protection_for = protection_for
+        self._live: dict[tuple[str, str], DataKey] = {}
+        self._by_kid: dict[str, DataKey] = {}
+        self._digests: dict[str, tuple[Protection | None, Digest]] = {}
+
+    def protection(self, project_id: str) -> Protection | None:
+        """The project's settings (None: the defaults, nothing to do)."""
+        return self._protection_for(project_id)
+
+    def digest_of(self, project_id: str) -> Digest:
+        """The project's identity hash (SHA-256 unless it uses a keyed one)."""
+        protection = self._protection_for(project_id)
+        known = self._digests.get(project_id)
+        if known is None or known[0] is not protection:
+            known = (protection, sha256_hex if protection is None else protection.digest)
+            self._digests[project_id] = known
+        return known[1]
+
+    # ------------------------------------------------------------------------ intake
+
+    def protect(self, msg: Message, region: Callable[[], str | None] | None = None
+                ) -> Message:
+        """`msg` as its project stores it: with the keyed recipient hashes and, when
+        encrypted, its object sealed (the envelope is then the payload every stored-bytes
+        check hashes). Inside the caller's write transaction (a new key is inserted). `region`
+        gives `default_phone_region` (read only for a keyed project)."""
+        protection = self._protection_for(msg.project_id)
+        if protection is None or protection.plain:
+            return msg
+        if protection.recipient_hash == HMAC_SHA256:
+            hashes = search_hashes(msg.document["recipient"], region() if region else None,
+                                   protection.digest)
+            msg = replace(msg, recipient_hash=next(iter(hashes.values())),
+                          recipient_hashes=identifier_hashes_json(hashes))
+        if protection.wrapper is None:
+            return msg
+        envelope = self.data_key(msg.project_id, msg.recipient_hash, protection.wrapper).seal(
+            msg.payload_bytes, msg.key, msg.payload_sha)
+        return replace(msg, payload_sha=sha256_hex(envelope),
+                       object_bytes=gzip_member(envelope))
+
+    def reopened(self, project_id: str, message_id: str, kept_payload: bytes) -> bytes:
+        """The payload of a kept body: itself, or what its envelope seals (a late `sent`
+        confirmation renders the message again)."""
+        if not looks_sealed(kept_payload):
+            return kept_payload
+        where = self.store.sealed_as(project_id, message_id)
+        if where is None:
+            raise KeyUnavailable(f"message {message_id} of project {project_id} has no row")
+        envelope = parse_envelope(kept_payload)
+        try:
+            return self.key_for(envelope.kid, f"message {message_id}").open(envelope, where[0])
+        except KeyUnavailable as exc:  # erased while it awaited its confirmation
+            raise MessageConflict(f"{exc}; it cannot be confirmed now") from None
+
+    def resealed(self, project_id: str, message_id: str, payload: bytes) -> bytes:
+        """`payload` sealed as the message's project stores it (unchanged when the project
+        is not encrypted)."""
+        protection = self._protection_for(project_id)
+        where = self.store.sealed_as(project_id, message_id)
+        if protection is None or protection.wrapper is None or where is None:
+            return payload
+        return self.data_key(project_id, where[1], protection.wrapper).seal(payload, where[0])
+
+    def seal_evidence(self, project_id: str, recipient: str, relative_key: str,
+                      payload: bytes) -> bytes:
+        """An evidence object's payload (provider events hold addresses) sealed under its
+        message's recipient key, bound to the evidence object's own key (without the
+        destination prefix); unchanged when the project is not encrypted. Inside a write
+        transaction, as `protect`. Readers open it as any object (`investigate.sealed`)."""
+        protection = self._protection_for(project_id)
+        if protection is None or protection.wrapper is None:
+            return payload
+        return self.data_key(project_id, recipient, protection.wrapper).seal(payload,
+                                                                             relative_key)
+
+    def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
+        """The recipient's live data key, made (and inserted, in the caller's transaction)
+        when it has none."""
+        cached = self._live.get((project_id, recipient))
+        # A cached key is checked in this transaction on every use: still there (its
+        # transaction may have rolled back since) and not erased (by `sm forget`, maybe in
+        # another process). One primary-key read.
+        if cached is not None and self.store.recipient_key_live(cached.kid):
+            return cached
+        row = self.store.live_recipient_key(project_id, recipient)
+        if row is None:
+            kid = secrets.token_hex(16)
+            secret = secrets.token_bytes(32)
+            if self.store.add_recipient_key(RecipientKey(
+                    kid, project_id, recipient, wrapper.wrap(secret, wrap_context(kid,
+                                                                                 project_id)),
+                    wrapper.name, self.store.clock.now())):
+                key = DataKey(kid, secret)
+                self._live[(project_id, recipient)] = key
+                return key
+            row = self.store.live_recipient_key(project_id, recipient)
+            assert row is not None  # another process committed one first
+        key = self._unwrapped(row, wrapper)
+        self._live[(project_id, recipient)] = key
+        return key
+
+    # ------------------------------------------------------------------------ readers
+
+    def key_for(self, kid: str, what: str) -> DataKey:
+        """The data key `kid` to open `what` with; Erased, or KeyUnavailable naming why."""
+        cached = self._by_kid.get(kid)
+        if cached is not None and self.store.recipient_key_live(kid):  # erased since?
+            return cached
+        row = self.store.recipient_key(kid)
+        if row is None:
+            raise KeyUnavailable(
+                f"{what} is encrypted with key {kid}, which this spool does not hold",
+                hint="read it with the spool that archived it, or one restored from its"
+                     " backup (sm spool backup); an investigator's connection can list and"
+                     " prove, not read")
+        if row.erased_at is not None or row.wrapped is None:
+            raise Erased(f"{what} was erased on {_day(row.erased_at)}: its recipient's key"
+                         " was destroyed (sm forget)", erased_at=row.erased_at or 0.0,
+                         hint="the object is still archived and provable (sm prove), but"
+                              " no one can read it")
+        protection = self._protection_for(row.project_id)
+        if protection is None or protection.wrapper is None:
+            raise KeyUnavailable(
+                f"{what} is encrypted, and project {row.project_id} has no master_key_file"
+                " or kms_key_id configured here to unwrap its key",
+                hint=f"set encryption, master_key_file or kms_key_id for project"
+                     f" {row.project_id} as on the machine that archived it")
+        key = self._unwrapped(row, protection.wrapper)
+        self._by_kid[kid] = key
+        return key
+
+    def erased_at(self, project_id: str, recipients: Sequence[str]) -> dict[str, float]:
+        """recipient → when its key was last erased (those with an erased key)."""
+        return self.store.erased_recipients(project_id, list(recipients))
+
+    def _unwrapped(self, row: RecipientKey, wrapper: KeyWrapper) -> DataKey:
+        if row.wrapped is None:
+            raise Erased(f"the key of this recipient was erased on {_day(row.erased_at)}",
+                         erased_at=row.erased_at or 0.0)
+        if not row.wrapped_with == wrapper.name:
+            raise KeyUnavailable(
+                f"key {row.kid} was wrapped with {row.wrapped_with}, but project"
+                f" {row.project_id} is set to use {wrapper.name}",
+                hint="set master_key_file or kms_key_id back to the one that wrapped the"
+                     " keys (docs/privacy.md: rotating keys)")
+        return DataKey(row.kid, wrapper.unwrap(row.wrapped, wrap_context(row.kid,
+                                                                          row.project_id)))
+
+    def forget_cached(self) -> None:
+        """Drop every cached key (after an erasure)."""
+        self._live.clear()
+        self._by_kid.clear()
+
+
+def _day(moment: float | None) -> str:
+    """A time as its UTC date and time, for "erased on DATE"."""
+    if moment is None:
+        return "an unknown date"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# `sm status` warns when keys exist and no `sm spool backup` holding them is newer than this.
+KEYS_BACKUP_MAX_AGE = 7 * 86400.0
+
+
+def note_keys_backed_up(store: SpoolStore, now: float) -> None:
+    """A backup of the spool (with its wrapped keys) was just made (`sm spool backup`)."""
+    with store.write():
+        store.set_spool_meta_value(KEYS_BACKED_UP, repr(now))
+
+
+def keys_backup_status(store: SpoolStore, now: float, *, postgres: bool) -> dict[str, Any]:
+    """`sm status`'s `recipient_keys`: live and erased keys, the newest key, the last
+    `sm spool backup` that held them, and whether that is older than a week (`stale`; a
+    PostgreSQL spool is backed up with its database, which sm cannot see: never stale)."""
+    live, erased, newest = store.recipient_key_counts()
+    stamp = store.spool_meta_value(KEYS_BACKED_UP)
+    try:
+        backed_up = None if stamp is None else float(stamp)
+    except ValueError:
+        backed_up = None
+    stale = not postgres and live > 0 and (
+        backed_up is None or now - backed_up > KEYS_BACKUP_MAX_AGE)
+    return {"live": live, "erased": erased, "newest_at": _rfc3339(newest),
+            "last_backup_at": _rfc3339(backed_up), "backup_stale": bool(stale)}
+
+
+def keys_backup_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """`sm status --check`'s problem when recipient keys have no recent backup."""
+    keys = doc.get("recipient_keys") or {}
+    if not keys.get("backup_stale"):
+        return []
+    when = keys.get("last_backup_at") or "never"
+    return [("recipient_keys_not_backed_up",
+             f"{keys.get('live')} recipient data key(s) are only in the spool (last backup:"
+             f" {when}); losing the spool loses those messages for good: sm spool backup FILE")]
+
+
+def _rfc3339(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
