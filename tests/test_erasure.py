@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from stored_messages_cli.evidence import erasure
 from stored_messages_cli.evidence.segments import parse_segment
 from stored_messages_cli.message.envelope import DataKey, EnvelopeError, parse_envelope
 from tests.support.investigation_support import (

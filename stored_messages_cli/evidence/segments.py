@@ -116,7 +116,7 @@ def entry_document(row: Mapping[str, Any], destination_prefix: str,
     """One manifest line for an open entry, fields in SPEC 8's order; a stored entry carries
     `retain_until` when the destination sets retention."""
     key = row["stored_key"] or f"{destination_prefix}{row['relative_key']}"
-    if row["outcome"] in {outcome.value for outcome in LogOutcome}:
+    if row["outcome"] in (LogOutcome.HOLD, LogOutcome.RELEASE):
         return hold_entry_document(row, key)
     hashes = json.loads(row["recipient_hashes"]) if row["recipient_hashes"] else {
         "recipient": row["recipient_hash"]}

@@ -3,7 +3,7 @@
 
 `investigate/` (find, fetch, show, rebuild), `setup/checks` (a recent write) and `ops/metrics`
 (the last stored time) call these methods and never see a connection: each calls the store's
-verbs (`store.IndexStore`), whose SQL each backend writes in its own dialect
+verbs (`index_store.IndexStore`), whose SQL each backend writes in its own dialect
 (`sqlite/index.py`, `postgres/lookups.py`). The tables are `spool/archive.py`'s and
 `spool/identifiers.py`'s.
 """
