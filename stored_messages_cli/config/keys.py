@@ -36,7 +36,7 @@ class SavedDestinationOptions:
 # Settings that are lengths of time: each must be more than zero.
 DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
                      "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
-                     "manifest_max_age", "confirm_grace")
+                     "manifest_max_age", "confirm_grace", "orphan_event_ttl")
 # The top-level keys of config.toml, known without importing pydantic-settings (`sm status`);
 # tests/test_cli_output.py checks that the Settings class defines exactly these.
 SETTING_NAMES = frozenset({
@@ -47,11 +47,13 @@ SETTING_NAMES = frozenset({
     "default_phone_region", "log_key_file", "checkpoint_copies", "timestamp_authorities",
     "trusted_keys", "timestamp_ca_file",
     "projects"})
+# Provider webhooks (SPEC 9.3, docs/providers.md).
+SETTING_NAMES = SETTING_NAMES | {"providers", "orphan_event_ttl"}
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination
 # declares the four project-only fields (tests/test_cli_output.py checks they match).
 PROJECT_KEY_ORDER = ("url", "mediums", *(f.name for f in fields(SavedDestinationOptions)),
-                     "read_only", "accepted_failed_checks")
+                     "read_only", "accepted_failed_checks", "providers")
 PROJECT_KEYS = frozenset(PROJECT_KEY_ORDER)
 
 

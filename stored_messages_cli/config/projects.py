@@ -6,10 +6,13 @@ import pydantic only, not pydantic-settings (`settings.py`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..message import MEDIUMS
 from .keys import SavedDestinationOptions
+from .providers import check_providers
 
 
 class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
@@ -29,6 +32,8 @@ class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
     read_only: bool = False
     # Safety checks that failed and that the operator accepted by name on `sm connect`.
     accepted_failed_checks: list[str] = Field(default_factory=list)
+    # Provider webhooks (`[projects."ID".providers.NAME]`, docs/providers.md).
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("mediums")
     @classmethod
@@ -44,3 +49,8 @@ class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
         if value is not None and value < 1:
             raise ValueError(f"must be at least 1 day, not {value}")
         return value
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any) -> dict[str, dict[str, Any]]:
+        return check_providers(value)

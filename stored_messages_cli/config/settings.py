@@ -28,6 +28,7 @@ from .durations import parse_duration
 from .file import read_document, unreadable_error
 from .keys import DURATION_SETTINGS, check_keys
 from .projects import ProjectDestination
+from .providers import check_providers
 
 __all__ = ["ProjectDestination", "Settings", "load_settings"]
 
@@ -73,6 +74,15 @@ class Settings(BaseSettings):
     spool_url: str | None = None
     spool_allow_insecure: bool = False  # a database on another host without TLS
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+    # Provider webhooks (SPEC 9.3, docs/providers.md): every project's default provider
+    # tables, and how long an event for a message not yet recorded waits for it.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    orphan_event_ttl: float = 7 * 86400
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any) -> dict[str, dict[str, Any]]:
+        return check_providers(value)
 
     @field_validator("recovery_probes", mode="before")
     @classmethod
