@@ -119,3 +119,15 @@ class MessageType(StrEnum):
     BLAST = "blast"
     TRIGGERED = "triggered"
     JOURNEY = "journey"
+
+
+class EventState(StrEnum):
+    """Where a verified provider event stands (`provider_events`, SPEC 9.3)."""
+
+    ORPHAN = "orphan"  # its message is not recorded (yet): waits `orphan_event_ttl`
+    MATCHED = "matched"  # its message is known: its evidence waits for upload
+    ARCHIVED = "archived"  # its evidence object is in the bucket and in the log
+
+
+# The log entry of an archived evidence object (`"outcome": "evidence"`, SPEC 9.3).
+EVIDENCE_OUTCOME = "evidence"

@@ -13,8 +13,10 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .postgres import deliveries as pg_deliveries
 from .postgres import schema as pg
 from .postgres.session import PgSession
+from .sqlite import deliveries as lite_deliveries
 from .sqlite import schema as lite
 
 
@@ -51,6 +53,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite.migrate_manifest_log, postgres=pg.manifest_log),
     Step("a pruned message keeps its content hash in the archive index",
          sqlite=lite.migrate_pruned_identity, postgres=pg.pruned_identity),
+    Step("provider events, the provider message ids they name, one-time tokens",
+         sqlite=lite_deliveries.migrate_deliveries, postgres=pg_deliveries.deliveries),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonPg
+from .deliveries import DeliveryPg
 from .evidence import EvidencePg
 from .health import HealthPg
 from .intake import IntakePg
@@ -13,7 +14,7 @@ from .report import ReportPg
 
 
 class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
-                    EvidencePg, IndexPg):
+                    EvidencePg, IndexPg, DeliveryPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

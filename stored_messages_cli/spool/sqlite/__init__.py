@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonSql
+from .deliveries import DeliverySql
 from .evidence import EvidenceSql
 from .health import HealthSql
 from .index import IndexSql
@@ -16,7 +17,7 @@ from .report import ReportSql
 
 
 class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
-                  EvidenceSql, IndexSql):
+                  EvidenceSql, IndexSql, DeliverySql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
