@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..archiver import Archiver, ProjectTarget
+from ..evidence.delivery import DeliveryEvidence
 from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
 from ..retry import RetryPolicy
@@ -44,6 +45,9 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                           *limits_from(settings),
                           log_options=LogOptions.from_settings(settings, home),
                           background_anchors=True)
+    # Delivery evidence first: what it archives this turn is sealed on the same turn.
+    archiver.on_tick(DeliveryEvidence(spool, manifests.destinations,
+                                      orphan_event_ttl=settings.orphan_event_ttl).tick)
     archiver.on_tick(manifests.tick)
     return archiver, manifests
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from ..clock import to_rfc3339
 from ..errors import UnreadableObject
 from ..message import gunzip, gzip_member, sha256_hex
-from ..states import SETTLED_OUTCOMES, State
+from ..states import EVIDENCE_OUTCOME, SETTLED_OUTCOMES, State
 
 MANIFEST_VERSION = 2  # a segment of a signed Merkle log (SPEC 9.1); 1 is read as before
 MANIFEST_FOLDER = "_sm/manifests/"
@@ -38,6 +38,8 @@ LOG_HEADER_FIELDS = (*HEADER_FIELDS, "tree_size", "root", "origin", "sealer")
 PREVIOUS_LOG = "previous_log"
 # The marks an entry may carry for ever (SPEC 9.1), after its other fields.
 ENTRY_MARKS = ("backfilled", "adopted")
+# Every outcome a log entry may have: a message's settled ones, and delivery evidence.
+LOG_OUTCOMES: tuple[str, ...] = (*SETTLED_OUTCOMES, EVIDENCE_OUTCOME)
 
 
 def segment_key(project_id: str, seq: int, sealed_at: float) -> str:
@@ -199,7 +201,7 @@ def parse_segment(body: bytes, key: str = "the segment") -> Segment:
     header, entries = lines[0], lines[1:]
     if set(header) != set(_header_fields(header)):
         raise ManifestFormatError("the header does not have exactly the manifest fields")
-    if any(not isinstance(e, dict) or e.get("outcome") not in SETTLED_OUTCOMES for e in entries):
+    if any(not isinstance(e, dict) or e.get("outcome") not in LOG_OUTCOMES for e in entries):
         raise ManifestFormatError("a line is not a manifest entry")
     if header.get("count") != len(entries):
         raise ManifestFormatError(

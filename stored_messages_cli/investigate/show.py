@@ -13,8 +13,9 @@ from .index import AmbiguousMessage, ArchiveIndex
 SHOW_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "state", "final_reason", "last_error", "recorded_at",
     "confirmed_at", "first_failure_at", "next_attempt_at", "stored_at", "attempts",
-    "destination", "key", "payload_sha256", "body_in_spool",
+    "destination", "key", "payload_sha256", "body_in_spool", "delivery",
 )
+DELIVERY_FIELDS = ("event", "at", "provider", "verified", "key")
 # What each final reason code means, for a person (`sm show`).
 REASON_WORDS: dict[str, str] = {
     FinalReason.CONFLICT: "another object already holds its key with different bytes; the"
@@ -73,7 +74,8 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
                 "confirmed_at": None, "first_failure_at": None, "next_attempt_at": None,
                 "stored_at": to_rfc3339(entry.stored_at), "attempts": None,
                 "destination": entry.destination_url, "key": entry.key,
-                "payload_sha256": entry.payload_sha256, "body_in_spool": False}
+                "payload_sha256": entry.payload_sha256, "body_in_spool": False,
+                "delivery": delivery_timeline(index, pid, message_id)}
     (_, state, final_reason, last_error, created_at, confirmed_at, first_failure_at,
      next_attempt_at, stored_at, attempts, destination_url, stored_key, relative_key,
      payload_sha256, has_body) = row
@@ -82,6 +84,7 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
     key = stored_key or (entry.key if entry else None) or \
         f"{_key_prefix_of(destination)}{relative_key}"
     return {"message_id": message_id, "project_id": pid, "state": state,
+            "delivery": delivery_timeline(index, pid, message_id),
             "final_reason": final_reason, "last_error": last_error,
             "recorded_at": to_rfc3339(created_at), "confirmed_at": to_rfc3339(confirmed_at),
             "first_failure_at": to_rfc3339(first_failure_at),
@@ -90,3 +93,11 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
             "destination": destination, "key": key,
             "payload_sha256": payload_sha256 or (entry.payload_sha256 if entry else None),
             "body_in_spool": bool(has_body)}
+
+
+def delivery_timeline(index: ArchiveIndex, project_id: str, message_id: str
+                      ) -> list[dict[str, Any]]:
+    """The message's verified provider events, by time (SPEC 9.3): event, at, provider,
+    verified, key (the evidence object's, None until archived)."""
+    return [{name: row[name] for name in DELIVERY_FIELDS}
+            for row in index.queries.store.delivery_rows(project_id, message_id)]
