@@ -7,7 +7,9 @@ finding."""
 from __future__ import annotations
 
 import copy
+import csv
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,16 @@ def test_a_provider_event_confirms_archives_and_is_evidence(
     assert (code, project["findings"]) == (0, []), project
     assert project["entries"] == 2  # the stored message and its evidence
 
+    # the export writes the evidence beside the messages and names it in the load file
+    exported = tmp_path / "export"
+    result = cli("export", "--message-id", mid, "--project", PROJECT, "--output", str(exported))
+    assert result.exit_code == 0, result.output
+    relative = f"evidence/{PROJECT}/{mid}/sns-e2e-1.json.gz"
+    assert (exported / relative).read_bytes() == target.read(evidence_key)
+    [row] = list(csv.DictReader(io.StringIO((exported / "loadfile.csv").read_text())))
+    assert row["evidence_files"] == relative
+    assert relative in (exported / "SHA256SUMS").read_text()
+
     # an altered evidence object is a finding
     changed = json.loads(gzip.decompress(target.read(evidence_key)))
     changed["event"] = "bounced"
@@ -105,6 +117,9 @@ def test_a_provider_event_confirms_archives_and_is_evidence(
     code, audited = _audit(cli)
     found = [(f["type"], f.get("key")) for f in audited["projects"][0]["findings"]]
     assert code == 1 and ("altered_object", evidence_key) in found
+    result = cli("export", "--message-id", mid, "--project", PROJECT, "--output",
+                 str(tmp_path / "export-2"))
+    assert result.exit_code == 1 and not (tmp_path / "export-2" / relative).exists()
 
     # a planted evidence object (no log entry) is a finding too
     planted = f"{target.key_prefix}_sm/evidence/{PROJECT}/{mid}/planted.json.gz"

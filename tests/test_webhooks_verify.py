@@ -142,7 +142,8 @@ def test_sns_subscription_confirmation_is_verified_not_an_event(
         verifier.verify(json.dumps(forged).encode(), {}, "", NOW)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["Message", "MessageId", "Timestamp", "TopicArn"]),
        index=st.integers(0, 10_000), bit=st.integers(0, 6))
 def test_any_change_to_a_signed_sns_field_is_refused(
@@ -250,7 +251,8 @@ def twilio(tmp_path: Path) -> TwilioVerifier:
 
 
 FORM = {"MessageSid": "SM0123456789abcdef", "MessageStatus": "delivered",
-        "AccountSid": "AC1", "To": "+15555550100", "From": "+15555550199", "ApiVersion": "2010-04-01"}
+        "AccountSid": "AC1", "To": "+15555550100", "From": "+15555550199",
+        "ApiVersion": "2010-04-01"}
 
 
 def test_twilio_status_callback_verifies(twilio: TwilioVerifier) -> None:

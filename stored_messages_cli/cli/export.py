@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..evidence.access_log import FAILED, filters_of, refs_of
 from ..evidence.export import FORMATS, STREAM_FILES, ExportReport, export, export_stream
+from ..evidence.export_evidence import EvidenceKeys, evidence_keys
 from ..investigate.index import ArchiveIndex, IndexEntry
 from ..message import sha256_hex
 from .access_log import recorded, touched_projects
@@ -89,11 +90,12 @@ def export_command(
             index = ArchiveIndex.of(spool)
             entries = index.find(query).entries
             coverage_warnings(out, index, project)
+            evidence = evidence_keys(spool, entries)  # delivery evidence (SPEC 9.3)
         access.touch(refs_of(entries))
         if entries:
             access.projects = touched_projects(access.messages)
         report = _export(state, entries, output, format, zip_output=zip_output,
-                         name=case or "export", workers=workers)
+                         name=case or "export", workers=workers, evidence=evidence)
         access.details.update(exported=report.exported, failed=len(report.failures))
         if report.failures:
             access.result = FAILED
@@ -132,14 +134,15 @@ def _check_stdout_use(fmt: str, *, zip_output: bool, json_mode: bool) -> None:
 
 
 def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
-            zip_output: bool, name: str, workers: int) -> ExportReport:
+            zip_output: bool, name: str, workers: int,
+            evidence: EvidenceKeys | None = None) -> ExportReport:
     """Verify and write (a folder, or standard output for `-`), with a progress bar on a
     terminal."""
     out = state.output
     out.info(f"Verifying {len(entries)} message(s)…")
     if not out.interactive:
         return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
-                                 name=name, workers=workers)
+                                 name=name, workers=workers, evidence=evidence)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress  # only on a terminal
 
     with Progress("[progress.description]{task.description}", BarColumn(),
@@ -147,16 +150,18 @@ def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, 
         task = bar.add_task("verify", total=len(entries))
         return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
                                  name=name, workers=workers,
-                                 on_read=lambda n: bar.advance(task, n))
+                                 on_read=lambda n: bar.advance(task, n), evidence=evidence)
 
 
 def _verify_and_write(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
                       zip_output: bool, name: str, workers: int,
-                      on_read: Callable[[int], None] | None = None) -> ExportReport:
+                      on_read: Callable[[int], None] | None = None,
+                      evidence: EvidenceKeys | None = None) -> ExportReport:
     limit = state.settings().max_payload_bytes
     if str(output) != "-":
         return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
-                      workers=workers, on_read=on_read, max_payload_bytes=limit)
+                      workers=workers, on_read=on_read, max_payload_bytes=limit,
+                      evidence=evidence)
     stream, report = export_stream(entries, opener(state), fmt, workers=workers,
                                    on_read=on_read, max_payload_bytes=limit)
     sys.stdout.flush()

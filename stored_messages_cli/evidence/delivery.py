@@ -81,18 +81,17 @@ class DeliveryEvidence:
         self.budget = budget
         self._next_match = float("-inf")
 
-    def tick(self) -> int:
-        """Match orphans (every few seconds), then upload what is due within the budget;
-        how many objects were archived. Never raises: the next turn tries again."""
+    def tick(self) -> None:
+        """Match orphans (every few seconds), then upload what is due within the budget
+        (`Archiver.on_tick`). Never raises: the next turn tries again."""
         try:
             now = self.spool.clock.now()
             if now >= self._next_match:
                 self._next_match = now + MATCH_EVERY
                 self.spool.deliveries.match_orphans(now - self.orphan_event_ttl)
-            return self.upload_due()
+            self.upload_due()
         except (SmError, OSError) as exc:
             log.warning("archiving delivery evidence failed; trying again later: %s", exc)
-            return 0
 
     def upload_due(self) -> int:
         """Upload due evidence of projects whose destination is up, within the budget."""

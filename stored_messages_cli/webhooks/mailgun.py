@@ -84,9 +84,13 @@ def _event(data: dict[str, Any]) -> ProviderEvent:
     kind = KINDS.get(name, Kind.OTHER)
     if name == "failed":
         kind = Kind.BOUNCED if data.get("severity") == "permanent" else Kind.OTHER
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
-    message_id = headers.get("message-id")
+    message_id = _table(_table(data, "message"), "headers").get("message-id")
     message_id = message_id.strip().strip("<>") if isinstance(message_id, str) else None
     return ProviderEvent(event_id(data.get("id"), json.dumps(data, sort_keys=True)),
                          message_id or None, kind, from_epoch(data.get("timestamp", 0)))
+
+
+def _table(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """`document[name]` when it is a JSON object, else an empty one."""
+    value = document.get(name)
+    return value if isinstance(value, dict) else {}

@@ -18,7 +18,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..config.providers import PROVIDER_SETTINGS, ProviderSettings, provider_settings
+from ..config.providers import (
+    PROVIDER_SETTINGS,
+    ProviderSettings,
+    SesSettings,
+    provider_settings,
+)
 from ..errors import ConfigError
 from ..spool import Spool
 from ..spool.deliveries import FAILED, SENT
@@ -73,18 +78,16 @@ def make_receiver(spool: Spool, settings: Any, clock: Clock) -> Receiver | None:
     providers = configured_providers(settings)
     if not providers:
         return None
-    return Receiver(spool, providers, clock,
-                    orphan_event_ttl=float(getattr(settings, "orphan_event_ttl", 7 * 86400)))
+    return Receiver(spool, providers, clock)
 
 
 class Receiver:
     """Verifies provider webhooks and records their events in the spool."""
 
     def __init__(self, spool: Spool, providers: Mapping[str, Mapping[str, ProviderSettings]],
-                 clock: Clock, *, orphan_event_ttl: float = 7 * 86400) -> None:
+                 clock: Clock) -> None:
         self.spool = spool
         self.clock = clock
-        self.orphan_event_ttl = orphan_event_ttl
         self.verifiers: dict[tuple[str, str], Verifier] = {
             (project_id, name): VERIFIERS[name](chosen)
             for project_id, by_name in providers.items() for name, chosen in by_name.items()}
@@ -144,13 +147,14 @@ class Receiver:
         enabled `confirm_subscriptions` and the SubscribeURL is SNS's."""
         url = str(verified.notes["subscribe_url"])
         chosen = self.settings[(project_id, "ses")]
+        assert isinstance(chosen, SesSettings)
         answer: dict[str, Any] = {"type": verified.notes.get("sns_type"),
                                   "subscribe_url": url, "confirmed": False}
         log.warning("SNS %s for project %s: SubscribeURL %s", answer["type"], project_id, url)
         if verified.notes.get("sns_type") != "SubscriptionConfirmation" or \
-                not getattr(chosen, "confirm_subscriptions", False):
+                not chosen.confirm_subscriptions:
             return answer
-        if not re.match(getattr(chosen, "subscribe_url_pattern"), url):
+        if not re.match(chosen.subscribe_url_pattern, url):
             answer["error"] = "the SubscribeURL is outside subscribe_url_pattern"
             return answer
         try:

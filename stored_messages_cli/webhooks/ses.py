@@ -176,7 +176,8 @@ def _event(document: Mapping[str, Any]) -> ProviderEvent:
         return ProviderEvent(event_id(document.get("MessageId"), document["Message"]), None,
                              Kind.OTHER, received)
     kind_name = str(message.get("eventType") or message.get("notificationType") or "")
-    mail = message.get("mail") if isinstance(message.get("mail"), dict) else {}
+    mail_value = message.get("mail")
+    mail: dict[str, Any] = mail_value if isinstance(mail_value, dict) else {}
     provider_id = mail.get("messageId") if isinstance(mail.get("messageId"), str) else None
     lowered = kind_name.lower()
     detail = message.get(_detail_field(kind_name))

@@ -61,7 +61,7 @@ ARCHIVE_COLUMNS = ('"id", "project_id", "provider", "event_id", "message_id",'
                    ' "provider_message_id", "kind", "at", "received_at", "body", "headers",'
                    ' "result", "attempts"')
 DELIVERY_COLUMNS = ('"kind", "at", "provider", "key", "event_id", "state", "applied",'
-                    ' "received_at"')
+                    ' "received_at", "object_sha256"')
 EVIDENCE_ENTRY = f"""INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id",
        "outcome", "stored_key", "relative_key", "payload_sha256", "object_sha256", "size",
        "medium", "message_type", "campaign_id", "sent_at", "recipient_hash",
@@ -83,10 +83,10 @@ def deliveries(conn: PgSession) -> None:
 
 def delivery_dict(row: Sequence[Any]) -> dict[str, Any]:
     """One `delivery_rows` row as `sm show` lists it."""
-    kind, at, provider, key, event_id, state, applied, received_at = row
+    kind, at, provider, key, event_id, state, applied, received_at, object_sha256 = row
     return {"event": kind, "at": at, "provider": provider, "verified": True, "key": key,
             "event_id": event_id, "state": state, "applied": applied,
-            "received_at": float(received_at)}
+            "received_at": float(received_at), "object_sha256": object_sha256}
 
 
 class DeliveryPg(PgStoreBase):

@@ -61,7 +61,7 @@ ARCHIVE_COLUMNS = ('"id", "project_id", "provider", "event_id", "message_id",'
                    ' "provider_message_id", "kind", "at", "received_at", "body", "headers",'
                    ' "result", "attempts"')
 DELIVERY_COLUMNS = ('"kind", "at", "provider", "key", "event_id", "state", "applied",'
-                    ' "received_at"')
+                    ' "received_at", "object_sha256"')
 # The evidence object's log entry, from its message's row (SPEC 9.3: `"outcome": "evidence"`).
 EVIDENCE_ENTRY = f"""INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id",
        "outcome", "stored_key", "relative_key", "payload_sha256", "object_sha256", "size",
@@ -84,10 +84,10 @@ def migrate_deliveries(conn: sqlite3.Connection) -> None:
 
 def delivery_dict(row: Sequence[Any]) -> dict[str, Any]:
     """One `delivery_rows` row as `sm show` lists it."""
-    kind, at, provider, key, event_id, state, applied, received_at = row
+    kind, at, provider, key, event_id, state, applied, received_at, object_sha256 = row
     return {"event": kind, "at": at, "provider": provider, "verified": True, "key": key,
             "event_id": event_id, "state": state, "applied": applied,
-            "received_at": float(received_at)}
+            "received_at": float(received_at), "object_sha256": object_sha256}
 
 
 class DeliverySql(StoreBase):
