@@ -60,6 +60,9 @@ CREATE INDEX IF NOT EXISTS "idx_provider_tokens_seen_at" ON "provider_tokens" ("
 ARCHIVE_COLUMNS = ('"id", "project_id", "provider", "event_id", "message_id",'
                    ' "provider_message_id", "kind", "at", "received_at", "body", "headers",'
                    ' "result", "attempts"')
+# An event's evidence is archived while its message has a row (its log entry is made from it).
+WITH_MESSAGE = ('EXISTS (SELECT 1 FROM "messages" m WHERE m."project_id" = e."project_id"'
+                ' AND m."message_id" = e."message_id")')
 DELIVERY_COLUMNS = ('"kind", "at", "provider", "key", "event_id", "state", "applied",'
                     ' "received_at", "object_sha256"')
 EVIDENCE_ENTRY = f"""INSERT INTO "manifest_entries" ("project_id", "message_row", "message_id",
@@ -179,7 +182,8 @@ class DeliveryPg(PgStoreBase):
             return []
         return [EventToArchive(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
                                bytes(r[9]), r[10], r[11], r[12]) for r in self._rows(
-            f'SELECT {ARCHIVE_COLUMNS} FROM "provider_events" WHERE "state" = %s AND'
+            f'SELECT {ARCHIVE_COLUMNS} FROM "provider_events" e WHERE {WITH_MESSAGE}'
+            f' AND "state" = %s AND'
             ' "applied" IS NOT NULL AND COALESCE("next_attempt_at", 0) <= %s AND'
             ' "project_id" = ANY(%s) ORDER BY "id" LIMIT %s',
             (EventState.MATCHED.value, now, list(project_ids), limit))]

@@ -60,6 +60,9 @@ CREATE INDEX IF NOT EXISTS "idx_provider_tokens_seen_at" ON "provider_tokens" ("
 ARCHIVE_COLUMNS = ('"id", "project_id", "provider", "event_id", "message_id",'
                    ' "provider_message_id", "kind", "at", "received_at", "body", "headers",'
                    ' "result", "attempts"')
+# An event's evidence is archived while its message has a row (its log entry is made from it).
+WITH_MESSAGE = ('EXISTS (SELECT 1 FROM "messages" m WHERE m."project_id" = e."project_id"'
+                ' AND m."message_id" = e."message_id")')
 DELIVERY_COLUMNS = ('"kind", "at", "provider", "key", "event_id", "state", "applied",'
                     ' "received_at", "object_sha256"')
 # The evidence object's log entry, from its message's row (SPEC 9.3: `"outcome": "evidence"`).
@@ -179,7 +182,8 @@ class DeliverySql(StoreBase):
         if not project_ids:
             return []
         return [EventToArchive(*row) for row in self._rows(
-            f'SELECT {ARCHIVE_COLUMNS} FROM "provider_events" WHERE "state" = ? AND'
+            f'SELECT {ARCHIVE_COLUMNS} FROM "provider_events" e WHERE {WITH_MESSAGE}'
+            f' AND "state" = ? AND'
             ' "applied" IS NOT NULL AND COALESCE("next_attempt_at", 0) <= ? AND'
             f' "project_id" IN ({marks(len(project_ids))}) ORDER BY "id" LIMIT ?',
             [EventState.MATCHED.value, now, *project_ids, limit])]
