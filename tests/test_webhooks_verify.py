@@ -350,3 +350,34 @@ def test_postmark_basic_auth_verifies_and_keeps_no_password(postmark: PostmarkVe
 def test_postmark_wrong_credentials_are_refused(postmark: PostmarkVerifier, auth: str) -> None:
     with pytest.raises(Refused):
         postmark.verify(POSTMARK_BODY, {"authorization": auth}, "", NOW)
+
+
+TWILIO_BODY = twilio_form(FORM)
+
+
+@settings(max_examples=80, deadline=None)
+@given(index=st.integers(0, len(TWILIO_BODY) - 1), bit=st.integers(0, 6))
+def test_any_byte_flip_of_a_signed_twilio_form_is_refused(index: int, bit: int) -> None:
+    """Every form field is signed: a flipped bit anywhere is refused (or unreadable), unless
+    it decodes to the very same fields (e.g. `+` and `%20` both a space)."""
+    from urllib.parse import parse_qsl
+
+    from stored_messages_cli.config.providers import TwilioSettings as Settings
+
+    class _Token(Settings):
+        def secret(self) -> bytes:
+            return b"a-twilio-auth-token"
+
+    verifier = TwilioVerifier(_Token(auth_token_env="UNUSED",
+                                     public_url="https://hooks.example/t"))
+    sig = twilio_signature(b"a-twilio-auth-token", "https://hooks.example/t", FORM)
+    flipped = _flip(TWILIO_BODY, index, bit)
+    try:
+        same = sorted(parse_qsl(flipped.decode(), keep_blank_values=True)) == sorted(
+            FORM.items())
+    except UnicodeDecodeError:
+        same = False
+    if same:
+        return
+    with pytest.raises((Refused, Unreadable)):
+        verifier.verify(flipped, {"x-twilio-signature": sig}, "", NOW)
