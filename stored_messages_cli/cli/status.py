@@ -43,6 +43,7 @@ def status_document(state: Any) -> dict[str, Any]:
         held = daemons.in_flight_by_owner()
         discarded = discarded_by_reason(spool)
         evidence = evidence_document(spool)
+        provider_events = spool.deliveries.counts()  # SPEC 9.3: matched, orphan, archived
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -84,6 +85,7 @@ def status_document(state: Any) -> dict[str, Any]:
         } for d in running],
         "in_flight_held_by_dead_daemon": held_by_dead,
         **evidence,
+        "provider_events": provider_events,
     }
 
 
