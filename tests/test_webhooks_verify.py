@@ -381,3 +381,19 @@ def test_any_byte_flip_of_a_signed_twilio_form_is_refused(index: int, bit: int) 
         return
     with pytest.raises((Refused, Unreadable)):
         verifier.verify(flipped, {"x-twilio-signature": sig}, "", NOW)
+
+
+def test_twilio_json_callback_is_signed_through_body_sha256(twilio: TwilioVerifier) -> None:
+    """A JSON body: Twilio appends `bodySHA256` to the URL it calls and signs that URL."""
+    import hashlib
+
+    body = json.dumps({"MessageSid": "SM99", "MessageStatus": "sent"}).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    signed_url = f"{twilio.settings.public_url}?bodySHA256={digest}"
+    sig = twilio_signature(b"a-twilio-auth-token", signed_url, {})
+    request_url = f"http://127.0.0.1:8080/v1/providers/twilio/12345?bodySHA256={digest}"
+    [event] = twilio.verify(body, {"x-twilio-signature": sig}, request_url, NOW).events
+    assert (event.provider_message_id, event.kind) == ("SM99", Kind.ACCEPTED)
+    with pytest.raises(Refused, match="bodySHA256"):  # the body changed, the URL did not
+        twilio.verify(body.replace(b"sent", b"sent "), {"x-twilio-signature": sig},
+                      request_url, NOW)

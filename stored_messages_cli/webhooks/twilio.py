@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
@@ -51,22 +52,22 @@ class TwilioVerifier:
         """Verify one status callback; Refused (401) or Unreadable (400) otherwise."""
         given = header(headers, SIGNATURE)
         public_url = self.settings.public_url
-        query = parse_qs(urlsplit(public_url).query)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise Unreadable("the body is not UTF-8") from None
-        if "bodySHA256" in query:  # a JSON body: signed through the URL alone
+        body_hash = parse_qs(urlsplit(url).query).get("bodySHA256")
+        if body_hash:  # a JSON body: Twilio adds its SHA-256 to the URL, and signs the URL
             fields: list[tuple[str, str]] = []
-            if not hmac.compare_digest(hashlib.sha256(body).hexdigest(),
-                                       query["bodySHA256"][0]):
+            if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), body_hash[0]):
                 raise Refused("the body's SHA-256 is not the URL's bodySHA256")
+            public_url += ("&" if "?" in public_url else "?") + f"bodySHA256={body_hash[0]}"
         else:
             fields = parse_qsl(text, keep_blank_values=True)
         expected = signature(self.settings.secret(), public_url, fields)
         if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "replace")):
             raise Refused("the X-Twilio-Signature does not verify")
-        form = dict(fields)
+        form = _json_fields(text) if body_hash else dict(fields)
         sid = form.get("MessageSid") or form.get("SmsSid")
         status = form.get("MessageStatus") or form.get("SmsStatus") or ""
         if not sid:
@@ -78,3 +79,13 @@ class TwilioVerifier:
         return Verified([event], {SIGNATURE: given},
                         {"verified": True, "method": "hmac-sha1", "public_url": public_url})
 
+
+def _json_fields(text: str) -> dict[str, str]:
+    """A JSON callback's top-level text fields (to read its sid and status)."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Unreadable("the body is not JSON") from None
+    if not isinstance(document, dict):
+        raise Unreadable("the body is not a JSON object")
+    return {k: v for k, v in document.items() if isinstance(v, str)}
