@@ -98,6 +98,9 @@ def test_a_provider_event_confirms_archives_and_is_evidence(
     [project] = audited["projects"]
     assert (code, project["findings"]) == (0, []), project
     assert project["entries"] == 2  # the stored message and its evidence
+    proved = cli("--json", "prove", mid)  # the message's own entry, not its evidence's
+    assert proved.exit_code == 0, proved.output
+    assert json.loads(proved.stdout)["entry"].count('"outcome":"stored"') == 1
 
     # the export writes the evidence beside the messages and names it in the load file
     exported = tmp_path / "export"
