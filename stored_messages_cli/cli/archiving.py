@@ -45,9 +45,11 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                           *limits_from(settings),
                           log_options=LogOptions.from_settings(settings, home),
                           background_anchors=True)
-    # Delivery evidence first: what it archives this turn is sealed on the same turn.
-    archiver.on_tick(DeliveryEvidence(spool, manifests.destinations,
-                                      orphan_event_ttl=settings.orphan_event_ttl).tick)
+    # Delivery evidence on a thread of its own; its last pass comes before the last seal.
+    delivery = DeliveryEvidence(spool, manifests.destinations, background=True,
+                                orphan_event_ttl=settings.orphan_event_ttl)
+    archiver.on_tick(delivery.tick)
+    manifests.before_close.append(delivery.close)
     archiver.on_tick(manifests.tick)
     return archiver, manifests
 

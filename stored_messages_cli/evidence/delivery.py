@@ -4,10 +4,11 @@ the project's log as `"outcome": "evidence"`.
 
 The object is gzip (the pinned member) of canonical JSON holding the request's exact bytes
 (base64), the headers verification used and its result. `sm run` calls `tick` as its loop
-turns (`Archiver.on_tick`), before the manifests seal: a few uploads within a time budget,
-skipping a destination that is down, so archiving never waits on evidence; an upload that
-fails is tried again later (doubling, up to an hour). Orphan events are matched to messages
-recorded since, and dropped after `orphan_event_ttl`, on the same turn.
+turns (`Archiver.on_tick`): with `background`, each turn's work (a few uploads within a time
+budget, skipping a destination that is down) runs on a thread of its own, as the anchors do,
+so archiving never waits on evidence; `close` (before the last seal) joins it and makes one
+more pass. An upload that fails is tried again later (doubling, up to an hour). Orphan events
+are matched to messages recorded since, and dropped after `orphan_event_ttl`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -73,17 +75,35 @@ class DeliveryEvidence:
     def __init__(self, spool: Spool, destinations: Mapping[str, Destination], *,
                  orphan_event_ttl: float = 7 * 86400,
                  uploads_per_turn: int = UPLOADS_PER_TURN,
-                 budget: float = TURN_BUDGET) -> None:
+                 budget: float = TURN_BUDGET, background: bool = False) -> None:
         self.spool = spool
         self.destinations = destinations  # the manifests' own dict: a reload updates both
         self.orphan_event_ttl = orphan_event_ttl
         self.uploads_per_turn = uploads_per_turn
         self.budget = budget
         self._next_match = float("-inf")
+        self.background = background
+        self._turn: threading.Thread | None = None
 
     def tick(self) -> None:
-        """Match orphans (every few seconds), then upload what is due within the budget
-        (`Archiver.on_tick`). Never raises: the next turn tries again."""
+        """One turn (`Archiver.on_tick`): on the evidence thread with `background` (none
+        started while the last one runs), else here."""
+        if not self.background:
+            self.turn()
+            return
+        if self._turn is None or not self._turn.is_alive():
+            self._turn = threading.Thread(target=self.turn, name="sm-evidence", daemon=True)
+            self._turn.start()
+
+    def close(self) -> None:
+        """Before the daemon's last seal: finish the running turn, then one more pass."""
+        if self._turn is not None:
+            self._turn.join()
+        self.turn()
+
+    def turn(self) -> None:
+        """Match orphans (every few seconds), then upload what is due within the budget.
+        Never raises: the next turn tries again."""
         try:
             now = self.spool.clock.now()
             if now >= self._next_match:
