@@ -110,3 +110,19 @@ def test_every_message_of_a_batch_is_findable_by_its_provider_id(
     assert report.accepted == 5
     for i in range(5):
         assert spool.store.message_for_provider_id(PROJECT, ["nope", f"ses-b-{i}"]) == f"b-{i}"
+
+
+def test_on_its_own_thread_the_last_pass_comes_with_close(
+        spool: Spool, receiver: Receiver, signer: SnsSigner, tmp_path: Path,
+        make_message: Callable[..., dict[str, Any]]) -> None:
+    spool.record(_message(make_message, "m-6", "ses-6"))
+    url = f"file://{tmp_path / 'archive'}/"
+    ensure_folder(url)
+    uploader = DeliveryEvidence(spool, {PROJECT: open_destination(url)}, background=True)
+    uploader.tick()  # nothing to do yet, on the evidence thread
+    body = json.dumps(signer.sign(ses_event("Delivery", "ses-6", sns_id="sns-6"))).encode()
+    receiver.receive("ses", PROJECT, body, {}, "")
+    uploader.close()  # joins the running turn, then one more pass
+    key = evidence_key(PROJECT, "m-6", "sns-6")
+    assert (tmp_path / "archive" / key).exists()
+    assert ("m-6", "evidence", key) in spool.evidence.open_outcomes(PROJECT)
