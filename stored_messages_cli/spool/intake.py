@@ -364,6 +364,7 @@ class Intake:
             return IngestOutcome.DUPLICATE  # the same rendered message again, or not archived
         if known.state == State.AWAITING_CONFIRMATION or _revivable(
                 known.state, known.final_reason, known.body_kept):
+            self._note_provider_ids([row])  # the confirmed copy may name the provider's id
             self._confirm_row(known.row_id, msg.document, now)
             return IngestOutcome.ACCEPTED
         if known.state == State.DISCARDED:
@@ -527,4 +528,3 @@ def provider_message_id(document: dict[str, Any]) -> str | None:
     provider = document.get("provider")
     value = provider.get("message_id") if isinstance(provider, dict) else None
     return value if isinstance(value, str) and value else None
-

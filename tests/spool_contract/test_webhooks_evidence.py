@@ -126,3 +126,14 @@ def test_on_its_own_thread_the_last_pass_comes_with_close(
     key = evidence_key(PROJECT, "m-6", "sns-6")
     assert (tmp_path / "archive" / key).exists()
     assert ("m-6", "evidence", key) in spool.evidence.open_outcomes(PROJECT)
+
+
+def test_a_confirmed_copy_naming_the_provider_id_makes_it_findable(
+        spool: Spool, make_message: Callable[..., dict[str, Any]]) -> None:
+    rendered = make_message(message_id="m-7")
+    rendered.pop("sent_at")
+    rendered.pop("provider")
+    spool.record(rendered)
+    assert spool.store.message_for_provider_id(PROJECT, ["ses-7"]) is None
+    spool.record(make_message(message_id="m-7", provider={"name": "ses", "message_id": "ses-7"}))
+    assert spool.store.message_for_provider_id(PROJECT, ["ses-7"]) == "m-7"
