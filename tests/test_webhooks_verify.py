@@ -397,3 +397,29 @@ def test_twilio_json_callback_is_signed_through_body_sha256(twilio: TwilioVerifi
     with pytest.raises(Refused, match="bodySHA256"):  # the body changed, the URL did not
         twilio.verify(body.replace(b"sent", b"sent "), {"x-twilio-signature": sig},
                       request_url, NOW)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=300), st.recursive(
+           st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+               st.sampled_from(["Type", "Message", "SignatureVersion", "SigningCertURL",
+                                "Signature", "signature", "event-data", "timestamp", "token",
+                                "RecordType", "MessageID", "sg_message_id"]), inner,
+               max_size=6), max_leaves=20).map(lambda v: json.dumps(v).encode())),
+       auth=st.text(max_size=40))
+def test_hostile_requests_are_only_ever_refused_or_unreadable(
+        sns: tuple[SnsSigner, SesVerifier], tmp_path: Path, body: bytes, auth: str) -> None:
+    password = tmp_path / "pm"
+    password.write_text("pw")
+    verifiers = [sns[1], _VERIFIER, PostmarkVerifier(PostmarkSettings(
+        username="u", password_file=str(password))), MailgunVerifier(MailgunSettings(
+            signing_key_file=str(password))), TwilioVerifier(TwilioSettings(
+                auth_token_file=str(password), public_url="https://h.example/t"))]
+    headers = {"authorization": auth, "x-twilio-signature": auth,
+               "x-twilio-email-event-webhook-signature": auth,
+               "x-twilio-email-event-webhook-timestamp": auth}
+    for verifier in verifiers:
+        with pytest.raises((Refused, Unreadable)):
+            verifier.verify(body, headers, "", NOW)

@@ -92,7 +92,7 @@ class SesVerifier:
         """Verify one SNS POST; Refused (401) or Unreadable (400) otherwise."""
         document = _document(body)
         kind = document.get("Type")
-        if kind not in TYPES:
+        if not isinstance(kind, str) or kind not in TYPES:
             raise Unreadable(f"not an SNS message type: {str(kind)[:40]!r}")
         version = str(document.get("SignatureVersion"))
         if version not in HASHES:
