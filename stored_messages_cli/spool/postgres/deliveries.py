@@ -193,8 +193,9 @@ class DeliveryPg(PgStoreBase):
         """Archived, with its log entry in the project's open segment."""
         changed = self._count(
             'UPDATE "provider_events" SET "state" = %s, "key" = %s, "object_sha256" = %s,'
-            ' "size" = %s, "archived_at" = %s WHERE "id" = %s AND "state" = %s',
-            (EventState.ARCHIVED.value, key, object_sha256, size, now, row_id,
+            ' "size" = %s, "archived_at" = %s, "body" = %s'  # the bucket holds it now
+            ' WHERE "id" = %s AND "state" = %s',
+            (EventState.ARCHIVED.value, key, object_sha256, size, now, b"", row_id,
              EventState.MATCHED.value))
         if changed:
             self.pg.execute(EVIDENCE_ENTRY, (key, relative_key, payload_sha256,

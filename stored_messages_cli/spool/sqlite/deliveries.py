@@ -193,8 +193,9 @@ class DeliverySql(StoreBase):
         """Archived, with its log entry in the project's open segment."""
         changed = self.conn.execute(
             'UPDATE "provider_events" SET "state" = ?, "key" = ?, "object_sha256" = ?,'
-            ' "size" = ?, "archived_at" = ? WHERE "id" = ? AND "state" = ?',
-            (EventState.ARCHIVED.value, key, object_sha256, size, now, row_id,
+            ' "size" = ?, "archived_at" = ?, "body" = ?'  # the bucket holds it now
+            ' WHERE "id" = ? AND "state" = ?',
+            (EventState.ARCHIVED.value, key, object_sha256, size, now, b"", row_id,
              EventState.MATCHED.value)).rowcount
         if changed:
             self.conn.execute(EVIDENCE_ENTRY, (key, relative_key, payload_sha256,
