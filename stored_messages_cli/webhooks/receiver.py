@@ -5,7 +5,8 @@ and sends back its `(status, document)`: 404 for a provider or project not confi
 401 when verification fails (nothing stored), 400 for a body that cannot be parsed, 200 with
 what was recorded. Verified events are kept whole in the spool (`Spool.deliveries`), matched
 to their message by the provider's message id, and applied: an event saying the provider
-sent the message confirms it, a rejection discards it (`send_failed`).
+sent the message confirms it, a rejection discards it (`send_failed`). A spool that cannot
+write is 503 (the provider retries).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import ConfigError
 from ..spool import Spool
 from ..spool.deliveries import FAILED, SENT
 from ..spool.delivery_rows import NewProviderEvent
+from ..spool.store import SpoolError
 from .events import MAX_AGE, SENT_KINDS, Kind, Refused, Unreadable, Verified
 from .mailgun import MailgunVerifier
 from .postmark import PostmarkVerifier
@@ -121,7 +123,13 @@ class Receiver:
             log.error("the %s webhook of project %s cannot be checked: %s", provider,
                       project_id, exc)
             return 500, {"error": f"the {provider} settings cannot be used: {exc}"}
-        answer = self._record(provider, project_id, body, verified)
+        except SpoolError as exc:
+            return 503, {"error": f"the spool cannot write: {exc}"}
+        try:
+            answer = self._record(provider, project_id, body, verified)
+        except SpoolError as exc:  # nothing answered 200: the provider sends it again
+            log.error("a verified %s webhook could not be kept: %s", provider, exc)
+            return 503, {"error": f"the spool cannot write: {exc}"}
         if verified.notes.get("subscribe_url") is not None:
             answer["subscription"] = self._subscription(project_id, verified)
         return 200, answer
