@@ -26,6 +26,7 @@ from stored_messages_cli.states import State
 from stored_messages_cli.webhooks import Receiver
 from tests.support.fixtures.core import jsonl
 from tests.support.provider_signing import SnsSigner, ses_event
+from tests.support.spool_db import rows
 
 PROJECT = "12345"
 
@@ -68,6 +69,10 @@ def test_evidence_is_uploaded_once_with_its_log_entry(
     assert (event["key"], event["state"]) == (key, "archived")
     outcomes = spool.evidence.open_outcomes(PROJECT)
     assert ("m-1", "evidence", key) in outcomes
+    # the spool's copy of the request is dropped: the bucket holds it, the log its hash
+    [(kept,)] = rows(spool, 'SELECT "body" FROM "provider_events" WHERE "event_id" = {p}',
+                     ("sns-1",))
+    assert bytes(kept) == b""
 
 
 def test_a_planted_object_at_the_key_is_retried_never_entered(
