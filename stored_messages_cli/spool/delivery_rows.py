@@ -112,6 +112,11 @@ class ProviderEventStore(Protocol):
         """The events of a message, by time (`Deliveries.delivery_of`)."""
         ...
 
+    def prune_provider_events(self, cutoff: float) -> int:
+        """Forget the events (received or archived before `cutoff`) and provider message ids
+        of messages whose row is gone (`sm spool prune`); how many events."""
+        ...
+
     def provider_event_counts(self) -> list[tuple[str, int]]:
         """`(state, count)` of the provider events kept."""
         ...

@@ -142,3 +142,23 @@ def test_a_confirmed_copy_naming_the_provider_id_makes_it_findable(
     assert spool.store.message_for_provider_id(PROJECT, ["ses-7"]) is None
     spool.record(make_message(message_id="m-7", provider={"name": "ses", "message_id": "ses-7"}))
     assert spool.store.message_for_provider_id(PROJECT, ["ses-7"]) == "m-7"
+
+
+def test_prune_forgets_the_events_and_ids_of_the_messages_it_deletes(
+        spool: Spool, receiver: Receiver, signer: SnsSigner, clock: FakeClock,
+        make_message: Callable[..., dict[str, Any]]) -> None:
+    from stored_messages_cli.spool.maintenance import prune
+
+    spool.record(_message(make_message, "m-8", "ses-8"))
+    spool.record(_message(make_message, "m-9", "ses-9"))  # stays: awaiting confirmation
+    for provider_id, sns_id in (("ses-8", "sns-8"), ("ses-9", "sns-9")):
+        kind = "Reject" if provider_id == "ses-8" else "DeliveryDelay"
+        receiver.receive("ses", PROJECT, json.dumps(signer.sign(ses_event(
+            kind, provider_id, sns_id=sns_id))).encode(), {}, "")
+    clock.advance(40 * 86400)
+    report = prune(spool, 30 * 86400)
+    assert report.discarded == 1  # m-8, discarded as send_failed
+    assert spool.deliveries.delivery_of(PROJECT, "m-8") == []
+    assert spool.store.message_for_provider_id(PROJECT, ["ses-8"]) is None
+    assert [e["event"] for e in spool.deliveries.delivery_of(PROJECT, "m-9")] == ["other"]
+    assert spool.store.message_for_provider_id(PROJECT, ["ses-9"]) == "m-9"

@@ -213,6 +213,17 @@ class DeliverySql(StoreBase):
             f'SELECT {DELIVERY_COLUMNS} FROM "provider_events" WHERE "project_id" = ? AND'
             ' "message_id" = ? ORDER BY "at", "id"', (project_id, message_id))]
 
+    def prune_provider_events(self, cutoff: float) -> int:
+        """Forget the events and provider message ids of messages whose row is gone."""
+        gone = ('NOT EXISTS (SELECT 1 FROM "messages" m WHERE m."project_id" = t."project_id"'
+                ' AND m."message_id" = t."message_id")')
+        events = self.conn.execute(
+            f'DELETE FROM "provider_events" AS t WHERE "state" <> ? AND'
+            f' COALESCE("archived_at", "received_at") < ? AND {gone}',
+            (EventState.ORPHAN.value, cutoff)).rowcount
+        self.conn.execute(f'DELETE FROM "provider_message_ids" AS t WHERE {gone}')
+        return int(events)
+
     def provider_event_counts(self) -> list[tuple[str, int]]:
         """`(state, count)` of the events kept."""
         return [(str(r[0]), int(r[1])) for r in self._rows(
