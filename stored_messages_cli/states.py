@@ -130,18 +130,28 @@ class HoldState(StrEnum):
     RELEASED = "released"  # lifted (or kept for another open case), `release` entry logged
 
 
+class EventState(StrEnum):
+    """Where a verified provider event stands (`provider_events`, SPEC 9.3)."""
+
+    ORPHAN = "orphan"  # its message is not recorded (yet): waits `orphan_event_ttl`
+    MATCHED = "matched"  # its message is known: its evidence waits for upload
+    ARCHIVED = "archived"  # its evidence object is in the bucket and in the log
+
+
 class LogOutcome(StrEnum):
     """Log entries that are not an archiving outcome (no message is ever in one of these states).
 
     A legal hold applied or released (SPEC 9.4); a message's data key destroyed by `sm forget`
-    (SPEC 9.5).
+    (SPEC 9.5); a provider's delivery event archived as evidence (SPEC 9.3).
     """
 
     HOLD = "hold"
     RELEASE = "release"
     ERASED = "erased"
+    EVIDENCE = "evidence"
 
 
 # Every outcome a manifest entry may carry: the archiving outcomes, then the others.
 ENTRY_OUTCOMES: tuple[str, ...] = (*SETTLED_OUTCOMES, *LogOutcome)
 ERASED_OUTCOME = LogOutcome.ERASED
+EVIDENCE_OUTCOME = LogOutcome.EVIDENCE

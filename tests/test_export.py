@@ -33,7 +33,8 @@ from tests.support.investigation_support import (
 )
 
 LOADFILE_HEADER = ["message_id", "project_id", "medium", "message_type", "campaign_id",
-                   "sent_at", "key", "payload_sha256", "file", "file_sha256", "holds"]
+                   "sent_at", "key", "payload_sha256", "file", "file_sha256", "holds",
+                   "evidence_files"]
 
 
 def mixed(count: int) -> list[dict[str, Any]]:

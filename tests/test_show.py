@@ -83,7 +83,7 @@ def test_show_each_state_exactly(tmp_path: Path) -> None:
     base = {"final_reason": None, "last_error": None, "recorded_at": at(0),
             "confirmed_at": None, "first_failure_at": None, "next_attempt_at": None,
             "stored_at": None, "attempts": 0, "destination": None,
-            "payload_sha256": None, "holds": []}
+            "payload_sha256": None, "holds": [], "delivery": []}
 
     def key(name: str) -> str:
         return f"sms/12345/{rhash}/unassociated/{name}.json.gz"
@@ -91,7 +91,7 @@ def test_show_each_state_exactly(tmp_path: Path) -> None:
     assert list(shown("waiting")) == [
         "message_id", "project_id", "state", "final_reason", "last_error", "recorded_at",
         "confirmed_at", "first_failure_at", "next_attempt_at", "stored_at", "attempts",
-        "destination", "key", "payload_sha256", "body_in_spool", "holds"]
+        "destination", "key", "payload_sha256", "body_in_spool", "holds", "delivery"]
     assert shown("silent") == {**base, "message_id": "silent", "project_id": "12345",
                                "state": "discarded", "final_reason": "never_confirmed",
                                # kept for confirm_grace: a late `sent` event revives it

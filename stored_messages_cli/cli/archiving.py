@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..archiver import Archiver, ProjectTarget
+from ..evidence.delivery import DeliveryEvidence
 from ..evidence.hold_keeper import HoldKeeper
 from ..evidence.log import LogOptions
 from ..evidence.manifest import Manifests, limits_from
@@ -45,6 +46,11 @@ def archiver_for(spool: Any, targets: list[ProjectTarget], settings: Any, *, wor
                           *limits_from(settings),
                           log_options=LogOptions.from_settings(settings, home),
                           background_anchors=True)
+    # Delivery evidence on a thread of its own; its last pass comes before the last seal.
+    delivery = DeliveryEvidence(spool, manifests.destinations, background=True,
+                                orphan_event_ttl=settings.orphan_event_ttl)
+    archiver.on_tick(delivery.tick)
+    manifests.before_close.append(delivery.close)
     archiver.on_tick(manifests.tick)
     return archiver, manifests
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ..evidence.access_log import FAILED, filters_of, refs_of
 from ..evidence.export import FORMATS, STREAM_FILES, ExportReport, export, export_stream
+from ..evidence.export_evidence import EvidenceKeys, evidence_keys
 from ..evidence.holds import holding_cases_of
 from ..investigate.index import ArchiveIndex, IndexEntry
 from ..investigate.sealed import keyed_digests
@@ -93,11 +94,13 @@ def export_command(
             entries = index.find(query).entries
             coverage_warnings(out, index, project)
             holds = holding_cases_of(spool, entries)
+            evidence = evidence_keys(spool, entries)  # delivery evidence (SPEC 9.3)
         access.touch(refs_of(entries))
         if entries:
             access.projects = touched_projects(access.messages)
         report = _export(state, entries, output, format, zip_output=zip_output,
-                         name=case or "export", workers=workers, holds=holds)
+                         name=case or "export", workers=workers, holds=holds,
+                         evidence=evidence)
         access.details.update(exported=report.exported, failed=len(report.failures))
         if report.failures:
             access.result = FAILED
@@ -137,14 +140,16 @@ def _check_stdout_use(fmt: str, *, zip_output: bool, json_mode: bool) -> None:
 
 def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
             zip_output: bool, name: str, workers: int,
-            holds: dict[tuple[str, str], list[str]] | None = None) -> ExportReport:
+            holds: dict[tuple[str, str], list[str]] | None = None,
+            evidence: EvidenceKeys | None = None) -> ExportReport:
     """Verify and write (a folder, or standard output for `-`), with a progress bar on a
     terminal."""
     out = state.output
     out.info(f"Verifying {len(entries)} message(s)…")
     if not out.interactive:
         return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
-                                 name=name, workers=workers, holds=holds)
+                                 name=name, workers=workers, holds=holds,
+                                 evidence=evidence)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress  # only on a terminal
 
     with Progress("[progress.description]{task.description}", BarColumn(),
@@ -152,18 +157,20 @@ def _export(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, 
         task = bar.add_task("verify", total=len(entries))
         return _verify_and_write(state, entries, output, fmt, zip_output=zip_output,
                                  name=name, workers=workers,
-                                 on_read=lambda n: bar.advance(task, n), holds=holds)
+                                 on_read=lambda n: bar.advance(task, n), holds=holds,
+                                 evidence=evidence)
 
 
 def _verify_and_write(state: AppState, entries: list[IndexEntry], output: Path, fmt: str, *,
                       zip_output: bool, name: str, workers: int,
                       on_read: Callable[[int], None] | None = None,
-                      holds: dict[tuple[str, str], list[str]] | None = None) -> ExportReport:
+                      holds: dict[tuple[str, str], list[str]] | None = None,
+                      evidence: EvidenceKeys | None = None) -> ExportReport:
     limit = state.settings().max_payload_bytes
     if str(output) != "-":
         return export(entries, opener(state), output, fmt, as_zip=zip_output, name=name,
                       workers=workers, on_read=on_read, max_payload_bytes=limit,
-                      holds=holds)
+                      holds=holds, evidence=evidence)
     stream, report = export_stream(entries, opener(state), fmt, workers=workers,
                                    on_read=on_read, max_payload_bytes=limit)
     sys.stdout.flush()

@@ -176,9 +176,11 @@ def _run(state: Any, listeners: list[Any], token: bytes | None, tls: Any) -> Non
 
 
 def _webhook_receiver(spool: Any, settings: Any, clock: Clock) -> Any:
-    """The provider webhooks' receiver (`serve.app.WebhookReceiver`), or None while they are
-    not wired in: `/v1/providers/…` then answers 404."""
-    return None
+    """The provider webhooks' receiver (`serve.app.WebhookReceiver`, SPEC 9.3), or None when
+    no project configures a provider: `/v1/providers/…` then answers 404."""
+    from ..webhooks.receiver import make_receiver
+
+    return make_receiver(spool, settings, clock)
 
 
 def register(app: typer.Typer) -> None:

@@ -79,8 +79,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or value == []:
         return "-"
+    if isinstance(value, list):  # the delivery timeline
+        return "; ".join(f"{d['event']} {d['at']} ({d['provider']})" for d in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)

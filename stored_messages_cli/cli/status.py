@@ -46,6 +46,7 @@ def status_document(state: Any) -> dict[str, Any]:
         evidence = evidence_document(spool)
         open_cases, holds_pending, holds_failing = spool.store.hold_figures()
         keys = keys_backup_status(spool.store, spool.clock.now(), postgres=spool.is_postgres)
+        provider_events = spool.deliveries.counts()  # SPEC 9.3: matched, orphan, archived
     destinations = []
     for project_id, url in sorted(projects.items()):
         known = health.get(project_id)
@@ -90,6 +91,7 @@ def status_document(state: Any) -> dict[str, Any]:
         "holds": {"open_cases": open_cases, "pending": holds_pending,
                   "failing": holds_failing},
         "recipient_keys": keys,  # SPEC 9.5: losing them loses the archive (docs/privacy.md)
+        "provider_events": provider_events,
     }
 
 

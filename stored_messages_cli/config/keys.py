@@ -36,7 +36,7 @@ class SavedDestinationOptions:
 # Settings that are lengths of time: each must be more than zero.
 DURATION_SETTINGS = ("retry_interval", "retry_window", "confirm_timeout", "lease_seconds",
                      "poll_interval", "rate_limit_backoff_base", "rate_limit_backoff_cap",
-                     "manifest_max_age", "confirm_grace")
+                     "manifest_max_age", "confirm_grace", "orphan_event_ttl")
 # The top-level keys of config.toml, known without importing pydantic-settings (`sm status`);
 # tests/test_cli_output.py checks that the Settings class defines exactly these.
 SETTING_NAMES = frozenset({
@@ -51,6 +51,8 @@ SETTING_NAMES = frozenset({
     "recipient_hash", "recipient_hash_key_file", "encryption", "master_key_file",
     "kms_key_id"})
 SETTING_NAMES |= {"serve_max_queued"}  # sm serve (SPEC 9.3)
+# Provider webhooks (SPEC 9.3, docs/providers.md).
+SETTING_NAMES |= {"providers", "orphan_event_ttl"}
 # The keys of a `[projects."ID"]` table in the order `sm` writes them: the project's URL and
 # mediums, how its destination is reached, then what `sm connect` decided. ProjectDestination
 # declares the four project-only fields (tests/test_cli_output.py checks they match).
@@ -60,6 +62,7 @@ PROJECT_KEY_ORDER = ("url", "mediums", *(f.name for f in fields(SavedDestination
 PRIVACY_KEYS = ("recipient_hash", "recipient_hash_key_file", "encryption", "master_key_file",
                 "kms_key_id")
 PROJECT_KEY_ORDER += PRIVACY_KEYS
+PROJECT_KEY_ORDER += ("providers",)  # provider webhooks (SPEC 9.3, docs/providers.md)
 PROJECT_KEYS = frozenset(PROJECT_KEY_ORDER)
 
 

@@ -6,11 +6,14 @@ import pydantic only, not pydantic-settings (`settings.py`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..message import MEDIUMS
 from .keys import SavedDestinationOptions
 from .privacy_choices import privacy_choice
+from .providers import check_providers
 
 
 class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
@@ -36,6 +39,8 @@ class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
     encryption: str | None = None
     master_key_file: str | None = None
     kms_key_id: str | None = None
+    # Provider webhooks (`[projects."ID".providers.NAME]`, docs/providers.md).
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("recipient_hash", "encryption")
     @classmethod
@@ -56,3 +61,8 @@ class ProjectDestination(BaseModel, SavedDestinationOptions, frozen=True):
         if value is not None and value < 1:
             raise ValueError(f"must be at least 1 day, not {value}")
         return value
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any) -> dict[str, dict[str, Any]]:
+        return check_providers(value)

@@ -29,6 +29,7 @@ from .file import read_document, unreadable_error
 from .keys import DURATION_SETTINGS, check_keys
 from .privacy_choices import privacy_choice
 from .projects import ProjectDestination
+from .providers import check_providers
 
 __all__ = ["ProjectDestination", "Settings", "load_settings"]
 
@@ -82,6 +83,15 @@ class Settings(BaseSettings):
     master_key_file: str | None = None
     kms_key_id: str | None = None
     projects: dict[str, ProjectDestination] = Field(default_factory=dict)
+    # Provider webhooks (SPEC 9.3, docs/providers.md): every project's default provider
+    # tables, and how long an event for a message not yet recorded waits for it.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    orphan_event_ttl: float = 7 * 86400
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any) -> dict[str, dict[str, Any]]:
+        return check_providers(value)
 
     @field_validator("recipient_hash", "encryption")
     @classmethod

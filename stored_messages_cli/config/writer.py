@@ -27,7 +27,7 @@ from .projects import ProjectDestination
 
 HEADER = "sm configuration. No credentials belong here."
 # Keys not written while false or empty: an ordinary destination's table stays as it was.
-_OMITTED_WHEN_EMPTY = frozenset({"read_only", "accepted_failed_checks"})
+_OMITTED_WHEN_EMPTY = frozenset({"read_only", "accepted_failed_checks", "providers"})
 
 
 def saved_values(destination: ProjectDestination) -> dict[str, Any]:

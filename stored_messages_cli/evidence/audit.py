@@ -32,6 +32,7 @@ from ..spool import Spool
 from ..states import UNARCHIVED_STATES, LogOutcome, State
 from .audit_bucket import check_objects, check_retention, list_messages
 from .audit_chain import check_chain, log_rows
+from .audit_evidence import check_evidence
 from .audit_holds import check_holds
 from .audit_log import SpoolLog, Trust, check_log
 from .findings import AuditResult, Finding, Period, Progress, ProjectAudit, SilentProgress
@@ -102,6 +103,7 @@ def audit_project(spool: Spool, project_id: str, destination: Destination, perio
     _check_spool(spool, project_id, destination.prefix, period, accounted, stored_keys,
                  listing, result, earlier)
     _check_duplicates(listing, destination.prefix, result)
+    check_evidence(destination, project_id, segments, open_outcomes, result)
     return result
 
 

@@ -40,6 +40,7 @@ from ..investigate.index import IndexEntry
 from ..investigate.verified import READ_WORKERS, VerifiedMessage, read_many
 from ..message import MAX_PAYLOAD_BYTES, parse_sent_at, sha256_hex
 from ..states import Medium
+from .export_evidence import EvidenceKeys, read_evidence
 from .private_files import private_folder, write_private
 
 FORMATS: tuple[str, ...] = ("eml", "mbox", "jsonl")
@@ -48,7 +49,8 @@ STREAM_FILES: dict[str, str] = {"jsonl": "messages.jsonl", "mbox": "messages.mbo
 LOADFILE_FIELDS: tuple[str, ...] = (
     "message_id", "project_id", "medium", "message_type", "campaign_id", "sent_at", "key",
     "payload_sha256", "file", "file_sha256",
-    "holds")  # the open legal hold cases holding it, `;`-separated (SPEC 9.4)
+    "holds",  # the open legal hold cases holding it, `;`-separated (SPEC 9.4)
+    "evidence_files")  # its delivery evidence files, space-separated (SPEC 9.3)
 EXCEPTION_FIELDS: tuple[str, ...] = ("message_id", "project_id", "key", "reason")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FROM_LINE = re.compile(rb"(?m)^(>*)From ")
@@ -217,10 +219,12 @@ def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> bytes:
 
 def build_files(entries: list[IndexEntry], verified: dict[tuple[str, str], VerifiedMessage],
                 failures: list[tuple[IndexEntry, str]], fmt: str,
-                holds: Mapping[tuple[str, str], Sequence[str]] | None = None
+                holds: Mapping[tuple[str, str], Sequence[str]] | None = None,
+                evidence: dict[tuple[str, str], dict[str, bytes]] | None = None
                 ) -> dict[str, bytes]:
     """Every file of the export (relative path -> bytes), SHA256SUMS last; `holds` are the
-    open cases holding each (project, message id)."""
+    open cases holding each (project, message id); `evidence`, each message's delivery
+    evidence files (`export_evidence`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     files: dict[str, bytes] = {}
@@ -249,6 +253,9 @@ def build_files(entries: list[IndexEntry], verified: dict[tuple[str, str], Verif
         else:
             row["file"] = f"{base}.json"
             files[row["file"]] = result.payload
+        own = (evidence or {}).get((entry.project_id, entry.message_id), {})
+        files.update(own)
+        row["evidence_files"] = " ".join(sorted(own)) or None
         rows.append(row)
     if jsonl:
         files["messages.jsonl"] = b"".join(jsonl)
@@ -305,8 +312,11 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
            as_zip: bool = False, name: str = "export", workers: int = READ_WORKERS,
            on_read: Callable[[int], None] | None = None,
            max_payload_bytes: int = MAX_PAYLOAD_BYTES,
-           holds: Mapping[tuple[str, str], Sequence[str]] | None = None) -> ExportReport:
-    """Verify every entry, then write the export; failures are reported, not exported."""
+           holds: Mapping[tuple[str, str], Sequence[str]] | None = None,
+           evidence: EvidenceKeys | None = None) -> ExportReport:
+    """Verify every entry, then write the export; failures are reported, not exported.
+    `evidence` names each message's delivery evidence objects (written beside the messages;
+    one that fails its check is a failure too)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use eml, mbox or jsonl")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -314,7 +324,10 @@ def export(entries: list[IndexEntry], open_for: Opener, output: Path, fmt: str, 
                           hint="sm export ... --output NEW_FOLDER")
     verified, failures = verify_all(entries, open_for, workers=workers, on_read=on_read,
                                     max_payload_bytes=max_payload_bytes)
-    files = build_files(entries, verified, failures, fmt, holds)
+    evidence_files, evidence_failures = read_evidence(entries, evidence or {}, open_for,
+                                                      set(verified))
+    failures = failures + evidence_failures
+    files = build_files(entries, verified, failures, fmt, holds, evidence_files)
     report = ExportReport(output, fmt, exported=len(verified), failures=failures)
     report.files = write_export(output, files, as_zip=as_zip, name=name)
     return report

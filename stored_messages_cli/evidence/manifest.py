@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
@@ -114,6 +114,8 @@ class Manifests:
         self.background_anchors = background_anchors
         self._anchoring: threading.Thread | None = None
         self._next_anchoring = 0.0
+        # What must finish before the last seal (delivery evidence's last pass, SPEC 9.3).
+        self.before_close: list[Callable[[], None]] = []
         spool.evidence.complete_entries_on_settle()
 
     # ----------------------------------------------------------------------- seams
@@ -144,6 +146,8 @@ class Manifests:
     def close(self) -> None:
         """The daemon stops: seal every open segment, try once more to write them all and
         make the anchors due (after the anchoring thread's turn, if one is running)."""
+        for hook in self.before_close:
+            hook()
         self.seal(force=True)
         self.write_pending(ignore_schedule=True)
         if self._anchoring is not None:

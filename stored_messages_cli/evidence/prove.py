@@ -235,11 +235,13 @@ def _not_found(spool: Spool | None, project_id: str, message_id: str,
 def _awaits_seal(spool: Spool, project_id: str, message_id: str) -> bool:
     """True when the message's entry is in the open segment or a segment not yet written."""
     evidence = spool.evidence
-    if any(mid == message_id for mid, _outcome, _key in evidence.open_outcomes(project_id)):
+    if any(mid == message_id and outcome == State.STORED  # not its delivery evidence
+           for mid, outcome, _key in evidence.open_outcomes(project_id)):
         return True
     for row in evidence.segments(project_id, unwritten_only=True):
         body = evidence.segment_body(project_id, int(row["seq"]))
-        if body is not None and any(e.get("message_id") == message_id
+        if body is not None and any(e.get("message_id") == message_id and
+                                    e.get("outcome") == State.STORED
                                     for e in parse_segment(body).entries):
             return True
     return False

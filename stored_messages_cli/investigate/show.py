@@ -15,7 +15,9 @@ SHOW_FIELDS: tuple[str, ...] = (
     "confirmed_at", "first_failure_at", "next_attempt_at", "stored_at", "attempts",
     "destination", "key", "payload_sha256", "body_in_spool",
     "holds",  # the open legal hold cases holding it (SPEC 9.4)
+    "delivery",  # the verified provider events (SPEC 9.3)
 )
+DELIVERY_FIELDS = ("event", "at", "provider", "verified", "key")
 # What each final reason code means, for a person (`sm show`).
 REASON_WORDS: dict[str, str] = {
     FinalReason.CONFLICT: "another object already holds its key with different bytes; the"
@@ -76,7 +78,7 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
                 "stored_at": to_rfc3339(entry.stored_at), "attempts": None,
                 "destination": entry.destination_url, "key": entry.key,
                 "payload_sha256": entry.payload_sha256, "body_in_spool": False,
-                "holds": holds}
+                "holds": holds, "delivery": delivery_timeline(index, pid, message_id)}
     (_, state, final_reason, last_error, created_at, confirmed_at, first_failure_at,
      next_attempt_at, stored_at, attempts, destination_url, stored_key, relative_key,
      payload_sha256, has_body) = row
@@ -92,4 +94,13 @@ def show_message(index: ArchiveIndex, message_id: str, *, project_id: str | None
             "stored_at": to_rfc3339(stored_at), "attempts": int(attempts or 0),
             "destination": destination, "key": key,
             "payload_sha256": payload_sha256 or (entry.payload_sha256 if entry else None),
-            "body_in_spool": bool(has_body), "holds": holds}
+            "body_in_spool": bool(has_body), "holds": holds,
+            "delivery": delivery_timeline(index, pid, message_id)}
+
+
+def delivery_timeline(index: ArchiveIndex, project_id: str, message_id: str
+                      ) -> list[dict[str, Any]]:
+    """The message's verified provider events, by time (SPEC 9.3): event, at, provider,
+    verified, key (the evidence object's, None until archived)."""
+    return [{name: row[name] for name in DELIVERY_FIELDS}
+            for row in index.queries.store.delivery_rows(project_id, message_id)]

@@ -35,6 +35,7 @@ from .db import (
     SpoolVersionError,
     immediate_transaction,
 )
+from .deliveries import Deliveries
 from .evidence_queries import EvidenceQueries
 from .health import DestinationHealth
 from .index_queries import IndexQueries
@@ -73,6 +74,7 @@ class Spool:
         self.queue = Queue(self.store)
         self.health = DestinationHealth(self.store)
         self.report = Report(self.store)
+        self.deliveries = Deliveries(self.store, self.intake)  # provider events (SPEC 9.3)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *,

@@ -326,7 +326,7 @@ class Intake:
                            state, payload_blob, content_sha,
                            msg.payload_sha if msg.confirmed else None, now,
                            now if msg.confirmed else None, now, final_reason,
-                           self._recipient_hashes(msg)),
+                           self._recipient_hashes(msg), provider_message_id(msg.document)),
                 IngestOutcome.DISCARDED if state == State.DISCARDED else IngestOutcome.ACCEPTED)
 
     def _recipient_hashes(self, msg: Message) -> str:
@@ -348,13 +348,25 @@ class Intake:
         """Insert rows made by `_new_row` together; True when every one went in (no message
         was seen before). Otherwise nothing was written and the caller applies the messages
         one by one."""
-        return self.store.insert_new(rows)
+        if not self.store.insert_new(rows):
+            return False
+        self._note_provider_ids(rows)
+        return True
+
+    def _note_provider_ids(self, rows: list[MessageRow]) -> None:
+        """Keep the provider message ids of new rows: a provider's event finds its message
+        by them (`deliveries`)."""
+        ids = [(row.project_id, row.provider_message_id, row.message_id) for row in rows
+               if row.provider_message_id]
+        if ids:
+            self.store.note_provider_ids(ids)
 
     def _apply_message(self, msg: Message, now: float, mediums: MediumsCache | None = None
                        ) -> str:
         row, outcome = self._new_row(msg, now, mediums)
         # Insert first and look only on a clash: the common case is one statement.
         if self.store.insert_message(row):
+            self._note_provider_ids([row])
             return outcome
         known = self.store.known_message(msg.project_id, msg.message_id)
         if known is None:  # stored, then pruned: the archive index holds its identity
@@ -371,6 +383,7 @@ class Intake:
             return IngestOutcome.DUPLICATE  # the same rendered message again, or not archived
         if known.state == State.AWAITING_CONFIRMATION or _revivable(
                 known.state, known.final_reason, known.body_kept):
+            self._note_provider_ids([row])  # the confirmed copy may name the provider's id
             self._confirm_row(known.row_id, msg.document, now)
             return IngestOutcome.ACCEPTED
         if known.state == State.DISCARDED:
@@ -420,6 +433,9 @@ class Intake:
             document["sent_at"] = event.sent_at_text
             if event.provider is not None:
                 document["provider"] = event.provider
+                noted = provider_message_id(document)
+                if noted:
+                    self.store.note_provider_ids([(event.project_id, noted, event.message_id)])
             self._confirm_row(row_id, document, now)
             return IngestOutcome.ACCEPTED
         if state == State.DISCARDED:
@@ -530,3 +546,9 @@ def _discard_words(final_reason: str | None) -> str:
         return "its send failed"
     return final_reason or "discarded"
 
+
+def provider_message_id(document: dict[str, Any]) -> str | None:
+    """`provider.message_id` of a message or event document, when it has one."""
+    provider = document.get("provider")
+    value = provider.get("message_id") if isinstance(provider, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -91,6 +91,8 @@ def prune(spool: Spool, older_than: float, *, dry_run: bool = False) -> PruneRep
             break
     with store.write():
         report.daemons = store.prune_daemons(cutoff)
+        # the provider events and ids of the messages gone (SPEC 9.3, docs/providers.md)
+        store.prune_provider_events(cutoff)
     store.after_prune()
     return report
 

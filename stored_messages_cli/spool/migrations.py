@@ -13,10 +13,12 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .postgres import deliveries as pg_deliveries
 from .postgres import holds as pg_holds
 from .postgres import schema as pg
 from .postgres.recipient_keys import recipient_keys as pg_recipient_keys
 from .postgres.session import PgSession
+from .sqlite import deliveries as lite_deliveries
 from .sqlite import holds as lite_holds
 from .sqlite import schema as lite
 from .sqlite.recipient_keys import migrate_recipient_keys
@@ -59,6 +61,8 @@ STEPS: tuple[Step, ...] = (
          sqlite=lite_holds.migrate_holds, postgres=pg_holds.holds),
     Step("wrapped recipient data keys (per-recipient encryption)",
          sqlite=migrate_recipient_keys, postgres=pg_recipient_keys),
+    Step("provider events, the provider message ids they name, one-time tokens",
+         sqlite=lite_deliveries.migrate_deliveries, postgres=pg_deliveries.deliveries),
 )
 LATEST_VERSION = len(STEPS)
 

@@ -27,11 +27,13 @@ class MessageRow(NamedTuple):
     updated_at: float
     final_reason: FinalReason | None
     recipient_hashes: str | None
+    # `provider.message_id` when the message carries one (kept in `provider_message_ids`).
+    provider_message_id: str | None = None
 
     def without_body(self) -> tuple[Any, ...]:
         """The `messages` columns (in this order; the body goes to `message_bodies`)."""
         values = tuple(self)
-        return values[:9] + values[10:]
+        return values[:9] + values[10:17]
 
 
 class KnownMessage(NamedTuple):

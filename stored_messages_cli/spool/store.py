@@ -21,6 +21,7 @@ from ..errors import SmError
 from ..states import FinalReason, HealthState, RetryClass, State
 from . import bodies
 from .anchors import AnchorStore
+from .delivery_rows import ProviderEventStore
 from .holds import HoldStore
 from .index_store import IndexStore
 from .manifests import BackfilledEntry, LogHead, NewSegment, OpenEntries
@@ -548,5 +549,5 @@ class EvidenceStore(Protocol):
 
 class SpoolStore(Transactions, IntakeStore, QueueStore, HealthStore, ReportStore, DaemonStore,
                  MaintenanceStore, EvidenceStore, AnchorStore, IndexStore, HoldStore,
-                 RecipientKeyStore, Protocol):
+                 RecipientKeyStore, ProviderEventStore, Protocol):
     """Everything the spool's state machines ask of its database."""

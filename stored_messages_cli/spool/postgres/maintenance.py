@@ -8,10 +8,12 @@ from .base import PgStoreBase
 
 # The tables of a PostgreSQL spool (what the numbered migrations create), for `vacuum`;
 # tests/test_operations.py checks the list against a freshly migrated database.
-PG_TABLES = ("messages", "message_bodies", "destination_health", "rejected", "daemons",
+PG_TABLES: tuple[str, ...] = (
+             "messages", "message_bodies", "destination_health", "rejected", "daemons",
              "manifest_segments", "manifest_entries", "index_coverage", "archive_locations",
              "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations",
-             "spool_meta", "log_anchors")
+             "spool_meta", "log_anchors",
+             "provider_message_ids", "provider_events", "provider_tokens")
 
 # The ids of message rows prune may delete (see `maintenance`). A message whose manifest
 # entry is still open stays.

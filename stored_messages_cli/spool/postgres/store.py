@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonPg
+from .deliveries import DeliveryPg
 from .evidence import EvidencePg
 from .health import HealthPg
 from .holds import HoldPg
@@ -15,7 +16,7 @@ from .report import ReportPg
 
 
 class PostgresStore(IntakePg, QueuePg, HealthPg, ReportPg, DaemonPg, MaintenancePg,
-                    EvidencePg, IndexPg, HoldPg, RecipientKeyPg):
+                    EvidencePg, IndexPg, HoldPg, RecipientKeyPg, DeliveryPg):
     """Every verb of `SpoolStore`, in PostgreSQL's SQL (`%s` placeholders, `ANY`, `LEAST`,
     `RETURNING`, `FOR UPDATE SKIP LOCKED`)."""
 

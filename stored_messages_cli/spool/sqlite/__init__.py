@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from .daemons import DaemonSql
+from .deliveries import DeliverySql
 from .evidence import EvidenceSql
 from .health import HealthSql
 from .holds import HoldSql
@@ -18,7 +19,7 @@ from .report import ReportSql
 
 
 class SqliteStore(IntakeSql, QueueSql, HealthSql, ReportSql, DaemonSql, MaintenanceSql,
-                  EvidenceSql, IndexSql, HoldSql, RecipientKeySql):
+                  EvidenceSql, IndexSql, HoldSql, RecipientKeySql, DeliverySql):
     """Every verb of `SpoolStore`, in SQLite's SQL."""
 
 
