@@ -20,6 +20,13 @@ Figures (targets from the issues, 2-core machine), each printed beside what it i
                             same write without group commit); record_many by 1,000 vs a raw
                             executemany (msg per CPU-second); encode_document and gzip, now vs
                             before (encode.py before orjson, from git) and vs the stdlib
+  --budgets                 issue 25's sender budgets, min/median/max of rounds, each beside
+                            its baseline: record of a short SMS, µs of CPU less a raw durable
+                            insert's (calls alternating); record on 8 threads / on one thread
+                            (msg/s, and CPU per message); record_many of the 2.4 KB email by
+                            1,000 and a raw executemany, msg per CPU-second; sm ingest of
+                            30,000 lines less the same command on one line, and a raw
+                            json + executemany ingest, msg per CPU-second
   sm ingest                 messages/s of a 20,000-line file, its core in process and the whole
                             command (≥ 8,000/s)
   sm run --once, folder     whole command vs the same objects written on the same number of
