@@ -619,6 +619,8 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
                                      one_first=round_ % 2 == 0))
         figures["8 threads / one thread"] = (figures["8 threads: msg/s"]
                                              / figures["one thread: msg/s"])
+        figures["one thread / 8 threads, CPU"] = (figures["one thread: µs CPU"]
+                                                  / figures["8 threads: µs CPU"])
         figures.update({f"record_many email: {k}": v for k, v in cpu_record_many_round(
             work, f"b{round_}e", max(1, int(5 * scale)), make=message).items()})
         figures.update(ingest_round(work, f"b{round_}", lines, one_line, ingest_count))
@@ -637,6 +639,7 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
         ("8 threads / one thread", "8 threads / one thread (target ≥ 3x every round)", 2),
         ("one thread: µs CPU", "one thread, µs CPU per message", 1),
         ("8 threads: µs CPU", "8 threads, µs CPU per message", 1),
+        ("one thread / 8 threads, CPU", "CPU per message, one thread / 8 threads", 2),
         ("record_many email: record_many", "record_many email by 1,000, msg per CPU-s"
          " (target ≥ 30k)", 0),
         ("record_many email: raw", "raw executemany of the same bytes, msg per CPU-s", 0),
