@@ -11,6 +11,7 @@
     .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
     .venv/bin/python scripts/bench.py --serve    # sm serve vs sm ingest, single POSTs
     .venv/bin/python scripts/bench.py --encryption  # per-recipient encryption vs plain
+    .venv/bin/python scripts/bench.py --budgets  # issue 25's sender budgets, ≥ 5 rounds
 
 Figures (targets from the issues, 2-core machine), each printed beside what it is compared to:
   Spool.record p50/p99      vs a raw WAL + synchronous=FULL insert of the same bytes (≤ 1.3×)
@@ -21,6 +22,13 @@ Figures (targets from the issues, 2-core machine), each printed beside what it i
                             same write without group commit); record_many by 1,000 vs a raw
                             executemany (msg per CPU-second); encode_document and gzip, now vs
                             before (encode.py before orjson, from git) and vs the stdlib
+  --budgets                 issue 25's sender budgets, min/median/max of rounds, each beside
+                            its baseline: record of a short SMS, µs of CPU less a raw durable
+                            insert's (calls alternating); record on 8 threads / on one thread
+                            (msg/s, and CPU per message); record_many of the 2.4 KB email by
+                            1,000 and a raw executemany, msg per CPU-second; sm ingest of
+                            30,000 lines less the same command on one line, and a raw
+                            json + executemany ingest, msg per CPU-second
   sm ingest                 messages/s of a 20,000-line file, its core in process and the whole
                             command (≥ 8,000/s)
   sm run --once, folder     whole command vs the same objects written on the same number of
@@ -370,17 +378,17 @@ def cpu_record_round(work: Path, name: str, count: int) -> dict[str, float]:
     return {key: value / count * 1e6 for key, value in cpu.items()}
 
 
-def cpu_record_many_round(work: Path, name: str, batches: int, batch: int = 1000
-                          ) -> dict[str, float]:
-    """Messages per CPU-second: `Spool.record_many` of short SMSs by `batch`, and a raw
-    `executemany` of the same payload bytes by `batch`, one fsync'd transaction per batch;
-    the two alternate batch by batch."""
+def cpu_record_many_round(work: Path, name: str, batches: int, batch: int = 1000,
+                          make: Any = short_sms) -> dict[str, float]:
+    """Messages per CPU-second: `Spool.record_many` of `make`'s messages (short SMSs) by
+    `batch`, and a raw `executemany` of the same payload bytes by `batch`, one fsync'd
+    transaction per batch; the two alternate batch by batch."""
     spool = Spool(work / f"{name}-many" / "spool.db")
     raw = raw_table(work / f"{name}-many-raw.db")
     cpu = {"record_many": 0.0, "raw": 0.0}
     for first in range(0, batches * batch, batch):
-        inputs = [short_sms(i, f"{name}m") for i in range(first, first + batch)]
-        rows = [(f"{name}x-{i}", parse_message(short_sms(i, f"{name}x")).payload())
+        inputs = [make(i, f"{name}m") for i in range(first, first + batch)]
+        rows = [(f"{name}x-{i}", parse_message(make(i, f"{name}x")).payload())
                 for i in range(first, first + batch)]
         started = time.process_time()
         spool.record_many(inputs)
@@ -497,14 +505,180 @@ def bench_cpu(work: Path, rounds: int, scale: float) -> None:
           " encode_document (payload + content hash); gzip of the payload)")
 
 
+# ----------------------------------------------------------------------------- sender budgets
+
+
+def threads_round(work: Path, name: str, per_thread: int, *, one_first: bool,
+                  threads: int = 8) -> dict[str, float]:
+    """`Spool.record` on one thread against `threads` threads (group commit), the same number
+    of messages each, in fresh spools: messages per second (wall) and µs of process CPU per
+    message of each; the one thread first when `one_first` (it alternates by round)."""
+    count = threads * per_thread
+    result: dict[str, float] = {}
+
+    def one_thread() -> None:
+        spool = Spool(work / f"{name}-one" / "spool.db")
+        inputs = [short_sms(i, f"{name}o") for i in range(count)]
+        started, cpu = time.perf_counter(), time.process_time()
+        for item in inputs:
+            spool.record(item)
+        result["one thread: msg/s"] = count / (time.perf_counter() - started)
+        result["one thread: µs CPU"] = (time.process_time() - cpu) / count * 1e6
+        spool.close()
+
+    def many_threads() -> None:
+        spool = Spool(work / f"{name}-many" / "spool.db")
+        inputs = [[short_sms(t * per_thread + i, f"{name}t") for i in range(per_thread)]
+                  for t in range(threads)]
+
+        def work_(batch: list[dict[str, Any]]) -> None:
+            for item in batch:
+                spool.record(item)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda _: None, range(threads)))  # the threads exist before timing
+            started, cpu = time.perf_counter(), time.process_time()
+            list(pool.map(work_, inputs))
+            result[f"{threads} threads: msg/s"] = count / (time.perf_counter() - started)
+            result[f"{threads} threads: µs CPU"] = (time.process_time() - cpu) / count * 1e6
+        spool.close()
+
+    for run in (one_thread, many_threads) if one_first else (many_threads, one_thread):
+        run()
+    return result
+
+
+def ingest_command_cpu(home: Path, path: Path) -> float:
+    """Process CPU (user + system) of the whole command `sm --json ingest PATH` in `home`."""
+    before = _cpu_of_children()
+    sm(home, "--json", "ingest", str(path))
+    return _cpu_of_children() - before
+
+
+_RAW_INGEST = """
+import json, sqlite3, sys
+conn = sqlite3.connect(sys.argv[2], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("PRAGMA synchronous=FULL")
+conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, message_id TEXT UNIQUE,"
+             " payload BLOB)")
+batch = []
+def commit():
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO messages (message_id, payload) VALUES (?, ?)", batch)
+    conn.execute("COMMIT")
+    batch.clear()
+with open(sys.argv[1], "rb") as lines:
+    for line in lines:
+        batch.append((json.loads(line)["message_id"], line))
+        if len(batch) == 500:
+            commit()
+if batch:
+    commit()
+"""
+
+
+def raw_ingest_cpu(path: Path, database: Path) -> float:
+    """Process CPU of a plain Python process that reads the same file, decodes each line
+    with `json` and inserts its bytes by 500 per fsync'd transaction (one unique index)."""
+    before = _cpu_of_children()
+    subprocess.run([sys.executable, "-c", _RAW_INGEST, str(path), str(database)], check=True)
+    return _cpu_of_children() - before
+
+
+def ingest_round(work: Path, name: str, lines: Path, one_line: Path, count: int
+                 ) -> dict[str, float]:
+    """`sm --json ingest` of `count` lines less the same command of one line (its start-up:
+    interpreter, imports, spool creation, the first validation), in fresh homes; beside it
+    the raw ingest of the same file less the raw script of one line. Messages per
+    CPU-second of each."""
+    startup = ingest_command_cpu(work / f"{name}-start", one_line)
+    whole = ingest_command_cpu(work / f"{name}-ingest", lines)
+    raw_startup = raw_ingest_cpu(one_line, work / f"{name}-ingest-raw-1.db")
+    raw_whole = raw_ingest_cpu(lines, work / f"{name}-ingest-raw.db")
+    return {"sm ingest: msg per CPU-s": (count - 1) / (whole - startup),
+            "sm ingest: start-up CPU s": startup,
+            "raw ingest: msg per CPU-s": (count - 1) / (raw_whole - raw_startup)}
+
+
+def bench_budgets(work: Path, rounds: int, scale: float) -> None:
+    """Issue 25's sender budgets, each beside its baseline in the same run; `rounds` rounds
+    (fresh files each), min / median / max. CPU figures: process CPU, so the machine's
+    other tenants move them far less than wall time."""
+    ingest_count = int(30_000 * scale)
+    lines, one_line = work / "budget-ingest.jsonl", work / "budget-one.jsonl"
+    with lines.open("w", encoding="utf-8") as out:
+        for index in range(ingest_count):
+            out.write(json.dumps(message(index, "bud")) + "\n")
+    one_line.write_text(json.dumps(message(0, "one")) + "\n", encoding="utf-8")
+    cpu_record_round(work, "budget-warm", 20)
+    samples: dict[str, list[float]] = {}
+    for round_ in range(rounds):
+        figures = {f"record: {k}": v for k, v in cpu_record_round(
+            work, f"b{round_}", int(300 * scale)).items()}
+        figures["record: record - raw"] = figures["record: record"] - figures["record: raw"]
+        figures.update(threads_round(work, f"b{round_}", int(100 * scale),
+                                     one_first=round_ % 2 == 0))
+        figures["8 threads / one thread"] = (figures["8 threads: msg/s"]
+                                             / figures["one thread: msg/s"])
+        figures["one thread / 8 threads, CPU"] = (figures["one thread: µs CPU"]
+                                                  / figures["8 threads: µs CPU"])
+        figures.update({f"record_many email: {k}": v for k, v in cpu_record_many_round(
+            work, f"b{round_}e", max(1, int(5 * scale)), make=message).items()})
+        figures.update(ingest_round(work, f"b{round_}", lines, one_line, ingest_count))
+        for key, value in figures.items():
+            samples.setdefault(key, []).append(value)
+        _load_row()
+    print(f"{'sender budgets (issue 25), ' + str(rounds) + ' rounds':<54} {'min':>9}"
+          f" {'median':>9} {'max':>9}")
+    table = [
+        ("record: record", "µs CPU per call of Spool.record, a short SMS", 1),
+        ("record: raw", "µs CPU per call of a raw durable insert (baseline)", 1),
+        ("record: alone", "µs CPU per call, the same write, no group commit", 1),
+        ("record: record - raw", "record minus raw, µs CPU (target ≤ 30)", 1),
+        ("one thread: msg/s", "record on one thread, msg/s (baseline)", 0),
+        ("8 threads: msg/s", "record on 8 threads, msg/s", 0),
+        ("8 threads / one thread", "8 threads / one thread (target ≥ 3x every round)", 2),
+        ("one thread: µs CPU", "one thread, µs CPU per message", 1),
+        ("8 threads: µs CPU", "8 threads, µs CPU per message", 1),
+        ("one thread / 8 threads, CPU", "CPU per message, one thread / 8 threads", 2),
+        ("record_many email: record_many", "record_many email by 1,000, msg per CPU-s"
+         " (target ≥ 30k)", 0),
+        ("record_many email: raw", "raw executemany of the same bytes, msg per CPU-s", 0),
+        ("sm ingest: msg per CPU-s", f"sm ingest {ingest_count:,} lines less start-up, msg"
+         " per CPU-s (target ≥ 25k)", 0),
+        ("sm ingest: start-up CPU s", "sm ingest of one line (its start-up), CPU s", 3),
+        ("raw ingest: msg per CPU-s", "raw json + executemany ingest, msg per CPU-s", 0),
+    ]
+    for key, label, digits in table:
+        stats_row(label, samples[key], "", digits)
+    print("  (record, alone and raw alternate call by call in their six orders; the 8-thread"
+          " and one-thread runs record as many short SMSs each, their order alternating by"
+          " round; record_many and raw alternate batch by batch; sm ingest is the whole"
+          " command, its CPU from getrusage(RUSAGE_CHILDREN), less the same command on a"
+          " one-line file in a fresh home; raw ingest: a plain Python process, json.loads"
+          " per line, 500 rows per fsync'd transaction, less its run on the one-line file)")
+
+
 # ----------------------------------------------------------------------------- sm run
+
+
+def sm_command() -> list[str]:
+    """The installed `sm` console script of this checkout, or (a worktree without its own
+    .venv) the same entry point run by this interpreter on this checkout's code."""
+    script = ROOT / ".venv" / "bin" / "sm"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c",
+            "import sys; from stored_messages_cli.cli.app import main; sys.exit(main())"]
 
 
 def sm(home: Path, *args: str, env: dict[str, str] | None = None) -> float:
     """Run the real `sm` console script; returns the wall time of the whole command."""
     started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "sm"), "-q", *args], check=True,
-                   env={**os.environ, "SM_HOME": str(home), **(env or {})},
+    subprocess.run([*sm_command(), "-q", *args], check=True,
+                   env={**os.environ, "SM_HOME": str(home), "PYTHONPATH": str(ROOT),
+                        **(env or {})},
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
@@ -1273,6 +1447,11 @@ def main() -> None:
     parser.add_argument("--encryption", action="store_true",
                         help="only the cost of per-recipient encryption: ingest CPU per"
                              " message and sm run --once to a folder, encrypted vs plain")
+    parser.add_argument("--budgets", action="store_true",
+                        help="only issue 25's sender budgets, each beside its baseline: record"
+                             " CPU minus a raw insert's, record on 8 threads / one thread,"
+                             " record_many of the email per CPU-second, sm ingest of 30,000"
+                             " lines less its start-up per CPU-second (about 3 minutes)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
@@ -1311,6 +1490,11 @@ def main() -> None:
             return
         if args.cpu:
             bench_cpu(work, max(5, args.rounds), scale)
+            print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.budgets:
+            _load_row()
+            bench_budgets(work, max(5, args.rounds), scale)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
             return
         if args.senders:

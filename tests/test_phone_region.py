@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stored_messages_cli import Spool
+from stored_messages_cli.clock import SystemClock
 from stored_messages_cli.message import search_hashes
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import (
@@ -109,8 +110,9 @@ def test_a_national_number_is_found_by_e164_and_national_spellings(archived) -> 
 def test_prune_then_rebuild_and_remote_find_on_a_new_home_still_find_it(
         archived, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
     cli, target = archived
-    time.sleep(1.1)  # --older-than 1s: the stored rows are then old enough
-    pruned = cli("--json", "spool", "prune", "--older-than", "1s")
+    with pytest.MonkeyPatch.context() as later:  # 1.1 s on, without waiting for it:
+        later.setattr(SystemClock, "now", lambda self: time.time() + 1.1)  # rows old enough
+        pruned = cli("--json", "spool", "prune", "--older-than", "1s")
     assert pruned.exit_code == 0, pruned.output
     assert json.loads(pruned.stdout)["stored"] == 2
     rebuilt = cli("index", "rebuild")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from stored_messages_cli.clock import SystemClock
 from stored_messages_cli.message import parse_message
 from tests.support.fixtures.core import jsonl
 from tests.support.investigation_support import build_target, connect, email
@@ -48,8 +49,9 @@ def test_a_pruned_message_cannot_be_replaced_through_ingest(cli, tmp_path: Path)
     ran = cli("--json", "run", "--once")
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.stdout)["stored"] == 4
-    time.sleep(1.1)  # --older-than 1s: the stored rows are then old enough
-    pruned = cli("--json", "spool", "prune", "--older-than", "1s")
+    with pytest.MonkeyPatch.context() as later:  # 1.1 s on, without waiting for it:
+        later.setattr(SystemClock, "now", lambda self: time.time() + 1.1)  # rows old enough
+        pruned = cli("--json", "spool", "prune", "--older-than", "1s")
     assert pruned.exit_code == 0, pruned.output
     assert json.loads(pruned.stdout)["stored"] == 4
     archived = bucket(target.root)

@@ -25,7 +25,7 @@ MediumsCache = dict[str, list[str] | None]
 class _Waiting:
     """One `record()` call waiting for the transaction that will hold its row."""
 
-    __slots__ = ("raw", "message", "outcome", "error", "done")
+    __slots__ = ("raw", "message", "outcome", "error", "done", "lead", "_wake")
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw  # as the caller gave it; the leader validates it
@@ -33,6 +33,19 @@ class _Waiting:
         self.outcome: str | None = None
         self.error: BaseException | None = None
         self.done = False  # set (under the group's lock) once its transaction has ended
+        self.lead = False  # set (under the group's lock) when it is to lead the next group
+        # Held until this caller is to wake (done, or made the next leader): each caller
+        # is woken once, by name, instead of every waiting thread at each commit.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+
+    def wake(self) -> None:
+        """Let this caller's thread go on (once its `done` or `lead` is set)."""
+        self._wake.release()
+
+    def sleep(self) -> None:
+        """Wait until `wake()`."""
+        self._wake.acquire()
 
 
 ApplyMessage = Callable[[Message, float, MediumsCache], str]
@@ -57,13 +70,16 @@ class GroupCommit:
     it becomes the leader, takes every queued message, validates them together
     (`parse_messages`, outside any lock; an invalid one's caller gets its InvalidMessage at
     once) and writes the valid ones in one `BEGIN IMMEDIATE` … `COMMIT` (one fsync for all).
-    Callers that
-    arrive meanwhile wait — the window is the leader's group, its fsync included — and the
-    first of them to wake leads the next group. A leader first waits (at most `window`,
-    2 ms) for as many callers as the last group held: after a commit they are back a moment
-    later with their next message, and without the wait eight threads often split into a
-    group of one and one of seven, two fsyncs where one does. A lone caller writes at once
-    and never waits. The leader validates rather than each caller because under one GIL
+    Callers that arrive meanwhile wait — the window is the leader's group, its fsync
+    included — and the first of them leads the next group. A leader first waits (at most
+    `window`, 2 ms) for as many callers as the last group held: after a commit they are
+    back a moment later with their next message, and without the wait eight threads often
+    split into a group of one and one of seven, two fsyncs where one does. A lone caller
+    writes at once and never waits. Each thread is woken once, by name: the group's
+    callers when their COMMIT is done, the next leader when its turn comes, the gathering
+    leader when its group is complete (waking every waiting thread at each commit and the
+    leader at each arrival cost more CPU per message than the group's SQL). The leader
+    validates rather than each caller because under one GIL
     the callers would validate one after another anyway, each on a thread just woken, with
     the GIL handed over between them: several times the CPU of the same validations in a
     row (8 threads: the time between two groups' writes fell from 0.9-2.4 ms to 0.3 ms).
@@ -87,11 +103,11 @@ class GroupCommit:
         self._apply = apply
         self._new_row = new_row
         self._insert_new = insert_new
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # followers wait here for their commit
-        self._arrival = threading.Condition(lock)  # a gathering leader waits here
+        # The group's lock; a gathering leader waits on it for its group's callers to come.
+        self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Waiting] = []
-        self._leading = False
+        self._leading = False  # a leader is gathering or writing a group
+        self._gathering = 0  # callers the gathering leader waits for (0: none gathering)
         self._last_group = 1  # how many callers the last group held
         self._writing: list[_Waiting] = []  # the group being written (for tests to watch)
         self.window = GROUP_WINDOW  # seconds a leader may wait for the last group's callers
@@ -102,33 +118,14 @@ class GroupCommit:
         waiting = _Waiting(message)
         with self._cond:
             self._queue.append(waiting)
-            self._arrival.notify()
-            while self._leading and not waiting.done:
-                self._cond.wait()
-            lead = not waiting.done
-            if lead:
-                self._leading = True
-                deadline = time.monotonic() + self.window
-                # The callers of the last group: back in a moment with their next message (or
-                # not: then the window ends the wait, once).
-                while len(self._queue) < self._last_group:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._arrival.wait(left)
-                group, self._queue = self._queue, []
-                self._last_group = len(group)
-                self._writing = group
-        if lead:
-            try:
-                self._write(group)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._writing = []
-                    for item in group:
-                        item.done = True
-                    self._cond.notify_all()
+            if self._gathering and len(self._queue) >= self._gathering:
+                self._cond.notify()  # the leader's group is complete: one wake-up, not one each
+            if not self._leading:
+                self._leading = waiting.lead = True
+        if not waiting.lead:
+            self._wait(waiting)
+        if waiting.lead:
+            self._lead(waiting)
         if waiting.error is not None:
             raise waiting.error
         assert waiting.outcome is not None
@@ -148,6 +145,58 @@ class GroupCommit:
                 assert item.outcome is not None
                 results.append(item.outcome)
         return results
+    def _wait(self, waiting: _Waiting) -> None:
+        """Sleep until this caller's transaction has ended or it is to lead the next group.
+        Interrupted (KeyboardInterrupt in the main thread), it leaves the queue if it still
+        can and hands on a lead it was given, so the others never wait for a gone leader."""
+        try:
+            waiting.sleep()
+        except BaseException:
+            with self._cond:
+                if waiting in self._queue:
+                    self._queue.remove(waiting)  # not written: its caller is told by the raise
+                if waiting.lead:
+                    waiting.lead = False
+                    self._hand_on()
+            raise
+
+    def _hand_on(self) -> None:
+        """Under the lock, as a leader stops: the first queued caller leads the next group,
+        or nobody leads until the next caller comes."""
+        if self._queue:
+            self._queue[0].lead = True
+            self._queue[0].wake()
+        else:
+            self._leading = False
+
+    def _lead(self, waiting: _Waiting) -> None:
+        """Gather a group (this caller included), write it, wake its callers."""
+        with self._cond:
+            deadline = time.monotonic() + self.window
+            # The callers of the last group: back in a moment with their next message (or
+            # not: then the window ends the wait, once).
+            self._gathering = self._last_group
+            while len(self._queue) < self._last_group:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._gathering = 0
+            group, self._queue = self._queue, []
+            self._last_group = len(group)
+            self._writing = group
+        try:
+            self._write(group)
+        finally:
+            with self._cond:
+                self._writing = []
+                for item in group:
+                    if not item.done:
+                        item.done = True
+                        if item is not waiting:
+                            item.wake()
+                waiting.lead = False
+                self._hand_on()
 
     def _write(self, group: list[_Waiting]) -> None:
         """Validate the group, then one transaction for its valid messages. New messages
@@ -190,9 +239,9 @@ class GroupCommit:
         if len(valid) < len(group):
             with self._cond:
                 for item in group:
-                    if item.error is not None:
+                    if item.error is not None and not item.done and not item.lead:
                         item.done = True
-                self._cond.notify_all()
+                        item.wake()
         return valid
 
     def _write_pending(self, pending: list[_Waiting], now: float, mediums: MediumsCache

@@ -31,7 +31,8 @@ def first_upload(faults: FaultProxy, base: int, timeout: float = 60.0) -> None:
 def test_replay_follows_what_the_daemon_is_uploading(
         cli, sm_home: Path, tmp_path: Path, faults, s3_bucket, make_message) -> None:
     prepare(cli, faults, s3_bucket, make_message, 6)
-    faults.delay = 1.0  # every request takes a second: the daemon holds messages in flight
+    faults.delay = 1.0  # every upload takes a second: the daemon holds messages in flight
+    faults.delay_only = UPLOADS  # its create-only proof at start is not slowed
     base = faults.count("PUT", path_contains=UPLOADS)
     daemon = start_sm(sm_home, tmp_path / "run.log", "run", "--concurrency", "2")
     try:
@@ -53,6 +54,7 @@ def test_replay_with_no_wait_reports_in_progress_elsewhere_and_exits_0(
         cli, sm_home: Path, tmp_path: Path, faults, s3_bucket, make_message) -> None:
     prepare(cli, faults, s3_bucket, make_message, 4)
     faults.delay = 3.0
+    faults.delay_only = UPLOADS  # its create-only proof at start is not slowed
     base = faults.count("PUT", path_contains=UPLOADS)
     daemon = start_sm(sm_home, tmp_path / "run.log", "run", "--concurrency", "2")
     try:
@@ -103,7 +105,8 @@ def test_two_replays_at_once_report_no_phantom_failures(
     faults.mode = ACCESS_DENIED
     assert cli("run", "--once").exit_code == 1  # all six wait for the destination
     faults.mode = PASS
-    faults.delay = 0.3  # slow enough for the two replays to overlap
+    faults.delay = 0.3  # uploads slow enough for the two replays to overlap
+    faults.delay_only = UPLOADS
     command = [sys.executable, "-m", "stored_messages_cli.cli.app", "--json", "replay",
                "--wait", "60"]
     env = dict(os.environ, SM_HOME=str(sm_home))
