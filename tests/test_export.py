@@ -191,9 +191,9 @@ def test_a_tampered_object_is_reported_and_left_out(target: ArchiveTarget,
     assert files["loadfile.csv"].decode() == (
         ",".join(LOADFILE_HEADER) + "\r\n"
         f"b-2,12345,sms,triggered,,2026-11-02T09:00:00Z,{key_b},{sha256_hex(payload_b)},"
-        f"messages/12345/sms/b-2.json,{sha256_hex(payload_b)},\r\n"
+        f"messages/12345/sms/b-2.json,{sha256_hex(payload_b)},,\r\n"
         f"c-3,12345,email,blast,,2026-11-03T09:00:00Z,{key_c},{sha256_hex(payload_c)},"
-        f"messages/12345/email/c-3.eml,{sha256_hex(eml_c)},\r\n")
+        f"messages/12345/email/c-3.eml,{sha256_hex(eml_c)},,\r\n")
     assert files["exceptions.csv"].decode().startswith(
         f"message_id,project_id,key,reason\r\na-1,12345,{key_a},checksum mismatch for")
     assert files["SHA256SUMS"].decode() == "".join(
