@@ -177,9 +177,12 @@ def test_audit_accounts_for_every_outcome(homes: tuple[Home, Home]) -> None:
 
 
 def same_log_apart(report: dict[str, Any]) -> dict[str, Any]:
-    """An audit's document without what names each home's own log: its origin (the folder)
-    and root (over entries settled at other moments); the tree's size stays."""
-    return {**report, "projects": [{k: v for k, v in p.items() if k not in ("origin", "root")}
+    """An audit's document without what names each home's own log: its origin (the folder),
+    root (over entries settled at other moments) and `complete_through` (when that home
+    sealed: the two homes seal moments apart, sometimes across a second); the tree's size
+    stays."""
+    own = ("origin", "root", "complete_through")
+    return {**report, "projects": [{k: v for k, v in p.items() if k not in own}
                                    for p in report["projects"]]}
 
 
