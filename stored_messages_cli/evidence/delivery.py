@@ -126,12 +126,30 @@ class DeliveryEvidence:
             archived += self.upload(event)
         return archived
 
+    def sealed(self, event: EventToArchive, relative: str, raw: bytes) -> bytes:
+        """`raw` as the event's project stores it (SPEC 9.5): sealed under its message's
+        recipient key, bound to the evidence object's key, when the project encrypts per
+        recipient (provider events hold addresses); else `raw` itself. The seal is
+        deterministic, so a retried upload sends the same bytes."""
+        keys = self.spool.intake.keys
+        if keys is None:
+            return raw
+        store = self.spool.store
+        with store.write():  # a recipient without a key yet gets one (as intake's)
+            where = store.sealed_as(event.project_id, event.message_id)
+            if where is None:
+                return raw
+            return keys.seal_evidence(event.project_id, where[1], relative, raw)
+
     def upload(self, event: EventToArchive) -> int:
         """Write one evidence object create-only and enter it in the log; 1 when archived."""
         destination = self.destinations[event.project_id]
         relative = evidence_key(event.project_id, event.message_id, event.event_id)
         key = destination.prefix + relative
         raw, body = evidence_object(event)
+        sealed = self.sealed(event, relative, raw)
+        if sealed is not raw:  # an encrypted project: the envelope is what is stored
+            raw, body = sealed, gzip_member(sealed)
         try:
             destination.put(key, body, sha256_hex(raw))  # the same bytes there: not created
         except DestinationError as exc:
