@@ -13,7 +13,8 @@ PG_TABLES: tuple[str, ...] = (
              "manifest_segments", "manifest_entries", "index_coverage", "archive_locations",
              "archive_entries", "archive_recipient_hashes", "inbox", "schema_migrations",
              "spool_meta", "log_anchors",
-             "provider_message_ids", "provider_events", "provider_tokens")
+             "provider_message_ids", "provider_events", "provider_tokens",
+             "hold_cases", "hold_objects", "recipient_keys")
 
 # The ids of message rows prune may delete (see `maintenance`). A message whose manifest
 # entry is still open stays.
