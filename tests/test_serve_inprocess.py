@@ -305,3 +305,28 @@ def test_the_gatherer_groups_waiting_requests_and_fails_only_its_group() -> None
     assert [r.document["body"] for r in results[:4]] == ["a", "b", "c", "d"]
     assert isinstance(results[4], RuntimeError)
     assert results[5].document == {"body": "e"}
+
+
+def test_the_server_runs_on_httptools_and_uvloop_from_the_serve_extra() -> None:
+    """The `serve` (and `test`) extra installs httptools and uvloop, and uvicorn picks them:
+    the parser and loop the tests exercise are the ones `sm serve` ships with (they halve
+    its CPU a single-message request, docs/performance.md). Fails in an environment set up
+    before they were added: `pip install -e '.[test]'` again."""
+    import uvicorn.protocols.http.httptools_impl as httptools_impl
+
+    from stored_messages_cli.serve.server import make_server
+
+    seen: dict[str, str] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen["loop"] = type(asyncio.get_running_loop()).__module__
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    server = make_server(app)
+    server.config.load()
+    assert server.config.http_protocol_class is httptools_impl.HttpToolsProtocol
+    with server_thread(app) as port:
+        assert call(connect(port), "GET", "/")[0] == 200
+    assert seen["loop"].startswith("uvloop"), seen

@@ -3,8 +3,9 @@
 uvicorn handles SIGTERM and SIGINT: it stops accepting, lets the requests in flight finish
 (their spool writes included) for up to `GRACEFUL_SECONDS`, then returns; a second signal
 ends it at once. Its own log lines go through `sm`'s handlers (`--log-format json`). HTTP is
-parsed by h11, or by httptools (and the loop is uvloop) where `uvicorn[standard]` installed
-them: uvicorn's own choice.
+parsed by httptools and the loop is uvloop (the `serve` extra installs both: they halve the
+server's CPU a single-message request, docs/performance.md); uvicorn falls back to h11 and
+asyncio's loop where they are missing (`http="auto"`, `loop="auto"`).
 """
 
 from __future__ import annotations
