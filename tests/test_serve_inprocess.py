@@ -312,6 +312,10 @@ def test_the_server_runs_on_httptools_and_uvloop_from_the_serve_extra() -> None:
     the parser and loop the tests exercise are the ones `sm serve` ships with (they halve
     its CPU a single-message request, docs/performance.md). Fails in an environment set up
     before they were added: `pip install -e '.[test]'` again."""
+    import importlib.util
+
+    missing = [name for name in ("httptools", "uvloop") if importlib.util.find_spec(name) is None]
+    assert not missing, f"{missing} not installed: pip install -e '.[test]' again"
     import uvicorn.protocols.http.httptools_impl as httptools_impl
 
     from stored_messages_cli.serve.server import make_server
