@@ -75,7 +75,7 @@ class DataKey:
         aad = associated_data(self.kid, bound_to)
         digest = (bytes.fromhex(payload_sha256) if payload_sha256
                   else hashlib.sha256(payload).digest())
-        nonce = hmac.new(self._nonce_key, aad + digest, hashlib.sha256).digest()[:NONCE_BYTES]
+        nonce = hmac.digest(self._nonce_key, aad + digest, "sha256")[:NONCE_BYTES]
         sealed = self._cipher.encrypt(nonce, payload, aad)
         # canonical JSON by hand: base64 and a hex kid need no escaping, keys in sorted order
         return b"".join((_START, base64.b64encode(sealed), b'","kid":"', self.kid.encode("ascii"),

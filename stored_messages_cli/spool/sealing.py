@@ -5,9 +5,12 @@ and hashes identities the project's way; readers open envelopes by key id (`key_
 keys themselves are rows of `recipient_keys` (`recipient_keys.py`, the store's verbs).
 
 Keys are made inside the caller's write transaction (intake's) and cached; a cached key is
-checked on every use, in the same transaction, with one primary-key read: a transaction that
+checked in the transaction that uses it, with one primary-key read: a transaction that
 rolled back took its key with it, and a key `sm forget` destroyed (in any process) is never
-used again, so no message is ever sealed under a key the spool does not hold.
+used again, so no message is ever sealed under a key the spool does not hold. A batch
+(`protect_many`, one write transaction) checks each key once: write transactions exclude
+each other (SQLite's write lock, PostgreSQL's advisory write lock), so `sm forget` cannot
+erase a key between that check and the batch's COMMIT.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any
 from ..config.privacy import KeyUnavailable, KeyWrapper, Protection
 from ..config.privacy_choices import HMAC_SHA256
 from ..errors import MessageConflict
-from ..message import Message, gzip_member, identifier_hashes_json, search_hashes, sha256_hex
+from ..message import (
+    Message,
+    gzip_bodies,
+    identifier_hashes_json,
+    search_hashes,
+    sha256_hex,
+)
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
 from .recipient_keys import KEYS_BACKED_UP, Erased, RecipientKey
@@ -60,26 +69,47 @@ class RecipientKeys:
 
     # ------------------------------------------------------------------------ intake
 
+    def seals(self, project_id: str) -> bool:
+        """True when the project's objects are sealed (`protect` makes them): validation
+        then makes no plain gzip object for its messages."""
+        protection = self._protection_for(project_id)
+        return protection is not None and protection.wrapper is not None
+
     def protect(self, msg: Message, region: Callable[[], str | None] | None = None
                 ) -> Message:
         """`msg` as its project stores it: with the keyed recipient hashes and, when
         encrypted, its object sealed (the envelope is then the payload every stored-bytes
         check hashes). Inside the caller's write transaction (a new key is inserted). `region`
         gives `default_phone_region` (read only for a keyed project)."""
-        protection = self._protection_for(msg.project_id)
-        if protection is None or protection.plain:
-            return msg
-        if protection.recipient_hash == HMAC_SHA256:
-            hashes = search_hashes(msg.document["recipient"], region() if region else None,
-                                   protection.digest)
-            msg = replace(msg, recipient_hash=next(iter(hashes.values())),
-                          recipient_hashes=identifier_hashes_json(hashes))
-        if protection.wrapper is None:
-            return msg
-        envelope = self.data_key(msg.project_id, msg.recipient_hash, protection.wrapper).seal(
-            msg.payload_bytes, msg.key, msg.payload_sha)
-        return replace(msg, payload_sha=sha256_hex(envelope),
-                       object_bytes=gzip_member(envelope))
+        return self.protect_many([msg], region)[0]
+
+    def protect_many(self, msgs: Sequence[Message],
+                     region: Callable[[], str | None] | None = None) -> list[Message]:
+        """`protect` of each message, in the caller's one write transaction: each data key
+        is checked once for the batch, and the envelopes are compressed together
+        (`gzip_bodies`: on two threads for a long batch)."""
+        done = list(msgs)
+        sealing: list[tuple[int, DataKey]] = []
+        checked: set[str] = set()  # keys found live in this transaction
+        for index, msg in enumerate(done):
+            protection = self._protection_for(msg.project_id)
+            if protection is None or protection.plain:
+                continue
+            if protection.recipient_hash == HMAC_SHA256:
+                hashes = search_hashes(msg.document["recipient"], region() if region else None,
+                                       protection.digest)
+                msg = done[index] = replace(msg, recipient_hash=next(iter(hashes.values())),
+                                            recipient_hashes=identifier_hashes_json(hashes))
+            if protection.wrapper is not None:
+                sealing.append((index, self.data_key(msg.project_id, msg.recipient_hash,
+                                                     protection.wrapper, checked)))
+        envelopes = [key.seal(done[index].payload_bytes, done[index].key,
+                              done[index].payload_sha) for index, key in sealing]
+        for (index, _), envelope, body in zip(sealing, envelopes, gzip_bodies(envelopes),
+                                              strict=True):
+            done[index] = replace(done[index], payload_sha=sha256_hex(envelope),
+                                  object_bytes=body)
+        return done
 
     def reopened(self, project_id: str, message_id: str, kept_payload: bytes) -> bytes:
         """The payload of a kept body: itself, or what its envelope seals (a late `sent`
@@ -116,15 +146,28 @@ class RecipientKeys:
         return self.data_key(project_id, recipient, protection.wrapper).seal(payload,
                                                                              relative_key)
 
-    def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
+    def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper,
+                 checked: set[str] | None = None) -> DataKey:
         """The recipient's live data key, made (and inserted, in the caller's transaction)
-        when it has none."""
+        when it has none. `checked`: the keys already found live in this transaction (a
+        batch's; this adds the one it returns)."""
         cached = self._live.get((project_id, recipient))
-        # A cached key is checked in this transaction on every use: still there (its
+        # A cached key is checked in this transaction before it is used: still there (its
         # transaction may have rolled back since) and not erased (by `sm forget`, maybe in
-        # another process). One primary-key read.
-        if cached is not None and self.store.recipient_key_live(cached.kid):
+        # another process). One primary-key read, once per transaction (`checked`).
+        if cached is not None and (
+                (checked is not None and cached.kid in checked)
+                or self.store.recipient_key_live(cached.kid)):
+            if checked is not None:
+                checked.add(cached.kid)
             return cached
+        key = self._made_or_read(project_id, recipient, wrapper)
+        if checked is not None:
+            checked.add(key.kid)
+        return key
+
+    def _made_or_read(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
+        """The recipient's live key read from the spool, or a new one inserted."""
         row = self.store.live_recipient_key(project_id, recipient)
         if row is None:
             kid = secrets.token_hex(16)
