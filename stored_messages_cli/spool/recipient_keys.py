@@ -84,6 +84,11 @@ class RecipientKeyStore(Protocol):
         """The recipient's key not erased, if any."""
         ...
 
+    def live_recipient_keys(self, project_id: str, recipients: Sequence[str]
+                            ) -> list[RecipientKey]:
+        """The keys not erased of those of `recipients` that have one (a batch's lookup)."""
+        ...
+
     def recipient_key(self, kid: str) -> RecipientKey | None:
         """The key with id `kid` (erased or not)."""
         ...

@@ -5,12 +5,13 @@ and hashes identities the project's way; readers open envelopes by key id (`key_
 keys themselves are rows of `recipient_keys` (`recipient_keys.py`, the store's verbs).
 
 Keys are made inside the caller's write transaction (intake's) and cached; a cached key is
-checked in the transaction that uses it, with one primary-key read: a transaction that
-rolled back took its key with it, and a key `sm forget` destroyed (in any process) is never
-used again, so no message is ever sealed under a key the spool does not hold. A batch
-(`protect_many`, one write transaction) checks each key once: write transactions exclude
+checked in the transaction that uses it (one primary-key read): a transaction that rolled
+back took its key with it, and a key `sm forget` destroyed (in any process) is never used
+again, so no message is ever sealed under a key the spool does not hold. A batch
+(`protect_many`, one write transaction) looks up the live keys of all its recipients in one
+query per project and checks each cached key against them once: write transactions exclude
 each other (SQLite's write lock, PostgreSQL's advisory write lock), so `sm forget` cannot
-erase a key between that check and the batch's COMMIT.
+erase a key between that lookup and the batch's COMMIT.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..message import (
 )
 from ..message.envelope import DataKey, looks_sealed, parse_envelope
 from ..message.recipients import Digest
+from ..message.validate import sealed_as
 from .recipient_keys import KEYS_BACKED_UP, Erased, RecipientKey
 from .store import SpoolStore
 
@@ -85,12 +87,12 @@ class RecipientKeys:
 
     def protect_many(self, msgs: Sequence[Message],
                      region: Callable[[], str | None] | None = None) -> list[Message]:
-        """`protect` of each message, in the caller's one write transaction: each data key
-        is checked once for the batch, and the envelopes are compressed together
+        """`protect` of each message, in the caller's one write transaction: the batch's
+        keys looked up together (`batch_keys`), the envelopes compressed together
         (`gzip_bodies`: on two threads for a long batch)."""
         done = list(msgs)
-        sealing: list[tuple[int, DataKey]] = []
-        checked: set[str] = set()  # keys found live in this transaction
+        sealing: list[tuple[int, tuple[str, str]]] = []
+        wrappers: dict[tuple[str, str], KeyWrapper] = {}
         for index, msg in enumerate(done):
             protection = self._protection_for(msg.project_id)
             if protection is None or protection.plain:
@@ -101,16 +103,43 @@ class RecipientKeys:
                 msg = done[index] = replace(msg, recipient_hash=next(iter(hashes.values())),
                                             recipient_hashes=identifier_hashes_json(hashes))
             if protection.wrapper is not None:
-                sealing.append((index, self.data_key(msg.project_id, msg.recipient_hash,
-                                                     protection.wrapper, checked)))
-        envelopes = [key.seal(done[index].payload_bytes, done[index].key,
-                              done[index].payload_sha) for index, key in sealing]
+                sealing.append((index, (msg.project_id, msg.recipient_hash)))
+                wrappers[(msg.project_id, msg.recipient_hash)] = protection.wrapper
+        if not sealing:
+            return done
+        keys = self.batch_keys(wrappers)
+        envelopes = [keys[whose].seal(done[index].payload_bytes, done[index].key,
+                                      done[index].payload_sha) for index, whose in sealing]
         for (index, _), envelope, body in zip(sealing, envelopes, gzip_bodies(envelopes),
                                               strict=True):
-            done[index] = replace(done[index], payload_sha=sha256_hex(envelope),
-                                  object_bytes=body)
+            done[index] = sealed_as(done[index], sha256_hex(envelope), body)
         return done
 
+    def batch_keys(self, wanted: dict[tuple[str, str], KeyWrapper]
+                   ) -> dict[tuple[str, str], DataKey]:
+        """The live data key of each (project, recipient) in `wanted`, in the caller's write
+        transaction, as `data_key` gives it: one lookup per project for all of them. A
+        cached key is used only when it is still the recipient's live key in this
+        transaction (not erased by `sm forget` in any process, not rolled back); write
+        transactions exclude each other, so it stays so until this one commits."""
+        recipients: dict[str, list[str]] = {}
+        for project_id, recipient in wanted:
+            recipients.setdefault(project_id, []).append(recipient)
+        keys: dict[tuple[str, str], DataKey] = {}
+        for project_id, some in recipients.items():
+            live = {row.recipient: row
+                    for row in self.store.live_recipient_keys(project_id, some)}
+            for recipient in some:
+                whose = (project_id, recipient)
+                row, cached = live.get(recipient), self._live.get(whose)
+                if row is None:
+                    keys[whose] = self._made_or_read(project_id, recipient, wanted[whose],
+                                                     looked=True)
+                    continue
+                if cached is None or cached.kid != row.kid:
+                    cached = self._live[whose] = self._unwrapped(row, wanted[whose])
+                keys[whose] = cached
+        return keys
     def reopened(self, project_id: str, message_id: str, kept_payload: bytes) -> bytes:
         """The payload of a kept body: itself, or what its envelope seals (a late `sent`
         confirmation renders the message again)."""
@@ -146,29 +175,22 @@ class RecipientKeys:
         return self.data_key(project_id, recipient, protection.wrapper).seal(payload,
                                                                              relative_key)
 
-    def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper,
-                 checked: set[str] | None = None) -> DataKey:
+    def data_key(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
         """The recipient's live data key, made (and inserted, in the caller's transaction)
-        when it has none. `checked`: the keys already found live in this transaction (a
-        batch's; this adds the one it returns)."""
+        when it has none."""
         cached = self._live.get((project_id, recipient))
         # A cached key is checked in this transaction before it is used: still there (its
         # transaction may have rolled back since) and not erased (by `sm forget`, maybe in
-        # another process). One primary-key read, once per transaction (`checked`).
-        if cached is not None and (
-                (checked is not None and cached.kid in checked)
-                or self.store.recipient_key_live(cached.kid)):
-            if checked is not None:
-                checked.add(cached.kid)
+        # another process). One primary-key read.
+        if cached is not None and self.store.recipient_key_live(cached.kid):
             return cached
-        key = self._made_or_read(project_id, recipient, wrapper)
-        if checked is not None:
-            checked.add(key.kid)
-        return key
+        return self._made_or_read(project_id, recipient, wrapper)
 
-    def _made_or_read(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
-        """The recipient's live key read from the spool, or a new one inserted."""
-        row = self.store.live_recipient_key(project_id, recipient)
+    def _made_or_read(self, project_id: str, recipient: str, wrapper: KeyWrapper, *,
+                      looked: bool = False) -> DataKey:
+        """The recipient's live key read from the spool, or a new one inserted (`looked`:
+        the caller found none in this transaction already)."""
+        row = None if looked else self.store.live_recipient_key(project_id, recipient)
         if row is None:
             kid = secrets.token_hex(16)
             secret = secrets.token_bytes(32)

@@ -5,6 +5,7 @@ and the same bytes as one message at a time."""
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from stored_messages_cli.message import gzip_member, parse_message, parse_messages
 from stored_messages_cli.message.envelope import parse_envelope
+from stored_messages_cli.message.validate import sealed_as
 from stored_messages_cli.spool import Spool
 from tests.support.spool_db import rows
 
@@ -54,18 +56,23 @@ def test_a_batch_checks_each_cached_key_once_and_seals_as_one_at_a_time(
         spool: Spool, make_message: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     spool.record(message(make_message, "first-ann", "ann@example.com"))
     spool.record(message(make_message, "first-bob", "bob@example.com"))
-    checks: list[str] = []
-    live = spool.store.recipient_key_live
+    reads: list[str] = []
 
-    def counted(kid: str) -> bool:
-        checks.append(kid)
-        return live(kid)
+    def counting(name: str) -> Any:
+        verb = getattr(spool.store, name)
 
-    monkeypatch.setattr(spool.store, "recipient_key_live", counted)
+        def counted(*args: Any) -> Any:
+            reads.append(name)
+            return verb(*args)
+        return counted
+
+    for name in ("recipient_key_live", "live_recipient_key", "live_recipient_keys",
+                 "recipient_key"):
+        monkeypatch.setattr(spool.store, name, counting(name))
     raws = [message(make_message, f"m-{i}", ("ann@example.com", "bob@example.com")[i % 2])
             for i in range(100)]  # long enough for the two compressing threads
     spool.record_many(raws)
-    assert len(checks) == 2 and len(set(checks)) == 2  # one read per key, not per message
+    assert reads == ["live_recipient_keys"]  # one lookup for the batch, not one per message
     stored = objects(spool)
     assert spool.intake.keys is not None
     for raw in raws:
@@ -76,6 +83,31 @@ def test_a_batch_checks_each_cached_key_once_and_seals_as_one_at_a_time(
         # the bytes one message at a time gives (the nonce hashing the payload itself)
         assert stored[parsed.message_id] == gzip_member(key.seal(parsed.payload_bytes,
                                                                  parsed.key))
+
+
+def test_a_batch_of_new_recipients_makes_one_key_each_and_one_lookup(
+        spool: Spool, make_message: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[int] = []
+    batch_lookup = spool.store.live_recipient_keys
+
+    def counted(project_id: str, recipients: Any) -> Any:
+        lookups.append(len(recipients))
+        return batch_lookup(project_id, recipients)
+
+    monkeypatch.setattr(spool.store, "live_recipient_keys", counted)
+    spool.record_many([message(make_message, f"n-{i}", f"user{i % 30}@example.com")
+                       for i in range(90)])
+    assert lookups == [30]
+    keys = rows(spool, "SELECT kid, recipient FROM recipient_keys")
+    assert len(keys) == 30 and len({k["recipient"] for k in keys}) == 30
+    assert {parse_envelope(gzip.decompress(body)).kid for body in objects(spool).values()} \
+        == {k["kid"] for k in keys}
+
+
+def test_sealed_as_is_replace_of_the_hash_and_the_object(make_message: Any) -> None:
+    parsed = parse_message(message(make_message, "m-1", "ann@example.com"))
+    assert sealed_as(parsed, "ab" * 32, b"object") == replace(
+        parsed, payload_sha="ab" * 32, object_bytes=b"object")
 
 
 def test_a_key_erased_between_two_batches_is_not_used_by_the_second(

@@ -59,6 +59,14 @@ class RecipientKeyPg(PgStoreBase):
                           (project_id, recipient))
         return RecipientKey.from_row(rows[0]) if rows else None
 
+    def live_recipient_keys(self, project_id: str, recipients: Sequence[str]
+                            ) -> list[RecipientKey]:
+        """The keys not erased of those of `recipients` that have one."""
+        return [RecipientKey.from_row(row) for row in self._rows(
+            f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "project_id" = %s'
+            ' AND "recipient" = ANY(%s) AND "erased_at" IS NULL',
+            (project_id, list(recipients)))]
+
     def recipient_key(self, kid: str) -> RecipientKey | None:
         """The key with id `kid` (erased or not)."""
         rows = self._rows(f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "kid" = %s',

@@ -58,6 +58,18 @@ class RecipientKeySql(StoreBase):
                           ' AND "recipient" = ? AND "erased_at" IS NULL', (project_id, recipient))
         return RecipientKey.from_row(rows[0]) if rows else None
 
+    def live_recipient_keys(self, project_id: str, recipients: Sequence[str]
+                            ) -> list[RecipientKey]:
+        """The keys not erased of those of `recipients` that have one."""
+        found: list[RecipientKey] = []
+        for first in range(0, len(recipients), 500):
+            chunk = list(recipients[first:first + 500])
+            found += [RecipientKey.from_row(row) for row in self._rows(
+                f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "project_id" = ?'
+                f' AND "recipient" IN ({marks(len(chunk))}) AND "erased_at" IS NULL',
+                (project_id, *chunk))]
+        return found
+
     def recipient_key(self, kid: str) -> RecipientKey | None:
         """The key with id `kid` (erased or not)."""
         rows = self._rows(f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "kid" = ?', (kid,))
