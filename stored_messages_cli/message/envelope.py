@@ -66,7 +66,7 @@ class DataKey:
 
         self.kid = kid
         self._cipher = AESGCM(secret)
-        self._nonce_key = hmac.new(secret, b"sm-envelope-nonce", hashlib.sha256).digest()
+        self._nonce_key = hmac.digest(secret, b"sm-envelope-nonce", "sha256")
 
     def seal(self, payload: bytes, bound_to: str, payload_sha256: str | None = None) -> bytes:
         """The canonical envelope bytes of `payload` for the object `bound_to` (its key
