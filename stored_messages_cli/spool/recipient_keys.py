@@ -76,6 +76,11 @@ class RecipientKeyStore(Protocol):
         when it was inserted."""
         ...
 
+    def add_recipient_keys(self, keys: Sequence[RecipientKey]) -> set[str]:
+        """`add_recipient_key` of each key (at most one per recipient): the ids of those
+        inserted, in as few statements as the backend allows (a batch's new keys)."""
+        ...
+
     def recipient_key_live(self, kid: str) -> bool:
         """True when key `kid` exists (in this transaction's view) and is not erased."""
         ...

@@ -126,6 +126,7 @@ class RecipientKeys:
         for project_id, recipient in wanted:
             recipients.setdefault(project_id, []).append(recipient)
         keys: dict[tuple[str, str], DataKey] = {}
+        made: list[tuple[RecipientKey, bytes]] = []  # new keys: the row and the secret
         for project_id, some in recipients.items():
             live = {row.recipient: row
                     for row in self.store.live_recipient_keys(project_id, some)}
@@ -133,13 +134,29 @@ class RecipientKeys:
                 whose = (project_id, recipient)
                 row, cached = live.get(recipient), self._live.get(whose)
                 if row is None:
-                    keys[whose] = self._made_or_read(project_id, recipient, wanted[whose],
-                                                     looked=True)
+                    made.append(self._new_key(project_id, recipient, wanted[whose]))
                     continue
                 if cached is None or cached.kid != row.kid:
                     cached = self._live[whose] = self._unwrapped(row, wanted[whose])
                 keys[whose] = cached
+        inserted = self.store.add_recipient_keys([row for row, _ in made]) if made else set()
+        for row, secret in made:
+            whose = (row.project_id, row.recipient)
+            if row.kid in inserted:
+                keys[whose] = self._live[whose] = DataKey(row.kid, secret)
+            else:  # another process committed one first
+                keys[whose] = self._made_or_read(row.project_id, row.recipient,
+                                                 wanted[whose])
         return keys
+
+    def _new_key(self, project_id: str, recipient: str, wrapper: KeyWrapper
+                 ) -> tuple[RecipientKey, bytes]:
+        """A new random data key for the recipient: its row (wrapped) and its secret."""
+        kid = secrets.token_hex(16)
+        secret = secrets.token_bytes(32)
+        return RecipientKey(kid, project_id, recipient,
+                            wrapper.wrap(secret, wrap_context(kid, project_id)), wrapper.name,
+                            self.store.clock.now()), secret
     def reopened(self, project_id: str, message_id: str, kept_payload: bytes) -> bytes:
         """The payload of a kept body: itself, or what its envelope seals (a late `sent`
         confirmation renders the message again)."""
@@ -186,19 +203,13 @@ class RecipientKeys:
             return cached
         return self._made_or_read(project_id, recipient, wrapper)
 
-    def _made_or_read(self, project_id: str, recipient: str, wrapper: KeyWrapper, *,
-                      looked: bool = False) -> DataKey:
-        """The recipient's live key read from the spool, or a new one inserted (`looked`:
-        the caller found none in this transaction already)."""
-        row = None if looked else self.store.live_recipient_key(project_id, recipient)
+    def _made_or_read(self, project_id: str, recipient: str, wrapper: KeyWrapper) -> DataKey:
+        """The recipient's live key read from the spool, or a new one inserted."""
+        row = self.store.live_recipient_key(project_id, recipient)
         if row is None:
-            kid = secrets.token_hex(16)
-            secret = secrets.token_bytes(32)
-            if self.store.add_recipient_key(RecipientKey(
-                    kid, project_id, recipient, wrapper.wrap(secret, wrap_context(kid,
-                                                                                 project_id)),
-                    wrapper.name, self.store.clock.now())):
-                key = DataKey(kid, secret)
+            new, secret = self._new_key(project_id, recipient, wrapper)
+            if self.store.add_recipient_key(new):
+                key = DataKey(new.kid, secret)
                 self._live[(project_id, recipient)] = key
                 return key
             row = self.store.live_recipient_key(project_id, recipient)

@@ -88,7 +88,15 @@ def test_a_batch_checks_each_cached_key_once_and_seals_as_one_at_a_time(
 def test_a_batch_of_new_recipients_makes_one_key_each_and_one_lookup(
         spool: Spool, make_message: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     lookups: list[int] = []
+    calls: list[str] = []
     batch_lookup = spool.store.live_recipient_keys
+    one_insert = spool.store.add_recipient_key
+
+    def inserted_one(key: Any) -> bool:
+        calls.append("add_recipient_key")
+        return one_insert(key)
+
+    monkeypatch.setattr(spool.store, "add_recipient_key", inserted_one)
 
     def counted(project_id: str, recipients: Any) -> Any:
         lookups.append(len(recipients))
@@ -97,11 +105,41 @@ def test_a_batch_of_new_recipients_makes_one_key_each_and_one_lookup(
     monkeypatch.setattr(spool.store, "live_recipient_keys", counted)
     spool.record_many([message(make_message, f"n-{i}", f"user{i % 30}@example.com")
                        for i in range(90)])
-    assert lookups == [30]
+    assert lookups == [30]  # and the 30 new keys inserted together:
+    assert not any(call == "add_recipient_key" for call in calls)
     keys = rows(spool, "SELECT kid, recipient FROM recipient_keys")
     assert len(keys) == 30 and len({k["recipient"] for k in keys}) == 30
     assert {parse_envelope(gzip.decompress(body)).kid for body in objects(spool).values()} \
         == {k["kid"] for k in keys}
+
+
+def test_a_new_key_that_loses_to_one_inserted_first_is_not_used(
+        spool: Spool, make_message: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer's key for a recipient, inserted before the batch's own: the batch
+    seals that recipient's messages under the key the spool holds, not its own."""
+    bulk = spool.store.add_recipient_keys
+    theirs: list[str] = []
+
+    def first_someone_else(keys: Any) -> Any:
+        bob = keys[1]
+        assert spool.intake.keys is not None
+        protection = spool.intake.keys.protection(bob.project_id)
+        assert protection is not None and protection.wrapper is not None
+        other, _ = spool.intake.keys._new_key(bob.project_id, bob.recipient,
+                                              protection.wrapper)
+        assert spool.store.add_recipient_key(other)
+        theirs.append(other.kid)
+        return bulk(keys)
+
+    monkeypatch.setattr(spool.store, "add_recipient_keys", first_someone_else)
+    spool.record_many([message(make_message, "c-1", "ann@example.com"),
+                       message(make_message, "c-2", "bob@example.com")])
+    live = {k["recipient"]: k["kid"] for k in rows(spool, "SELECT kid, recipient FROM"
+                                                          " recipient_keys")}
+    assert len(live) == 2 and theirs[0] in live.values()
+    stored = objects(spool)
+    sealed = {parse_envelope(gzip.decompress(stored[m])).kid for m in ("c-1", "c-2")}
+    assert sealed == set(live.values())
 
 
 def test_sealed_as_is_replace_of_the_hash_and_the_object(make_message: Any) -> None:
