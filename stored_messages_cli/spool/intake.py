@@ -95,13 +95,10 @@ class Intake:
         self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new,
                                   self._parse_messages)
 
-    def _made_later(self, project_id: str) -> bool:
-        """True when the project seals its objects in the transaction (`RecipientKeys`):
-        validation makes no plain gzip object for it."""
-        return self.keys is not None and self.keys.seals(project_id)
-
     def _made_later_lookup(self) -> Callable[[str], bool] | None:
-        return self._made_later if self.keys is not None else None
+        """Which projects seal their objects in the transaction: validation makes no plain
+        gzip object for their messages (`RecipientKeys.seals`)."""
+        return None if self.keys is None else self.keys.seals
 
     def _parse_messages(self, raws: list[Any]) -> list[Message | InvalidMessage]:
         return parse_messages(raws, self._made_later_lookup())
@@ -320,10 +317,9 @@ class Intake:
             archived = mediums[project_id]
         return archived is None or medium in archived
 
-    def _new_rows(self, msgs: list[Message], now: float, mediums: MediumsCache
+    def _new_rows(self, msgs: list[Message], now: float, mediums: MediumsCache | None
                   ) -> list[tuple[MessageRow, str]]:
-        """`_new_row` of each message, in one transaction: their keys checked once and
-        their envelopes compressed together (`RecipientKeys.protect_many`)."""
+        """`_new_row` of each message, sealed together (`RecipientKeys.protect_many`)."""
         if self.keys is not None:  # as their projects store them (SPEC 9.5)
             msgs = self.keys.protect_many(msgs, self._phone_region)
         return [self._row_of(msg, now, mediums) for msg in msgs]
@@ -331,9 +327,7 @@ class Intake:
     def _new_row(self, msg: Message, now: float, mediums: MediumsCache | None = None
                  ) -> tuple[MessageRow, str]:
         """The row of a message never seen before, and its outcome then."""
-        if self.keys is not None:  # as its project stores it (SPEC 9.5)
-            msg = self.keys.protect(msg, self._phone_region)
-        return self._row_of(msg, now, mediums)
+        return self._new_rows([msg], now, mediums)[0]
 
     def _row_of(self, msg: Message, now: float, mediums: MediumsCache | None
                 ) -> tuple[MessageRow, str]:
