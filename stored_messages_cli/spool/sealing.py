@@ -27,7 +27,7 @@ from ..config.privacy_choices import HMAC_SHA256
 from ..errors import MessageConflict
 from ..message import (
     Message,
-    gzip_bodies,
+    gzip_member,
     identifier_hashes_json,
     search_hashes,
     sha256_hex,
@@ -88,8 +88,9 @@ class RecipientKeys:
     def protect_many(self, msgs: Sequence[Message],
                      region: Callable[[], str | None] | None = None) -> list[Message]:
         """`protect` of each message, in the caller's one write transaction: the batch's
-        keys looked up together (`batch_keys`), the envelopes compressed together
-        (`gzip_bodies`: on two threads for a long batch)."""
+        keys looked up together (`batch_keys`). The envelopes are compressed on this thread:
+        two threads (`gzip_bodies`) took ~30% less time but 4-10 µs more CPU an envelope
+        here (base64 deflates slowly; docs/performance.md), and CPU is issue 28's budget."""
         done = list(msgs)
         sealing: list[tuple[int, tuple[str, str]]] = []
         wrappers: dict[tuple[str, str], KeyWrapper] = {}
@@ -110,9 +111,8 @@ class RecipientKeys:
         keys = self.batch_keys(wrappers)
         envelopes = [keys[whose].seal(done[index].payload_bytes, done[index].key,
                                       done[index].payload_sha) for index, whose in sealing]
-        for (index, _), envelope, body in zip(sealing, envelopes, gzip_bodies(envelopes),
-                                              strict=True):
-            done[index] = sealed_as(done[index], sha256_hex(envelope), body)
+        for (index, _), envelope in zip(sealing, envelopes, strict=True):
+            done[index] = sealed_as(done[index], sha256_hex(envelope), gzip_member(envelope))
         return done
 
     def batch_keys(self, wanted: dict[tuple[str, str], KeyWrapper]

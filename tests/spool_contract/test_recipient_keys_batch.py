@@ -70,7 +70,7 @@ def test_a_batch_checks_each_cached_key_once_and_seals_as_one_at_a_time(
                  "recipient_key"):
         monkeypatch.setattr(spool.store, name, counting(name))
     raws = [message(make_message, f"m-{i}", ("ann@example.com", "bob@example.com")[i % 2])
-            for i in range(100)]  # long enough for the two compressing threads
+            for i in range(100)]  # a long batch
     spool.record_many(raws)
     assert reads == ["live_recipient_keys"]  # one lookup for the batch, not one per message
     stored = objects(spool)
