@@ -162,3 +162,18 @@ def test_a_key_erased_between_two_batches_is_not_used_by_the_second(
     for i in range(3):
         assert parse_envelope(gzip.decompress(stored[f"b-{i}"])).kid == second["kid"]
         assert parse_envelope(gzip.decompress(stored[f"a-{i}"])).kid == first["kid"]
+
+
+def test_settings_that_do_not_load_leave_the_plain_gzip_and_fail_in_the_transaction(
+        spool: Spool, make_message: Any) -> None:
+    from stored_messages_cli.config.privacy import KeyUnavailable
+    from stored_messages_cli.spool.sealing import RecipientKeys
+
+    def unloadable(project_id: str) -> Any:
+        raise KeyUnavailable("the master key file does not load")
+
+    keys = RecipientKeys(spool.store, unloadable)
+    assert keys.seals("12345") is False  # validation goes on, with the plain gzip
+    with pytest.raises(KeyUnavailable), spool.store.write():
+        keys.protect_many([])  # nothing to seal: no lookup
+        keys.protect(parse_message(message(make_message, "m-1", "ann@example.com")))
