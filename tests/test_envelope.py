@@ -128,3 +128,25 @@ def test_the_keyed_hash_is_hmac_sha256_and_differs_from_plain_sha256() -> None:
     assert digest(b"ann@example.com") != hashlib.sha256(b"ann@example.com").hexdigest()
     assert keyed_digest(os.urandom(32))(b"ann@example.com") != digest(b"ann@example.com")
     assert "<key>" in repr(digest) and secret.hex() not in repr(digest)
+
+
+def test_a_given_message_under_a_given_key_keeps_its_stored_bytes() -> None:
+    """Pinned: the object of one message under one fixed key (SHA-256 of the envelope and
+    of its gzip member, as the code before issue 28's changes made them)."""
+    import hashlib
+
+    from stored_messages_cli.message import gzip_member, parse_message
+
+    message = parse_message({
+        "project_id": 12345, "message_id": "golden-1", "medium": "email",
+        "message_type": "triggered", "campaign_id": 77,
+        "recipient": {"email": "ann@example.com"}, "sent_at": "2026-01-02T03:04:05Z",
+        "content": {"from": "a@shop.example", "to": "ann@example.com",
+                    "subject": "Order 4471", "html": "<p>shipped</p>"}})
+    key = DataKey("0123456789abcdef0123456789abcdef", bytes(range(32)))
+    envelope = key.seal(message.payload_bytes, message.key, message.payload_sha)
+    assert envelope == key.seal(message.payload_bytes, message.key)  # the hash given or not
+    assert hashlib.sha256(envelope).hexdigest() == (
+        "8070af6adae0af4c7ff447dd73b8b3e41362f565165d8529f41b448742445c67")
+    assert hashlib.sha256(gzip_member(envelope)).hexdigest() == (
+        "7fcb24e198189ec96306642cc12d77153a0b110474025915ffa34baf6ec18efd")

@@ -66,7 +66,7 @@ class DataKey:
 
         self.kid = kid
         self._cipher = AESGCM(secret)
-        self._nonce_key = hmac.new(secret, b"sm-envelope-nonce", hashlib.sha256).digest()
+        self._nonce_key = hmac.digest(secret, b"sm-envelope-nonce", "sha256")
 
     def seal(self, payload: bytes, bound_to: str, payload_sha256: str | None = None) -> bytes:
         """The canonical envelope bytes of `payload` for the object `bound_to` (its key
@@ -75,7 +75,7 @@ class DataKey:
         aad = associated_data(self.kid, bound_to)
         digest = (bytes.fromhex(payload_sha256) if payload_sha256
                   else hashlib.sha256(payload).digest())
-        nonce = hmac.new(self._nonce_key, aad + digest, hashlib.sha256).digest()[:NONCE_BYTES]
+        nonce = hmac.digest(self._nonce_key, aad + digest, "sha256")[:NONCE_BYTES]
         sealed = self._cipher.encrypt(nonce, payload, aad)
         # canonical JSON by hand: base64 and a hex kid need no escaping, keys in sorted order
         return b"".join((_START, base64.b64encode(sealed), b'","kid":"', self.kid.encode("ascii"),

@@ -22,6 +22,7 @@ from ..message import (
     Message,
     SendEvent,
     format_utc,
+    gzip_body,
     identifier_hashes_json,
     parse_event,
     parse_lines,
@@ -91,7 +92,16 @@ class Intake:
         self.keys = None if protection_for is None else RecipientKeys(store, protection_for)
         self._mediums_for = mediums_for
         self._phone_region = phone_region
-        self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new)
+        self._group = GroupCommit(store, self._apply_message, self._new_row, self._insert_new,
+                                  self._parse_messages)
+
+    def _made_later_lookup(self) -> Callable[[str], bool] | None:
+        """Which projects seal their objects in the transaction: validation makes no plain
+        gzip object for their messages (`RecipientKeys.seals`)."""
+        return None if self.keys is None else self.keys.seals
+
+    def _parse_messages(self, raws: list[Any]) -> list[Message | InvalidMessage]:
+        return parse_messages(raws, self._made_later_lookup())
 
     # ----------------------------------------------------------------------- sender API
 
@@ -119,14 +129,14 @@ class Intake:
     def record_many(self, messages: Iterable[Any]) -> list[str]:
         """Record a batch in one transaction: all of it is durable, or none of it."""
         parsed: list[Message] = []
-        for index, item in enumerate(parse_messages(list(messages))):
+        for index, item in enumerate(self._parse_messages(list(messages))):
             if isinstance(item, InvalidMessage):
                 raise InvalidMessage(f"message {index}: {item}") from None
             parsed.append(item)
         now = self.store.clock.now()
         mediums: MediumsCache = {}
         with self.store.write():
-            new = [self._new_row(item, now, mediums) for item in parsed]
+            new = self._new_rows(parsed, now, mediums)
             if self._insert_new([row for row, _ in new]):
                 return [outcome for _, outcome in new]
             # Some were recorded before: one by one, so each gets its own outcome (or error).
@@ -170,7 +180,8 @@ class Intake:
         def commit() -> None:
             nonlocal batch
             if batch:
-                items = _line_items([raw for _, raw in batch])  # parsed a batch at a time
+                items = _line_items([raw for _, raw in batch],  # parsed a batch at a time
+                                    self._made_later_lookup())
                 try:
                     self._ingest_batch([(number, *item) for (number, _), item in
                                         zip(batch, items, strict=True)], source, report)
@@ -219,7 +230,8 @@ class Intake:
             if not rows:
                 return report
             texts = [text or "" for _, text, _ in rows]
-            items = iter(_line_items([text for text in texts if _has_text(text)]))
+            items = iter(_line_items([text for text in texts if _has_text(text)],
+                                     self._made_later_lookup()))
             lines = []
             for (row_id, _, source), text in zip(rows, texts, strict=True):
                 item = next(items) if _has_text(text) else (text, InvalidMessage("empty line"))
@@ -253,7 +265,7 @@ class Intake:
         """Lines holding messages or rejections (no event), in line order."""
         messages = [item for _, _, _, item in run if isinstance(item, Message)]
         if len(messages) > 1:
-            new = [self._new_row(message, now, mediums) for message in messages]
+            new = self._new_rows(messages, now, mediums)
             if self._insert_new([row for row, _ in new]):
                 outcomes = iter([outcome for _, outcome in new])
                 for line in run:
@@ -305,11 +317,23 @@ class Intake:
             archived = mediums[project_id]
         return archived is None or medium in archived
 
+    def _new_rows(self, msgs: list[Message], now: float, mediums: MediumsCache | None
+                  ) -> list[tuple[MessageRow, str]]:
+        """`_new_row` of each message, sealed together (`RecipientKeys.protect_many`)."""
+        if self.keys is not None:  # as their projects store them (SPEC 9.5)
+            msgs = self.keys.protect_many(msgs, self._phone_region)
+        return [self._row_of(msg, now, mediums) for msg in msgs]
+
     def _new_row(self, msg: Message, now: float, mediums: MediumsCache | None = None
                  ) -> tuple[MessageRow, str]:
         """The row of a message never seen before, and its outcome then."""
-        if self.keys is not None:  # as its project stores it (SPEC 9.5)
-            msg = self.keys.protect(msg, self._phone_region)
+        return self._new_rows([msg], now, mediums)[0]
+
+    def _row_of(self, msg: Message, now: float, mediums: MediumsCache | None
+                ) -> tuple[MessageRow, str]:
+        """`_new_row` of a message already as its project stores it."""
+        if not msg.object_bytes:  # validation left it to sealing, and it was not sealed
+            msg = replace(msg, object_bytes=gzip_body(msg.payload_bytes))  # (config reloaded)
         content_sha = msg.content_sha256()
         state: State
         final_reason: FinalReason | None = None
@@ -476,9 +500,10 @@ def _has_text(raw: str | bytes) -> bool:
     return bool(raw.rstrip("\r\n"))
 
 
-def _line_items(raws: list[str | bytes]
+def _line_items(raws: list[str | bytes], made_later: Callable[[str], bool] | None = None
                 ) -> list[tuple[str, Message | SendEvent | InvalidMessage]]:
-    """Non-empty input lines as (its text, what it is), parsed together (`parse_lines`)."""
+    """Non-empty input lines as (its text, what it is), parsed together (`parse_lines`;
+    `made_later` as `parse_messages` takes it)."""
     texts: list[str] = []
     undecodable: dict[int, InvalidMessage] = {}
     for index, raw in enumerate(raws):
@@ -494,7 +519,7 @@ def _line_items(raws: list[str | bytes]
             text = raw
         texts.append(text.rstrip("\r\n"))
     parsed = iter(parse_lines([text for index, text in enumerate(texts)
-                               if index not in undecodable]))
+                               if index not in undecodable], made_later))
     return [(text, undecodable[index] if index in undecodable else next(parsed))
             for index, text in enumerate(texts)]
 

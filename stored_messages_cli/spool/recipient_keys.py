@@ -76,12 +76,22 @@ class RecipientKeyStore(Protocol):
         when it was inserted."""
         ...
 
+    def add_recipient_keys(self, keys: Sequence[RecipientKey]) -> set[str]:
+        """`add_recipient_key` of each key (at most one per recipient): the ids of those
+        inserted, in as few statements as the backend allows (a batch's new keys)."""
+        ...
+
     def recipient_key_live(self, kid: str) -> bool:
         """True when key `kid` exists (in this transaction's view) and is not erased."""
         ...
 
     def live_recipient_key(self, project_id: str, recipient: str) -> RecipientKey | None:
         """The recipient's key not erased, if any."""
+        ...
+
+    def live_recipient_keys(self, project_id: str, recipients: Sequence[str]
+                            ) -> list[RecipientKey]:
+        """The keys not erased of those of `recipients` that have one (a batch's lookup)."""
         ...
 
     def recipient_key(self, kid: str) -> RecipientKey | None:

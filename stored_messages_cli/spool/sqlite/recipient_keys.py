@@ -47,6 +47,20 @@ class RecipientKeySql(StoreBase):
             (key.kid, key.project_id, key.recipient, key.wrapped, key.wrapped_with,
              key.created_at, key.erased_at, key.erase_reason)).rowcount
 
+    def add_recipient_keys(self, keys: Sequence[RecipientKey]) -> set[str]:
+        """`add_recipient_key` of each key: the ids of those inserted (500 a statement)."""
+        inserted: set[str] = set()
+        for first in range(0, len(keys), 500):
+            chunk = keys[first:first + 500]
+            inserted.update(str(row[0]) for row in self.conn.execute(
+                f'INSERT INTO "recipient_keys" ({KEY_COLUMNS}) VALUES '
+                + ",".join([f"({marks(8)})"] * len(chunk))
+                + ' ON CONFLICT DO NOTHING RETURNING "kid"',
+                [value for key in chunk for value in (
+                    key.kid, key.project_id, key.recipient, key.wrapped, key.wrapped_with,
+                    key.created_at, key.erased_at, key.erase_reason)]).fetchall())
+        return inserted
+
     def recipient_key_live(self, kid: str) -> bool:
         """True when key `kid` exists and is not erased."""
         return bool(self._rows('SELECT 1 FROM "recipient_keys" WHERE "kid" = ?'
@@ -57,6 +71,18 @@ class RecipientKeySql(StoreBase):
         rows = self._rows(f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "project_id" = ?'
                           ' AND "recipient" = ? AND "erased_at" IS NULL', (project_id, recipient))
         return RecipientKey.from_row(rows[0]) if rows else None
+
+    def live_recipient_keys(self, project_id: str, recipients: Sequence[str]
+                            ) -> list[RecipientKey]:
+        """The keys not erased of those of `recipients` that have one."""
+        found: list[RecipientKey] = []
+        for first in range(0, len(recipients), 500):
+            chunk = list(recipients[first:first + 500])
+            found += [RecipientKey.from_row(row) for row in self._rows(
+                f'SELECT {KEY_COLUMNS} FROM "recipient_keys" WHERE "project_id" = ?'
+                f' AND "recipient" IN ({marks(len(chunk))}) AND "erased_at" IS NULL',
+                (project_id, *chunk))]
+        return found
 
     def recipient_key(self, kid: str) -> RecipientKey | None:
         """The key with id `kid` (erased or not)."""
