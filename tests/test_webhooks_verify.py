@@ -69,6 +69,21 @@ def test_sns_signature_versions_verify_and_normalise(sns: tuple[SnsSigner, SesVe
         hashes.SHA256()).hex()
 
 
+def test_a_signed_sns_body_with_a_duplicated_key_is_unreadable(
+        sns: tuple[SnsSigner, SesVerifier]) -> None:
+    """Two `Message` fields: one parser would verify the last, another act on the first. The
+    body is refused before any signature is trusted, whichever copy is the signed one."""
+    signer, verifier = sns
+    signed = signer.sign(ses_event("Delivery", "0100-ses-1"))
+    forged = json.dumps(ses_event("Bounce", "0100-ses-1")["Message"])
+    honest = json.dumps(signed)
+    for body in ('{"Message": ' + forged + ", " + honest[1:],
+                 honest[:-1] + ', "Message": ' + forged + "}"):
+        with pytest.raises(Unreadable, match="duplicate"):
+            verifier.verify(body.encode(), {}, "", NOW)
+    assert verifier.verify(honest.encode(), {}, "", NOW).events  # the honest copy verifies
+
+
 @pytest.mark.parametrize(("event_type", "kind"), [
     ("Send", Kind.ACCEPTED), ("Reject", Kind.REJECTED), ("Bounce", Kind.BOUNCED),
     ("Complaint", Kind.COMPLAINED), ("Open", Kind.OPENED), ("Click", Kind.CLICKED),

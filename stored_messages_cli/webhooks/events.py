@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from ..errors import SmError
+from ..errors import InvalidMessage, SmError
+from ..message import decode_json
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_AGE = 15 * 60.0  # seconds a signed timestamp may be old (or ahead of our clock)
@@ -44,6 +45,19 @@ class Refused(SmError):
 
 class Unreadable(SmError):
     """The request cannot be parsed as the provider's webhook."""
+
+
+def json_body(body: bytes | str) -> Any:
+    """A request body's JSON, read by the project's one strict decoder (`decode_json`:
+    duplicate keys, NaN, lone surrogates and deep nesting refused, so no two parsers can
+    read one signed body two ways); Unreadable when it is not JSON or not UTF-8."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return decode_json(text)
+    except UnicodeDecodeError:
+        raise Unreadable("the body is not JSON (not UTF-8)") from None
+    except InvalidMessage as exc:
+        raise Unreadable(f"the body is not JSON: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

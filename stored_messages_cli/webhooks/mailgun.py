@@ -23,6 +23,7 @@ from .events import (
     check_fresh,
     event_id,
     from_epoch,
+    json_body,
 )
 
 KINDS = {"accepted": Kind.ACCEPTED, "rejected": Kind.REJECTED, "delivered": Kind.DELIVERED,
@@ -69,10 +70,7 @@ class MailgunVerifier:
 
 
 def _document(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise Unreadable("the body is not JSON") from None
+    document = json_body(body)
     if not isinstance(document, dict):
         raise Unreadable("the body is not a Mailgun webhook (a JSON object)")
     return document

@@ -24,6 +24,7 @@ from .events import (
     from_epoch,
     from_iso,
     header,
+    json_body,
 )
 
 KINDS = {"Delivery": Kind.DELIVERED, "Bounce": Kind.BOUNCED, "SpamComplaint": Kind.COMPLAINED,
@@ -57,10 +58,7 @@ class PostmarkVerifier:
         password_ok = hmac.compare_digest(password, self.settings.secret())
         if not (sep and user_ok and password_ok):
             raise Refused("the basic auth credentials are wrong")
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise Unreadable("the body is not JSON") from None
+        document = json_body(body)
         if not isinstance(document, dict):
             raise Unreadable("the body is not a Postmark webhook (a JSON object)")
         shown = f"Basic {user.decode('utf-8', 'replace')}:<redacted>"

@@ -29,6 +29,7 @@ from .events import (
     event_id,
     from_epoch,
     header,
+    json_body,
 )
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
@@ -85,10 +86,7 @@ class SendgridVerifier:
 
 def _items(body: bytes) -> list[dict[str, Any]]:
     """The batch: a JSON array of event objects."""
-    try:
-        items = json.loads(body)
-    except (ValueError, RecursionError):
-        raise Unreadable("the body is not JSON") from None
+    items = json_body(body)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise Unreadable("the body is not a SendGrid event batch (a JSON array of objects)")
     return items

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,7 +25,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..config.providers import SesSettings
 from ..errors import ConfigError
-from .events import Kind, ProviderEvent, Refused, Unreadable, Verified, event_id, from_iso
+from .events import (
+    Kind,
+    ProviderEvent,
+    Refused,
+    Unreadable,
+    Verified,
+    event_id,
+    from_iso,
+    json_body,
+)
 
 # The fields SNS signs, in order, per message type (AWS: "Verifying the signatures of
 # Amazon SNS messages"); Subject only when present.
@@ -156,10 +164,7 @@ def _preferred(certs: list[x509.Certificate], named: str, store: str
 
 def _document(body: bytes) -> dict[str, Any]:
     """The SNS message: a JSON object."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise Unreadable("the body is not JSON") from None
+    document = json_body(body)
     if not isinstance(document, dict):
         raise Unreadable("the body is not an SNS message (a JSON object)")
     return document
@@ -169,8 +174,8 @@ def _event(document: Mapping[str, Any]) -> ProviderEvent:
     """The SES event an SNS Notification carries (event publishing or notifications)."""
     received = from_iso(document.get("Timestamp"), "1970-01-01T00:00:00Z")
     try:
-        message = json.loads(str(document["Message"]))
-    except (ValueError, RecursionError):
+        message = json_body(str(document["Message"]))
+    except Unreadable:
         message = None
     if not isinstance(message, dict):
         return ProviderEvent(event_id(document.get("MessageId"), document["Message"]), None,

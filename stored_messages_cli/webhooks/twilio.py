@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
@@ -23,6 +22,7 @@ from .events import (
     event_id,
     from_epoch,
     header,
+    json_body,
 )
 
 SIGNATURE = "x-twilio-signature"
@@ -82,10 +82,7 @@ class TwilioVerifier:
 
 def _json_fields(text: str) -> dict[str, str]:
     """A JSON callback's top-level text fields (to read its sid and status)."""
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):
-        raise Unreadable("the body is not JSON") from None
+    document = json_body(text)
     if not isinstance(document, dict):
         raise Unreadable("the body is not a JSON object")
     return {k: v for k, v in document.items() if isinstance(v, str)}
