@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..message import parse_sent_at
-from ..states import HoldState
+from ..states import HoldState, LogOutcome
 from .index_filter import IndexFilter
 
 # The filters a case may keep, in the order `sm hold show` prints them.
@@ -110,6 +110,14 @@ def entry_marks(row: HoldRow) -> str:
     if row.version_id:
         marks["version_id"] = row.version_id
     return json.dumps(marks, separators=(",", ":"))
+
+
+def finished(row: HoldRow) -> tuple[HoldState, LogOutcome, str]:
+    """What a row whose store call succeeded becomes: (state, its log entry's outcome, the
+    column stamped with the time). A pending row's hold was applied; a releasing one's lifted."""
+    if row.state == HoldState.PENDING:
+        return HoldState.APPLIED, LogOutcome.HOLD, '"applied_at"'
+    return HoldState.RELEASED, LogOutcome.RELEASE, '"released_at"'
 
 
 class HoldStore(Protocol):

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ...states import HoldState, LogOutcome
+from ...states import HoldState
 from ..holds import (
     CASE_COLUMNS,
     ENTRY_INSERT,
@@ -18,6 +18,7 @@ from ..holds import (
     HoldCase,
     HoldRow,
     entry_marks,
+    finished,
 )
 from ..index_filter import IndexFilter
 from .base import PgStoreBase
@@ -100,12 +101,8 @@ class HoldPg(PgStoreBase):
         """Applied rows get a `hold` entry, released ones a `release` entry."""
         marked = 0
         for row in rows:
-            if row.state == HoldState.PENDING:
-                new, outcome = HoldState.APPLIED, LogOutcome.HOLD
-                sets = '"applied_at" = %s'
-            else:
-                new, outcome = HoldState.RELEASED, LogOutcome.RELEASE
-                sets = '"released_at" = %s'
+            new, outcome, stamped = finished(row)
+            sets = f'{stamped} = %s'
             changed = self.pg.execute(
                 f'UPDATE "hold_objects" SET "state" = %s, {sets}, "last_error" = NULL'
                 ' WHERE "case_id" = %s AND "message_id" = %s AND "state" = %s'

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ...states import HoldState, LogOutcome
+from ...states import HoldState
 from ..holds import (
     CASE_COLUMNS,
     ENTRY_INSERT,
@@ -18,6 +18,7 @@ from ..holds import (
     HoldCase,
     HoldRow,
     entry_marks,
+    finished,
 )
 from ..index_filter import IndexFilter
 from .base import StoreBase, marks
@@ -107,12 +108,8 @@ class HoldSql(StoreBase):
         """Applied rows get a `hold` entry, released ones a `release` entry."""
         marked = 0
         for row in rows:
-            if row.state == HoldState.PENDING:
-                new, outcome = HoldState.APPLIED, LogOutcome.HOLD
-                sets = '"applied_at" = ?'
-            else:
-                new, outcome = HoldState.RELEASED, LogOutcome.RELEASE
-                sets = '"released_at" = ?'
+            new, outcome, stamped = finished(row)
+            sets = f'{stamped} = ?'
             changed = self.conn.execute(
                 f'UPDATE "hold_objects" SET "state" = ?, {sets}, "last_error" = NULL'
                 ' WHERE "case_id" = ? AND "message_id" = ? AND "state" = ?'
