@@ -9,10 +9,9 @@ import typer
 from ..clock import to_rfc3339
 from ..evidence.retention import RetentionShorter, extend_retention
 from ..investigate.sealed import keyed_digests
-from ..spool.index_filter import IndexFilter
 from .command_classes import group
 from .common import command, fail, open_project_destination, state_of
-from .find import phone_region
+from .find import build_query, phone_region
 from .options import (
     CampaignOption,
     MediumOption,
@@ -21,7 +20,6 @@ from .options import (
     RecipientOption,
     SinceOption,
     time_bound,
-    time_range,
 )
 
 
@@ -52,18 +50,11 @@ def extend(
     until_at = time_bound(retain_until, end_of_day=True, name="--until",
                           command="retention extend")
     assert until_at is not None
-    if recipient is not None and not recipient.strip():
-        raise typer.BadParameter("must not be empty", param_hint="--recipient")
-    since_at, sent_until_at = time_range(since, sent_until, command="retention extend")
-    from ..evidence.holds import case_filters
-
-    hashes = case_filters(recipient=recipient, region=phone_region(state, recipient),
-                          digests=keyed_digests(state.paths.config_file)
-                          ).get("recipient_hashes", ()) if recipient else ()
-    wanted = IndexFilter(
-        recipient_hashes=tuple(hashes),
-        message_id=message_id, campaign_id=campaign, project_id=project, medium=medium,
-        since=since_at, until=sent_until_at)
+    # find's filters, spelled as find spells them (`--sent-until` is find's `--until`)
+    wanted = build_query(recipient, message_id=message_id, campaign=campaign, project=project,
+                         medium=medium, since=since, until=sent_until, limit=None,
+                         command="retention extend", region=phone_region(state, recipient),
+                         digests=keyed_digests(state.paths.config_file) if recipient else ())
     state.require_spool()
     state.connected_projects(project, none_yet="no project has a destination yet")
     destination = open_project_destination(state, project, for_writing=True,
