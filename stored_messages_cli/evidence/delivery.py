@@ -132,8 +132,8 @@ class DeliveryEvidence:
         recipient (provider events hold addresses); else `raw` itself. The seal is
         deterministic, so a retried upload sends the same bytes."""
         keys = self.spool.intake.keys
-        if keys is None:
-            return raw
+        if keys is None or not keys.sealing(event.project_id):
+            return raw  # a plain project: no write transaction for nothing
         store = self.spool.store
         with store.write():  # a recipient without a key yet gets one (as intake's)
             where = store.sealed_as(event.project_id, event.message_id)

@@ -76,9 +76,14 @@ class RecipientKeys:
         then makes no plain gzip object for its messages. Never raises: a project whose
         settings do not load here fails in `protect`, in the transaction, as before."""
         try:
-            protection = self._protection_for(project_id)
+            return self.sealing(project_id)
         except Exception:  # noqa: BLE001 - reported by `protect`, where it always was
             return False
+
+    def sealing(self, project_id: str) -> bool:
+        """True when the project's objects are sealed; raises when its settings do not load
+        (a caller that would otherwise store plaintext must not guess)."""
+        protection = self._protection_for(project_id)
         return protection is not None and protection.wrapper is not None
 
     def protect(self, msg: Message, region: Callable[[], str | None] | None = None
