@@ -605,6 +605,8 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
     """Issue 25's sender budgets, each beside its baseline in the same run; `rounds` rounds
     (fresh files each), min / median / max. CPU figures: process CPU, so the machine's
     other tenants move them far less than wall time."""
+    from bench_floors import floor_figures, floors_round  # scripts/bench_floors.py
+
     ingest_count = int(30_000 * scale)
     lines, one_line = work / "budget-ingest.jsonl", work / "budget-one.jsonl"
     with lines.open("w", encoding="utf-8") as out:
@@ -626,6 +628,9 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
         figures.update({f"record_many email: {k}": v for k, v in cpu_record_many_round(
             work, f"b{round_}e", max(1, int(5 * scale)), make=message).items()})
         figures.update(ingest_round(work, f"b{round_}", lines, one_line, ingest_count))
+        figures.update(floors_round(message, short_sms, int(1000 * scale), round_,
+                                    f"b{round_}f"))
+        figures.update(floor_figures(figures))
         for key, value in figures.items():
             samples.setdefault(key, []).append(value)
         _load_row()
@@ -649,6 +654,21 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
          " per CPU-s (target ≥ 25k)", 0),
         ("sm ingest: start-up CPU s", "sm ingest of one line (its start-up), CPU s", 3),
         ("raw ingest: msg per CPU-s", "raw json + executemany ingest, msg per CPU-s", 0),
+        ("sms: schema", "steps: the SMS's schema check, µs CPU", 1),
+        ("sms: E.164", "steps: its phone number in E.164, µs CPU", 1),
+        ("sms: recipient hashes", "steps: its recipient hashes (E.164 included), µs", 1),
+        ("sms: encode + hashes", "steps: its payload, content hash and SHA-256, µs", 1),
+        ("sms: deflate", "steps: its level-6 gzip object, µs CPU", 1),
+        ("email: schema", "steps: the email's schema check, µs CPU", 1),
+        ("email: recipient hashes", "steps: its recipient hashes, µs CPU", 1),
+        ("email: encode + hashes", "steps: its payload, content hash and SHA-256, µs", 1),
+        ("email: deflate", "steps: its level-6 gzip object, µs CPU", 1),
+        ("email: strict decode", "steps: its JSON line, strictly decoded, µs CPU", 1),
+        ("floor: record above raw", "floor: record less raw, the SMS's steps alone (≤ 30?)", 1),
+        ("floor: record_many", "floor: record_many, raw insert + the email's steps,"
+         " msg per CPU-s (≥ 30k?)", 0),
+        ("floor: sm ingest", "floor: sm ingest, raw ingest + the email's steps,"
+         " msg per CPU-s (≥ 25k?)", 0),
     ]
     for key, label, digits in table:
         stats_row(label, samples[key], "", digits)
@@ -658,6 +678,9 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
           " command, its CPU from getrusage(RUSAGE_CHILDREN), less the same command on a"
           " one-line file in a fresh home; raw ingest: a plain Python process, json.loads"
           " per line, 500 rows per fsync'd transaction, less its run on the one-line file)")
+    print("  (steps: what a message cannot skip, each over 1,000 distinct messages in the same"
+          " round (scripts/bench_floors.py); a floor is the best a figure could be if"
+          " everything else the code does cost nothing)")
 
 
 # ----------------------------------------------------------------------------- sm run
