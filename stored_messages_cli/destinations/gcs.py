@@ -5,6 +5,10 @@ Writes are create-only (`if_generation_match=0`) and carry a CRC32C the service 
 GCS never transcodes them and reads return the stored bytes. Credentials come from Application
 Default Credentials; `STORAGE_EMULATOR_HOST` points the client at an emulator (anonymous).
 The SDK is imported only when a `gs://` destination is used.
+
+`put` sends the upload itself (`gcs_put.GCSLeanPut`: the SDK's request, byte for byte, on its
+own keep-alive pool) and hands anything but a 200 or a 412 to the SDK, which sends the
+object again and reports the outcome as it always did.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .base import (
     split_url,
     timestamp_of,
 )
+from .gcs_put import TAKEN, Created, GCSLeanPut
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 # The SDK's other endpoint override (google-cloud-storage reads it when the client is made).
@@ -79,6 +84,9 @@ class GCSDestination:
         self._generation = 0  # a thread's client from before the last close is not used
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._lean: GCSLeanPut | None = None
+        #: False sends every PUT through the SDK (as before the lean path; benchmarks)
+        self.lean_enabled = True
 
     # ----------------------------------------------------------------------- client
 
@@ -132,6 +140,25 @@ class GCSDestination:
         return client
 
     @property
+    def lean_put(self) -> GCSLeanPut | None:
+        """The lean upload path, once a PUT has built it (None after `close`)."""
+        return self._lean
+
+    def _lean_path(self) -> GCSLeanPut | None:
+        """The lean upload path, built with this thread's client (its endpoint) on first use."""
+        lean = self._lean
+        if lean is None and self.lean_enabled:
+            endpoint = str(self.client.api_endpoint)  # the SDK's own, checked on the way
+            with self._lock:
+                lean = self._lean
+                if lean is None:
+                    lean = self._lean = GCSLeanPut(
+                        endpoint, self.bucket_name, emulator=emulator_endpoint() is not None,
+                        max_connections=self.options.max_connections, timeout=TIMEOUT,
+                        content_type=CONTENT_TYPE)
+        return lean
+
+    @property
     def _retry(self) -> Any:
         return DEFAULT_RETRY.with_timeout(SDK_RETRY_SECONDS)
 
@@ -141,7 +168,26 @@ class GCSDestination:
     # ----------------------------------------------------------------------- objects
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
-        """Create-only upload; an existing object with the same payload hash is success."""
+        """Create-only upload; an existing object with the same payload hash is success.
+
+        The lean path sends it first; whatever it does not take (see `gcs_put`) is sent
+        again here through the SDK, which retries and classifies as it always did."""
+        try:
+            lean = self._lean_path()
+        except SmError:
+            raise
+        except Exception as exc:  # building the SDK client failed: credentials, config
+            raise self._wrap(exc, f"upload of {key}") from exc
+        if lean is not None:
+            answer = lean.put(key, body, {PAYLOAD_SHA_METADATA: payload_sha256})
+            if isinstance(answer, Created):
+                return PutResult(key=key, created=True, version_id=answer.generation)
+            if answer == TAKEN:
+                return self._existing(key, body, payload_sha256)
+        return self._sdk_put(key, body, payload_sha256)
+
+    def _sdk_put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        """The upload through google-cloud-storage."""
         try:
             blob = self._bucket().blob(key)
             blob.metadata = {PAYLOAD_SHA_METADATA: payload_sha256}
@@ -316,12 +362,16 @@ class GCSDestination:
         return members
 
     def close(self) -> None:
-        """Close every thread's HTTP session; the next call builds a client again."""
+        """Close every thread's HTTP session and the lean path's pool (its credentials are
+        resolved again); the next call builds a client again."""
         with self._lock:
             clients, self._clients = self._clients, []
             self._generation += 1
+            lean, self._lean = self._lean, None
         for client in clients:
             client.close()
+        if lean is not None:
+            lean.close()
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         hint = None
