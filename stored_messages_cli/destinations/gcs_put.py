@@ -46,21 +46,20 @@ import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 # Imported only with a gs:// destination (`gcs` loads this module).
 import google.auth
 import google_crc32c
-import requests
-import urllib3
 from google.api_core.client_info import ClientInfo
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.auth.transport import mtls
 from google.auth.transport.urllib3 import Request as AuthRequest
 from google.cloud import storage
-from requests.utils import select_proxy
 from urllib3.util.retry import Retry
+
+from .lean_http import lean_pool
 
 LEAN_AGENT = "sm-put"  # in the User-Agent of every request this path sends
 MTLS_ENDPOINT_ENV = "GOOGLE_API_USE_MTLS_ENDPOINT"
@@ -106,14 +105,6 @@ def mtls_wanted() -> bool:
     return os.environ.get(CLIENT_CERT_ENV, "").strip().lower() == "true"
 
 
-def requests_settings(url: str) -> tuple[str | bool, str | None]:
-    """(certificate bundle or True, proxy) that `requests` would use for `url`, from the
-    environment as a session with default settings reads it."""
-    settings = requests.Session().merge_environment_settings(url, {}, None, None, None)
-    proxy = select_proxy(url, settings["proxies"] or {})
-    return settings["verify"], proxy
-
-
 class GCSLeanPut:
     """The create-only multipart upload to one bucket, sent on this path's own pool."""
 
@@ -125,20 +116,9 @@ class GCSLeanPut:
         self._content_type = content_type
         self._url = (f"{self.endpoint}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
                      "?uploadType=multipart&ifGenerationMatch=0")
-        verify, proxy = requests_settings(self._url)
-        scheme = urlsplit(self._url).scheme
+        self._pool, direct = lean_pool(self._url, max_connections, *timeout)
         #: False when this path leaves every PUT to the SDK (see the module docstring).
-        self.enabled = proxy is None and scheme in ("http", "https") and not mtls_wanted()
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-        if verify is False:
-            tls = {"cert_reqs": "CERT_NONE"}
-        else:
-            bundle = requests.certs.where() if verify is True else str(verify)
-            tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-        connect, read = timeout
-        self._pool = urllib3.PoolManager(
-            maxsize=max(1, max_connections), timeout=urllib3.Timeout(connect=connect,
-                                                                     read=read), **tls)
+        self.enabled = direct and not mtls_wanted()
         self._auth_request = AuthRequest(self._pool)
         agent = ClientInfo(client_library_version=storage.__version__,
                            user_agent=f"gcloud-python/{storage.__version__} {LEAN_AGENT}")
