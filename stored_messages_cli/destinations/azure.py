@@ -5,6 +5,10 @@ Azure credential chain (azure-identity), or from `AZURE_STORAGE_CONNECTION_STRIN
 environment (never from config.toml). Writes are create-only (`overwrite=False`), carry a
 Content-MD5 the service checks and stores, and `sm_payload_sha256` metadata (Azure metadata
 names are C# identifiers, so no `-`). The SDK is imported only when an `az://` destination is used.
+
+With a connection string, `put` sends the upload itself (`azure_put.AzureLeanPut`: the SDK's
+Put Blob on its own keep-alive pool) and hands anything but a 201 or a `BlobAlreadyExists` to
+the SDK, which sends the blob again and reports the outcome as it always did.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ..errors import (
 )
 from ..retry import classify, describe, error_facts
 from ..states import CheckStatus
+from .azure_put import TAKEN, AzureLeanPut, Created, connection_credential
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -78,6 +83,10 @@ class AzureDestination:
         self._service: Any = None
         self._lock = threading.Lock()
         self.account_source: str | None = None  # where the account URL came from
+        self._connection_string: str | None = None  # the one the service client was made with
+        self._lean: AzureLeanPut | None = None
+        #: False sends every PUT through the SDK (as before the lean path; benchmarks)
+        self.lean_enabled = True
         # The URL the SDK really sends to, whether from --account-url or a connection string
         # (whose DefaultEndpointsProtocol=http or BlobEndpoint=http://… obey the same rule).
         # A SAS connection string puts its token in the URL's query: never shown or checked.
@@ -133,6 +142,7 @@ class AzureDestination:
                 service = None  # it names another account: --account-url decides
             else:
                 self.account_source = CONNECTION_STRING_ENV
+                self._connection_string = connection_string
         if service is None:
             if not account_url:
                 raise ConfigError(
@@ -144,14 +154,55 @@ class AzureDestination:
 
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
             self.account_source = None
+            self._connection_string = None
             service = BlobServiceClient(account_url, credential=DefaultAzureCredential(),
                                         **settings)
         return service
 
+    @property
+    def lean_put(self) -> AzureLeanPut | None:
+        """The lean upload path, once a PUT has built it (None after `close`)."""
+        return self._lean
+
+    def _lean_path(self) -> AzureLeanPut | None:
+        """The lean upload path, built with the service client (its account URL, API
+        version and connection string) on first use."""
+        if self._lean is None and self.lean_enabled:
+            service = self._make_service()
+            with self._lock:
+                if self._lean is None:
+                    credential = (connection_credential(self._connection_string)
+                                  if self._connection_string else None)
+                    self._lean = AzureLeanPut(
+                        str(service.url), self.container_name, credential,
+                        api_version=str(service.api_version),
+                        max_connections=self.options.max_connections,
+                        timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), content_type=CONTENT_TYPE)
+        return self._lean
+
     # ----------------------------------------------------------------------- objects
 
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
-        """Create-only upload; an existing blob with the same payload hash is success."""
+        """Create-only upload; an existing blob with the same payload hash is success.
+
+        The lean path sends it first; whatever it does not take (see `azure_put`) is sent
+        again here through the SDK, which retries and classifies as it always did."""
+        try:
+            lean = self._lean_path()
+        except SmError:
+            raise
+        except Exception as exc:  # building the SDK client failed
+            raise self._wrap(exc, f"upload of {key}") from exc
+        if lean is not None:
+            answer = lean.put(key, body, {AZURE_META_KEY: payload_sha256})
+            if isinstance(answer, Created):
+                return PutResult(key=key, created=True, version_id=answer.version_id)
+            if answer == TAKEN:
+                return self._existing(key, body, payload_sha256)
+        return self._sdk_put(key, body, payload_sha256)
+
+    def _sdk_put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
+        """The upload through azure-storage-blob."""
         md5 = hashlib.md5(body).digest()
         try:
             response = self.container.get_blob_client(key).upload_blob(
@@ -351,11 +402,15 @@ class AzureDestination:
                      f" {self.account_url} answers")
 
     def close(self) -> None:
-        """Close the HTTP pipeline."""
+        """Close the HTTP pipeline and the lean path's pool (the connection string is read
+        again on next use)."""
         with self._lock:
             if self._service is not None:
                 self._service.close()
                 self._service = None
+            lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
 
     def _wrap(self, exc: Exception, action: str) -> DestinationError:
         hint = None
