@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import json
 import re
-import socket
-import struct
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -32,99 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from stored_messages_cli.destinations import gcs
 from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.destinations.gcs import GCSDestination
-from stored_messages_cli.destinations.gcs_put import LEAN_AGENT, GCSLeanPut
+from stored_messages_cli.destinations.gcs_put import GCSLeanPut
 from stored_messages_cli.errors import DestinationError, ObjectConflict
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE
-from tests.support.http_relay import RelayHandler
+from tests.support.lean_wire import LOST, RESET, Relay
 
-RESET = "reset"
-LOST = "lost"  # passed on to the emulator, answered with a reply that does not read
+JSON = {"Content-Type": "application/json; charset=UTF-8"}
 _BOUNDARY = re.compile(rb"={15}\d{19}==")
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One request as it crossed the relay, and what the relay did with it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    action: str
-
-    @property
-    def lean(self) -> bool:
-        return LEAN_AGENT in self.headers.get("user-agent", "")
-
-    @property
-    def upload(self) -> bool:
-        return self.method == "POST" and self.path.startswith("/upload/")
-
-
-Fault = Callable[[Seen], str | tuple[int, bytes] | None]
-
-
-class Relay:
-    """Records every request; `fault` may answer one (a status and JSON body) or reset it."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.seen: list[Seen] = []
-        self.fault: Fault | None = None
-        self._lock = threading.Lock()
-        relay = self
-
-        class Handler(RelayHandler):
-            def _handle(self) -> None:
-                body = self._body()
-                probe = Seen(self.command, self.path,
-                             {k.lower(): v for k, v in self.headers.items()}, body, "pass")
-                decision = relay.fault(probe) if relay.fault is not None else None
-                action = ("pass" if decision is None else decision if isinstance(decision, str)
-                          else str(decision[0]))
-                with relay._lock:
-                    relay.seen.append(Seen(probe.method, probe.path, probe.headers, body,
-                                           action))
-                if decision == RESET:  # SO_LINGER 0: close() sends RST
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                               struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    self.connection.close()
-                elif decision == LOST:
-                    connection = http.client.HTTPConnection(*relay.upstream, timeout=30)
-                    try:
-                        connection.request(self.command, self.path, body, dict(self.headers))
-                        connection.getresponse().read()
-                    finally:
-                        connection.close()
-                    self.send_response(200)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif isinstance(decision, tuple):
-                    status, payload = decision
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json; charset=UTF-8")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                else:
-                    self._relay(relay.upstream, body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def uploads(self) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if s.upload]
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -261,7 +170,8 @@ def test_a_taken_key_is_success_with_the_same_bytes_and_the_same_conflict_otherw
 def test_an_error_answer_goes_to_the_sdk_which_fails_exactly_as_before(
         relay: Relay, gcs_bucket: str, quick_sdk_retries: None, status: int, reason: str,
         retry_class: str) -> None:
-    relay.fault = lambda seen: (status, error_json(status, reason)) if seen.upload else None
+    reply = (status, error_json(status, reason), JSON)
+    relay.fault = lambda seen: reply if seen.upload else None
     errors = {}
     for lean in (True, False):
         made = destination(gcs_bucket, lean=lean)
@@ -295,8 +205,8 @@ def test_a_reset_connection_goes_to_the_sdk_which_fails_exactly_as_before(
     assert errors[True] == errors[False] == (DestinationError, UNREACHABLE)
 
 
-@pytest.mark.parametrize("fault", [RESET, (503, error_json(503, "backendError")),
-                                   (200, b"{not json")])
+@pytest.mark.parametrize("fault", [RESET, (503, error_json(503, "backendError"), JSON),
+                                   (200, b"{not json", JSON)])
 def test_a_lean_request_that_fails_once_is_stored_by_the_sdks_resend(
         relay: Relay, gcs_client: Any, gcs_bucket: str, fault: Any) -> None:
     relay.fault = lambda seen: fault if seen.lean else None

@@ -1,0 +1,111 @@
+"""A recording relay for the lean PUT tests (GCS and Azure): it passes every request on to an
+emulator and records it (method, path, headers, body), unless `fault` answers it with a
+canned reply, resets its connection, or passes it on and loses the answer."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from tests.support.http_relay import RelayHandler
+
+LEAN_AGENT = "sm-put"  # in the User-Agent of every request a lean path sends
+RESET = "reset"
+LOST = "lost"  # passed on to the emulator, answered with a reply that does not read
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it crossed the relay, and what the relay did with it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    action: str
+
+    @property
+    def lean(self) -> bool:
+        return LEAN_AGENT in self.headers.get("user-agent", "")
+
+    @property
+    def upload(self) -> bool:
+        """A GCS upload or an Azure Put Blob."""
+        return (self.method == "POST" and self.path.startswith("/upload/")) or (
+            self.method == "PUT" and "x-ms-blob-type" in self.headers)
+
+
+# a decision: None (pass on), RESET, LOST, or a canned (status, body, headers)
+Fault = Callable[[Seen], str | tuple[int, bytes, dict[str, str]] | None]
+
+
+class Relay:
+    """Records every request; `fault` may answer one (a status and JSON body) or reset it."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.seen: list[Seen] = []
+        self.fault: Fault | None = None
+        self._lock = threading.Lock()
+        relay = self
+
+        class Handler(RelayHandler):
+            def _handle(self) -> None:
+                body = self._body()
+                probe = Seen(self.command, self.path,
+                             {k.lower(): v for k, v in self.headers.items()}, body, "pass")
+                decision = relay.fault(probe) if relay.fault is not None else None
+                action = ("pass" if decision is None else decision if isinstance(decision, str)
+                          else str(decision[0]))
+                with relay._lock:
+                    relay.seen.append(Seen(probe.method, probe.path, probe.headers, body,
+                                           action))
+                if decision == RESET:  # SO_LINGER 0: close() sends RST
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                elif decision == LOST:
+                    connection = http.client.HTTPConnection(*relay.upstream, timeout=30)
+                    try:
+                        connection.request(self.command, self.path, body, dict(self.headers))
+                        connection.getresponse().read()
+                    finally:
+                        connection.close()
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif isinstance(decision, tuple):
+                    status, payload, headers = decision
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                else:
+                    self._relay(relay.upstream, body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def uploads(self) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.upload]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
