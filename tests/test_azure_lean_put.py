@@ -1,0 +1,294 @@
+"""The lean Azure PUT (`destinations/azure_put.py`) on the wire, against Azurite: with a
+connection string every archive PUT goes out once, directly, as the Put Blob the SDK sends
+(the same headers, signed the same way: Azurite checks the Shared Key signature), stores the
+same blob, keeps create-only, and hands every answer but 201 and `BlobAlreadyExists` to the
+SDK, which sends the blob again and fails exactly as it did before.
+
+A recording relay (tests/support/lean_wire.py) sits between the destination and Azurite.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+from stored_messages_cli.destinations import azure
+from stored_messages_cli.destinations.azure import AzureDestination
+from stored_messages_cli.destinations.azure_put import (
+    AccountCredential,
+    AzureLeanPut,
+    connection_credential,
+    shared_key_signature,
+)
+from stored_messages_cli.destinations.base import DestinationOptions
+from stored_messages_cli.errors import DestinationError, ObjectConflict
+from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE
+from tests.support.fixtures.azure import ACCOUNT, ACCOUNT_KEY, connection_string
+from tests.support.lean_wire import LOST, RESET, Relay
+
+KEY = "archive/email/1/h/c/m ü+1.json.gz"
+# set per request: not part of what must match the SDK's
+PER_REQUEST = {"x-ms-date", "x-ms-client-request-id", "authorization", "user-agent",
+               "connection"}
+
+
+@pytest.fixture
+def relay(azurite_endpoint: str, azure_service: Any, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[Relay]:
+    """The relay in front of Azurite; destinations made now talk to it (`azure_service`,
+    made first, talks to Azurite directly)."""
+    wire = Relay(azurite_endpoint)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       connection_string(f"{wire.url}/{ACCOUNT}"))
+    yield wire
+    wire.stop()
+
+
+@pytest.fixture
+def no_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK gives up at the first failure."""
+    monkeypatch.setattr(azure, "SDK_RETRY_TOTAL", 0)
+
+
+def destination(container: str, *, lean: bool = True) -> AzureDestination:
+    made = AzureDestination(f"az://{container}/archive/",
+                            DestinationOptions(allow_insecure_endpoint=True))
+    made.lean_enabled = lean
+    return made
+
+
+def archived(text: str) -> tuple[bytes, str]:
+    payload = f'{{"message":"{text}"}}'.encode()
+    return gzip.compress(payload, mtime=0), hashlib.sha256(payload).hexdigest()
+
+
+def storage_error(status: int, code: str) -> tuple[int, bytes, dict[str, str]]:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+            f"<Message>canned</Message></Error>").encode()
+    return status, body, {"Content-Type": "application/xml", "x-ms-error-code": code}
+
+
+def stored(service: Any, container: str, key: str) -> dict[str, Any]:
+    blob = service.get_blob_client(container, key)
+    properties = blob.get_blob_properties()
+    settings = properties.content_settings
+    return {"bytes": blob.download_blob().readall(), "md5": bytes(settings.content_md5),
+            "size": properties.size, "metadata": properties.metadata,
+            "content_type": settings.content_type,
+            "content_encoding": settings.content_encoding, "blob_type": properties.blob_type}
+
+
+# --------------------------------------------------------------------------- the request
+
+
+def test_each_put_is_one_lean_request_the_sdks_own_and_stores_the_same_blob(
+        relay: Relay, azure_service: Any, azure_container: str) -> None:
+    other = f"sm-test-{uuid.uuid4().hex[:12]}"  # the same name, written by the SDK alone
+    azure_service.create_container(other)
+    body, sha = archived("m1")
+    through_sdk, lean = destination(other, lean=False), destination(azure_container)
+    try:
+        assert through_sdk.put(KEY, body, sha).created
+        sdk_request = relay.uploads()[-1]
+        assert lean.put(KEY, body, sha).created
+        lean_request = relay.uploads()[-1]
+        for i in range(3):
+            assert lean.put(f"archive/email/1/h/c/n{i}.json.gz", *archived(f"n{i}")).created
+    finally:
+        through_sdk.close()
+        lean.close()
+    assert [s.lean for s in relay.uploads()] == [False, True, True, True, True]
+    assert all(s.action == "pass" for s in relay.uploads())  # Azurite took every signature
+    assert lean_request.path == sdk_request.path.replace(other, azure_container)
+    assert ({k: v for k, v in lean_request.headers.items() if k not in PER_REQUEST}
+            == {k: v for k, v in sdk_request.headers.items() if k not in PER_REQUEST})
+    assert lean_request.body == sdk_request.body == body
+    assert stored(azure_service, azure_container, KEY) == stored(azure_service, other, KEY)
+
+
+def test_shared_key_signs_exactly_as_the_sdk_signs(relay: Relay, azure_container: str) -> None:
+    """The SDK's own request, signed again by this path's signer: the same Authorization."""
+    made = destination(azure_container, lean=False)
+    try:
+        assert made.put(KEY, *archived("m1")).created
+    finally:
+        made.close()
+    request = relay.uploads()[-1]
+    headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+    assert shared_key_signature(ACCOUNT, base64.b64decode(ACCOUNT_KEY), "PUT", request.path,
+                                headers) == request.headers["authorization"]
+
+
+def test_a_shared_access_signature_rides_in_the_query(
+        relay: Relay, azure_service: Any, azure_container: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sas = generate_account_sas(ACCOUNT, ACCOUNT_KEY, ResourceTypes(object=True),
+                               AccountSasPermissions(read=True, create=True, write=True),
+                               expiry=datetime.now(UTC) + timedelta(hours=1))
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"BlobEndpoint={relay.url}/{ACCOUNT};SharedAccessSignature={sas}")
+    body, sha = archived("m1")
+    made = destination(azure_container)
+    try:
+        assert made.put(KEY, body, sha).created
+    finally:
+        made.close()
+    [request] = relay.uploads()
+    assert request.lean and "authorization" not in request.headers
+    assert request.path.endswith("?" + sas) and request.action == "pass"
+    assert stored(azure_service, azure_container, KEY)["bytes"] == body
+
+
+# --------------------------------------------------------------------------- create-only
+
+
+def test_a_taken_name_is_success_with_the_same_bytes_and_the_same_conflict_otherwise(
+        relay: Relay, azure_container: str) -> None:
+    body, sha = archived("m1")
+    other_body, other_sha = archived("m2")
+    lean, through_sdk = destination(azure_container), destination(azure_container, lean=False)
+    try:
+        assert lean.put(KEY, body, sha).created
+        assert not lean.put(KEY, body, sha).created
+        with pytest.raises(ObjectConflict) as lean_conflict:
+            lean.put(KEY, other_body, other_sha)
+        with pytest.raises(ObjectConflict) as sdk_conflict:
+            through_sdk.put(KEY, other_body, other_sha)
+    finally:
+        lean.close()
+        through_sdk.close()
+    assert str(lean_conflict.value) == str(sdk_conflict.value)
+    assert [s.lean for s in relay.uploads()] == [True, True, True, False]
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize(("status", "code", "retry_class"), [
+    (503, "ServerBusy", RATE_LIMITED),
+    (429, "TooManyRequests", RATE_LIMITED),
+    (500, "InternalError", UNREACHABLE),
+    (403, "AuthenticationFailed", UNREACHABLE),
+    (404, "ContainerNotFound", UNREACHABLE),
+    (409, "LeaseIdMissing", UNREACHABLE),
+])
+def test_an_error_answer_goes_to_the_sdk_which_fails_exactly_as_before(
+        relay: Relay, azure_container: str, no_sdk_retries: None, status: int, code: str,
+        retry_class: str) -> None:
+    reply = storage_error(status, code)
+    relay.fault = lambda seen: reply if seen.upload else None
+    errors = {}
+    for lean in (True, False):
+        made = destination(azure_container, lean=lean)
+        try:
+            with pytest.raises(DestinationError) as caught:
+                made.put(KEY, *archived("m1"))
+        finally:
+            made.close()
+        errors[lean] = (type(caught.value), str(caught.value), caught.value.retry_class)
+        assert [s.lean for s in relay.uploads()] == ([True, False] if lean else [False])
+        relay.seen.clear()
+    assert errors[True] == errors[False]
+    assert errors[True][2] == retry_class and code in errors[True][1]
+
+
+def test_a_reset_connection_goes_to_the_sdk_which_fails_exactly_as_before(
+        relay: Relay, azure_container: str, no_sdk_retries: None) -> None:
+    relay.fault = lambda seen: RESET if seen.upload else None
+    errors = {}
+    for lean in (True, False):
+        made = destination(azure_container, lean=lean)
+        try:
+            with pytest.raises(DestinationError) as caught:
+                made.put(KEY, *archived("m1"))
+        finally:
+            made.close()
+        errors[lean] = (type(caught.value), caught.value.retry_class)
+    assert errors[True] == errors[False] == (DestinationError, UNREACHABLE)
+
+
+@pytest.mark.parametrize("fault", [RESET, storage_error(500, "InternalError")])
+def test_a_lean_request_that_fails_once_is_stored_by_the_sdks_resend(
+        relay: Relay, azure_service: Any, azure_container: str, fault: Any) -> None:
+    relay.fault = lambda seen: fault if seen.lean else None
+    body, sha = archived("m1")
+    made = destination(azure_container)
+    try:
+        assert made.put(KEY, body, sha).created
+        put = made.lean_put
+        assert put is not None and (put.sent, put.handed_back) == (1, 1)
+    finally:
+        made.close()
+    assert [s.lean for s in relay.uploads()] == [True, False]
+    assert stored(azure_service, azure_container, KEY)["bytes"] == body
+
+
+def test_a_lean_request_that_landed_but_lost_its_answer_is_found_by_the_resend(
+        relay: Relay, azure_service: Any, azure_container: str) -> None:
+    body, sha = archived("m1")
+    relay.fault = lambda seen: LOST if seen.lean else None
+    made = destination(azure_container)
+    try:
+        assert not made.put(KEY, body, sha).created  # the SDK met BlobAlreadyExists: ours
+    finally:
+        made.close()
+    assert [(s.lean, s.action) for s in relay.uploads()] == [(True, LOST), (False, "pass")]
+    assert stored(azure_service, azure_container, KEY)["bytes"] == body
+
+
+def test_refresh_credentials_reads_a_rotated_connection_string(
+        relay: Relay, azure_container: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = connection_string(f"{relay.url}/{ACCOUNT}")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       good.replace("AccountKey=Eby8", "AccountKey=Zby8"))
+    made = destination(azure_container)
+    try:
+        with pytest.raises(DestinationError):
+            made.put(KEY, *archived("m1"))
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", good)
+        made.refresh_credentials()
+        assert made.put(KEY, *archived("m1")).created
+    finally:
+        made.close()
+    assert [(s.lean, s.action) for s in relay.uploads()][-1] == (True, "pass")
+
+
+# --------------------------------------------------------------------------- when it stands down
+
+
+def test_the_credentials_it_reads_and_those_it_leaves_to_the_sdk() -> None:
+    key = connection_credential(connection_string("http://127.0.0.1:1/devstoreaccount1"))
+    assert key == AccountCredential(ACCOUNT, account_key=base64.b64decode(ACCOUNT_KEY))
+    assert connection_credential("BlobEndpoint=https://a.example;SharedAccessSignature=?sv=1&"
+                                 "sig=x") == AccountCredential("", sas="sv=1&sig=x")
+    assert connection_credential("UseDevelopmentStorage=true") is None
+    assert connection_credential("AccountName=a;AccountKey=not base64!") is None
+    assert connection_credential("BlobEndpoint=https://a.example") is None
+    # no credential it can use (an account URL with the default Azure credential)
+    off = AzureLeanPut("https://a.blob.core.windows.net", "c", None, api_version="2026-10-06",
+                       max_connections=2, timeout=(1.0, 1.0), content_type="x")
+    assert not off.enabled and off.put("k", b"x", {}) is None and off.sent == 0
+
+
+def test_it_stands_down_where_a_proxy_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    credential = AccountCredential(ACCOUNT, account_key=b"k")
+
+    def made() -> AzureLeanPut:
+        return AzureLeanPut("https://a.blob.core.windows.net", "c", credential,
+                            api_version="2026-10-06", max_connections=2, timeout=(1.0, 1.0),
+                            content_type="x")
+
+    assert made().enabled
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not made().enabled
