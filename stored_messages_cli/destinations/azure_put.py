@@ -157,7 +157,7 @@ class AzureLeanPut:
             "Content-Type": "application/octet-stream",
             "Content-MD5": md5,
             "x-ms-date": formatdate(self._clock(), usegmt=True),
-            "x-ms-client-request-id": str(uuid.uuid1()),
+            "x-ms-client-request-id": str(uuid.uuid4()),  # the SDK uuid1(): 30 µs more
         }
         if credential.account_key is not None:
             headers["Authorization"] = shared_key_signature(
