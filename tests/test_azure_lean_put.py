@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,6 +113,23 @@ def test_each_put_is_one_lean_request_the_sdks_own_and_stores_the_same_blob(
             == {k: v for k, v in sdk_request.headers.items() if k not in PER_REQUEST})
     assert lean_request.body == sdk_request.body == body
     assert stored(azure_service, azure_container, KEY) == stored(azure_service, other, KEY)
+
+
+def test_puts_share_kept_alive_connections_up_to_max_connections(
+        relay: Relay, azure_container: str) -> None:
+    made = AzureDestination(f"az://{azure_container}/archive/", DestinationOptions(
+        allow_insecure_endpoint=True, max_connections=3))
+    try:
+        assert made.put("archive/a.json.gz", *archived("a")).created
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda i: made.put(f"archive/b{i}.json.gz",
+                                                       *archived(f"b{i}")), range(24)))
+        assert all(r.created for r in results)
+    finally:
+        made.close()
+    uploads = relay.uploads()
+    assert len(uploads) == 25 and all(s.lean for s in uploads)
+    assert 1 <= len({s.peer for s in uploads}) <= 3
 
 
 def test_shared_key_signs_exactly_as_the_sdk_signs(relay: Relay, azure_container: str) -> None:

@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,27 @@ def test_each_put_is_one_lean_request_the_sdks_own_and_stores_the_same_object(
     assert answer.version_id == str(gcs_client.bucket(gcs_bucket).get_blob(KEY).generation)
 
 
-def test_the_pool_holds_max_connections_kept_alive(relay: Relay, gcs_bucket: str) -> None:
-    lean = destination(gcs_bucket, max_connections=3)
+def test_puts_share_kept_alive_connections_up_to_max_connections(
+        relay: Relay, gcs_bucket: str) -> None:
+    one, three = destination(gcs_bucket, max_connections=1), destination(
+        gcs_bucket, max_connections=3)
     try:
-        for i in range(4):
-            assert lean.put(f"archive/k{i}.json.gz", *archived(f"k{i}")).created
-        put = lean.lean_put
-        assert put is not None and put.sent == 4 and put.handed_back == 0
+        for i in range(4):  # one after the other: one connection
+            assert one.put(f"archive/a{i}.json.gz", *archived(f"a{i}")).created
+        sequential = {s.peer for s in relay.uploads()}
+        relay.seen.clear()
+        with ThreadPoolExecutor(3) as pool:  # three at a time: at most three connections
+            results = list(pool.map(lambda i: three.put(f"archive/b{i}.json.gz",
+                                                        *archived(f"b{i}")), range(24)))
+        assert all(r.created for r in results)
+        put = three.lean_put
+        assert put is not None and (put.sent, put.handed_back) == (24, 0)
     finally:
-        lean.close()
+        one.close()
+        three.close()
+    assert len(sequential) == 1
+    assert all(s.lean for s in relay.uploads()) and len(relay.uploads()) == 24
+    assert 1 <= len({s.peer for s in relay.uploads()}) <= 3
 
 
 # --------------------------------------------------------------------------- create-only

@@ -29,6 +29,7 @@ class Seen:
     headers: dict[str, str]  # lower-case names
     body: bytes
     action: str
+    peer: int = 0  # the client's port: one per TCP connection
 
     @property
     def lean(self) -> bool:
@@ -66,7 +67,7 @@ class Relay:
                           else str(decision[0]))
                 with relay._lock:
                     relay.seen.append(Seen(probe.method, probe.path, probe.headers, body,
-                                           action))
+                                           action, self.client_address[1]))
                 if decision == RESET:  # SO_LINGER 0: close() sends RST
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                struct.pack("ii", 1, 0))
