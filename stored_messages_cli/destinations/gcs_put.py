@@ -99,9 +99,13 @@ def mtls_wanted() -> bool:
     """Whether the SDK would use mutual TLS (another endpoint, a client certificate)."""
     if os.environ.get(MTLS_ENDPOINT_ENV, "").strip().lower() == "always":
         return True
-    should_use = getattr(mtls, "should_use_client_cert", None)  # google-auth >= 2.x
+    # google-auth's own decision where it has one (it also reads a certificate config file)
+    should_use = getattr(mtls, "should_use_client_cert", None)
     if should_use is not None:
-        return bool(should_use())
+        try:
+            return bool(should_use())
+        except Exception:  # a decision it cannot make: leave it to the SDK
+            return True
     return os.environ.get(CLIENT_CERT_ENV, "").strip().lower() == "true"
 
 
