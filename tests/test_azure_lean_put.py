@@ -12,14 +12,26 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import ipaddress
+import json
+import socket
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from stored_messages_cli.destinations import azure
 from stored_messages_cli.destinations.azure import AzureDestination
@@ -32,7 +44,13 @@ from stored_messages_cli.destinations.azure_put import (
 from stored_messages_cli.destinations.base import DestinationOptions
 from stored_messages_cli.errors import DestinationError, ObjectConflict
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE
-from tests.support.fixtures.azure import ACCOUNT, ACCOUNT_KEY, connection_string
+from tests.support.fixtures.azure import (
+    ACCOUNT,
+    ACCOUNT_KEY,
+    AZURITE_BIN,
+    connection_string,
+    free_port,
+)
 from tests.support.lean_wire import LOST, RESET, Relay
 
 KEY = "archive/email/1/h/c/m ü+1.json.gz"
@@ -310,3 +328,153 @@ def test_it_stands_down_where_a_proxy_applies(monkeypatch: pytest.MonkeyPatch) -
     assert made().enabled
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not made().enabled
+
+
+# --------------------------------------------------------------------------- Entra ID tokens
+
+
+class TokenEndpoint:
+    """An App Service managed-identity endpoint (what `DefaultAzureCredential` asks on App
+    Service): hands out JWTs Azurite's `--oauth basic` accepts, reporting the given
+    lifetimes as their expiry (the JWT itself stays valid for an hour)."""
+
+    def __init__(self, lifetimes: list[int]) -> None:
+        self.lifetimes = lifetimes
+        self.issued = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.issued += 1
+                now = int(time.time())
+                lifetime = endpoint.lifetimes[min(endpoint.issued, len(endpoint.lifetimes)) - 1]
+                claims = {"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/"
+                          "00000000-0000-0000-0000-000000000001/", "iat": now - 60, "nbf": now - 60,
+                          "exp": now + 3600, "n": endpoint.issued}
+                jwt = ".".join(base64.urlsafe_b64encode(json.dumps(part).encode()).decode()
+                               .rstrip("=") for part in ({"alg": "RS256", "typ": "JWT"},
+                                                         claims)) + ".c2ln"
+                payload = json.dumps({"access_token": jwt, "expires_on": str(now + lifetime),
+                                      "resource": "https://storage.azure.com",
+                                      "token_type": "Bearer"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/msi/token"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture
+def azurite_oauth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An Azurite of its own over HTTPS with `--oauth basic` (bearer tokens checked for issuer,
+    audience and lifetime); its certificate trusted through REQUESTS_CA_BUNDLE, as an operator
+    would. Yields the account URL."""
+    cert_file, key_file = self_signed(tmp_path)
+    port = free_port()
+    log = tmp_path / "azurite.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+             "--skipApiVersionCheck", "--inMemoryPersistence", "--silent", "--oauth", "basic",
+             "--cert", str(cert_file), "--key", str(key_file)],
+            stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Azurite did not start: {log.read_text(errors='replace')}")
+                time.sleep(0.1)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+        monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+                     "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME",
+                     "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT", "MSI_SECRET",
+                     "IDENTITY_SERVER_THUMBPRINT"):
+            monkeypatch.delenv(name, raising=False)
+        yield f"https://127.0.0.1:{port}/{ACCOUNT}"
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def test_default_azure_credential_tokens_sign_each_put_and_a_token_due_is_renewed(
+        azurite_oauth: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--account-url` with the default Azure credential (App Service managed identity, its
+    endpoint local): every PUT goes out lean with a bearer token Azurite checks. A token
+    reported as expired is asked for again before the next PUT; one valid for an hour is
+    reused; `refresh_credentials` starts afresh."""
+    tokens = TokenEndpoint([3600, -1, 3600])  # the first for `admin`, its own credential
+    monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
+    monkeypatch.setenv("IDENTITY_HEADER", "sm-test")
+    from azure.identity import DefaultAzureCredential
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"sm-test-{uuid.uuid4().hex[:12]}"
+    admin = BlobServiceClient(azurite_oauth, credential=DefaultAzureCredential())
+    made = AzureDestination(f"az://{container}/archive/",
+                            DestinationOptions(account_url=azurite_oauth))
+    try:
+        admin.create_container(container)
+        issued_before = tokens.issued
+        for i in range(3):
+            assert made.put(f"archive/k{i}.json.gz", *archived(f"k{i}")).created
+        put = made.lean_put
+        assert put is not None and (put.sent, put.handed_back) == (3, 0)
+        # the first token was due at once: a second one, then reused
+        assert tokens.issued - issued_before == 2
+        body, sha = archived("k0")
+        assert not made.put("archive/k0.json.gz", body, sha).created  # create-only
+        blob = admin.get_blob_client(container, "archive/k0.json.gz")
+        assert blob.download_blob().readall() == body
+        assert blob.get_blob_properties().metadata == {"sm_payload_sha256": sha}
+    finally:
+        made.close()
+        admin.close()
+        tokens.stop()
+
+
+def test_a_token_is_never_sent_over_plain_http() -> None:
+    class NoToken:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise AssertionError("not asked")
+
+    credential = AccountCredential("", token_credential=NoToken())
+    plain = AzureLeanPut("http://127.0.0.1:1/devstoreaccount1", "c", credential,
+                         api_version="2026-10-06", max_connections=1, timeout=(1.0, 1.0),
+                         content_type="x")
+    assert not plain.enabled and plain.put("k", b"x", {}) is None

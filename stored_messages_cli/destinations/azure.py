@@ -6,8 +6,8 @@ environment (never from config.toml). Writes are create-only (`overwrite=False`)
 Content-MD5 the service checks and stores, and `sm_payload_sha256` metadata (Azure metadata
 names are C# identifiers, so no `-`). The SDK is imported only when an `az://` destination is used.
 
-With a connection string, `put` sends the upload itself (`azure_put.AzureLeanPut`: the SDK's
-Put Blob on its own keep-alive pool) and hands anything but a 201 or a `BlobAlreadyExists` to
+`put` sends the upload itself (`azure_put.AzureLeanPut`: the SDK's Put Blob, with the SDK's
+credential, on its own keep-alive pool) and hands anything but a 201 or a `BlobAlreadyExists` to
 the SDK, which sends the blob again and reports the outcome as it always did.
 """
 
@@ -43,7 +43,13 @@ from ..errors import (
 )
 from ..retry import classify, describe, error_facts
 from ..states import CheckStatus
-from .azure_put import TAKEN, AzureLeanPut, Created, connection_credential
+from .azure_put import (
+    TAKEN,
+    AccountCredential,
+    AzureLeanPut,
+    Created,
+    connection_credential,
+)
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -84,6 +90,7 @@ class AzureDestination:
         self._lock = threading.Lock()
         self.account_source: str | None = None  # where the account URL came from
         self._connection_string: str | None = None  # the one the service client was made with
+        self._token_credential: Any = None  # the DefaultAzureCredential it was made with
         self._lean: AzureLeanPut | None = None
         #: False sends every PUT through the SDK (as before the lean path; benchmarks)
         self.lean_enabled = True
@@ -143,6 +150,7 @@ class AzureDestination:
             else:
                 self.account_source = CONNECTION_STRING_ENV
                 self._connection_string = connection_string
+                self._token_credential = None
         if service is None:
             if not account_url:
                 raise ConfigError(
@@ -155,7 +163,8 @@ class AzureDestination:
             check_endpoint(account_url, self.options.allow_insecure_endpoint)
             self.account_source = None
             self._connection_string = None
-            service = BlobServiceClient(account_url, credential=DefaultAzureCredential(),
+            self._token_credential = DefaultAzureCredential()
+            service = BlobServiceClient(account_url, credential=self._token_credential,
                                         **settings)
         return service
 
@@ -173,6 +182,9 @@ class AzureDestination:
                 if self._lean is None:
                     credential = (connection_credential(self._connection_string)
                                   if self._connection_string else None)
+                    if self._token_credential is not None:
+                        credential = AccountCredential(
+                            "", token_credential=self._token_credential)
                     self._lean = AzureLeanPut(
                         str(service.url), self.container_name, credential,
                         api_version=str(service.api_version),

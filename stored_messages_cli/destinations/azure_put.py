@@ -12,9 +12,12 @@ a guarantee the SDK's:
   type, the `sm_payload_sha256` metadata and the SDK's `x-ms-version`;
 - **where**: the account URL of the SDK's own service client (`service.url`), which
   `AzureDestination` has checked (HTTPS, or a loopback emulator when allowed);
-- **who**: the connection string's credential, as the SDK reads it: an account key signs the
-  request with Shared Key (the documented algorithm, over the same headers the SDK signs),
-  a shared access signature is added to the URL's query;
+- **who**: the credential the SDK was given: a connection string's account key signs the
+  request with Shared Key (the documented algorithm, over the same headers the SDK signs), its
+  shared access signature is added to the URL's query; with `--account-url`, the same
+  `DefaultAzureCredential` object the SDK holds gives an Entra ID token
+  (`get_token("https://storage.azure.com/.default")`, azure-core's public protocol), kept
+  until five minutes before it expires, as azure-core's bearer-token policy keeps it;
 - **how**: a urllib3 pool this module owns (`lean_http.lean_pool`): keep-alive, the
   destination's `max_connections`, the SDK's timeouts, certificates checked against the
   bundle `requests` would use.
@@ -26,10 +29,10 @@ the caller sends the blob again through the SDK, which classifies errors and ret
 as it always did. A create-only PUT can always be sent again: if the first one did land, the
 SDK's re-send meets `BlobAlreadyExists` and the caller finds the same bytes stored.
 
-The path stands down for good (every PUT through the SDK) for an account reached with
-`--account-url` and the default Azure credential (an Entra ID token: the SDK's bearer-token
-policy, with its challenge handling, keeps those), for a connection string it does not read
-(`UseDevelopmentStorage`, an account key that is not base64), and where a proxy applies.
+The path stands down for good (every PUT through the SDK) for a connection string it does
+not read (`UseDevelopmentStorage`, an account key that is not base64), for a token over plain
+HTTP (the SDK refuses to send one), after a 401 to a token (the SDK's bearer policy answers
+the service's challenge, e.g. another tenant), and where a proxy applies.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 # Imported only with an az:// destination (`azure` loads this module).
@@ -55,6 +59,8 @@ from .lean_http import lean_pool
 
 LEAN_AGENT = "sm-put"  # in the User-Agent of every request this path sends
 TAKEN = "taken"  # a 409 BlobAlreadyExists: a blob with that name exists already
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+TOKEN_REFRESH_SECONDS = 300  # a token this close to its expiry is replaced (as azure-core)
 # The fixed headers Shared Key signs by position (Content-Length and the rest by name).
 _POSITIONAL = ("content-encoding", "content-language", "content-length", "content-md5",
                "content-type", "date", "if-modified-since", "if-match", "if-none-match",
@@ -75,6 +81,7 @@ class AccountCredential:
     account_name: str
     account_key: bytes | None = None  # decoded
     sas: str | None = None  # the query string, without `?`
+    token_credential: Any = None  # an azure-core TokenCredential (get_token)
 
 
 def connection_credential(connection_string: str) -> AccountCredential | None:
@@ -127,8 +134,12 @@ class AzureLeanPut:
         self._content_type = content_type
         self._clock = clock
         self._pool, direct = lean_pool(self._base + "/", max_connections, *timeout)
+        bearer = credential is not None and credential.token_credential is not None
         #: False when this path leaves every PUT to the SDK (see the module docstring).
-        self.enabled = direct and credential is not None
+        self.enabled = direct and credential is not None and not (
+            bearer and not self._base.startswith("https://"))
+        self._token: Any = None  # the last AccessToken
+        self._token_lock = threading.Lock()
         self._user_agent = (f"azsdk-python-storage-blob/{sdk_version} Python/"
                             f"{platform.python_version()} ({platform.platform()}) {LEAN_AGENT}")
         #: requests sent on this path, and answers left to the SDK (for tests and metrics)
@@ -159,13 +170,23 @@ class AzureLeanPut:
             "x-ms-date": formatdate(self._clock(), usegmt=True),
             "x-ms-client-request-id": str(uuid.uuid4()),  # the SDK uuid1(): 30 µs more
         }
-        if credential.account_key is not None:
+        if credential.token_credential is not None:
+            headers["Authorization"] = f"Bearer {self._bearer_token(credential)}"
+        elif credential.account_key is not None:
             headers["Authorization"] = shared_key_signature(
                 credential.account_name, credential.account_key, "PUT", urlsplit(url).path,
                 headers)
         elif credential.sas:
             url = f"{url}?{credential.sas}"
         return url, headers
+
+    def _bearer_token(self, credential: AccountCredential) -> str:
+        """The current token, asked for again when it is within five minutes of expiry."""
+        with self._token_lock:
+            token = self._token
+            if token is None or token.expires_on - self._clock() < TOKEN_REFRESH_SECONDS:
+                token = self._token = credential.token_credential.get_token(STORAGE_SCOPE)
+            return str(token.token)
 
     def put(self, key: str, body: bytes, metadata: dict[str, str]) -> Created | str | None:
         """`Created`, `TAKEN`, or None for an answer the SDK must handle (send it again
@@ -184,6 +205,9 @@ class AzureLeanPut:
             if response.status == 409 and response.headers.get(
                     "x-ms-error-code") == "BlobAlreadyExists":
                 return TAKEN
+            if response.status == 401 and self._credential is not None and (
+                    self._credential.token_credential is not None):
+                self.enabled = False  # the SDK's bearer policy answers the challenge
         except Exception:  # the SDK sends it again and reports what it meets
             pass
         with self._count_lock:
@@ -191,5 +215,7 @@ class AzureLeanPut:
         return None
 
     def close(self) -> None:
-        """Close the connections."""
+        """Close the connections and forget the token."""
+        with self._token_lock:
+            self._token = None
         self._pool.clear()
