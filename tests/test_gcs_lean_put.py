@@ -31,7 +31,7 @@ from stored_messages_cli.destinations.gcs import GCSDestination
 from stored_messages_cli.destinations.gcs_put import GCSLeanPut
 from stored_messages_cli.errors import DestinationError, ObjectConflict
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE
-from tests.support.lean_wire import LOST, RESET, Relay
+from tests.support.lean_wire import LOST, RESET, Relay, Seen
 
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
 _BOUNDARY = re.compile(rb"={15}\d{19}==")
@@ -325,6 +325,20 @@ class TokenServer:
         self._server.server_close()
 
 
+def adc_key_file(tmp_path: Path, token_url: str) -> Path:
+    """A service-account key file (made here) whose token endpoint is `token_url`."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "adc.json"
+    key_file.write_text(json.dumps({
+        "type": "service_account", "project_id": "sm-test", "private_key_id": "k1",
+        "private_key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode(),
+        "client_email": "sm@sm-test.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": token_url}))
+    return key_file
+
+
 def test_application_default_credentials_sign_each_put_and_a_token_due_is_refreshed(
         relay: Relay, gcs_bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,15 +347,7 @@ def test_application_default_credentials_sign_each_put_and_a_token_due_is_refres
     margin of its expiry (200 s) is replaced before the next request; a fresh one (an hour)
     is reused; `refresh_credentials` resolves them again."""
     tokens = TokenServer([200, 3600])
-    key_file = tmp_path / "adc.json"
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": "sm-test", "private_key_id": "k1",
-        "private_key": key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()).decode(),
-        "client_email": "sm@sm-test.iam.gserviceaccount.com", "client_id": "1",
-        "token_uri": tokens.url}))
+    key_file = adc_key_file(tmp_path, tokens.url)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     made = destination(gcs_bucket, endpoint_url=relay.url)
@@ -357,3 +363,34 @@ def test_application_default_credentials_sign_each_put_and_a_token_due_is_refres
     assert all(s.lean for s in uploads)
     assert [s.headers.get("authorization") for s in uploads] == [
         "Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-3"]
+
+
+def test_after_a_401_the_sdk_stores_it_and_the_next_put_resolves_credentials_again(
+        relay: Relay, gcs_bucket: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenServer([3600])
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc_key_file(tmp_path, tokens.url)))
+    first = []
+
+    def refuse_the_first_lean_upload(seen: Seen) -> Any:
+        if seen.lean and seen.upload and not first:
+            first.append(seen)
+            return 401, error_json(401, "authError"), JSON
+        return None
+
+    relay.fault = refuse_the_first_lean_upload
+    made = destination(gcs_bucket, endpoint_url=relay.url)
+    try:
+        for i in range(3):
+            assert made.put(f"archive/k{i}.json.gz", *archived(f"k{i}")).created
+    finally:
+        made.close()
+        tokens.stop()
+    uploads = relay.uploads()
+    assert [(s.lean, s.action) for s in uploads] == [
+        (True, "401"), (False, "pass"), (True, "pass"), (True, "pass")]
+    refused, by_sdk, again, reused = (s.headers["authorization"] for s in uploads)
+    assert refused == "Bearer tok-1"
+    assert by_sdk != refused  # the SDK's own credentials
+    assert again == reused and again not in (refused, by_sdk)  # resolved again, then kept

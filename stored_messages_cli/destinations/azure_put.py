@@ -26,8 +26,9 @@ Only two answers are taken here: 201 (created; `x-ms-version-id` is the version 
 `BlobAlreadyExists` (the key is taken: the caller compares the stored bytes). Anything else —
 any other status, a reset connection, a timeout, a TLS failure — makes `put` return None, and
 the caller sends the blob again through the SDK, which classifies errors and retries exactly
-as it always did. A create-only PUT can always be sent again: if the first one did land, the
-SDK's re-send meets `BlobAlreadyExists` and the caller finds the same bytes stored.
+as it always did (a stalled request costs the read timeout before that). A create-only PUT
+can always be sent again: if the first one did land, the SDK's re-send meets
+`BlobAlreadyExists` and the caller finds the same bytes stored.
 
 The path stands down for good (every PUT through the SDK) for a connection string it does
 not read (`UseDevelopmentStorage`, an account key that is not base64), for a token over plain

@@ -25,9 +25,10 @@ Only two answers are taken here: 200 with the object resource (created; its gene
 the version id) and 412 (the key is taken: the caller compares the stored bytes). Anything
 else — any other status, a reset connection, a timeout, a TLS failure, an answer that does
 not read — makes `put` return None, and the caller sends the object again through the SDK,
-which classifies errors and retries exactly as it always did. A create-only PUT can always
-be sent again: if the first one did land, the SDK's re-send meets 412 and the caller finds
-the same bytes stored.
+which classifies errors and retries exactly as it always did (a stalled request costs the
+read timeout before that). A create-only PUT can always be sent again: if the first one did
+land, the SDK's re-send meets 412 and the caller finds the same bytes stored. After a 401 the
+credentials are resolved again for the next PUT, as the SDK's session refreshes them on one.
 
 The path stands down for good (every PUT through the SDK) where it would not send what the
 SDK sends: a proxy configured for the endpoint, or mutual TLS (`GOOGLE_API_USE_CLIENT_
@@ -183,6 +184,9 @@ class GCSLeanPut:
                     return Created(str(generation) if generation is not None else None)
             elif status == 412:
                 return TAKEN
+            elif status == 401:  # a token GCS no longer takes: resolve them again next time
+                with self._credentials_lock:
+                    self._credentials = None
         except Exception:  # the SDK sends it again and reports what it meets
             pass
         with self._count_lock:
