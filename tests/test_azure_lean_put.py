@@ -478,3 +478,25 @@ def test_a_token_is_never_sent_over_plain_http() -> None:
                          api_version="2026-10-06", max_connections=1, timeout=(1.0, 1.0),
                          content_type="x")
     assert not plain.enabled and plain.put("k", b"x", {}) is None
+
+
+def test_a_certificate_the_bundle_does_not_trust_is_refused_by_both_paths(
+        azurite_oauth: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without REQUESTS_CA_BUNDLE the self-signed certificate is not trusted: the lean path's
+    TLS check fails, it hands the PUT to the SDK, whose own check fails the same way."""
+    tokens = TokenEndpoint([3600])
+    monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
+    monkeypatch.setenv("IDENTITY_HEADER", "sm-test")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setattr(azure, "SDK_RETRY_TOTAL", 0)
+    made = AzureDestination("az://c/archive/", DestinationOptions(account_url=azurite_oauth))
+    try:
+        with pytest.raises(DestinationError) as caught:
+            made.put("archive/k.json.gz", *archived("k"))
+        put = made.lean_put
+        assert put is not None and (put.sent, put.handed_back) == (1, 1)
+    finally:
+        made.close()
+        tokens.stop()
+    assert caught.value.retry_class == UNREACHABLE
+    assert "certificate" in str(caught.value).lower()
