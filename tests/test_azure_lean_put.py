@@ -314,6 +314,19 @@ def test_the_credentials_it_reads_and_those_it_leaves_to_the_sdk() -> None:
     assert not off.enabled and off.put("k", b"x", {}) is None and off.sent == 0
 
 
+def test_with_the_lean_path_off_every_put_goes_through_the_sdk(
+        relay: Relay, azure_container: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_AZURE_LEAN_PUT", "0")
+    made = AzureDestination(f"az://{azure_container}/archive/",
+                            DestinationOptions(allow_insecure_endpoint=True))
+    try:
+        assert made.put(KEY, *archived("m1")).created
+        assert made.lean_put is None
+    finally:
+        made.close()
+    assert [s.lean for s in relay.uploads()] == [False]
+
+
 def test_it_stands_down_where_a_proxy_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)

@@ -279,8 +279,10 @@ def test_it_stands_down_for_a_proxy_or_mutual_tls(monkeypatch: pytest.MonkeyPatc
 
 
 def test_with_the_lean_path_off_every_put_goes_through_the_sdk(
-        relay: Relay, gcs_bucket: str) -> None:
-    made = destination(gcs_bucket, lean=False)
+        relay: Relay, gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_GCS_LEAN_PUT", "0")
+    made = GCSDestination(f"gs://{gcs_bucket}/archive/",
+                          DestinationOptions(allow_insecure_endpoint=True))
     try:
         assert made.put(KEY, *archived("m1")).created
         assert made.lean_put is None

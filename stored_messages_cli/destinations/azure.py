@@ -69,6 +69,7 @@ from .base import (
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 AZURE_META_KEY = PAYLOAD_SHA_METADATA.replace("-", "_")
 CONTENT_TYPE = "application/gzip"
+LEAN_PUT_ENV = "SM_AZURE_LEAN_PUT"  # 0 sends every archive PUT through the SDK
 # The SDK's own quick retries of 5xx and dropped connections; then the archiver's policy takes
 # over. The SDK default (15 s, then 18 s, 24 s) would stall a worker for a minute.
 SDK_RETRY_TOTAL = 2
@@ -92,8 +93,9 @@ class AzureDestination:
         self._connection_string: str | None = None  # the one the service client was made with
         self._token_credential: Any = None  # the DefaultAzureCredential it was made with
         self._lean: AzureLeanPut | None = None
-        #: False sends every PUT through the SDK (as before the lean path; benchmarks)
-        self.lean_enabled = True
+        #: False sends every PUT through the SDK (as before the lean path): `SM_AZURE_LEAN_PUT=0`
+        self.lean_enabled = os.environ.get(LEAN_PUT_ENV, "").strip().lower() not in (
+            "0", "off", "false", "no")
         # The URL the SDK really sends to, whether from --account-url or a connection string
         # (whose DefaultEndpointsProtocol=http or BlobEndpoint=http://… obey the same rule).
         # A SAS connection string puts its token in the URL's query: never shown or checked.

@@ -49,6 +49,7 @@ EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 # The SDK's other endpoint override (google-cloud-storage reads it when the client is made).
 ENDPOINT_OVERRIDE_ENV = "API_ENDPOINT_OVERRIDE"
 CONTENT_TYPE = "application/gzip"
+LEAN_PUT_ENV = "SM_GCS_LEAN_PUT"  # 0 sends every archive PUT through the SDK
 # The SDK's own quick retries (429/5xx/connection) stop after this long; then the archiver's
 # policy takes over. The SDK default (120 s) would stall a worker for two minutes.
 SDK_RETRY_SECONDS = 10.0
@@ -85,8 +86,9 @@ class GCSDestination:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._lean: GCSLeanPut | None = None
-        #: False sends every PUT through the SDK (as before the lean path; benchmarks)
-        self.lean_enabled = True
+        #: False sends every PUT through the SDK (as before the lean path): `SM_GCS_LEAN_PUT=0`
+        self.lean_enabled = os.environ.get(LEAN_PUT_ENV, "").strip().lower() not in (
+            "0", "off", "false", "no")
 
     # ----------------------------------------------------------------------- client
 
