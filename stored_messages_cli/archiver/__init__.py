@@ -207,6 +207,7 @@ class Archiver:
         backlog: deque[ClaimedMessage] = deque()
         pending: dict[Future[PutResult], tuple[ClaimedMessage, int]] = {}
         finished: list[Finished] = []
+        failures = 0  # failed uploads among `finished`: they are settled at once
         completed: SimpleQueue[Future[PutResult]] = SimpleQueue()  # see `_completions`
         last_settle = time.monotonic()
         self._last_tick = float("-inf")  # the hooks see every run's first turn, before claims
@@ -237,13 +238,15 @@ class Archiver:
                             message, seq = pending.pop(future)
                             error = future.exception()
                             finished.append((message, seq, error if error else future.result()))
+                            failures += error is not None
                     # Successes are settled in batches (one fsync for many), even one upload at a
                     # time; a failure at once: it may park the destination's backlog.
                     if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
-                                     or any(not isinstance(f[2], PutResult) for f in finished)
+                                     or failures
                                      or time.monotonic() - last_settle >= SETTLE_EVERY):
                         self._settle(finished)
                         finished = []
+                        failures = 0  # failed uploads among `finished`
                         last_settle = time.monotonic()
                         if not pending and not backlog and not self.stop.is_set():
                             continue  # a probe that worked made its destination's messages due
