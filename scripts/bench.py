@@ -1490,8 +1490,8 @@ def main() -> None:
         if args.daemon:
             from bench_daemon import bench_daemon  # scripts/bench_daemon.py
 
-            bench_daemon(work_root=str(work), rounds=max(5, args.rounds),
-                         count=int(5000 * scale), big=int(200_000 * scale))
+            bench_daemon(work_root=str(work), rounds=rounds if args.quick else max(5, rounds),
+                         count=max(2500, int(5000 * scale)), big=int(200_000 * scale))
             return
         if args.encryption:
             from bench_encryption import bench_encryption
