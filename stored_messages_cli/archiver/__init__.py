@@ -207,7 +207,6 @@ class Archiver:
         backlog: deque[ClaimedMessage] = deque()
         pending: dict[Future[PutResult], tuple[ClaimedMessage, int]] = {}
         finished: list[Finished] = []
-        failures = 0  # failed uploads among `finished`: they are settled at once
         completed: SimpleQueue[Future[PutResult]] = SimpleQueue()  # see `_completions`
         last_settle = time.monotonic()
         self._last_tick = float("-inf")  # the hooks see every run's first turn, before claims
@@ -233,20 +232,18 @@ class Archiver:
                         self._sent += 1
                         _submit(pool.submit(self._upload, message), message, self._sent,
                                 pending, completed)
-                    if pending:
-                        for future in _completions(completed, SETTLE_EVERY):
-                            message, seq = pending.pop(future)
-                            error = future.exception()
-                            finished.append((message, seq, error if error else future.result()))
-                            failures += error is not None
-                    # Successes are settled in batches (one fsync for many), even one upload at a
-                    # time; a failure at once: it may park the destination's backlog.
+                    done = _completions(completed, SETTLE_EVERY) if pending else []
+                    for future in done:
+                        message, seq = pending.pop(future)
+                        error = future.exception()
+                        finished.append((message, seq, error if error else future.result()))
+                    # Successes settle in batches (one fsync for many), even one upload at a time;
+                    # this turn's failures at once: they may park the destination's backlog.
                     if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
-                                     or failures
+                                     or any(f.exception() is not None for f in done)
                                      or time.monotonic() - last_settle >= SETTLE_EVERY):
                         self._settle(finished)
                         finished = []
-                        failures = 0  # failed uploads among `finished`
                         last_settle = time.monotonic()
                         if not pending and not backlog and not self.stop.is_set():
                             continue  # a probe that worked made its destination's messages due
