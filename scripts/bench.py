@@ -1448,7 +1448,7 @@ def main() -> None:
     parser.add_argument("--daemon", action="store_true",
                         help="only issue 25's daemon figures (scripts/bench_daemon.py): sm run"
                              " to the S3 stand-in and to a folder vs raw loops, and the steady"
-                             " rate at 200,000 vs 5,000 queued (about 8 minutes)")
+                             " rate at 200,000 vs 5,000 queued (8-12 minutes)")
     parser.add_argument("--encryption", action="store_true",
                         help="only the cost of per-recipient encryption: ingest CPU per"
                              " message and sm run --once to a folder, encrypted vs plain")

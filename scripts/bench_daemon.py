@@ -21,7 +21,7 @@ alternate the order of the sides (and of the trees, with several `--tree`). Prin
 median / max of the rounds of each side and of the per-round ratios, and the load average at
 the start, between figures and at the end.
 
-    python scripts/bench_daemon.py                       # this checkout, 5 rounds: ~8 min
+    python scripts/bench_daemon.py                       # this checkout, 5 rounds: ~8-12 min
     python scripts/bench_daemon.py --tree /old --tree .  # two checkouts side by side
     python scripts/bench_daemon.py --only folder --rounds 3
 
