@@ -10,6 +10,7 @@
                                                  # ingest
     .venv/bin/python scripts/bench.py --cpu      # CPU per message for senders, ≥ 5 rounds
     .venv/bin/python scripts/bench.py --serve    # sm serve vs sm ingest, single POSTs
+    .venv/bin/python scripts/bench.py --daemon   # sm run vs raw S3 and folder loops; steady rate
     .venv/bin/python scripts/bench.py --encryption  # per-recipient encryption vs plain
     .venv/bin/python scripts/bench.py --budgets  # issue 25's sender budgets, ≥ 5 rounds
 
@@ -1467,6 +1468,10 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true",
                         help="only sm serve: JSON Lines batches of 1,000 per CPU-second vs sm"
                              " ingest, and single POSTs from 8 keep-alive clients (msg/s)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="only issue 25's daemon figures (scripts/bench_daemon.py): sm run"
+                             " to the S3 stand-in and to a folder vs raw loops, and the steady"
+                             " rate at 200,000 vs 5,000 queued (8-12 minutes)")
     parser.add_argument("--encryption", action="store_true",
                         help="only the cost of per-recipient encryption: ingest CPU per"
                              " message and sm run --once to a folder, encrypted vs plain")
@@ -1504,6 +1509,12 @@ def main() -> None:
 
             bench_serve(work, rounds, scale, message, row)
             print(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        if args.daemon:
+            from bench_daemon import bench_daemon  # scripts/bench_daemon.py
+
+            bench_daemon(work_root=str(work), rounds=rounds if args.quick else max(5, rounds),
+                         count=max(2500, int(5000 * scale)), big=int(200_000 * scale))
             return
         if args.encryption:
             from bench_encryption import bench_encryption

@@ -232,15 +232,15 @@ class Archiver:
                         self._sent += 1
                         _submit(pool.submit(self._upload, message), message, self._sent,
                                 pending, completed)
-                    if pending:
-                        for future in _completions(completed, SETTLE_EVERY):
-                            message, seq = pending.pop(future)
-                            error = future.exception()
-                            finished.append((message, seq, error if error else future.result()))
-                    # Successes are settled in batches (one fsync for many), even one upload at a
-                    # time; a failure at once: it may park the destination's backlog.
+                    done = _completions(completed, SETTLE_EVERY) if pending else []
+                    for future in done:
+                        message, seq = pending.pop(future)
+                        error = future.exception()
+                        finished.append((message, seq, error if error else future.result()))
+                    # Successes settle in batches (one fsync for many), even one upload at a time;
+                    # this turn's failures at once: they may park the destination's backlog.
                     if finished and (len(finished) >= SETTLE_BATCH or (not pending and not backlog)
-                                     or any(not isinstance(f[2], PutResult) for f in finished)
+                                     or any(f.exception() is not None for f in done)
                                      or time.monotonic() - last_settle >= SETTLE_EVERY):
                         self._settle(finished)
                         finished = []

@@ -14,6 +14,7 @@ import base64
 import builtins
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import stat
@@ -65,6 +66,10 @@ class FileDestination:
         self.root = Path(path)
         self.prefix = ""
         self.url = "file://" + str(self.root).rstrip("/") + "/"
+        # Temp names: a random token of this destination and a running number (O_EXCL
+        # refuses a name in use, so a clash can only fail a write, never mix two).
+        self._tmp_token = uuid.uuid4().hex[:16]
+        self._tmp_numbers = itertools.count()
         self.remove_stale_temp_files()
 
     # ----------------------------------------------------------------------- paths
@@ -96,31 +101,54 @@ class FileDestination:
         """A descriptor of root/folders…, opened without following any symlink (creating
         missing folders 0700, each fsynced into its parent, when `create`)."""
         fd = self._open_root()
+        try:
+            return self._walk(fd, folders, create=create)[0]
+        finally:
+            os.close(fd)
+
+    def _walk(self, start: int, folders: list[str], *, create: bool) -> tuple[int, bool]:
+        """A new descriptor of start/folders… (`start`, the root's, stays open), walked one
+        folder at a time with `O_NOFOLLOW`; with `create`, missing folders are made 0700 and
+        each is fsynced into its parent. Also whether the last folder was made here (then
+        nothing can be in it yet)."""
+        fd = os.dup(start) if not folders else start
         walked = self.root
+        made = False  # a folder made here: every folder below it is new too
         try:
             for name in folders:
                 walked = walked / name
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
+                child = -1
+                if not made:
+                    try:
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    except FileNotFoundError:
+                        if not create:
+                            raise
+                    except OSError as exc:
+                        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink(fd, name):
+                            raise self._symlink(walked) from None
                         raise
+                if child < 0:
                     try:
                         os.mkdir(name, 0o700, dir_fd=fd)
                         os.fsync(fd)  # a power loss must not lose the new folder
+                        made = True
                     except FileExistsError:  # another writer made it first
-                        pass
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink(fd, name):
-                        raise self._symlink(walked) from None
-                    raise
-                os.close(fd)
+                        made = False
+                    try:
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError as exc:
+                        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_symlink(fd, name):
+                            raise self._symlink(walked) from None
+                        raise
+                if fd != start:
+                    os.close(fd)
                 fd = child
         except BaseException:
-            os.close(fd)
+            if fd != start:
+                os.close(fd)
             raise
-        return fd
+        return fd, made
 
     def _symlink(self, path: Path) -> SymlinkRefused:
         return SymlinkRefused(
@@ -133,25 +161,30 @@ class FileDestination:
     def put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """Create the file for `key` atomically; the same bytes already there count as stored."""
         *folders, name = self._parts(key)
-        target = self._path(key)
         try:
-            tmp_dir = self._open_folders([TEMP_FOLDER], create=True)
+            root = self._open_root()  # once: the temp folder and the key's are walked from it
             try:
-                dir_fd = self._open_folders(folders, create=True)
-            except BaseException:
-                os.close(tmp_dir)
-                raise
-            try:
-                if _exists(dir_fd, name):
-                    return self._existing(key, body, payload_sha256)
-                tmp = f"{name}.{uuid.uuid4().hex}.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
-                             dir_fd=tmp_dir)
+                tmp_dir = self._walk(root, [TEMP_FOLDER], create=True)[0]
                 try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(body)
-                        fh.flush()
-                        os.fsync(fh.fileno())
+                    dir_fd, made = self._walk(root, folders, create=True)
+                except BaseException:
+                    os.close(tmp_dir)
+                    raise
+            finally:
+                os.close(root)
+            try:
+                # A folder just made here holds nothing yet; otherwise the key may be there.
+                if not made and _exists(dir_fd, name):
+                    return self._existing(key, body, payload_sha256)
+                tmp = f"{name}.{self._tmp_token}{next(self._tmp_numbers)}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=tmp_dir)
+                try:
+                    try:
+                        _write_all(fd, body)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
                     try:  # atomic exclusive create of the final name
                         os.link(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=dir_fd,
                                 follow_symlinks=False)
@@ -170,7 +203,8 @@ class FileDestination:
         except SymlinkRefused:
             raise
         except OSError as exc:
-            raise DestinationError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise DestinationError(
+                f"cannot write {self._path(key)}: {exc.strerror or exc}") from exc
 
     def _existing(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         return existing_object(self, key, body, payload_sha256, key)
@@ -374,6 +408,13 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (a short write continues where it stopped)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _exists(dir_fd: int, name: str) -> bool:

@@ -26,6 +26,7 @@ from botocore import exceptions as botocore_errors
 from botocore.awsrequest import AWSResponse
 from botocore.httpsession import get_cert_path, mask_proxy_url
 from urllib3 import exceptions as urllib3_errors
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 # What botocore's client sets on every socket (Nagle off), plus keep-alive when asked.
@@ -98,6 +99,7 @@ class HttpPool:
         self._direct = urllib3.PoolManager(**self._settings)
         self._proxied: dict[str, urllib3.ProxyManager] = {}
         self._lock = threading.Lock()
+        self._origins: dict[tuple[str, str], tuple[str, int | None, str]] = {}
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy a request to `url` goes through, or None."""
@@ -118,7 +120,7 @@ class HttpPool:
         connection goes back to the pool. Raises the botocore exception for a failure."""
         proxy_url = self.proxy_for(url)
         try:
-            pool = self._manager(proxy_url).connection_from_url(url)
+            pool = self._manager(proxy_url).connection_from_host(*self._origin(url))
             # a plain-HTTP request through a proxy names the whole URL, as botocore sends it
             target = url if proxy_url and url.startswith("http:") else request_path(url)
             raw = pool.urlopen(
@@ -133,6 +135,17 @@ class HttpPool:
         except Exception as exc:
             # the exception botocore raises for it (with no cause, as botocore raises it)
             raise botocore_http_error(exc, url, proxy_url) from None
+
+    def _origin(self, url: str) -> tuple[str, int | None, str]:
+        """The host, port and scheme urllib3 reads from `url` (as `connection_from_url`
+        does), parsed once per endpoint rather than once per request."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        origin = self._origins.get(key)
+        if origin is None:
+            parsed = parse_url(f"{parts.scheme}://{parts.netloc}")
+            origin = self._origins[key] = (parsed.host or "", parsed.port, parsed.scheme or "http")
+        return origin
 
     def close(self) -> None:
         """Close every open connection (the pool stays usable)."""

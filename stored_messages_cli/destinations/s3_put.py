@@ -34,6 +34,7 @@ create-only PUT can always be sent again.
 from __future__ import annotations
 
 import calendar
+import random
 import threading
 import time
 import uuid
@@ -204,7 +205,7 @@ class LeanPut:
         frozen = self._credentials.get_frozen_credentials()  # refreshed when due
         S3SigV4Auth(frozen, route.service, route.region).add_auth(request)
         # added after signing, as botocore adds them (they are never signed)
-        request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        request.headers["amz-sdk-invocation-id"] = _invocation_id()
         request.headers["amz-sdk-request"] = f"attempt={attempt}; max={self._max_attempts}"
         return request
 
@@ -274,6 +275,15 @@ class _PutRequest(AWSRequest):
     def body(self) -> bytes:
         """The bytes to send (what `prepare().body` would return for bytes)."""
         return bytes(self.data)
+
+
+_IDS = random.Random()  # seeded from the OS once; an id a request, no system call each
+
+
+def _invocation_id() -> str:
+    """A random version-4 UUID for `amz-sdk-invocation-id` (a request's tracing id, as
+    botocore sends; not a secret), drawn without a system call per request."""
+    return str(uuid.UUID(int=_IDS.getrandbits(128), version=4))
 
 
 def _header(headers: Any, name: str) -> str | None:
