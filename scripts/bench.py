@@ -544,8 +544,20 @@ def threads_round(work: Path, name: str, per_thread: int, *, one_first: bool,
             result[f"{threads} threads: µs CPU"] = (time.process_time() - cpu) / count * 1e6
         spool.close()
 
+    def groups_of_threads() -> None:
+        # the transactions 8 threads' group commit makes at best (groups of `threads`), on one
+        # thread: the floor of the 8 threads' CPU a message, without any thread woken
+        spool = Spool(work / f"{name}-groups" / "spool.db")
+        inputs = [short_sms(i, f"{name}g") for i in range(count)]
+        cpu = time.process_time()
+        for first in range(0, count, threads):
+            spool.record_many(inputs[first:first + threads])
+        result[f"by {threads} on one thread: µs CPU"] = (time.process_time() - cpu) / count * 1e6
+        spool.close()
+
     for run in (one_thread, many_threads) if one_first else (many_threads, one_thread):
         run()
+    groups_of_threads()
     return result
 
 
@@ -626,6 +638,8 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
                                              / figures["one thread: msg/s"])
         figures["one thread / 8 threads, CPU"] = (figures["one thread: µs CPU"]
                                                   / figures["8 threads: µs CPU"])
+        figures["one thread / by 8, CPU"] = (figures["one thread: µs CPU"]
+                                             / figures["by 8 on one thread: µs CPU"])
         figures.update({f"record_many email: {k}": v for k, v in cpu_record_many_round(
             work, f"b{round_}e", max(1, int(5 * scale)), make=message).items()})
         figures.update(ingest_round(work, f"b{round_}", lines, one_line, ingest_count))
@@ -648,6 +662,8 @@ def bench_budgets(work: Path, rounds: int, scale: float) -> None:
         ("one thread: µs CPU", "one thread, µs CPU per message", 1),
         ("8 threads: µs CPU", "8 threads, µs CPU per message", 1),
         ("one thread / 8 threads, CPU", "CPU per message, one thread / 8 threads", 2),
+        ("by 8 on one thread: µs CPU", "floor: record_many by 8 on one thread, µs CPU", 1),
+        ("one thread / by 8, CPU", "floor: best 8 threads / one, CPU a message (≥ 3?)", 2),
         ("record_many email: record_many", "record_many email by 1,000, msg per CPU-s"
          " (target ≥ 30k)", 0),
         ("record_many email: raw", "raw executemany of the same bytes, msg per CPU-s", 0),
