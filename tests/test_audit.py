@@ -187,6 +187,13 @@ def _restore_snapshot(archive: Archive, home: Path, snapshot: dict[str, Any]) ->
 @pytest.fixture(params=["file", "s3"])
 def archived(request: pytest.FixtureRequest, cli: Callable[..., Any], tmp_path: Path,
              make_message: Any, monkeypatch: pytest.MonkeyPatch, sm_home: Path) -> Archive:
+    """Five messages archived in three manifest segments ([0, 1], [2, 3], [4])."""
+    return five_messages_archived(request, cli, tmp_path, make_message, monkeypatch, sm_home)
+
+
+def five_messages_archived(request: pytest.FixtureRequest, cli: Callable[..., Any],
+                           tmp_path: Path, make_message: Any, monkeypatch: pytest.MonkeyPatch,
+                           sm_home: Path) -> Archive:
     """Five messages archived in three manifest segments ([0, 1], [2, 3], [4]).
 
     On a folder and on S3 with a SQLite spool, the archive is made once per worker and each
