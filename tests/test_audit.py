@@ -10,9 +10,11 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,14 @@ def message_key(message_id: str) -> str:
 class Archive:
     """One connected destination, seen as a bucket: list, read, write, delete by key."""
 
-    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    def __init__(self, kind: str, tmp_path: Path, request: pytest.FixtureRequest,
+                 place: Path | str | None = None) -> None:
+        """`place`: the folder (file) or the bucket (s3) to use instead of a new one."""
         self.kind = kind
         self.prefix = "archive/"
         self.connect_args: list[str] = ["--allow-insecure-endpoint"]
         if kind == "file":
-            self.root = tmp_path / "archive"
+            self.root = Path(place) if place is not None else tmp_path / "archive"
             self.url = f"file://{self.root}/"
             self.prefix = ""
             self.connect_args = []
@@ -56,7 +60,8 @@ class Archive:
             self.url = f"az://{self.bucket}/archive/"
         else:  # s3, s3-versioned
             self.client = request.getfixturevalue("s3_client")
-            self.bucket = request.getfixturevalue("s3_bucket")
+            self.bucket = str(place) if place is not None else request.getfixturevalue(
+                "s3_bucket")
             if kind == "s3-versioned":
                 self.client.put_bucket_versioning(
                     Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -120,12 +125,102 @@ class Archive:
         return [k for k in self.keys("_sm/manifests/") if k.endswith(".jsonl.gz")]
 
 
+# This worker's made archives, to restore instead of making them again (see `archived`).
+_SNAPSHOTS: dict[str, Any] = {}
+
+
+def _snapshot_place(kind: str, snapshots: dict[str, Any], request: pytest.FixtureRequest
+                    ) -> Path | str:
+    """The one folder or bucket the restored archives of `kind` live in, on this worker:
+    the log's origin is the destination's URL, so a copy elsewhere would be another log."""
+    if kind == "file":
+        return Path(snapshots["base"]) / "live-folder"
+    if "bucket" not in snapshots:
+        from tests.support.fixtures.s3 import block_public_access
+
+        client = request.getfixturevalue("s3_client")
+        snapshots["bucket"] = f"sm-audit-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=snapshots["bucket"])
+        block_public_access(client, snapshots["bucket"])
+    return str(snapshots["bucket"])
+
+
+def _take_snapshot(archive: Archive, home: Path, folder: Path) -> dict[str, Any]:
+    """The home, and the archive's objects with what S3 keeps beside their bytes."""
+    shutil.copytree(home, folder / "home", symlinks=True)
+    if archive.kind == "file":
+        shutil.copytree(archive.root, folder / "archive", symlinks=True)
+        return {"folder": folder}
+    objects = []
+    for key in _every_key(archive):
+        got = archive.client.get_object(Bucket=archive.bucket, Key=key, ChecksumMode="ENABLED")
+        objects.append((key, got["Body"].read(), got.get("ContentType"),
+                        got.get("Metadata") or {}, bool(got.get("ChecksumSHA256"))))
+    return {"folder": folder, "objects": objects}
+
+
+def _every_key(archive: Archive) -> list[str]:
+    """Every key in the bucket, under the archive's prefix or not."""
+    pages = archive.client.get_paginator("list_objects_v2").paginate(Bucket=archive.bucket)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def _restore_snapshot(archive: Archive, home: Path, snapshot: dict[str, Any]) -> None:
+    """The home and the destination exactly as they were when the snapshot was taken."""
+    folder = snapshot["folder"]
+    shutil.copytree(folder / "home", home, symlinks=True)
+    if archive.kind == "file":
+        if archive.root.exists():
+            shutil.rmtree(archive.root)
+        shutil.copytree(folder / "archive", archive.root, symlinks=True)
+        return
+    for key in _every_key(archive):
+        archive.client.delete_object(Bucket=archive.bucket, Key=key)
+    for key, body, content_type, metadata, checksummed in snapshot["objects"]:
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksummed else {}
+        if content_type:
+            extra["ContentType"] = content_type
+        archive.client.put_object(Bucket=archive.bucket, Key=key, Body=body,
+                                  Metadata=metadata, **extra)
+
+
 @pytest.fixture(params=["file", "s3"])
 def archived(request: pytest.FixtureRequest, cli: Callable[..., Any], tmp_path: Path,
-             make_message: Any, monkeypatch: pytest.MonkeyPatch) -> Archive:
+             make_message: Any, monkeypatch: pytest.MonkeyPatch, sm_home: Path) -> Archive:
     """Five messages archived in three manifest segments ([0, 1], [2, 3], [4])."""
+    return five_messages_archived(request, cli, tmp_path, make_message, monkeypatch, sm_home)
+
+
+def five_messages_archived(request: pytest.FixtureRequest, cli: Callable[..., Any],
+                           tmp_path: Path, make_message: Any, monkeypatch: pytest.MonkeyPatch,
+                           sm_home: Path) -> Archive:
+    """Five messages archived in three manifest segments ([0, 1], [2, 3], [4]).
+
+    On a folder and on S3 with a SQLite spool, the archive is made once per worker and each
+    test gets a copy of it (the home copied, the folder or bucket emptied and filled again
+    with the same bytes, content type, metadata and checksum), at the same URL: the tests
+    alter what they get, never the snapshot."""
     monkeypatch.setenv("SM_MANIFEST_MAX_ENTRIES", "2")
-    archive = Archive(request.param, tmp_path, request)
+    kind = request.param
+    reusable = kind in ("file", "s3") and not os.environ.get("SM_SPOOL_URL")
+    if not reusable:
+        return _make_archive(Archive(kind, tmp_path, request), cli, make_message)
+    snapshots = _SNAPSHOTS
+    if "base" not in snapshots:
+        snapshots["base"] = request.getfixturevalue("tmp_path_factory").mktemp("snapshots")
+    archive = Archive(kind, tmp_path, request, _snapshot_place(kind, snapshots, request))
+    if kind in snapshots:
+        _restore_snapshot(archive, sm_home, snapshots[kind])
+    else:
+        if archive.kind == "file" and archive.root.exists():
+            shutil.rmtree(archive.root)
+        _make_archive(archive, cli, make_message)
+        snapshots[kind] = _take_snapshot(archive, sm_home,
+                                         Path(snapshots["base"]) / f"snapshot-{kind}")
+    return archive
+
+
+def _make_archive(archive: Archive, cli: Callable[..., Any], make_message: Any) -> Archive:
     connected = cli("connect", archive.url, "--project", PROJECT, *archive.connect_args)
     assert connected.exit_code == 0, connected.output
     batch = [make_message(message_id=f"m-{i:03d}") for i in range(5)]

@@ -160,9 +160,10 @@ def test_a_bomb_at_an_unsent_key_is_a_conflict_not_an_outage(
     assert json.loads(ran.stdout) == {
         "stored": 1, "already_stored": 0, "rate_limited": 0, "unreachable": 0, "failed": 1,
         "expired": 0}
-    status = json.loads(limited_sm(home, "--json", "status").stdout)
+    # status and show read the spool, not the bomb: in-process
+    status = json.loads(cli("--json", "status").stdout)
     assert [d["health"] for d in status["destinations"]] == ["ok"]
-    shown = json.loads(limited_sm(home, "--json", "show", "c-3").stdout)
+    shown = json.loads(cli("--json", "show", "c-3").stdout)
     assert (shown["state"], shown["final_reason"]) == ("failed", "conflict")
     assert target.read(key) == bomb  # left as it was found
 

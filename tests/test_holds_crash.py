@@ -1,9 +1,11 @@
-"""A legal hold over 2,000 objects survives `kill -9` of `sm hold create` half-way: the next
+"""A legal hold over 600 objects survives `kill -9` of `sm hold create` half-way: the next
 `sm run --once` finishes it, and S3 (moto, object lock) reports every version held, with one
 `hold` entry per object in the log (SPEC 9.4).
 
-The bucket and the index are filled through boto3 and the library (2,000 CLI calls would take
-minutes); the hold itself runs as a real `sm` process."""
+The bucket and the index are filled through boto3 and the library (600 CLI calls would take
+minutes); the hold itself runs as a real `sm` process. The count only has to leave holds on
+both sides of the kill: 600 is three of the hold's pages of 200, and the kill lands after the
+first (2,000 took a minute of moto's CPU)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from stored_messages_cli.message import sha256_hex
 from stored_messages_cli.spool import Spool
 from tests.test_holds import PROJECT, connect, locked_bucket  # noqa: F401 - the fixture
 
-COUNT = 2000
+COUNT = 600
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +52,7 @@ def fill(s3_client: Any, bucket: str, spool: Spool) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_half_way_then_sm_run_once_holds_all_2000(
+def test_kill_9_half_way_then_sm_run_once_holds_all_600(
         cli: Callable[..., Any], sm_home: Path, locked_bucket: str,  # noqa: F811
         moto_endpoint: str, s3_client: Any) -> None:
     connect(cli, locked_bucket, moto_endpoint)
@@ -67,7 +69,7 @@ def test_kill_9_half_way_then_sm_run_once_holds_all_2000(
             while time.monotonic() < deadline:
                 if spool.store.hold_case("big") is not None:
                     objects, pending, _ = spool.store.hold_counts("big")
-                    if objects == COUNT and pending <= COUNT - 300:
+                    if objects == COUNT and pending <= COUNT - 150:
                         break
                 time.sleep(0.02)
             else:

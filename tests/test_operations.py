@@ -450,7 +450,10 @@ def test_on_postgresql_vacuum_analyzes_the_spool_tables_and_backup_names_pg_dump
     result = cli("--json", "spool", "vacuum")
     assert result.exit_code == 0, result.output
     sizes = json.loads(result.stdout)
-    assert 0 < sizes["bytes_after"] <= sizes["bytes_before"]
+    # a plain VACUUM keeps the freed space for reuse and may add each table's free space and
+    # visibility maps (a few pages), so the size after can exceed the size before: only
+    # VACUUM FULL shrinks, and sm never runs it. That it ran is what pg_stat shows below.
+    assert sizes["bytes_before"] > 0 and sizes["bytes_after"] > 0
     with Spool.open(home=sm_home) as spool:
         vacuumed = dict(rows(spool, "SELECT relname, last_vacuum IS NOT NULL AND"
                                     " last_analyze IS NOT NULL FROM pg_stat_user_tables"))

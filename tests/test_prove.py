@@ -35,25 +35,17 @@ from stored_messages_cli.evidence.timestamp import check_timestamp, request_time
 from stored_messages_cli.spool import Spool
 from tests.support import rfc6962
 from tests.support.fixtures.core import jsonl
-from tests.test_audit import Archive, audit, findings, message_key
+from tests.test_audit import Archive, audit, findings, five_messages_archived, message_key
 
 PROJECT = "12345"
 
 
 @pytest.fixture(params=["file", "s3"])
 def archived(request: pytest.FixtureRequest, cli: Callable[..., Any], tmp_path: Path,
-             make_message: Any, monkeypatch: pytest.MonkeyPatch) -> Archive:
-    """Five messages archived in three manifest segments ([0, 1], [2, 3], [4])."""
-    monkeypatch.setenv("SM_MANIFEST_MAX_ENTRIES", "2")
-    archive = Archive(request.param, tmp_path, request)
-    connected = cli("connect", archive.url, "--project", PROJECT, *archive.connect_args)
-    assert connected.exit_code == 0, connected.output
-    batch = [make_message(message_id=f"m-{i:03d}") for i in range(5)]
-    assert cli("ingest", input=jsonl(*batch)).exit_code == 0
-    ran = cli("run", "--once", "--concurrency", "1")
-    assert ran.exit_code == 0, ran.output
-    assert len(archive.manifests()) == 3
-    return archive
+             make_message: Any, monkeypatch: pytest.MonkeyPatch, sm_home: Path) -> Archive:
+    """Five messages archived in three manifest segments ([0, 1], [2, 3], [4]): the audit
+    tests' archive, made once per worker and restored for each test."""
+    return five_messages_archived(request, cli, tmp_path, make_message, monkeypatch, sm_home)
 
 
 FILE_ONLY = pytest.mark.parametrize("archived", ["file"], indirect=True)
