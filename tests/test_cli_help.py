@@ -73,9 +73,11 @@ def test_bucket_help_matches_what_it_has() -> None:
 def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    # From bash, as a person types it: the shell is detected from the parent process (under
-    # a test runner's worker processes the nearest shell may be far up, or absent).
-    installed = subprocess.run(["bash", "-c", "sm --install-completion"], env=env,
+    # From bash, as a person types it: the shell is detected from the parent process. A
+    # second command keeps bash from exec'ing `sm` in its place (as an interactive shell
+    # never does), so bash is `sm`'s parent and not some ancestor of the test runner's
+    # workers, which a whole-suite run once failed to find ("Shell None is not supported").
+    installed = subprocess.run(["bash", "-c", "sm --install-completion; exit $?"], env=env,
                                capture_output=True, text=True, timeout=60)
     assert installed.returncode == 0, installed.stderr
     script = tmp_path / ".bash_completions" / "sm.sh"
