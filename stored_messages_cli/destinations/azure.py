@@ -43,13 +43,7 @@ from ..errors import (
 )
 from ..retry import classify, describe, error_facts
 from ..states import CheckStatus
-from .azure_put import (
-    TAKEN,
-    AccountCredential,
-    AzureLeanPut,
-    Created,
-    connection_credential,
-)
+from .azure_put import AccountCredential, AzureLeanPut, connection_credential
 from .base import (
     PAYLOAD_SHA_METADATA,
     TEST_OBJECT_FOLDER,
@@ -65,6 +59,7 @@ from .base import (
     split_url,
     timestamp_of,
 )
+from .lean_http import put_lean_first
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 AZURE_META_KEY = PAYLOAD_SHA_METADATA.replace("-", "_")
@@ -207,13 +202,10 @@ class AzureDestination:
             raise
         except Exception as exc:  # building the SDK client failed
             raise self._wrap(exc, f"upload of {key}") from exc
-        if lean is not None:
-            answer = lean.put(key, body, {AZURE_META_KEY: payload_sha256})
-            if isinstance(answer, Created):
-                return PutResult(key=key, created=True, version_id=answer.version_id)
-            if answer == TAKEN:
-                return self._existing(key, body, payload_sha256)
-        return self._sdk_put(key, body, payload_sha256)
+        return put_lean_first(
+            lean, key, body, {AZURE_META_KEY: payload_sha256},
+            existing=lambda: self._existing(key, body, payload_sha256),
+            sdk=lambda: self._sdk_put(key, body, payload_sha256))
 
     def _sdk_put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """The upload through azure-storage-blob."""

@@ -54,25 +54,16 @@ from urllib.parse import quote, urlsplit
 
 # Imported only with an az:// destination (`azure` loads this module).
 from azure.storage.blob import __version__ as sdk_version
-from urllib3.util.retry import Retry
 
-from .lean_http import lean_pool
+from .lean_http import TAKEN, Created, LeanSender, lean_pool
 
 LEAN_AGENT = "sm-put"  # in the User-Agent of every request this path sends
-TAKEN = "taken"  # a 409 BlobAlreadyExists: a blob with that name exists already
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 TOKEN_REFRESH_SECONDS = 300  # a token this close to its expiry is replaced (as azure-core)
 # The fixed headers Shared Key signs by position (Content-Length and the rest by name).
 _POSITIONAL = ("content-encoding", "content-language", "content-length", "content-md5",
                "content-type", "date", "if-modified-since", "if-match", "if-none-match",
                "if-unmodified-since", "range")
-
-
-@dataclass(frozen=True)
-class Created:
-    """A 201: the blob was created (its version id, on an account with versioning)."""
-
-    version_id: str | None
 
 
 @dataclass(frozen=True)
@@ -122,8 +113,9 @@ def shared_key_signature(account_name: str, account_key: bytes, method: str, pat
     return f"SharedKey {account_name}:{base64.b64encode(digest).decode('ascii')}"
 
 
-class AzureLeanPut:
-    """Put Blob (create-only) into one container, sent on this path's own pool."""
+class AzureLeanPut(LeanSender):
+    """Put Blob (create-only) into one container, sent on this path's own pool: a 201 is
+    `Created` (with its version id), a 409 BlobAlreadyExists `TAKEN`."""
 
     def __init__(self, account_url: str, container: str, credential: AccountCredential | None,
                  *, api_version: str, max_connections: int, timeout: tuple[float, float],
@@ -134,7 +126,8 @@ class AzureLeanPut:
         self._api_version = api_version
         self._content_type = content_type
         self._clock = clock
-        self._pool, direct = lean_pool(self._base + "/", max_connections, *timeout)
+        pool, direct = lean_pool(self._base + "/", max_connections, *timeout)
+        super().__init__(pool)
         bearer = credential is not None and credential.token_credential is not None
         #: False when this path leaves every PUT to the SDK (see the module docstring).
         self.enabled = direct and credential is not None and not (
@@ -143,10 +136,6 @@ class AzureLeanPut:
         self._token_lock = threading.Lock()
         self._user_agent = (f"azsdk-python-storage-blob/{sdk_version} Python/"
                             f"{platform.python_version()} ({platform.platform()}) {LEAN_AGENT}")
-        #: requests sent on this path, and answers left to the SDK (for tests and metrics)
-        self.sent = 0
-        self.handed_back = 0
-        self._count_lock = threading.Lock()
 
     def _request(self, key: str, body: bytes, metadata: dict[str, str]
                  ) -> tuple[str, dict[str, str]]:
@@ -196,11 +185,7 @@ class AzureLeanPut:
             return None
         try:
             url, headers = self._request(key, body, metadata)
-            with self._count_lock:
-                self.sent += 1
-            response = self._pool.request(
-                "PUT", url, body=body, headers=headers, retries=Retry(False), redirect=False,
-                preload_content=True)
+            response = self._send("PUT", url, body, headers)
             if response.status == 201:
                 return Created(response.headers.get("x-ms-version-id"))
             if response.status == 409 and response.headers.get(
@@ -211,8 +196,7 @@ class AzureLeanPut:
                 self.enabled = False  # the SDK's bearer policy answers the challenge
         except Exception:  # the SDK sends it again and reports what it meets
             pass
-        with self._count_lock:
-            self.handed_back += 1
+        self._hand_back()
         return None
 
     def close(self) -> None:

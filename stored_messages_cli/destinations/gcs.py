@@ -43,7 +43,8 @@ from .base import (
     split_url,
     timestamp_of,
 )
-from .gcs_put import TAKEN, Created, GCSLeanPut
+from .gcs_put import GCSLeanPut
+from .lean_http import put_lean_first
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 # The SDK's other endpoint override (google-cloud-storage reads it when the client is made).
@@ -180,13 +181,10 @@ class GCSDestination:
             raise
         except Exception as exc:  # building the SDK client failed: credentials, config
             raise self._wrap(exc, f"upload of {key}") from exc
-        if lean is not None:
-            answer = lean.put(key, body, {PAYLOAD_SHA_METADATA: payload_sha256})
-            if isinstance(answer, Created):
-                return PutResult(key=key, created=True, version_id=answer.generation)
-            if answer == TAKEN:
-                return self._existing(key, body, payload_sha256)
-        return self._sdk_put(key, body, payload_sha256)
+        return put_lean_first(
+            lean, key, body, {PAYLOAD_SHA_METADATA: payload_sha256},
+            existing=lambda: self._existing(key, body, payload_sha256),
+            sdk=lambda: self._sdk_put(key, body, payload_sha256))
 
     def _sdk_put(self, key: str, body: bytes, payload_sha256: str) -> PutResult:
         """The upload through google-cloud-storage."""

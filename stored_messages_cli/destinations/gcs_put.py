@@ -45,7 +45,6 @@ import random
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -58,24 +57,13 @@ from google.auth.exceptions import DefaultCredentialsError
 from google.auth.transport import mtls
 from google.auth.transport.urllib3 import Request as AuthRequest
 from google.cloud import storage
-from urllib3.util.retry import Retry
 
-from .lean_http import lean_pool
+from .lean_http import TAKEN, Created, LeanSender, lean_pool
 
 LEAN_AGENT = "sm-put"  # in the User-Agent of every request this path sends
 MTLS_ENDPOINT_ENV = "GOOGLE_API_USE_MTLS_ENDPOINT"
 CLIENT_CERT_ENV = "GOOGLE_API_USE_CLIENT_CERTIFICATE"
 _JSON_PART = b"content-type: application/json; charset=UTF-8\r\n\r\n"
-
-
-@dataclass(frozen=True)
-class Created:
-    """A 200: the object was created, at this generation."""
-
-    generation: str | None
-
-
-TAKEN = "taken"  # a 412: an object with that key exists already
 
 
 def multipart_body(key: str, body: bytes, metadata: dict[str, str], content_type: str,
@@ -110,8 +98,9 @@ def mtls_wanted() -> bool:
     return os.environ.get(CLIENT_CERT_ENV, "").strip().lower() == "true"
 
 
-class GCSLeanPut:
-    """The create-only multipart upload to one bucket, sent on this path's own pool."""
+class GCSLeanPut(LeanSender):
+    """The create-only multipart upload to one bucket, sent on this path's own pool: a 200 is
+    `Created` (at its generation), a 412 `TAKEN`."""
 
     def __init__(self, endpoint: str, bucket: str, *, emulator: bool, max_connections: int,
                  timeout: tuple[float, float], content_type: str) -> None:
@@ -121,7 +110,8 @@ class GCSLeanPut:
         self._content_type = content_type
         self._url = (f"{self.endpoint}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
                      "?uploadType=multipart&ifGenerationMatch=0")
-        self._pool, direct = lean_pool(self._url, max_connections, *timeout)
+        pool, direct = lean_pool(self._url, max_connections, *timeout)
+        super().__init__(pool)
         #: False when this path leaves every PUT to the SDK (see the module docstring).
         self.enabled = direct and not mtls_wanted()
         self._auth_request = AuthRequest(self._pool)
@@ -130,10 +120,6 @@ class GCSLeanPut:
         self._user_agent = agent.to_user_agent()
         self._credentials: Any = None
         self._credentials_lock = threading.Lock()
-        #: requests sent on this path, and answers left to the SDK (for tests and metrics)
-        self.sent = 0
-        self.handed_back = 0
-        self._count_lock = threading.Lock()
 
     # ----------------------------------------------------------------------- credentials
 
@@ -171,11 +157,7 @@ class GCSLeanPut:
         payload = multipart_body(key, body, metadata, self._content_type, boundary)
         try:
             self._authorised(headers)
-            with self._count_lock:
-                self.sent += 1
-            response = self._pool.request(
-                "POST", self._url, body=payload, headers=headers, retries=Retry(False),
-                redirect=False, preload_content=True)
+            response = self._send("POST", self._url, payload, headers)
             status = response.status
             if status == 200:
                 resource = json.loads(response.data)
@@ -189,8 +171,7 @@ class GCSLeanPut:
                     self._credentials = None
         except Exception:  # the SDK sends it again and reports what it meets
             pass
-        with self._count_lock:
-            self.handed_back += 1
+        self._hand_back()
         return None
 
     def close(self) -> None:
