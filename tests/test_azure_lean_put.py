@@ -16,13 +16,11 @@ import ipaddress
 import json
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,7 @@ from tests.support.fixtures.azure import (
     connection_string,
     free_port,
 )
-from tests.support.lean_wire import LOST, RESET, Relay
+from tests.support.lean_wire import LOST, RESET, Relay, TokenServer
 
 KEY = "archive/email/1/h/c/m ü+1.json.gz"
 # set per request: not part of what must match the SDK's
@@ -346,46 +344,22 @@ def test_it_stands_down_where_a_proxy_applies(monkeypatch: pytest.MonkeyPatch) -
 # --------------------------------------------------------------------------- Entra ID tokens
 
 
-class TokenEndpoint:
+def managed_identity(lifetimes: list[int]) -> TokenServer:
     """An App Service managed-identity endpoint (what `DefaultAzureCredential` asks on App
     Service): hands out JWTs Azurite's `--oauth basic` accepts, reporting the given
     lifetimes as their expiry (the JWT itself stays valid for an hour)."""
 
-    def __init__(self, lifetimes: list[int]) -> None:
-        self.lifetimes = lifetimes
-        self.issued = 0
-        endpoint = self
+    def answer(n: int, lifetime: int) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/"
+                  "00000000-0000-0000-0000-000000000001/", "iat": now - 60, "nbf": now - 60,
+                  "exp": now + 3600, "n": n}
+        jwt = ".".join(base64.urlsafe_b64encode(json.dumps(part).encode()).decode()
+                       .rstrip("=") for part in ({"alg": "RS256", "typ": "JWT"}, claims)) + ".c2ln"
+        return {"access_token": jwt, "expires_on": str(now + lifetime),
+                "resource": "https://storage.azure.com", "token_type": "Bearer"}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint.issued += 1
-                now = int(time.time())
-                lifetime = endpoint.lifetimes[min(endpoint.issued, len(endpoint.lifetimes)) - 1]
-                claims = {"aud": "https://storage.azure.com", "iss": "https://sts.windows.net/"
-                          "00000000-0000-0000-0000-000000000001/", "iat": now - 60, "nbf": now - 60,
-                          "exp": now + 3600, "n": endpoint.issued}
-                jwt = ".".join(base64.urlsafe_b64encode(json.dumps(part).encode()).decode()
-                               .rstrip("=") for part in ({"alg": "RS256", "typ": "JWT"},
-                                                         claims)) + ".c2ln"
-                payload = json.dumps({"access_token": jwt, "expires_on": str(now + lifetime),
-                                      "resource": "https://storage.azure.com",
-                                      "token_type": "Bearer"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/msi/token"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    return TokenServer(lifetimes, answer, "/msi/token")
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -451,7 +425,7 @@ def test_default_azure_credential_tokens_sign_each_put_and_a_token_due_is_renewe
     endpoint local): every PUT goes out lean with a bearer token Azurite checks. A token
     reported as expired is asked for again before the next PUT; one valid for an hour is
     reused; `refresh_credentials` starts afresh."""
-    tokens = TokenEndpoint([3600, -1, 3600])  # the first for `admin`, its own credential
+    tokens = managed_identity([3600, -1, 3600])  # the first for `admin`, its own credential
     monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
     monkeypatch.setenv("IDENTITY_HEADER", "sm-test")
     from azure.identity import DefaultAzureCredential
@@ -497,7 +471,7 @@ def test_a_certificate_the_bundle_does_not_trust_is_refused_by_both_paths(
         azurite_oauth: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without REQUESTS_CA_BUNDLE the self-signed certificate is not trusted: the lean path's
     TLS check fails, it hands the PUT to the SDK, whose own check fails the same way."""
-    tokens = TokenEndpoint([3600])
+    tokens = managed_identity([3600])
     monkeypatch.setenv("IDENTITY_ENDPOINT", tokens.url)
     monkeypatch.setenv("IDENTITY_HEADER", "sm-test")
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")

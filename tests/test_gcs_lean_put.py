@@ -13,11 +13,9 @@ import gzip
 import hashlib
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from stored_messages_cli.destinations.gcs import GCSDestination
 from stored_messages_cli.destinations.gcs_put import GCSLeanPut
 from stored_messages_cli.errors import DestinationError, ObjectConflict
 from stored_messages_cli.retry import RATE_LIMITED, UNREACHABLE
-from tests.support.lean_wire import LOST, RESET, Relay, Seen
+from tests.support.lean_wire import LOST, RESET, Relay, Seen, TokenServer
 
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
 _BOUNDARY = re.compile(rb"={15}\d{19}==")
@@ -294,37 +292,10 @@ def test_with_the_lean_path_off_every_put_goes_through_the_sdk(
 # --------------------------------------------------------------------------- credentials
 
 
-class TokenServer:
+def oauth_tokens(lifetimes: list[int]) -> TokenServer:
     """An OAuth token endpoint handing out `tok-1`, `tok-2`… with the given lifetimes."""
-
-    def __init__(self, lifetimes: list[int]) -> None:
-        self.lifetimes = lifetimes
-        self.issued = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                server.issued += 1
-                lifetime = server.lifetimes[min(server.issued, len(server.lifetimes)) - 1]
-                payload = json.dumps({"access_token": f"tok-{server.issued}",
-                                      "expires_in": lifetime, "token_type": "Bearer"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    return TokenServer(lifetimes, lambda n, lifetime: {
+        "access_token": f"tok-{n}", "expires_in": lifetime, "token_type": "Bearer"}, "/token")
 
 
 def adc_key_file(tmp_path: Path, token_url: str) -> Path:
@@ -348,7 +319,7 @@ def test_application_default_credentials_sign_each_put_and_a_token_due_is_refres
     file, made here, whose token endpoint is local). A token within google-auth's refresh
     margin of its expiry (200 s) is replaced before the next request; a fresh one (an hour)
     is reused; `refresh_credentials` resolves them again."""
-    tokens = TokenServer([200, 3600])
+    tokens = oauth_tokens([200, 3600])
     key_file = adc_key_file(tmp_path, tokens.url)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
@@ -370,7 +341,7 @@ def test_application_default_credentials_sign_each_put_and_a_token_due_is_refres
 def test_after_a_401_the_sdk_stores_it_and_the_next_put_resolves_credentials_again(
         relay: Relay, gcs_bucket: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = TokenServer([3600])
+    tokens = oauth_tokens([3600])
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc_key_file(tmp_path, tokens.url)))
     first = []

@@ -1,16 +1,19 @@
 """A recording relay for the lean PUT tests (GCS and Azure): it passes every request on to an
 emulator and records it (method, path, headers, body), unless `fault` answers it with a
-canned reply, resets its connection, or passes it on and loses the answer."""
+canned reply, resets its connection, or passes it on and loses the answer. And a token
+endpoint (`TokenServer`) for the credentials the lean PUTs refresh."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 from tests.support.http_relay import RelayHandler
@@ -110,3 +113,40 @@ class Relay:
         self._server.server_close()
 
 
+
+
+class TokenServer:
+    """A token endpoint on loopback: each request (GET or POST, its body read) is answered
+    200 with the JSON `answer(n, lifetime)` gives for the n-th token, whose lifetime is the
+    n-th of `lifetimes` (the last one repeating)."""
+
+    def __init__(self, lifetimes: list[int], answer: Callable[[int, int], dict[str, Any]],
+                 path: str) -> None:
+        self.lifetimes = lifetimes
+        self.issued = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.issued += 1
+                lifetime = server.lifetimes[min(server.issued, len(server.lifetimes)) - 1]
+                payload = json.dumps(answer(server.issued, lifetime)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
