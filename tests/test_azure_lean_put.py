@@ -249,7 +249,10 @@ def test_a_reset_connection_goes_to_the_sdk_which_fails_exactly_as_before(
     assert errors[True] == errors[False] == (DestinationError, UNREACHABLE)
 
 
-@pytest.mark.parametrize("fault", [RESET, storage_error(500, "InternalError")])
+@pytest.mark.parametrize("fault", [
+    RESET, storage_error(500, "InternalError"),
+    # a 409 that is not BlobAlreadyExists says nothing about this name being taken
+    storage_error(409, "ConcurrentOperationInProgress")])
 def test_a_lean_request_that_fails_once_is_stored_by_the_sdks_resend(
         relay: Relay, azure_service: Any, azure_container: str, fault: Any) -> None:
     relay.fault = lambda seen: fault if seen.lean else None

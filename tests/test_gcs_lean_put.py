@@ -217,7 +217,10 @@ def test_a_reset_connection_goes_to_the_sdk_which_fails_exactly_as_before(
 
 
 @pytest.mark.parametrize("fault", [RESET, (503, error_json(503, "backendError"), JSON),
-                                   (200, b"{not json", JSON)])
+                                   (200, b"{not json", JSON),
+                                   # a 200 for another object is no proof this one was made
+                                   (200, b'{"name": "archive/other.json.gz", "generation":'
+                                         b' "7"}', JSON)])
 def test_a_lean_request_that_fails_once_is_stored_by_the_sdks_resend(
         relay: Relay, gcs_client: Any, gcs_bucket: str, fault: Any) -> None:
     relay.fault = lambda seen: fault if seen.lean else None
