@@ -1495,7 +1495,9 @@ def main() -> None:
                         help="only issue 25's sender budgets, each beside its baseline: record"
                              " CPU minus a raw insert's, record on 8 threads / one thread,"
                              " record_many of the email per CPU-second, sm ingest of 30,000"
-                             " lines less its start-up per CPU-second (about 3 minutes)")
+                             " lines less its start-up per CPU-second, and beside each its floor"
+                             " (the steps a message cannot skip; scripts/bench_floors.py)"
+                             " (about 3 minutes)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the manifest cost figure (default 5)")
     args = parser.parse_args()
