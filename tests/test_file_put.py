@@ -52,3 +52,33 @@ def test_a_symlinked_folder_in_the_key_is_refused_even_below_a_new_one(tmp_path:
     with pytest.raises(Exception, match="symlink"):
         destination.put("a/b/c/three.json.gz", data, sha)
     assert list(outside.iterdir()) == []
+
+
+def test_two_writers_racing_into_new_folders_create_each_key_once(tmp_path: Path) -> None:
+    """Two destinations (as two `sm run` processes on one folder would be) put the same 200
+    keys, each in folders neither has yet, at once: a writer that made the folder skips its
+    existence probe, so the exclusive link alone must settle every race. Each key is created
+    exactly once, the other put finds the same bytes, and no temp file is left."""
+    import threading
+
+    root = tmp_path / "archive"
+    root.mkdir(mode=0o700)
+    writers = [FileDestination(f"file://{root}/"), FileDestination(f"file://{root}/")]
+    objects = [(f"p{n % 7}/r{n}/c/{n}.json.gz", *body(f'{{"n":{n}}}')) for n in range(200)]
+    created: list[list[bool]] = [[], []]
+    start = threading.Barrier(2)
+
+    def write(index: int) -> None:
+        start.wait()
+        for key, data, sha in objects:
+            created[index].append(writers[index].put(key, data, sha).created)
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a + b for a, b in zip(*created, strict=True)] == [1] * len(objects)
+    for key, data, _ in objects:
+        assert (root / key).read_bytes() == data
+    assert os.listdir(root / TEMP_FOLDER) == []
