@@ -18,6 +18,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -314,30 +315,29 @@ class AzureDestination:
     def _blob(self, key: str, version_id: str | None) -> Any:
         return self.container.get_blob_client(key, version_id=version_id or None)
 
-    def _properties(self, key: str, version_id: str | None) -> Any:
+    @contextmanager
+    def _version_call(self, key: str, action: str) -> Iterator[None]:
+        """A call on one blob version: a missing blob is ObjectNotFound, any other SDK error
+        is wrapped for `action` (an SmError stays as it is)."""
         try:
-            return self._blob(key, version_id).get_blob_properties()
+            yield
         except ResourceNotFoundError as exc:
             if error_facts(exc).code == "BlobNotFound":
                 raise ObjectNotFound(f"az://{self.container_name}/{key} does not exist") from None
-            raise self._wrap(exc, f"read of {key}") from exc
+            raise self._wrap(exc, action) from exc
         except SmError:
             raise
         except Exception as exc:
-            raise self._wrap(exc, f"read of {key}") from exc
+            raise self._wrap(exc, action) from exc
+
+    def _properties(self, key: str, version_id: str | None) -> Any:
+        with self._version_call(key, f"read of {key}"):
+            return self._blob(key, version_id).get_blob_properties()
 
     def set_legal_hold(self, key: str, version_id: str | None, on: bool, case_id: str) -> None:
         """The blob version's legal hold (a flag: the spool's ledger names the cases)."""
-        try:
+        with self._version_call(key, f"legal hold of {key}"):
             self._blob(key, version_id).set_legal_hold(on)
-        except ResourceNotFoundError as exc:
-            if error_facts(exc).code == "BlobNotFound":
-                raise ObjectNotFound(f"az://{self.container_name}/{key} does not exist") from None
-            raise self._wrap(exc, f"legal hold of {key}") from exc
-        except SmError:
-            raise
-        except Exception as exc:
-            raise self._wrap(exc, f"legal hold of {key}") from exc
 
     def legal_hold(self, key: str, version_id: str | None) -> bool:
         """True when the blob version has a legal hold."""
@@ -357,13 +357,9 @@ class AzureDestination:
         `until`."""
         policy = getattr(self._properties(key, version_id), "immutability_policy", None)
         mode = getattr(policy, "policy_mode", None) or "Unlocked"
-        try:
+        with self._version_call(key, f"retention of {key}"):
             self._blob(key, version_id).set_immutability_policy(ImmutabilityPolicy(
                 expiry_time=datetime.fromtimestamp(until, UTC), policy_mode=mode))
-        except SmError:
-            raise
-        except Exception as exc:
-            raise self._wrap(exc, f"retention of {key}") from exc
 
     # ----------------------------------------------------------------------- checks
 
