@@ -13,7 +13,6 @@ unchanged.
 
 from __future__ import annotations
 
-import http.client
 import threading
 import uuid
 from http.server import ThreadingHTTPServer
@@ -69,7 +68,7 @@ class AzureHoldsRelay:
                             until, mode = relay.policies[place]
                             extra["x-ms-immutability-policy-until-date"] = until
                             extra["x-ms-immutability-policy-mode"] = mode
-                self._forward(target, body, extra)
+                self._relay(target, body, extra)
 
             def _answer(self, status: int, headers: dict[str, str]) -> None:
                 self.send_response_only(status)
@@ -78,33 +77,6 @@ class AzureHoldsRelay:
                                     "Content-Length": "0"}.items():
                     self.send_header(name, value)
                 self.end_headers()
-
-            def _forward(self, upstream: tuple[str, int], body: bytes,
-                         extra: dict[str, str]) -> None:
-                connection = http.client.HTTPConnection(*upstream, timeout=60)
-                try:
-                    connection.putrequest(self.command, self.path, skip_host=True,
-                                          skip_accept_encoding=True)
-                    for name, value in self.headers.items():
-                        connection.putheader(name, value)
-                    connection.endheaders(body or None)
-                    response = connection.getresponse()
-                    data = response.read()
-                    self.send_response_only(response.status, response.reason)
-                    for name, value in response.getheaders():
-                        if name.lower() not in ("transfer-encoding", "content-length",
-                                                "connection", "date", "server"):
-                            self.send_header(name, value)
-                    for name, value in (extra if response.status < 300 else {}).items():
-                        self.send_header(name, value)
-                    length = response.getheader("Content-Length") \
-                        if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    connection.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

@@ -39,8 +39,10 @@ class RelayHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _relay(self, upstream: tuple[str, int], body: bytes) -> None:
-        """Send the request to `upstream` as received and copy the answer back."""
+    def _relay(self, upstream: tuple[str, int], body: bytes,
+               extra: dict[str, str] | None = None) -> None:
+        """Send the request to `upstream` as received and copy the answer back, with the
+        headers `extra` added to a successful (2xx) answer."""
         connection = http.client.HTTPConnection(*upstream, timeout=60)
         try:
             connection.putrequest(self.command, self.path, skip_host=True,
@@ -54,6 +56,9 @@ class RelayHandler(BaseHTTPRequestHandler):
             for name, value in response.getheaders():
                 if name.lower() not in ("transfer-encoding", "content-length",
                                         "connection", "date", "server"):
+                    self.send_header(name, value)
+            if extra and response.status < 300:
+                for name, value in extra.items():
                     self.send_header(name, value)
             # A HEAD answer has no body but keeps the object's length (the size of what HEAD
             # describes); a relay that said 0 would lie about every object it fronts.
